@@ -1,0 +1,60 @@
+"""The message base class, the type registry and the header names of the wire format.
+
+A message on a stream is a flat set of ASCII fields (see docs/wire-format.md): the
+headers below plus ``body``, the contract model as JSON. Keeping the format flat means
+any producer (redis-cli, another language) can publish without a client library.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+# Header field names, in the order they are written.
+MESSAGE_ID = "message_id"
+CORRELATION_ID = "correlation_id"
+CAUSATION_ID = "causation_id"
+TYPE = "type"
+SCHEMA = "schema"
+TRACEPARENT = "traceparent"
+BODY = "body"
+HEADER_FIELDS = (MESSAGE_ID, CORRELATION_ID, CAUSATION_ID, TYPE, SCHEMA, TRACEPARENT)
+
+_REGISTRY: dict[str, type[Message]] = {}
+
+
+class Message(BaseModel):
+    """A command or event. Subclasses set ``TYPE`` (``<owner>.<Name>``) and bump
+    ``SCHEMA_VERSION`` on a breaking change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    TYPE: ClassVar[str] = ""
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if not cls.TYPE:
+            return  # an abstract base such as StepCommand
+        known = _REGISTRY.get(cls.TYPE)
+        if known is not None and known is not cls:
+            raise TypeError(f"message type {cls.TYPE!r} is defined twice")
+        _REGISTRY[cls.TYPE] = cls
+
+
+class UnknownMessageType(LookupError):
+    pass
+
+
+def message_class(type_name: str) -> type[Message]:
+    """The contract model for a wire ``type`` header."""
+    try:
+        return _REGISTRY[type_name]
+    except KeyError:
+        raise UnknownMessageType(f"unknown message type {type_name!r}") from None
+
+
+def registered_types() -> dict[str, type[Message]]:
+    return dict(sorted(_REGISTRY.items()))

@@ -1,0 +1,111 @@
+"""The research request and the value objects that travel between the steps."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+BUILTIN_DATASETS = ("sp500", "nasdaq", "aapl", "ibm", "msft", "goog")
+
+Objective = Literal["trend", "mean_reversion", "auto"]
+StrategyFamily = Literal["trend_following", "mean_reversion"]
+FeatureKind = Literal["sma_ratio", "momentum", "zscore", "volatility", "rsi"]
+SignalKind = Literal["ma_crossover", "zscore_reversion"]
+VolatilityRegime = Literal["low", "normal", "high"]
+
+
+class Value(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Constraints(Value):
+    max_drawdown: float = Field(0.35, gt=0, le=1, description="Largest acceptable peak-to-trough loss, as a fraction")
+    min_sharpe: float = Field(0.3, description="Smallest acceptable annualised Sharpe ratio")
+
+
+class ResearchRequest(Value):
+    """What a researcher asks for. Exactly one of ``dataset`` or ``data_path``."""
+
+    dataset: str | None = Field(None, description=f"A built-in dataset: {', '.join(BUILTIN_DATASETS)}")
+    data_path: str | None = Field(None, description="A CSV or Parquet file with date, open, high, low, close[, volume]")
+    start: dt.date | None = None
+    end: dt.date | None = None
+    objective: Objective = "auto"
+    constraints: Constraints = Constraints()
+    commission_bps: float = Field(5.0, ge=0, le=1000)
+    slippage_bps: float = Field(2.0, ge=0, le=1000)
+    trials: int = Field(1, ge=1, description="Strategies tried so far, for the deflated Sharpe ratio")
+    seed: int = 7
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ResearchRequest:
+        if (self.dataset is None) == (self.data_path is None):
+            raise ValueError("give exactly one of dataset or data_path")
+        if self.dataset is not None and self.dataset not in BUILTIN_DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; built-in: {', '.join(BUILTIN_DATASETS)}")
+        if self.start and self.end and self.start >= self.end:
+            raise ValueError("start must be before end")
+        return self
+
+
+class ArtifactRef(Value):
+    """A stored blob, addressed by the SHA-256 of its content."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    kind: str = Field(description="dataset, hypothesis, code, signals, model, predictions, report, chart")
+    media_type: str
+    size: int = Field(ge=0)
+
+
+class Measurements(Value):
+    """Properties of the data that the hypothesis rests on."""
+
+    n_bars: int
+    hurst: float
+    variance_ratio: float
+    variance_ratio_pvalue: float
+    autocorr_lag1: float
+    annual_volatility: float
+    garch_persistence: float
+    volatility_regime: VolatilityRegime
+
+
+class FeatureSpec(Value):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: FeatureKind
+    params: dict[str, int | float] = {}
+
+
+class SignalSpec(Value):
+    kind: SignalKind
+    params: dict[str, int | float] = {}
+
+
+class Hypothesis(Value):
+    family: StrategyFamily
+    features: list[FeatureSpec] = Field(min_length=1)
+    signal: SignalSpec
+    entry_rule: str
+    exit_rule: str
+    label_horizon: int = Field(ge=1, le=60)
+    rationale: str
+    measurements: Measurements
+    planner: Literal["rules", "llm"] = "rules"
+
+
+class ModelMetrics(Value):
+    auc: float
+    accuracy: float
+    log_loss: float
+    baseline_accuracy: float
+    baseline_log_loss: float
+    n_splits: int
+    n_predictions: int
+    feature_importance: dict[str, float] = {}
+
+
+class Verdict(Value):
+    accepted: bool
+    reasons: list[str] = Field(description="The constraints that failed; empty when accepted")
