@@ -1,0 +1,54 @@
+"""Numbered SQL migrations (``migrations/NNNN_name.sql``), applied under an advisory lock
+so that any number of processes may start at once."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    number: int
+    name: str
+    sql: str
+
+
+def bundled_migrations() -> list[Migration]:
+    found: list[Migration] = []
+    for item in resources.files(__package__).joinpath("migrations").iterdir():
+        match = _NAME.match(item.name)
+        if match:
+            found.append(Migration(int(match.group(1)), item.name, item.read_text()))
+    found.sort(key=lambda m: m.number)
+    numbers = [m.number for m in found]
+    if numbers != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1..n without gaps, found {numbers}")
+    return found
+
+
+async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
+    """Create ``schema`` if needed and apply the missing migrations in it; returns their names."""
+    applied: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('alphasaga-migrations:' || $1))", schema)
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " number integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["number"] for r in await conn.fetch("SELECT number FROM schema_migrations")}
+        for m in bundled_migrations():
+            if m.number in done:
+                continue
+            await conn.execute(m.sql)
+            await conn.execute("INSERT INTO schema_migrations (number, name) VALUES ($1, $2)", m.number, m.name)
+            applied.append(m.name)
+    return applied

@@ -1,0 +1,243 @@
+"""The PostgreSQL event store, on asyncpg.
+
+Streams are identified by text ids (``saga-<uuid>``, ``outbox:<uuid>``); each has
+contiguous versions from 1. ``append`` takes the version the caller last saw and fails
+with ``ConcurrencyError`` when someone else appended in between.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from .migrations import migrate
+
+ANY_VERSION = None
+
+# A plain connection or one borrowed from the pool.
+Conn = asyncpg.Connection | PoolConnectionProxy
+
+
+class ConcurrencyError(Exception):
+    """Another writer appended to the stream since ``expected_version``."""
+
+    def __init__(self, stream_id: str, expected_version: int | None) -> None:
+        super().__init__(f"stream {stream_id!r} is no longer at version {expected_version}")
+        self.stream_id = stream_id
+        self.expected_version = expected_version
+
+
+class Position(NamedTuple):
+    """A place in commit order: (transaction id, global position)."""
+
+    transaction_id: int
+    global_position: int
+
+
+START = Position(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    global_position: int
+    stream_id: str
+    version: int
+    event_id: uuid.UUID
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    transaction_id: int
+    recorded_at: dt.datetime
+
+    @property
+    def position(self) -> Position:
+        return Position(self.transaction_id, self.global_position)
+
+
+_COLUMNS = (
+    "global_position, stream_id, version, event_id, type, data, metadata, "
+    "transaction_id::text::bigint AS transaction_id, recorded_at"
+)
+
+# One statement: the version check, the versions and the insert. A concurrent writer at
+# the same version loses on the (stream_id, version) unique index.
+_APPEND = """
+WITH cur AS (SELECT coalesce(max(version), 0) AS v FROM events WHERE stream_id = $1)
+INSERT INTO events (stream_id, version, event_id, type, data, metadata)
+SELECT $1, cur.v + e.ord, e.event_id, e.type, e.data, e.metadata
+FROM cur, unnest($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[])
+     WITH ORDINALITY AS e(event_id, type, data, metadata, ord)
+WHERE $2::integer IS NULL OR cur.v = $2::integer
+RETURNING version
+"""
+
+# Rows of transactions still running (xid >= the oldest running xid) are held back
+# until they commit or abort, so a late commit is never skipped.
+_TAIL = f"""
+SELECT {_COLUMNS} FROM events
+WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)
+  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  {{filter}}
+ORDER BY transaction_id, global_position
+LIMIT $3
+"""
+_TAIL_ALL = _TAIL.format(filter="")
+# A literal predicate, so the planner can use the partial outbox index.
+_TAIL_OUTBOX = _TAIL.format(filter="AND stream_id LIKE 'outbox:%'")
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def _row(r: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(**dict(r))
+
+
+class EventStore:
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self.pool = pool
+        self.schema = schema
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        schema: str = "alphasaga",
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        timeout: float = 5.0,
+        application_name: str = "alphasaga",
+    ) -> EventStore:
+        """Connect, apply missing migrations in ``schema`` and return a ready store."""
+        conn = await asyncpg.connect(dsn, timeout=timeout)
+        try:
+            await migrate(conn, schema)
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            init=_init_connection,
+            server_settings={
+                "search_path": schema,
+                "application_name": application_name,
+                # A forgotten open transaction would hold every log reader back.
+                "idle_in_transaction_session_timeout": "60000",
+            },
+        )
+        return cls(pool, schema)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | None,
+        conn: Conn | None = None,
+    ) -> int:
+        """Append ``events`` after ``expected_version`` (``None``: after whatever is there).
+        Returns the stream's new version."""
+        if not events:
+            raise ValueError("nothing to append")
+        args = (
+            stream_id,
+            expected_version,
+            [e.event_id for e in events],
+            [e.type for e in events],
+            [e.data for e in events],
+            [e.metadata for e in events],
+        )
+        try:
+            if conn is None:
+                async with self.pool.acquire() as c:
+                    rows = await c.fetch(_APPEND, *args)
+            else:
+                rows = await conn.fetch(_APPEND, *args)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name and "event_id" in exc.constraint_name:
+                raise
+            raise ConcurrencyError(stream_id, expected_version) from None
+        if not rows:
+            raise ConcurrencyError(stream_id, expected_version)
+        return int(rows[-1]["version"])
+
+    async def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[RecordedEvent]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version",
+                stream_id,
+                after_version,
+            )
+        return [_row(r) for r in rows]
+
+    async def read_all(
+        self, after: Position = START, *, limit: int = 1000, outbox_only: bool = False
+    ) -> list[RecordedEvent]:
+        """The log in commit order after ``after``; never skips a late-committing row."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                _TAIL_OUTBOX if outbox_only else _TAIL_ALL, str(after.transaction_id), after.global_position, limit
+            )
+        return [_row(r) for r in rows]
+
+    async def load_position(self, name: str) -> Position:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT transaction_id::text::bigint AS t, global_position AS g"
+                " FROM subscription_positions WHERE name = $1",
+                name,
+            )
+        return START if row is None else Position(int(row["t"]), int(row["g"]))
+
+    async def save_position(self, name: str, position: Position, conn: Conn | None = None) -> None:
+        sql = (
+            "INSERT INTO subscription_positions (name, transaction_id, global_position)"
+            " VALUES ($1, $2::text::xid8, $3)"
+            " ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id,"
+            " global_position = excluded.global_position, updated_at = now()"
+        )
+        args = (name, str(position.transaction_id), position.global_position)
+        if conn is None:
+            async with self.pool.acquire() as c:
+                await c.execute(sql, *args)
+        else:
+            await conn.execute(sql, *args)
+
+    @staticmethod
+    async def record_inbox(conn: Conn, consumer: str, message_id: str) -> bool:
+        """Record ``message_id`` as handled by ``consumer`` inside the caller's transaction.
+        False means it was handled before: the caller should ack and do nothing."""
+        row = await conn.fetchrow(
+            "INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
+            consumer,
+            message_id,
+        )
+        return row is not None

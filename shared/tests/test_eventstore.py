@@ -1,0 +1,149 @@
+"""The event store against a real PostgreSQL, each test in its own schema."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+
+from alphasaga_shared.eventstore import START, ConcurrencyError, EventStore, NewEvent, Position
+from alphasaga_shared.eventstore.migrations import migrate
+
+
+async def test_append_and_read_a_stream(store: EventStore) -> None:
+    assert await store.append("s-1", [NewEvent("A", {"n": 1}), NewEvent("B", {"t": "é"})], expected_version=0) == 2
+    assert await store.append("s-1", [NewEvent("C", {})], expected_version=2) == 3
+    events = await store.read_stream("s-1")
+    assert [(e.version, e.type) for e in events] == [(1, "A"), (2, "B"), (3, "C")]
+    assert events[1].data == {"t": "é"}
+    assert [e.type for e in await store.read_stream("s-1", after_version=2)] == ["C"]
+
+
+async def test_wrong_expected_version_is_a_conflict(store: EventStore) -> None:
+    await store.append("s-1", [NewEvent("A", {})], expected_version=0)
+    with pytest.raises(ConcurrencyError):
+        await store.append("s-1", [NewEvent("B", {})], expected_version=0)
+    with pytest.raises(ConcurrencyError):  # ahead of the stream: a gap would follow
+        await store.append("s-1", [NewEvent("B", {})], expected_version=5)
+    assert [e.version for e in await store.read_stream("s-1")] == [1]
+
+
+async def test_two_concurrent_appends_at_the_same_version_one_wins(store: EventStore) -> None:
+    await store.append("s-1", [NewEvent("A", {})], expected_version=0)
+    # Both transactions append at version 1 and overlap in time: the second blocks on
+    # the first's index entry and must lose when the first commits.
+    first = await store.pool.acquire()
+    second = await store.pool.acquire()
+    try:
+        tx1 = first.transaction()
+        await tx1.start()
+        await store.append("s-1", [NewEvent("from-first", {})], expected_version=1, conn=first)
+        tx2 = second.transaction()
+        await tx2.start()
+        contender = asyncio.create_task(
+            store.append("s-1", [NewEvent("from-second", {})], expected_version=1, conn=second)
+        )
+        await asyncio.sleep(0.2)
+        assert not contender.done(), "the second append should wait for the first transaction"
+        await tx1.commit()
+        with pytest.raises(ConcurrencyError):
+            await contender
+        await tx2.rollback()
+    finally:
+        await store.pool.release(first)
+        await store.pool.release(second)
+    assert [e.type for e in await store.read_stream("s-1")] == ["A", "from-first"]
+
+
+async def test_many_racing_appends_exactly_one_wins(store: EventStore) -> None:
+    results = await asyncio.gather(
+        *(store.append("race", [NewEvent(f"e{i}", {})], expected_version=0) for i in range(8)),
+        return_exceptions=True,
+    )
+    assert sum(r == 1 for r in results) == 1
+    assert sum(isinstance(r, ConcurrencyError) for r in results) == 7
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE events SET type = 'changed'", "DELETE FROM events", "DELETE FROM events WHERE false", "TRUNCATE events"],
+)
+async def test_the_database_refuses_to_change_events(store: EventStore, statement: str) -> None:
+    await store.append("s-1", [NewEvent("A", {})], expected_version=0)
+    async with store.pool.acquire() as conn:
+        with pytest.raises(asyncpg.PostgresError, match="append-only"):
+            await conn.execute(statement)
+    assert len(await store.read_stream("s-1")) == 1
+
+
+async def test_tailing_reader_never_skips_a_late_commit(store: EventStore) -> None:
+    """T1 writes first (lower global position) and commits last; a reader that saved its
+    position in between must still get T1's row."""
+    slow = await store.pool.acquire()
+    try:
+        tx = slow.transaction()
+        await tx.start()
+        await store.append("slow", [NewEvent("late", {})], expected_version=0, conn=slow)
+        await store.append("fast", [NewEvent("early", {})], expected_version=0)  # commits now
+
+        seen: list[str] = []
+        position = START
+        batch = await store.read_all(position)
+        seen += [e.type for e in batch]
+        if batch:
+            position = batch[-1].position
+        await store.save_position("reader", position)
+
+        await tx.commit()
+    finally:
+        await store.pool.release(slow)
+
+    position = await store.load_position("reader")
+    seen += [e.type for e in await store.read_all(position)]
+    assert sorted(seen) == ["early", "late"], seen
+    assert seen.count("late") == 1 and seen.count("early") == 1
+
+
+async def test_read_all_is_in_commit_order_and_pages(store: EventStore) -> None:
+    for i in range(5):
+        await store.append(f"s-{i}", [NewEvent("E", {"i": i}), NewEvent("F", {"i": i})], expected_version=0)
+    pages: list[int] = []
+    position = START
+    while batch := await store.read_all(position, limit=3):
+        pages.append(len(batch))
+        position = batch[-1].position
+    assert pages == [3, 3, 3, 1]
+    everything = await store.read_all(START, limit=100)
+    assert [e.position for e in everything] == sorted(e.position for e in everything)
+
+
+async def test_positions_round_trip(store: EventStore) -> None:
+    assert await store.load_position("nobody") == START
+    await store.save_position("p", Position(123456789012, 42))
+    await store.save_position("p", Position(123456789013, 43))
+    assert await store.load_position("p") == Position(123456789013, 43)
+
+
+async def test_inbox_detects_a_duplicate_in_the_same_transaction(store: EventStore) -> None:
+    async with store.transaction() as conn:
+        assert await store.record_inbox(conn, "svc", "m-1") is True
+        await store.append("s-1", [NewEvent("A", {})], expected_version=0, conn=conn)
+    async with store.transaction() as conn:
+        assert await store.record_inbox(conn, "svc", "m-1") is False
+        assert await store.record_inbox(conn, "other-svc", "m-1") is True
+
+
+async def test_migrations_apply_once_under_concurrency(servers: Any, schema: str) -> None:
+    fresh = schema + "_m"
+    conns = [await asyncpg.connect(servers.database_url) for _ in range(4)]
+    try:
+        applied = await asyncio.gather(*(migrate(c, fresh) for c in conns))
+        rows = await conns[0].fetch(f'SELECT number FROM "{fresh}".schema_migrations ORDER BY number')
+    finally:
+        await conns[0].execute(f'DROP SCHEMA IF EXISTS "{fresh}" CASCADE')
+        for c in conns:
+            await c.close()
+    assert sorted(len(a) for a in applied) == [0, 0, 0, 2], applied
+    assert [r["number"] for r in rows] == [1, 2]
