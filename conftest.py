@@ -1,0 +1,122 @@
+"""Fixtures for every test in the workspace: real Redis and PostgreSQL.
+
+Servers come from ALPHASAGA_TEST_REDIS_URL / ALPHASAGA_TEST_DATABASE_URL when set (CI
+points them at the machine's servers), otherwise embedded servers are started once per
+session. Each test gets its own stream namespace and its own database schema, so tests
+run in any order and never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from alphasaga_shared.config import Settings
+from alphasaga_shared.eventstore import EventStore
+
+
+class Servers:
+    def __init__(self, redis_url: str, database_url: str) -> None:
+        self.redis_url = redis_url
+        self.database_url = database_url
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    redis_url = os.environ.get("ALPHASAGA_TEST_REDIS_URL")
+    database_url = os.environ.get("ALPHASAGA_TEST_DATABASE_URL")
+    embedded = None
+    if not (redis_url and database_url):
+        from alphasaga_shared.embedded import start_embedded
+
+        embedded = start_embedded(
+            tmp_path_factory.mktemp("embedded"), redis=not redis_url, postgres=not database_url, say=print
+        )
+        redis_url = redis_url or embedded.redis_url
+        database_url = database_url or embedded.database_url
+    assert redis_url and database_url
+    yield Servers(redis_url, database_url)
+    if embedded is not None:
+        embedded.stop()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def schema(namespace: str) -> str:
+    return f"t_{namespace}"
+
+
+@pytest.fixture
+def settings(servers: Servers, namespace: str, schema: str, tmp_path: Path) -> Settings:
+    """Settings for one test: fast reclaiming so that redelivery tests take seconds."""
+    return Settings(
+        redis_url=servers.redis_url,
+        database_url=servers.database_url,
+        namespace=namespace,
+        database_schema=schema,
+        data_dir=tmp_path / "data",
+        consumer=f"test-{uuid.uuid4().hex[:6]}",
+        reclaim_idle_ms=300,
+        reclaim_interval_ms=100,
+        block_ms=100,
+        relay_poll_ms=20,
+    )
+
+
+@pytest.fixture
+def env(settings: Settings) -> dict[str, str]:
+    """Environment for service subprocesses that belong to this test."""
+    out = dict(os.environ)
+    out.update(
+        {
+            "ALPHASAGA_REDIS_URL": settings.redis_url or "",
+            "ALPHASAGA_DATABASE_URL": settings.database_url or "",
+            "ALPHASAGA_NAMESPACE": settings.namespace,
+            "ALPHASAGA_DATABASE_SCHEMA": settings.database_schema,
+            "ALPHASAGA_DATA_DIR": str(settings.data_dir),
+            "ALPHASAGA_RECLAIM_IDLE_MS": str(settings.reclaim_idle_ms),
+            "ALPHASAGA_RECLAIM_INTERVAL_MS": str(settings.reclaim_interval_ms),
+            "ALPHASAGA_BLOCK_MS": str(settings.block_ms),
+            "ALPHASAGA_RELAY_POLL_MS": str(settings.relay_poll_ms),
+        }
+    )
+    out.pop("ALPHASAGA_CONSUMER", None)
+    out.pop("ALPHASAGA_ENV", None)
+    return out
+
+
+@pytest.fixture
+async def redis(servers: Servers, namespace: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(servers.redis_url)
+    yield client
+    keys = [k async for k in client.scan_iter(match=f"{namespace}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+async def store(servers: Servers, schema: str) -> AsyncIterator[EventStore]:
+    es = await EventStore.connect(servers.database_url, schema)
+    yield es
+    await es.close()
+    await drop_schema(servers.database_url, schema)
+
+
+async def drop_schema(database_url: str, schema: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()

@@ -1,0 +1,400 @@
+"""The Redis Streams bus, on faststream's Redis broker.
+
+faststream reads batches for us (``StreamSub(batch=True, max_records=…)``) and owns the
+connection. What it leaves out (DESIGN.md §2) is here:
+
+* consumer groups are created at ``0`` before subscribing, so nothing written before
+  the group existed is skipped;
+* a reclaimer claims entries left pending by a dead or failing consumer
+  (``XAUTOCLAIM`` past ``reclaim_idle_ms``) and feeds them through the same path;
+  while a handler runs, its entries are re-claimed to itself so a slow handler is not
+  mistaken for a dead one; idle consumers with nothing pending are removed;
+* a delivery cap moves a message that keeps failing to ``<stream>:dlq`` with its body,
+  headers, error and delivery count; an entry that cannot be decoded or fails its
+  contract goes there at once;
+* an optional idempotency guard keyed by ``message_id`` for handlers whose effects are
+  their outgoing messages: outputs, the "done" mark and the ack are one MULTI/EXEC, so a
+  redelivered or re-published message is acked, not redone;
+* outputs and acks of a whole batch go in one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream.message import StreamMessage
+from faststream.middlewares import AckPolicy
+from faststream.redis import RedisBroker, StreamSub
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from . import metrics, telemetry
+from .config import Settings
+from .wire import Delivery, Envelope, MalformedMessage, Outgoing, as_text, decode, encode
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope, Delivery], Awaitable[Sequence[Outgoing]]]
+
+
+@dataclass(slots=True)
+class Subscription:
+    stream: str
+    group: str
+    handler: Handler
+    dedupe: bool
+    autoclaim_cursor: str = "0-0"
+    in_flight: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What one pass over a batch did, for metrics and tests."""
+
+    processed: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    failed: int = 0
+
+
+async def ensure_group(client: Redis, stream: str, group: str) -> None:
+    """Create ``group`` at id 0 (faststream would create it at ``$``)."""
+    try:
+        await client.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def _parse(raw: Any) -> StreamMessage[Any]:
+    return StreamMessage(raw_message=raw, body=b"")
+
+
+async def _decode(msg: StreamMessage[Any]) -> Any:
+    raw = msg.raw_message
+    return list(zip(raw["message_ids"], raw["data"], strict=True))
+
+
+class Bus:
+    def __init__(self, settings: Settings, *, service: str, redis_url: str | None = None) -> None:
+        url = redis_url or settings.redis_url
+        if not url:
+            raise ValueError("a Redis URL is required")
+        self.settings = settings
+        self.service = service
+        self.consumer = settings.consumer
+        self.broker = RedisBroker(
+            url,
+            logger=None,  # type: ignore[arg-type]  # None silences per-message logs
+            socket_connect_timeout=settings.connect_timeout_s,
+        )
+        self._client: Redis | None = None
+        self._subscriptions: list[Subscription] = []
+        self._reclaimer: asyncio.Task[None] | None = None
+        self._started = False
+
+    @property
+    def client(self) -> Redis:
+        if self._client is None:
+            raise RuntimeError("bus not connected: call connect() or start() first")
+        return self._client
+
+    async def connect(self) -> Redis:
+        if self._client is None:
+            self._client = await self.broker.connect()
+        return self._client
+
+    # --- publishing ----------------------------------------------------------------
+
+    async def publish(self, outgoing: Sequence[Outgoing]) -> list[str]:
+        """Publish in one round trip; returns the entry ids."""
+        if not outgoing:
+            return []
+        client = await self.connect()
+        async with client.pipeline(transaction=False) as pipe:
+            for out in outgoing:
+                pipe.xadd(out.stream, encode(out.envelope))  # type: ignore[arg-type]
+            ids = await pipe.execute()
+        metrics.PUBLISHED.inc(len(outgoing))
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    # --- consuming -----------------------------------------------------------------
+
+    def subscribe(
+        self,
+        stream: str,
+        handler: Handler,
+        *,
+        group: str | None = None,
+        dedupe: bool = False,
+        max_records: int | None = None,
+    ) -> Subscription:
+        """Consume ``stream`` as one consumer of ``group`` (default: the service's name).
+
+        A batch is committed (outputs and acks) after its last message: services whose
+        handlers take long should read one message at a time (``max_records=1``)."""
+        if self._started:
+            raise RuntimeError("subscribe before start()")
+        sub = Subscription(stream=stream, group=group or self.service, handler=handler, dedupe=dedupe)
+        self._subscriptions.append(sub)
+
+        async def on_batch(body: Any) -> None:
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = body
+            deliveries = [Delivery(stream=stream, entry_id=eid.decode(), fields=as_text(data)) for eid, data in entries]
+            await self.process(sub, deliveries)
+
+        self.broker.subscriber(
+            stream=StreamSub(
+                stream,
+                group=sub.group,
+                consumer=self.consumer,
+                batch=True,
+                max_records=max_records or self.settings.max_records,
+                polling_interval=self.settings.block_ms,
+            ),
+            parser=_parse,
+            decoder=_decode,
+            ack_policy=AckPolicy.MANUAL,
+        )(on_batch)
+        return sub
+
+    async def start(self) -> None:
+        client = await self.connect()
+        for sub in self._subscriptions:
+            await ensure_group(client, sub.stream, sub.group)
+        await self.broker.start()
+        self._started = True
+        if self._subscriptions:
+            self._reclaimer = asyncio.create_task(self._reclaim_forever(), name="bus-reclaimer")
+
+    async def stop(self) -> None:
+        """Stop reading; entries in flight stay pending for the reclaimer of another process."""
+        if self._reclaimer is not None:
+            self._reclaimer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reclaimer
+            self._reclaimer = None
+        await self.broker.stop()
+        self._client = None
+        self._started = False
+
+    async def process(self, sub: Subscription, deliveries: list[Delivery]) -> BatchOutcome:
+        """Decode, dedupe, handle and commit one batch. Never raises for a bad message."""
+        outcome = BatchOutcome()
+        client = self.client
+        ack: list[str] = []
+        outputs: list[Outgoing] = []
+        done_keys: list[str] = []
+        dead: list[Delivery] = []
+        runnable: list[Delivery] = []
+
+        for d in deliveries:
+            try:
+                d.envelope = decode(d.fields)
+            except MalformedMessage as exc:
+                d.error = f"malformed: {exc}"
+                dead.append(d)
+            else:
+                runnable.append(d)
+
+        if sub.dedupe and runnable:
+            keys = [self._done_key(sub, d) for d in runnable]
+            seen = await client.mget(keys)
+            fresh: list[Delivery] = []
+            batch_ids: set[str] = set()
+            for d, mark in zip(runnable, seen, strict=True):
+                assert d.envelope is not None
+                if mark is not None or d.envelope.message_id in batch_ids:
+                    ack.append(d.entry_id)
+                    outcome.duplicates += 1
+                else:
+                    batch_ids.add(d.envelope.message_id)
+                    fresh.append(d)
+            runnable = fresh
+
+        if runnable:
+            heartbeat = asyncio.create_task(self._keep_claimed(sub, [d.entry_id for d in runnable]))
+            try:
+                for d in runnable:
+                    assert d.envelope is not None
+                    started = time.perf_counter()
+                    try:
+                        with telemetry.consume_span(d.envelope, d.stream):
+                            produced = await sub.handler(d.envelope, d)
+                    except Exception as exc:  # a handler bug must not stop the service
+                        metrics.HANDLER_SECONDS.labels(d.stream).observe(time.perf_counter() - started)
+                        d.error = f"{type(exc).__name__}: {exc}"
+                        # A message the handler finds invalid will never succeed: dead-letter now.
+                        if isinstance(exc, MalformedMessage) or d.delivery_count >= self.settings.delivery_cap:
+                            dead.append(d)
+                        else:
+                            outcome.failed += 1
+                            metrics.MESSAGES.labels(d.stream, "failed").inc()
+                            log.warning(
+                                "handler failed on %s (delivery %d of %d), will retry: %s",
+                                d.entry_id,
+                                d.delivery_count,
+                                self.settings.delivery_cap,
+                                d.error,
+                                exc_info=exc,
+                            )
+                        continue
+                    metrics.HANDLER_SECONDS.labels(d.stream).observe(time.perf_counter() - started)
+                    outputs.extend(produced)
+                    ack.append(d.entry_id)
+                    if sub.dedupe:
+                        done_keys.append(self._done_key(sub, d))
+                    outcome.processed += 1
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+
+        for d in dead:
+            ack.append(d.entry_id)
+            outcome.dead_lettered += 1
+            log.error(
+                "dead-lettered %s from %s after %d deliveries: %s", d.entry_id, d.stream, d.delivery_count, d.error
+            )
+
+        if ack or outputs or dead:
+            await self._commit(sub, outputs, done_keys, dead, ack)
+        metrics.MESSAGES.labels(sub.stream, "processed").inc(outcome.processed)
+        metrics.MESSAGES.labels(sub.stream, "duplicate").inc(outcome.duplicates)
+        metrics.MESSAGES.labels(sub.stream, "dead_lettered").inc(outcome.dead_lettered)
+        return outcome
+
+    async def _commit(
+        self,
+        sub: Subscription,
+        outputs: list[Outgoing],
+        done_keys: list[str],
+        dead: list[Delivery],
+        ack: list[str],
+    ) -> None:
+        """Outputs, done marks, dead letters and acks: one MULTI/EXEC, one round trip."""
+        ttl = self.settings.idempotency_ttl_s
+        async with self.client.pipeline(transaction=True) as pipe:
+            for out in outputs:
+                pipe.xadd(out.stream, encode(out.envelope))  # type: ignore[arg-type]
+            for key in done_keys:
+                pipe.set(key, b"1", ex=ttl)
+            for d in dead:
+                pipe.xadd(self.settings.streams.dead_letters(d.stream), self._dead_letter_fields(sub, d))  # type: ignore[arg-type]
+            if ack:
+                pipe.xack(sub.stream, sub.group, *ack)
+            await pipe.execute()
+        if outputs:
+            metrics.PUBLISHED.inc(len(outputs))
+
+    def _dead_letter_fields(self, sub: Subscription, d: Delivery) -> dict[str, str]:
+        # The original fields stay as they were; ours are prefixed so they cannot clash.
+        fields = dict(d.fields)
+        fields.update(
+            {
+                "dlq_error": (d.error or "unknown error").encode("ascii", "backslashreplace").decode(),
+                "dlq_delivery_count": str(d.delivery_count),
+                "dlq_source_stream": d.stream,
+                "dlq_source_id": d.entry_id,
+                "dlq_group": sub.group,
+                "dlq_consumer": self.consumer,
+                "dlq_at_ms": str(int(time.time() * 1000)),
+            }
+        )
+        return fields
+
+    def _done_key(self, sub: Subscription, d: Delivery) -> str:
+        assert d.envelope is not None
+        return f"{self.settings.namespace}:done:{sub.group}:{d.envelope.message_id}"
+
+    # --- reclaiming ----------------------------------------------------------------
+
+    async def _keep_claimed(self, sub: Subscription, entry_ids: list[str]) -> None:
+        """Reset the idle time of entries we are working on (XCLAIM JUSTID does not count
+        as a delivery), so the reclaimer of another process leaves them alone."""
+        period = self.settings.reclaim_idle_ms / 3000
+        while True:
+            await asyncio.sleep(period)
+            await self.client.xclaim(
+                sub.stream, sub.group, self.consumer, min_idle_time=0, message_ids=list[Any](entry_ids), justid=True
+            )
+
+    async def _reclaim_forever(self) -> None:
+        period = self.settings.reclaim_interval_ms / 1000
+        last_cleanup = 0.0
+        while True:
+            try:
+                for sub in self._subscriptions:
+                    while await self.reclaim_once(sub):
+                        pass
+                if time.monotonic() - last_cleanup > self.settings.dead_consumer_idle_ms / 2000:
+                    last_cleanup = time.monotonic()
+                    for sub in self._subscriptions:
+                        await self.remove_idle_consumers(sub)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reclaimer pass failed; retrying")
+            await asyncio.sleep(period)
+
+    async def reclaim_once(self, sub: Subscription) -> int:
+        """Claim and process one page of entries idle past ``reclaim_idle_ms``; returns how
+        many were claimed (0 when the pending list has been walked to its end)."""
+        client = self.client
+        reply = await client.xautoclaim(
+            sub.stream,
+            sub.group,
+            self.consumer,
+            min_idle_time=self.settings.reclaim_idle_ms,
+            start_id=sub.autoclaim_cursor,
+            count=self.settings.max_records,
+        )
+        cursor, entries = reply[0], reply[1]
+        deleted = reply[2] if len(reply) > 2 else []
+        sub.autoclaim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+        if deleted:
+            # Trimmed while pending: the entry is gone. Count it loudly, never silently.
+            metrics.LOST.labels(sub.stream).inc(len(deleted))
+            log.error("%d pending entries of %s were trimmed before processing: %s", len(deleted), sub.stream, deleted)
+        if not entries:
+            return 0
+        ids = [eid.decode() for eid, _ in entries]
+        counts = await self._delivery_counts(sub, ids)
+        deliveries = [
+            Delivery(stream=sub.stream, entry_id=eid, fields=as_text(data), delivery_count=counts.get(eid, 1))
+            for eid, (_, data) in zip(ids, entries, strict=True)
+        ]
+        metrics.RECLAIMED.labels(sub.stream).inc(len(deliveries))
+        log.info("reclaimed %d idle entries of %s", len(deliveries), sub.stream)
+        await self.process(sub, deliveries)
+        return len(deliveries)
+
+    async def _delivery_counts(self, sub: Subscription, ids: list[str]) -> dict[str, int]:
+        rows = await self.client.xpending_range(
+            sub.stream, sub.group, min=ids[0], max=ids[-1], count=len(ids) + 1000, consumername=self.consumer
+        )
+        counts: dict[str, int] = {}
+        for r in rows:
+            mid = r["message_id"]
+            counts[mid.decode() if isinstance(mid, bytes) else str(mid)] = int(r["times_delivered"])
+        return counts
+
+    async def remove_idle_consumers(self, sub: Subscription) -> list[str]:
+        """Delete consumers of the group that hold nothing and have been idle a long time."""
+        removed: list[str] = []
+        for c in await self.client.xinfo_consumers(sub.stream, sub.group):
+            name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+            if name == self.consumer or int(c["pending"]) > 0:
+                continue
+            if int(c["idle"]) >= self.settings.dead_consumer_idle_ms:
+                await self.client.xgroup_delconsumer(sub.stream, sub.group, name)
+                removed.append(name)
+        if removed:
+            log.info("removed idle consumers of %s/%s: %s", sub.stream, sub.group, removed)
+        return removed

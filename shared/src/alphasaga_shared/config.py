@@ -1,0 +1,69 @@
+"""Settings, all from ``ALPHASAGA_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from alphasaga_contracts import Streams
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; the message says which, in one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALPHASAGA_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    redis_url: str | None = None
+    database_url: str | None = None
+    database_schema: str = Field("alphasaga", pattern=r"^[a-z_][a-z0-9_]*$")
+    namespace: str = "alphasaga"
+    data_dir: Path = Path(".alphasaga")
+    consumer: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    # Bus tuning (DESIGN.md §2): reads are batched, failed entries are reclaimed after
+    # an idle time and dead-lettered after a delivery cap.
+    max_records: int = Field(100, ge=1, le=10_000)
+    block_ms: int = Field(1000, ge=1)
+    reclaim_idle_ms: int = Field(30_000, ge=10)
+    reclaim_interval_ms: int = Field(1_000, ge=10)
+    delivery_cap: int = Field(5, ge=1)
+    dead_consumer_idle_ms: int = Field(600_000, ge=1000)
+    idempotency_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+
+    relay_batch: int = Field(500, ge=1)
+    relay_poll_ms: int = Field(50, ge=1)
+
+    connect_timeout_s: float = Field(5.0, gt=0)
+    http_port: int | None = Field(None, description="Health and metrics; unset = no HTTP server")
+    otlp_endpoint: str | None = None
+    log_level: str = "INFO"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def streams(self) -> Streams:
+        return Streams(self.namespace)
+
+    def require_urls(self) -> tuple[str, str]:
+        """Both server URLs, or a one-line ConfigError naming what is missing."""
+        missing = [
+            name
+            for name, value in (
+                ("ALPHASAGA_REDIS_URL", self.redis_url),
+                ("ALPHASAGA_DATABASE_URL", self.database_url),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(f"{' and '.join(missing)} not set (required when ALPHASAGA_ENV=production)")
+        assert self.redis_url and self.database_url
+        return self.redis_url, self.database_url

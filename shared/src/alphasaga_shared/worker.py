@@ -1,0 +1,96 @@
+"""The runtime of a worker service: turns step commands into replies.
+
+A worker registers one handler per command type and one per compensation type. A
+handler returns the success reply or raises ``StepError`` (a failure the orchestrator
+should know about: bad input, a broken rule, a limit). Any other exception is treated
+as transient: the bus redelivers the command, and dead-letters it after the cap.
+Replies get ids derived from the command's id, and the bus's idempotency guard makes a
+redelivered command an ack rather than a second run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from alphasaga_contracts import Service, Streams
+from alphasaga_contracts import steps as st
+
+from . import telemetry
+from .wire import Delivery, Envelope, MalformedMessage, Outgoing, derived_message_id, envelope_for
+
+log = logging.getLogger(__name__)
+
+
+class StepError(Exception):
+    """A step failed for a reason the saga must handle (it is not retried by the bus)."""
+
+    def __init__(self, kind: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retryable = retryable
+
+
+StepHandler = Callable[[Any], Awaitable[st.StepSucceeded]]
+CompensationHandler = Callable[[Any], Awaitable[None]]
+
+
+@dataclass
+class WorkerSpec:
+    service: Service
+    command: type[st.StepCommand]
+    failed: type[st.StepFailed]
+    compensate: type[st.CompensateStep]
+    compensated: type[st.StepCompensated]
+    compensation_failed: type[st.CompensationFailed]
+    run: StepHandler
+    undo: CompensationHandler
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec, streams: Streams) -> None:
+        self.spec = spec
+        self.reply_stream = streams.events(spec.service)
+
+    async def handle(self, env: Envelope, delivery: Delivery) -> Sequence[Outgoing]:
+        msg = env.message
+        spec = self.spec
+        reply: st.StepMessage
+        if isinstance(msg, spec.command):
+            try:
+                reply = await spec.run(msg)
+            except StepError as exc:
+                log.warning("%s failed for saga %s: %s", msg.TYPE, msg.saga_id, exc)
+                reply = spec.failed(
+                    saga_id=msg.saga_id,
+                    step=msg.step,
+                    attempt=msg.attempt,
+                    error_kind=exc.kind,
+                    error=str(exc),
+                    retryable=exc.retryable,
+                )
+        elif isinstance(msg, spec.compensate):
+            try:
+                await spec.undo(msg)
+                reply = spec.compensated(saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt)
+            except StepError as exc:
+                reply = spec.compensation_failed(
+                    saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt, error=str(exc)
+                )
+        else:
+            raise MalformedMessage(f"{spec.service} does not handle {msg.TYPE}")
+        return [
+            Outgoing(
+                self.reply_stream,
+                envelope_for(
+                    reply,
+                    correlation_id=env.correlation_id,
+                    causation_id=env.message_id,
+                    message_id=derived_message_id(env.message_id, reply.TYPE),
+                    traceparent=telemetry.current_traceparent(),
+                ),
+            )
+        ]

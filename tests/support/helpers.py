@@ -1,0 +1,80 @@
+"""Helpers for tests that drive real processes and real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {result!r})")
+        await asyncio.sleep(interval)
+
+
+class Proc:
+    """A child process whose output goes to a log file we can wait on."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._fh = log.open("ab")
+        self.popen = subprocess.Popen(args, env=env, stdout=self._fh, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    @classmethod
+    def module(cls, module: str, env: dict[str, str], log: Path, *args: str) -> Proc:
+        return cls([sys.executable, "-m", module, *args], env, log)
+
+    @classmethod
+    def script(cls, script: Path, env: dict[str, str], log: Path, *args: str) -> Proc:
+        return cls([sys.executable, str(script), *args], env, log)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    async def wait_for(self, needle: str, timeout: float = 30.0) -> None:
+        async def seen() -> bool:
+            if self.popen.poll() is not None and needle not in self.text():
+                raise AssertionError(f"process exited ({self.popen.returncode}) before {needle!r}:\n{self.text()[-3000:]}")
+            return needle in self.text()
+
+        await eventually(seen, timeout)
+
+    def kill9(self) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._fh.close()
+        return self.popen.returncode
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        start = time.monotonic()
+        while self.popen.poll() is None:
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"process still running after {timeout}s")
+            time.sleep(0.02)
+        return self.popen.returncode
