@@ -1,0 +1,93 @@
+"""The saga aggregate (eventsourcing's domain model, used in memory).
+
+Its state is only ever the fold of its events; the methods below record events and
+apply them. Deciding *which* to call is ``decide.py``'s job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+
+class Saga(Aggregate):
+    @staticmethod
+    def create_id(saga_id: UUID, **_: Any) -> UUID:
+        return saga_id
+
+    @event("Started")
+    def __init__(
+        self, saga_id: UUID, workflow: str, workflow_version: int, request: dict[str, Any], traceparent: str
+    ) -> None:
+        self.workflow = workflow
+        self.workflow_version = workflow_version
+        self.traceparent = traceparent
+        self.state = "RUNNING"
+        self.context: dict[str, Any] = {"request": request}
+        self.current_step: str | None = None
+        self.current_attempt = 0
+        self.attempts: dict[str, int] = {}
+        self.completed: list[str] = []
+        self.to_compensate: list[str] = []
+        self.compensating_step: str | None = None
+        self.compensation_attempt = 0
+        self.failure: str | None = None
+        self.outputs: dict[str, Any] = {}
+
+    @event("StepCommanded")
+    def command_step(self, step: str, attempt: int, message_id: str) -> None:
+        self.current_step = step
+        self.current_attempt = attempt
+        self.attempts[step] = attempt
+
+    @event("StepSucceeded")
+    def step_succeeded(self, step: str, attempt: int, outputs: dict[str, Any]) -> None:
+        self.context.update(outputs)
+        self.completed.append(step)
+        self.outputs = outputs
+        self.current_step = None
+
+    @event("StepFailed")
+    def step_failed(self, step: str, attempt: int, error_kind: str, error: str) -> None:
+        self.failure = f"{step} failed ({error_kind}): {error}"
+
+    @event("CompensationStarted")
+    def start_compensation(self, reason: str) -> None:
+        self.state = "COMPENSATING"
+        self.failure = reason
+        self.current_step = None
+        self.to_compensate = list(reversed(self.completed))
+
+    @event("CompensationCommanded")
+    def command_compensation(self, step: str, attempt: int, message_id: str) -> None:
+        self.compensating_step = step
+        self.compensation_attempt = attempt
+
+    @event("StepCompensated")
+    def step_compensated(self, step: str) -> None:
+        self.to_compensate.remove(step)
+        self.compensating_step = None
+
+    @event("Completed")
+    def complete(self) -> None:
+        self.state = "COMPLETED"
+
+    @event("RolledBack")
+    def roll_back(self) -> None:
+        self.state = "ROLLED_BACK"
+
+    @event("CompensationFailed")
+    def fail_compensation(self, step: str, error: str) -> None:
+        self.state = "COMPENSATION_FAILED"
+        self.failure = f"compensation of {step} failed: {error}"
+        self.compensating_step = None
+
+    @property
+    def saga_id(self) -> UUID:
+        return self.id
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in ("COMPLETED", "ROLLED_BACK", "COMPENSATION_FAILED")
