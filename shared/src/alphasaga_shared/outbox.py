@@ -141,3 +141,20 @@ class Relay:
         key = f"{_RELAY_LOCK_KEY}:{self.store.schema}"
         while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key):
             await asyncio.sleep(1)
+
+
+def main() -> None:
+    """``python -m alphasaga_shared.outbox``: the relay alone (the orchestrator also runs one;
+    only the holder of the relay lock publishes)."""
+    from .runner import ServiceContext, run_service
+
+    async def setup(ctx: ServiceContext) -> None:
+        relay = Relay(ctx.store, await ctx.bus.connect(), batch=ctx.settings.relay_batch,
+                      poll_ms=ctx.settings.relay_poll_ms)
+        ctx.background.append(relay.run)
+
+    run_service("relay", setup)
+
+
+if __name__ == "__main__":
+    main()

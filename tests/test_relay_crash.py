@@ -1,0 +1,78 @@
+"""Kill the relay between publishing and recording its position: on restart the command
+is published again (at least once) and the consumer's inbox drops the duplicate."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from alphasaga_contracts import Service
+from alphasaga_contracts import saga as sg
+from alphasaga_contracts.research import ResearchRequest
+from alphasaga_orchestrator.service import Orchestrator
+from alphasaga_shared.bus import Bus
+from alphasaga_shared.config import Settings
+from alphasaga_shared.eventstore import START, EventStore
+from alphasaga_shared.outbox import RELAY_POSITION, outbox_events, outbox_stream
+from alphasaga_shared.runner import ServiceContext
+from alphasaga_shared.wire import Outgoing, envelope_for
+from tests.support.helpers import Proc, eventually
+
+
+async def test_relay_crash_after_publish_republishes_and_the_inbox_drops_the_duplicate(
+    settings: Settings, env: dict[str, str], redis: aioredis.Redis, store: EventStore, tmp_path: Path
+) -> None:
+    target = settings.streams.commands(Service.ORCHESTRATOR)
+    saga_id = uuid.uuid4()
+    start = sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))
+    env_out = envelope_for(start, correlation_id=str(saga_id))
+    async with store.transaction() as conn:  # committed: from here on it must reach Redis
+        await store.append(outbox_stream("client"), outbox_events([Outgoing(target, env_out)]),
+                           expected_version=None, conn=conn)
+
+    crashing = Proc.module("alphasaga_shared.outbox", {**env, "ALPHASAGA_FAULT": "relay_crash_after_publish"},
+                           tmp_path / "relay1.log")
+    assert crashing.wait_exit(60) == 137, crashing.text()
+    assert await redis.xlen(target) == 1
+    assert await store.load_position(RELAY_POSITION) == START, "the crash came before the position was saved"
+
+    relay = Proc.module("alphasaga_shared.outbox", env, tmp_path / "relay2.log")
+    try:
+        await eventually(lambda: _xlen_at_least(redis, target, 2), timeout=30)
+        await eventually(lambda: _position_saved(store), timeout=10)
+    finally:
+        assert relay.stop() == 0, relay.text()
+    raw: Any = await redis.xrange(target)
+    assert [f[b"message_id"].decode() for _, f in raw] == [env_out.message_id] * 2, "published twice, same id"
+
+    # The real orchestrator consumes both copies: one saga, one inbox record.
+    bus = Bus(settings, service="orchestrator")
+    ctx = ServiceContext("orchestrator", settings, bus, store)
+    orchestrator = Orchestrator(store, ctx)
+    bus.subscribe(target, orchestrator.handle)
+    await bus.start()
+    try:
+        await eventually(lambda: _all_acked(redis, target, "orchestrator", 2), timeout=15)
+    finally:
+        await bus.stop()
+    saga_events = await store.read_stream(f"saga-{saga_id}")
+    assert [e.type.rsplit(".", 1)[-1] for e in saga_events] == ["Started", "StepCommanded"]
+    async with store.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM inbox WHERE message_id = $1", env_out.message_id) == 1
+
+
+async def _xlen_at_least(redis: aioredis.Redis, stream: str, n: int) -> bool:
+    return int(await redis.xlen(stream)) >= n
+
+
+async def _position_saved(store: EventStore) -> bool:
+    return await store.load_position(RELAY_POSITION) != START
+
+
+async def _all_acked(redis: aioredis.Redis, stream: str, group: str, n: int) -> bool:
+    groups: Any = await redis.xinfo_groups(stream)
+    g = next((g for g in groups if g["name"].decode() == group), None)
+    return g is not None and int(g["pending"]) == 0 and int(g.get("entries-read") or 0) >= n
