@@ -30,12 +30,20 @@ async def test_kill_9_consumer_pending_messages_are_finished_once_by_a_survivor(
         msg = sg.CancelSaga(saga_id=uuid.uuid4(), reason=f"m{i}")
         await redis.xadd(stream, encode(envelope_for(msg, correlation_id=str(msg.saga_id), message_id=mid)))  # type: ignore[arg-type]
 
-    common = {**env, "ECHO_STREAM": stream, "ECHO_REPLY_STREAM": replies, "ECHO_BATCH": "5",
-              "ALPHASAGA_DEAD_CONSUMER_IDLE_MS": "1000"}
+    common = {
+        **env,
+        "ECHO_STREAM": stream,
+        "ECHO_REPLY_STREAM": replies,
+        "ECHO_BATCH": "5",
+        "ALPHASAGA_DEAD_CONSUMER_IDLE_MS": "1000",
+    }
     # The victim works slowly and hangs after finishing m7's work, before committing
     # its batch (m5..m9): m5, m6 and m7 are done but unacknowledged when it dies.
-    victim = Proc.script(WORKER, {**common, "ALPHASAGA_CONSUMER": "victim", "ECHO_DELAY": "0.05",
-                                  "ECHO_HANG_ON": "m7"}, tmp_path / "victim.log")
+    victim = Proc.script(
+        WORKER,
+        {**common, "ALPHASAGA_CONSUMER": "victim", "ECHO_DELAY": "0.05", "ECHO_HANG_ON": "m7"},
+        tmp_path / "victim.log",
+    )
     await victim.wait_for("FINISHED", timeout=30)
     victim_pending: Any = await redis.xpending_range(stream, "echo", min="-", max="+", count=100, consumername="victim")
     assert len(victim_pending) == 5, "the victim should hold its whole second batch"

@@ -30,11 +30,13 @@ async def test_relay_crash_after_publish_republishes_and_the_inbox_drops_the_dup
     start = sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))
     env_out = envelope_for(start, correlation_id=str(saga_id))
     async with store.transaction() as conn:  # committed: from here on it must reach Redis
-        await store.append(outbox_stream("client"), outbox_events([Outgoing(target, env_out)]),
-                           expected_version=None, conn=conn)
+        await store.append(
+            outbox_stream("client"), outbox_events([Outgoing(target, env_out)]), expected_version=None, conn=conn
+        )
 
-    crashing = Proc.module("alphasaga_shared.outbox", {**env, "ALPHASAGA_FAULT": "relay_crash_after_publish"},
-                           tmp_path / "relay1.log")
+    crashing = Proc.module(
+        "alphasaga_shared.outbox", {**env, "ALPHASAGA_FAULT": "relay_crash_after_publish"}, tmp_path / "relay1.log"
+    )
     assert crashing.wait_exit(60) == 137, crashing.text()
     assert await redis.xlen(target) == 1
     assert await store.load_position(RELAY_POSITION) == START, "the crash came before the position was saved"

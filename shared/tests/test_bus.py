@@ -84,7 +84,7 @@ async def test_malformed_and_contract_violating_entries_go_to_the_dead_letter_st
         {"garbage": "no headers at all"},
         {"message_id": "m1", "type": "orchestrator.CancelSaga", "body": "{not json"},
         {"message_id": "m2", "type": "orchestrator.CancelSaga", "body": '{"saga_id": "not-a-uuid"}'},
-        {"message_id": "m3", "type": "orchestrator.CancelSaga", "body": '{"saga_id": "%s", "extra": 1}' % uuid.uuid4()},
+        {"message_id": "m3", "type": "orchestrator.CancelSaga", "body": f'{{"saga_id": "{uuid.uuid4()}", "extra": 1}}'},
         {"message_id": "m4", "type": "no.SuchType", "body": "{}"},
     ]
     for fields in bad:

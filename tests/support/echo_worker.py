@@ -37,8 +37,12 @@ async def main() -> None:
         return [
             Outgoing(
                 reply_stream,
-                envelope_for(reply, correlation_id=env.correlation_id, causation_id=env.message_id,
-                             message_id=derived_message_id(env.message_id, "echo")),
+                envelope_for(
+                    reply,
+                    correlation_id=env.correlation_id,
+                    causation_id=env.message_id,
+                    message_id=derived_message_id(env.message_id, "echo"),
+                ),
             )
         ]
 

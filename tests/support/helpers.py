@@ -50,7 +50,9 @@ class Proc:
     async def wait_for(self, needle: str, timeout: float = 30.0) -> None:
         async def seen() -> bool:
             if self.popen.poll() is not None and needle not in self.text():
-                raise AssertionError(f"process exited ({self.popen.returncode}) before {needle!r}:\n{self.text()[-3000:]}")
+                raise AssertionError(
+                    f"process exited ({self.popen.returncode}) before {needle!r}:\n{self.text()[-3000:]}"
+                )
             return needle in self.text()
 
         await eventually(seen, timeout)

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+
 from alphasaga_contracts.research import ArtifactRef
 
 

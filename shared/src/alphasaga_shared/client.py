@@ -10,10 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+
 from alphasaga_contracts import Service, Streams
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
-from redis.asyncio import Redis
 
 from .artifacts import ArtifactStore
 from .wire import MalformedMessage, as_text, decode, encode, envelope_for

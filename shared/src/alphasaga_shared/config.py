@@ -7,9 +7,10 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from alphasaga_contracts import Streams
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from alphasaga_contracts import Streams
 
 
 class ConfigError(RuntimeError):

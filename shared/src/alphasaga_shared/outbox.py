@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 
 import asyncpg
+
 from alphasaga_contracts.envelope import (
     BODY,
     CAUSATION_ID,
@@ -149,8 +150,9 @@ def main() -> None:
     from .runner import ServiceContext, run_service
 
     async def setup(ctx: ServiceContext) -> None:
-        relay = Relay(ctx.store, await ctx.bus.connect(), batch=ctx.settings.relay_batch,
-                      poll_ms=ctx.settings.relay_poll_ms)
+        relay = Relay(
+            ctx.store, await ctx.bus.connect(), batch=ctx.settings.relay_batch, poll_ms=ctx.settings.relay_poll_ms
+        )
         ctx.background.append(relay.run)
 
     run_service("relay", setup)

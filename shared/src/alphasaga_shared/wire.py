@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from alphasaga_contracts import Message, UnknownMessageType, message_class
 from alphasaga_contracts.envelope import (
     BODY,
@@ -21,7 +23,6 @@ from alphasaga_contracts.envelope import (
     TRACEPARENT,
     TYPE,
 )
-from pydantic import ValidationError
 
 REQUIRED = (MESSAGE_ID, TYPE, BODY)
 

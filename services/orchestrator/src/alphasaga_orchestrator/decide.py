@@ -6,7 +6,7 @@ one transaction."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from alphasaga_contracts import Message, Streams
@@ -29,7 +29,7 @@ class Decision:
 class Context:
     streams: Streams
     workflows: WorkflowRegistry
-    cause: str = ""  # the incoming message id: the causation id of what we send
+    cause: str = ""  # set by decide() to the incoming message id: the causation id of what we send
     traceparent: str = ""
 
 
@@ -44,6 +44,7 @@ def saga_id_for(message: Message, message_id: str) -> uuid.UUID:
 
 def decide(saga: Saga | None, env: Envelope, ctx: Context) -> Decision:
     msg = env.message
+    ctx = replace(ctx, cause=env.message_id)
     if isinstance(msg, sg.StartResearch):
         return _start(saga, msg, env, ctx)
     if saga is None:

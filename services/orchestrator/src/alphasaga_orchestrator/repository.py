@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from alphasaga_shared.eventstore import EventStore, NewEvent, RecordedEvent
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
@@ -17,6 +16,8 @@ from eventsourcing.persistence import (
     StoredEvent,
     UUIDAsHex,
 )
+
+from alphasaga_shared.eventstore import EventStore, NewEvent, RecordedEvent
 
 from .saga import Saga
 

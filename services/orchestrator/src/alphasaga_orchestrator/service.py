@@ -39,7 +39,7 @@ class Orchestrator:
 
     async def handle(self, env: Envelope, delivery: Delivery) -> Sequence[Outgoing]:
         saga_id = saga_id_for(env.message, env.message_id)
-        ctx = Context(self.streams, self.workflows, cause=env.message_id, traceparent=telemetry.current_traceparent())
+        ctx = Context(self.streams, self.workflows, traceparent=telemetry.current_traceparent())
         for _ in range(MAX_CONFLICT_RETRIES):
             saga = await self.repo.load(saga_id)
             decision = decide(saga, env, ctx)

@@ -11,9 +11,10 @@ from typing import Annotated
 
 import redis.asyncio as aioredis
 import typer
+from pydantic import ValidationError
+
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
-from pydantic import ValidationError
 
 from ..artifacts import ArtifactStore
 from ..client import follow, stream_tip, submit, write_results

@@ -1,0 +1,61 @@
+# AlphaSaga. `make run` runs one research saga end to end; `make test` runs the suite.
+# A fresh clone needs only Python 3.11+ and the package registry: uv is bootstrapped
+# with pip into .tools/ when it is not on PATH.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen
+
+.PHONY: help sync run up test test-fast lint format schemas bench soak clean
+
+help:
+	@echo "make run     - start every service (embedded Redis/Postgres unless URLs are set), run one saga, stop"
+	@echo "make up      - start every service in the foreground until Ctrl-C"
+	@echo "make test    - lint, type-check and run the test suite against real Redis and Postgres"
+	@echo "make lint    - ruff and mypy"
+	@echo "make bench   - benchmarks; results go to docs/benchmarks.md by hand"
+	@echo "make soak    - long load and soak tests (not run by make test or CI)"
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet --disable-pip-version-check uv
+
+.venv/.synced: uv.lock pyproject.toml $(wildcard */pyproject.toml services/*/pyproject.toml) | $(UV)
+	$(UV) sync --frozen --all-groups
+	@touch $@
+
+sync: .venv/.synced
+
+run: sync
+	$(RUN) alphasaga run
+
+up: sync
+	$(RUN) alphasaga up
+
+lint: sync
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy contracts/src shared/src services/*/src
+
+format: sync
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+test: lint
+	$(RUN) pytest -m "not slow"
+
+test-fast: sync
+	$(RUN) pytest -m "not slow" -x -q
+
+schemas: sync
+	$(RUN) python -m alphasaga_contracts.schema_export
+
+bench: sync
+	$(RUN) python -m bench
+
+soak: sync
+	$(RUN) pytest -m slow
+
+clean:
+	rm -rf .venv .tools .alphasaga .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,207 @@
+"""The orchestrator's decisions, as a table of (saga history, incoming message) cases.
+Pure: no broker, no database."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from alphasaga_contracts import Message, Streams
+from alphasaga_contracts import saga as sg
+from alphasaga_contracts import steps as st
+from alphasaga_contracts.research import (
+    ArtifactRef,
+    FeatureSpec,
+    Hypothesis,
+    Measurements,
+    ModelMetrics,
+    ResearchRequest,
+    SignalSpec,
+    Verdict,
+)
+from alphasaga_orchestrator.decide import Context, Decision, decide
+from alphasaga_orchestrator.saga import Saga
+from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
+from alphasaga_shared.wire import envelope_for
+
+SAGA = uuid.UUID("00000000-0000-4000-8000-000000000001")
+CTX = Context(Streams("t"), DEFAULT_WORKFLOWS, cause="cause-1")
+REF = ArtifactRef(sha256="a" * 64, kind="x", media_type="application/json", size=1)
+HYPOTHESIS = Hypothesis(
+    family="trend_following",
+    features=[FeatureSpec(name="mom_20", kind="momentum", params={"window": 20})],
+    signal=SignalSpec(kind="ma_crossover", params={"fast": 10, "slow": 50}),
+    entry_rule="fast above slow",
+    exit_rule="fast below slow",
+    label_horizon=5,
+    rationale="test",
+    measurements=Measurements(
+        n_bars=100,
+        hurst=0.6,
+        variance_ratio=1.1,
+        variance_ratio_pvalue=0.04,
+        autocorr_lag1=0.05,
+        annual_volatility=0.2,
+        garch_persistence=0.95,
+        volatility_regime="normal",
+    ),
+)
+METRICS = ModelMetrics(
+    auc=0.5, accuracy=0.5, log_loss=0.69, baseline_accuracy=0.5, baseline_log_loss=0.69, n_splits=5, n_predictions=100
+)
+
+
+def success(step: str, attempt: int = 1) -> Message:
+    common: dict[str, Any] = {"saga_id": SAGA, "step": step, "attempt": attempt}
+    return {
+        "reasoning": lambda: st.HypothesisFormed(**common, hypothesis=HYPOTHESIS, dataset=REF),
+        "codegen": lambda: st.StrategyGenerated(**common, code=REF, signals=REF, sandbox="rlimits"),
+        "ml": lambda: st.ModelTrained(**common, model=REF, predictions=REF, model_metrics=METRICS),
+        "backtest": lambda: st.BacktestCompleted(
+            **common, report=REF, chart=REF, metrics={"sharpe": 1.0}, verdict=Verdict(accepted=True, reasons=[])
+        ),
+    }[step]()
+
+
+FAILED = {
+    "reasoning": st.HypothesisFailed,
+    "codegen": st.StrategyFailed,
+    "ml": st.TrainingFailed,
+    "backtest": st.BacktestFailed,
+}
+COMPENSATED = {
+    "reasoning": st.HypothesisCompensated,
+    "codegen": st.StrategyCompensated,
+    "ml": st.ModelCompensated,
+    "backtest": st.BacktestCompensated,
+}
+
+
+def failure(step: str, attempt: int = 1) -> Message:
+    return FAILED[step](saga_id=SAGA, step=step, attempt=attempt, error_kind="invalid_input", error="too few rows")
+
+
+def compensated(step: str) -> Message:
+    return COMPENSATED[step](saga_id=SAGA, step=step)
+
+
+def start() -> Message:
+    return sg.StartResearch(saga_id=SAGA, request=ResearchRequest(dataset="sp500"))
+
+
+def play(*messages: Message) -> tuple[Saga | None, list[Decision]]:
+    saga: Saga | None = None
+    decisions = []
+    for i, m in enumerate(messages):
+        d = decide(saga, envelope_for(m, correlation_id=str(SAGA), message_id=f"m{i}"), CTX)
+        if d.saga is not None:
+            d.saga.collect_events()
+        saga = d.saga
+        decisions.append(d)
+    return saga, decisions
+
+
+def sent(d: Decision) -> list[str]:
+    return [o.envelope.type for o in d.outgoing]
+
+
+def test_start_commands_the_first_step_with_the_request() -> None:
+    saga, (d,) = play(start())
+    assert saga is not None and saga.state == "RUNNING"
+    assert sent(d) == ["sagas.SagaStarted", "reasoning.FormHypothesis"]
+    command = d.outgoing[1]
+    assert command.stream == "t:cmd:reasoning"
+    assert isinstance(command.envelope.message, st.FormHypothesis)
+    assert command.envelope.message.request.dataset == "sp500"
+    assert command.envelope.causation_id == "m0"
+
+
+def test_happy_path_runs_the_four_steps_in_order_and_completes() -> None:
+    saga, ds = play(start(), success("reasoning"), success("codegen"), success("ml"), success("backtest"))
+    assert saga is not None and saga.state == "COMPLETED"
+    assert sent(ds[1])[-1] == "codegen.GenerateStrategy"
+    assert sent(ds[2])[-1] == "ml.TrainModel"
+    assert sent(ds[3])[-1] == "backtest.RunBacktest"
+    assert sent(ds[4]) == ["sagas.StepCompleted", "sagas.SagaCompleted"]
+    backtest = ds[3].outgoing[-1].envelope.message
+    assert isinstance(backtest, st.RunBacktest)
+    assert backtest.predictions == REF and backtest.signals == REF and backtest.dataset == REF
+
+
+def test_ml_failure_compensates_codegen_then_reasoning_and_never_commands_backtest() -> None:
+    saga, ds = play(
+        start(),
+        success("reasoning"),
+        success("codegen"),
+        failure("ml"),
+        compensated("codegen"),
+        compensated("reasoning"),
+    )
+    assert saga is not None and saga.state == "ROLLED_BACK"
+    assert sent(ds[3]) == ["sagas.StepFailed", "sagas.SagaCompensating", "codegen.CompensateStrategy"]
+    assert sent(ds[4]) == ["reasoning.CompensateHypothesis"]
+    assert sent(ds[5]) == ["sagas.SagaRolledBack"]
+    assert not any("backtest" in t for d in ds for t in sent(d))
+
+
+@pytest.mark.parametrize(
+    ("history", "late", "why"),
+    [
+        ([start(), success("reasoning")], success("reasoning"), "duplicate reply"),
+        ([start()], success("codegen"), "reply for a step not running"),
+        ([start()], success("reasoning", attempt=2), "reply for another attempt"),
+        ([start(), success("reasoning"), failure("codegen")], success("codegen"), "reply while compensating"),
+        (
+            [start(), success("reasoning"), failure("codegen"), compensated("reasoning")],
+            success("codegen"),
+            "reply after the saga ended",
+        ),
+        ([start()], start(), "second start"),
+    ],
+)
+def test_late_duplicate_or_out_of_order_replies_change_nothing(history: list[Message], late: Message, why: str) -> None:
+    saga, _ = play(*history)
+    assert saga is not None
+    version, state = saga.version, saga.state
+    d = decide(saga, envelope_for(late, correlation_id=str(SAGA), message_id="late"), CTX)
+    assert d.outgoing == [], why
+    assert saga.collect_events() == [], why
+    assert (saga.version, saga.state) == (version, state)
+    assert d.note
+
+
+def test_cancel_in_ml_compensates_codegen_and_reasoning() -> None:
+    saga, ds = play(
+        start(),
+        success("reasoning"),
+        success("codegen"),
+        sg.CancelSaga(saga_id=SAGA, reason="user asked"),
+        compensated("codegen"),
+        compensated("reasoning"),
+    )
+    assert saga is not None and saga.state == "ROLLED_BACK"
+    assert sent(ds[3]) == ["sagas.SagaCompensating", "codegen.CompensateStrategy"]
+    assert "cancelled: user asked" in (saga.failure or "")
+
+
+def test_a_failed_compensation_ends_the_saga_for_an_operator() -> None:
+    broken = st.StrategyCompensationFailed(saga_id=SAGA, step="codegen", error="disk on fire")
+    saga, ds = play(start(), success("reasoning"), success("codegen"), failure("ml"), broken)
+    assert saga is not None and saga.state == "COMPENSATION_FAILED"
+    assert sent(ds[4]) == ["sagas.SagaCompensationFailed"]
+    after = decide(saga, envelope_for(compensated("reasoning"), correlation_id=str(SAGA)), CTX)
+    assert after.outgoing == []
+
+
+def test_failure_of_the_first_step_rolls_back_at_once() -> None:
+    saga, ds = play(start(), failure("reasoning"))
+    assert saga is not None and saga.state == "ROLLED_BACK"
+    assert sent(ds[1]) == ["sagas.StepFailed", "sagas.SagaCompensating", "sagas.SagaRolledBack"]
+
+
+def test_message_ids_are_stable_for_the_same_decision() -> None:
+    _, first = play(start(), success("reasoning"))
+    _, again = play(start(), success("reasoning"))
+    assert [o.envelope.message_id for o in first[1].outgoing] == [o.envelope.message_id for o in again[1].outgoing]
