@@ -1,0 +1,96 @@
+"""The reasoning service's handlers: thin wrappers around ``domain`` that store the
+dataset and the hypothesis as artifacts and answer with references."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from alphasaga_contracts import Service
+from alphasaga_contracts import steps as st
+from alphasaga_shared.artifacts import ArtifactStore
+from alphasaga_shared.runner import ServiceContext
+from alphasaga_shared.worker import StepError, WorkerSpec
+
+from .domain import (
+    DataError,
+    LLMConfig,
+    MeasurementError,
+    Planner,
+    PlannerError,
+    dataset_to_csv_bytes,
+    form_hypothesis,
+    llm_planner,
+    plan_hypothesis,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LLMSettings(BaseSettings):
+    """``ALPHASAGA_LLM_URL`` turns the language-model planner on (an OpenAI-compatible API)."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPHASAGA_LLM_", extra="ignore")
+    url: str | None = None
+    model: str = "gpt-4o-mini"
+    api_key: str | None = None
+    timeout_s: float = 60.0
+
+
+def choose_planner(settings: LLMSettings) -> Planner:
+    if not settings.url:
+        return plan_hypothesis
+    log.info("hypotheses come from the language model at %s (%s)", settings.url, settings.model)
+    return llm_planner(
+        LLMConfig(base_url=settings.url, model=settings.model, api_key=settings.api_key, timeout=settings.timeout_s)
+    )
+
+
+class Reasoning:
+    def __init__(self, artifacts: ArtifactStore, planner: Planner) -> None:
+        self.artifacts = artifacts
+        self.planner = planner
+
+    async def form(self, cmd: st.FormHypothesis) -> st.HypothesisFormed:
+        try:
+            hypothesis, bars, warnings = await asyncio.to_thread(form_hypothesis, cmd.request, planner=self.planner)
+        except (DataError, MeasurementError) as exc:
+            raise StepError("invalid_input", str(exc)) from None
+        except PlannerError as exc:
+            # A model that answered badly may answer well next time; the rules do not change.
+            raise StepError("planner", str(exc), retryable=self.planner is not plan_hypothesis) from None
+        for warning in warnings:
+            log.info("saga %s: %s", cmd.saga_id, warning)
+        dataset = await self.artifacts.put(
+            cmd.saga_id, cmd.step, "dataset.csv", "dataset", dataset_to_csv_bytes(bars), "text/csv"
+        )
+        await self.artifacts.put(
+            cmd.saga_id,
+            cmd.step,
+            "hypothesis.json",
+            "hypothesis",
+            hypothesis.model_dump_json(indent=2).encode(),
+            "application/json",
+        )
+        return st.HypothesisFormed(
+            saga_id=cmd.saga_id, step=cmd.step, attempt=cmd.attempt, hypothesis=hypothesis, dataset=dataset
+        )
+
+    async def undo(self, cmd: st.CompensateHypothesis) -> None:
+        await self.artifacts.remove_step(cmd.saga_id, cmd.step)
+
+
+async def make_spec(ctx: ServiceContext) -> WorkerSpec:
+    reasoning = Reasoning(ArtifactStore(ctx.store.pool), choose_planner(LLMSettings()))
+    return WorkerSpec(
+        service=Service.REASONING,
+        command=st.FormHypothesis,
+        failed=st.HypothesisFailed,
+        compensate=st.CompensateHypothesis,
+        compensated=st.HypothesisCompensated,
+        compensation_failed=st.HypothesisCompensationFailed,
+        run=reasoning.form,
+        undo=reasoning.undo,
+    )
