@@ -139,6 +139,7 @@ class TrainModel(StepCommand):
     SERVICE = Service.ML
     request: ResearchRequest
     hypothesis: Hypothesis
+    dataset: ArtifactRef
     signals: ArtifactRef
 
 

@@ -1,0 +1,74 @@
+"""The ml service's handlers: fetch the bars and the strategy's features, train with
+purged walk-forward validation (``domain``), store the model and the out-of-sample
+predictions as artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pandas as pd  # type: ignore[import-untyped]
+
+from alphasaga_contracts import Service
+from alphasaga_contracts import steps as st
+from alphasaga_shared.artifacts import ArtifactStore
+from alphasaga_shared.runner import ServiceContext
+from alphasaga_shared.worker import StepError, WorkerSpec
+
+from .domain import TrainingError, train_walk_forward
+
+
+def read_frame(content: bytes) -> pd.DataFrame:
+    """A dated CSV artifact (docs/artifacts.md), floats read back exactly."""
+    return pd.read_csv(io.BytesIO(content), index_col="date", parse_dates=["date"], float_precision="round_trip")
+
+
+def write_frame(frame: pd.DataFrame) -> bytes:
+    text: str = frame.to_csv(index_label="date", float_format="%.17g")
+    return text.encode()
+
+
+class Ml:
+    def __init__(self, artifacts: ArtifactStore) -> None:
+        self.artifacts = artifacts
+
+    async def train(self, cmd: st.TrainModel) -> st.ModelTrained:
+        bars = read_frame(await self.artifacts.get(cmd.dataset.sha256))
+        signals = read_frame(await self.artifacts.get(cmd.signals.sha256))
+        try:
+            result = await asyncio.to_thread(
+                train_walk_forward, bars, signals, horizon=cmd.hypothesis.label_horizon, seed=cmd.request.seed
+            )
+        except TrainingError as exc:
+            raise StepError("invalid_input", str(exc)) from None
+        model = await self.artifacts.put(
+            cmd.saga_id, cmd.step, "model.txt", "model", result.model_text.encode(), "text/plain"
+        )
+        predictions = await self.artifacts.put(
+            cmd.saga_id, cmd.step, "predictions.csv", "predictions", write_frame(result.predictions), "text/csv"
+        )
+        return st.ModelTrained(
+            saga_id=cmd.saga_id,
+            step=cmd.step,
+            attempt=cmd.attempt,
+            model=model,
+            predictions=predictions,
+            model_metrics=result.metrics,
+        )
+
+    async def undo(self, cmd: st.CompensateModel) -> None:
+        await self.artifacts.remove_step(cmd.saga_id, cmd.step)
+
+
+async def make_spec(ctx: ServiceContext) -> WorkerSpec:
+    ml = Ml(ArtifactStore(ctx.store.pool))
+    return WorkerSpec(
+        service=Service.ML,
+        command=st.TrainModel,
+        failed=st.TrainingFailed,
+        compensate=st.CompensateModel,
+        compensated=st.ModelCompensated,
+        compensation_failed=st.ModelCompensationFailed,
+        run=ml.train,
+        undo=ml.undo,
+    )
