@@ -1,0 +1,133 @@
+"""The backtest's artifacts: a JSON report and an equity/drawdown chart (PNG).
+
+Why deterministic bytes: artifacts are addressed by the SHA-256 of their content, so the
+same backtest must produce the same bytes. The JSON has sorted keys, fixed separators,
+no NaN, and floats rounded to 12 significant digits (which hides last-bit differences
+between numeric libraries). The chart is drawn on a fixed-size Agg canvas without
+pyplot's global state (safe in a threaded worker) and without the PNG "Software"
+stamp, so it depends only on the data and the matplotlib version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from pydantic import BaseModel
+
+from alphasaga_backtest.domain.engine import BacktestResult
+from alphasaga_backtest.domain.metrics import drawdowns
+from alphasaga_contracts.research import Verdict
+
+REPORT_SCHEMA: Final = "alphasaga.backtest.report/1"
+CHART_SIZE_INCHES: Final = (10.0, 6.0)
+CHART_DPI: Final = 100
+_SIGNIFICANT_DIGITS: Final = 12
+
+
+def build_report(
+    result: BacktestResult,
+    metrics: Mapping[str, float],
+    verdict: Verdict,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+) -> bytes:
+    """UTF-8 JSON: period, costs, metrics, verdict, trades and the caller's parameters."""
+    index = result.returns.index
+    document = {
+        "schema": REPORT_SCHEMA,
+        "period": {"start": index[0], "end": index[-1], "bars": len(index)},
+        "costs": {
+            "commission_bps": result.commission_bps,
+            "slippage_bps": result.slippage_bps,
+        },
+        "metrics": dict(metrics),
+        "verdict": verdict,
+        "trades": result.trades.to_dict(orient="records"),
+        "parameters": dict(parameters or {}),
+    }
+    text = json.dumps(
+        _plain(document),
+        sort_keys=True,
+        indent=2,
+        separators=(",", ": "),
+        ensure_ascii=True,
+        allow_nan=False,
+    )
+    return (text + "\n").encode("utf-8")
+
+
+def render_chart(result: BacktestResult, *, title: str | None = None) -> bytes:
+    """PNG with two panels: equity vs buy-and-hold, and the strategy's drawdown."""
+    figure = Figure(figsize=CHART_SIZE_INCHES, dpi=CHART_DPI)
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    x = _x_values(result.equity.index)
+    equity = result.equity.to_numpy(dtype=np.float64)
+
+    top.plot(x, equity, color="tab:blue", linewidth=1.2, label="strategy")
+    top.plot(
+        x,
+        result.benchmark_equity.to_numpy(dtype=np.float64),
+        color="tab:gray",
+        linewidth=1.0,
+        label="buy and hold",
+    )
+    top.axhline(1.0, color="black", linewidth=0.5)
+    top.set_ylabel("equity (start = 1)")
+    top.legend(loc="upper left")
+    top.grid(True, alpha=0.3)
+    top.set_title(title or "Equity and drawdown")
+
+    fall = -100.0 * drawdowns(equity)
+    bottom.fill_between(x, fall, 0.0, color="tab:red", alpha=0.4, linewidth=0)
+    bottom.plot(x, fall, color="tab:red", linewidth=0.8)
+    bottom.set_ylabel("drawdown (%)")
+    bottom.grid(True, alpha=0.3)
+
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=CHART_DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _x_values(index: pd.Index) -> Any:
+    if isinstance(index, pd.DatetimeIndex):
+        return index.to_numpy()
+    return np.arange(len(index))
+
+
+def _plain(value: Any) -> Any:
+    """Turn numpy, pandas, pydantic and date values into plain JSON values."""
+    if isinstance(value, BaseModel):
+        return _plain(value.model_dump(mode="json"))
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if isinstance(value, bool | str) or value is None:
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot put a non-finite number in the report: {value!r}")
+        return float(f"{value:.{_SIGNIFICANT_DIGITS}g}")
+    if isinstance(value, pd.Timestamp | dt.datetime):
+        stamp = pd.Timestamp(value)
+        if stamp == stamp.normalize() and stamp.tzinfo is None:
+            return stamp.date().isoformat()
+        return stamp.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"cannot put a {type(value).__name__} in the report")
