@@ -1,0 +1,116 @@
+"""Codegen domain: hypothesis -> strategy source -> checked, sandboxed signals.
+
+Plain functions with no messaging or storage, so the service layer only moves bytes:
+
+``render_strategy``      hypothesis -> readable Python module (Jinja2 templates)
+``validate_strategy``    AST allow-list; raises ``RuleViolation``
+``run_strategy``         executes the entry points in a limited, network-less process
+``check_no_lookahead``   compares truncated-data runs with the full-data run
+``generate_strategy``    all four in order
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from alphasaga_contracts.research import Hypothesis
+
+from .errors import (
+    CodegenError,
+    LookaheadDetected,
+    RenderError,
+    RuleViolation,
+    SandboxError,
+    SandboxLimitExceeded,
+    SandboxUnavailable,
+    StrategyOutputError,
+    StrategyRejected,
+    StrategyRuntimeError,
+)
+from .lookahead import LookaheadReport, check_no_lookahead, cutoff_positions
+from .render import hypothesis_sha256, render_strategy
+from .sandbox import (
+    DEFAULT_LIMITS,
+    SandboxKind,
+    SandboxLimits,
+    SandboxMode,
+    SandboxProbe,
+    SandboxResult,
+    bubblewrap_available,
+    probe_sandbox,
+    resolve_sandbox,
+    run_strategy,
+)
+from .validate import find_violations, validate_strategy
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "CodegenError",
+    "GeneratedStrategy",
+    "LookaheadDetected",
+    "LookaheadReport",
+    "RenderError",
+    "RuleViolation",
+    "SandboxError",
+    "SandboxKind",
+    "SandboxLimitExceeded",
+    "SandboxLimits",
+    "SandboxMode",
+    "SandboxProbe",
+    "SandboxResult",
+    "SandboxUnavailable",
+    "StrategyOutputError",
+    "StrategyRejected",
+    "StrategyRuntimeError",
+    "bubblewrap_available",
+    "check_no_lookahead",
+    "cutoff_positions",
+    "find_violations",
+    "generate_strategy",
+    "hypothesis_sha256",
+    "probe_sandbox",
+    "render_strategy",
+    "resolve_sandbox",
+    "run_strategy",
+    "validate_strategy",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class GeneratedStrategy:
+    """A strategy that rendered, validated, ran and showed no look-ahead.
+
+    ``signals_frame`` is the full-data output (features plus ``signal``, indexed like
+    the bars); it is the same frame as ``sandbox.frame``.
+    """
+
+    source: str
+    signals_frame: pd.DataFrame
+    sandbox: SandboxResult
+    lookahead_report: LookaheadReport
+
+
+def generate_strategy(
+    h: Hypothesis,
+    bars: pd.DataFrame,
+    limits: SandboxLimits = DEFAULT_LIMITS,
+    *,
+    cutoffs: int = 4,
+    mode: SandboxMode = "auto",
+) -> GeneratedStrategy:
+    """Render, validate, run and look-ahead-check ``h`` on ``bars`` in one sandbox run.
+
+    Raises a ``StrategyRejected`` subclass when the strategy is unacceptable and a
+    ``SandboxError`` when the sandbox itself fails.
+    """
+    source = render_strategy(h)
+    validate_strategy(source)
+    report = check_no_lookahead(source, bars, cutoffs=cutoffs, limits=limits, mode=mode)
+    return GeneratedStrategy(
+        source=source,
+        signals_frame=report.sandbox.frame,
+        sandbox=report.sandbox,
+        lookahead_report=report,
+    )

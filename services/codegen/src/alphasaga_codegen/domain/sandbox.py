@@ -1,0 +1,452 @@
+"""Run strategy code in a separate, resource-limited Python process without network.
+
+Each run gets a fresh temporary directory holding the strategy, the bars (Parquet), a
+request and a copy of ``sandbox_runner.py``; the child writes its results there and
+nowhere else. Two kinds of containment, chosen per machine:
+
+``bubblewrap``
+    ``bwrap`` with every namespace unshared (network, PID, IPC, UTS, user), all
+    capabilities dropped, and a root holding only read-only binds of the system and
+    Python directories plus the work directory, writable, at ``/sandbox``. Used when
+    ``bwrap`` is installed and a trial sandbox starts (user namespaces can be disabled
+    inside containers).
+``rlimits``
+    Resource limits and an empty environment only. The filesystem and network are
+    those of the service user, so this relies on the validator having removed every
+    way to reach them; ``SandboxResult.sandbox`` records that the weaker mode ran.
+
+In both, the runner lowers RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and
+RLIMIT_CORE on itself before importing anything heavy, and the parent kills the whole
+process group when the wall-clock limit passes. CPU time includes interpreter start-up
+and the numpy/pandas imports (about 0.3 s), and the memory limit is address space,
+of which numpy, pandas and pyarrow need about 350 MiB before any data arrives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from . import sandbox_runner as runner
+from .errors import (
+    SandboxError,
+    SandboxLimitExceeded,
+    SandboxUnavailable,
+    StrategyOutputError,
+    StrategyRuntimeError,
+)
+from .validate import validate_strategy
+
+SandboxKind = Literal["bubblewrap", "rlimits"]
+SandboxMode = Literal["auto", "bubblewrap", "rlimits"]
+
+RUNNER_PATH = Path(runner.__file__)
+BWRAP_WORKDIR = "/sandbox"
+STDERR_TAIL_CHARS = 4000
+# Measured: numpy + pandas + pyarrow start in 384 MiB of address space, not in 320.
+MIN_MEMORY_BYTES = 384 << 20
+_SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/ld.so.cache")
+_MEMORY_HINTS = ("MemoryError", "Cannot allocate memory", "bad_alloc", "out of memory")
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-run limits. The defaults fit a few thousand daily bars with room to spare."""
+
+    cpu_seconds: int = 20
+    memory_bytes: int = 1 << 30
+    wall_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.cpu_seconds < 1:
+            raise ValueError("cpu_seconds must be at least 1 (RLIMIT_CPU counts whole seconds)")
+        if self.memory_bytes < MIN_MEMORY_BYTES:
+            raise ValueError(f"memory_bytes below {MIN_MEMORY_BYTES >> 20} MiB cannot even import pandas")
+        if not (math.isfinite(self.wall_seconds) and self.wall_seconds > 0):
+            raise ValueError("wall_seconds must be positive and finite")
+
+
+DEFAULT_LIMITS = SandboxLimits()
+
+
+@dataclass(frozen=True, eq=False)
+class SandboxResult:
+    """Outputs of one sandboxed run.
+
+    ``frame`` holds the features and a ``signal`` column, indexed like the input bars;
+    ``truncated`` maps each requested prefix length to the same frame computed on the
+    first that many bars only. Times are seconds: ``wall_seconds`` for the whole
+    process including start-up, ``cpu_seconds`` as the child measured it,
+    ``compute_seconds`` for the entry points on the full data.
+    """
+
+    sandbox: SandboxKind
+    frame: pd.DataFrame
+    truncated: Mapping[int, pd.DataFrame]
+    wall_seconds: float
+    cpu_seconds: float
+    compute_seconds: float
+    peak_memory_bytes: int
+
+
+@dataclass(frozen=True)
+class SandboxProbe:
+    """What code inside the sandbox could reach, as the runner saw it."""
+
+    sandbox: SandboxKind
+    interfaces: tuple[str, ...]
+    connect_error: str | None
+    writable: tuple[str, ...]
+    workdir: str
+    environment: tuple[str, ...]
+
+    @property
+    def network_isolated(self) -> bool:
+        """Only loopback exists and an outbound connection failed."""
+        return set(self.interfaces) <= {"lo"} and self.connect_error is not None
+
+    @property
+    def writable_outside_workdir(self) -> tuple[str, ...]:
+        return tuple(path for path in self.writable if path != self.workdir)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    returncode: int
+    timed_out: bool
+    wall_seconds: float
+    status: dict[str, Any] | None
+    stderr_tail: str
+
+
+@functools.cache
+def bubblewrap_available() -> bool:
+    """Whether a bubblewrap sandbox with our exact options starts a Python here.
+
+    Probed once per process with the real mount layout, because ``bwrap`` being
+    installed says nothing about user namespaces or /proc mounts being permitted.
+    """
+    if _bwrap_executable() is None:
+        return False
+    with tempfile.TemporaryDirectory(prefix="alphasaga-bwrap-probe-") as tmp:
+        command = [*_bubblewrap_prefix(Path(tmp)), sys.executable, "-I", "-c", "pass"]
+        try:
+            done = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                env=_environment(BWRAP_WORKDIR),
+                timeout=20,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return done.returncode == 0
+
+
+def resolve_sandbox(mode: SandboxMode = "auto") -> SandboxKind:
+    """The sandbox kind ``mode`` selects on this machine."""
+    if mode == "rlimits":
+        return "rlimits"
+    if bubblewrap_available():
+        return "bubblewrap"
+    if mode == "bubblewrap":
+        raise SandboxUnavailable("bubblewrap is not installed or cannot create namespaces here")
+    return "rlimits"
+
+
+def run_strategy(
+    source: str,
+    bars: pd.DataFrame,
+    *,
+    limits: SandboxLimits = DEFAULT_LIMITS,
+    truncations: Sequence[int] = (),
+    mode: SandboxMode = "auto",
+) -> SandboxResult:
+    """Run the entry points of ``source`` on ``bars`` in a sandbox.
+
+    ``source`` is validated again first: the sandbox never executes code that has not
+    passed the static rules. ``truncations`` asks for extra runs on the first t bars
+    (for the look-ahead check) inside the same process, saving a start-up per cut.
+    """
+    validate_strategy(source)
+    _check_bars(bars)
+    lengths = sorted({int(t) for t in truncations})
+    if lengths and (lengths[0] < 1 or lengths[-1] >= len(bars)):
+        raise ValueError(f"truncations must lie in [1, {len(bars) - 1}]")
+    kind = resolve_sandbox(mode)
+    with tempfile.TemporaryDirectory(prefix="alphasaga-codegen-") as tmp:
+        box = Path(tmp) / "box"
+        box.mkdir()
+        (box / runner.STRATEGY_FILE).write_text(source, encoding="utf-8")
+        bars.to_parquet(box / runner.BARS_FILE)
+        request = {"command": "run", "truncations": lengths}
+        outcome = _execute(box, Path(tmp), request, limits, kind)
+        status = _require_success(outcome, limits)
+        frames = {n: _read_result(box, bars.index[:n]) for n in [*lengths, len(bars)]}
+    seconds = status.get("compute_seconds")
+    return SandboxResult(
+        sandbox=kind,
+        frame=frames.pop(len(bars)),
+        truncated=frames,
+        wall_seconds=outcome.wall_seconds,
+        cpu_seconds=_number(status.get("cpu_seconds")),
+        compute_seconds=_number(seconds.get(str(len(bars))) if isinstance(seconds, dict) else None),
+        peak_memory_bytes=int(_number(status.get("peak_rss_bytes"), default=0.0)),
+    )
+
+
+def _number(value: object, default: float = math.nan) -> float:
+    """A statistic from the child's status, which is not trusted to be well-formed."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return float(value)
+
+
+def probe_sandbox(*, limits: SandboxLimits = DEFAULT_LIMITS, mode: SandboxMode = "auto") -> SandboxProbe:
+    """Ask the runner what it can reach; for health checks and the sandbox's own tests."""
+    kind = resolve_sandbox(mode)
+    with tempfile.TemporaryDirectory(prefix="alphasaga-codegen-") as tmp:
+        box = Path(tmp) / "box"
+        box.mkdir()
+        outcome = _execute(box, Path(tmp), {"command": "probe"}, limits, kind)
+        report = _require_success(outcome, limits)["probe"]
+    return SandboxProbe(
+        sandbox=kind,
+        interfaces=tuple(report["interfaces"]),
+        connect_error=report["connect_error"],
+        writable=tuple(report["writable"]),
+        workdir=report["workdir"],
+        environment=tuple(report["environment"]),
+    )
+
+
+def _check_bars(bars: pd.DataFrame) -> None:
+    if not isinstance(bars, pd.DataFrame) or not isinstance(bars.index, pd.DatetimeIndex):
+        raise ValueError("bars must be a DataFrame with a DatetimeIndex")
+    if len(bars) == 0 or "close" not in bars.columns:
+        raise ValueError("bars must be non-empty and have a close column")
+    if not (bars.index.is_monotonic_increasing and bars.index.is_unique):
+        raise ValueError("bars must be in date order without repeated dates")
+    if not all(isinstance(column, str) for column in bars.columns):
+        raise ValueError("bar column names must be strings")
+
+
+def _execute(box: Path, logs: Path, request: dict[str, Any], limits: SandboxLimits, kind: SandboxKind) -> _Outcome:
+    """Start the runner on ``box`` under ``kind`` and wait, killing it at the deadline."""
+    request = {**request, "cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes}
+    (box / runner.REQUEST_FILE).write_text(json.dumps(request))
+    shutil.copyfile(RUNNER_PATH, box / "runner.py")
+    inner = BWRAP_WORKDIR if kind == "bubblewrap" else str(box)
+    command = [sys.executable, "-I", "-B", f"{inner}/runner.py", inner]
+    if kind == "bubblewrap":
+        command = [*_bubblewrap_prefix(box), *command]
+    stderr_path = logs / "stderr.txt"
+    with (logs / "stdout.txt").open("wb") as out, stderr_path.open("wb") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command,
+            cwd=box,
+            env=_environment(inner),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            process.wait(timeout=limits.wall_seconds)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            # Also reached on KeyboardInterrupt or cancellation: never leave it running.
+            if process.poll() is None:
+                _kill_group(process.pid)
+                process.wait()
+        wall = time.perf_counter() - started
+    return _Outcome(
+        returncode=process.returncode,
+        timed_out=timed_out,
+        wall_seconds=wall,
+        status=_read_status(box),
+        stderr_tail=stderr_path.read_text(errors="replace")[-STDERR_TAIL_CHARS:],
+    )
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL the session we started; under bubblewrap the sandbox dies with bwrap."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _read_status(box: Path) -> dict[str, Any] | None:
+    try:
+        status = json.loads((box / runner.STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def _require_success(outcome: _Outcome, limits: SandboxLimits) -> dict[str, Any]:
+    """The runner's status when the run succeeded; otherwise raise what went wrong."""
+    if outcome.timed_out:
+        raise SandboxLimitExceeded("wall_clock", f"still running after {limits.wall_seconds:g} s; process group killed")
+    status = outcome.status
+    state = status.get("status") if status is not None else None
+    if status is not None and state == "ok" and outcome.returncode == 0:
+        return status
+    if status is not None and state == "memory":
+        raise SandboxLimitExceeded("memory", _memory_detail(limits, str(status.get("detail"))))
+    if status is not None and state == "error":
+        raise StrategyRuntimeError(str(status.get("detail")), str(status.get("traceback", "")))
+    if status is not None and state == "output":
+        raise StrategyOutputError(str(status.get("detail")))
+    if status is not None and state == "internal":
+        raise SandboxError(f"sandbox runner failed: {status.get('detail')}")
+    _raise_for_exit(outcome, limits)
+    raise SandboxError(f"sandbox runner exited with {outcome.returncode} and no status")
+
+
+def _raise_for_exit(outcome: _Outcome, limits: SandboxLimits) -> None:
+    """Explain a run that ended without a usable status from its exit code."""
+    code = outcome.returncode
+    # Killed children show as -N; bubblewrap reports its child's death as 128 + N.
+    signum = -code if code < 0 else code - 128 if code > 128 else None
+    tail = outcome.stderr_tail
+    if signum == signal.SIGXCPU:
+        raise SandboxLimitExceeded("cpu_time", f"used more than {limits.cpu_seconds} s of CPU")
+    if signum == signal.SIGKILL:
+        # Not our kill (that is the wall-clock case); RLIMIT_CPU's hard limit or the
+        # kernel's out-of-memory killer. SIGXCPU comes first, so it is memory.
+        raise SandboxLimitExceeded("memory", "killed by SIGKILL, most likely out of memory")
+    if any(hint in tail for hint in _MEMORY_HINTS):
+        raise SandboxLimitExceeded("memory", _memory_detail(limits, tail.strip()[-300:]))
+    if signum == signal.SIGXFSZ:
+        raise StrategyRuntimeError("wrote more output than the sandbox allows")
+    if tail.startswith("bwrap:"):
+        raise SandboxError(f"bubblewrap failed: {tail.strip()}")
+    if signum is not None:
+        raise StrategyRuntimeError(f"sandbox process died with signal {signum}", tail)
+    if code != 0:
+        raise StrategyRuntimeError(f"sandbox process exited with code {code}", tail)
+
+
+def _memory_detail(limits: SandboxLimits, detail: str) -> str:
+    return f"address space limited to {limits.memory_bytes >> 20} MiB: {detail}"
+
+
+def _read_result(box: Path, index: pd.DatetimeIndex) -> pd.DataFrame:
+    """Read one result back and re-check it: the child is not trusted to be honest."""
+    path = box / runner.result_file(len(index))
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise SandboxError(f"cannot read sandbox result {path.name}: {exc}") from exc
+    if not frame.index.equals(index) or runner.SIGNAL_COLUMN not in frame.columns:
+        raise SandboxError(f"sandbox result {path.name} does not match the input bars")
+    frame.index = index
+    return frame
+
+
+def _environment(workdir: str) -> dict[str, str]:
+    """The child's whole environment: nothing inherited, one thread per library."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "NUMEXPR_NUM_THREADS": "1",
+        "ARROW_DEFAULT_MEMORY_POOL": "system",
+    }
+
+
+@functools.cache
+def _bwrap_executable() -> str | None:
+    """Resolved once from the service's PATH; the child's PATH is deliberately minimal."""
+    return shutil.which("bwrap")
+
+
+def _bubblewrap_prefix(box: Path) -> list[str]:
+    """``bwrap`` options: fresh namespaces, read-only system, writable ``/sandbox``."""
+    args = [
+        _bwrap_executable() or "bwrap",
+        "--unshare-all",
+        "--unshare-net",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop", "ALL",
+    ]  # fmt: skip
+    for kind, source, target in _read_only_layout():
+        args += [f"--{kind}", source, target]
+    args += [
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--bind", str(box), BWRAP_WORKDIR,
+        "--chdir", BWRAP_WORKDIR,
+        # bwrap builds the root on a writable tmpfs; freeze it once the layout exists.
+        "--remount-ro", "/",
+        "--remount-ro", "/dev",
+    ]  # fmt: skip
+    return args
+
+
+@functools.cache
+def _read_only_layout() -> tuple[tuple[str, str, str], ...]:
+    """(``ro-bind`` | ``symlink``, source, target) for what Python needs to start.
+
+    Only the system directories and this interpreter's prefixes are visible, not the
+    service's source tree or home directory. Directories are bound at their real path;
+    every symlink on the way to them (``/bin -> usr/bin``, a venv's parent) is recreated,
+    so the paths the interpreter knows itself by resolve inside as they do outside.
+    """
+    pending = [*_SYSTEM_PATHS, sys.prefix, sys.base_prefix, sys.exec_prefix]
+    pending += [sys.base_exec_prefix, str(Path(sys.executable).resolve().parent.parent)]
+    pending += [sysconfig.get_paths()[key] for key in ("purelib", "platlib", "stdlib")]
+    links: dict[str, str] = {}
+    real: set[str] = set()
+    while pending:
+        path = Path(os.path.normpath(pending.pop()))
+        if not path.is_absolute() or not path.exists():
+            continue
+        current = Path("/")
+        for part in path.parts[1:]:
+            current = current / part
+            if current.is_symlink() and str(current) not in links:
+                text = str(current.readlink())
+                links[str(current)] = text
+                pending.append(str(current.parent / text))
+        real.add(os.path.realpath(path))
+    binds = [p for p in sorted(real) if not any(_inside(p, other) for other in real)]
+    layout = [("ro-bind", path, path) for path in binds]
+    # A link inside a bound directory is already there, as the host has it.
+    layout += [
+        ("symlink", text, link)
+        for link, text in sorted(links.items())
+        if not any(_inside(link, b) or link == b for b in binds)
+    ]
+    return tuple(layout)
+
+
+def _inside(path: str, directory: str) -> bool:
+    """Strictly below ``directory``."""
+    return path != directory and path.startswith(directory.rstrip("/") + "/")

@@ -1,0 +1,143 @@
+"""The codegen service's handlers: render the hypothesis into strategy code, validate it,
+run it in the sandbox with the look-ahead check (``domain``), and store the code, the
+signals it produced and a record of the sandbox run as artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Callable
+
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from alphasaga_contracts import Service
+from alphasaga_contracts import steps as st
+from alphasaga_contracts.research import Hypothesis
+from alphasaga_shared.artifacts import ArtifactStore
+from alphasaga_shared.runner import ServiceContext
+from alphasaga_shared.worker import StepError, WorkerSpec
+
+from .domain import (
+    LookaheadDetected,
+    LookaheadReport,
+    RenderError,
+    RuleViolation,
+    SandboxLimitExceeded,
+    SandboxLimits,
+    StrategyRejected,
+    check_no_lookahead,
+    render_strategy,
+    validate_strategy,
+)
+
+
+class SandboxSettings(BaseSettings):
+    """Limits for one sandboxed run of generated code (``ALPHASAGA_SANDBOX_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPHASAGA_SANDBOX_", extra="ignore")
+    cpu_seconds: int = 20
+    memory_mb: int = 1024
+    wall_seconds: float = 30.0
+
+    def limits(self) -> SandboxLimits:
+        return SandboxLimits(
+            cpu_seconds=self.cpu_seconds, memory_bytes=self.memory_mb << 20, wall_seconds=self.wall_seconds
+        )
+
+
+def read_frame(content: bytes) -> pd.DataFrame:
+    """A dated CSV artifact (docs/artifacts.md), floats read back exactly."""
+    return pd.read_csv(io.BytesIO(content), index_col="date", parse_dates=["date"], float_precision="round_trip")
+
+
+def write_frame(frame: pd.DataFrame) -> bytes:
+    text: str = frame.to_csv(index_label="date", float_format="%.17g")
+    return text.encode()
+
+
+def rejection(exc: StrategyRejected) -> StepError:
+    """The step failure for a strategy that cannot be accepted, naming the rule or limit."""
+    if isinstance(exc, RuleViolation):
+        return StepError("rule_violation", f"generated code breaks rule '{exc.rule}': {exc}")
+    if isinstance(exc, SandboxLimitExceeded):
+        return StepError("sandbox_limit", f"generated code exceeded the {exc.limit} limit: {exc.detail}")
+    if isinstance(exc, LookaheadDetected):
+        return StepError("lookahead", f"generated code looks ahead: {exc}")
+    if isinstance(exc, RenderError):
+        return StepError("invalid_input", f"hypothesis cannot be rendered: {exc}")
+    return StepError("strategy_error", f"generated code failed: {exc}")
+
+
+def build_strategy(
+    hypothesis: Hypothesis, bars: pd.DataFrame, limits: SandboxLimits, render: Callable[[Hypothesis], str]
+) -> tuple[str, LookaheadReport]:
+    source = render(hypothesis)
+    validate_strategy(source)
+    return source, check_no_lookahead(source, bars, limits=limits)
+
+
+class Codegen:
+    def __init__(
+        self,
+        artifacts: ArtifactStore,
+        limits: SandboxLimits,
+        render: Callable[[Hypothesis], str] = render_strategy,
+    ) -> None:
+        self.artifacts = artifacts
+        self.limits = limits
+        self.render = render
+
+    async def generate(self, cmd: st.GenerateStrategy) -> st.StrategyGenerated:
+        bars = read_frame(await self.artifacts.get(cmd.dataset.sha256))
+        try:
+            source, report = await asyncio.to_thread(build_strategy, cmd.hypothesis, bars, self.limits, self.render)
+        except StrategyRejected as exc:
+            raise rejection(exc) from None
+        run = report.sandbox
+        put = self.artifacts.put
+        code = await put(cmd.saga_id, cmd.step, "strategy.py", "code", source.encode(), "text/x-python")
+        signals = await put(cmd.saga_id, cmd.step, "signals.csv", "signals", write_frame(run.frame), "text/csv")
+        record = {
+            "sandbox": run.sandbox,
+            "limits": {
+                "cpu_seconds": self.limits.cpu_seconds,
+                "memory_bytes": self.limits.memory_bytes,
+                "wall_seconds": self.limits.wall_seconds,
+            },
+            "wall_seconds": round(run.wall_seconds, 3),
+            "cpu_seconds": round(run.cpu_seconds, 3),
+            "peak_memory_bytes": run.peak_memory_bytes,
+            "lookahead_cutoffs": [str(d)[:10] for d in report.cutoff_dates],
+            "lookahead_values_compared": report.values_compared,
+            "code_sha256": code.sha256,
+        }
+        await put(
+            cmd.saga_id,
+            cmd.step,
+            "sandbox.json",
+            "sandbox",
+            json.dumps(record, indent=2, sort_keys=True).encode(),
+            "application/json",
+        )
+        return st.StrategyGenerated(
+            saga_id=cmd.saga_id, step=cmd.step, attempt=cmd.attempt, code=code, signals=signals, sandbox=run.sandbox
+        )
+
+    async def undo(self, cmd: st.CompensateStrategy) -> None:
+        await self.artifacts.remove_step(cmd.saga_id, cmd.step)
+
+
+async def make_spec(ctx: ServiceContext) -> WorkerSpec:
+    codegen = Codegen(ArtifactStore(ctx.store.pool), SandboxSettings().limits())
+    return WorkerSpec(
+        service=Service.CODEGEN,
+        command=st.GenerateStrategy,
+        failed=st.StrategyFailed,
+        compensate=st.CompensateStrategy,
+        compensated=st.StrategyCompensated,
+        compensation_failed=st.StrategyCompensationFailed,
+        run=codegen.generate,
+        undo=codegen.undo,
+    )

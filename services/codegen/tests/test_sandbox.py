@@ -1,0 +1,180 @@
+"""The sandbox: runs rendered code, enforces each limit, and reports how it contained it."""
+
+from __future__ import annotations
+
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+import pytest
+
+from alphasaga_codegen.domain import (
+    RuleViolation,
+    SandboxLimitExceeded,
+    SandboxLimits,
+    SandboxMode,
+    SandboxUnavailable,
+    StrategyOutputError,
+    StrategyRuntimeError,
+    bubblewrap_available,
+    probe_sandbox,
+    render_strategy,
+    resolve_sandbox,
+    run_strategy,
+)
+from alphasaga_codegen.domain import sandbox as sandbox_module
+from alphasaga_contracts.research import Hypothesis
+
+BWRAP = bubblewrap_available()
+needs_bwrap = pytest.mark.skipif(
+    not BWRAP, reason="bubblewrap is not installed or cannot create user namespaces on this machine"
+)
+
+
+def strategy(features_body: str, signal_body: str = "return pd.Series(0.0, index=bars.index)") -> str:
+    """A minimal valid module with the given entry-point bodies."""
+    return (
+        "import numpy as np\nimport pandas as pd\n\n\n"
+        f"def compute_features(bars):\n    {features_body}\n\n\n"
+        f"def compute_signal(bars, features):\n    {signal_body}\n"
+    )
+
+
+FLAT = strategy("return pd.DataFrame({'x': bars['close'] * 2.0}, index=bars.index)")
+
+
+def test_trend_strategy_runs_and_follows_its_rule(
+    trend_hypothesis: Hypothesis, bars: pd.DataFrame, limits: SandboxLimits
+) -> None:
+    result = run_strategy(render_strategy(trend_hypothesis), bars, limits=limits)
+    frame = result.frame
+    assert list(frame.columns) == ["sma_ratio_20", "momentum_10", "volatility_20", "rsi_14", "signal"]
+    assert frame.index.equals(bars.index)
+    close = bars["close"]
+    expected = (close.rolling(10).mean() > close.rolling(40).mean()).astype("float64")
+    pd.testing.assert_series_equal(frame["signal"], expected, check_names=False)
+    pd.testing.assert_series_equal(frame["momentum_10"], close / close.shift(10) - 1.0, check_names=False)
+    assert frame["rsi_14"].dropna().between(0, 100).all()
+
+
+def test_reversion_strategy_runs_and_trades_both_ways(
+    reversion_hypothesis: Hypothesis, bars: pd.DataFrame, limits: SandboxLimits
+) -> None:
+    result = run_strategy(render_strategy(reversion_hypothesis), bars, limits=limits)
+    signal = result.frame["signal"]
+    assert set(signal.unique()) == {-1.0, 0.0, 1.0}
+    assert (signal.iloc[:19] == 0.0).all()  # no z-score before 20 bars
+    z = result.frame["zscore_20"]
+    entries = (signal == 1.0) & (signal.shift(1, fill_value=0.0) == 0.0)
+    assert (z[entries] <= -1.5).all()
+
+
+def test_result_reports_the_sandbox_and_timing(bars: pd.DataFrame, limits: SandboxLimits) -> None:
+    result = run_strategy(FLAT, bars, limits=limits)
+    assert result.sandbox == ("bubblewrap" if BWRAP else "rlimits") == resolve_sandbox()
+    assert 0 < result.compute_seconds < result.cpu_seconds <= result.wall_seconds + 1
+    assert 0 < result.peak_memory_bytes < limits.memory_bytes
+    forced = run_strategy(FLAT, bars, limits=limits, mode="rlimits")
+    assert forced.sandbox == "rlimits"
+    pd.testing.assert_frame_equal(forced.frame, result.frame)
+
+
+def test_truncated_runs_see_only_their_prefix(bars: pd.DataFrame, limits: SandboxLimits) -> None:
+    source = strategy("return pd.DataFrame({'n': np.full(len(bars), float(len(bars)))}, index=bars.index)")
+    result = run_strategy(source, bars, limits=limits, truncations=[300, 100])
+    assert sorted(result.truncated) == [100, 300]
+    assert result.truncated[100]["n"].eq(100.0).all() and result.frame["n"].eq(500.0).all()
+    assert result.truncated[300].index.equals(bars.index[:300])
+
+
+def test_unvalidated_code_never_reaches_the_sandbox(bars: pd.DataFrame) -> None:
+    with pytest.raises(RuleViolation):
+        run_strategy(strategy("import os"), bars)
+
+
+@pytest.mark.parametrize("mode", [pytest.param("bubblewrap", marks=needs_bwrap), "rlimits"])
+def test_endless_loop_hits_the_cpu_limit(bars: pd.DataFrame, mode: SandboxMode) -> None:
+    with pytest.raises(SandboxLimitExceeded) as caught:
+        run_strategy(strategy("while True:\n        pass"), bars, limits=SandboxLimits(2, 768 << 20, 20.0), mode=mode)
+    assert caught.value.limit == "cpu_time"
+
+
+def test_endless_loop_hits_the_wall_clock_when_cpu_allows_more(bars: pd.DataFrame) -> None:
+    with pytest.raises(SandboxLimitExceeded) as caught:
+        run_strategy(strategy("while True:\n        pass"), bars, limits=SandboxLimits(60, 768 << 20, 2.0))
+    assert caught.value.limit == "wall_clock"
+
+
+@pytest.mark.parametrize("mode", [pytest.param("bubblewrap", marks=needs_bwrap), "rlimits"])
+def test_huge_allocation_hits_the_memory_limit(bars: pd.DataFrame, limits: SandboxLimits, mode: SandboxMode) -> None:
+    # 3.2 GB: fine for this machine without limits, far over the 768 MiB address space.
+    with pytest.raises(SandboxLimitExceeded) as caught:
+        run_strategy(strategy("big = np.ones(400_000_000)\n    return big"), bars, limits=limits, mode=mode)
+    assert caught.value.limit == "memory"
+
+
+def test_strategy_exception_carries_its_traceback(bars: pd.DataFrame, limits: SandboxLimits) -> None:
+    source = strategy("return pd.DataFrame(index=bars.index)", "raise ValueError('no signal today')")
+    with pytest.raises(StrategyRuntimeError) as caught:
+        run_strategy(source, bars, limits=limits)
+    assert "ValueError: no signal today" in caught.value.detail
+    assert "strategy.py" in caught.value.traceback_tail and "compute_signal" in caught.value.traceback_tail
+
+
+@pytest.mark.parametrize(
+    ("signal_body", "message"),
+    [
+        ("return pd.Series(2.0, index=bars.index)", "within"),
+        ("return pd.Series(np.inf, index=bars.index)", "within"),
+        ("return pd.Series(0.0, index=bars.index[1:])", "index"),
+        ("return bars['close'].to_numpy()", "not Series"),
+    ],
+)
+def test_contract_breaking_output_is_rejected(
+    signal_body: str, message: str, bars: pd.DataFrame, limits: SandboxLimits
+) -> None:
+    with pytest.raises(StrategyOutputError, match=message):
+        run_strategy(strategy("return pd.DataFrame(index=bars.index)", signal_body), bars, limits=limits)
+
+
+def test_nan_signal_is_accepted(bars: pd.DataFrame, limits: SandboxLimits) -> None:
+    source = strategy("return pd.DataFrame(index=bars.index)", "return pd.Series(np.nan, index=bars.index)")
+    assert run_strategy(source, bars, limits=limits).frame["signal"].isna().all()
+
+
+def test_bad_bars_are_refused(bars: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="DatetimeIndex"):
+        run_strategy(FLAT, bars.reset_index())
+    with pytest.raises(ValueError, match="date order"):
+        run_strategy(FLAT, bars.iloc[::-1])
+
+
+def test_limits_that_cannot_work_are_refused() -> None:
+    with pytest.raises(ValueError, match="memory"):
+        SandboxLimits(memory_bytes=64 << 20)
+    with pytest.raises(ValueError, match="wall"):
+        SandboxLimits(wall_seconds=float("inf"))
+
+
+def test_asking_for_bubblewrap_where_it_cannot_run_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox_module, "bubblewrap_available", lambda: False)
+    with pytest.raises(SandboxUnavailable):
+        resolve_sandbox("bubblewrap")
+    assert resolve_sandbox("auto") == "rlimits"
+
+
+def test_environment_is_not_inherited(monkeypatch: pytest.MonkeyPatch, limits: SandboxLimits) -> None:
+    monkeypatch.setenv("ALPHASAGA_TEST_SECRET", "hunter2")
+    modes: list[SandboxMode] = ["auto", "rlimits"]
+    for mode in modes:
+        probe = probe_sandbox(limits=limits, mode=mode)
+        assert "ALPHASAGA_TEST_SECRET" not in probe.environment
+
+
+@needs_bwrap
+def test_bubblewrap_has_no_network_and_a_read_only_filesystem(limits: SandboxLimits) -> None:
+    # Strategies cannot import socket, so the runner's own probe opens the connection.
+    probe = probe_sandbox(limits=limits, mode="bubblewrap")
+    assert probe.sandbox == "bubblewrap"
+    assert probe.interfaces == ("lo",)
+    assert probe.connect_error is not None and "unreachable" in probe.connect_error
+    assert probe.network_isolated
+    assert probe.writable == (probe.workdir,)
+    assert probe.writable_outside_workdir == ()

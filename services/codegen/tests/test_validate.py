@@ -1,0 +1,128 @@
+"""Validation: the allow-list names the rule each kind of bad code breaks."""
+
+from __future__ import annotations
+
+import pytest
+
+from alphasaga_codegen.domain import RuleViolation, find_violations, validate_strategy
+
+ENTRY_POINTS = """
+def compute_features(bars):
+    return pd.DataFrame({"ret": bars["close"].pct_change()}, index=bars.index)
+
+
+def compute_signal(bars, features):
+    return (features["ret"] > 0).astype("float64")
+"""
+
+GOOD = f'''"""A hand-written strategy that uses the allowed constructs."""
+import math
+
+import numpy as np
+import pandas as pd
+from numpy import linalg
+
+WINDOW: int = 20
+LEVELS = (-1.0, 0.0, 1.0)
+{ENTRY_POINTS}
+
+def helper(x: pd.Series, *, scale: float = 1.0, names: tuple[str, ...] = ("a",)) -> pd.Series:
+    values = [v * scale for v in x if not math.isnan(v)]
+    squares = {{i: i**2 for i in range(3)}}
+    total = 0.0
+    while total < 10:
+        total += 1
+    if (n := len(values)) > 0:
+        assert n >= 0, f"{{n}} values"
+    return x.rolling(WINDOW).apply(lambda w: np.mean(w) + squares[1], raw=True)
+'''
+
+
+def _with(snippet: str) -> str:
+    return f"import numpy as np\nimport pandas as pd\n{snippet}\n{ENTRY_POINTS}"
+
+
+def test_a_plain_strategy_passes() -> None:
+    validate_strategy(GOOD)
+    assert find_violations(GOOD) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "rule", "mentions"),
+    [
+        ("import os", "import", "'os'"),
+        ("from subprocess import run", "import", "'subprocess'"),
+        ("import numpy.ctypeslib", "forbidden_attr", "ctypeslib"),
+        ("from numpy import load", "forbidden_attr", "load"),
+        ("from . import x", "import", "relative"),
+        ("from numpy import *", "import", "*"),
+        ("def f():\n    return open('/etc/passwd').read()", "forbidden_call", "'open'"),
+        ("def f(x):\n    return x.__class__", "dunder", "'__class__'"),
+        ("def f():\n    return __import__('os')", "dunder", "'__import__'"),
+        ("def f():\n    return eval('1 + 1')", "forbidden_call", "'eval'"),
+        ("def f(x):\n    return getattr(x, 'y')", "forbidden_call", "'getattr'"),
+        ("def f():\n    g = exec\n    return g", "forbidden_call", "'exec'"),
+        ("def f(df):\n    return df.query('a > 1')", "forbidden_attr", "'query'"),
+        ("def f():\n    return pd.read_csv('/etc/passwd')", "forbidden_attr", "'read_csv'"),
+        ("def f(df):\n    df.to_pickle('x')", "forbidden_attr", "'to_pickle'"),
+        ("def f():\n    return '{0.__class__}'.format(1)", "forbidden_attr", "'format'"),
+        ("def f():\n    np.mean = len", "module_state", "'np'"),
+        ("def f():\n    pd.options.mode.x = 1", "forbidden_attr", "'options'"),
+        ("class A:\n    pass", "node", "ClassDef"),
+        ("def f():\n    try:\n        pass\n    except Exception:\n        pass", "node", "Try"),
+        ("def f():\n    global X", "node", "Global"),
+        ("async def f():\n    pass", "node", "AsyncFunctionDef"),
+        ("def f():\n    yield 1", "node", "Yield"),
+        ("def f(x=[]):\n    return x", "node", "defaults"),
+        ("def f(x: print('hi')):\n    return x", "node", "annotations"),
+        ("print('import time')", "top_level", "Expr"),
+        ("X = [1, 2]", "top_level", "Assign"),
+        ("if True:\n    X = 1", "top_level", "If"),
+        ("def f(:\n    pass", "syntax", ""),
+        ("def f():\n    return 1\nreturn 2", "syntax", "outside function"),
+    ],
+)
+def test_bad_code_is_rejected_with_the_rule_named(source: str, rule: str, mentions: str) -> None:
+    with pytest.raises(RuleViolation) as caught:
+        validate_strategy(_with(source))
+    assert caught.value.rule == rule
+    assert mentions in caught.value.detail
+    assert rule in str(caught.value)
+
+
+def test_violations_carry_the_line_number() -> None:
+    source = _with("def f():\n    return eval('1')")
+    with pytest.raises(RuleViolation) as caught:
+        validate_strategy(source)
+    assert caught.value.line == 4  # two imports, def, then the eval
+
+
+def test_every_violation_can_be_listed_in_line_order() -> None:
+    source = _with("import os\ndef f(x):\n    return open(x.__class__)")
+    rules = [v.rule for v in find_violations(source)]
+    assert rules == ["import", "forbidden_call", "dunder"]
+
+
+@pytest.mark.parametrize(
+    ("source", "mentions"),
+    [
+        ("import pandas as pd\ndef compute_signal(bars, features):\n    return bars", "'compute_features'"),
+        (
+            "import pandas as pd\ndef compute_features(bars):\n    return bars\n"
+            "def compute_signal(bars):\n    return bars",
+            "exactly 2",
+        ),
+        (ENTRY_POINTS + ENTRY_POINTS, "more than once"),
+    ],
+)
+def test_entry_points_are_required(source: str, mentions: str) -> None:
+    with pytest.raises(RuleViolation) as caught:
+        validate_strategy(source)
+    assert caught.value.rule == "entry_points"
+    assert mentions in caught.value.detail
+
+
+def test_oversized_source_is_rejected_before_parsing() -> None:
+    with pytest.raises(RuleViolation) as caught:
+        validate_strategy("#" * 300_000)
+    assert caught.value.rule == "size"
