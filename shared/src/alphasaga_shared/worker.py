@@ -19,6 +19,7 @@ from alphasaga_contracts import Service, Streams
 from alphasaga_contracts import steps as st
 
 from . import telemetry
+from .runner import ServiceContext, run_service
 from .wire import Delivery, Envelope, MalformedMessage, Outgoing, derived_message_id, envelope_for
 
 log = logging.getLogger(__name__)
@@ -94,3 +95,14 @@ class Worker:
                 ),
             )
         ]
+
+
+def run_worker(service: Service, make_spec: Callable[[ServiceContext], Awaitable[WorkerSpec]]) -> None:
+    """Entry point of a worker service: one command at a time per process (steps are long;
+    run more processes to scale), with the idempotency guard on."""
+
+    async def setup(ctx: ServiceContext) -> None:
+        worker = Worker(await make_spec(ctx), ctx.settings.streams)
+        ctx.bus.subscribe(ctx.settings.streams.commands(service), worker.handle, dedupe=True, max_records=1)
+
+    run_service(service.value, setup)

@@ -42,6 +42,8 @@ class Orchestrator:
         ctx = Context(self.streams, self.workflows, traceparent=telemetry.current_traceparent())
         for _ in range(MAX_CONFLICT_RETRIES):
             saga = await self.repo.load(saga_id)
+            # The aggregate's version counts its pending events: take it before deciding.
+            loaded_version = saga.version if saga is not None else 0
             decision = decide(saga, env, ctx)
             pending = decision.saga.collect_events() if decision.saga is not None else []
             try:
@@ -58,7 +60,7 @@ class Orchestrator:
                         await self.store.append(
                             saga_stream(saga_id),
                             self.repo.to_new_events(pending, meta),
-                            expected_version=(saga.version if saga is not None else 0),
+                            expected_version=loaded_version,
                             conn=conn,
                         )
                     if decision.outgoing:
