@@ -8,7 +8,6 @@ run in any order and never see each other's data.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
