@@ -50,7 +50,21 @@ class Subscription:
     handler: Handler
     dedupe: bool
     autoclaim_cursor: str = "0-0"
+    # Entries a handler is working on; the heartbeat keeps them claimed by this consumer.
     in_flight: set[str] = field(default_factory=set)
+    # Metric children bound once: label lookups cost more than the increments.
+    m_processed: Any = None
+    m_duplicate: Any = None
+    m_dead: Any = None
+    m_failed: Any = None
+    m_seconds: Any = None
+
+    def __post_init__(self) -> None:
+        self.m_processed = metrics.MESSAGES.labels(self.stream, "processed")
+        self.m_duplicate = metrics.MESSAGES.labels(self.stream, "duplicate")
+        self.m_dead = metrics.MESSAGES.labels(self.stream, "dead_lettered")
+        self.m_failed = metrics.MESSAGES.labels(self.stream, "failed")
+        self.m_seconds = metrics.HANDLER_SECONDS.labels(self.stream)
 
 
 @dataclass(slots=True)
@@ -97,6 +111,7 @@ class Bus:
         self._client: Redis | None = None
         self._subscriptions: list[Subscription] = []
         self._reclaimer: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         self._started = False
 
     @property
@@ -172,14 +187,16 @@ class Bus:
         self._started = True
         if self._subscriptions:
             self._reclaimer = asyncio.create_task(self._reclaim_forever(), name="bus-reclaimer")
+            self._heartbeat = asyncio.create_task(self._keep_claimed(), name="bus-heartbeat")
 
     async def stop(self) -> None:
         """Stop reading; entries in flight stay pending for the reclaimer of another process."""
-        if self._reclaimer is not None:
-            self._reclaimer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reclaimer
-            self._reclaimer = None
+        for task in (self._reclaimer, self._heartbeat):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._reclaimer = self._heartbeat = None
         await self.broker.stop()
         self._client = None
         self._started = False
@@ -219,7 +236,7 @@ class Bus:
             runnable = fresh
 
         if runnable:
-            heartbeat = asyncio.create_task(self._keep_claimed(sub, [d.entry_id for d in runnable]))
+            sub.in_flight.update(d.entry_id for d in runnable)
             try:
                 for d in runnable:
                     assert d.envelope is not None
@@ -228,14 +245,14 @@ class Bus:
                         with telemetry.consume_span(d.envelope, d.stream):
                             produced = await sub.handler(d.envelope, d)
                     except Exception as exc:  # a handler bug must not stop the service
-                        metrics.HANDLER_SECONDS.labels(d.stream).observe(time.perf_counter() - started)
+                        sub.m_seconds.observe(time.perf_counter() - started)
                         d.error = f"{type(exc).__name__}: {exc}"
                         # A message the handler finds invalid will never succeed: dead-letter now.
                         if isinstance(exc, MalformedMessage) or d.delivery_count >= self.settings.delivery_cap:
                             dead.append(d)
                         else:
                             outcome.failed += 1
-                            metrics.MESSAGES.labels(d.stream, "failed").inc()
+                            sub.m_failed.inc()
                             log.warning(
                                 "handler failed on %s (delivery %d of %d), will retry: %s",
                                 d.entry_id,
@@ -245,16 +262,14 @@ class Bus:
                                 exc_info=exc,
                             )
                         continue
-                    metrics.HANDLER_SECONDS.labels(d.stream).observe(time.perf_counter() - started)
+                    sub.m_seconds.observe(time.perf_counter() - started)
                     outputs.extend(produced)
                     ack.append(d.entry_id)
                     if sub.dedupe:
                         done_keys.append(self._done_key(sub, d))
                     outcome.processed += 1
             finally:
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
+                sub.in_flight.difference_update(d.entry_id for d in runnable)
 
         for d in dead:
             ack.append(d.entry_id)
@@ -265,9 +280,12 @@ class Bus:
 
         if ack or outputs or dead:
             await self._commit(sub, outputs, done_keys, dead, ack)
-        metrics.MESSAGES.labels(sub.stream, "processed").inc(outcome.processed)
-        metrics.MESSAGES.labels(sub.stream, "duplicate").inc(outcome.duplicates)
-        metrics.MESSAGES.labels(sub.stream, "dead_lettered").inc(outcome.dead_lettered)
+        if outcome.processed:
+            sub.m_processed.inc(outcome.processed)
+        if outcome.duplicates:
+            sub.m_duplicate.inc(outcome.duplicates)
+        if outcome.dead_lettered:
+            sub.m_dead.inc(outcome.dead_lettered)
         return outcome
 
     async def _commit(
@@ -279,6 +297,9 @@ class Bus:
         ack: list[str],
     ) -> None:
         """Outputs, done marks, dead letters and acks: one MULTI/EXEC, one round trip."""
+        if not (outputs or done_keys or dead):
+            await self.client.xack(sub.stream, sub.group, *ack)  # nothing to keep atomic with
+            return
         ttl = self.settings.idempotency_ttl_s
         async with self.client.pipeline(transaction=True) as pipe:
             for out in outputs:
@@ -315,15 +336,25 @@ class Bus:
 
     # --- reclaiming ----------------------------------------------------------------
 
-    async def _keep_claimed(self, sub: Subscription, entry_ids: list[str]) -> None:
-        """Reset the idle time of entries we are working on (XCLAIM JUSTID does not count
-        as a delivery), so the reclaimer of another process leaves them alone."""
+    async def _keep_claimed(self) -> None:
+        """Reset the idle time of entries our handlers are working on (XCLAIM JUSTID does
+        not count as a delivery), so the reclaimer of another process leaves them alone."""
         period = self.settings.reclaim_idle_ms / 3000
         while True:
             await asyncio.sleep(period)
-            await self.client.xclaim(
-                sub.stream, sub.group, self.consumer, min_idle_time=0, message_ids=list[Any](entry_ids), justid=True
-            )
+            for sub in self._subscriptions:
+                if sub.in_flight:
+                    try:
+                        await self.client.xclaim(
+                            sub.stream,
+                            sub.group,
+                            self.consumer,
+                            min_idle_time=0,
+                            message_ids=list[Any](sub.in_flight),
+                            justid=True,
+                        )
+                    except (OSError, ResponseError) as exc:
+                        log.warning("could not refresh in-flight entries of %s: %s", sub.stream, exc)
 
     async def _reclaim_forever(self) -> None:
         period = self.settings.reclaim_interval_ms / 1000

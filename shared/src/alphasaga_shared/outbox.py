@@ -125,18 +125,25 @@ class Relay:
         """Publish forever while holding the relay lock."""
         async with self.store.pool.acquire() as lock_conn:
             await self._take_lock(lock_conn)
-            log.info("relay is publishing the outbox")
-            while True:
-                try:
-                    published = await self.publish_once()
-                except (OSError, asyncpg.PostgresError) as exc:
-                    log.warning("relay pass failed, retrying: %s", exc)
-                    published = 0
-                    await asyncio.sleep(1)
-                if published < self.batch:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.poll_s)
-                    self._wake.clear()
+            try:
+                await self._publish_forever()
+            finally:
+                # Pooled connections keep their session (see eventstore.store._keep_session).
+                await lock_conn.execute("SELECT pg_advisory_unlock_all()")
+
+    async def _publish_forever(self) -> None:
+        log.info("relay is publishing the outbox")
+        while True:
+            try:
+                published = await self.publish_once()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("relay pass failed, retrying: %s", exc)
+                published = 0
+                await asyncio.sleep(1)
+            if published < self.batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                self._wake.clear()
 
     async def _take_lock(self, conn: Conn) -> None:
         key = f"{_RELAY_LOCK_KEY}:{self.store.schema}"

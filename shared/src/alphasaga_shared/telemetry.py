@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _tracer = trace.get_tracer("alphasaga")
+# Without an exporter no span is recorded, but the incoming traceparent must still reach
+# the messages a handler sends, so that services which do export see one trace per saga.
+_tracing = False
+_passthrough: ContextVar[str] = ContextVar("alphasaga_traceparent", default="")
 
 
 def setup_tracing(service: str, otlp_endpoint: str | None) -> None:
@@ -36,11 +41,14 @@ def setup_tracing(service: str, otlp_endpoint: str | None) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": f"alphasaga-{service}"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces")))
     trace.set_tracer_provider(provider)
-    global _tracer
+    global _tracer, _tracing
     _tracer = trace.get_tracer("alphasaga")
+    _tracing = True
 
 
 def current_traceparent() -> str:
+    if not _tracing:
+        return _passthrough.get()
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
     return carrier.get("traceparent", "")
@@ -48,6 +56,13 @@ def current_traceparent() -> str:
 
 @contextmanager
 def consume_span(envelope: Envelope, stream: str) -> Iterator[None]:
+    if not _tracing:
+        token = _passthrough.set(envelope.traceparent)
+        try:
+            yield
+        finally:
+            _passthrough.reset(token)
+        return
     ctx = _PROPAGATOR.extract({"traceparent": envelope.traceparent}) if envelope.traceparent else None
     with _tracer.start_as_current_span(
         f"consume {envelope.type}",

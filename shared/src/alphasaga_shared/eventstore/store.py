@@ -102,6 +102,12 @@ _TAIL_ALL = _TAIL.format(filter="")
 _TAIL_OUTBOX = _TAIL.format(filter="AND stream_id LIKE 'outbox:%'")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Replaces asyncpg's reset query on release (a round trip per borrow: half the append
+    rate on one connection). asyncpg still ends any open transaction itself; nothing here
+    sets session variables or LISTENs, and the relay releases its advisory lock itself."""
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -138,6 +144,7 @@ class EventStore:
             max_size=max_size,
             timeout=timeout,
             init=_init_connection,
+            reset=_keep_session,
             server_settings={
                 "search_path": schema,
                 "application_name": application_name,

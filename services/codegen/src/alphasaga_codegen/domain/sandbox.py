@@ -422,6 +422,14 @@ def _read_only_layout() -> tuple[tuple[str, str, str], ...]:
     pending = [*_SYSTEM_PATHS, sys.prefix, sys.base_prefix, sys.exec_prefix]
     pending += [sys.base_exec_prefix, str(Path(sys.executable).resolve().parent.parent)]
     pending += [sysconfig.get_paths()[key] for key in ("purelib", "platlib", "stdlib")]
+    # A venv's python is often a chain of symlinks (venv -> shim dir -> real binary):
+    # every directory on the chain must exist inside for the venv path to resolve.
+    exe = Path(sys.executable)
+    for _ in range(40):
+        if not exe.is_symlink():
+            break
+        exe = exe.parent / exe.readlink()
+        pending.append(str(exe.parent))
     links: dict[str, str] = {}
     real: set[str] = set()
     while pending:

@@ -1,0 +1,45 @@
+"""``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
+
+``python -m bench [bus|latency|eventstore ...]`` runs a subset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import sys
+import time
+from typing import Any
+
+from . import bus, eventstore
+from .common import servers
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    out = ["| what | raw loop | AlphaSaga | ratio |", "|---|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['what']} | {r['raw']:,.0f} {r['unit']} | {r['ours']:,.0f} {r['unit']} | {r['ratio']:.0%} |")
+    return "\n".join(out)
+
+
+async def main(which: set[str]) -> None:
+    print(f"# bench run {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()}, Python {platform.python_version()}")
+    with servers() as s:
+        print(f"redis {s.redis_url}, postgres {s.database_url.split('@')[-1]}\n")
+        if "bus" in which:
+            print("## Bus throughput (median of 3, 20,000 messages, consumer in-process)\n")
+            print(table(await bus.throughput(s, 20_000)), "\n", flush=True)
+        if "latency" in which:
+            print("## Per-hop latency at 500 msg/s (publisher in another process, 5,000 messages)\n")
+            print("| consumer | p50 | p99 |\n|---|---:|---:|")
+            for r in await bus.latency(s):
+                print(f"| {r['label']} | {r['p50']:.2f} ms | {r['p99']:.2f} ms |")
+            print(flush=True)
+        if "eventstore" in which:
+            print("\n## Event-store appends (median of 3, 2,000 transactions)\n")
+            print(table(await eventstore.appends(s)), "\n", flush=True)
+
+
+if __name__ == "__main__":
+    chosen = set(sys.argv[1:]) or {"bus", "latency", "eventstore"}
+    asyncio.run(main(chosen))

@@ -1,0 +1,62 @@
+"""Servers, settings and statistics shared by the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from alphasaga_shared.config import Settings
+from alphasaga_shared.embedded import start_embedded
+
+
+@dataclass(frozen=True)
+class Servers:
+    redis_url: str
+    database_url: str
+
+
+@contextmanager
+def servers() -> Iterator[Servers]:
+    """The machine's servers from ALPHASAGA_BENCH_* / ALPHASAGA_TEST_* URLs, else embedded ones."""
+    redis_url = os.environ.get("ALPHASAGA_BENCH_REDIS_URL") or os.environ.get("ALPHASAGA_TEST_REDIS_URL")
+    database_url = os.environ.get("ALPHASAGA_BENCH_DATABASE_URL") or os.environ.get("ALPHASAGA_TEST_DATABASE_URL")
+    embedded = None
+    if not (redis_url and database_url):
+        embedded = start_embedded(Path(".alphasaga/bench"), redis=not redis_url, postgres=not database_url)
+        redis_url = redis_url or embedded.redis_url
+        database_url = database_url or embedded.database_url
+    assert redis_url and database_url
+    try:
+        yield Servers(redis_url, database_url)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def bench_settings(s: Servers, **overrides: object) -> Settings:
+    ns = f"bench{uuid.uuid4().hex[:8]}"
+    values: dict[str, object] = {
+        "redis_url": s.redis_url,
+        "database_url": s.database_url,
+        "namespace": ns,
+        "database_schema": f"b_{ns}",
+        "consumer": f"bench-{os.getpid()}",
+        "block_ms": 100,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
+
+
+def median_of(runs: Sequence[float]) -> float:
+    return statistics.median(runs)
