@@ -43,6 +43,7 @@ class Settings(BaseSettings):
 
     connect_timeout_s: float = Field(5.0, gt=0)
     http_port: int | None = Field(None, description="Health and metrics; unset = no HTTP server")
+    http_host: str = "0.0.0.0"
     otlp_endpoint: str | None = None
     log_level: str = "INFO"
 

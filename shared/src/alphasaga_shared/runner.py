@@ -19,6 +19,7 @@ from . import telemetry
 from .bus import Bus
 from .config import ConfigError, Settings
 from .eventstore import EventStore
+from .health import HealthServer
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +82,13 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     tasks: list[asyncio.Task[None]] = []
+    health = HealthServer({"redis": lambda: check_redis(redis_url, 2.0), "postgres": store.ping})
     try:
+        if settings.http_port is not None:
+            await health.start(settings.http_host, settings.http_port)
         await setup(ctx)
         await bus.start()
+        health.started = True
         tasks = [asyncio.create_task(job(), name=f"{name}-background") for job in ctx.background]
         log.info("%s ready (consumer %s, namespace %s)", name, settings.consumer, settings.namespace)
         print(f"alphasaga-{name}: ready", file=sys.stderr, flush=True)
@@ -94,6 +99,7 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
                 raise t.exception()  # type: ignore[misc]
     finally:
         log.info("%s stopping", name)
+        await health.stop()
         for t in tasks:
             t.cancel()
         for t in tasks:

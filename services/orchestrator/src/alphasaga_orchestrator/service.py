@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from alphasaga_contracts import WORKERS, Service
-from alphasaga_shared import telemetry
+from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.eventstore import ConcurrencyError, EventStore
 from alphasaga_shared.outbox import Relay, outbox_events, outbox_stream
 from alphasaga_shared.runner import ServiceContext
@@ -44,6 +44,7 @@ class Orchestrator:
             saga = await self.repo.load(saga_id)
             # The aggregate's version counts its pending events: take it before deciding.
             loaded_version = saga.version if saga is not None else 0
+            loaded_state = saga.state if saga is not None else None
             decision = decide(saga, env, ctx)
             pending = decision.saga.collect_events() if decision.saga is not None else []
             try:
@@ -74,6 +75,8 @@ class Orchestrator:
                 continue  # another orchestrator decided first: decide again on the fresh state
             if decision.note:
                 log.info("saga %s: %s", saga_id, decision.note)
+            if decision.saga is not None and decision.saga.state != loaded_state:
+                metrics.SAGAS.labels(decision.saga.state).inc()
             if decision.outgoing and self.relay is not None:
                 self.relay.wake()
             return ()

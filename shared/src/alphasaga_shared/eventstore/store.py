@@ -157,6 +157,10 @@ class EventStore:
     async def close(self) -> None:
         await self.pool.close()
 
+    async def ping(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -1,0 +1,48 @@
+"""A running service answers its probes and serves Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.support.helpers import Proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def test_probes_and_metrics_of_a_running_service(env: dict[str, str], tmp_path: Path) -> None:
+    port = free_port()
+    proc = Proc.module(
+        "alphasaga_orchestrator",
+        {**env, "ALPHASAGA_HTTP_PORT": str(port), "ALPHASAGA_HTTP_HOST": "127.0.0.1"},
+        tmp_path / "orch.log",
+    )
+    try:
+        await proc.wait_for("alphasaga-orchestrator: ready", timeout=60)
+        base = f"http://127.0.0.1:{port}"
+        assert get(f"{base}/health/live")[0] == 200
+        assert get(f"{base}/health/startup")[0] == 200
+        status, body = get(f"{base}/health/ready")
+        assert status == 200, body
+        assert json.loads(body)["checks"] == {"redis": "ok", "postgres": "ok"}
+        status, metrics = get(f"{base}/metrics")
+        assert status == 200
+        assert "alphasaga_published_total" in metrics and "alphasaga_lost_pending_total" in metrics
+        assert get(f"{base}/nope")[0] == 404
+    finally:
+        assert proc.stop() == 0, proc.text()
