@@ -133,7 +133,12 @@ def up() -> None:
         typer.echo(f"ALPHASAGA_REDIS_URL={stack.redis_url}")
         typer.echo(f"ALPHASAGA_DATABASE_URL={stack.database_url}")
         typer.echo("press Ctrl-C to stop")
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        # Blocked after the children started (they inherit the mask), so that sigwait
+        # receives the signal instead of the default action killing us without cleanup.
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        received = signal.sigwait(stop_signals)
+        typer.echo(f"received {signal.Signals(received).name}")
     except (ConfigError, StackError, EmbeddedUnavailable) as exc:
         raise _fail(str(exc)) from None
     finally:
