@@ -36,7 +36,7 @@ up: sync
 lint: sync
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy contracts/src shared/src services/*/src bench
+	$(RUN) mypy contracts/src shared/src services/*/src cli/src bench
 
 format: sync
 	$(RUN) ruff format .

@@ -66,7 +66,7 @@ def test_production_with_unreachable_postgres_fails_fast(servers: object) -> Non
 
 
 def test_make_run_in_production_refuses_embedded_servers() -> None:
-    code, err, took = run([sys.executable, "-m", "alphasaga_shared.cli.main", "run"], {"ALPHASAGA_ENV": "production"})
+    code, err, took = run([sys.executable, "-m", "alphasaga_cli", "run"], {"ALPHASAGA_ENV": "production"})
     assert code == 2
     assert took < 15
     assert "ALPHASAGA_REDIS_URL and ALPHASAGA_DATABASE_URL not set" in err

@@ -15,13 +15,12 @@ from pydantic import ValidationError
 
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
-
-from ..artifacts import ArtifactStore
-from ..client import follow, stream_tip, submit, write_results
-from ..config import ConfigError, Settings
-from ..embedded import EmbeddedUnavailable
-from ..eventstore import EventStore
-from ..stack import Stack, StackError
+from alphasaga_shared.artifacts import ArtifactStore
+from alphasaga_shared.client import follow, stream_tip, submit, write_results
+from alphasaga_shared.config import ConfigError, Settings
+from alphasaga_shared.embedded import EmbeddedUnavailable
+from alphasaga_shared.eventstore import EventStore
+from alphasaga_shared.stack import Stack, StackError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="AlphaSaga: automated trading-strategy research.")
 

@@ -1,0 +1,1 @@
+"""The ``alphasaga`` command line: run the stack, submit, follow, inspect, operate."""
