@@ -6,6 +6,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen
+# Trust the platform's certificate store (corporate proxies, private CAs); older uv
+# versions spell it UV_NATIVE_TLS.
+export UV_SYSTEM_CERTS ?= 1
+export UV_NATIVE_TLS ?= 1
 
 .PHONY: help sync run up test test-fast lint format schemas bench soak clean
 
