@@ -6,6 +6,7 @@ apply them. Deciding *which* to call is ``decide.py``'s job.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import UUID
 
@@ -91,3 +92,15 @@ class Saga(Aggregate):
     @property
     def terminal(self) -> bool:
         return self.state in ("COMPLETED", "ROLLED_BACK", "COMPENSATION_FAILED")
+
+
+def state_of(saga: Saga | None) -> dict[str, Any]:
+    """The saga's state as plain JSON-able data (for replay, status and tests)."""
+    if saga is None:
+        return {}
+    public = {k: v for k, v in vars(saga).items() if not k.startswith("_")}
+    public["saga_id"] = str(saga.id)
+    public["version"] = saga.version
+    public.pop("context", None)  # the step outputs: large, and shown by `outputs`
+    public["outputs"] = sorted(saga.context)
+    return json.loads(json.dumps(public, default=str))
