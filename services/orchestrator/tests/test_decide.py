@@ -3,6 +3,7 @@ Pure: no broker, no database."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -21,13 +22,14 @@ from alphasaga_contracts.research import (
     SignalSpec,
     Verdict,
 )
-from alphasaga_orchestrator.decide import Context, Decision, decide
+from alphasaga_orchestrator.decide import Context, Decision, TimerFired, backoff_s, decide
 from alphasaga_orchestrator.saga import Saga
-from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
+from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS, RESEARCH_V1
 from alphasaga_shared.wire import envelope_for
 
 SAGA = uuid.UUID("00000000-0000-4000-8000-000000000001")
-CTX = Context(Streams("t"), DEFAULT_WORKFLOWS, cause="cause-1")
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+CTX = Context(Streams("t"), DEFAULT_WORKFLOWS, now=NOW)
 REF = ArtifactRef(sha256="a" * 64, kind="x", media_type="application/json", size=1)
 HYPOTHESIS = Hypothesis(
     family="trend_following",
@@ -79,23 +81,41 @@ COMPENSATED = {
 }
 
 
-def failure(step: str, attempt: int = 1) -> Message:
-    return FAILED[step](saga_id=SAGA, step=step, attempt=attempt, error_kind="invalid_input", error="too few rows")
+def failure(step: str, attempt: int = 1, *, retryable: bool = False) -> Message:
+    kind = "internal" if retryable else "invalid_input"
+    return FAILED[step](saga_id=SAGA, step=step, attempt=attempt, error_kind=kind, error="boom", retryable=retryable)
 
 
-def compensated(step: str) -> Message:
-    return COMPENSATED[step](saga_id=SAGA, step=step)
+def timer(kind: str, step: str, attempt: int) -> TimerFired:
+    return TimerFired(SAGA, kind, step, attempt)
+
+
+COMPENSATION_FAILED = {
+    "reasoning": st.HypothesisCompensationFailed,
+    "codegen": st.StrategyCompensationFailed,
+    "ml": st.ModelCompensationFailed,
+    "backtest": st.BacktestCompensationFailed,
+}
+
+
+def compensation_failed(step: str, attempt: int = 1) -> Message:
+    return COMPENSATION_FAILED[step](saga_id=SAGA, step=step, attempt=attempt, error="disk on fire")
+
+
+def compensated(step: str, attempt: int = 1) -> Message:
+    return COMPENSATED[step](saga_id=SAGA, step=step, attempt=attempt)
 
 
 def start() -> Message:
     return sg.StartResearch(saga_id=SAGA, request=ResearchRequest(dataset="sp500"))
 
 
-def play(*messages: Message) -> tuple[Saga | None, list[Decision]]:
+def play(*messages: Message | TimerFired) -> tuple[Saga | None, list[Decision]]:
     saga: Saga | None = None
     decisions = []
     for i, m in enumerate(messages):
-        d = decide(saga, envelope_for(m, correlation_id=str(SAGA), message_id=f"m{i}"), CTX)
+        incoming = m if isinstance(m, TimerFired) else envelope_for(m, correlation_id=str(SAGA), message_id=f"m{i}")
+        d = decide(saga, incoming, CTX)
         if d.saga is not None:
             d.saga.collect_events()
         saga = d.saga
@@ -186,13 +206,104 @@ def test_cancel_in_ml_compensates_codegen_and_reasoning() -> None:
     assert "cancelled: user asked" in (saga.failure or "")
 
 
-def test_a_failed_compensation_ends_the_saga_for_an_operator() -> None:
-    broken = st.StrategyCompensationFailed(saga_id=SAGA, step="codegen", error="disk on fire")
-    saga, ds = play(start(), success("reasoning"), success("codegen"), failure("ml"), broken)
+def test_a_compensation_that_keeps_failing_ends_compensation_failed_after_its_retries() -> None:
+    history: list[Message | TimerFired] = [start(), success("reasoning"), success("codegen"), failure("ml")]
+    for attempt in range(1, 5):
+        history += [compensation_failed("codegen", attempt), timer("compensation_retry", "codegen", attempt + 1)]
+    history.append(compensation_failed("codegen", 5))
+    saga, ds = play(*history)
     assert saga is not None and saga.state == "COMPENSATION_FAILED"
-    assert sent(ds[4]) == ["sagas.SagaCompensationFailed"]
+    assert sent(ds[-1]) == ["sagas.SagaCompensationFailed"]
+    assert [sent(d) for d in ds[5:-1:2]] == [["codegen.CompensateStrategy"]] * 4, "retried with backoff"
+    assert not any("reasoning.CompensateHypothesis" in sent(d) for d in ds), "nothing else runs"
     after = decide(saga, envelope_for(compensated("reasoning"), correlation_id=str(SAGA)), CTX)
     assert after.outgoing == []
+
+
+def test_a_retryable_failure_is_retried_after_a_backoff() -> None:
+    saga, ds = play(start(), failure("reasoning", retryable=True))
+    assert saga is not None and saga.state == "RUNNING"
+    assert sent(ds[1]) == ["sagas.StepFailed"]
+    failed = ds[1].outgoing[0].envelope.message
+    assert isinstance(failed, sg.SagaStepFailed) and failed.will_retry
+    assert saga.deadline is not None and saga.deadline["kind"] == "retry" and saga.deadline["attempt"] == 2
+    due = dt.datetime.fromisoformat(saga.deadline["due_at"])
+    assert due == NOW + dt.timedelta(seconds=backoff_s(RESEARCH_V1.step("reasoning").retry, SAGA, "reasoning", 1))
+    saga, ds = play(start(), failure("reasoning", retryable=True), timer("retry", "reasoning", 2))
+    assert sent(ds[2]) == ["reasoning.FormHypothesis"]
+    command = ds[2].outgoing[0].envelope.message
+    assert isinstance(command, st.FormHypothesis) and command.attempt == 2
+
+
+def test_timeouts_twice_then_success_completes_the_step_on_the_third_attempt() -> None:
+    saga, ds = play(
+        start(),
+        timer("step_timeout", "reasoning", 1),
+        timer("retry", "reasoning", 2),
+        timer("step_timeout", "reasoning", 2),
+        timer("retry", "reasoning", 3),
+        success("reasoning", attempt=3),
+    )
+    assert saga is not None and saga.state == "RUNNING"
+    assert saga.completed == ["reasoning"] and saga.attempts["reasoning"] == 3
+    assert sent(ds[-1])[-1] == "codegen.GenerateStrategy"
+
+
+def test_attempts_exhausted_by_timeouts_compensate() -> None:
+    history: list[Message | TimerFired] = [start(), success("reasoning")]
+    for attempt in (1, 2):
+        history += [timer("step_timeout", "codegen", attempt), timer("retry", "codegen", attempt + 1)]
+    history.append(timer("step_timeout", "codegen", 3))
+    saga, ds = play(*history)
+    assert saga is not None and saga.state == "COMPENSATING"
+    assert "timed out" in (saga.failure or "") and "gave up after 3 attempts" in (saga.failure or "")
+    assert sent(ds[-1])[-1] == "reasoning.CompensateHypothesis"
+
+
+def test_a_non_retryable_failure_compensates_at_once() -> None:
+    saga, ds = play(start(), success("reasoning"), failure("codegen", retryable=False))
+    assert saga is not None and saga.state == "COMPENSATING"
+    assert sent(ds[2])[-1] == "reasoning.CompensateHypothesis"
+
+
+@pytest.mark.parametrize(
+    ("history", "fired", "why"),
+    [
+        ([start()], timer("step_timeout", "reasoning", 2), "timer for another attempt"),
+        ([start(), success("reasoning")], timer("step_timeout", "reasoning", 1), "step already answered"),
+        ([start(), failure("reasoning", retryable=True)], timer("step_timeout", "reasoning", 1), "already failed"),
+        ([start(), failure("reasoning")], timer("retry", "reasoning", 2), "saga already ended"),
+    ],
+)
+def test_stale_timers_change_nothing(history: list[Message], fired: TimerFired, why: str) -> None:
+    saga, _ = play(*history)
+    assert saga is not None
+    version = saga.version
+    d = decide(saga, fired, CTX)
+    assert d.outgoing == [] and saga.collect_events() == [] and saga.version == version, why
+
+
+def test_a_reply_to_an_attempt_that_timed_out_is_ignored() -> None:
+    saga, ds = play(start(), timer("step_timeout", "reasoning", 1), success("reasoning", attempt=1))
+    assert saga is not None and saga.completed == []
+    assert ds[-1].outgoing == [] and "late" in ds[-1].note
+
+
+def test_cancel_while_waiting_to_retry_compensates() -> None:
+    saga, ds = play(start(), success("reasoning"), failure("codegen", retryable=True), sg.CancelSaga(saga_id=SAGA))
+    assert saga is not None and saga.state == "COMPENSATING"
+    assert sent(ds[-1]) == ["sagas.SagaCompensating", "reasoning.CompensateHypothesis"]
+    late_retry = decide(saga, timer("retry", "codegen", 2), CTX)
+    assert late_retry.outgoing == []
+
+
+def test_backoff_grows_and_its_jitter_is_deterministic() -> None:
+    policy = RESEARCH_V1.step("ml").retry
+    delays = [backoff_s(policy, SAGA, "ml", a) for a in (1, 2, 3)]
+    assert delays == [backoff_s(policy, SAGA, "ml", a) for a in (1, 2, 3)]
+    for attempt, delay in enumerate(delays, start=1):
+        base = policy.backoff_s * policy.backoff_multiplier ** (attempt - 1)
+        assert base * (1 - policy.jitter) <= delay <= base * (1 + policy.jitter)
 
 
 def test_failure_of_the_first_step_rolls_back_at_once() -> None:

@@ -1,10 +1,12 @@
-"""What the orchestrator does with one incoming message: a function of the saga's state
-and the message. It calls the aggregate's methods (which record events) and returns the
-messages to send. No I/O: the handler persists the events and the outgoing messages in
-one transaction."""
+"""What the orchestrator does with one incoming message or one due timer: a function of
+the saga's state and the input. It calls the aggregate's methods (which record events)
+and returns the messages to send. No I/O and no clock: the time comes in ``Context``, the
+retry jitter from a hash, so the same input always gives the same decision."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -15,7 +17,24 @@ from alphasaga_contracts import steps as st
 from alphasaga_shared.wire import Envelope, Outgoing, derived_message_id, envelope_for
 
 from .saga import Saga
-from .workflow import StepDefinition, Workflow, WorkflowRegistry
+from .workflow import RetryPolicy, StepDefinition, Workflow, WorkflowRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A saga's deadline fell due. Its id makes the orchestrator's inbox fire it once."""
+
+    saga_id: uuid.UUID
+    kind: str
+    step: str
+    attempt: int
+
+    @property
+    def message_id(self) -> str:
+        return f"timer:{self.saga_id}:{self.kind}:{self.step}:{self.attempt}"
+
+
+Incoming = Envelope | TimerFired
 
 
 @dataclass(slots=True)
@@ -29,6 +48,7 @@ class Decision:
 class Context:
     streams: Streams
     workflows: WorkflowRegistry
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     cause: str = ""  # set by decide() to the incoming message id: the causation id of what we send
     traceparent: str = ""
 
@@ -42,11 +62,22 @@ def saga_id_for(message: Message, message_id: str) -> uuid.UUID:
     return saga_id
 
 
-def decide(saga: Saga | None, env: Envelope, ctx: Context) -> Decision:
-    msg = env.message
-    ctx = replace(ctx, cause=env.message_id)
+def backoff_s(policy: RetryPolicy, saga_id: uuid.UUID, step: str, failed_attempt: int) -> float:
+    """Exponential backoff with jitter; the jitter is a hash of the attempt, not a random
+    draw, so that deciding again on the same state gives the same deadline."""
+    base = min(policy.max_backoff_s, policy.backoff_s * policy.backoff_multiplier ** (failed_attempt - 1))
+    digest = hashlib.blake2b(f"{saga_id}/{step}/{failed_attempt}".encode(), digest_size=8).digest()
+    unit = int.from_bytes(digest) / 2**64 * 2 - 1  # in [-1, 1)
+    return max(0.0, base * (1 + policy.jitter * unit))
+
+
+def decide(saga: Saga | None, incoming: Incoming, ctx: Context) -> Decision:
+    ctx = replace(ctx, cause=incoming.message_id)
+    if isinstance(incoming, TimerFired):
+        return _on_timer(saga, incoming, ctx)
+    msg = incoming.message
     if isinstance(msg, sg.StartResearch):
-        return _start(saga, msg, env, ctx)
+        return _start(saga, msg, incoming, ctx)
     if saga is None:
         return Decision(None, note=f"{msg.TYPE} for an unknown saga")
     d = Decision(saga)
@@ -91,10 +122,17 @@ def _start(saga: Saga | None, msg: sg.StartResearch, env: Envelope, ctx: Context
     return d
 
 
+def _waiting_for(saga: Saga, kind: str, step: str, attempt: int) -> bool:
+    dl = saga.deadline
+    return dl is not None and dl["kind"] == kind and dl["step"] == step and dl["attempt"] == attempt
+
+
 def _on_step_reply(
     d: Decision, saga: Saga, workflow: Workflow, msg: st.StepSucceeded | st.StepFailed, ctx: Context
 ) -> Decision:
-    if saga.state != "RUNNING" or msg.step != saga.current_step or msg.attempt != saga.current_attempt:
+    # Only the attempt we are waiting for counts: a reply to an attempt that timed out,
+    # a duplicate, or a reply while compensating changes nothing.
+    if saga.state != "RUNNING" or not _waiting_for(saga, "step_timeout", msg.step, msg.attempt):
         d.note = f"late or duplicate reply for {msg.step} attempt {msg.attempt}"
         return d
     step = workflow.step(msg.step)
@@ -113,29 +151,95 @@ def _on_step_reply(
             _publish(d, saga, ctx, sg.SagaCompleted(saga_id=saga.saga_id, outputs=outputs))
         return d
     saga.step_failed(step=step.name, attempt=msg.attempt, error_kind=msg.error_kind, error=msg.error)
+    retryable = msg.retryable and msg.error_kind not in step.retry.non_retryable
+    _after_failed_attempt(
+        d, saga, workflow, step, msg.attempt, retryable, f"{step.name} failed ({msg.error_kind}): {msg.error}", ctx
+    )
+    return d
+
+
+def _after_failed_attempt(
+    d: Decision,
+    saga: Saga,
+    workflow: Workflow,
+    step: StepDefinition,
+    attempt: int,
+    retryable: bool,
+    reason: str,
+    ctx: Context,
+) -> None:
+    will_retry = retryable and attempt < step.retry.max_attempts
     _publish(
         d,
         saga,
         ctx,
-        sg.SagaStepFailed(saga_id=saga.saga_id, step=step.name, attempt=msg.attempt, error=msg.error, will_retry=False),
+        sg.SagaStepFailed(saga_id=saga.saga_id, step=step.name, attempt=attempt, error=reason, will_retry=will_retry),
     )
-    _begin_compensation(d, saga, workflow, ctx, f"{step.name} failed ({msg.error_kind}): {msg.error}")
+    if not will_retry:
+        if retryable:
+            reason = f"{reason}; gave up after {attempt} attempts"
+        _begin_compensation(d, saga, workflow, ctx, reason)
+        return
+    delay = backoff_s(step.retry, saga.saga_id, step.name, attempt)
+    if delay <= 0:
+        _command(d, saga, step, attempt + 1, ctx)
+    else:
+        saga.schedule_retry(step=step.name, attempt=attempt + 1, due_at=_at(ctx, delay))
+
+
+def _on_timer(saga: Saga | None, timer: TimerFired, ctx: Context) -> Decision:
+    d = Decision(saga)
+    if saga is None or saga.terminal or not _waiting_for(saga, timer.kind, timer.step, timer.attempt):
+        d.note = f"stale timer {timer.kind} for {timer.step} attempt {timer.attempt}"
+        return d
+    workflow = ctx.workflows.get(saga.workflow, saga.workflow_version)
+    step = workflow.step(timer.step)
+    if timer.kind == "step_timeout":
+        saga.step_timed_out(step=step.name, attempt=timer.attempt)
+        reason = f"{step.name} timed out after {step.timeout_s:g}s (attempt {timer.attempt})"
+        _after_failed_attempt(d, saga, workflow, step, timer.attempt, True, reason, ctx)
+    elif timer.kind == "retry":
+        _command(d, saga, step, timer.attempt, ctx)
+    elif timer.kind == "compensation_timeout":
+        error = f"no reply within {step.timeout_s:g}s"
+        saga.compensation_attempt_failed(step=step.name, attempt=timer.attempt, error=error)
+        _after_failed_compensation(d, saga, step, timer.attempt, error, ctx)
+    elif timer.kind == "compensation_retry":
+        _command_compensation(d, saga, step, timer.attempt, ctx)
+    else:
+        d.note = f"unknown timer kind {timer.kind}"
     return d
 
 
 def _on_compensation_reply(
     d: Decision, saga: Saga, workflow: Workflow, msg: st.StepCompensated | st.CompensationFailed, ctx: Context
 ) -> Decision:
-    if saga.state != "COMPENSATING" or msg.step != saga.compensating_step or msg.attempt != saga.compensation_attempt:
-        d.note = f"late or duplicate compensation reply for {msg.step}"
+    if saga.state != "COMPENSATING" or not _waiting_for(saga, "compensation_timeout", msg.step, msg.attempt):
+        d.note = f"late or duplicate compensation reply for {msg.step} attempt {msg.attempt}"
         return d
+    step = workflow.step(msg.step)
     if isinstance(msg, st.CompensationFailed):
-        saga.fail_compensation(step=msg.step, error=msg.error)
-        _publish(d, saga, ctx, sg.SagaCompensationFailed(saga_id=saga.saga_id, step=msg.step, error=msg.error))
+        saga.compensation_attempt_failed(step=msg.step, attempt=msg.attempt, error=msg.error)
+        _after_failed_compensation(d, saga, step, msg.attempt, msg.error, ctx)
         return d
     saga.step_compensated(step=msg.step)
     _next_compensation(d, saga, workflow, ctx)
     return d
+
+
+def _after_failed_compensation(
+    d: Decision, saga: Saga, step: StepDefinition, attempt: int, error: str, ctx: Context
+) -> None:
+    policy = step.compensation_retry
+    if attempt >= policy.max_attempts:
+        saga.fail_compensation(step=step.name, error=f"{error} (after {attempt} attempts)")
+        _publish(d, saga, ctx, sg.SagaCompensationFailed(saga_id=saga.saga_id, step=step.name, error=error))
+        return
+    delay = backoff_s(policy, saga.saga_id, f"{step.name}/compensation", attempt)
+    if delay <= 0:
+        _command_compensation(d, saga, step, attempt + 1, ctx)
+    else:
+        saga.schedule_compensation_retry(step=step.name, attempt=attempt + 1, due_at=_at(ctx, delay))
 
 
 def _begin_compensation(d: Decision, saga: Saga, workflow: Workflow, ctx: Context, reason: str) -> None:
@@ -155,10 +259,13 @@ def _next_compensation(d: Decision, saga: Saga, workflow: Workflow, ctx: Context
         saga.roll_back()
         _publish(d, saga, ctx, sg.SagaRolledBack(saga_id=saga.saga_id, reason=saga.failure or "rolled back"))
         return
-    step = workflow.step(saga.to_compensate[0])
-    message_id = derived_message_id(str(saga.saga_id), step.name, "compensate", "1")
-    saga.command_compensation(step=step.name, attempt=1, message_id=message_id)
-    command = step.compensate(saga_id=saga.saga_id, step=step.name, attempt=1)
+    _command_compensation(d, saga, workflow.step(saga.to_compensate[0]), 1, ctx)
+
+
+def _command_compensation(d: Decision, saga: Saga, step: StepDefinition, attempt: int, ctx: Context) -> None:
+    message_id = derived_message_id(str(saga.saga_id), step.name, "compensate", str(attempt))
+    saga.command_compensation(step=step.name, attempt=attempt, message_id=message_id, due_at=_at(ctx, step.timeout_s))
+    command = step.compensate(saga_id=saga.saga_id, step=step.name, attempt=attempt)
     d.outgoing.append(_out(ctx.streams.commands(step.service), command, saga, message_id, ctx))
 
 
@@ -166,8 +273,12 @@ def _command(d: Decision, saga: Saga, step: StepDefinition, attempt: int, ctx: C
     message_id = derived_message_id(str(saga.saga_id), step.name, "attempt", str(attempt))
     inputs: dict[str, Any] = {k: saga.context[k] for k in step.command_inputs() if k in saga.context}
     command = step.command.model_validate({"saga_id": saga.saga_id, "step": step.name, "attempt": attempt, **inputs})
-    saga.command_step(step=step.name, attempt=attempt, message_id=message_id)
+    saga.command_step(step=step.name, attempt=attempt, message_id=message_id, due_at=_at(ctx, step.timeout_s))
     d.outgoing.append(_out(ctx.streams.commands(step.service), command, saga, message_id, ctx))
+
+
+def _at(ctx: Context, seconds: float) -> str:
+    return (ctx.now + dt.timedelta(seconds=seconds)).isoformat()
 
 
 def _publish(d: Decision, saga: Saga, ctx: Context, event: sg.SagaEvent) -> None:

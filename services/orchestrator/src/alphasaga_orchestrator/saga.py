@@ -1,7 +1,9 @@
 """The saga aggregate (eventsourcing's domain model, used in memory).
 
 Its state is only ever the fold of its events; the methods below record events and
-apply them. Deciding *which* to call is ``decide.py``'s job.
+apply them. Deciding *which* to call is ``decide.py``'s job. ``deadline`` is the one
+pending timer a saga can have (a step's timeout, a retry's backoff, a compensation's
+timeout or backoff); the orchestrator mirrors it into the ``saga_timers`` index.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
+
+TERMINAL = ("COMPLETED", "ROLLED_BACK", "COMPENSATION_FAILED")
 
 
 class Saga(Aggregate):
@@ -34,14 +38,18 @@ class Saga(Aggregate):
         self.to_compensate: list[str] = []
         self.compensating_step: str | None = None
         self.compensation_attempt = 0
+        self.deadline: dict[str, Any] | None = None
         self.failure: str | None = None
         self.outputs: dict[str, Any] = {}
 
+    # --- steps -----------------------------------------------------------------------
+
     @event("StepCommanded")
-    def command_step(self, step: str, attempt: int, message_id: str) -> None:
+    def command_step(self, step: str, attempt: int, message_id: str, due_at: str) -> None:
         self.current_step = step
         self.current_attempt = attempt
         self.attempts[step] = attempt
+        self.deadline = {"kind": "step_timeout", "step": step, "attempt": attempt, "due_at": due_at}
 
     @event("StepSucceeded")
     def step_succeeded(self, step: str, attempt: int, outputs: dict[str, Any]) -> None:
@@ -49,41 +57,70 @@ class Saga(Aggregate):
         self.completed.append(step)
         self.outputs = outputs
         self.current_step = None
+        self.deadline = None
 
     @event("StepFailed")
     def step_failed(self, step: str, attempt: int, error_kind: str, error: str) -> None:
         self.failure = f"{step} failed ({error_kind}): {error}"
+        self.deadline = None
+
+    @event("StepTimedOut")
+    def step_timed_out(self, step: str, attempt: int) -> None:
+        self.failure = f"{step} timed out (attempt {attempt})"
+        self.deadline = None
+
+    @event("RetryScheduled")
+    def schedule_retry(self, step: str, attempt: int, due_at: str) -> None:
+        self.deadline = {"kind": "retry", "step": step, "attempt": attempt, "due_at": due_at}
+
+    # --- compensation ----------------------------------------------------------------
 
     @event("CompensationStarted")
     def start_compensation(self, reason: str) -> None:
         self.state = "COMPENSATING"
         self.failure = reason
         self.current_step = None
+        self.deadline = None
         self.to_compensate = list(reversed(self.completed))
 
     @event("CompensationCommanded")
-    def command_compensation(self, step: str, attempt: int, message_id: str) -> None:
+    def command_compensation(self, step: str, attempt: int, message_id: str, due_at: str) -> None:
         self.compensating_step = step
         self.compensation_attempt = attempt
+        self.deadline = {"kind": "compensation_timeout", "step": step, "attempt": attempt, "due_at": due_at}
+
+    @event("CompensationAttemptFailed")
+    def compensation_attempt_failed(self, step: str, attempt: int, error: str) -> None:
+        self.deadline = None
+
+    @event("CompensationRetryScheduled")
+    def schedule_compensation_retry(self, step: str, attempt: int, due_at: str) -> None:
+        self.deadline = {"kind": "compensation_retry", "step": step, "attempt": attempt, "due_at": due_at}
 
     @event("StepCompensated")
     def step_compensated(self, step: str) -> None:
         self.to_compensate.remove(step)
         self.compensating_step = None
+        self.deadline = None
+
+    # --- ends --------------------------------------------------------------------------
 
     @event("Completed")
     def complete(self) -> None:
         self.state = "COMPLETED"
+        self.deadline = None
 
     @event("RolledBack")
     def roll_back(self) -> None:
         self.state = "ROLLED_BACK"
+        self.deadline = None
 
     @event("CompensationFailed")
     def fail_compensation(self, step: str, error: str) -> None:
         self.state = "COMPENSATION_FAILED"
         self.failure = f"compensation of {step} failed: {error}"
         self.compensating_step = None
+        self.deadline = None
 
     @property
     def saga_id(self) -> UUID:
@@ -91,7 +128,7 @@ class Saga(Aggregate):
 
     @property
     def terminal(self) -> bool:
-        return self.state in ("COMPLETED", "ROLLED_BACK", "COMPENSATION_FAILED")
+        return self.state in TERMINAL
 
 
 def state_of(saga: Saga | None) -> dict[str, Any]:
@@ -103,4 +140,5 @@ def state_of(saga: Saga | None) -> dict[str, Any]:
     public["version"] = saga.version
     public.pop("context", None)  # the step outputs: large, and shown by `outputs`
     public["outputs"] = sorted(saga.context)
-    return json.loads(json.dumps(public, default=str))
+    plain: dict[str, Any] = json.loads(json.dumps(public, default=str))
+    return plain

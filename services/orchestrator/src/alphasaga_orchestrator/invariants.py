@@ -1,0 +1,147 @@
+"""Invariants of a saga, checked from what the event store holds (its events and its
+outbox rows). Used by the chaos tests and by ``alphasaga replay --check``.
+
+- versions run 1..n without gaps, the first event is Started, nothing follows a terminal event;
+- no step attempt and no compensation attempt is commanded twice, and each command was put
+  in the outbox exactly once, under the message id the event recorded;
+- every command issued has an outcome (a reply, a timeout, or the saga moved on to
+  compensation), except the one the saga is still waiting for;
+- a terminal state agrees with the events before it: COMPLETED after every step
+  succeeded in order; ROLLED_BACK after every succeeded step was compensated, newest
+  first; COMPENSATION_FAILED after a compensation attempt failed;
+- folding the events again gives the state the last event says.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from alphasaga_shared.eventstore import RecordedEvent
+
+from .saga import TERMINAL
+
+_TERMINAL_EVENTS = {"Completed": "COMPLETED", "RolledBack": "ROLLED_BACK", "CompensationFailed": "COMPENSATION_FAILED"}
+_STEP_OUTCOMES = {"StepSucceeded", "StepFailed", "StepTimedOut"}
+
+
+def kind(row: RecordedEvent) -> str:
+    """``alphasaga_orchestrator.saga:Saga.StepCommanded`` -> ``StepCommanded``."""
+    return row.type.rsplit(".", 1)[-1]
+
+
+def check_saga(
+    saga_id: uuid.UUID, events: Sequence[RecordedEvent], outbox: Sequence[RecordedEvent], *, fold: Any = None
+) -> list[str]:
+    """Every violation found, in words; an empty list means the saga is healthy.
+    ``fold``, when given, rebuilds the aggregate from ``events`` (``SagaRepository.fold``)."""
+    problems: list[str] = []
+    if not events:
+        return [f"saga {saga_id} has no events"]
+    kinds = [kind(e) for e in events]
+    versions = [e.version for e in events]
+    if versions != list(range(1, len(events) + 1)):
+        problems.append(f"versions are not contiguous from 1: {versions}")
+    if kinds[0] != "Started":
+        problems.append(f"first event is {kinds[0]}, not Started")
+    terminal_at = next((i for i, k in enumerate(kinds) if k in _TERMINAL_EVENTS), None)
+    if terminal_at is not None and terminal_at != len(kinds) - 1:
+        problems.append(f"{len(kinds) - 1 - terminal_at} event(s) after terminal {kinds[terminal_at]}")
+
+    problems += _check_commands(events, outbox)
+    problems += _check_terminal(events)
+    if fold is not None:
+        try:
+            saga = fold(saga_id, events)
+        except Exception as exc:  # a broken history is what we are looking for: report it
+            problems.append(f"the events do not fold: {type(exc).__name__}: {exc}")
+        else:
+            if terminal_at is not None:
+                expected = _TERMINAL_EVENTS[kinds[terminal_at]]
+                if saga is None or saga.state != expected:
+                    problems.append(f"folding the events gives {getattr(saga, 'state', None)}, the log says {expected}")
+    return problems
+
+
+def _check_commands(events: Sequence[RecordedEvent], outbox: Sequence[RecordedEvent]) -> list[str]:
+    problems: list[str] = []
+    commanded: Counter[tuple[str, str, int]] = Counter()
+    open_commands: dict[tuple[str, str, int], int] = {}
+    sent_ids = Counter(str(r.metadata.get("message_id")) for r in outbox)
+    for e in events:
+        k, d = kind(e), e.data
+        if k in ("StepCommanded", "CompensationCommanded"):
+            key = ("step" if k == "StepCommanded" else "compensation", d["step"], int(d["attempt"]))
+            commanded[key] += 1
+            open_commands[key] = e.version
+            if sent_ids.get(str(d["message_id"]), 0) != 1:
+                problems.append(
+                    f"{k} {d['step']} attempt {d['attempt']}: message {d['message_id']} is in the outbox "
+                    f"{sent_ids.get(str(d['message_id']), 0)} times, not once"
+                )
+        elif k in _STEP_OUTCOMES:
+            open_commands.pop(("step", d["step"], int(d["attempt"])), None)
+        elif k == "StepCompensated":
+            for key in [key for key in open_commands if key[0] == "compensation" and key[1] == d["step"]]:
+                open_commands.pop(key)
+        elif k == "CompensationAttemptFailed":
+            open_commands.pop(("compensation", d["step"], int(d["attempt"])), None)
+        elif k == "CompensationStarted":
+            # A cancel may interrupt the step in flight: its command is answered by compensation.
+            for key in [key for key in open_commands if key[0] == "step"]:
+                open_commands.pop(key)
+    for (what, step, attempt), n in commanded.items():
+        if n > 1:
+            problems.append(f"{what} {step} attempt {attempt} was commanded {n} times")
+    still_waiting = 0 if kind(events[-1]) in _TERMINAL_EVENTS else 1
+    if len(open_commands) > still_waiting:
+        listed = ", ".join(f"{w} {s} attempt {a}" for (w, s, a) in sorted(open_commands))
+        problems.append(f"commands without a reply, a timeout or a compensation: {listed}")
+    command_types = [r for r in outbox if not r.type.startswith("sagas.")]
+    if len(command_types) != sum(commanded.values()):
+        problems.append(f"{len(command_types)} commands in the outbox for {sum(commanded.values())} issued")
+    return problems
+
+
+def _check_terminal(events: Sequence[RecordedEvent]) -> list[str]:
+    last = kind(events[-1])
+    if last not in _TERMINAL_EVENTS:
+        return []
+    succeeded = [e.data["step"] for e in events if kind(e) == "StepSucceeded"]
+    compensated = [e.data["step"] for e in events if kind(e) == "StepCompensated"]
+    started = events[0].data
+    problems: list[str] = []
+    if last == "Completed":
+        commanded_steps = list(dict.fromkeys(e.data["step"] for e in events if kind(e) == "StepCommanded"))
+        if succeeded != commanded_steps:
+            problems.append(f"COMPLETED but succeeded steps {succeeded} differ from commanded {commanded_steps}")
+        if any(kind(e) == "CompensationStarted" for e in events):
+            problems.append("COMPLETED after compensation started")
+    elif last == "RolledBack":
+        if not any(kind(e) == "CompensationStarted" for e in events):
+            problems.append("ROLLED_BACK without CompensationStarted")
+        if compensated != list(reversed(succeeded)):
+            problems.append(f"ROLLED_BACK but compensated {compensated}, expected newest first {succeeded[::-1]}")
+    elif last == "CompensationFailed":
+        failed_step = events[-1].data["step"]
+        if not any(kind(e) == "CompensationAttemptFailed" and e.data["step"] == failed_step for e in events):
+            problems.append(f"COMPENSATION_FAILED for {failed_step} without a failed compensation attempt")
+    if started.get("workflow") is None:
+        problems.append("Started carries no workflow")
+    return problems
+
+
+def terminal_state(events: Sequence[RecordedEvent]) -> str | None:
+    if not events:
+        return None
+    state = _TERMINAL_EVENTS.get(kind(events[-1]))
+    return state if state in TERMINAL else None
+
+
+async def check_store_saga(store: Any, repo: Any, saga_id: uuid.UUID) -> list[str]:
+    """Read one saga's events and outbox rows from ``store`` and check them."""
+    events = await store.read_stream(f"saga-{saga_id}")
+    outbox = await store.read_stream(f"outbox:{saga_id}")
+    return check_saga(saga_id, events, outbox, fold=repo.fold)

@@ -1,0 +1,116 @@
+"""The invariant checker on histories built by the real decision logic, then tampered with."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any
+
+from alphasaga_orchestrator.decide import TimerFired, decide
+from alphasaga_orchestrator.invariants import check_saga
+from alphasaga_orchestrator.repository import SagaRepository
+from alphasaga_orchestrator.saga import Saga
+from alphasaga_shared.eventstore import RecordedEvent
+from alphasaga_shared.outbox import outbox_events
+from alphasaga_shared.wire import envelope_for
+
+from .test_decide import CTX, SAGA, compensated, failure, start, success, timer
+
+REPO = SagaRepository(store=None)  # type: ignore[arg-type]  # only its mapper is used
+
+
+def record(*inputs: Any) -> tuple[list[RecordedEvent], list[RecordedEvent]]:
+    """Run the inputs through decide() and keep what the store would hold."""
+    saga: Saga | None = None
+    events: list[RecordedEvent] = []
+    outbox: list[RecordedEvent] = []
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for i, m in enumerate(inputs):
+        incoming = m if isinstance(m, TimerFired) else envelope_for(m, correlation_id=str(SAGA), message_id=f"m{i}")
+        d = decide(saga, incoming, CTX)
+        saga = d.saga
+        pending = saga.collect_events() if saga is not None else []
+        for row in REPO.to_new_events(pending, {}):
+            events.append(_recorded(f"saga-{SAGA}", len(events) + 1, row.type, row.data, row.metadata, now))
+        for row in outbox_events(d.outgoing):
+            outbox.append(_recorded(f"outbox:{SAGA}", len(outbox) + 1, row.type, row.data, row.metadata, now))
+    return events, outbox
+
+
+def _recorded(
+    stream: str, version: int, type_: str, data: dict[str, Any], meta: dict[str, Any], now: dt.datetime
+) -> RecordedEvent:
+    return RecordedEvent(version, stream, version, uuid.uuid4(), type_, data, meta, 1, now)
+
+
+def check(events: list[RecordedEvent], outbox: list[RecordedEvent]) -> list[str]:
+    return check_saga(SAGA, events, outbox, fold=REPO.fold)
+
+
+HAPPY = (start(), success("reasoning"), success("codegen"), success("ml"), success("backtest"))
+ROLLED_BACK = (
+    start(),
+    success("reasoning"),
+    success("codegen"),
+    failure("ml"),
+    compensated("codegen"),
+    compensated("reasoning"),
+)
+RETRIED = (start(), timer("step_timeout", "reasoning", 1), timer("retry", "reasoning", 2), success("reasoning", 2))
+
+
+def test_healthy_histories_pass() -> None:
+    for history in (HAPPY, ROLLED_BACK, RETRIED):
+        assert check(*record(*history)) == []
+
+
+def test_a_gap_in_versions_is_reported() -> None:
+    events, outbox = record(*HAPPY)
+    del events[3]
+    assert any("contiguous" in p for p in check(events, outbox))
+
+
+def test_an_event_after_the_terminal_one_is_reported() -> None:
+    events, outbox = record(*HAPPY)
+    extra = dataclasses.replace(events[2], version=len(events) + 1)
+    problems = check([*events, extra], outbox)
+    assert any("after terminal Completed" in p for p in problems)
+
+
+def test_a_command_issued_twice_is_reported() -> None:
+    events, outbox = record(*HAPPY)
+    commanded = next(e for e in events if e.type.endswith("StepCommanded"))
+    doubled = [
+        *events[:2],
+        dataclasses.replace(commanded, version=3),
+        *(dataclasses.replace(e, version=e.version + 1) for e in events[2:]),
+    ]
+    problems = check(doubled, outbox)
+    assert any("commanded 2 times" in p for p in problems)
+
+
+def test_a_command_missing_from_the_outbox_is_reported() -> None:
+    events, outbox = record(*HAPPY)
+    missing = [r for r in outbox if r.type != "ml.TrainModel"]
+    problems = check(events, missing)
+    assert any("in the outbox 0 times" in p for p in problems)
+
+
+def test_rolled_back_without_compensating_everything_is_reported() -> None:
+    events, outbox = record(*ROLLED_BACK)
+    first_compensated = next(i for i, e in enumerate(events) if e.type.endswith("StepCompensated"))
+    tampered = [
+        *events[:first_compensated],
+        *(dataclasses.replace(e, version=e.version - 1) for e in events[first_compensated + 1 :]),
+    ]
+    problems = check(tampered, outbox)
+    assert any("ROLLED_BACK but compensated" in p for p in problems)
+
+
+def test_an_unanswered_command_in_a_finished_saga_is_reported() -> None:
+    events, outbox = record(*HAPPY)
+    without_reply = [e for e in events if not (e.type.endswith("StepSucceeded") and e.data["step"] == "ml")]
+    renumbered = [dataclasses.replace(e, version=i + 1) for i, e in enumerate(without_reply)]
+    problems = check(renumbered, outbox)
+    assert any("without a reply" in p and "ml" in p for p in problems)
