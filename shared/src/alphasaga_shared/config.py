@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     dead_consumer_idle_ms: int = Field(600_000, ge=1000)
     idempotency_ttl_s: int = Field(7 * 24 * 3600, ge=60)
 
+    workflows: Path | None = Field(None, description="A YAML file of workflow definitions (orchestrator)")
     timer_poll_ms: int = Field(200, ge=1)
     snapshot_every: int = Field(100, ge=0, description="Snapshot a saga every N events; 0 = never")
 

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+
+from alphasaga_shared.config import ConfigError
 from alphasaga_shared.outbox import Relay
 from alphasaga_shared.runner import ServiceContext, run_service
 
 from .service import Orchestrator, subscribed_streams
+from .workflow import WorkflowFileError, load_workflows
+
+log = logging.getLogger(__name__)
 
 
 async def setup(ctx: ServiceContext) -> None:
     relay = Relay(
         ctx.store, await ctx.bus.connect(), batch=ctx.settings.relay_batch, poll_ms=ctx.settings.relay_poll_ms
     )
-    orchestrator = Orchestrator(ctx.store, ctx, relay=relay, snapshot_every=ctx.settings.snapshot_every)
+    try:
+        workflows = load_workflows(ctx.settings.workflows)
+    except WorkflowFileError as exc:
+        raise ConfigError(str(exc)) from None
+    for w in workflows.all():
+        log.info("workflow %s v%d: %s", w.name, w.version, " -> ".join(st.name for st in w.steps))
+    orchestrator = Orchestrator(ctx.store, ctx, workflows, relay, snapshot_every=ctx.settings.snapshot_every)
     for stream in subscribed_streams(ctx):
         # No Redis-side guard: the orchestrator's inbox lives in Postgres, in the same
         # transaction as the events a message causes.
