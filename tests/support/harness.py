@@ -1,0 +1,134 @@
+"""Drives real orchestrator and simulated-worker processes for saga tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import yaml
+
+from alphasaga_contracts.research import ResearchRequest
+from alphasaga_orchestrator.invariants import check_saga, kind
+from alphasaga_orchestrator.repository import SagaRepository
+from alphasaga_shared.client import submit
+from alphasaga_shared.config import Settings
+from alphasaga_shared.eventstore import EventStore
+from tests.support.helpers import Proc, eventually
+
+TERMINAL_KINDS = {"Completed": "COMPLETED", "RolledBack": "ROLLED_BACK", "CompensationFailed": "COMPENSATION_FAILED"}
+
+
+def workflow(
+    version: int = 1,
+    *,
+    timeout_s: float = 2.0,
+    max_attempts: int = 3,
+    backoff_s: float = 0.1,
+    compensation_attempts: int = 3,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    steps = []
+    for name in ("reasoning", "codegen", "ml", "backtest"):
+        s: dict[str, Any] = {
+            "name": name,
+            "service": name,
+            "timeout_s": timeout_s,
+            "retry": {"max_attempts": max_attempts, "backoff_s": backoff_s, "jitter": 0.2},
+            "compensation_retry": {"max_attempts": compensation_attempts, "backoff_s": backoff_s / 2},
+        }
+        s.update((overrides or {}).get(name, {}))
+        steps.append(s)
+    return {"name": "research", "version": version, "steps": steps}
+
+
+class Harness:
+    def __init__(
+        self, settings: Settings, env: dict[str, str], store: EventStore, redis: aioredis.Redis, tmp_path: Path
+    ) -> None:
+        self.settings, self.env, self.store, self.redis, self.tmp = settings, env, store, redis, tmp_path
+        self.repo = SagaRepository(store)
+        self.procs: list[Proc] = []
+        self._n = 0
+
+    def workflows_file(self, *definitions: dict[str, Any]) -> Path:
+        self._n += 1
+        path = self.tmp / f"workflows{self._n}.yaml"
+        path.write_text(yaml.safe_dump({"workflows": list(definitions)}))
+        return path
+
+    def orchestrator(self, workflows: Path, name: str = "orch") -> Proc:
+        self._n += 1
+        env = {**self.env, "ALPHASAGA_WORKFLOWS": str(workflows), "ALPHASAGA_TIMER_POLL_MS": "50"}
+        proc = Proc.module("alphasaga_orchestrator", env, self.tmp / f"{name}-{self._n}.log")
+        self.procs.append(proc)
+        return proc
+
+    def sim(self, **config: Any) -> Proc:
+        self._n += 1
+        proc = Proc.module(
+            "tests.support.sim_workers", {**self.env, "SIM_CONFIG": json.dumps(config)}, self.tmp / f"sim-{self._n}.log"
+        )
+        self.procs.append(proc)
+        return proc
+
+    async def ready(self, *procs: Proc) -> None:
+        for p in procs:
+            await p.wait_for("ready", timeout=60)
+
+    async def start(self, n: int = 1) -> list[uuid.UUID]:
+        request = ResearchRequest(dataset="sp500")
+        return [await submit(self.redis, self.settings.streams, request) for _ in range(n)]
+
+    async def states(self, saga_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+        async with self.store.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (stream_id) stream_id, type FROM events WHERE stream_id = ANY($1::text[])"
+                " ORDER BY stream_id, version DESC",
+                [f"saga-{s}" for s in saga_ids],
+            )
+        last = {uuid.UUID(r["stream_id"].removeprefix("saga-")): r["type"].rsplit(".", 1)[-1] for r in rows}
+        return {s: TERMINAL_KINDS.get(last.get(s, ""), "RUNNING" if s in last else "NOT_STARTED") for s in saga_ids}
+
+    async def wait_terminal(self, saga_ids: list[uuid.UUID], timeout: float = 60) -> dict[uuid.UUID, str]:
+        async def done() -> dict[uuid.UUID, str] | None:
+            states = await self.states(saga_ids)
+            return states if all(v in TERMINAL_KINDS.values() for v in states.values()) else None
+
+        try:
+            result: dict[uuid.UUID, str] = await eventually(done, timeout=timeout, interval=0.2)
+        except AssertionError:
+            states = await self.states(saga_ids)
+            stuck = {s: v for s, v in states.items() if v not in TERMINAL_KINDS.values()}
+            raise AssertionError(f"{len(stuck)} sagas not terminal: {list(stuck.items())[:5]}") from None
+        return result
+
+    async def kinds(self, saga_id: uuid.UUID) -> list[str]:
+        return [kind(e) for e in await self.store.read_stream(f"saga-{saga_id}")]
+
+    async def events(self, saga_id: uuid.UUID) -> list[Any]:
+        return await self.store.read_stream(f"saga-{saga_id}")
+
+    async def violations(self, saga_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+        found = {}
+        for s in saga_ids:
+            problems = check_saga(
+                s,
+                await self.store.read_stream(f"saga-{s}"),
+                await self.store.read_stream(f"outbox:{s}"),
+                fold=self.repo.fold,
+            )
+            if problems:
+                found[s] = problems
+        return found
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            p.stop()
+
+
+async def sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
