@@ -1,6 +1,7 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [bus|latency|eventstore ...]`` runs a subset.
+``python -m bench [bus|latency|eventstore|research ...]`` runs a subset. ``research``
+needs no servers, so none are started when it runs alone.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import sys
 import time
 from typing import Any
 
-from . import bus, eventstore
+from . import bus, eventstore, research
 from .common import servers
+
+NEEDS_SERVERS = {"bus", "latency", "eventstore"}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -24,22 +27,26 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 async def main(which: set[str]) -> None:
     print(f"# bench run {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()}, Python {platform.python_version()}")
-    with servers() as s:
-        print(f"redis {s.redis_url}, postgres {s.database_url.split('@')[-1]}\n")
-        if "bus" in which:
-            print("## Bus throughput (median of 3, 20,000 messages, consumer in-process)\n")
-            print(table(await bus.throughput(s, 20_000)), "\n", flush=True)
-        if "latency" in which:
-            print("## Per-hop latency at 500 msg/s (publisher in another process, 5,000 messages)\n")
-            print("| consumer | p50 | p99 |\n|---|---:|---:|")
-            for r in await bus.latency(s):
-                print(f"| {r['label']} | {r['p50']:.2f} ms | {r['p99']:.2f} ms |")
-            print(flush=True)
-        if "eventstore" in which:
-            print("\n## Event-store appends (median of 3, 2,000 transactions)\n")
-            print(table(await eventstore.appends(s)), "\n", flush=True)
+    if which & NEEDS_SERVERS:
+        with servers() as s:
+            print(f"redis {s.redis_url}, postgres {s.database_url.split('@')[-1]}\n")
+            if "bus" in which:
+                print("## Bus throughput (median of 3, 20,000 messages, consumer in-process)\n")
+                print(table(await bus.throughput(s, 20_000)), "\n", flush=True)
+            if "latency" in which:
+                print("## Per-hop latency at 500 msg/s (publisher in another process, 5,000 messages)\n")
+                print("| consumer | p50 | p99 |\n|---|---:|---:|")
+                for r in await bus.latency(s):
+                    print(f"| {r['label']} | {r['p50']:.2f} ms | {r['p99']:.2f} ms |")
+                print(flush=True)
+            if "eventstore" in which:
+                print("\n## Event-store appends (median of 3, 2,000 transactions)\n")
+                print(table(await eventstore.appends(s)), "\n", flush=True)
+
+    if "research" in which:
+        print(research.markdown(research.measure()), flush=True)
 
 
 if __name__ == "__main__":
-    chosen = set(sys.argv[1:]) or {"bus", "latency", "eventstore"}
+    chosen = set(sys.argv[1:]) or NEEDS_SERVERS | {"research"}
     asyncio.run(main(chosen))
