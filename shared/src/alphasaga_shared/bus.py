@@ -41,6 +41,9 @@ from .wire import Delivery, Envelope, MalformedMessage, Outgoing, as_text, decod
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope, Delivery], Awaitable[Sequence[Outgoing]]]
+# Sees a whole batch before its messages are handled one by one: a chance to do the work
+# of many messages at once. Whatever it does not finish, the handler still does.
+Prepare = Callable[[Sequence[Delivery]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -49,6 +52,7 @@ class Subscription:
     group: str
     handler: Handler
     dedupe: bool
+    prepare: Prepare | None = None
     autoclaim_cursor: str = "0-0"
     # Entries a handler is working on; the heartbeat keeps them claimed by this consumer.
     in_flight: set[str] = field(default_factory=set)
@@ -149,6 +153,7 @@ class Bus:
         group: str | None = None,
         dedupe: bool = False,
         max_records: int | None = None,
+        prepare: Prepare | None = None,
     ) -> Subscription:
         """Consume ``stream`` as one consumer of ``group`` (default: the service's name).
 
@@ -156,7 +161,7 @@ class Bus:
         handlers take long should read one message at a time (``max_records=1``)."""
         if self._started:
             raise RuntimeError("subscribe before start()")
-        sub = Subscription(stream=stream, group=group or self.service, handler=handler, dedupe=dedupe)
+        sub = Subscription(stream=stream, group=group or self.service, handler=handler, dedupe=dedupe, prepare=prepare)
         self._subscriptions.append(sub)
 
         async def on_batch(body: Any) -> None:
@@ -237,6 +242,11 @@ class Bus:
 
         if runnable:
             sub.in_flight.update(d.entry_id for d in runnable)
+            if sub.prepare is not None:
+                try:
+                    await sub.prepare(runnable)
+                except Exception:  # an optimisation failed: every message is still handled below
+                    log.exception("batch preparation failed on %s; handling one by one", sub.stream)
             try:
                 for d in runnable:
                     assert d.envelope is not None

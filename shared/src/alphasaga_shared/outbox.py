@@ -26,7 +26,7 @@ from alphasaga_contracts.envelope import (
 )
 
 from . import metrics
-from .eventstore import Conn, EventStore, NewEvent, RecordedEvent
+from .eventstore import Conn, EventStore, NewEvent, Position, RecordedEvent
 from .wire import Outgoing
 
 log = logging.getLogger(__name__)
@@ -93,11 +93,20 @@ class Relay:
     message ids) on restart: at least once, deduplicated by the receivers' inboxes.
     """
 
-    def __init__(self, store: EventStore, redis: object, *, batch: int = 500, poll_ms: int = 50) -> None:
+    def __init__(
+        self, store: EventStore, redis: object, *, batch: int = 500, poll_ms: int = 50, save_every_ms: int = 100
+    ) -> None:
         self.store = store
         self.redis = redis  # redis.asyncio.Redis; typed loosely to keep faststream out of here
         self.batch = batch
         self.poll_s = poll_ms / 1000
+        # The position lives in memory and is saved at most this often: a crash
+        # re-publishes what was sent since the last save, which receivers deduplicate.
+        self.save_every_s = save_every_ms / 1000
+        self._position: Position | None = None
+
+        self._saved: Position | None = None
+        self._saved_at = 0.0
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -105,21 +114,28 @@ class Relay:
         self._wake.set()
 
     async def publish_once(self) -> int:
-        position = await self.store.load_position(RELAY_POSITION)
-        rows = await self.store.read_all(position, limit=self.batch, outbox_only=True)
-        if not rows:
-            return 0
-        pipe = self.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
-        for row in rows:
-            stream, fields = wire_fields(row)
-            pipe.xadd(stream, fields)
-        await pipe.execute()
-        if os.environ.get("ALPHASAGA_FAULT") == "relay_crash_after_publish":
-            os._exit(137)  # fault injection for the crash test: published, position not saved
-        await self.store.save_position(RELAY_POSITION, rows[-1].position)
-        metrics.RELAYED.inc(len(rows))
-        metrics.RELAY_LAG.set(max(0.0, time.time() - rows[-1].recorded_at.timestamp()))
+        if self._position is None:
+            self._position = self._saved = await self.store.load_position(RELAY_POSITION)
+        rows = await self.store.read_all(self._position, limit=self.batch, outbox_only=True)
+        if rows:
+            pipe = self.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
+            for row in rows:
+                stream, fields = wire_fields(row)
+                pipe.xadd(stream, fields)
+            await pipe.execute()
+            if os.environ.get("ALPHASAGA_FAULT") == "relay_crash_after_publish":
+                os._exit(137)  # fault injection for the crash test: published, position not saved
+            self._position = rows[-1].position
+            metrics.RELAYED.inc(len(rows))
+            metrics.RELAY_LAG.set(max(0.0, time.time() - rows[-1].recorded_at.timestamp()))
+        if self._position != self._saved and time.monotonic() - self._saved_at >= self.save_every_s:
+            await self.save()
         return len(rows)
+
+    async def save(self) -> None:
+        if self._position is not None and self._position != self._saved:
+            await self.store.save_position(RELAY_POSITION, self._position)
+            self._saved, self._saved_at = self._position, time.monotonic()
 
     async def run(self) -> None:
         """Publish forever while holding the relay lock."""
@@ -128,6 +144,7 @@ class Relay:
             try:
                 await self._publish_forever()
             finally:
+                await self.save()
                 # Pooled connections keep their session (see eventstore.store._keep_session).
                 await lock_conn.execute("SELECT pg_advisory_unlock_all()")
 

@@ -28,7 +28,7 @@ async def setup(ctx: ServiceContext) -> None:
     for stream in subscribed_streams(ctx):
         # No Redis-side guard: the orchestrator's inbox lives in Postgres, in the same
         # transaction as the events a message causes.
-        ctx.bus.subscribe(stream, orchestrator.handle)
+        ctx.bus.subscribe(stream, orchestrator.handle, prepare=orchestrator.prepare)
     ctx.background.append(relay.run)
     ctx.background.append(lambda: orchestrator.run_timers(ctx.settings.timer_poll_ms / 1000))
 

@@ -52,6 +52,47 @@ class SagaRepository:
             saga = self.to_domain_event(saga_id, row).mutate(saga)
         return saga
 
+    async def load_many(self, saga_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Saga | None]:
+        """Several sagas in one round trip: each one's snapshot, then the events after it."""
+        streams = [saga_stream(s) for s in saga_ids]
+        sagas: dict[uuid.UUID, Saga | None] = dict.fromkeys(saga_ids)
+        async with self.store.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT true AS snapshot, stream_id, version, type, state AS data FROM snapshots"
+                " WHERE stream_id = ANY($1::text[])"
+                " UNION ALL"
+                " SELECT false, stream_id, version, type, data FROM events e WHERE stream_id = ANY($1::text[])"
+                " AND version > coalesce((SELECT version FROM snapshots s WHERE s.stream_id = e.stream_id), 0)"
+                " ORDER BY stream_id, snapshot DESC, version",
+                streams,
+            )
+        for row in rows:
+            saga_id = uuid.UUID(row["stream_id"].removeprefix("saga-"))
+            if row["snapshot"]:
+                sagas[saga_id] = self._from_snapshot(saga_id, row["version"], row["type"], row["data"])
+                continue
+            stored = StoredEvent(
+                originator_id=saga_id,
+                originator_version=row["version"],
+                topic=row["type"],
+                state=json.dumps(row["data"]).encode(),
+            )
+            domain_event: Any = self.mapper.to_domain_event(stored)
+            sagas[saga_id] = domain_event.mutate(sagas[saga_id])
+        return sagas
+
+    def snapshot_row(self, saga: Saga) -> tuple[str, int, str, dict[str, Any]]:
+        stored = self.mapper.to_stored_event(Snapshot.take(saga))
+        return saga_stream(saga.id), saga.version, stored.topic, json.loads(stored.state)
+
+    def _from_snapshot(self, saga_id: uuid.UUID, version: int, topic: str, state: Any) -> Saga:
+        stored = StoredEvent(
+            originator_id=saga_id, originator_version=version, topic=topic, state=json.dumps(state).encode()
+        )
+        snapshot: Any = self.mapper.to_domain_event(stored)
+        saga: Saga = snapshot.mutate(None)
+        return saga
+
     def fold(self, saga_id: uuid.UUID, rows: Sequence[RecordedEvent]) -> Saga | None:
         saga: Saga | None = None
         for row in rows:
@@ -86,13 +127,12 @@ class SagaRepository:
         return n > 0 and new_version // n > old_version // n
 
     async def save_snapshot(self, saga: Saga, conn: Conn | None = None) -> None:
-        stored = self.mapper.to_stored_event(Snapshot.take(saga))
         sql = (
             "INSERT INTO snapshots (stream_id, version, type, state) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, type = excluded.type,"
             " state = excluded.state, recorded_at = now() WHERE snapshots.version < excluded.version"
         )
-        args = (saga_stream(saga.id), saga.version, stored.topic, json.loads(stored.state))
+        args = self.snapshot_row(saga)
         if conn is None:
             async with self.store.pool.acquire() as c:
                 await c.execute(sql, *args)
@@ -104,14 +144,4 @@ class SagaRepository:
             row = await conn.fetchrow(
                 "SELECT version, type, state FROM snapshots WHERE stream_id = $1", saga_stream(saga_id)
             )
-        if row is None:
-            return None
-        stored = StoredEvent(
-            originator_id=saga_id,
-            originator_version=row["version"],
-            topic=row["type"],
-            state=json.dumps(row["state"]).encode(),
-        )
-        snapshot: Any = self.mapper.to_domain_event(stored)
-        saga: Saga = snapshot.mutate(None)
-        return saga
+        return None if row is None else self._from_snapshot(saga_id, row["version"], row["type"], row["state"])

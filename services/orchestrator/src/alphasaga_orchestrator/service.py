@@ -1,6 +1,12 @@
-"""The orchestrator's handlers: load the saga, decide, and commit the new events, the
-outgoing messages (outbox), the inbox record and the saga's timer in one transaction.
-A timer loop turns due deadlines into decisions through the same path."""
+"""The orchestrator's handlers. For each incoming message or due timer: load the saga,
+decide, and commit the new events, the outgoing messages (outbox), the inbox record and
+the saga's timer atomically, in one round trip (``commit_decisions``, migration 0005).
+
+A whole read from a stream is decided at once and committed in one call (``prepare``):
+with many sagas in flight that is what keeps the round trips per saga low. When the
+batch cannot commit (a duplicate, or another orchestrator moved a saga on), nothing of
+it is written and every message is handled on its own, which is always correct.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,14 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
 
 from alphasaga_contracts import WORKERS, Service
 from alphasaga_shared import metrics, telemetry
-from alphasaga_shared.eventstore import ConcurrencyError, Conn, EventStore
+from alphasaga_shared.eventstore import EventStore, NewEvent
 from alphasaga_shared.outbox import Relay, outbox_events, outbox_stream
 from alphasaga_shared.runner import ServiceContext
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing
@@ -26,6 +36,35 @@ log = logging.getLogger(__name__)
 
 INBOX = "orchestrator"
 MAX_CONFLICT_RETRIES = 20
+_CONFLICTS = (asyncpg.SerializationError, asyncpg.UniqueViolationError)
+
+
+@dataclass
+class _Touched:
+    """A saga as it was loaded, and as the decisions of this plan left it."""
+
+    saga: Saga | None
+    version: int
+    state: str | None
+    deadline: dict[str, Any] | None
+
+
+@dataclass
+class Plan:
+    """Everything a set of decisions will commit, as the arrays commit_decisions takes."""
+
+    message_ids: list[str] = field(default_factory=list)
+    events: list[tuple[str, int | None, int, NewEvent]] = field(default_factory=list)
+    touched: dict[uuid.UUID, _Touched] = field(default_factory=dict)
+    outgoing: list[Outgoing] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    _next_ord: dict[str, int] = field(default_factory=dict)
+
+    def add(self, stream: str, expected: int | None, rows: Sequence[NewEvent]) -> None:
+        for row in rows:
+            ordinal = self._next_ord.get(stream, 0) + 1
+            self._next_ord[stream] = ordinal
+            self.events.append((stream, expected, ordinal, row))
 
 
 class Orchestrator:
@@ -43,86 +82,163 @@ class Orchestrator:
         self.streams = ctx.settings.streams
         self.workflows = workflows
         self.relay = relay
+        self._done_in_batch: set[str] = set()
+
+    # --- message handling ---------------------------------------------------------------
+
+    async def prepare(self, deliveries: Sequence[Delivery]) -> None:
+        """Decide on a whole batch and commit it at once; see the module docstring."""
+        items = [
+            (saga_id_for(d.envelope.message, d.envelope.message_id), d.envelope)
+            for d in deliveries
+            if d.envelope is not None
+        ]
+        if len(items) < 2:
+            return  # one message: the normal path is the same work
+        try:
+            committed = await self._decide_and_commit(items)
+        except _CONFLICTS as exc:
+            log.debug("batch of %d falls back to one by one: %s", len(items), exc)
+            return
+        self._done_in_batch.update(committed)
 
     async def handle(self, env: Envelope, delivery: Delivery) -> Sequence[Outgoing]:
+        if env.message_id in self._done_in_batch:
+            self._done_in_batch.discard(env.message_id)
+            return ()
         await self.apply(saga_id_for(env.message, env.message_id), env)
         return ()
 
     async def apply(self, saga_id: uuid.UUID, incoming: Incoming) -> None:
-        """Decide on ``incoming`` and commit the decision once; decide again on conflict."""
-        for _ in range(MAX_CONFLICT_RETRIES):
-            ctx = Context(
-                self.streams, self.workflows, now=dt.datetime.now(dt.UTC), traceparent=telemetry.current_traceparent()
-            )
-            saga = await self.repo.load(saga_id)
-            # The aggregate's version counts its pending events: take it before deciding.
-            loaded_version = saga.version if saga is not None else 0
-            loaded_state = saga.state if saga is not None else None
-            loaded_deadline = dict(saga.deadline) if saga is not None and saga.deadline else None
-            decision = decide(saga, incoming, ctx)
-            pending = decision.saga.collect_events() if decision.saga is not None else []
+        """Decide on one input and commit it once; decide again on conflict."""
+        for attempt in range(MAX_CONFLICT_RETRIES):
             try:
-                async with self.store.transaction() as conn:
-                    if not await self.store.record_inbox(conn, INBOX, incoming.message_id):
-                        log.info("duplicate %s ignored", incoming.message_id)
-                        return
-                    if pending:
-                        assert decision.saga is not None
-                        meta = {
-                            "correlation_id": str(saga_id),
-                            "causation_id": incoming.message_id,
-                            "traceparent": ctx.traceparent,
-                        }
-                        await self.store.append(
-                            saga_stream(saga_id),
-                            self.repo.to_new_events(pending, meta),
-                            expected_version=loaded_version,
-                            conn=conn,
-                        )
-                        if decision.saga.deadline != loaded_deadline:
-                            await self._set_timer(conn, decision.saga)
-                        if self.repo.due_for_snapshot(loaded_version, decision.saga.version):
-                            await self.repo.save_snapshot(decision.saga, conn)
-                    elif isinstance(incoming, TimerFired):
-                        # A stale timer row (it should not exist): drop it, or it fires forever.
-                        await conn.execute("DELETE FROM saga_timers WHERE saga_id = $1 AND due_at <= now()", saga_id)
-                    if decision.outgoing:
-                        await self.store.append(
-                            outbox_stream(str(saga_id)),
-                            outbox_events(decision.outgoing),
-                            expected_version=None,
-                            conn=conn,
-                        )
-            except ConcurrencyError:
-                continue  # another orchestrator decided first: decide again on the fresh state
-            if decision.note:
-                log.info("saga %s: %s", saga_id, decision.note)
-            if decision.saga is not None and decision.saga.state != loaded_state:
-                metrics.SAGAS.labels(decision.saga.state).inc()
-            if decision.outgoing and self.relay is not None:
-                self.relay.wake()
-            return
-        raise RuntimeError(f"saga {saga_id}: gave up after {MAX_CONFLICT_RETRIES} conflicting appends")
+                # Duplicates are rare and the commit refuses them anyway: look in the inbox
+                # first only when a commit has failed.
+                await self._decide_and_commit([(saga_id, incoming)], check_inbox=attempt > 0)
+                return
+            except _CONFLICTS:
+                continue  # a duplicate, or another orchestrator decided first: look again
+        raise RuntimeError(f"saga {saga_id}: gave up after {MAX_CONFLICT_RETRIES} conflicting commits")
 
-    @staticmethod
-    async def _set_timer(conn: Conn, saga: Saga) -> None:
-        """Mirror the saga's pending deadline (or its absence) into the timer index."""
-        dl = saga.deadline
-        if dl is None:
-            await conn.execute("DELETE FROM saga_timers WHERE saga_id = $1", saga.id)
-            return
-        await conn.execute(
-            "INSERT INTO saga_timers (saga_id, due_at, kind, step, attempt, version)"
-            " VALUES ($1, $2, $3, $4, $5, $6)"
-            " ON CONFLICT (saga_id) DO UPDATE SET due_at = excluded.due_at, kind = excluded.kind,"
-            " step = excluded.step, attempt = excluded.attempt, version = excluded.version",
-            saga.id,
-            dt.datetime.fromisoformat(dl["due_at"]),
-            dl["kind"],
-            dl["step"],
-            dl["attempt"],
-            saga.version,
+    async def _decide_and_commit(
+        self, items: Sequence[tuple[uuid.UUID, Incoming]], *, check_inbox: bool = True
+    ) -> set[str]:
+        """Decide on ``items`` in order and commit them together. Returns the ids of the
+        inputs decided on (those already in the inbox are skipped)."""
+        seen: set[str] = set()
+        if check_inbox:
+            ids = [incoming.message_id for _, incoming in items]
+            async with self.store.pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT message_id FROM inbox WHERE consumer = $1 AND message_id = ANY($2::text[])", INBOX, ids
+                )
+            seen = {r["message_id"] for r in rows}
+        fresh: list[tuple[uuid.UUID, Incoming]] = []
+        for saga_id, incoming in items:
+            if incoming.message_id in seen:
+                log.info("duplicate %s ignored", incoming.message_id)
+            else:
+                seen.add(incoming.message_id)
+                fresh.append((saga_id, incoming))
+        if not fresh:
+            return set()
+        loaded = await self.repo.load_many(list(dict.fromkeys(s for s, _ in fresh)))
+        plan = Plan()
+        ctx = Context(
+            self.streams, self.workflows, now=dt.datetime.now(dt.UTC), traceparent=telemetry.current_traceparent()
         )
+        for saga_id, incoming in fresh:
+            self._decide_into(plan, saga_id, loaded, incoming, ctx)
+        await self._commit(plan)
+        for note in plan.notes:
+            log.info(note)
+        for t in plan.touched.values():
+            if t.saga is not None and t.saga.state != t.state:
+                metrics.SAGAS.labels(t.saga.state).inc()
+        if plan.outgoing and self.relay is not None:
+            self.relay.wake()
+        return set(plan.message_ids)
+
+    def _decide_into(
+        self, plan: Plan, saga_id: uuid.UUID, loaded: dict[uuid.UUID, Saga | None], incoming: Incoming, ctx: Context
+    ) -> None:
+        if saga_id not in plan.touched:
+            saga = loaded.get(saga_id)
+            plan.touched[saga_id] = _Touched(
+                saga,
+                saga.version if saga else 0,
+                saga.state if saga else None,
+                dict(saga.deadline) if saga is not None and saga.deadline else None,
+            )
+        touched = plan.touched[saga_id]
+        decision = decide(touched.saga, incoming, ctx)
+        touched.saga = decision.saga
+        plan.message_ids.append(incoming.message_id)
+        if decision.note:
+            plan.notes.append(f"saga {saga_id}: {decision.note}")
+        pending = decision.saga.collect_events() if decision.saga is not None else []
+        if pending:
+            meta = {"correlation_id": str(saga_id), "causation_id": incoming.message_id, "traceparent": ctx.traceparent}
+            plan.add(saga_stream(saga_id), touched.version, self.repo.to_new_events(pending, meta))
+        if decision.outgoing:
+            plan.add(outbox_stream(str(saga_id)), None, outbox_events(decision.outgoing))
+            plan.outgoing.extend(decision.outgoing)
+
+    async def _commit(self, plan: Plan) -> None:
+        timers: list[tuple[uuid.UUID, dt.datetime, str, str, int, int]] = []
+        cleared: list[uuid.UUID] = []
+        snapshots: list[tuple[str, int, str, dict[str, Any]]] = []
+        for saga_id, t in plan.touched.items():
+            saga = t.saga
+            if saga is None:
+                continue
+            if saga.deadline != t.deadline or saga.version != t.version:
+                dl = saga.deadline
+                if dl is None:
+                    cleared.append(saga_id)
+                else:
+                    timers.append(
+                        (
+                            saga_id,
+                            dt.datetime.fromisoformat(dl["due_at"]),
+                            dl["kind"],
+                            dl["step"],
+                            int(dl["attempt"]),
+                            saga.version,
+                        )
+                    )
+            if self.repo.due_for_snapshot(t.version, saga.version):
+                snapshots.append(self.repo.snapshot_row(saga))
+        e = plan.events
+        async with self.store.pool.acquire() as conn:
+            await conn.execute(
+                "SELECT commit_decisions($1, $2::text[], $3::text[], $4::int[], $5::int[], $6::uuid[], $7::text[],"
+                " $8::jsonb[], $9::jsonb[], $10::uuid[], $11::timestamptz[], $12::text[], $13::text[], $14::int[],"
+                " $15::int[], $16::uuid[], $17::text[], $18::int[], $19::text[], $20::jsonb[])",
+                INBOX,
+                plan.message_ids,
+                [x[0] for x in e],
+                [x[1] for x in e],
+                [x[2] for x in e],
+                [x[3].event_id for x in e],
+                [x[3].type for x in e],
+                [x[3].data for x in e],
+                [x[3].metadata for x in e],
+                [t[0] for t in timers],
+                [t[1] for t in timers],
+                [t[2] for t in timers],
+                [t[3] for t in timers],
+                [t[4] for t in timers],
+                [t[5] for t in timers],
+                cleared,
+                [s[0] for s in snapshots],
+                [s[1] for s in snapshots],
+                [s[2] for s in snapshots],
+                [s[3] for s in snapshots],
+            )
+
+    # --- timers ---------------------------------------------------------------------------
 
     async def fire_due_timers(self, limit: int = 200) -> int:
         """Decide on every deadline that is due, including those that fell due while no
@@ -133,7 +249,21 @@ class Orchestrator:
                 limit,
             )
         for r in rows:
-            await self.apply(r["saga_id"], TimerFired(r["saga_id"], r["kind"], r["step"], r["attempt"]))
+            timer = TimerFired(r["saga_id"], r["kind"], r["step"], r["attempt"])
+            await self.apply(timer.saga_id, timer)
+            # Once a timer's id is in the inbox, a row still naming it is obsolete (a race
+            # lost to another orchestrator): drop it so that it does not come due again.
+            async with self.store.pool.acquire() as conn:
+                await conn.execute(
+                    "DELETE FROM saga_timers WHERE saga_id = $1 AND kind = $2 AND step = $3 AND attempt = $4"
+                    " AND EXISTS (SELECT 1 FROM inbox WHERE consumer = $5 AND message_id = $6)",
+                    timer.saga_id,
+                    timer.kind,
+                    timer.step,
+                    timer.attempt,
+                    INBOX,
+                    timer.message_id,
+                )
         return len(rows)
 
     async def run_timers(self, poll_s: float = 0.2) -> None:

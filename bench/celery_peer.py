@@ -1,0 +1,71 @@
+"""The peer: a Celery chain of four no-op tasks on the same Redis, one worker process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from celery import Celery, chain  # type: ignore[import-untyped]
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_MODULE = "bench.celery_tasks"
+
+
+def _app(redis_url: str) -> Celery:
+    from bench.celery_tasks import make_app
+
+    return make_app(redis_url)
+
+
+def run(redis_url: str, n: int = 500, in_flight_one: int = 50) -> dict[str, float]:
+    app = _app(redis_url)
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "BENCH_CELERY_REDIS": redis_url, "PYTHONPATH": str(ROOT)}
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            APP_MODULE,
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            "1",
+            "--pool",
+            "solo",
+            "-l",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        noop = app.tasks["bench.celery_tasks.noop"]
+        # warm up: wait for the worker
+        chain(*(noop.si().set(queue=queue) for _ in range(4)))().get(timeout=60)
+        started = time.perf_counter()
+        results = [chain(*(noop.si().set(queue=queue) for _ in range(4)))() for _ in range(n)]
+        for r in results:
+            r.get(timeout=120)
+        rate = n / (time.perf_counter() - started)
+        lat = []
+        for _ in range(in_flight_one):
+            t = time.perf_counter()
+            chain(*(noop.si().set(queue=queue) for _ in range(4)))().get(timeout=30)
+            lat.append((time.perf_counter() - t) * 1000)
+        lat.sort()
+        return {"chains_per_s": rate, "p50_ms": lat[len(lat) // 2]}
+    finally:
+        worker.terminate()
+        worker.wait(15)

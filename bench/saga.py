@@ -1,0 +1,217 @@
+"""Orchestration overhead: workers that answer at once (tests/support/sim_workers.py),
+real orchestrator processes, real Redis and PostgreSQL. Beside it, in the same run, a
+Celery chain of four no-op tasks on the same Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+import yaml
+
+from alphasaga_contracts import saga as sg
+from alphasaga_contracts.research import ResearchRequest
+from alphasaga_orchestrator.decide import Context, decide
+from alphasaga_orchestrator.repository import SagaRepository, saga_stream
+from alphasaga_orchestrator.saga import Saga
+from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
+from alphasaga_shared.client import follow, stream_tip, submit
+from alphasaga_shared.config import Settings
+from alphasaga_shared.eventstore import EventStore
+from alphasaga_shared.wire import envelope_for
+
+from .common import Servers, bench_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = {
+    "workflows": [
+        {
+            "name": "research",
+            "version": 1,
+            "steps": [
+                {"name": n, "service": n, "timeout_s": 60, "retry": {"max_attempts": 3, "backoff_s": 0}}
+                for n in ("reasoning", "codegen", "ml", "backtest")
+            ],
+        }
+    ]
+}
+
+
+class Stack:
+    """n orchestrators and the simulated workers as processes, in their own namespace."""
+
+    def __init__(self, s: Servers, orchestrators: int, sim_config: dict[str, Any]) -> None:
+        self.settings = bench_settings(s)
+        self.tmp = Path(tempfile.mkdtemp(prefix="alphasaga-bench-"))
+        wf = self.tmp / "workflows.yaml"
+        wf.write_text(yaml.safe_dump(WORKFLOW))
+        env = {
+            **os.environ,
+            "ALPHASAGA_REDIS_URL": s.redis_url,
+            "ALPHASAGA_DATABASE_URL": s.database_url,
+            "ALPHASAGA_NAMESPACE": self.settings.namespace,
+            "ALPHASAGA_DATABASE_SCHEMA": self.settings.database_schema,
+            "ALPHASAGA_WORKFLOWS": str(wf),
+            "ALPHASAGA_BLOCK_MS": "100",
+            "ALPHASAGA_RELAY_POLL_MS": "5",
+            "ALPHASAGA_LOG_LEVEL": "WARNING",
+            "SIM_CONFIG": json.dumps(sim_config),
+            "PYTHONPATH": str(ROOT),
+        }
+        env.pop("ALPHASAGA_CONSUMER", None)
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "alphasaga_orchestrator"],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=(self.tmp / f"o{i}.log").open("w"),
+            )
+            for i in range(orchestrators)
+        ]
+        self.procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.support.sim_workers"],
+                env=env,
+                cwd=ROOT,
+                stdout=(self.tmp / "sim.log").open("w"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+
+    async def ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            logs = "".join(p.read_text() for p in self.tmp.glob("*.log"))
+            if logs.count("ready") >= len(self.procs):
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"bench stack not ready: see {self.tmp}")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.wait(15)
+
+
+async def _count_terminal(conn: asyncpg.Connection, n_streams: int) -> int:
+    return (
+        int(
+            await conn.fetchval(
+                "SELECT count(*) FROM events WHERE stream_id LIKE 'saga-%' AND type LIKE '%Saga.Completed'"
+            )
+        )
+        if n_streams
+        else 0
+    )
+
+
+async def throughput(s: Servers, orchestrators: int, n: int = 1000) -> float:
+    """Sagas per second from submitting n at once to the last one completed."""
+    stack = Stack(s, orchestrators, {})
+    try:
+        await stack.ready()
+        redis = aioredis.from_url(s.redis_url)
+        conn = await asyncpg.connect(s.database_url, server_settings={"search_path": stack.settings.database_schema})
+        started = time.perf_counter()
+        async with redis.pipeline(transaction=False) as pipe:
+            for _ in range(n):
+                msg = sg.StartResearch(saga_id=uuid.uuid4(), request=ResearchRequest(dataset="sp500"))
+                from alphasaga_shared.wire import encode
+
+                pipe.xadd(
+                    stack.settings.streams.commands("orchestrator"),
+                    encode(envelope_for(msg, correlation_id=str(msg.saga_id))),
+                )  # type: ignore[arg-type]
+            await pipe.execute()
+        while await _count_terminal(conn, n) < n:
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        await conn.close()
+        await redis.aclose()
+        return n / elapsed
+    finally:
+        stack.stop()
+
+
+async def latency(s: Servers, n: int = 100, sim: dict[str, Any] | None = None) -> list[float]:
+    """One saga in flight at a time: submit to terminal lifecycle event, in ms."""
+    stack = Stack(s, 1, sim or {})
+    try:
+        await stack.ready()
+        redis = aioredis.from_url(s.redis_url)
+        times = []
+        for _ in range(n):
+            tip = await stream_tip(redis, stack.settings.streams.sagas)
+            started = time.perf_counter()
+            saga = await submit(redis, stack.settings.streams, ResearchRequest(dataset="sp500"))
+            await follow(redis, stack.settings.streams, saga, after=tip, timeout_s=30)
+            times.append((time.perf_counter() - started) * 1000)
+        await redis.aclose()
+        return times[5:]
+    finally:
+        stack.stop()
+
+
+async def rebuild(s: Servers, n_events: int = 1000) -> dict[str, float]:
+    """Load a saga of ~n_events events with and without its snapshot, in ms."""
+    settings: Settings = bench_settings(s)
+    store = await EventStore.connect(s.database_url, settings.database_schema)
+    try:
+        repo = SagaRepository(store, snapshot_every=0)
+        saga_id = uuid.uuid4()
+        saga = Saga(saga_id=saga_id, workflow="research", workflow_version=1, request={}, traceparent="")
+        # A long saga: many timed-out attempts (each command, timeout and retry is an event).
+        for attempt in range(1, n_events // 2):
+            saga.command_step(step="reasoning", attempt=attempt, message_id=str(attempt), due_at="2030-01-01")
+            saga.step_timed_out(step="reasoning", attempt=attempt)
+        pending = saga.collect_events()
+        for i in range(0, len(pending), 500):
+            await store.append(saga_stream(saga_id), repo.to_new_events(pending[i : i + 500], {}), expected_version=i)
+        await repo.save_snapshot(saga)
+        out = {}
+        for label, use in (("without snapshot", False), ("with snapshot", True)):
+            runs = []
+            for _ in range(7):
+                t = time.perf_counter()
+                loaded = await repo.load(saga_id, use_snapshot=use)
+                runs.append((time.perf_counter() - t) * 1000)
+                assert loaded is not None and loaded.version == saga.version
+            out[label] = statistics.median(runs)
+        out["events"] = float(saga.version)
+        return out
+    finally:
+        await store.close()
+        conn = await asyncpg.connect(s.database_url)
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
+        await conn.close()
+
+
+def decision_cost(n: int = 2000) -> float:
+    """Pure decide() for a whole saga, in microseconds per decision (no I/O)."""
+    from tests.support import replies
+
+    ctx = Context(bench_settings(Servers("redis://x", "postgresql://x")).streams, DEFAULT_WORKFLOWS)
+    started = time.perf_counter()
+    for _ in range(n // 5):
+        saga_id = uuid.uuid4()
+        start = sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))
+        d = decide(None, envelope_for(start, correlation_id=str(saga_id)), ctx)
+        saga = d.saga
+        for step in ("reasoning", "codegen", "ml", "backtest"):
+            assert saga is not None
+            saga.collect_events()
+            d = decide(saga, envelope_for(replies.success(step, saga_id, step, 1), correlation_id="c"), ctx)
+    return (time.perf_counter() - started) / n * 1e6
