@@ -1,6 +1,6 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [bus|latency|eventstore|research ...]`` runs a subset. ``research``
+``python -m bench [bus|latency|eventstore|saga|research ...]`` runs a subset. ``research``
 needs no servers, so none are started when it runs alone.
 """
 
@@ -12,10 +12,10 @@ import sys
 import time
 from typing import Any
 
-from . import bus, eventstore, research
+from . import bus, eventstore, research, saga
 from .common import servers
 
-NEEDS_SERVERS = {"bus", "latency", "eventstore"}
+NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga"}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -42,6 +42,8 @@ async def main(which: set[str]) -> None:
             if "eventstore" in which:
                 print("\n## Event-store appends (median of 3, 2,000 transactions)\n")
                 print(table(await eventstore.appends(s)), "\n", flush=True)
+            if "saga" in which:
+                print(await saga.report(s), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)

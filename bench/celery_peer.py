@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from celery import Celery, chain  # type: ignore[import-untyped]
+from celery import Celery, chain
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_MODULE = "bench.celery_tasks"
