@@ -8,6 +8,7 @@ from alphasaga_shared.config import ConfigError
 from alphasaga_shared.outbox import Relay
 from alphasaga_shared.runner import ServiceContext, run_service
 
+from .projection import SagaProjector
 from .service import Orchestrator, subscribed_streams
 from .workflow import WorkflowFileError, load_workflows
 
@@ -30,6 +31,8 @@ async def setup(ctx: ServiceContext) -> None:
         # transaction as the events a message causes.
         ctx.bus.subscribe(stream, orchestrator.handle, prepare=orchestrator.prepare)
     ctx.background.append(relay.run)
+    # Keeps the saga list read model warm; `alphasaga status`/`list` catch up on their own.
+    ctx.background.append(SagaProjector(ctx.store).run)
     ctx.background.append(lambda: orchestrator.run_timers(ctx.settings.timer_poll_ms / 1000))
 
 

@@ -138,7 +138,7 @@ def state_of(saga: Saga | None) -> dict[str, Any]:
     public = {k: v for k, v in vars(saga).items() if not k.startswith("_")}
     public["saga_id"] = str(saga.id)
     public["version"] = saga.version
-    public.pop("context", None)  # the step outputs: large, and shown by `outputs`
-    public["outputs"] = sorted(saga.context)
+    public.pop("context", None)  # every step's outputs: large; the names are enough here
+    public["context_keys"] = sorted(saga.context)
     plain: dict[str, Any] = json.loads(json.dumps(public, default=str))
     return plain

@@ -1,0 +1,97 @@
+"""Settings and connections, with short timeouts and one-line errors: an operator who
+mistyped a URL learns it within seconds, not from a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from pydantic import ValidationError
+
+from alphasaga_shared.config import Settings
+from alphasaga_shared.eventstore import EventStore
+
+from .errors import CliError
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "ALPHASAGA_" + "_".join(str(p) for p in err["loc"]).upper()
+        raise CliError(f"invalid setting {name}: {err['msg']}") from None
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+async def connect_redis(settings: Settings) -> aioredis.Redis:
+    url = settings.redis_url
+    if not url:
+        raise CliError("ALPHASAGA_REDIS_URL is not set (`alphasaga up` starts the services and prints it)")
+    timeout = settings.connect_timeout_s
+    try:
+        client = aioredis.from_url(url, socket_connect_timeout=timeout)
+    except ValueError as exc:
+        raise CliError(f"invalid ALPHASAGA_REDIS_URL {redact(url)}: {exc}") from None
+    try:
+        await asyncio.wait_for(client.ping(), timeout)
+    except Exception as exc:
+        await client.aclose()
+        raise CliError(f"cannot reach Redis at {redact(url)}: {_reason(exc)}") from None
+    return client
+
+
+async def connect_store(settings: Settings) -> EventStore:
+    url = settings.database_url
+    if not url:
+        raise CliError("ALPHASAGA_DATABASE_URL is not set (`alphasaga up` starts the services and prints it)")
+    timeout = settings.connect_timeout_s
+    try:
+        return await asyncio.wait_for(
+            EventStore.connect(
+                url,
+                settings.database_schema,
+                max_size=4,
+                timeout=timeout,
+                application_name="alphasaga-cli",
+            ),
+            timeout * 2,
+        )
+    except Exception as exc:
+        raise CliError(f"cannot reach PostgreSQL at {redact(url)}: {_reason(exc)}") from None
+
+
+@asynccontextmanager
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = await connect_redis(settings)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def event_store(settings: Settings) -> AsyncIterator[EventStore]:
+    store = await connect_store(settings)
+    try:
+        yield store
+    finally:
+        await store.close()

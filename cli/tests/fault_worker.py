@@ -1,0 +1,43 @@
+"""The four workers in one process (tests.support.sim_workers' valid replies), with a
+fault: FAULT_SERVICES (comma-separated) raise on every command, like a bug that the bus
+retries and then dead-letters. Restarted without it, the fault is "fixed"."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Sequence
+
+from alphasaga_contracts import WORKERS
+from alphasaga_shared.bus import Bus, Handler
+from alphasaga_shared.config import Settings
+from alphasaga_shared.wire import Delivery, Envelope, Outgoing
+from tests.support.sim_workers import make_handler
+
+
+def failing(service: str) -> Handler:
+    async def handle(env: Envelope, delivery: Delivery) -> Sequence[Outgoing]:
+        print(f"{service} got {env.type} delivery {delivery.delivery_count}", flush=True)
+        raise RuntimeError(f"simulated fault in {service}: the model store is read-only")
+
+    return handle
+
+
+async def main() -> None:
+    settings = Settings()
+    faulty = {s for s in os.environ.get("FAULT_SERVICES", "").split(",") if s}
+    bus = Bus(settings, service="fault-workers")
+    for service in WORKERS:
+        handler: Handler = failing(service) if service in faulty else make_handler(service, settings.streams, {})
+        bus.subscribe(settings.streams.commands(service), handler, group=str(service), dedupe=True, max_records=1)
+    await bus.start()
+    print(f"fault workers ready (faulty: {sorted(faulty)})", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await bus.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
