@@ -17,9 +17,10 @@ Peer configuration (backtesting.py 0.6, event-driven, one ``next()`` call per ba
   bit-for-bit ours (a scale of 1e-8 could flip a near-tie).
 * ``buy()`` with its default size (all available equity), ``position.close()`` to go
   flat; ``exclusive_orders=True``, no hedging, ``margin=1`` (no leverage).
-* ``commission`` = our commission + slippage, charged on the traded value at entry and
-  at exit, as ours charges per unit of position change. Not ``spread``: the peer adds
-  the spread to the entry price only, once per round trip.
+* ``commission`` = our commission + slippage. Both engines charge it on the traded
+  value at every fill, out of equity, and size an entry on what is left (``E / (1 + c)``
+  of ``E``). Not ``spread``: the peer adds the spread to the entry price only, once per
+  round trip.
 * The peer's indicator is the 0/1 signal, not the two averages: backtesting.py calls
   ``next()`` from one bar *after* every indicator is defined (``start = 1 + warm-up``
   in ``Backtest.run``), so with the averages as indicators it could only open the first
@@ -28,6 +29,7 @@ Peer configuration (backtesting.py 0.6, event-driven, one ``next()`` call per ba
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -199,7 +201,8 @@ class Equivalence:
     final_ours: float
     final_peer: float
     max_curve_diff: float
-    explained_diff: float
+    replay_diff: float
+    max_idle_cash: float
 
     @property
     def final_diff(self) -> float:
@@ -223,21 +226,40 @@ def _peer_trades(stats: Any) -> list[Trade]:
     return trades + [(pd.Timestamp(t.entry_time), None) for t in still_open]
 
 
-def entry_cost_factor(bars: pd.DataFrame, result: BacktestResult, cost_bps: float) -> float:
-    """Our final equity over the peer's, predicted from the two cost conventions alone.
+def idle_cash(stats: Any, cost_bps: float) -> FloatArray:
+    """Cash the peer leaves uninvested at each closed trade's entry, in money.
 
-    Both charge ``c`` of the traded value, but they differ at entry. The peer pays the
-    commission from the same cash it invests, so it buys ``E / (1 + c)`` worth. Ours
-    holds the whole ``E`` over the first bar and books ``c * E`` as a return of ``-c`` in
-    that bar; from the next bar on it holds its (post-cost) equity. With ``x1`` the
-    first bar's price ratio, a trade ends ``(1 + c) * (1 - c / x1)`` times the peer's.
-    Exits agree exactly: the peer's position value is its equity, as ours is.
+    It buys whole units only (here 2**-30 of an index unit), so it invests a little less
+    than ``E / (1 + c)``; that rounding is all that is left between the two engines.
+    """
+    closed = stats["_trades"]
+    equity = stats["_equity_curve"]["Equity"].to_numpy(dtype=np.float64)
+    before = equity[closed["EntryBar"].to_numpy()]  # recorded before a close fill
+    spent = closed["Size"].abs().to_numpy(dtype=np.float64) * closed["EntryPrice"].to_numpy(dtype=np.float64)
+    return np.asarray(before - spent * (1.0 + cost_bps / 10_000), dtype=np.float64)
+
+
+def whole_unit_replay(bars: pd.DataFrame, result: BacktestResult, cost_bps: float) -> float:
+    """Our (long, full-size) trades and cost rule, sized in the peer's whole units: the
+    final equity the peer should report.
+
+    Each entry buys ``floor(E (1 - eps) / (p (1 + c)))`` units of ``p = close * unit``, as
+    ``_Broker._process_orders`` sizes ``buy()``; the commission is ``c`` of the value
+    traded at entry and at exit; an open trade is marked to the last close. If this
+    matches the peer, the whole-unit rounding is the only thing that differs.
     """
     c = cost_bps / 10_000
-    close = bars["close"].to_numpy(dtype=np.float64)
-    first = bars.index.get_indexer(result.trades["entry_date"])
-    x1 = close[first + 1] / close[first]
-    return float(np.prod((1.0 + c) * (1.0 - c / x1)))
+    close = bars["close"].to_numpy(dtype=np.float64) * FRACTIONAL_UNIT
+    trades = result.trades
+    entries = bars.index.get_indexer(trades["entry_date"])
+    exits = bars.index.get_indexer(trades["exit_date"])
+    cash = CASH
+    for entry, exit_, is_open in zip(entries, exits, trades["is_open"], strict=True):
+        price = close[entry]
+        units = int(cash * (1 - sys.float_info.epsilon) // (price + price * c))
+        cash -= units * price * c
+        cash += units * (close[exit_] - price) - (0.0 if is_open else units * close[exit_] * c)
+    return float(cash)
 
 
 def equivalence(bars: pd.DataFrame, cost_bps: float) -> Equivalence:
@@ -267,7 +289,8 @@ def equivalence(bars: pd.DataFrame, cost_bps: float) -> Equivalence:
         final_ours=final_ours,
         final_peer=final_peer,
         max_curve_diff=float(np.max(np.abs(our_curve - peer_curve))),
-        explained_diff=abs(final_ours - final_peer * entry_cost_factor(bars, result, cost_bps)),
+        replay_diff=abs(whole_unit_replay(bars, result, cost_bps) - final_peer),
+        max_idle_cash=float(np.max(idle_cash(stats, cost_bps), initial=0.0)),
     )
 
 
@@ -283,7 +306,7 @@ class Grid:
     best_ours: tuple[int, int]
     best_peer: tuple[int, int]
     max_final_diff: float
-    max_explained_diff: float
+    max_replay_diff: float
     peer_missing: int
 
 
@@ -322,10 +345,10 @@ def grid(bars: pd.DataFrame, cost_bps: float, runs: int = RUNS) -> Grid:
 
     peer_finals = {(int(f), int(s)): float(v) for (f, s), v in heatmap.items()}
     compared = [k for k in combos if np.isfinite(peer_finals.get(k, np.nan))]
-    explained = []
-    for k in compared:  # untimed: the residual left once the entry-cost convention is allowed for
+    replayed = []
+    for k in compared:  # untimed: what is left once the peer's whole units are replayed
         result, _ = ours(bars, *k, cost_bps=cost_bps)
-        explained.append(abs(finals[k] - peer_finals[k] * entry_cost_factor(bars, result, cost_bps)))
+        replayed.append(abs(whole_unit_replay(bars, result, cost_bps) - peer_finals[k]))
     return Grid(
         combos=len(combos),
         ours_s=median_of(ours_runs),
@@ -334,7 +357,7 @@ def grid(bars: pd.DataFrame, cost_bps: float, runs: int = RUNS) -> Grid:
         best_ours=max(combos, key=finals.__getitem__),
         best_peer=max(compared, key=peer_finals.__getitem__),
         max_final_diff=max(abs(finals[k] - peer_finals[k]) for k in compared),
-        max_explained_diff=max(explained),
+        max_replay_diff=max(replayed),
         peer_missing=len(combos) - len(compared),
     )
 
@@ -438,6 +461,8 @@ def _ms(seconds: float) -> str:
 
 
 def _money(value: float) -> str:
+    if value == 0:
+        return "0"
     return f"{value:,.2f}" if value >= 0.005 else f"{value:.1e}"
 
 
@@ -482,7 +507,7 @@ def markdown(r: Report) -> str:
                 "final equity peer",
                 "Δ final",
                 "max Δ equity curve",
-                "Δ after entry-cost factor",
+                "Δ final, whole-unit replay",
             ),
             "lrlrrrrrr",
             [
@@ -495,11 +520,14 @@ def markdown(r: Report) -> str:
                     f"{e.final_peer:,.2f}",
                     _money(e.final_diff),
                     _money(e.max_curve_diff),
-                    _money(e.explained_diff),
+                    _money(e.replay_diff),
                 )
                 for e in r.equivalence
             ],
         ),
+        "\nPeer's largest cash left idle at an entry (whole units): "
+        + ", ".join(f"{_money(e.max_idle_cash)} at {e.cost_bps:g} bps" for e in r.equivalence)
+        + ".",
         f"\n### Parameter grid: {len(GRID_FAST)} fast x {len(GRID_SLOW)} slow = {g.combos} backtests, "
         f"{cost:g} bps (median of {RUNS})\n",
         _rows(
@@ -522,7 +550,7 @@ def markdown(r: Report) -> str:
         ),
         f"\nBest by final equity: ours {g.best_ours[0]}/{g.best_ours[1]}, peer {g.best_peer[0]}/{g.best_peer[1]}; "
         f"largest |Δ final equity| over the grid {_money(g.max_final_diff)}, "
-        f"{_money(g.max_explained_diff)} after the entry-cost factor"
+        f"{_money(g.max_replay_diff)} against the whole-unit replay"
         + (f"; {g.peer_missing} combinations without a closed trade in the peer" if g.peer_missing else "")
         + ".\n",
         f"### ML training (median of {RUNS})\n",

@@ -36,9 +36,10 @@ def test_hand_computed_case_with_costs() -> None:
     result = run_backtest(bars, target, commission_bps=5, slippage_bps=5)  # rate 0.001
 
     np.testing.assert_array_equal(result.positions.to_numpy(), [0, 1, 1, 0, -1])
-    np.testing.assert_allclose(result.costs.to_numpy(), [0, 0.001, 0, 0.001, 0.001])
-    # r = held x price return - |change| x rate
-    expected = [0.0, 0.10 - 0.001, -0.10, -0.001, 0.10 - 0.001]
+    # entry from flat: buys E/1.001 and pays 0.001 E/1.001; exit: pays 0.001 of all it sells
+    np.testing.assert_allclose(result.costs.to_numpy(), [0, 0.001 / 1.001, 0, 0.001, 0.001 / 1.001])
+    # r = (1 - cost) x (1 + held x price return) - 1
+    expected = [0.0, 1.1 / 1.001 - 1, -0.10, -0.001, 1.1 / 1.001 - 1]
     np.testing.assert_allclose(result.returns.to_numpy(), expected, atol=1e-12)
     np.testing.assert_allclose(result.equity.to_numpy(), np.cumprod(1 + np.array(expected)))
     assert result.equity.iloc[0] == 1.0
@@ -52,9 +53,45 @@ def test_hand_computed_case_with_costs() -> None:
     assert list(trades["entry_price"]) == [100.0, 99.0]
     assert list(trades["exit_price"]) == [99.0, 89.1]
     assert list(trades["is_open"]) == [False, True]
-    long_return = (1 + 0.10 - 0.001) * (1 - 0.10) * (1 - 0.001) - 1  # entry, hold, exit cost
-    short_return = (1 + 0.10 - 0.001) - 1  # still open: no exit cost
+    long_return = 1.1 / 1.001 * 0.9 * 0.999 - 1  # entry, hold, exit cost
+    short_return = 1.1 / 1.001 - 1  # still open: no exit cost
     np.testing.assert_allclose(trades["return"].to_numpy(), [long_return, short_return])
+
+
+def test_costs_reduce_equity_by_exactly_the_traded_notional_times_the_rate() -> None:
+    """The issue's acceptance, in dollars: an entry, a partial sale, a flip and an exit."""
+    bars = _bars([100.0, 110.0, 99.0, 99.0, 108.9])  # +10%, -10%, 0%, +10%
+    target = _target(bars, [1.0, 0.5, -0.5, 0.0, 0.0])
+    result = run_backtest(bars, target, commission_bps=7, slippage_bps=3)  # rate 0.001
+    dollars = 10_000 * result.equity.to_numpy()
+
+    # close 0, buy 0 -> 1 of 10,000: T + 0.001 T = 10,000
+    e0 = 10_000.0
+    t0 = e0 / 1.001
+    post0 = e0 - 0.001 * t0
+    assert post0 == pytest.approx(t0, rel=1e-15)  # 1.0 of what is left, not of 10,000
+    e1 = post0 * 1.10  # bar 1: long 1.0, +10%
+    # close 1, sell down 1 -> 0.5: T = e1 - 0.5 E' and E' = e1 - 0.001 T
+    t1 = 0.5 * e1 / 0.9995
+    post1 = e1 - 0.001 * t1
+    e2 = post1 * (1 - 0.5 * 0.10)  # bar 2: long 0.5, -10%
+    # close 2, flip 0.5 -> -0.5: T = 0.5 e2 + 0.5 E' and E' = e2 - 0.001 T
+    t2 = e2 / 1.0005
+    post2 = e2 - 0.001 * t2
+    e3 = post2  # bar 3: short 0.5, 0%
+    # close 3, buy back 0.5 E' = 0.5 e3: T = 0.5 e3
+    t3 = 0.5 * e3
+    post3 = e3 - 0.001 * t3
+    e4 = post3  # bar 4: flat
+
+    np.testing.assert_allclose(dollars, [e0, e1, e2, e3, e4], rtol=1e-13)
+    before = np.array([e0, e1, e2, e3])  # equity just before each fill
+    traded = np.array([t0, t1, t2, t3])
+    np.testing.assert_allclose(result.costs.to_numpy()[1:] * before, 0.001 * traded, rtol=1e-13)
+    # each traded value is the change in position value across its fill, sized on E'
+    after = before - 0.001 * traded
+    held = result.positions.to_numpy()
+    np.testing.assert_allclose(np.abs(held[1:] * after - held[:-1] * before), traded, rtol=1e-13)
 
 
 def test_a_flip_closes_one_trade_and_opens_the_next_at_the_same_close() -> None:
@@ -63,17 +100,19 @@ def test_a_flip_closes_one_trade_and_opens_the_next_at_the_same_close() -> None:
     result = run_backtest(bars, target, commission_bps=10, slippage_bps=0)  # rate 0.001
 
     np.testing.assert_array_equal(result.positions.to_numpy(), [0, 1, -1, -1, 0])
-    # the flip trades 2 units: both legs' costs land in the bar the short is first held
-    expected = [0.0, 0.10 - 0.001, 0.10 - 0.002, 0.10, -0.001]
+    # the flip sells E of stock and shorts all that is left, E' = E - 0.001 (E + E'), so
+    # E' = E x 0.999 / 1.001: exactly the exit (x 0.999) then an entry from flat (/ 1.001)
+    expected = [0.0, 1.1 / 1.001 - 1, 1.1 * 0.999 / 1.001 - 1, 0.10, -0.001]
     np.testing.assert_allclose(result.returns.to_numpy(), expected, atol=1e-12)
 
     trades = result.trades
     assert list(trades["direction"]) == ["long", "short"]
     assert trades["exit_date"].iloc[0] == trades["entry_date"].iloc[1] == bars.index[1]
-    long_return = (1 + 0.10 - 0.001) * (1 - 0.001) - 1
-    short_return = (1 + 0.10 - 0.001) * (1 + 0.10) * (1 - 0.001) - 1
+    long_return = 1.1 / 1.001 * 0.999 - 1
+    short_return = 1.1 / 1.001 * 1.10 * 0.999 - 1
     np.testing.assert_allclose(trades["return"].to_numpy(), [long_return, short_return])
     assert not trades["is_open"].any()
+    assert np.prod(1 + trades["return"].to_numpy()) == pytest.approx(result.equity.iloc[-1], rel=1e-12)
 
 
 def test_resizing_stays_in_one_trade() -> None:
@@ -97,16 +136,21 @@ def test_buy_and_hold_earns_the_price_return_from_the_first_close() -> None:
     assert result.trades["return"].iloc[0] == pytest.approx(close[-1] / close[0] - 1)
 
 
-def test_costs_reduce_each_bar_by_exactly_the_traded_notional_times_the_rate() -> None:
+def test_every_fill_pays_the_rate_on_its_traded_value_out_of_equity() -> None:
     rng = np.random.default_rng(3)
     bars = _random_bars(300)
     target = _target(bars, rng.choice([-1.0, -0.5, 0.0, 0.5, 1.0], size=300))
     free = run_backtest(bars, target, commission_bps=0, slippage_bps=0)
     paid = run_backtest(bars, target, commission_bps=7, slippage_bps=3)
     rate = 10 / 10_000
-    traded = np.abs(np.diff(free.positions.to_numpy(), prepend=0.0))
-    np.testing.assert_allclose(free.returns - paid.returns, traded * rate, rtol=0, atol=1e-15)
-    assert paid.costs.sum() == pytest.approx(rate * traded.sum())
+    held = paid.positions.to_numpy()
+    before = paid.equity.to_numpy()[:-1]  # equity at each close, before its fill
+    after = before * (1 - paid.costs.to_numpy()[1:])
+    traded = np.abs(held[1:] * after - held[:-1] * before)
+    np.testing.assert_allclose(before - after, rate * traded, rtol=1e-12, atol=1e-18)
+    # the position is then earned on what is left, never on the pre-cost equity
+    np.testing.assert_allclose(1 + paid.returns, (1 - paid.costs) * (1 + free.returns), rtol=0, atol=1e-15)
+    assert (free.costs == 0).all()
     assert paid.equity.iloc[-1] < free.equity.iloc[-1]
 
 
@@ -145,11 +189,17 @@ def test_trading_on_the_bar_just_seen_earns_nothing_on_noise() -> None:
     assert abs(result.returns.mean()) < 0.1 * mean_abs_move
 
 
-def test_product_of_trade_returns_is_the_equity_when_trades_do_not_flip() -> None:
+@pytest.mark.parametrize(
+    ("values", "flips"),
+    [([0.0, 0.0, 1.0, -1.0], False), ([0.0, 0.0, 1.0, -1.0, 0.5, -0.5], True)],
+)
+def test_product_of_trade_returns_is_the_equity(values: list[float], flips: bool) -> None:
+    # with costs split exactly between a flip's two trades, flips and resizes included
     rng = np.random.default_rng(5)
     bars = _random_bars(600)
-    target = rng.choice([0.0, 0.0, 1.0, -1.0], size=600)
-    target[1:][target[1:] * target[:-1] < 0] = 0.0  # no direct long <-> short flips
+    target = rng.choice(values, size=600)
+    if not flips:
+        target[1:][target[1:] * target[:-1] < 0] = 0.0  # no direct long <-> short flips
     result = run_backtest(bars, _target(bars, target), commission_bps=5, slippage_bps=5)
     assert len(result.trades) > 20
     growth = np.prod(1.0 + result.trades["return"].to_numpy())
@@ -171,6 +221,7 @@ def test_nan_target_is_flat_and_no_trades_is_an_empty_table() -> None:
         ([0.0, 1.5, 0.0], (0.0, 0.0), r"\[-1, 1\]"),
         ([0.0, 1.0, 0.0], (-1.0, 0.0), "commission_bps"),
         ([0.0, 1.0, 0.0], (0.0, float("nan")), "slippage_bps"),
+        ([0.0, 1.0, 0.0], (9_000.0, 1_000.0), "below 10,000"),
     ],
 )
 def test_bad_inputs_are_rejected(target_values: list[float], costs: tuple[float, float], match: str) -> None:

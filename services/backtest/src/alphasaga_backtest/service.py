@@ -83,11 +83,6 @@ async def make_spec(ctx: ServiceContext) -> WorkerSpec:
     backtest = Backtest(ArtifactStore(ctx.store.pool))
     return WorkerSpec(
         service=Service.BACKTEST,
-        command=st.RunBacktest,
-        failed=st.BacktestFailed,
-        compensate=st.CompensateBacktest,
-        compensated=st.BacktestCompensated,
-        compensation_failed=st.BacktestCompensationFailed,
         run=backtest.run,
         undo=backtest.undo,
     )
