@@ -20,32 +20,18 @@ from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator.decide import saga_id_for
 from alphasaga_shared.artifacts import ArtifactStore
 from alphasaga_shared.client import follow, stream_tip, submit
-from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.stack import Stack
-from conftest import Servers, drop_schema
-from tests.support.helpers import ROOT
+from conftest import Servers
+from tests.support.helpers import ROOT, running_stack
 
 SAGA_TIMEOUT = 240
 
 
 @pytest.fixture(scope="module")
 def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    ns = f"e2e{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        redis_url=servers.redis_url,
-        database_url=servers.database_url,
-        namespace=ns,
-        database_schema=f"t_{ns}",
-        data_dir=tmp_path_factory.mktemp("stack"),
-    )
-    s = Stack(settings, say=print)
-    try:
-        s.start(timeout=120)
+    with running_stack(servers.redis_url, servers.database_url, tmp_path_factory.mktemp("stack"), "e2e") as s:
         yield s
-    finally:
-        s.stop()
-        asyncio.run(drop_schema(servers.database_url, settings.database_schema))
 
 
 @pytest.fixture

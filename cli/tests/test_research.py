@@ -3,7 +3,6 @@ services (real research on real market data) over real Redis and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import uuid
@@ -15,32 +14,19 @@ import pytest
 
 from alphasaga_orchestrator.repository import SagaRepository
 from alphasaga_orchestrator.saga import state_of
-from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore, NewEvent
 from alphasaga_shared.stack import Stack
 from cli.tests.clirunner import Result, alphasaga, assert_one_line_error
-from conftest import Servers, drop_schema
+from conftest import Servers
+from tests.support.helpers import running_stack
 
 SAGA_TIMEOUT = "240"
 
 
 @pytest.fixture(scope="module")
 def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    ns = f"cli{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        redis_url=servers.redis_url,
-        database_url=servers.database_url,
-        namespace=ns,
-        database_schema=f"t_{ns}",
-        data_dir=tmp_path_factory.mktemp("stack"),
-    )
-    s = Stack(settings, say=print)
-    try:
-        s.start(timeout=120)
+    with running_stack(servers.redis_url, servers.database_url, tmp_path_factory.mktemp("stack"), "cli") as s:
         yield s
-    finally:
-        s.stop()
-        asyncio.run(drop_schema(servers.database_url, settings.database_schema))
 
 
 @pytest.fixture(scope="module")

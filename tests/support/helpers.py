@@ -8,9 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import asyncpg
+
+from alphasaga_shared.config import Settings
+from alphasaga_shared.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,3 +87,27 @@ class Proc:
                 raise AssertionError(f"process still running after {timeout}s")
             time.sleep(0.02)
         return self.popen.returncode
+
+
+@contextmanager
+def running_stack(redis_url: str, database_url: str, data_dir: Path, prefix: str) -> Iterator[Stack]:
+    """The five services as processes in a namespace and schema of their own, removed after."""
+    ns = f"{prefix}{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        redis_url=redis_url, database_url=database_url, namespace=ns, database_schema=f"t_{ns}", data_dir=data_dir
+    )
+    stack = Stack(settings, say=print)
+    try:
+        stack.start(timeout=120)
+        yield stack
+    finally:
+        stack.stop()
+        asyncio.run(_drop_schema(database_url, settings.database_schema))
+
+
+async def _drop_schema(database_url: str, schema: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()

@@ -7,7 +7,7 @@ request and the outputs of earlier steps. Replies echo ``saga_id``, ``step`` and
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 from uuid import UUID
 
 from pydantic import Field
@@ -210,3 +210,45 @@ class BacktestCompensated(StepCompensated):
 class BacktestCompensationFailed(CompensationFailed):
     TYPE = "backtest.BacktestCompensationFailed"
     SERVICE = Service.BACKTEST
+
+
+class StepTypes(NamedTuple):
+    """The six messages one service's step is made of."""
+
+    command: type[StepCommand]
+    succeeded: type[StepSucceeded]
+    failed: type[StepFailed]
+    compensate: type[CompensateStep]
+    compensated: type[StepCompensated]
+    compensation_failed: type[CompensationFailed]
+
+
+STEP_TYPES: dict[Service, StepTypes] = {
+    Service.REASONING: StepTypes(
+        FormHypothesis,
+        HypothesisFormed,
+        HypothesisFailed,
+        CompensateHypothesis,
+        HypothesisCompensated,
+        HypothesisCompensationFailed,
+    ),
+    Service.CODEGEN: StepTypes(
+        GenerateStrategy,
+        StrategyGenerated,
+        StrategyFailed,
+        CompensateStrategy,
+        StrategyCompensated,
+        StrategyCompensationFailed,
+    ),
+    Service.ML: StepTypes(
+        TrainModel, ModelTrained, TrainingFailed, CompensateModel, ModelCompensated, ModelCompensationFailed
+    ),
+    Service.BACKTEST: StepTypes(
+        RunBacktest,
+        BacktestCompleted,
+        BacktestFailed,
+        CompensateBacktest,
+        BacktestCompensated,
+        BacktestCompensationFailed,
+    ),
+}

@@ -4,110 +4,28 @@ Pure: no broker, no database."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from typing import Any
 
 import pytest
 
-from alphasaga_contracts import Message, Streams
+from alphasaga_contracts import Message
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
-from alphasaga_contracts.research import (
-    ArtifactRef,
-    FeatureSpec,
-    Hypothesis,
-    Measurements,
-    ModelMetrics,
-    ResearchRequest,
-    SignalSpec,
-    Verdict,
-)
-from alphasaga_orchestrator.decide import Context, Decision, TimerFired, backoff_s, decide
+from alphasaga_orchestrator.decide import Decision, TimerFired, backoff_s, decide
 from alphasaga_orchestrator.saga import Saga
-from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS, RESEARCH_V1
+from alphasaga_orchestrator.workflow import RESEARCH_V1
 from alphasaga_shared.wire import envelope_for
-
-SAGA = uuid.UUID("00000000-0000-4000-8000-000000000001")
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-CTX = Context(Streams("t"), DEFAULT_WORKFLOWS, now=NOW)
-REF = ArtifactRef(sha256="a" * 64, kind="x", media_type="application/json", size=1)
-HYPOTHESIS = Hypothesis(
-    family="trend_following",
-    features=[FeatureSpec(name="mom_20", kind="momentum", params={"window": 20})],
-    signal=SignalSpec(kind="ma_crossover", params={"fast": 10, "slow": 50}),
-    entry_rule="fast above slow",
-    exit_rule="fast below slow",
-    label_horizon=5,
-    rationale="test",
-    measurements=Measurements(
-        n_bars=100,
-        hurst=0.6,
-        variance_ratio=1.1,
-        variance_ratio_pvalue=0.04,
-        autocorr_lag1=0.05,
-        annual_volatility=0.2,
-        garch_persistence=0.95,
-        volatility_regime="normal",
-    ),
+from tests.support import replies
+from tests.support.saga_inputs import (
+    CTX,
+    NOW,
+    SAGA,
+    compensated,
+    compensation_failed,
+    failure,
+    start,
+    success,
+    timer,
 )
-METRICS = ModelMetrics(
-    auc=0.5, accuracy=0.5, log_loss=0.69, baseline_accuracy=0.5, baseline_log_loss=0.69, n_splits=5, n_predictions=100
-)
-
-
-def success(step: str, attempt: int = 1) -> Message:
-    common: dict[str, Any] = {"saga_id": SAGA, "step": step, "attempt": attempt}
-    return {
-        "reasoning": lambda: st.HypothesisFormed(**common, hypothesis=HYPOTHESIS, dataset=REF),
-        "codegen": lambda: st.StrategyGenerated(**common, code=REF, signals=REF, sandbox="rlimits"),
-        "ml": lambda: st.ModelTrained(**common, model=REF, predictions=REF, model_metrics=METRICS),
-        "backtest": lambda: st.BacktestCompleted(
-            **common, report=REF, chart=REF, metrics={"sharpe": 1.0}, verdict=Verdict(accepted=True, reasons=[])
-        ),
-    }[step]()
-
-
-FAILED = {
-    "reasoning": st.HypothesisFailed,
-    "codegen": st.StrategyFailed,
-    "ml": st.TrainingFailed,
-    "backtest": st.BacktestFailed,
-}
-COMPENSATED = {
-    "reasoning": st.HypothesisCompensated,
-    "codegen": st.StrategyCompensated,
-    "ml": st.ModelCompensated,
-    "backtest": st.BacktestCompensated,
-}
-
-
-def failure(step: str, attempt: int = 1, *, retryable: bool = False) -> Message:
-    kind = "internal" if retryable else "invalid_input"
-    return FAILED[step](saga_id=SAGA, step=step, attempt=attempt, error_kind=kind, error="boom", retryable=retryable)
-
-
-def timer(kind: str, step: str, attempt: int) -> TimerFired:
-    return TimerFired(SAGA, kind, step, attempt)
-
-
-COMPENSATION_FAILED = {
-    "reasoning": st.HypothesisCompensationFailed,
-    "codegen": st.StrategyCompensationFailed,
-    "ml": st.ModelCompensationFailed,
-    "backtest": st.BacktestCompensationFailed,
-}
-
-
-def compensation_failed(step: str, attempt: int = 1) -> Message:
-    return COMPENSATION_FAILED[step](saga_id=SAGA, step=step, attempt=attempt, error="disk on fire")
-
-
-def compensated(step: str, attempt: int = 1) -> Message:
-    return COMPENSATED[step](saga_id=SAGA, step=step, attempt=attempt)
-
-
-def start() -> Message:
-    return sg.StartResearch(saga_id=SAGA, request=ResearchRequest(dataset="sp500"))
 
 
 def play(*messages: Message | TimerFired) -> tuple[Saga | None, list[Decision]]:
@@ -147,7 +65,8 @@ def test_happy_path_runs_the_four_steps_in_order_and_completes() -> None:
     assert sent(ds[4]) == ["sagas.StepCompleted", "sagas.SagaCompleted"]
     backtest = ds[3].outgoing[-1].envelope.message
     assert isinstance(backtest, st.RunBacktest)
-    assert backtest.predictions == REF and backtest.signals == REF and backtest.dataset == REF
+    ref = replies.REF
+    assert backtest.predictions == ref and backtest.signals == ref and backtest.dataset == ref
 
 
 def test_ml_failure_compensates_codegen_then_reasoning_and_never_commands_backtest() -> None:

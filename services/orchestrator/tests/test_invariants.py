@@ -14,8 +14,7 @@ from alphasaga_orchestrator.saga import Saga
 from alphasaga_shared.eventstore import RecordedEvent
 from alphasaga_shared.outbox import outbox_events
 from alphasaga_shared.wire import envelope_for
-
-from .test_decide import CTX, SAGA, compensated, failure, start, success, timer
+from tests.support.saga_inputs import CTX, SAGA, compensated, failure, start, success, timer
 
 REPO = SagaRepository(store=None)  # type: ignore[arg-type]  # only its mapper is used
 

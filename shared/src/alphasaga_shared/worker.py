@@ -40,15 +40,16 @@ CompensationHandler = Callable[[Any], Awaitable[None]]
 
 @dataclass
 class WorkerSpec:
+    """A worker: its service (which fixes its six message types) and two handlers."""
+
     service: Service
-    command: type[st.StepCommand]
-    failed: type[st.StepFailed]
-    compensate: type[st.CompensateStep]
-    compensated: type[st.StepCompensated]
-    compensation_failed: type[st.CompensationFailed]
     run: StepHandler
     undo: CompensationHandler
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def types(self) -> st.StepTypes:
+        return st.STEP_TYPES[self.service]
 
 
 class Worker:
@@ -59,13 +60,14 @@ class Worker:
     async def handle(self, env: Envelope, delivery: Delivery) -> Sequence[Outgoing]:
         msg = env.message
         spec = self.spec
+        types = spec.types
         reply: st.StepMessage
-        if isinstance(msg, spec.command):
+        if isinstance(msg, types.command):
             try:
                 reply = await spec.run(msg)
             except StepError as exc:
                 log.warning("%s failed for saga %s: %s", msg.TYPE, msg.saga_id, exc)
-                reply = spec.failed(
+                reply = types.failed(
                     saga_id=msg.saga_id,
                     step=msg.step,
                     attempt=msg.attempt,
@@ -73,12 +75,12 @@ class Worker:
                     error=str(exc),
                     retryable=exc.retryable,
                 )
-        elif isinstance(msg, spec.compensate):
+        elif isinstance(msg, types.compensate):
             try:
                 await spec.undo(msg)
-                reply = spec.compensated(saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt)
+                reply = types.compensated(saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt)
             except StepError as exc:
-                reply = spec.compensation_failed(
+                reply = types.compensation_failed(
                     saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt, error=str(exc)
                 )
         else:

@@ -133,11 +133,6 @@ async def make_spec(ctx: ServiceContext) -> WorkerSpec:
     codegen = Codegen(ArtifactStore(ctx.store.pool), SandboxSettings().limits())
     return WorkerSpec(
         service=Service.CODEGEN,
-        command=st.GenerateStrategy,
-        failed=st.StrategyFailed,
-        compensate=st.CompensateStrategy,
-        compensated=st.StrategyCompensated,
-        compensation_failed=st.StrategyCompensationFailed,
         run=codegen.generate,
         undo=codegen.undo,
     )

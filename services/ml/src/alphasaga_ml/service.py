@@ -64,11 +64,6 @@ async def make_spec(ctx: ServiceContext) -> WorkerSpec:
     ml = Ml(ArtifactStore(ctx.store.pool))
     return WorkerSpec(
         service=Service.ML,
-        command=st.TrainModel,
-        failed=st.TrainingFailed,
-        compensate=st.CompensateModel,
-        compensated=st.ModelCompensated,
-        compensation_failed=st.ModelCompensationFailed,
         run=ml.train,
         undo=ml.undo,
     )

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import yaml
 
 from alphasaga_contracts import Service
 from alphasaga_contracts import steps as s
+from alphasaga_contracts.steps import STEP_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,49 +58,6 @@ class Workflow:
 
     def index(self, name: str) -> int:
         return [st.name for st in self.steps].index(name)
-
-
-class StepTypes(NamedTuple):
-    """The contract types one service's step is made of."""
-
-    command: type[s.StepCommand]
-    succeeded: type[s.StepSucceeded]
-    failed: type[s.StepFailed]
-    compensate: type[s.CompensateStep]
-    compensated: type[s.StepCompensated]
-    compensation_failed: type[s.CompensationFailed]
-
-
-# A workflow file names the service; the messages come from here.
-STEP_TYPES: dict[Service, StepTypes] = {
-    Service.REASONING: StepTypes(
-        s.FormHypothesis,
-        s.HypothesisFormed,
-        s.HypothesisFailed,
-        s.CompensateHypothesis,
-        s.HypothesisCompensated,
-        s.HypothesisCompensationFailed,
-    ),
-    Service.CODEGEN: StepTypes(
-        s.GenerateStrategy,
-        s.StrategyGenerated,
-        s.StrategyFailed,
-        s.CompensateStrategy,
-        s.StrategyCompensated,
-        s.StrategyCompensationFailed,
-    ),
-    Service.ML: StepTypes(
-        s.TrainModel, s.ModelTrained, s.TrainingFailed, s.CompensateModel, s.ModelCompensated, s.ModelCompensationFailed
-    ),
-    Service.BACKTEST: StepTypes(
-        s.RunBacktest,
-        s.BacktestCompleted,
-        s.BacktestFailed,
-        s.CompensateBacktest,
-        s.BacktestCompensated,
-        s.BacktestCompensationFailed,
-    ),
-}
 
 
 def step(

@@ -86,11 +86,6 @@ async def make_spec(ctx: ServiceContext) -> WorkerSpec:
     reasoning = Reasoning(ArtifactStore(ctx.store.pool), choose_planner(LLMSettings()))
     return WorkerSpec(
         service=Service.REASONING,
-        command=st.FormHypothesis,
-        failed=st.HypothesisFailed,
-        compensate=st.CompensateHypothesis,
-        compensated=st.HypothesisCompensated,
-        compensation_failed=st.HypothesisCompensationFailed,
         run=reasoning.form,
         undo=reasoning.undo,
     )

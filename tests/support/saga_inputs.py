@@ -1,0 +1,44 @@
+"""One saga's inputs (start, replies, timers) for the orchestrator's pure tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from alphasaga_contracts import Message, Streams
+from alphasaga_contracts import saga as sg
+from alphasaga_contracts.research import ResearchRequest
+from alphasaga_orchestrator.decide import Context, TimerFired
+from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
+from tests.support import replies
+
+SAGA = uuid.UUID("00000000-0000-4000-8000-000000000001")
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+CTX = Context(Streams("t"), DEFAULT_WORKFLOWS, now=NOW)
+
+
+def success(step: str, attempt: int = 1) -> Message:
+    return replies.success(step, SAGA, step, attempt)
+
+
+def failure(step: str, attempt: int = 1, *, retryable: bool = False) -> Message:
+    kind = "internal" if retryable else "invalid_input"
+    return replies.FAILED[step](
+        saga_id=SAGA, step=step, attempt=attempt, error_kind=kind, error="boom", retryable=retryable
+    )
+
+
+def timer(kind: str, step: str, attempt: int) -> TimerFired:
+    return TimerFired(SAGA, kind, step, attempt)
+
+
+def compensation_failed(step: str, attempt: int = 1) -> Message:
+    return replies.COMPENSATION_FAILED[step](saga_id=SAGA, step=step, attempt=attempt, error="disk on fire")
+
+
+def compensated(step: str, attempt: int = 1) -> Message:
+    return replies.COMPENSATED[step](saga_id=SAGA, step=step, attempt=attempt)
+
+
+def start() -> Message:
+    return sg.StartResearch(saga_id=SAGA, request=ResearchRequest(dataset="sp500"))
