@@ -16,9 +16,11 @@ APP_MODULE = "bench.celery_tasks"
 
 
 def _app(redis_url: str) -> Celery:
-    from bench.celery_tasks import make_app
+    # The worker imports the same module: one app, one registration of the task.
+    os.environ["BENCH_CELERY_REDIS"] = redis_url
+    from bench import celery_tasks
 
-    return make_app(redis_url)
+    return celery_tasks.app
 
 
 def run(redis_url: str, n: int = 500, in_flight_one: int = 50) -> dict[str, float]:
