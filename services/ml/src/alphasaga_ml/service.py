@@ -19,8 +19,8 @@ from .domain import TrainingError, train_walk_forward
 
 
 def read_frame(content: bytes) -> pd.DataFrame:
-    """A dated CSV artifact (docs/artifacts.md), floats read back exactly."""
-    return pd.read_csv(io.BytesIO(content), index_col="date", parse_dates=["date"], float_precision="round_trip")
+    """A dated CSV artifact, written with 17 significant digits: pandas reads them back exactly."""
+    return pd.read_csv(io.BytesIO(content), index_col="date", parse_dates=["date"])
 
 
 def write_frame(frame: pd.DataFrame) -> bytes:

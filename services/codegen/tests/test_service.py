@@ -1,0 +1,85 @@
+"""The codegen step, through the worker runtime, with real storage and the real sandbox:
+code that breaks a rule or a limit fails the step with it named, and the service goes on
+serving the next command."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+import pytest
+
+from alphasaga_codegen.domain import SandboxLimits, render_strategy
+from alphasaga_codegen.service import Codegen, write_frame
+from alphasaga_contracts import Service, Streams
+from alphasaga_contracts import steps as st
+from alphasaga_contracts.research import Hypothesis, ResearchRequest
+from alphasaga_shared.artifacts import ArtifactStore
+from alphasaga_shared.eventstore import EventStore
+from alphasaga_shared.wire import Delivery, envelope_for
+from alphasaga_shared.worker import Worker, WorkerSpec
+from tests.support.replies import HYPOTHESIS
+
+LIMITS = SandboxLimits(cpu_seconds=2, memory_bytes=512 << 20, wall_seconds=5)
+
+
+def bars(n: int = 400) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    index = pd.date_range("2015-01-01", periods=n, freq="B", name="date")
+    return pd.DataFrame(
+        {"open": close, "high": close * 1.01, "low": close * 0.99, "close": close, "volume": 1e6}, index=index
+    )
+
+
+def tampered(extra: str) -> Callable[[Hypothesis], str]:
+    """The real rendered module with a line added at the top of compute_signal."""
+
+    def render(h: Hypothesis) -> str:
+        source = render_strategy(h)
+        marker = "def compute_signal("
+        head, tail = source.split(marker, 1)
+        signature, body = tail.split("\n", 1)
+        return f"{head}{marker}{signature}\n    {extra}\n{body}"
+
+    return render
+
+
+@pytest.mark.parametrize(
+    ("extra", "kind", "named"),
+    [
+        ("import os", "rule_violation", "import"),
+        ("open('/etc/passwd')", "rule_violation", "forbidden_call"),
+        ("while True: pass", "sandbox_limit", "limit"),
+    ],
+)
+async def test_bad_generated_code_fails_the_step_naming_the_rule_and_the_service_keeps_serving(
+    store: EventStore, extra: str, kind: str, named: str
+) -> None:
+    artifacts = ArtifactStore(store.pool)
+    saga_id = uuid.uuid4()
+    dataset = await artifacts.put(saga_id, "reasoning", "dataset.csv", "dataset", write_frame(bars()), "text/csv")
+    bad = Codegen(artifacts, LIMITS, render=tampered(extra))
+    worker = Worker(WorkerSpec(Service.CODEGEN, run=bad.generate, undo=bad.undo), Streams("t"))
+    command = st.GenerateStrategy(
+        saga_id=saga_id,
+        step="codegen",
+        attempt=1,
+        request=ResearchRequest(dataset="sp500"),
+        hypothesis=HYPOTHESIS,
+        dataset=dataset,
+    )
+    env = envelope_for(command, correlation_id=str(saga_id))
+    (out,) = await worker.handle(env, Delivery(stream="t:cmd:codegen", entry_id="1-0", fields={}))
+    reply = out.envelope.message
+    assert isinstance(reply, st.StrategyFailed), reply
+    assert reply.error_kind == kind
+    assert named in reply.error
+    if kind == "sandbox_limit":
+        assert "cpu_time" in reply.error or "wall_clock" in reply.error
+
+    good = Codegen(artifacts, LIMITS)
+    ok = await good.generate(command)
+    assert isinstance(ok, st.StrategyGenerated) and ok.sandbox in ("bubblewrap", "rlimits")
