@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -38,9 +39,10 @@ def record(*inputs: Any) -> tuple[list[RecordedEvent], list[RecordedEvent]]:
 
 
 def _recorded(
-    stream: str, version: int, type_: str, data: dict[str, Any], meta: dict[str, Any], now: dt.datetime
+    stream: str, version: int, type_: str, data: Any, meta: dict[str, Any], now: dt.datetime
 ) -> RecordedEvent:
-    return RecordedEvent(version, stream, version, uuid.uuid4(), type_, data, meta, 1, now)
+    parsed = data if isinstance(data, dict) else json.loads(data)  # as the store returns it
+    return RecordedEvent(version, stream, version, uuid.uuid4(), type_, parsed, meta, 1, now)
 
 
 def check(events: list[RecordedEvent], outbox: list[RecordedEvent]) -> list[str]:

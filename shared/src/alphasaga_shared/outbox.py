@@ -26,7 +26,7 @@ from alphasaga_contracts.envelope import (
 )
 
 from . import metrics
-from .eventstore import Conn, EventStore, NewEvent, Position, RecordedEvent
+from .eventstore import Conn, EventStore, JsonText, NewEvent, Position, RecordedEvent
 from .wire import Outgoing
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def outbox_events(outgoing: Sequence[Outgoing]) -> list[NewEvent]:
         events.append(
             NewEvent(
                 type=env.type,
-                data=env.message.model_dump(mode="json"),
+                data=JsonText(env.message.model_dump_json()),
                 metadata={
                     "stream": out.stream,
                     MESSAGE_ID: env.message_id,
@@ -82,7 +82,7 @@ def wire_fields(row: RecordedEvent) -> tuple[str, dict[str, str]]:
         TYPE: row.type,
         SCHEMA: meta.get(SCHEMA, "1"),
         TRACEPARENT: meta.get(TRACEPARENT, ""),
-        BODY: json.dumps(row.data, separators=(",", ":")),
+        BODY: row.data if isinstance(row.data, str) else json.dumps(row.data, separators=(",", ":")),
     }
 
 

@@ -19,7 +19,7 @@ from eventsourcing.persistence import (
     UUIDAsHex,
 )
 
-from alphasaga_shared.eventstore import Conn, EventStore, NewEvent, RecordedEvent
+from alphasaga_shared.eventstore import Conn, EventStore, JsonText, NewEvent, RecordedEvent
 
 from .saga import Saga
 
@@ -58,10 +58,10 @@ class SagaRepository:
         sagas: dict[uuid.UUID, Saga | None] = dict.fromkeys(saga_ids)
         async with self.store.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT true AS snapshot, stream_id, version, type, state AS data FROM snapshots"
+                "SELECT true AS snapshot, stream_id, version, type, state::text AS data FROM snapshots"
                 " WHERE stream_id = ANY($1::text[])"
                 " UNION ALL"
-                " SELECT false, stream_id, version, type, data FROM events e WHERE stream_id = ANY($1::text[])"
+                " SELECT false, stream_id, version, type, data::text FROM events e WHERE stream_id = ANY($1::text[])"
                 " AND version > coalesce((SELECT version FROM snapshots s WHERE s.stream_id = e.stream_id), 0)"
                 " ORDER BY stream_id, snapshot DESC, version",
                 streams,
@@ -72,23 +72,20 @@ class SagaRepository:
                 sagas[saga_id] = self._from_snapshot(saga_id, row["version"], row["type"], row["data"])
                 continue
             stored = StoredEvent(
-                originator_id=saga_id,
-                originator_version=row["version"],
-                topic=row["type"],
-                state=json.dumps(row["data"]).encode(),
+                originator_id=saga_id, originator_version=row["version"], topic=row["type"], state=row["data"].encode()
             )
             domain_event: Any = self.mapper.to_domain_event(stored)
             sagas[saga_id] = domain_event.mutate(sagas[saga_id])
         return sagas
 
-    def snapshot_row(self, saga: Saga) -> tuple[str, int, str, dict[str, Any]]:
+    def snapshot_row(self, saga: Saga) -> tuple[str, int, str, JsonText]:
         stored = self.mapper.to_stored_event(Snapshot.take(saga))
-        return saga_stream(saga.id), saga.version, stored.topic, json.loads(stored.state)
+        return saga_stream(saga.id), saga.version, stored.topic, JsonText(stored.state.decode())
 
     def _from_snapshot(self, saga_id: uuid.UUID, version: int, topic: str, state: Any) -> Saga:
-        stored = StoredEvent(
-            originator_id=saga_id, originator_version=version, topic=topic, state=json.dumps(state).encode()
-        )
+        """``state`` as parsed JSON, or as its text (the hot path reads it as text)."""
+        text = state if isinstance(state, str) else json.dumps(state)
+        stored = StoredEvent(originator_id=saga_id, originator_version=version, topic=topic, state=text.encode())
         snapshot: Any = self.mapper.to_domain_event(stored)
         saga: Saga = snapshot.mutate(None)
         return saga
@@ -115,7 +112,7 @@ class SagaRepository:
             rows.append(
                 NewEvent(
                     type=stored.topic,
-                    data=json.loads(stored.state),
+                    data=JsonText(stored.state.decode()),
                     metadata=metadata,
                     event_id=uuid.uuid5(uuid.UUID(str(stored.originator_id)), str(stored.originator_version)),
                 )

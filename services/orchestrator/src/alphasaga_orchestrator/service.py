@@ -22,7 +22,7 @@ import asyncpg
 
 from alphasaga_contracts import WORKERS, Service
 from alphasaga_shared import metrics, telemetry
-from alphasaga_shared.eventstore import EventStore, NewEvent
+from alphasaga_shared.eventstore import EventStore, JsonText, NewEvent
 from alphasaga_shared.outbox import Relay, outbox_events, outbox_stream
 from alphasaga_shared.runner import ServiceContext
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing
@@ -188,7 +188,7 @@ class Orchestrator:
     async def _commit(self, plan: Plan) -> None:
         timers: list[tuple[uuid.UUID, dt.datetime, str, str, int, int]] = []
         cleared: list[uuid.UUID] = []
-        snapshots: list[tuple[str, int, str, dict[str, Any]]] = []
+        snapshots: list[tuple[str, int, str, JsonText]] = []
         for saga_id, t in plan.touched.items():
             saga = t.saga
             if saga is None:

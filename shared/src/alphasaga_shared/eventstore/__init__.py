@@ -4,9 +4,20 @@ from .store import (
     ConcurrencyError,
     Conn,
     EventStore,
+    JsonText,
     NewEvent,
     Position,
     RecordedEvent,
 )
 
-__all__ = ["ANY_VERSION", "START", "ConcurrencyError", "Conn", "EventStore", "NewEvent", "Position", "RecordedEvent"]
+__all__ = [
+    "ANY_VERSION",
+    "START",
+    "ConcurrencyError",
+    "Conn",
+    "EventStore",
+    "JsonText",
+    "NewEvent",
+    "Position",
+    "RecordedEvent",
+]
