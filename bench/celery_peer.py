@@ -8,7 +8,9 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+import redis
 from celery import Celery, chain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +23,13 @@ def _app(redis_url: str) -> Celery:
     from bench import celery_tasks
 
     return celery_tasks.app
+
+
+def _forget(result: Any) -> None:
+    """Drop the stored results of every task of a chain: leave nothing in Redis."""
+    while result is not None:
+        result.forget()
+        result = result.parent
 
 
 def run(redis_url: str, n: int = 500, in_flight_one: int = 50) -> dict[str, float]:
@@ -55,19 +64,28 @@ def run(redis_url: str, n: int = 500, in_flight_one: int = 50) -> dict[str, floa
     try:
         noop = app.tasks["bench.celery_tasks.noop"]
         # warm up: wait for the worker
-        chain(*(noop.si().set(queue=queue) for _ in range(4)))().get(timeout=60)
+        warm = chain(*(noop.si().set(queue=queue) for _ in range(4)))()
+        warm.get(timeout=60)
+        _forget(warm)
         started = time.perf_counter()
         results = [chain(*(noop.si().set(queue=queue) for _ in range(4)))() for _ in range(n)]
         for r in results:
             r.get(timeout=120)
+            _forget(r)
         rate = n / (time.perf_counter() - started)
         lat = []
         for _ in range(in_flight_one):
             t = time.perf_counter()
-            chain(*(noop.si().set(queue=queue) for _ in range(4)))().get(timeout=30)
+            one = chain(*(noop.si().set(queue=queue) for _ in range(4)))()
+            one.get(timeout=30)
             lat.append((time.perf_counter() - t) * 1000)
+            _forget(one)
         lat.sort()
         return {"chains_per_s": rate, "p50_ms": lat[len(lat) // 2]}
     finally:
         worker.terminate()
         worker.wait(15)
+        # Kombu's bookkeeping for our private queue: leave nothing behind.
+        client = redis.Redis.from_url(redis_url)
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        client.close()

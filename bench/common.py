@@ -60,3 +60,20 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def median_of(runs: Sequence[float]) -> float:
     return statistics.median(runs)
+
+
+async def cleanup(s: Servers, namespace: str, schema: str) -> None:
+    """Remove a run's streams, guard keys and schema: benchmarks leave nothing behind."""
+    import asyncpg
+    import redis.asyncio as aioredis
+
+    redis = aioredis.from_url(s.redis_url)
+    batch = [k async for k in redis.scan_iter(match=f"{namespace}:*", count=5000)]
+    for i in range(0, len(batch), 5000):
+        await redis.delete(*batch[i : i + 5000])
+    await redis.aclose()
+    conn = await asyncpg.connect(s.database_url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()

@@ -16,7 +16,7 @@ from alphasaga_shared.client import follow, stream_tip, submit
 from alphasaga_shared.config import Settings
 from alphasaga_shared.stack import Stack
 
-from .common import Servers
+from .common import Servers, cleanup
 
 
 async def saga_times(s: Servers, runs: int = 3) -> dict[str, float]:
@@ -46,3 +46,4 @@ async def saga_times(s: Servers, runs: int = 3) -> dict[str, float]:
         return {"first": times[0], "median": statistics.median(times[1:]), "runs": float(runs)}
     finally:
         stack.stop()
+        await cleanup(s, ns, settings.database_schema)

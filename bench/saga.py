@@ -31,7 +31,7 @@ from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.wire import encode, envelope_for
 
-from .common import Servers, bench_settings, percentile
+from .common import Servers, bench_settings, cleanup, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = {
@@ -51,7 +51,9 @@ WORKFLOW = {
 class Stack:
     """n orchestrators and the simulated workers as processes, in their own namespace."""
 
-    def __init__(self, s: Servers, orchestrators: int, sim_config: dict[str, Any]) -> None:
+    def __init__(
+        self, s: Servers, orchestrators: int, sim_config: dict[str, Any], separate_relay: bool = False
+    ) -> None:
         self.settings = bench_settings(s)
         self.tmp = Path(tempfile.mkdtemp(prefix="alphasaga-bench-"))
         wf = self.tmp / "workflows.yaml"
@@ -64,12 +66,13 @@ class Stack:
             "ALPHASAGA_DATABASE_SCHEMA": self.settings.database_schema,
             "ALPHASAGA_WORKFLOWS": str(wf),
             "ALPHASAGA_BLOCK_MS": "100",
-            "ALPHASAGA_RELAY_POLL_MS": "5",
             "ALPHASAGA_LOG_LEVEL": "WARNING",
             "SIM_CONFIG": json.dumps(sim_config),
             "PYTHONPATH": str(ROOT),
         }
         env.pop("ALPHASAGA_CONSUMER", None)
+        if separate_relay:
+            env["ALPHASAGA_RUN_RELAY"] = "false"
         self.procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "alphasaga_orchestrator"],
@@ -80,6 +83,16 @@ class Stack:
             )
             for i in range(orchestrators)
         ]
+        if separate_relay:
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "alphasaga_shared.outbox"],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=(self.tmp / "relay.log").open("w"),
+                )
+            )
         self.procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "tests.support.sim_workers"],
@@ -105,6 +118,10 @@ class Stack:
         for p in self.procs:
             p.wait(15)
 
+    async def cleanup(self, s: Servers) -> None:
+        self.stop()
+        await cleanup(s, self.settings.namespace, self.settings.database_schema)
+
 
 async def _count_terminal(conn: asyncpg.Connection, n_streams: int) -> int:
     return (
@@ -118,9 +135,9 @@ async def _count_terminal(conn: asyncpg.Connection, n_streams: int) -> int:
     )
 
 
-async def throughput(s: Servers, orchestrators: int, n: int = 1000) -> float:
+async def throughput(s: Servers, orchestrators: int, n: int = 1000, *, separate_relay: bool = False) -> float:
     """Sagas per second from submitting n at once to the last one completed."""
-    stack = Stack(s, orchestrators, {})
+    stack = Stack(s, orchestrators, {}, separate_relay)
     try:
         await stack.ready()
         redis = aioredis.from_url(s.redis_url)
@@ -139,12 +156,14 @@ async def throughput(s: Servers, orchestrators: int, n: int = 1000) -> float:
         await redis.aclose()
         return n / elapsed
     finally:
-        stack.stop()
+        await stack.cleanup(s)
 
 
-async def latency(s: Servers, n: int = 100, sim: dict[str, Any] | None = None) -> list[float]:
+async def latency(
+    s: Servers, n: int = 100, sim: dict[str, Any] | None = None, *, separate_relay: bool = False
+) -> list[float]:
     """One saga in flight at a time: submit to terminal lifecycle event, in ms."""
-    stack = Stack(s, 1, sim or {})
+    stack = Stack(s, 1, sim or {}, separate_relay)
     try:
         await stack.ready()
         redis = aioredis.from_url(s.redis_url)
@@ -158,7 +177,7 @@ async def latency(s: Servers, n: int = 100, sim: dict[str, Any] | None = None) -
         await redis.aclose()
         return times[5:]
     finally:
-        stack.stop()
+        await stack.cleanup(s)
 
 
 async def rebuild(s: Servers, n_events: int = 1000) -> dict[str, float]:
@@ -240,7 +259,7 @@ async def rollback_time(s: Servers, n: int = 30) -> list[float]:
         await conn.close()
         return times
     finally:
-        stack.stop()
+        await stack.cleanup(s)
 
 
 async def report(s: Servers) -> str:

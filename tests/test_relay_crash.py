@@ -3,6 +3,8 @@ is published again (at least once) and the consumer's inbox drops the duplicate.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -78,3 +80,23 @@ async def _all_acked(redis: aioredis.Redis, stream: str, group: str, n: int) -> 
     groups: Any = await redis.xinfo_groups(stream)
     g = next((g for g in groups if g["name"].decode() == group), None)
     return g is not None and int(g["pending"]) == 0 and int(g.get("entries-read") or 0) >= n
+
+
+async def test_a_relay_in_another_process_is_woken_by_the_commit_not_its_poll(
+    settings: Settings, env: dict[str, str], redis: aioredis.Redis, store: EventStore, tmp_path: Path
+) -> None:
+    relay = Proc.module("alphasaga_shared.outbox", {**env, "ALPHASAGA_RELAY_POLL_MS": "10000"}, tmp_path / "r.log")
+    try:
+        await relay.wait_for("ready", timeout=60)
+        await asyncio.sleep(0.5)  # past the relay's first read, into its 10 s wait
+        bus = Bus(settings, service="orchestrator")
+        orchestrator = Orchestrator(store, ServiceContext("orchestrator", settings, bus, store))
+        saga_id = uuid.uuid4()
+        start = sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))
+        target = settings.streams.commands(Service.REASONING)
+        committed = time.monotonic()
+        await orchestrator.apply(saga_id, envelope_for(start, correlation_id=str(saga_id)))
+        await eventually(lambda: _xlen_at_least(redis, target, 1), timeout=5)
+        assert time.monotonic() - committed < 2.0, "published on NOTIFY, long before the 10 s poll"
+    finally:
+        assert relay.stop() == 0, relay.text()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from alphasaga_shared.config import Settings
 from alphasaga_shared.stack import Stack
@@ -102,10 +103,16 @@ def running_stack(redis_url: str, database_url: str, data_dir: Path, prefix: str
         yield stack
     finally:
         stack.stop()
-        asyncio.run(_drop_schema(database_url, settings.database_schema))
+        asyncio.run(_remove(redis_url, database_url, ns, settings.database_schema))
 
 
-async def _drop_schema(database_url: str, schema: str) -> None:
+async def _remove(redis_url: str, database_url: str, namespace: str, schema: str) -> None:
+    """A test stack leaves nothing behind: its streams and guard keys, and its schema."""
+    redis = aioredis.from_url(redis_url)
+    keys = [k async for k in redis.scan_iter(match=f"{namespace}:*", count=5000)]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     timer_poll_ms: int = Field(200, ge=1)
     snapshot_every: int = Field(100, ge=0, description="Snapshot a saga every N events; 0 = never")
 
+    run_relay: bool = Field(True, description="Run the outbox relay in the orchestrator process")
     relay_batch: int = Field(500, ge=1)
     relay_poll_ms: int = Field(50, ge=1)
 

@@ -113,6 +113,10 @@ class Relay:
         """A hint that new rows were committed (in-process); polling still runs."""
         self._wake.set()
 
+    def _notified(self, *_: object) -> None:
+        """NOTIFY from commit_decisions in any process: the same hint."""
+        self._wake.set()
+
     async def publish_once(self) -> int:
         if self._position is None:
             self._position = self._saved = await self.store.load_position(RELAY_POSITION)
@@ -141,10 +145,14 @@ class Relay:
         """Publish forever while holding the relay lock."""
         async with self.store.pool.acquire() as lock_conn:
             await self._take_lock(lock_conn)
+            channel = f"alphasaga_outbox_{self.store.schema}"
+            await lock_conn.add_listener(channel, self._notified)
             try:
                 await self._publish_forever()
             finally:
                 await self.save()
+                await lock_conn.remove_listener(channel, self._notified)
+                await lock_conn.execute("UNLISTEN *")
                 # Pooled connections keep their session (see eventstore.store._keep_session).
                 await lock_conn.execute("SELECT pg_advisory_unlock_all()")
 

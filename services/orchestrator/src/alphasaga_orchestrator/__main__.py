@@ -30,7 +30,8 @@ async def setup(ctx: ServiceContext) -> None:
         # No Redis-side guard: the orchestrator's inbox lives in Postgres, in the same
         # transaction as the events a message causes.
         ctx.bus.subscribe(stream, orchestrator.handle, prepare=orchestrator.prepare)
-    ctx.background.append(relay.run)
+    if ctx.settings.run_relay:  # or run it alone: python -m alphasaga_shared.outbox
+        ctx.background.append(relay.run)
     # Keeps the saga list read model warm; `alphasaga status`/`list` catch up on their own.
     ctx.background.append(SagaProjector(ctx.store).run)
     ctx.background.append(lambda: orchestrator.run_timers(ctx.settings.timer_poll_ms / 1000))
