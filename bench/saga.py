@@ -116,7 +116,12 @@ class Stack:
         for p in self.procs:
             p.terminate()
         for p in self.procs:
-            p.wait(15)
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                print(f"warning: {p.args} did not stop within 20 s; killed (logs in {self.tmp})", file=sys.stderr)
+                p.kill()
+                p.wait()
 
     async def cleanup(self, s: Servers) -> None:
         self.stop()
@@ -266,6 +271,9 @@ async def report(s: Servers) -> str:
     """All the orchestration figures as Markdown."""
     lines = ["## Orchestration (issue #3): workers that answer at once\n"]
     rates = {k: statistics.median([await throughput(s, k, 1000) for _ in range(3)]) for k in (1, 2)}
+    apart = {
+        k: statistics.median([await throughput(s, k, 1000, separate_relay=True) for _ in range(3)]) for k in (1, 2)
+    }
     from . import celery_peer
 
     celery = celery_peer.run(s.redis_url)
@@ -274,6 +282,8 @@ async def report(s: Servers) -> str:
         "|---|---:|---:|",
         f"| sagas per second, 1 orchestrator (1,000 submitted at once, median of 3) | {rates[1]:,.0f} | ≥ 500 |",
         f"| sagas per second, 2 orchestrators | {rates[2]:,.0f} | |",
+        f"| sagas per second, 1 / 2 orchestrators with the relay in its own process | {apart[1]:,.0f} / "
+        f"{apart[2]:,.0f} | |",
         f"| Celery chain of 4 no-op tasks, chains per second (same Redis, 1 worker)"
         f" | {celery['chains_per_s']:,.0f} | |",
         f"| ratio, 1 orchestrator / Celery | {rates[1] / celery['chains_per_s']:.1f} times | |",

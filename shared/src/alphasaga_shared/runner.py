@@ -4,7 +4,6 @@ the bus, the event store, graceful shutdown on SIGINT/SIGTERM."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -22,6 +21,9 @@ from .eventstore import EventStore
 from .health import HealthServer
 
 log = logging.getLogger(__name__)
+
+
+STOP_TIMEOUT_S = 5.0
 
 
 class StartupError(RuntimeError):
@@ -102,11 +104,24 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
         await health.stop()
         for t in tasks:
             t.cancel()
+        # Every step of a stop has a deadline: a task or connection that does not let go
+        # must not keep the process alive (work in flight stays pending for the reclaimer).
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+            for t in stuck:
+                log.warning("background task %s did not stop in time", t.get_name())
         for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        await bus.stop()
-        await store.close()
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                log.debug("background task %s ended with %r", t.get_name(), t.exception())
+        try:
+            await asyncio.wait_for(bus.stop(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("the bus did not stop within %ss", STOP_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(store.close(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("database connections still in use after %ss: closing them", STOP_TIMEOUT_S)
+            store.pool.terminate()
 
 
 def run_service(name: str, setup: Callable[[ServiceContext], Awaitable[None]]) -> None:
