@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -113,7 +114,12 @@ class SagaSummary:
 
 
 def summarise(saga: Saga, rows: Sequence[RecordedEvent]) -> SagaSummary:
-    """The summary of ``saga`` folded from ``rows`` (its whole stream, oldest first).
+    """The summary of ``saga`` folded from ``rows`` (its whole stream, oldest first)."""
+    return summary_of(saga, rows[0].recorded_at, rows[-1].recorded_at)
+
+
+def summary_of(saga: Saga, started_at: dt.datetime, updated_at: dt.datetime) -> SagaSummary:
+    """The summary of ``saga``, first recorded at ``started_at``, last at ``updated_at``.
 
     Read with ``getattr``: the aggregate gains attributes over time, and a summary of an
     older saga must still be written."""
@@ -132,9 +138,9 @@ def summarise(saga: Saga, rows: Sequence[RecordedEvent]) -> SagaSummary:
         failure=getattr(saga, "failure", None),
         verdict=verdict if isinstance(verdict, dict) else None,
         metrics=metrics if isinstance(metrics, dict) else None,
-        version=rows[-1].version,
-        started_at=rows[0].recorded_at,
-        updated_at=rows[-1].recorded_at,
+        version=saga.version,
+        started_at=started_at,
+        updated_at=updated_at,
         saga_state=state_of(saga),
     )
 
@@ -171,6 +177,9 @@ def _from_row(r: asyncpg.Record) -> SagaSummary:
     )
 
 
+CACHE_SIZE = 20_000
+
+
 class SagaProjector:
     """Keeps ``saga_summaries`` up to date with the log."""
 
@@ -181,6 +190,11 @@ class SagaProjector:
         self.poll_s = poll_ms / 1000
         # Advisory locks are per database; schemas (tests, tenants) must not share one.
         self._lock_key = f"alphasaga-projection:{store.schema}"
+        # The aggregates this projector folded last, with their first and last times: a
+        # batch's rows are exactly a saga's new events, so most sagas are folded forward
+        # instead of from scratch. A gap in versions (another projector, a failed
+        # transaction) falls back to a full fold.
+        self._cache: OrderedDict[uuid.UUID, tuple[Saga, dt.datetime, dt.datetime]] = OrderedDict()
 
     async def run_once(self) -> int:
         """Project one batch of the log; returns how many events it read."""
@@ -188,12 +202,16 @@ class SagaProjector:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
             # Loaded after the lock: a projector that just committed has moved it on.
             position = await self.store.load_position(PROJECTION)
-            rows = await self.store.read_all(position, limit=self.batch)
+            rows = await self.store.read_all(position, limit=self.batch, prefix=_SAGA_PREFIX)
             if not rows:
                 return 0
-            saga_ids = sorted({s for s in (saga_id_of_stream(r.stream_id) for r in rows) if s is not None})
-            if saga_ids:
-                await self._project(conn, saga_ids)
+            new_rows: dict[uuid.UUID, list[RecordedEvent]] = {}
+            for r in rows:
+                saga_id = saga_id_of_stream(r.stream_id)
+                if saga_id is not None:
+                    new_rows.setdefault(saga_id, []).append(r)
+            if new_rows:
+                await self._project(conn, new_rows)
             await self.store.save_position(PROJECTION, rows[-1].position, conn=conn)
         return len(rows)
 
@@ -220,6 +238,34 @@ class SagaProjector:
             await conn.execute(_UPSERT, *summary.args())
         return summary
 
+    def _fold_forward(
+        self, saga_id: uuid.UUID, rows: list[RecordedEvent]
+    ) -> tuple[Saga, dt.datetime, dt.datetime] | None:
+        """The cached aggregate moved on by ``rows``; None when it must be folded afresh.
+        A full fold reads the saga's whole stream, so the cache may already be past the
+        rows of a later batch: nothing to do then."""
+        cached = self._cache.pop(saga_id, None)
+        if cached is None:
+            return None
+        saga, started_at, updated_at = cached
+        new = [r for r in rows if r.version > saga.version]
+        if new and new[0].version != saga.version + 1:
+            return None
+        try:
+            for row in new:
+                saga = self.repo.to_domain_event(saga_id, row).mutate(saga)
+        except Exception:  # let the full fold report it
+            return None
+        if new:
+            updated_at = new[-1].recorded_at
+        self._remember(saga_id, saga, started_at, updated_at)
+        return saga, started_at, updated_at
+
+    def _remember(self, saga_id: uuid.UUID, saga: Saga, started_at: dt.datetime, updated_at: dt.datetime) -> None:
+        self._cache[saga_id] = (saga, started_at, updated_at)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
     async def rebuild(self) -> int:
         """Empty the table, forget the position and fold the whole log again; returns the
         number of sagas in the rebuilt table."""
@@ -227,6 +273,7 @@ class SagaProjector:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
             await conn.execute("DELETE FROM saga_summaries")
             await conn.execute("DELETE FROM subscription_positions WHERE name = $1", PROJECTION)
+        self._cache.clear()
         await self.catch_up()
         async with self.store.pool.acquire() as conn:
             return int(await conn.fetchval("SELECT count(*) FROM saga_summaries"))
@@ -242,23 +289,32 @@ class SagaProjector:
                 await asyncio.sleep(1)
             await asyncio.sleep(self.poll_s)
 
-    async def _project(self, conn: Conn, saga_ids: list[uuid.UUID]) -> None:
-        records = await conn.fetch(_STREAMS, [saga_stream(s) for s in saga_ids])
-        by_saga: dict[uuid.UUID, list[RecordedEvent]] = {}
-        for r in records:
-            row = _record(r)
-            saga_id = saga_id_of_stream(row.stream_id)
-            assert saga_id is not None
-            by_saga.setdefault(saga_id, []).append(row)
+    async def _project(self, conn: Conn, new_rows: dict[uuid.UUID, list[RecordedEvent]]) -> None:
         summaries: list[tuple[Any, ...]] = []
-        for saga_id, rows in by_saga.items():
-            try:
-                saga = self.repo.fold(saga_id, rows)
-            except Exception as exc:  # one unreadable saga must not stop the projection
-                log.error("saga %s cannot be folded, left out of saga_summaries: %s", saga_id, exc)
-                continue
-            if saga is not None:
-                summaries.append(summarise(saga, rows).args())
+        missed: list[uuid.UUID] = []
+        for saga_id, rows in new_rows.items():
+            folded = self._fold_forward(saga_id, rows)
+            if folded is None:
+                missed.append(saga_id)
+            else:
+                summaries.append(summary_of(*folded).args())
+        if missed:
+            records = await conn.fetch(_STREAMS, [saga_stream(s) for s in missed])
+            by_saga: dict[uuid.UUID, list[RecordedEvent]] = {}
+            for r in records:
+                row = _record(r)
+                owner = saga_id_of_stream(row.stream_id)
+                assert owner is not None
+                by_saga.setdefault(owner, []).append(row)
+            for saga_id, rows in by_saga.items():
+                try:
+                    saga = self.repo.fold(saga_id, rows)
+                except Exception as exc:  # one unreadable saga must not stop the projection
+                    log.error("saga %s cannot be folded, left out of saga_summaries: %s", saga_id, exc)
+                    continue
+                if saga is not None:
+                    self._remember(saga_id, saga, rows[0].recorded_at, rows[-1].recorded_at)
+                    summaries.append(summarise(saga, rows).args())
         if summaries:
             await conn.executemany(_UPSERT, summaries)
 

@@ -109,6 +109,7 @@ ORDER BY transaction_id, global_position
 LIMIT $3
 """
 _TAIL_ALL = _TAIL.format(filter="")
+_TAIL_PREFIX = _TAIL.format(filter="AND stream_id LIKE $4")
 # A literal predicate, so the planner can use the partial outbox index. The relay sends
 # the data on as a message body: it reads it as text, not parsed.
 _TAIL_OUTBOX = _TAIL.format(filter="AND stream_id LIKE 'outbox:%'").replace(
@@ -224,13 +225,19 @@ class EventStore:
         return [_row(r) for r in rows]
 
     async def read_all(
-        self, after: Position = START, *, limit: int = 1000, outbox_only: bool = False
+        self, after: Position = START, *, limit: int = 1000, outbox_only: bool = False, prefix: str | None = None
     ) -> list[RecordedEvent]:
-        """The log in commit order after ``after``; never skips a late-committing row."""
+        """The log in commit order after ``after``; never skips a late-committing row.
+        ``prefix`` keeps only streams whose id starts with it (``saga-``)."""
+        args: tuple[Any, ...] = (str(after.transaction_id), after.global_position, limit)
+        if outbox_only:
+            query = _TAIL_OUTBOX
+        elif prefix is not None:
+            query, args = _TAIL_PREFIX, (*args, prefix.replace("%", r"\%").replace("_", r"\_") + "%")
+        else:
+            query = _TAIL_ALL
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                _TAIL_OUTBOX if outbox_only else _TAIL_ALL, str(after.transaction_id), after.global_position, limit
-            )
+            rows = await conn.fetch(query, *args)
         return [_row(r) for r in rows]
 
     async def load_position(self, name: str) -> Position:
