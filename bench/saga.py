@@ -119,7 +119,7 @@ class Stack:
             try:
                 p.wait(20)
             except subprocess.TimeoutExpired:
-                print(f"warning: {p.args} did not stop within 20 s; killed (logs in {self.tmp})", file=sys.stderr)
+                print(f"warning: {p.args!r} did not stop within 20 s; killed (logs in {self.tmp})", file=sys.stderr)
                 p.kill()
                 p.wait()
 
