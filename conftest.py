@@ -8,7 +8,9 @@ run in any order and never see each other's data.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -57,9 +59,11 @@ def schema(namespace: str) -> str:
 
 
 @pytest.fixture
-def settings(servers: Servers, namespace: str, schema: str, tmp_path: Path) -> Settings:
-    """Settings for one test: fast reclaiming so that redelivery tests take seconds."""
-    return Settings(
+def settings(servers: Servers, namespace: str, schema: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for one test: fast reclaiming so that redelivery tests take seconds. The
+    test's streams, keys and schema are removed afterwards, whoever created them (the
+    test itself or the service processes it started)."""
+    yield Settings(
         redis_url=servers.redis_url,
         database_url=servers.database_url,
         namespace=namespace,
@@ -71,6 +75,19 @@ def settings(servers: Servers, namespace: str, schema: str, tmp_path: Path) -> S
         block_ms=100,
         relay_poll_ms=20,
     )
+    # In a thread of its own: the test's event loop may still be set in this one.
+    cleaner = threading.Thread(target=asyncio.run, args=(_remove(servers, namespace, schema),))
+    cleaner.start()
+    cleaner.join()
+
+
+async def _remove(servers: Servers, namespace: str, schema: str) -> None:
+    client = aioredis.from_url(servers.redis_url)
+    keys = [k async for k in client.scan_iter(match=f"{namespace}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+    await drop_schema(servers.database_url, schema)
 
 
 @pytest.fixture
