@@ -1,9 +1,10 @@
 -- Commit the orchestrator's decisions in one round trip: the inbox records of the
 -- messages decided on, the new events of any number of streams (each with the version
 -- its writer expected, or NULL for "after whatever is there"), the saga timers to set or
--- clear, and snapshots. All or nothing: a message already in the inbox or a stream that
--- moved on raises serialization_failure (40001) and nothing is written; the caller
--- decides again on fresh state.
+-- clear, and snapshots; it wakes the relay (NOTIFY) when it wrote outbox rows. All or
+-- nothing: a message already in the inbox or a stream that moved on raises
+-- serialization_failure (40001) and nothing is written; the caller decides again on
+-- fresh state.
 CREATE FUNCTION commit_decisions(
     p_consumer    text,
     p_message_ids text[],
@@ -55,6 +56,11 @@ BEGIN
     GET DIAGNOSTICS written = ROW_COUNT;
     IF written <> wanted THEN
         RAISE EXCEPTION 'a stream is no longer at the expected version' USING ERRCODE = 'serialization_failure';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(e_stream) AS s WHERE s LIKE 'outbox:%') THEN
+        -- Delivered at commit, collapsed within a transaction: wakes the relay at once
+        -- (a hint only: the relay still polls, so a lost notification delays, never loses).
+        PERFORM pg_notify('alphasaga_outbox_' || current_schema(), '');
     END IF;
 
     INSERT INTO saga_timers (saga_id, due_at, kind, step, attempt, version)
