@@ -1,0 +1,87 @@
+"""The relay's direct path: rows the lock holder has just committed go to Redis at once,
+the tail skips them, and rows whose direct publish failed are still published, once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import redis.asyncio as aioredis
+
+from alphasaga_contracts import saga as sg
+from alphasaga_contracts.research import ResearchRequest
+from alphasaga_shared.eventstore import EventStore, NewEvent
+from alphasaga_shared.outbox import Relay, outbox_events, outbox_stream
+from alphasaga_shared.wire import Outgoing, envelope_for
+
+
+def rows_for(stream: str, n: int) -> list[NewEvent]:
+    outgoing = []
+    for _ in range(n):
+        saga_id = uuid.uuid4()
+        event = sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))
+        outgoing.append(Outgoing(stream, envelope_for(event, correlation_id=str(saga_id))))
+    return outbox_events(outgoing)
+
+
+async def commit(store: EventStore, rows: list[NewEvent]) -> None:
+    await store.append(outbox_stream("direct-test"), rows, expected_version=None)
+
+
+async def entries(redis: aioredis.Redis, stream: str) -> list[str]:
+    return [fields[b"message_id"].decode() for _, fields in await redis.xrange(stream)]
+
+
+async def held_relay(store: EventStore, redis: aioredis.Redis) -> tuple[Relay, asyncio.Task[None]]:
+    relay = Relay(store, redis, poll_ms=20, save_every_ms=0)
+    task = asyncio.create_task(relay.run())
+    for _ in range(200):
+        if relay.holding:
+            return relay, task
+        await asyncio.sleep(0.01)
+    raise AssertionError("the relay never took its lock")
+
+
+async def stop(relay: Relay, task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_directly_published_rows_are_not_published_again_by_the_tail(
+    store: EventStore, redis: aioredis.Redis, namespace: str
+) -> None:
+    stream = f"{namespace}:cmd:orchestrator"
+    relay, task = await held_relay(store, redis)
+    try:
+        rows = rows_for(stream, 5)
+        await commit(store, rows)
+        await relay.publish_committed(rows)
+        assert await entries(redis, stream) == [r.metadata["message_id"] for r in rows]
+        await asyncio.sleep(0.2)  # several tail passes over the committed rows
+        assert len(await entries(redis, stream)) == 5, "the tail skipped what was published directly"
+        assert not relay._claimed, "every claim was met by the tail"
+    finally:
+        await stop(relay, task)
+
+
+async def test_rows_whose_direct_publish_failed_are_published_by_the_tail(
+    store: EventStore, redis: aioredis.Redis, namespace: str
+) -> None:
+    stream = f"{namespace}:cmd:orchestrator"
+    relay, task = await held_relay(store, redis)
+    unreachable = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    try:
+        rows = rows_for(stream, 3)
+        await commit(store, rows)
+        relay.redis = unreachable
+        await relay.publish_committed(rows)  # fails, and must not raise
+        relay.redis = redis
+        for _ in range(100):
+            if len(await entries(redis, stream)) == 3:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        assert sorted(await entries(redis, stream)) == sorted(r.metadata["message_id"] for r in rows)
+    finally:
+        await stop(relay, task)
+        await unreachable.aclose()
