@@ -23,6 +23,20 @@ from alphasaga_shared.eventstore import Conn, EventStore, JsonText, NewEvent, Re
 
 from .saga import Saga
 
+# Sagas by stream id and the version already known (0: none): for a known one the events
+# after it; for another its snapshot, then the events after the snapshot.
+_LOAD_MANY = """
+WITH wanted AS (SELECT * FROM unnest($1::text[], $2::int[]) AS w(stream_id, after))
+SELECT true AS snapshot, s.stream_id, s.version, s.type, s.state::text AS data
+FROM snapshots s JOIN wanted w USING (stream_id) WHERE w.after = 0
+UNION ALL
+SELECT false, e.stream_id, e.version, e.type, e.data::text
+FROM wanted w JOIN events e USING (stream_id)
+WHERE e.version > CASE WHEN w.after > 0 THEN w.after
+                       ELSE coalesce((SELECT s.version FROM snapshots s WHERE s.stream_id = w.stream_id), 0) END
+ORDER BY stream_id, snapshot DESC, version
+"""
+
 
 def saga_stream(saga_id: uuid.UUID) -> str:
     return f"saga-{saga_id}"
@@ -52,20 +66,18 @@ class SagaRepository:
             saga = self.to_domain_event(saga_id, row).mutate(saga)
         return saga
 
-    async def load_many(self, saga_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Saga | None]:
-        """Several sagas in one round trip: each one's snapshot, then the events after it."""
+    async def load_many(
+        self, saga_ids: Sequence[uuid.UUID], known: dict[uuid.UUID, Saga] | None = None
+    ) -> dict[uuid.UUID, Saga | None]:
+        """Several sagas in one round trip. A saga in ``known`` (as this process last
+        committed it) is moved on by the events after its version, if any; any other is
+        read from its snapshot and the events after that."""
+        known = known or {}
         streams = [saga_stream(s) for s in saga_ids]
-        sagas: dict[uuid.UUID, Saga | None] = dict.fromkeys(saga_ids)
+        after = [known[s].version if s in known else 0 for s in saga_ids]
+        sagas: dict[uuid.UUID, Saga | None] = {s: known.get(s) for s in saga_ids}
         async with self.store.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT true AS snapshot, stream_id, version, type, state::text AS data FROM snapshots"
-                " WHERE stream_id = ANY($1::text[])"
-                " UNION ALL"
-                " SELECT false, stream_id, version, type, data::text FROM events e WHERE stream_id = ANY($1::text[])"
-                " AND version > coalesce((SELECT version FROM snapshots s WHERE s.stream_id = e.stream_id), 0)"
-                " ORDER BY stream_id, snapshot DESC, version",
-                streams,
-            )
+            rows = await conn.fetch(_LOAD_MANY, streams, after)
         for row in rows:
             saga_id = uuid.UUID(row["stream_id"].removeprefix("saga-"))
             if row["snapshot"]:
