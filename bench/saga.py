@@ -52,7 +52,12 @@ class Stack:
     """n orchestrators and the simulated workers as processes, in their own namespace."""
 
     def __init__(
-        self, s: Servers, orchestrators: int, sim_config: dict[str, Any], separate_relay: bool = False
+        self,
+        s: Servers,
+        orchestrators: int,
+        sim_config: dict[str, Any],
+        separate_relay: bool = False,
+        separate_projector: bool = False,
     ) -> None:
         self.settings = bench_settings(s)
         self.tmp = Path(tempfile.mkdtemp(prefix="alphasaga-bench-"))
@@ -73,6 +78,8 @@ class Stack:
         env.pop("ALPHASAGA_CONSUMER", None)
         if separate_relay:
             env["ALPHASAGA_RUN_RELAY"] = "false"
+        if separate_projector:
+            env["ALPHASAGA_RUN_PROJECTOR"] = "false"
         self.procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "alphasaga_orchestrator"],
@@ -91,6 +98,16 @@ class Stack:
                     cwd=ROOT,
                     stdout=subprocess.DEVNULL,
                     stderr=(self.tmp / "relay.log").open("w"),
+                )
+            )
+        if separate_projector:
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "alphasaga_orchestrator.projection"],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=(self.tmp / "projector.log").open("w"),
                 )
             )
         self.procs.append(
@@ -140,9 +157,11 @@ async def _count_terminal(conn: asyncpg.Connection, n_streams: int) -> int:
     )
 
 
-async def throughput(s: Servers, orchestrators: int, n: int = 1000, *, separate_relay: bool = False) -> float:
+async def throughput(
+    s: Servers, orchestrators: int, n: int = 1000, *, separate_relay: bool = False, separate_projector: bool = False
+) -> float:
     """Sagas per second from submitting n at once to the last one completed."""
-    stack = Stack(s, orchestrators, {}, separate_relay)
+    stack = Stack(s, orchestrators, {}, separate_relay, separate_projector)
     try:
         await stack.ready()
         redis = aioredis.from_url(s.redis_url)

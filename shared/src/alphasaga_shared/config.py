@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     run_relay: bool = Field(True, description="Run the outbox relay in the orchestrator process")
     relay_batch: int = Field(500, ge=1)
     relay_poll_ms: int = Field(50, ge=1)
+    run_projector: bool = Field(True, description="Keep the saga-summary projection in the orchestrator process")
 
     connect_timeout_s: float = Field(5.0, gt=0)
     http_port: int | None = Field(None, description="Health and metrics; unset = no HTTP server")

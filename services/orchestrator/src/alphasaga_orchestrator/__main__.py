@@ -33,7 +33,8 @@ async def setup(ctx: ServiceContext) -> None:
     if ctx.settings.run_relay:  # or run it alone: python -m alphasaga_shared.outbox
         ctx.background.append(relay.run)
     # Keeps the saga list read model warm; `alphasaga status`/`list` catch up on their own.
-    ctx.background.append(SagaProjector(ctx.store).run)
+    if ctx.settings.run_projector:  # or run it alone: python -m alphasaga_orchestrator.projection
+        ctx.background.append(SagaProjector(ctx.store).run)
     ctx.background.append(lambda: orchestrator.run_timers(ctx.settings.timer_poll_ms / 1000))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import uuid
 from collections import OrderedDict
@@ -23,10 +24,10 @@ from typing import Any
 
 import asyncpg
 
-from alphasaga_shared.eventstore import Conn, EventStore, RecordedEvent
+from alphasaga_shared.eventstore import Conn, EventStore, JsonText, RecordedEvent
 
 from .repository import SagaRepository, saga_stream
-from .saga import Saga, state_of
+from .saga import Saga, state_json
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class SagaSummary:
     version: int
     started_at: dt.datetime
     updated_at: dt.datetime
-    saga_state: dict[str, Any]
+    saga_state: dict[str, Any] | JsonText  # JsonText when just folded: stored without re-encoding
 
     def as_json(self, *, with_state: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -91,7 +92,7 @@ class SagaSummary:
             "updated_at": self.updated_at.isoformat(),
         }
         if with_state:
-            out["saga_state"] = self.saga_state
+            out["saga_state"] = json.loads(self.saga_state) if isinstance(self.saga_state, str) else self.saga_state
         return out
 
     def args(self) -> tuple[Any, ...]:
@@ -141,7 +142,7 @@ def summary_of(saga: Saga, started_at: dt.datetime, updated_at: dt.datetime) -> 
         version=saga.version,
         started_at=started_at,
         updated_at=updated_at,
-        saga_state=state_of(saga),
+        saga_state=JsonText(state_json(saga)),
     )
 
 
@@ -202,7 +203,7 @@ class SagaProjector:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
             # Loaded after the lock: a projector that just committed has moved it on.
             position = await self.store.load_position(PROJECTION)
-            rows = await self.store.read_all(position, limit=self.batch, prefix=_SAGA_PREFIX)
+            rows = await self.store.read_all(position, limit=self.batch, prefix=_SAGA_PREFIX, data_as_text=True)
             if not rows:
                 return 0
             new_rows: dict[uuid.UUID, list[RecordedEvent]] = {}
@@ -246,7 +247,16 @@ class SagaProjector:
         rows of a later batch: nothing to do then."""
         cached = self._cache.pop(saga_id, None)
         if cached is None:
-            return None
+            if [r.version for r in rows] != list(range(1, len(rows) + 1)):
+                return None
+            # A saga whose whole stream so far is in this batch (a new one): no need to read it.
+            try:
+                saga = self.repo.fold(saga_id, rows)
+            except Exception:  # let the full fold report it
+                return None
+            assert saga is not None
+            self._remember(saga_id, saga, rows[0].recorded_at, rows[-1].recorded_at)
+            return saga, rows[0].recorded_at, rows[-1].recorded_at
         saga, started_at, updated_at = cached
         new = [r for r in rows if r.version > saga.version]
         if new and new[0].version != saga.version + 1:
@@ -339,3 +349,18 @@ async def list_summaries(
             limit,
         )
     return [_from_row(r) for r in rows]
+
+
+def main() -> None:
+    """``python -m alphasaga_orchestrator.projection``: the projector alone, with
+    ``ALPHASAGA_RUN_PROJECTOR=false`` on the orchestrators (it then takes no CPU from them)."""
+    from alphasaga_shared.runner import ServiceContext, run_service
+
+    async def setup(ctx: ServiceContext) -> None:
+        ctx.background.append(SagaProjector(ctx.store).run)
+
+    run_service("projector", setup)
+
+
+if __name__ == "__main__":
+    main()

@@ -113,7 +113,7 @@ class SagaRepository:
             originator_id=saga_id,
             originator_version=row.version,
             topic=row.type,
-            state=json.dumps(row.data).encode(),
+            state=(row.data if isinstance(row.data, str) else json.dumps(row.data)).encode(),
         )
         return self.mapper.to_domain_event(stored)
 

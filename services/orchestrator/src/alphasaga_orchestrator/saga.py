@@ -135,10 +135,15 @@ def state_of(saga: Saga | None) -> dict[str, Any]:
     """The saga's state as plain JSON-able data (for replay, status and tests)."""
     if saga is None:
         return {}
+    plain: dict[str, Any] = json.loads(state_json(saga))
+    return plain
+
+
+def state_json(saga: Saga) -> str:
+    """``state_of`` as JSON text (what the saga-summary projection stores)."""
     public = {k: v for k, v in vars(saga).items() if not k.startswith("_")}
     public["saga_id"] = str(saga.id)
     public["version"] = saga.version
     public.pop("context", None)  # every step's outputs: large; the names are enough here
     public["context_keys"] = sorted(saga.context)
-    plain: dict[str, Any] = json.loads(json.dumps(public, default=str))
-    return plain
+    return json.dumps(public, default=str)

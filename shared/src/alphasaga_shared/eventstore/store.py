@@ -115,6 +115,7 @@ _TAIL_PREFIX = _TAIL.format(filter="AND stream_id LIKE $4")
 _TAIL_OUTBOX = _TAIL.format(filter="AND stream_id LIKE 'outbox:%'").replace(
     "type, data, metadata", "type, data::text AS data, metadata", 1
 )
+_TAIL_PREFIX_TEXT = _TAIL_PREFIX.replace("type, data, metadata", "type, data::text AS data, metadata", 1)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -225,15 +226,23 @@ class EventStore:
         return [_row(r) for r in rows]
 
     async def read_all(
-        self, after: Position = START, *, limit: int = 1000, outbox_only: bool = False, prefix: str | None = None
+        self,
+        after: Position = START,
+        *,
+        limit: int = 1000,
+        outbox_only: bool = False,
+        prefix: str | None = None,
+        data_as_text: bool = False,
     ) -> list[RecordedEvent]:
         """The log in commit order after ``after``; never skips a late-committing row.
-        ``prefix`` keeps only streams whose id starts with it (``saga-``)."""
+        ``prefix`` keeps only streams whose id starts with it (``saga-``); with
+        ``data_as_text`` their data comes as JSON text, not parsed (outbox rows always do)."""
         args: tuple[Any, ...] = (str(after.transaction_id), after.global_position, limit)
         if outbox_only:
             query = _TAIL_OUTBOX
         elif prefix is not None:
-            query, args = _TAIL_PREFIX, (*args, prefix.replace("%", r"\%").replace("_", r"\_") + "%")
+            query = _TAIL_PREFIX_TEXT if data_as_text else _TAIL_PREFIX
+            args = (*args, prefix.replace("%", r"\%").replace("_", r"\_") + "%")
         else:
             query = _TAIL_ALL
         async with self.pool.acquire() as conn:
