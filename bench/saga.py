@@ -293,6 +293,12 @@ async def report(s: Servers) -> str:
     apart = {
         k: statistics.median([await throughput(s, k, 1000, separate_relay=True) for _ in range(3)]) for k in (1, 2)
     }
+    both_apart = {
+        k: statistics.median(
+            [await throughput(s, k, 1000, separate_relay=True, separate_projector=True) for _ in range(3)]
+        )
+        for k in (1, 2)
+    }
     from . import celery_peer
 
     celery = celery_peer.run(s.redis_url)
@@ -303,6 +309,8 @@ async def report(s: Servers) -> str:
         f"| sagas per second, 2 orchestrators | {rates[2]:,.0f} | |",
         f"| sagas per second, 1 / 2 orchestrators with the relay in its own process | {apart[1]:,.0f} / "
         f"{apart[2]:,.0f} | |",
+        f"| sagas per second, 1 / 2 orchestrators with the relay and the projector each in its own process"
+        f" | {both_apart[1]:,.0f} / {both_apart[2]:,.0f} | |",
         f"| Celery chain of 4 no-op tasks, chains per second (same Redis, 1 worker)"
         f" | {celery['chains_per_s']:,.0f} | |",
         f"| ratio, 1 orchestrator / Celery | {rates[1] / celery['chains_per_s']:.1f} times | |",
