@@ -59,7 +59,7 @@ bench: sync
 	$(RUN) python -m bench
 
 soak: sync
-	$(RUN) pytest -m slow
+	$(RUN) pytest -m slow -s
 
 clean:
 	rm -rf .venv .tools .alphasaga .mypy_cache .ruff_cache .pytest_cache
