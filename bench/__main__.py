@@ -1,6 +1,6 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [bus|latency|eventstore|saga|e2e|research ...]`` runs a subset. ``research``
+``python -m bench [bus|latency|eventstore|saga|cpu|e2e|research ...]`` runs a subset. ``research``
 needs no servers, so none are started when it runs alone.
 """
 
@@ -12,10 +12,10 @@ import sys
 import time
 from typing import Any
 
-from . import bus, e2e, eventstore, research, saga
+from . import bus, cpu, e2e, eventstore, research, saga
 from .common import servers
 
-NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga", "e2e"}
+NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga", "cpu", "e2e"}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -44,6 +44,8 @@ async def main(which: set[str]) -> None:
                 print(table(await eventstore.appends(s)), "\n", flush=True)
             if "saga" in which:
                 print(await saga.report(s), flush=True)
+            if "cpu" in which:
+                print(await cpu.report(s), flush=True)
             if "e2e" in which:
                 t = await e2e.saga_times(s)
                 print("## A real research saga on sp500, five real services (issue #4)\n")
