@@ -188,15 +188,20 @@ class Relay:
     async def publish_once(self) -> int:
         if self._position is None:
             self._position = self._saved = await self.store.load_position(RELAY_POSITION)
-        rows = await self.store.read_all(self._position, limit=self.batch, outbox_only=True)
+        # Positions and ids first: the rows this process published directly are only
+        # passed over, so their content need not be read again.
+        refs = await self.store.read_outbox_refs(self._position, limit=self.batch)
+        unclaimed: list[int] = []
+        for ref in refs:
+            claim = self._claimed.pop(ref.event_id, None)
+            if claim is None:
+                unclaimed.append(ref.position.global_position)
+            elif not claim.published:
+                self._skipped_unconfirmed.add(ref.event_id)  # its direct publish is still under way
         handed_back, self._handed_back = self._handed_back, []
         to_publish = list(handed_back)
-        for row in rows:
-            claim = self._claimed.pop(row.event_id, None)
-            if claim is None:
-                to_publish.append(wire_fields(row))
-            elif not claim.published:
-                self._skipped_unconfirmed.add(row.event_id)  # its direct publish is still under way
+        if unclaimed:
+            to_publish += [wire_fields(row) for row in await self.store.by_positions(unclaimed)]
         if to_publish:
             pipe = self.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
             for stream, fields in to_publish:
@@ -210,12 +215,12 @@ class Relay:
             if os.environ.get("ALPHASAGA_FAULT") == "relay_crash_after_publish":
                 os._exit(137)  # fault injection for the crash test: published, position not saved
             metrics.RELAYED.inc(len(to_publish))
-        if rows:
-            self._position = rows[-1].position
-            metrics.RELAY_LAG.set(max(0.0, time.time() - rows[-1].recorded_at.timestamp()))
+        if refs:
+            self._position = refs[-1].position
+            metrics.RELAY_LAG.set(max(0.0, time.time() - refs[-1].recorded_at.timestamp()))
         if self._position != self._saved and time.monotonic() - self._saved_at >= self.save_every_s:
             await self.save()
-        return len(rows)
+        return len(refs)
 
     async def save(self) -> None:
         if self._skipped_unconfirmed or self._handed_back:

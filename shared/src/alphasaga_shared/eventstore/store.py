@@ -45,6 +45,14 @@ class Position(NamedTuple):
 START = Position(0, 0)
 
 
+class OutboxRef(NamedTuple):
+    """Where an outbox row is in commit order, and its id."""
+
+    position: Position
+    event_id: uuid.UUID
+    recorded_at: dt.datetime
+
+
 class JsonText(str):
     """JSON that is already serialised (by pydantic, or by eventsourcing's mapper): stored
     as it is instead of being parsed and serialised again on the hot path."""
@@ -71,7 +79,7 @@ class RecordedEvent:
     version: int
     event_id: uuid.UUID
     type: str
-    data: Any  # parsed JSON; the text itself from read_all(outbox_only=True)
+    data: Any  # parsed JSON, or the text itself (by_positions, read_all(data_as_text=True))
     metadata: dict[str, Any]
     transaction_id: int
     recorded_at: dt.datetime
@@ -110,11 +118,17 @@ LIMIT $3
 """
 _TAIL_ALL = _TAIL.format(filter="")
 _TAIL_PREFIX = _TAIL.format(filter="AND stream_id LIKE $4")
-# A literal predicate, so the planner can use the partial outbox index. The relay sends
-# the data on as a message body: it reads it as text, not parsed.
-_TAIL_OUTBOX = _TAIL.format(filter="AND stream_id LIKE 'outbox:%'").replace(
-    "type, data, metadata", "type, data::text AS data, metadata", 1
+# The outbox tail's first read: where each row is and its id, nothing of its content (a
+# relay that published most rows itself fetches only the others, with by_positions, as
+# text: it sends them on as message bodies). A literal predicate, so the planner can use
+# the partial outbox index.
+_TAIL_OUTBOX_REFS = _TAIL.format(filter="AND stream_id LIKE 'outbox:%'").replace(
+    _COLUMNS, "global_position, event_id, transaction_id::text::bigint AS transaction_id, recorded_at", 1
 )
+_BY_POSITIONS = f"""
+SELECT {_COLUMNS.replace("type, data, metadata", "type, data::text AS data, metadata", 1)} FROM events
+WHERE global_position = ANY($1::bigint[]) ORDER BY transaction_id, global_position
+"""
 _TAIL_PREFIX_TEXT = _TAIL_PREFIX.replace("type, data, metadata", "type, data::text AS data, metadata", 1)
 
 
@@ -230,7 +244,6 @@ class EventStore:
         after: Position = START,
         *,
         limit: int = 1000,
-        outbox_only: bool = False,
         prefix: str | None = None,
         data_as_text: bool = False,
     ) -> list[RecordedEvent]:
@@ -238,15 +251,29 @@ class EventStore:
         ``prefix`` keeps only streams whose id starts with it (``saga-``); with
         ``data_as_text`` their data comes as JSON text, not parsed (outbox rows always do)."""
         args: tuple[Any, ...] = (str(after.transaction_id), after.global_position, limit)
-        if outbox_only:
-            query = _TAIL_OUTBOX
-        elif prefix is not None:
+        if prefix is not None:
             query = _TAIL_PREFIX_TEXT if data_as_text else _TAIL_PREFIX
             args = (*args, prefix.replace("%", r"\%").replace("_", r"\_") + "%")
         else:
             query = _TAIL_ALL
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(query, *args)
+        return [_row(r) for r in rows]
+
+    async def read_outbox_refs(self, after: Position, *, limit: int = 1000) -> list[OutboxRef]:
+        """The outbox rows in commit order after ``after`` (never skipping a late commit, as
+        ``read_all``), without their content."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_TAIL_OUTBOX_REFS, str(after.transaction_id), after.global_position, limit)
+        refs = []
+        for r in rows:
+            refs.append(OutboxRef(Position(r["transaction_id"], r["global_position"]), r["event_id"], r["recorded_at"]))
+        return refs
+
+    async def by_positions(self, positions: Sequence[int]) -> list[RecordedEvent]:
+        """Rows by global position, in commit order, their data as JSON text."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_BY_POSITIONS, list(positions))
         return [_row(r) for r in rows]
 
     async def load_position(self, name: str) -> Position:
