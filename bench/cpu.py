@@ -9,16 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-
-from alphasaga_contracts import saga as sg
-from alphasaga_contracts.research import ResearchRequest
-from alphasaga_shared.wire import encode, envelope_for
 
 from .common import Servers
 from .saga import Stack, _count_terminal
@@ -67,12 +62,7 @@ async def budget(s: Servers, n: int = 2000, *, separate_projector: bool = False)
         conn = await asyncpg.connect(s.database_url, server_settings={"search_path": stack.settings.database_schema})
         await asyncio.sleep(1)  # start-up work done
         before, started = cpu_seconds(), time.perf_counter()
-        async with redis.pipeline(transaction=False) as pipe:
-            for _ in range(n):
-                msg = sg.StartResearch(saga_id=uuid.uuid4(), request=ResearchRequest(dataset="sp500"))
-                fields: Any = encode(envelope_for(msg, correlation_id=str(msg.saga_id)))
-                pipe.xadd(stack.settings.streams.commands("orchestrator"), fields)
-            await pipe.execute()
+        await stack.submit_at_once(redis, n)
         while await _count_terminal(conn, n) < n:
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started

@@ -80,36 +80,12 @@ class Stack:
             env["ALPHASAGA_RUN_RELAY"] = "false"
         if separate_projector:
             env["ALPHASAGA_RUN_PROJECTOR"] = "false"
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "alphasaga_orchestrator"],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=(self.tmp / f"o{i}.log").open("w"),
-            )
-            for i in range(orchestrators)
-        ]
+        self.env = env
+        self.procs = [self._spawn("alphasaga_orchestrator", f"o{i}.log") for i in range(orchestrators)]
         if separate_relay:
-            self.procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "alphasaga_shared.outbox"],
-                    env=env,
-                    cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
-                    stderr=(self.tmp / "relay.log").open("w"),
-                )
-            )
+            self.procs.append(self._spawn("alphasaga_shared.outbox", "relay.log"))
         if separate_projector:
-            self.procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "alphasaga_orchestrator.projection"],
-                    env=env,
-                    cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
-                    stderr=(self.tmp / "projector.log").open("w"),
-                )
-            )
+            self.procs.append(self._spawn("alphasaga_orchestrator.projection", "projector.log"))
         self.procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "tests.support.sim_workers"],
@@ -119,6 +95,24 @@ class Stack:
                 stderr=subprocess.STDOUT,
             )
         )
+
+    def _spawn(self, module: str, log_name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", module],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=(self.tmp / log_name).open("w"),
+        )
+
+    async def submit_at_once(self, redis: aioredis.Redis, n: int) -> None:
+        """n StartResearch commands in one pipeline, as a burst of users would send them."""
+        async with redis.pipeline(transaction=False) as pipe:
+            for _ in range(n):
+                msg = sg.StartResearch(saga_id=uuid.uuid4(), request=ResearchRequest(dataset="sp500"))
+                fields: Any = encode(envelope_for(msg, correlation_id=str(msg.saga_id)))
+                pipe.xadd(self.settings.streams.commands("orchestrator"), fields)
+            await pipe.execute()
 
     async def ready(self) -> None:
         deadline = time.monotonic() + 60
@@ -167,12 +161,7 @@ async def throughput(
         redis = aioredis.from_url(s.redis_url)
         conn = await asyncpg.connect(s.database_url, server_settings={"search_path": stack.settings.database_schema})
         started = time.perf_counter()
-        async with redis.pipeline(transaction=False) as pipe:
-            for _ in range(n):
-                msg = sg.StartResearch(saga_id=uuid.uuid4(), request=ResearchRequest(dataset="sp500"))
-                fields: Any = encode(envelope_for(msg, correlation_id=str(msg.saga_id)))
-                pipe.xadd(stack.settings.streams.commands("orchestrator"), fields)
-            await pipe.execute()
+        await stack.submit_at_once(redis, n)
         while await _count_terminal(conn, n) < n:
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
