@@ -22,7 +22,10 @@ from alphasaga_shared.wire import Delivery, envelope_for
 from alphasaga_shared.worker import Worker, WorkerSpec
 from tests.support.replies import HYPOTHESIS
 
+# Tight, so that an infinite loop fails fast; the well-behaved code that must then still
+# run gets room (importing pandas in the sandbox alone takes over 1 s of CPU on a slow VM).
 LIMITS = SandboxLimits(cpu_seconds=2, memory_bytes=512 << 20, wall_seconds=5)
+ROOMY = SandboxLimits(cpu_seconds=20, memory_bytes=768 << 20, wall_seconds=30)
 
 
 def bars(n: int = 400) -> pd.DataFrame:
@@ -80,6 +83,6 @@ async def test_bad_generated_code_fails_the_step_naming_the_rule_and_the_service
     if kind == "sandbox_limit":
         assert "cpu_time" in reply.error or "wall_clock" in reply.error
 
-    good = Codegen(artifacts, LIMITS)
+    good = Codegen(artifacts, ROOMY)
     ok = await good.generate(command)
     assert isinstance(ok, st.StrategyGenerated) and ok.sandbox in ("bubblewrap", "rlimits")
