@@ -21,7 +21,6 @@ connection. What it leaves out (DESIGN.md §2) is here:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,6 +38,9 @@ from .config import Settings
 from .wire import Delivery, Envelope, MalformedMessage, Outgoing, as_text, decode, encode
 
 log = logging.getLogger(__name__)
+
+# How long Bus.stop waits for each of its parts before leaving it behind.
+STOP_DEADLINE_S = 5.0
 
 Handler = Callable[[Envelope, Delivery], Awaitable[Sequence[Outgoing]]]
 # Sees a whole batch before its messages are handled one by one: a chance to do the work
@@ -195,14 +197,26 @@ class Bus:
             self._heartbeat = asyncio.create_task(self._keep_claimed(), name="bus-heartbeat")
 
     async def stop(self) -> None:
-        """Stop reading; entries in flight stay pending for the reclaimer of another process."""
-        for task in (self._reclaimer, self._heartbeat):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        """Stop reading; entries in flight stay pending for the reclaimer of another process.
+
+        Each part gets a deadline (``STOP_DEADLINE_S``) and is then left behind with a
+        warning: stopping must not hang on a Redis call that never answers. (Awaiting a
+        cancelled task under ``suppress(CancelledError)`` also swallowed the caller's own
+        cancellation; ``asyncio.wait`` does neither.)"""
+        background = [t for t in (self._reclaimer, self._heartbeat) if t is not None]
+        for task in background:
+            task.cancel()
         self._reclaimer = self._heartbeat = None
-        await self.broker.stop()
+        if background:
+            _, late = await asyncio.wait(background, timeout=STOP_DEADLINE_S)
+            for task in late:
+                log.warning("bus task %s did not stop within %.0f s; left behind", task.get_name(), STOP_DEADLINE_S)
+        broker_stop = asyncio.ensure_future(self.broker.stop())
+        _, late = await asyncio.wait([broker_stop], timeout=STOP_DEADLINE_S)
+        if late:
+            log.warning("the broker did not stop within %.0f s; left behind", STOP_DEADLINE_S)
+        elif (exc := broker_stop.exception()) is not None:
+            raise exc
         self._client = None
         self._started = False
 
