@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from collections.abc import Sequence
 
 from alphasaga_contracts import WORKERS
 from alphasaga_shared.bus import Bus, Handler
 from alphasaga_shared.config import Settings
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing
+from tests.support.serve import serve_until_sigterm
 from tests.support.sim_workers import make_handler
 
 
@@ -31,12 +31,7 @@ async def main() -> None:
     for service in WORKERS:
         handler: Handler = failing(service) if service in faulty else make_handler(service, settings.streams, {})
         bus.subscribe(settings.streams.commands(service), handler, group=str(service), dedupe=True, max_records=1)
-    await bus.start()
-    print(f"fault workers ready (faulty: {sorted(faulty)})", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await bus.stop()
+    await serve_until_sigterm(bus, f"fault workers ready (faulty: {sorted(faulty)})")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import json
 import os
-import signal
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from alphasaga_shared.bus import Bus
 from alphasaga_shared.config import Settings
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, derived_message_id, envelope_for
 from tests.support import replies
+from tests.support.serve import serve_until_sigterm
 
 
 def chance(message_id: str, salt: str) -> float:
@@ -85,12 +85,7 @@ async def main() -> None:
             group=str(service),
             dedupe=True,
         )
-    await bus.start()
-    print(f"sim workers ready {uuid.uuid4().hex[:4]}", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await bus.stop()
+    await serve_until_sigterm(bus, f"sim workers ready {uuid.uuid4().hex[:4]}")
 
 
 if __name__ == "__main__":
