@@ -1,5 +1,5 @@
 """The relay's direct path: rows the lock holder has just committed go to Redis at once,
-the tail skips them, and rows whose direct publish failed are still published, once."""
+the tail skips them, and rows whose direct publish failed are still published."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
-from alphasaga_shared.eventstore import EventStore, NewEvent
-from alphasaga_shared.outbox import Relay, outbox_events, outbox_stream
+from alphasaga_shared.eventstore import START, EventStore, NewEvent
+from alphasaga_shared.outbox import RELAY_POSITION, Relay, outbox_events, outbox_stream
 from alphasaga_shared.wire import Outgoing, envelope_for
 
 
@@ -85,3 +85,41 @@ async def test_rows_whose_direct_publish_failed_are_published_by_the_tail(
     finally:
         await stop(relay, task)
         await unreachable.aclose()
+
+
+async def test_rows_skipped_while_their_direct_publish_hangs_then_fails_are_published_by_the_tail(
+    store: EventStore, redis: aioredis.Redis, namespace: str
+) -> None:
+    """The hard case: the tail passes the claimed rows while their direct publish is still
+    waiting on a Redis that does not answer. Its position must not be saved past them, and
+    when the publish fails they must be handed back to the tail, not lost."""
+    stream = f"{namespace}:cmd:orchestrator"
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(-1)
+
+    silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    unanswering = aioredis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.5)
+    relay, task = await held_relay(store, redis)
+    try:
+        rows = rows_for(stream, 3)
+        await commit(store, rows)
+        relay.redis = unanswering
+        publishing = asyncio.create_task(relay.publish_committed(rows))
+        await asyncio.sleep(0.25)  # many tail passes (20 ms poll) while the publish waits
+        assert not publishing.done()
+        assert relay._skipped_unconfirmed == {r.event_id for r in rows}, "the tail passed the claimed rows"
+        assert await store.load_position(RELAY_POSITION) == START, "no position saved past them"
+        await publishing  # times out, must not raise
+        relay.redis = redis
+        for _ in range(100):
+            if len(await entries(redis, stream)) == 3:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        assert sorted(await entries(redis, stream)) == sorted(r.metadata["message_id"] for r in rows)
+    finally:
+        await stop(relay, task)
+        await unanswering.aclose()
+        silent.close()
