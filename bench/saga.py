@@ -288,9 +288,10 @@ async def report(s: Servers) -> str:
         )
         for k in (1, 2)
     }
-    from . import celery_peer
+    from . import celery_peer, raw_loop
 
     celery = celery_peer.run(s.redis_url)
+    loop = statistics.median([await raw_loop.sagas_per_second(s) for _ in range(3)])
     lines += [
         "| what | figure | target |",
         "|---|---:|---:|",
@@ -302,7 +303,12 @@ async def report(s: Servers) -> str:
         f" | {both_apart[1]:,.0f} / {both_apart[2]:,.0f} | |",
         f"| Celery chain of 4 no-op tasks, chains per second (same Redis, 1 worker)"
         f" | {celery['chains_per_s']:,.0f} | |",
-        f"| ratio, 1 orchestrator / Celery | {rates[1] / celery['chains_per_s']:.1f} times | |",
+        f"| ratio, 1 orchestrator / Celery | {rates[1] / celery['chains_per_s']:.1f} times"
+        f" | {500 / 86:.1f} times (500 / 86) |",
+        f"| hand-written loop, the same Redis and PostgreSQL round trips, one saga at a time (median of 3)"
+        f" | {loop:,.0f} | |",
+        f"| ratio, 1 orchestrator / hand-written loop | {rates[1] / loop:.1f} times"
+        f" | {500 / 270:.1f} times (500 / 270) |",
     ]
     lat = await latency(s, 100)
     lines.append(
@@ -310,6 +316,10 @@ async def report(s: Servers) -> str:
         f" | p50 ≤ 10 ms |"
     )
     lines.append(f"| Celery chain, one in flight, p50 | {celery['p50_ms']:.1f} ms | |")
+    lines.append(
+        f"| hand-written loop, ms per saga; saga p50 as a multiple of it | {1000 / loop:.1f} ms;"
+        f" {percentile(lat, 50) / (1000 / loop):.1f} times | {10 / (1000 / 270):.1f} times (10 / 3.7) |"
+    )
     rb = await rollback_time(s)
     lines.append(
         f"| failed step to ROLLED_BACK with 3 compensations, p50 / p99 | {percentile(rb, 50):.1f} / "
