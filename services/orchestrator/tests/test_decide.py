@@ -111,17 +111,27 @@ def test_late_duplicate_or_out_of_order_replies_change_nothing(history: list[Mes
     assert d.note
 
 
-def test_cancel_in_ml_compensates_codegen_and_reasoning() -> None:
+def test_cancel_in_ml_compensates_ml_in_flight_then_codegen_and_reasoning() -> None:
     saga, ds = play(
         start(),
         success("reasoning"),
         success("codegen"),
         sg.CancelSaga(saga_id=SAGA, reason="user asked"),
+        success("ml"),  # the attempt in flight finishes after all: a late reply, ignored
+        compensated("ml"),
         compensated("codegen"),
         compensated("reasoning"),
     )
     assert saga is not None and saga.state == "ROLLED_BACK"
-    assert sent(ds[3]) == ["sagas.SagaCompensating", "codegen.CompensateStrategy"]
+    # The ml attempt may still finish, so it is undone first, as the newest step.
+    assert sent(ds[3]) == ["sagas.SagaCompensating", "ml.CompensateModel"]
+    compensating = ds[3].outgoing[0].envelope.message
+    assert isinstance(compensating, sg.SagaCompensating)
+    assert compensating.steps_to_compensate == ["ml", "codegen", "reasoning"]
+    assert ds[4].outgoing == [] and "late" in ds[4].note
+    assert sent(ds[5]) == ["codegen.CompensateStrategy"]
+    assert sent(ds[6]) == ["reasoning.CompensateHypothesis"]
+    assert saga.completed == ["reasoning", "codegen"]
     assert "cancelled: user asked" in (saga.failure or "")
 
 
@@ -209,9 +219,11 @@ def test_a_reply_to_an_attempt_that_timed_out_is_ignored() -> None:
 
 
 def test_cancel_while_waiting_to_retry_compensates() -> None:
+    # Nothing is in flight (the failed attempt answered): only what succeeded is undone.
     saga, ds = play(start(), success("reasoning"), failure("codegen", retryable=True), sg.CancelSaga(saga_id=SAGA))
     assert saga is not None and saga.state == "COMPENSATING"
     assert sent(ds[-1]) == ["sagas.SagaCompensating", "reasoning.CompensateHypothesis"]
+    assert saga.to_compensate == ["reasoning"]
     late_retry = decide(saga, timer("retry", "codegen", 2), CTX)
     assert late_retry.outgoing == []
 

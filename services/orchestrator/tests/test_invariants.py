@@ -8,6 +8,7 @@ import json
 import uuid
 from typing import Any
 
+from alphasaga_contracts.saga import CancelSaga
 from alphasaga_orchestrator.decide import TimerFired, decide
 from alphasaga_orchestrator.invariants import check_saga
 from alphasaga_orchestrator.repository import SagaRepository
@@ -59,11 +60,40 @@ ROLLED_BACK = (
     compensated("reasoning"),
 )
 RETRIED = (start(), timer("step_timeout", "reasoning", 1), timer("retry", "reasoning", 2), success("reasoning", 2))
+CANCELLED_IN_ML = (
+    start(),
+    success("reasoning"),
+    success("codegen"),
+    CancelSaga(saga_id=SAGA, reason="r"),
+    compensated("ml"),
+    compensated("codegen"),
+    compensated("reasoning"),
+)
 
 
 def test_healthy_histories_pass() -> None:
-    for history in (HAPPY, ROLLED_BACK, RETRIED):
+    for history in (HAPPY, ROLLED_BACK, RETRIED, CANCELLED_IN_ML):
         assert check(*record(*history)) == []
+
+
+def test_a_cancelled_saga_that_skips_the_interrupted_step_is_reported() -> None:
+    events, outbox = record(*CANCELLED_IN_ML)
+    without_ml = [e for e in events if not (e.type.endswith("StepCompensated") and e.data["step"] == "ml")]
+    renumbered = [dataclasses.replace(e, version=i + 1) for i, e in enumerate(without_ml)]
+    problems = check(renumbered, outbox)
+    assert any("expected newest first ['ml', 'codegen', 'reasoning']" in p for p in problems), problems
+
+
+def test_compensation_started_stored_before_the_interrupted_field_still_folds_and_passes() -> None:
+    events, outbox = record(*ROLLED_BACK)
+    old_style = [
+        dataclasses.replace(e, data={k: v for k, v in e.data.items() if k != "interrupted"})
+        if e.type.endswith("CompensationStarted")
+        else e
+        for e in events
+    ]
+    assert any(e.type.endswith("CompensationStarted") and "interrupted" in e.data for e in events)
+    assert check(old_style, outbox) == []
 
 
 def test_a_gap_in_versions_is_reported() -> None:

@@ -87,7 +87,10 @@ def decide(saga: Saga | None, incoming: Incoming, ctx: Context) -> Decision:
     workflow = ctx.workflows.get(saga.workflow, saga.workflow_version)
     if isinstance(msg, sg.CancelSaga):
         if saga.state == "RUNNING":
-            _begin_compensation(d, saga, workflow, ctx, f"cancelled: {msg.reason}")
+            # A step attempt still waiting for its reply may finish after all: undo it too.
+            dl = saga.deadline
+            in_flight = dl["step"] if dl is not None and dl["kind"] == "step_timeout" else None
+            _begin_compensation(d, saga, workflow, ctx, f"cancelled: {msg.reason}", interrupted=in_flight)
         else:
             d.note = "already compensating"
         return d
@@ -242,8 +245,10 @@ def _after_failed_compensation(
         saga.schedule_compensation_retry(step=step.name, attempt=attempt + 1, due_at=_at(ctx, delay))
 
 
-def _begin_compensation(d: Decision, saga: Saga, workflow: Workflow, ctx: Context, reason: str) -> None:
-    saga.start_compensation(reason=reason)
+def _begin_compensation(
+    d: Decision, saga: Saga, workflow: Workflow, ctx: Context, reason: str, interrupted: str | None = None
+) -> None:
+    saga.start_compensation(reason=reason, interrupted=interrupted)
     _publish(
         d,
         saga,

@@ -8,7 +8,7 @@ outbox rows). Used by the chaos tests and by ``alphasaga replay --check``.
   compensation), except the one the saga is still waiting for;
 - a terminal state agrees with the events before it: COMPLETED after every step
   succeeded in order; ROLLED_BACK after every succeeded step was compensated, newest
-  first; COMPENSATION_FAILED after a compensation attempt failed;
+  first (after the step a cancel interrupted, if any); COMPENSATION_FAILED after a compensation attempt failed;
 - folding the events again gives the state the last event says.
 """
 
@@ -120,10 +120,13 @@ def _check_terminal(events: Sequence[RecordedEvent]) -> list[str]:
         if any(kind(e) == "CompensationStarted" for e in events):
             problems.append("COMPLETED after compensation started")
     elif last == "RolledBack":
-        if not any(kind(e) == "CompensationStarted" for e in events):
+        compensation = next((e.data for e in events if kind(e) == "CompensationStarted"), None)
+        if compensation is None:
             problems.append("ROLLED_BACK without CompensationStarted")
-        if compensated != list(reversed(succeeded)):
-            problems.append(f"ROLLED_BACK but compensated {compensated}, expected newest first {succeeded[::-1]}")
+        interrupted = (compensation or {}).get("interrupted")  # a step in flight when cancelled
+        expected = ([interrupted] if interrupted else []) + succeeded[::-1]
+        if compensated != expected:
+            problems.append(f"ROLLED_BACK but compensated {compensated}, expected newest first {expected}")
     elif last == "CompensationFailed":
         failed_step = events[-1].data["step"]
         if not any(kind(e) == "CompensationAttemptFailed" and e.data["step"] == failed_step for e in events):

@@ -76,12 +76,15 @@ class Saga(Aggregate):
     # --- compensation ----------------------------------------------------------------
 
     @event("CompensationStarted")
-    def start_compensation(self, reason: str) -> None:
+    def start_compensation(self, reason: str, interrupted: str | None = None) -> None:
+        # ``interrupted``: a step whose attempt was still in flight (a cancel). It may yet
+        # finish, so it is undone too, first, as the newest; undoing is idempotent and
+        # harmless for a step that did nothing. Events stored before this field fold the same.
         self.state = "COMPENSATING"
         self.failure = reason
         self.current_step = None
         self.deadline = None
-        self.to_compensate = list(reversed(self.completed))
+        self.to_compensate = ([interrupted] if interrupted else []) + list(reversed(self.completed))
 
     @event("CompensationCommanded")
     def command_compensation(self, step: str, attempt: int, message_id: str, due_at: str) -> None:
