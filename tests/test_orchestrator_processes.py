@@ -50,8 +50,7 @@ async def test_ml_failure_compensates_codegen_then_reasoning_and_never_commands_
     (saga,) = await h.start()
     assert (await h.wait_terminal([saga]))[saga] == "ROLLED_BACK"
     events = await h.events(saga)
-    # ml's attempt was in flight (it may yet finish), so it is undone too, first.
-    assert [e.data["step"] for e in events if e.type.endswith("StepCompensated")] == ["ml", "codegen", "reasoning"]
+    assert [e.data["step"] for e in events if e.type.endswith("StepCompensated")] == ["codegen", "reasoning"]
     assert not any(e.data.get("step") == "backtest" for e in events)
     assert await h.redis.xlen(h.settings.streams.commands(Service.BACKTEST)) == 0
     assert await h.violations([saga]) == {}
