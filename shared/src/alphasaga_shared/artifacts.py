@@ -1,6 +1,11 @@
 """Artifacts by content hash (SHA-256) in PostgreSQL, linked to the saga step that made
 them. Storing the same content twice stores it once; removing a step's artifacts drops
-blobs no other step still references."""
+blobs no other step still references.
+
+Removing a step's artifacts (its compensation) also marks the step undone, and storing
+for an undone step is refused: an attempt still running when its step was compensated
+(a cancel while it was in flight, handled by another replica) cannot leave artifacts
+behind. Both take the same per-step lock, so one of them always sees the other."""
 
 from __future__ import annotations
 
@@ -15,6 +20,14 @@ from alphasaga_contracts.research import ArtifactRef
 
 class ArtifactNotFound(LookupError):
     pass
+
+
+class StepUndone(Exception):
+    """The step was compensated: nothing more may be stored for it."""
+
+
+# One lock per (saga, step), held until the transaction ends.
+_STEP_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('alphasaga-step/' || $1::uuid::text || '/' || $2::text, 0))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +47,9 @@ class ArtifactStore:
     ) -> ArtifactRef:
         digest = hashlib.sha256(content).hexdigest()
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_STEP_LOCK, saga_id, step)
+            if await conn.fetchval("SELECT 1 FROM undone_steps WHERE saga_id = $1 AND step = $2", saga_id, step):
+                raise StepUndone(f"step {step} of saga {saga_id} was compensated; {name} not stored")
             await conn.execute(
                 "INSERT INTO artifact_blobs (sha256, media_type, size, content) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (sha256) DO NOTHING",
@@ -79,9 +95,13 @@ class ArtifactStore:
         ]
 
     async def remove_step(self, saga_id: uuid.UUID, step: str) -> int:
-        """Unlink a step's artifacts and delete blobs nothing references any more.
-        Idempotent: removing twice removes nothing the second time."""
+        """Unlink a step's artifacts, delete blobs nothing references any more, and mark
+        the step undone. Idempotent: removing twice removes nothing the second time."""
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_STEP_LOCK, saga_id, step)
+            await conn.execute(
+                "INSERT INTO undone_steps (saga_id, step) VALUES ($1, $2) ON CONFLICT DO NOTHING", saga_id, step
+            )
             hashes = [
                 r["sha256"]
                 for r in await conn.fetch(

@@ -19,6 +19,7 @@ from alphasaga_contracts import Service, Streams
 from alphasaga_contracts import steps as st
 
 from . import telemetry
+from .artifacts import StepUndone
 from .runner import ServiceContext, run_service
 from .wire import Delivery, Envelope, MalformedMessage, Outgoing, derived_message_id, envelope_for
 
@@ -74,6 +75,11 @@ class Worker:
                     error_kind=exc.kind,
                     error=str(exc),
                     retryable=exc.retryable,
+                )
+            except StepUndone as exc:  # compensated while it ran: the saga no longer waits for it
+                log.info("%s for saga %s stopped: %s", msg.TYPE, msg.saga_id, exc)
+                reply = types.failed(
+                    saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt, error_kind="undone", error=str(exc)
                 )
         elif isinstance(msg, types.compensate):
             try:
