@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import redis.asyncio as aioredis
-
 from .common import Servers
-from .saga import Stack, _count_terminal
+from .saga import Stack
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -58,18 +54,11 @@ async def budget(s: Servers, n: int = 2000, *, separate_projector: bool = False)
     stack = Stack(s, 1, {}, separate_projector=separate_projector)
     try:
         await stack.ready()
-        redis = aioredis.from_url(s.redis_url)
-        conn = await asyncpg.connect(s.database_url, server_settings={"search_path": stack.settings.database_schema})
         await asyncio.sleep(1)  # start-up work done
-        before, started = cpu_seconds(), time.perf_counter()
-        await stack.submit_at_once(redis, n)
-        while await _count_terminal(conn, n) < n:
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - started
+        before = cpu_seconds()
+        elapsed = await stack.burst(s, n)
         await asyncio.sleep(1.5)  # the projector's last passes belong to this run
         after = cpu_seconds()
-        await conn.close()
-        await redis.aclose()
         per_saga_ms = {g: (after[g] - before.get(g, 0.0)) / n * 1000 for g in after}
         return {"rate": n / elapsed, "elapsed": elapsed, "ms_per_saga": per_saga_ms}
     finally:

@@ -114,6 +114,20 @@ class Stack:
                 pipe.xadd(self.settings.streams.commands("orchestrator"), fields)
             await pipe.execute()
 
+    async def burst(self, s: Servers, n: int) -> float:
+        """Submit n sagas at once; seconds until the last one completed."""
+        redis = aioredis.from_url(s.redis_url)
+        conn = await asyncpg.connect(s.database_url, server_settings={"search_path": self.settings.database_schema})
+        try:
+            started = time.perf_counter()
+            await self.submit_at_once(redis, n)
+            while await _count_terminal(conn, n) < n:
+                await asyncio.sleep(0.05)
+            return time.perf_counter() - started
+        finally:
+            await conn.close()
+            await redis.aclose()
+
     async def ready(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -158,16 +172,7 @@ async def throughput(
     stack = Stack(s, orchestrators, {}, separate_relay, separate_projector)
     try:
         await stack.ready()
-        redis = aioredis.from_url(s.redis_url)
-        conn = await asyncpg.connect(s.database_url, server_settings={"search_path": stack.settings.database_schema})
-        started = time.perf_counter()
-        await stack.submit_at_once(redis, n)
-        while await _count_terminal(conn, n) < n:
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        await conn.close()
-        await redis.aclose()
-        return n / elapsed
+        return n / await stack.burst(s, n)
     finally:
         await stack.cleanup(s)
 

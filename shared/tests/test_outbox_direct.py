@@ -32,6 +32,17 @@ async def entries(redis: aioredis.Redis, stream: str) -> list[str]:
     return [fields[b"message_id"].decode() for _, fields in await redis.xrange(stream)]
 
 
+async def published_by_the_tail(redis: aioredis.Redis, stream: str, rows: list[NewEvent]) -> list[str]:
+    """The stream's message ids once the tail has had time to publish ``rows`` (and a
+    little more, so that a second copy would show), sorted."""
+    for _ in range(100):
+        if len(await entries(redis, stream)) == len(rows):
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    return sorted(await entries(redis, stream))
+
+
 async def held_relay(store: EventStore, redis: aioredis.Redis) -> tuple[Relay, asyncio.Task[None]]:
     relay = Relay(store, redis, poll_ms=20, save_every_ms=0)
     task = asyncio.create_task(relay.run())
@@ -76,12 +87,7 @@ async def test_rows_whose_direct_publish_failed_are_published_by_the_tail(
         relay.redis = unreachable
         await relay.publish_committed(rows)  # fails, and must not raise
         relay.redis = redis
-        for _ in range(100):
-            if len(await entries(redis, stream)) == 3:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)
-        assert sorted(await entries(redis, stream)) == sorted(r.metadata["message_id"] for r in rows)
+        assert await published_by_the_tail(redis, stream, rows) == sorted(r.metadata["message_id"] for r in rows)
     finally:
         await stop(relay, task)
         await unreachable.aclose()
@@ -113,12 +119,7 @@ async def test_rows_skipped_while_their_direct_publish_hangs_then_fails_are_publ
         assert await store.load_position(RELAY_POSITION) == START, "no position saved past them"
         await publishing  # times out, must not raise
         relay.redis = redis
-        for _ in range(100):
-            if len(await entries(redis, stream)) == 3:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)
-        assert sorted(await entries(redis, stream)) == sorted(r.metadata["message_id"] for r in rows)
+        assert await published_by_the_tail(redis, stream, rows) == sorted(r.metadata["message_id"] for r in rows)
     finally:
         await stop(relay, task)
         await unanswering.aclose()

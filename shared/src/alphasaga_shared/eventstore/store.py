@@ -93,6 +93,8 @@ _COLUMNS = (
     "global_position, stream_id, version, event_id, type, data, metadata, "
     "transaction_id::text::bigint AS transaction_id, recorded_at"
 )
+# The same, with the data as JSON text instead of parsed (for rows passed on as they are).
+_COLUMNS_DATA_AS_TEXT = _COLUMNS.replace(" data,", " data::text AS data,", 1)
 
 # One statement: the version check, the versions and the insert. A concurrent writer at
 # the same version loses on the (stream_id, version) unique index.
@@ -126,10 +128,10 @@ _TAIL_OUTBOX_REFS = _TAIL.format(filter="AND stream_id LIKE 'outbox:%'").replace
     _COLUMNS, "global_position, event_id, transaction_id::text::bigint AS transaction_id, recorded_at", 1
 )
 _BY_POSITIONS = f"""
-SELECT {_COLUMNS.replace("type, data, metadata", "type, data::text AS data, metadata", 1)} FROM events
+SELECT {_COLUMNS_DATA_AS_TEXT} FROM events
 WHERE global_position = ANY($1::bigint[]) ORDER BY transaction_id, global_position
 """
-_TAIL_PREFIX_TEXT = _TAIL_PREFIX.replace("type, data, metadata", "type, data::text AS data, metadata", 1)
+_TAIL_PREFIX_TEXT = _TAIL_PREFIX.replace(_COLUMNS, _COLUMNS_DATA_AS_TEXT, 1)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -265,10 +267,10 @@ class EventStore:
         ``read_all``), without their content."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(_TAIL_OUTBOX_REFS, str(after.transaction_id), after.global_position, limit)
-        refs = []
-        for r in rows:
-            refs.append(OutboxRef(Position(r["transaction_id"], r["global_position"]), r["event_id"], r["recorded_at"]))
-        return refs
+        return [
+            OutboxRef(Position(r["transaction_id"], r["global_position"]), r["event_id"], r["recorded_at"])
+            for r in rows
+        ]
 
     async def by_positions(self, positions: Sequence[int]) -> list[RecordedEvent]:
         """Rows by global position, in commit order, their data as JSON text."""
