@@ -9,7 +9,7 @@ from alphasaga_shared.outbox import Relay
 from alphasaga_shared.runner import ServiceContext, run_service
 
 from .projection import SagaProjector
-from .service import Orchestrator, subscribed_streams
+from .service import COMMIT_POOL_SETTINGS, Orchestrator, subscribed_streams
 from .workflow import WorkflowFileError, load_workflows
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,10 @@ async def setup(ctx: ServiceContext) -> None:
         raise ConfigError(str(exc)) from None
     for w in workflows.all():
         log.info("workflow %s v%d: %s", w.name, w.version, " -> ".join(st.name for st in w.steps))
-    orchestrator = Orchestrator(ctx.store, ctx, workflows, relay, snapshot_every=ctx.settings.snapshot_every)
+    commit_pool = await ctx.store.pool_with(COMMIT_POOL_SETTINGS, application_name="alphasaga-orchestrator-commits")
+    orchestrator = Orchestrator(
+        ctx.store, ctx, workflows, relay, snapshot_every=ctx.settings.snapshot_every, commit_pool=commit_pool
+    )
     for stream in subscribed_streams(ctx):
         # No Redis-side guard: the orchestrator's inbox lives in Postgres, in the same
         # transaction as the events a message causes.

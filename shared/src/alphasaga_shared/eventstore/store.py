@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -148,10 +148,31 @@ def _row(r: asyncpg.Record) -> RecordedEvent:
     return RecordedEvent(**dict(r))
 
 
+async def _create_pool(
+    dsn: str, schema: str, min_size: int, max_size: int, timeout: float, settings: Mapping[str, str]
+) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        init=_init_connection,
+        reset=_keep_session,
+        server_settings={
+            "search_path": schema,
+            # A forgotten open transaction would hold every log reader back.
+            "idle_in_transaction_session_timeout": "60000",
+            **settings,
+        },
+    )
+
+
 class EventStore:
-    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, schema: str, dsn: str | None = None) -> None:
         self.pool = pool
         self.schema = schema
+        self._dsn = dsn
+        self._other_pools: list[asyncpg.Pool] = []
 
     @classmethod
     async def connect(
@@ -170,23 +191,26 @@ class EventStore:
             await migrate(conn, schema)
         finally:
             await conn.close()
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=timeout,
-            init=_init_connection,
-            reset=_keep_session,
-            server_settings={
-                "search_path": schema,
-                "application_name": application_name,
-                # A forgotten open transaction would hold every log reader back.
-                "idle_in_transaction_session_timeout": "60000",
-            },
+        pool = await _create_pool(dsn, schema, min_size, max_size, timeout, {"application_name": application_name})
+        return cls(pool, schema, dsn)
+
+    async def pool_with(
+        self, settings: Mapping[str, str], *, application_name: str, max_size: int = 4, timeout: float = 5.0
+    ) -> asyncpg.Pool:
+        """Another pool on the same database and schema whose sessions carry ``settings``:
+        for a hot statement that wants planner settings the others must not get. It is
+        closed with the store."""
+        if self._dsn is None:
+            raise RuntimeError("this store was not opened with EventStore.connect: it has no DSN to reuse")
+        pool = await _create_pool(
+            self._dsn, self.schema, 1, max_size, timeout, {**settings, "application_name": application_name}
         )
-        return cls(pool, schema)
+        self._other_pools.append(pool)
+        return pool
 
     async def close(self) -> None:
+        for pool in self._other_pools:
+            await pool.close()
         await self.pool.close()
 
     async def ping(self) -> None:
