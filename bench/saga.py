@@ -31,6 +31,7 @@ from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.wire import encode, envelope_for
 
+from . import floor
 from .common import Servers, bench_settings, cleanup, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -336,4 +337,13 @@ async def report(s: Servers) -> str:
         f"{r['with snapshot']:.2f} ms | ≤ 10 ms with |"
     )
     lines.append(f"| decide() alone, per decision (pure, no I/O) | {decision_cost():.0f} µs | |")
+    f = await floor.io_floor(s)
+    lines.append(
+        f"| this machine: one durable commit, hot / after a 5 ms idle gap | {f['commit hot']:.2f} /"
+        f" {f['commit after gap']:.2f} ms | |"
+    )
+    lines.append(
+        f"| this machine: one Redis round trip, hot / after a 5 ms idle gap | {f['redis hot']:.2f} /"
+        f" {f['redis after gap']:.2f} ms | |"
+    )
     return "\n".join(lines) + "\n"
