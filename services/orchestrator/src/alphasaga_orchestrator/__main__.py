@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
+
 from alphasaga_shared.config import ConfigError
 from alphasaga_shared.outbox import Relay
-from alphasaga_shared.runner import ServiceContext, run_service
+from alphasaga_shared.runner import ServiceContext, StartupError, run_service
 
 from .projection import SagaProjector
 from .service import COMMIT_POOL_SETTINGS, Orchestrator, subscribed_streams
@@ -25,7 +27,14 @@ async def setup(ctx: ServiceContext) -> None:
         raise ConfigError(str(exc)) from None
     for w in workflows.all():
         log.info("workflow %s v%d: %s", w.name, w.version, " -> ".join(st.name for st in w.steps))
-    commit_pool = await ctx.store.pool_with(COMMIT_POOL_SETTINGS, application_name="alphasaga-orchestrator-commits")
+    try:
+        commit_pool = await ctx.store.pool_with(
+            COMMIT_POOL_SETTINGS,
+            application_name="alphasaga-orchestrator-commits",
+            timeout=ctx.settings.connect_timeout_s,
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StartupError(f"cannot open the commit pool on PostgreSQL: {exc or type(exc).__name__}") from None
     orchestrator = Orchestrator(
         ctx.store, ctx, workflows, relay, snapshot_every=ctx.settings.snapshot_every, commit_pool=commit_pool
     )
