@@ -170,6 +170,16 @@ async def test_a_second_pool_has_its_own_settings_the_same_schema_and_closes_wit
     assert other.is_closing()
 
 
+async def test_terminate_closes_every_pool_of_the_store(servers: Any, schema: str) -> None:
+    store = await EventStore.connect(servers.database_url, schema)
+    other = await store.pool_with({}, application_name="alphasaga-test")
+    store.terminate()
+    assert other.is_closing() and store.pool.is_closing()
+    conn = await asyncpg.connect(servers.database_url)
+    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    await conn.close()
+
+
 async def test_a_store_without_a_dsn_cannot_open_a_second_pool(store: EventStore) -> None:
     bare = EventStore(store.pool, store.schema)
     with pytest.raises(RuntimeError, match="no DSN"):

@@ -121,7 +121,7 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
             await asyncio.wait_for(store.close(), STOP_TIMEOUT_S)
         except TimeoutError:
             log.warning("database connections still in use after %ss: closing them", STOP_TIMEOUT_S)
-            store.pool.terminate()
+            store.terminate()
 
 
 def run_service(name: str, setup: Callable[[ServiceContext], Awaitable[None]]) -> None:
