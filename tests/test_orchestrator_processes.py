@@ -42,6 +42,11 @@ async def test_happy_path_reads_like_a_story(h: Harness) -> None:
     steps = [e.data["step"] for e in await h.events(saga) if e.type.endswith("StepCommanded")]
     assert steps == ["reasoning", "codegen", "ml", "backtest"]
     assert await h.violations([saga]) == {}
+    async with h.store.pool.acquire() as conn:  # one saga's commits ran on the commit pool
+        queries = await conn.fetch(
+            "SELECT query FROM pg_stat_activity WHERE application_name = 'alphasaga-orchestrator-commits'"
+        )
+    assert any("WITH guard AS" in r["query"] for r in queries), queries
 
 
 async def test_ml_failure_compensates_codegen_then_reasoning_and_never_commands_backtest(h: Harness) -> None:

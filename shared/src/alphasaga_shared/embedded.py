@@ -32,13 +32,14 @@ def forget_dead_handles(pgdata: Path) -> list[int]:
         pids = [int(p) for p in json.loads(path.read_text())]
     except (OSError, ValueError, TypeError):
         return []  # no count yet, or not one we can read: left to the library
-    dead = [p for p in pids if not _running(p)]
+    dead = [p for p in pids if not pid_running(p)]
     if dead:
         path.write_text(json.dumps([p for p in pids if p not in dead]))
     return dead
 
 
-def _running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
+    """Whether a process with this pid exists (ours or not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 5.0
 
 
+# What connecting to PostgreSQL raises when it is down, unreachable or refuses us.
+DATABASE_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 class StartupError(RuntimeError):
     """A dependency is missing or unreachable; the message is one line for an operator."""
 
@@ -69,7 +73,7 @@ async def connect_store(url: str, settings: Settings, name: str) -> EventStore:
             ),
             settings.connect_timeout_s * 2,
         )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_UNREACHABLE as exc:
         raise StartupError(f"cannot reach PostgreSQL at {url}: {exc or type(exc).__name__}") from None
 
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
-
 from alphasaga_shared.config import ConfigError
 from alphasaga_shared.outbox import Relay
-from alphasaga_shared.runner import ServiceContext, StartupError, run_service
+from alphasaga_shared.runner import DATABASE_UNREACHABLE, ServiceContext, StartupError, run_service
 
 from .projection import SagaProjector
 from .service import COMMIT_POOL_SETTINGS, Orchestrator, subscribed_streams
@@ -33,7 +31,7 @@ async def setup(ctx: ServiceContext) -> None:
             application_name="alphasaga-orchestrator-commits",
             timeout=ctx.settings.connect_timeout_s,
         )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_UNREACHABLE as exc:
         raise StartupError(f"cannot open the commit pool on PostgreSQL: {exc or type(exc).__name__}") from None
     orchestrator = Orchestrator(
         ctx.store, ctx, workflows, relay, snapshot_every=ctx.settings.snapshot_every, commit_pool=commit_pool

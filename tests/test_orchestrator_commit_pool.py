@@ -1,0 +1,58 @@
+"""Which pool a commit runs on: a decision on a few sagas goes to the commit pool (whose
+sessions plan COMMIT_SQL once), a batch of more sagas to the store's main pool."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from alphasaga_contracts import saga as sg
+from alphasaga_contracts.research import ResearchRequest
+from alphasaga_orchestrator.repository import saga_stream
+from alphasaga_orchestrator.service import COMMIT_POOL_SETTINGS, GENERIC_PLAN_MAX_SAGAS, Orchestrator
+from alphasaga_shared.bus import Bus
+from alphasaga_shared.config import Settings
+from alphasaga_shared.eventstore import EventStore
+from alphasaga_shared.runner import ServiceContext
+from alphasaga_shared.wire import Delivery, Envelope, envelope_for
+
+
+def start(saga_id: uuid.UUID) -> Envelope:
+    return envelope_for(
+        sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500")), correlation_id=str(saga_id)
+    )
+
+
+async def commit_pool_backends(store: EventStore, application_name: str) -> list[Any]:
+    """What the commit pool's sessions last ran, and when, as PostgreSQL sees them."""
+    async with store.pool.acquire() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            "SELECT query, query_start FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid",
+            application_name,
+        )
+    return [(r["query"], r["query_start"]) for r in rows]
+
+
+async def test_one_saga_commits_on_the_commit_pool_and_a_large_batch_on_the_main_pool(
+    settings: Settings, store: EventStore
+) -> None:
+    name = f"alphasaga-test-{uuid.uuid4().hex[:8]}"
+    commit_pool = await store.pool_with(COMMIT_POOL_SETTINGS, application_name=name)
+    ctx = ServiceContext("orchestrator", settings, Bus(settings, service="o"), store)
+    orchestrator = Orchestrator(store, ctx, commit_pool=commit_pool)
+
+    one = uuid.uuid4()
+    await orchestrator.apply(one, start(one))
+    after_one = await commit_pool_backends(store, name)
+    assert any("WITH guard AS" in query for query, _ in after_one), after_one
+
+    many = [uuid.uuid4() for _ in range(GENERIC_PLAN_MAX_SAGAS + 1)]
+    stream = settings.streams.commands("orchestrator")
+    await orchestrator.prepare(
+        [Delivery(stream=stream, entry_id=f"1-{i}", fields={}, envelope=start(s)) for i, s in enumerate(many)]
+    )
+    for saga_id in many:
+        assert [e.type.rsplit(".", 1)[-1] for e in await store.read_stream(saga_stream(saga_id))][:1] == ["Started"]
+    assert await commit_pool_backends(store, name) == after_one, "the large batch did not use the commit pool"
