@@ -9,6 +9,7 @@ from alphasaga_contracts import Message, Streams
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator.decide import Context, TimerFired
+from alphasaga_orchestrator.saga import TimerKind
 from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
 from tests.support import replies
 
@@ -29,7 +30,7 @@ def failure(step: str, attempt: int = 1, *, retryable: bool = False) -> Message:
 
 
 def timer(kind: str, step: str, attempt: int) -> TimerFired:
-    return TimerFired(SAGA, kind, step, attempt)
+    return TimerFired(SAGA, TimerKind(kind), step, attempt)
 
 
 def compensation_failed(step: str, attempt: int = 1) -> Message:

@@ -7,6 +7,7 @@ any producer (redis-cli, another language) can publish without a client library.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -48,13 +49,26 @@ class UnknownMessageType(LookupError):
     pass
 
 
+# The modules that define messages: every one is registered once they are imported.
+_MESSAGE_MODULES = ("alphasaga_contracts.saga", "alphasaga_contracts.steps")
+
+
+def _load_messages() -> None:
+    for module in _MESSAGE_MODULES:
+        importlib.import_module(module)
+
+
 def message_class(type_name: str) -> type[Message]:
     """The contract model for a wire ``type`` header."""
-    try:
-        return _REGISTRY[type_name]
-    except KeyError:
-        raise UnknownMessageType(f"unknown message type {type_name!r}") from None
+    cls = _REGISTRY.get(type_name)
+    if cls is None:
+        _load_messages()
+        cls = _REGISTRY.get(type_name)
+    if cls is None:
+        raise UnknownMessageType(f"unknown message type {type_name!r}")
+    return cls
 
 
 def registered_types() -> dict[str, type[Message]]:
+    _load_messages()
     return dict(sorted(_REGISTRY.items()))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
-from uuid import UUID
+from typing import Any, ClassVar
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import Field
 
 from .envelope import Message
 from .research import ResearchRequest
-
-SagaState = Literal["RUNNING", "COMPENSATING", "COMPLETED", "ROLLED_BACK", "COMPENSATION_FAILED"]
-TERMINAL_STATES: frozenset[str] = frozenset({"COMPLETED", "ROLLED_BACK", "COMPENSATION_FAILED"})
+from .states import SagaState
 
 
 class StartResearch(Message):
@@ -24,6 +22,12 @@ class StartResearch(Message):
     request: ResearchRequest
 
 
+def derived_saga_id(message_id: str) -> UUID:
+    """The saga a ``StartResearch`` without ``saga_id`` starts: a UUIDv5 of its message id in
+    the URL namespace, so that a redelivered or retried request never starts a second saga."""
+    return uuid5(NAMESPACE_URL, f"alphasaga-saga/{message_id}")
+
+
 class CancelSaga(Message):
     TYPE = "orchestrator.CancelSaga"
     saga_id: UUID
@@ -31,7 +35,14 @@ class CancelSaga(Message):
 
 
 class SagaEvent(Message):
+    # The state a saga is in once this event is published, for the events that end it.
+    ENDS_IN: ClassVar[SagaState | None] = None
+
     saga_id: UUID
+
+    @classmethod
+    def is_terminal(cls) -> bool:
+        return cls.ENDS_IN is not None and cls.ENDS_IN.terminal
 
 
 class SagaStarted(SagaEvent):
@@ -63,15 +74,18 @@ class SagaCompensating(SagaEvent):
 
 class SagaCompleted(SagaEvent):
     TYPE = "sagas.SagaCompleted"
+    ENDS_IN = SagaState.COMPLETED
     outputs: dict[str, Any] = Field(description="The last step's outputs: verdict, metrics, artifact references")
 
 
 class SagaRolledBack(SagaEvent):
     TYPE = "sagas.SagaRolledBack"
+    ENDS_IN = SagaState.ROLLED_BACK
     reason: str
 
 
 class SagaCompensationFailed(SagaEvent):
     TYPE = "sagas.SagaCompensationFailed"
+    ENDS_IN = SagaState.COMPENSATION_FAILED
     step: str
     error: str

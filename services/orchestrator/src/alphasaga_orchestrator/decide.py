@@ -8,15 +8,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from alphasaga_contracts import Message, Streams
+from alphasaga_contracts import Message, SagaState, Streams
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
 from alphasaga_shared.wire import Envelope, Outgoing, derived_message_id, envelope_for
 
-from .saga import Saga
+from .saga import Saga, TimerKind
 from .workflow import RetryPolicy, StepDefinition, Workflow, WorkflowRegistry
 
 
@@ -25,7 +26,7 @@ class TimerFired:
     """A saga's deadline fell due. Its id makes the orchestrator's inbox fire it once."""
 
     saga_id: uuid.UUID
-    kind: str
+    kind: TimerKind
     step: str
     attempt: int
 
@@ -55,7 +56,7 @@ class Context:
 
 def saga_id_for(message: Message, message_id: str) -> uuid.UUID:
     if isinstance(message, sg.StartResearch):
-        return message.saga_id or uuid.uuid5(uuid.NAMESPACE_URL, f"alphasaga-saga/{message_id}")
+        return message.saga_id or sg.derived_saga_id(message_id)
     saga_id = getattr(message, "saga_id", None)
     if not isinstance(saga_id, uuid.UUID):
         raise TypeError(f"{message.TYPE} carries no saga id")
@@ -84,21 +85,35 @@ def decide(saga: Saga | None, incoming: Incoming, ctx: Context) -> Decision:
     if saga.terminal:
         d.note = f"saga already {saga.state}"
         return d
-    workflow = ctx.workflows.get(saga.workflow, saga.workflow_version)
-    if isinstance(msg, sg.CancelSaga):
-        if saga.state == "RUNNING":
-            # A step attempt still waiting for its reply may finish after all: undo it too.
-            dl = saga.deadline
-            in_flight = dl["step"] if dl is not None and dl["kind"] == "step_timeout" else None
-            _begin_compensation(d, saga, workflow, ctx, f"cancelled: {msg.reason}", interrupted=in_flight)
-        else:
-            d.note = "already compensating"
+    handler = _handler_for(type(msg))
+    if handler is None:
+        d.note = f"{msg.TYPE} is not for the orchestrator"
         return d
-    if isinstance(msg, st.StepSucceeded | st.StepFailed):
-        return _on_step_reply(d, saga, workflow, msg, ctx)
-    if isinstance(msg, st.StepCompensated | st.CompensationFailed):
-        return _on_compensation_reply(d, saga, workflow, msg, ctx)
-    d.note = f"{msg.TYPE} is not for the orchestrator"
+    return handler(d, saga, ctx.workflows.get(saga.workflow, saga.workflow_version), msg, ctx)
+
+
+# What a message does to a running or compensating saga, by message type. Step replies
+# are subclasses per service (``reasoning.HypothesisFormed`` is a ``StepSucceeded``):
+# they are found through their base class.
+MessageHandler = Callable[[Decision, Saga, Workflow, Any, Context], Decision]
+
+
+def _handler_for(message_type: type[Message]) -> MessageHandler | None:
+    for cls in message_type.__mro__:
+        handler = _HANDLERS.get(cls)
+        if handler is not None:
+            return handler
+    return None
+
+
+def _on_cancel(d: Decision, saga: Saga, workflow: Workflow, msg: sg.CancelSaga, ctx: Context) -> Decision:
+    if saga.state != SagaState.RUNNING:
+        d.note = "already compensating"
+        return d
+    # A step attempt still waiting for its reply may finish after all: undo it too.
+    dl = saga.deadline
+    in_flight = dl["step"] if dl is not None and dl["kind"] == TimerKind.STEP_TIMEOUT else None
+    _begin_compensation(d, saga, workflow, ctx, f"cancelled: {msg.reason}", interrupted=in_flight)
     return d
 
 
@@ -125,17 +140,12 @@ def _start(saga: Saga | None, msg: sg.StartResearch, env: Envelope, ctx: Context
     return d
 
 
-def _waiting_for(saga: Saga, kind: str, step: str, attempt: int) -> bool:
-    dl = saga.deadline
-    return dl is not None and dl["kind"] == kind and dl["step"] == step and dl["attempt"] == attempt
-
-
 def _on_step_reply(
     d: Decision, saga: Saga, workflow: Workflow, msg: st.StepSucceeded | st.StepFailed, ctx: Context
 ) -> Decision:
     # Only the attempt we are waiting for counts: a reply to an attempt that timed out,
     # a duplicate, or a reply while compensating changes nothing.
-    if saga.state != "RUNNING" or not _waiting_for(saga, "step_timeout", msg.step, msg.attempt):
+    if saga.state != SagaState.RUNNING or not saga.waiting_for(TimerKind.STEP_TIMEOUT, msg.step, msg.attempt):
         d.note = f"late or duplicate reply for {msg.step} attempt {msg.attempt}"
         return d
     step = workflow.step(msg.step)
@@ -192,32 +202,32 @@ def _after_failed_attempt(
 
 def _on_timer(saga: Saga | None, timer: TimerFired, ctx: Context) -> Decision:
     d = Decision(saga)
-    if saga is None or saga.terminal or not _waiting_for(saga, timer.kind, timer.step, timer.attempt):
+    if saga is None or saga.terminal or not saga.waiting_for(timer.kind, timer.step, timer.attempt):
         d.note = f"stale timer {timer.kind} for {timer.step} attempt {timer.attempt}"
         return d
     workflow = ctx.workflows.get(saga.workflow, saga.workflow_version)
     step = workflow.step(timer.step)
-    if timer.kind == "step_timeout":
+    if timer.kind == TimerKind.STEP_TIMEOUT:
         saga.step_timed_out(step=step.name, attempt=timer.attempt)
         reason = f"{step.name} timed out after {step.timeout_s:g}s (attempt {timer.attempt})"
         _after_failed_attempt(d, saga, workflow, step, timer.attempt, True, reason, ctx)
-    elif timer.kind == "retry":
+    elif timer.kind == TimerKind.RETRY:
         _command(d, saga, step, timer.attempt, ctx)
-    elif timer.kind == "compensation_timeout":
+    elif timer.kind == TimerKind.COMPENSATION_TIMEOUT:
         error = f"no reply within {step.timeout_s:g}s"
         saga.compensation_attempt_failed(step=step.name, attempt=timer.attempt, error=error)
         _after_failed_compensation(d, saga, step, timer.attempt, error, ctx)
-    elif timer.kind == "compensation_retry":
+    else:  # TimerKind.COMPENSATION_RETRY
         _command_compensation(d, saga, step, timer.attempt, ctx)
-    else:
-        d.note = f"unknown timer kind {timer.kind}"
     return d
 
 
 def _on_compensation_reply(
     d: Decision, saga: Saga, workflow: Workflow, msg: st.StepCompensated | st.CompensationFailed, ctx: Context
 ) -> Decision:
-    if saga.state != "COMPENSATING" or not _waiting_for(saga, "compensation_timeout", msg.step, msg.attempt):
+    if saga.state != SagaState.COMPENSATING or not saga.waiting_for(
+        TimerKind.COMPENSATION_TIMEOUT, msg.step, msg.attempt
+    ):
         d.note = f"late or duplicate compensation reply for {msg.step} attempt {msg.attempt}"
         return d
     step = workflow.step(msg.step)
@@ -302,3 +312,12 @@ def _out(stream: str, message: Message, saga: Saga, message_id: str, ctx: Contex
             traceparent=ctx.traceparent or saga.traceparent,
         ),
     )
+
+
+_HANDLERS: dict[type[Message], MessageHandler] = {
+    sg.CancelSaga: _on_cancel,
+    st.StepSucceeded: _on_step_reply,
+    st.StepFailed: _on_step_reply,
+    st.StepCompensated: _on_compensation_reply,
+    st.CompensationFailed: _on_compensation_reply,
+}

@@ -21,9 +21,8 @@ from typing import Any
 
 from alphasaga_shared.eventstore import RecordedEvent
 
-from .saga import TERMINAL
+from .saga import ENDING_EVENTS as _TERMINAL_EVENTS
 
-_TERMINAL_EVENTS = {"Completed": "COMPLETED", "RolledBack": "ROLLED_BACK", "CompensationFailed": "COMPENSATION_FAILED"}
 _STEP_OUTCOMES = {"StepSucceeded", "StepFailed", "StepTimedOut"}
 
 
@@ -134,17 +133,3 @@ def _check_terminal(events: Sequence[RecordedEvent]) -> list[str]:
     if started.get("workflow") is None:
         problems.append("Started carries no workflow")
     return problems
-
-
-def terminal_state(events: Sequence[RecordedEvent]) -> str | None:
-    if not events:
-        return None
-    state = _TERMINAL_EVENTS.get(kind(events[-1]))
-    return state if state in TERMINAL else None
-
-
-async def check_store_saga(store: Any, repo: Any, saga_id: uuid.UUID) -> list[str]:
-    """Read one saga's events and outbox rows from ``store`` and check them."""
-    events = await store.read_stream(f"saga-{saga_id}")
-    outbox = await store.read_stream(f"outbox:{saga_id}")
-    return check_saga(saga_id, events, outbox, fold=repo.fold)

@@ -4,17 +4,55 @@ Its state is only ever the fold of its events; the methods below record events a
 apply them. Deciding *which* to call is ``decide.py``'s job. ``deadline`` is the one
 pending timer a saga can have (a step's timeout, a retry's backoff, a compensation's
 timeout or backoff); the orchestrator mirrors it into the ``saga_timers`` index.
+
+States and deadlines are stored as plain JSON (a state's name, a deadline's fields), as
+they always were: a snapshot or an event written by an older version folds the same.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypedDict
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-TERMINAL = ("COMPLETED", "ROLLED_BACK", "COMPENSATION_FAILED")
+from alphasaga_contracts import SagaState
+
+
+class TimerKind(StrEnum):
+    STEP_TIMEOUT = "step_timeout"
+    RETRY = "retry"
+    COMPENSATION_TIMEOUT = "compensation_timeout"
+    COMPENSATION_RETRY = "compensation_retry"
+
+
+class Deadline(TypedDict):
+    """The saga's one pending timer. A mapping, so that it is stored as the same JSON
+    object in snapshots whatever this code's version."""
+
+    kind: TimerKind
+    step: str
+    attempt: int
+    due_at: str  # ISO 8601, as recorded in the event that set it
+
+
+def deadline(kind: TimerKind, step: str, attempt: int, due_at: str) -> Deadline:
+    return {"kind": kind, "step": step, "attempt": attempt, "due_at": due_at}
+
+
+def due_time(pending: Deadline) -> dt.datetime:
+    return dt.datetime.fromisoformat(pending["due_at"])
+
+
+# The aggregate's events that end a saga, and the state each leaves it in.
+ENDING_EVENTS = {
+    "Completed": SagaState.COMPLETED,
+    "RolledBack": SagaState.ROLLED_BACK,
+    "CompensationFailed": SagaState.COMPENSATION_FAILED,
+}
 
 
 class Saga(Aggregate):
@@ -29,7 +67,7 @@ class Saga(Aggregate):
         self.workflow = workflow
         self.workflow_version = workflow_version
         self.traceparent = traceparent
-        self.state = "RUNNING"
+        self.state = SagaState.RUNNING
         self.context: dict[str, Any] = {"request": request}
         self.current_step: str | None = None
         self.current_attempt = 0
@@ -38,7 +76,7 @@ class Saga(Aggregate):
         self.to_compensate: list[str] = []
         self.compensating_step: str | None = None
         self.compensation_attempt = 0
-        self.deadline: dict[str, Any] | None = None
+        self.deadline: Deadline | None = None
         self.failure: str | None = None
         self.outputs: dict[str, Any] = {}
 
@@ -49,7 +87,7 @@ class Saga(Aggregate):
         self.current_step = step
         self.current_attempt = attempt
         self.attempts[step] = attempt
-        self.deadline = {"kind": "step_timeout", "step": step, "attempt": attempt, "due_at": due_at}
+        self.deadline = deadline(TimerKind.STEP_TIMEOUT, step, attempt, due_at)
 
     @event("StepSucceeded")
     def step_succeeded(self, step: str, attempt: int, outputs: dict[str, Any]) -> None:
@@ -71,7 +109,7 @@ class Saga(Aggregate):
 
     @event("RetryScheduled")
     def schedule_retry(self, step: str, attempt: int, due_at: str) -> None:
-        self.deadline = {"kind": "retry", "step": step, "attempt": attempt, "due_at": due_at}
+        self.deadline = deadline(TimerKind.RETRY, step, attempt, due_at)
 
     # --- compensation ----------------------------------------------------------------
 
@@ -80,7 +118,7 @@ class Saga(Aggregate):
         # ``interrupted``: a step whose attempt was still in flight (a cancel). It may yet
         # finish, so it is undone too, first, as the newest; undoing is idempotent and
         # harmless for a step that did nothing. Events stored before this field fold the same.
-        self.state = "COMPENSATING"
+        self.state = SagaState.COMPENSATING
         self.failure = reason
         self.current_step = None
         self.deadline = None
@@ -90,7 +128,7 @@ class Saga(Aggregate):
     def command_compensation(self, step: str, attempt: int, message_id: str, due_at: str) -> None:
         self.compensating_step = step
         self.compensation_attempt = attempt
-        self.deadline = {"kind": "compensation_timeout", "step": step, "attempt": attempt, "due_at": due_at}
+        self.deadline = deadline(TimerKind.COMPENSATION_TIMEOUT, step, attempt, due_at)
 
     @event("CompensationAttemptFailed")
     def compensation_attempt_failed(self, step: str, attempt: int, error: str) -> None:
@@ -98,7 +136,7 @@ class Saga(Aggregate):
 
     @event("CompensationRetryScheduled")
     def schedule_compensation_retry(self, step: str, attempt: int, due_at: str) -> None:
-        self.deadline = {"kind": "compensation_retry", "step": step, "attempt": attempt, "due_at": due_at}
+        self.deadline = deadline(TimerKind.COMPENSATION_RETRY, step, attempt, due_at)
 
     @event("StepCompensated")
     def step_compensated(self, step: str) -> None:
@@ -110,17 +148,17 @@ class Saga(Aggregate):
 
     @event("Completed")
     def complete(self) -> None:
-        self.state = "COMPLETED"
+        self.state = SagaState.COMPLETED
         self.deadline = None
 
     @event("RolledBack")
     def roll_back(self) -> None:
-        self.state = "ROLLED_BACK"
+        self.state = SagaState.ROLLED_BACK
         self.deadline = None
 
     @event("CompensationFailed")
     def fail_compensation(self, step: str, error: str) -> None:
-        self.state = "COMPENSATION_FAILED"
+        self.state = SagaState.COMPENSATION_FAILED
         self.failure = f"compensation of {step} failed: {error}"
         self.compensating_step = None
         self.deadline = None
@@ -131,7 +169,13 @@ class Saga(Aggregate):
 
     @property
     def terminal(self) -> bool:
-        return self.state in TERMINAL
+        # A state read back from a snapshot is a plain str: look it up, do not trust its type.
+        return SagaState(self.state).terminal
+
+    def waiting_for(self, kind: TimerKind, step: str, attempt: int) -> bool:
+        """Whether the saga's pending deadline is this one (the reply or timer it expects)."""
+        d = self.deadline
+        return d is not None and d["kind"] == kind and d["step"] == step and d["attempt"] == attempt
 
 
 def state_of(saga: Saga | None) -> dict[str, Any]:

@@ -1,0 +1,25 @@
+"""A saga's states, in a module of their own so that a front end can name them without
+loading the message models."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SagaState(StrEnum):
+    """Where a saga is. RUNNING → COMPLETED; on a failure or a cancel COMPENSATING →
+    ROLLED_BACK, or COMPENSATION_FAILED when an undo keeps failing (an operator's case)."""
+
+    RUNNING = "RUNNING"
+    COMPENSATING = "COMPENSATING"
+    COMPLETED = "COMPLETED"
+    ROLLED_BACK = "ROLLED_BACK"
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
+
+    @property
+    def terminal(self) -> bool:
+        """Nothing happens to the saga after this state."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({SagaState.COMPLETED, SagaState.ROLLED_BACK, SagaState.COMPENSATION_FAILED})
