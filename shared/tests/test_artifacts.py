@@ -10,8 +10,7 @@ import pytest
 
 from alphasaga_contracts import Service, Streams
 from alphasaga_contracts import steps as st
-from alphasaga_shared.artifacts import ArtifactStore, StepUndone
-from alphasaga_shared.eventstore import EventStore
+from alphasaga_shared.eventstore import ArtifactStore, EventStore, StepUndone
 from alphasaga_shared.wire import Delivery, envelope_for
 from alphasaga_shared.worker import Worker, WorkerSpec
 

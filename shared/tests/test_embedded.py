@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from alphasaga_shared.embedded import HANDLES_FILE, forget_dead_handles, pid_running
+from alphasaga_cli.embedded import HANDLES_FILE, forget_dead_handles, pid_running
 
 
 def _dead_pid() -> int:
@@ -41,7 +41,7 @@ def test_no_count_yet_or_an_unreadable_one_is_left_alone(tmp_path: Path) -> None
 _HOLD = """
 import sys, time
 from pathlib import Path
-from alphasaga_shared.embedded import start_embedded
+from alphasaga_cli.embedded import start_embedded
 start_embedded(Path(sys.argv[1]), redis=False, postgres=True, say=lambda _: None)
 print("up", flush=True)
 time.sleep(600)
@@ -50,7 +50,7 @@ time.sleep(600)
 _START_AND_STOP = """
 import sys
 from pathlib import Path
-from alphasaga_shared.embedded import start_embedded
+from alphasaga_cli.embedded import start_embedded
 start_embedded(Path(sys.argv[1]), redis=False, postgres=True, say=lambda _: None).stop()
 """
 

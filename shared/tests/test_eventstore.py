@@ -126,15 +126,6 @@ async def test_positions_round_trip(store: EventStore) -> None:
     assert await store.load_position("p") == Position(123456789013, 43)
 
 
-async def test_inbox_detects_a_duplicate_in_the_same_transaction(store: EventStore) -> None:
-    async with store.transaction() as conn:
-        assert await store.record_inbox(conn, "svc", "m-1") is True
-        await store.append("s-1", [NewEvent("A", {})], expected_version=0, conn=conn)
-    async with store.transaction() as conn:
-        assert await store.record_inbox(conn, "svc", "m-1") is False
-        assert await store.record_inbox(conn, "other-svc", "m-1") is True
-
-
 async def test_migrations_apply_once_under_concurrency(servers: Any, schema: str) -> None:
     fresh = schema + "_m"
     conns = [await asyncpg.connect(servers.database_url) for _ in range(4)]

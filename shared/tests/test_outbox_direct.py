@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
-from alphasaga_shared.eventstore import START, EventStore, NewEvent
-from alphasaga_shared.outbox import RELAY_POSITION, Relay, outbox_events, outbox_stream
+from alphasaga_shared.eventstore import START, EventStore, NewEvent, outbox_stream
+from alphasaga_shared.outbox import RELAY_POSITION, Relay, outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 
 
@@ -110,9 +110,11 @@ async def test_rows_skipped_while_their_direct_publish_hangs_then_fails_are_publ
     relay, task = await held_relay(store, redis)
     try:
         rows = rows_for(stream, 3)
-        await commit(store, rows)
         relay.redis = unanswering
+        # Claimed as the commit lands (the orchestrator claims right after it): the tail
+        # must not read the rows unclaimed in between, whatever the machine's load.
         publishing = asyncio.create_task(relay.publish_committed(rows))
+        await commit(store, rows)
         await asyncio.sleep(0.25)  # many tail passes (20 ms poll) while the publish waits
         assert not publishing.done()
         assert relay._skipped_unconfirmed == {r.event_id for r in rows}, "the tail passed the claimed rows"

@@ -35,17 +35,16 @@ from redis.exceptions import ResponseError
 
 from . import metrics, telemetry
 from .config import Settings
+from .loops import run_forever
 from .wire import Delivery, Envelope, MalformedMessage, Outgoing, as_text, decode, encode
 
 log = logging.getLogger(__name__)
 
-# How long Bus.stop waits for each of its parts before leaving it behind.
-STOP_DEADLINE_S = 5.0
-
 Handler = Callable[[Envelope, Delivery], Awaitable[Sequence[Outgoing]]]
-# Sees a whole batch before its messages are handled one by one: a chance to do the work
-# of many messages at once. Whatever it does not finish, the handler still does.
-Prepare = Callable[[Sequence[Delivery]], Awaitable[None]]
+# Handles a whole batch at once, before the one-by-one handler (the orchestrator decides
+# and commits a batch in one transaction). Returns the entry ids it handled; the handler
+# gets the others. It produces no outputs of its own: its effects are committed elsewhere.
+BatchHandler = Callable[[Sequence[Delivery]], Awaitable[set[str]]]
 
 
 @dataclass(slots=True)
@@ -54,7 +53,7 @@ class Subscription:
     group: str
     handler: Handler
     dedupe: bool
-    prepare: Prepare | None = None
+    batch_handler: BatchHandler | None = None
     autoclaim_cursor: str = "0-0"
     # Entries a handler is working on; the heartbeat keeps them claimed by this consumer.
     in_flight: set[str] = field(default_factory=set)
@@ -155,7 +154,7 @@ class Bus:
         group: str | None = None,
         dedupe: bool = False,
         max_records: int | None = None,
-        prepare: Prepare | None = None,
+        batch_handler: BatchHandler | None = None,
     ) -> Subscription:
         """Consume ``stream`` as one consumer of ``group`` (default: the service's name).
 
@@ -163,7 +162,9 @@ class Bus:
         handlers take long should read one message at a time (``max_records=1``)."""
         if self._started:
             raise RuntimeError("subscribe before start()")
-        sub = Subscription(stream=stream, group=group or self.service, handler=handler, dedupe=dedupe, prepare=prepare)
+        sub = Subscription(
+            stream=stream, group=group or self.service, handler=handler, dedupe=dedupe, batch_handler=batch_handler
+        )
         self._subscriptions.append(sub)
 
         async def on_batch(body: Any) -> None:
@@ -199,22 +200,22 @@ class Bus:
     async def stop(self) -> None:
         """Stop reading; entries in flight stay pending for the reclaimer of another process.
 
-        Each part gets a deadline (``STOP_DEADLINE_S``) and is then left behind with a
-        warning: stopping must not hang on a Redis call that never answers. (Awaiting a
-        cancelled task under ``suppress(CancelledError)`` also swallowed the caller's own
-        cancellation; ``asyncio.wait`` does neither.)"""
+        Each part gets a deadline (``Settings.stop_timeout_s``) and is then left behind with
+        a warning: stopping must not hang on a Redis call that never answers. ``asyncio.wait``
+        neither hangs nor swallows the caller's own cancellation."""
+        deadline = self.settings.stop_timeout_s
         background = [t for t in (self._reclaimer, self._heartbeat) if t is not None]
         for task in background:
             task.cancel()
         self._reclaimer = self._heartbeat = None
         if background:
-            _, late = await asyncio.wait(background, timeout=STOP_DEADLINE_S)
+            _, late = await asyncio.wait(background, timeout=deadline)
             for task in late:
-                log.warning("bus task %s did not stop within %.0f s; left behind", task.get_name(), STOP_DEADLINE_S)
+                log.warning("bus task %s did not stop within %.0f s; left behind", task.get_name(), deadline)
         broker_stop = asyncio.ensure_future(self.broker.stop())
-        _, late = await asyncio.wait([broker_stop], timeout=STOP_DEADLINE_S)
+        _, late = await asyncio.wait([broker_stop], timeout=deadline)
         if late:
-            log.warning("the broker did not stop within %.0f s; left behind", STOP_DEADLINE_S)
+            log.warning("the broker did not stop within %.0f s; left behind", deadline)
         elif (exc := broker_stop.exception()) is not None:
             raise exc
         self._client = None
@@ -255,13 +256,18 @@ class Bus:
             runnable = fresh
 
         if runnable:
-            sub.in_flight.update(d.entry_id for d in runnable)
-            if sub.prepare is not None:
-                try:
-                    await sub.prepare(runnable)
-                except Exception:  # an optimisation failed: every message is still handled below
-                    log.exception("batch preparation failed on %s; handling one by one", sub.stream)
+            working = {d.entry_id for d in runnable}
+            sub.in_flight.update(working)
             try:
+                if sub.batch_handler is not None:
+                    try:
+                        handled = await sub.batch_handler(runnable)
+                    except Exception:  # the batch path failed: every message is still handled below
+                        log.exception("batch handler failed on %s; handling one by one", sub.stream)
+                        handled = set()
+                    ack.extend(d.entry_id for d in runnable if d.entry_id in handled)
+                    outcome.processed += len(handled)
+                    runnable = [d for d in runnable if d.entry_id not in handled]
                 for d in runnable:
                     assert d.envelope is not None
                     started = time.perf_counter()
@@ -293,7 +299,7 @@ class Bus:
                         done_keys.append(self._done_key(sub, d))
                     outcome.processed += 1
             finally:
-                sub.in_flight.difference_update(d.entry_id for d in runnable)
+                sub.in_flight.difference_update(working)
 
         for d in dead:
             ack.append(d.entry_id)
@@ -364,39 +370,38 @@ class Bus:
         """Reset the idle time of entries our handlers are working on (XCLAIM JUSTID does
         not count as a delivery), so the reclaimer of another process leaves them alone."""
         period = self.settings.reclaim_idle_ms / 3000
-        while True:
-            await asyncio.sleep(period)
+
+        async def one_pass() -> bool:
             for sub in self._subscriptions:
                 if sub.in_flight:
-                    try:
-                        await self.client.xclaim(
-                            sub.stream,
-                            sub.group,
-                            self.consumer,
-                            min_idle_time=0,
-                            message_ids=list[Any](sub.in_flight),
-                            justid=True,
-                        )
-                    except (OSError, ResponseError) as exc:
-                        log.warning("could not refresh in-flight entries of %s: %s", sub.stream, exc)
+                    await self.client.xclaim(
+                        sub.stream,
+                        sub.group,
+                        self.consumer,
+                        min_idle_time=0,
+                        message_ids=list[Any](sub.in_flight),
+                        justid=True,
+                    )
+            return False
+
+        await run_forever("bus heartbeat", one_pass, lambda: asyncio.sleep(period))
 
     async def _reclaim_forever(self) -> None:
         period = self.settings.reclaim_interval_ms / 1000
         last_cleanup = 0.0
-        while True:
-            try:
+
+        async def one_pass() -> bool:
+            nonlocal last_cleanup
+            for sub in self._subscriptions:
+                while await self.reclaim_once(sub):
+                    pass
+            if time.monotonic() - last_cleanup > self.settings.dead_consumer_idle_ms / 2000:
+                last_cleanup = time.monotonic()
                 for sub in self._subscriptions:
-                    while await self.reclaim_once(sub):
-                        pass
-                if time.monotonic() - last_cleanup > self.settings.dead_consumer_idle_ms / 2000:
-                    last_cleanup = time.monotonic()
-                    for sub in self._subscriptions:
-                        await self.remove_idle_consumers(sub)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reclaimer pass failed; retrying")
-            await asyncio.sleep(period)
+                    await self.remove_idle_consumers(sub)
+            return False
+
+        await run_forever("bus reclaimer", one_pass, lambda: asyncio.sleep(period))
 
     async def reclaim_once(self, sub: Subscription) -> int:
         """Claim and process one page of entries idle past ``reclaim_idle_ms``; returns how

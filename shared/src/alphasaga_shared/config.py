@@ -40,18 +40,25 @@ class Settings(BaseSettings):
 
     workflows: Path | None = Field(None, description="A YAML file of workflow definitions (orchestrator)")
     timer_poll_ms: int = Field(200, ge=1)
+    timer_batch: int = Field(200, ge=1, description="Due deadlines fired per pass")
     snapshot_every: int = Field(100, ge=0, description="Snapshot a saga every N events; 0 = never")
+    saga_cache_size: int = Field(10_000, ge=0, description="Sagas an orchestrator keeps in memory; 0 = none")
 
     run_relay: bool = Field(True, description="Run the outbox relay in the orchestrator process")
     relay_batch: int = Field(500, ge=1)
     relay_poll_ms: int = Field(50, ge=1)
     run_projector: bool = Field(True, description="Keep the saga-summary projection in the orchestrator process")
+    projection_batch: int = Field(500, ge=1)
+    projection_poll_ms: int = Field(200, ge=1)
 
     connect_timeout_s: float = Field(5.0, gt=0)
+    stop_timeout_s: float = Field(5.0, gt=0, description="How long each part of a graceful stop may take")
     http_port: int | None = Field(None, description="Health and metrics; unset = no HTTP server")
     http_host: str = "0.0.0.0"
     otlp_endpoint: str | None = None
     log_level: str = "INFO"
+    # Fault injection for the crash tests; never set in production.
+    fault: Literal["relay_crash_after_publish"] | None = None
 
     @property
     def production(self) -> bool:

@@ -21,3 +21,8 @@ HANDLER_SECONDS = Histogram(
 RELAYED = Counter("alphasaga_relayed_total", "Outbox messages published by the relay")
 RELAY_LAG = Gauge("alphasaga_relay_lag_seconds", "Age of the newest outbox row the relay published")
 SAGAS = Counter("alphasaga_sagas_total", "Sagas that reached a state", ["state"])
+OUTAGES = Counter(
+    "alphasaga_outages_total",
+    "Outages a background loop rode out (a lost or refused connection), by loop",
+    ["loop"],
+)

@@ -14,8 +14,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
 from alphasaga_contracts.envelope import (
     BODY,
     CAUSATION_ID,
@@ -27,21 +25,20 @@ from alphasaga_contracts.envelope import (
 )
 
 from . import metrics
-from .eventstore import Conn, EventStore, JsonText, NewEvent, Position, RecordedEvent
+from .config import Settings
+from .eventstore import Conn, EventStore, JsonText, NewEvent, Position, RecordedEvent, outbox_channel
+from .loops import run_forever
 from .wire import Outgoing
 
 log = logging.getLogger(__name__)
 
 RELAY_POSITION = "relay:outbox"
 # One relay publishes at a time (the holder of this advisory lock); the others wait.
-_RELAY_LOCK_KEY = "alphasaga-relay"
+RELAY_LOCK = "alphasaga-relay"
+LOCK_POLL_S = 1.0
 # A claim the tail has not met after this long was met before it was made (the row was
 # published twice, which receivers deduplicate): forget it.
-_CLAIM_TTL_S = 60.0
-
-
-def outbox_stream(correlation_id: str) -> str:
-    return f"outbox:{correlation_id}"
+CLAIM_TTL_S = 60.0
 
 
 def outbox_events(outgoing: Sequence[Outgoing]) -> list[NewEvent]:
@@ -106,7 +103,7 @@ class Relay:
     them: it is what makes delivery certain, for rows committed by any process. The
     direct path (``publish_committed``) lets the process holding the relay lock publish
     the rows it has just committed itself, at once, instead of a NOTIFY, a wake-up and a
-    read later: about a millisecond per saga step. Such rows are *claimed*; the tail
+    read later (docs/decisions/0004). Such rows are *claimed*; the tail
     skips a claimed row when it reaches it, and saves no position past a row whose direct
     publish is unfinished, so a crash at any point leaves it to the tail of the next
     relay (at least once, as before). A direct publish that fails hands its rows back to
@@ -115,7 +112,14 @@ class Relay:
     """
 
     def __init__(
-        self, store: EventStore, redis: object, *, batch: int = 500, poll_ms: int = 50, save_every_ms: int = 100
+        self,
+        store: EventStore,
+        redis: object,
+        *,
+        batch: int = 500,
+        poll_ms: int = 50,
+        save_every_ms: int = 100,
+        crash_after_publish: bool = False,
     ) -> None:
         self.store = store
         self.redis = redis  # redis.asyncio.Redis; typed loosely to keep faststream out of here
@@ -136,6 +140,8 @@ class Relay:
         self._claimed: dict[uuid.UUID, _Claim] = {}
         self._skipped_unconfirmed: set[uuid.UUID] = set()
         self._handed_back: list[tuple[str, dict[str, str]]] = []
+        # Fault injection for the crash test: exit once published, before the position is saved.
+        self._crash_after_publish = crash_after_publish
 
     async def publish_committed(self, rows: Sequence[NewEvent]) -> None:
         """Publish outbox rows that this process has just committed (see the class
@@ -212,8 +218,8 @@ class Relay:
                 # The position stays before the tail's rows; only handed-back rows need keeping.
                 self._handed_back[:0] = handed_back
                 raise
-            if os.environ.get("ALPHASAGA_FAULT") == "relay_crash_after_publish":
-                os._exit(137)  # fault injection for the crash test: published, position not saved
+            if self._crash_after_publish:
+                os._exit(137)
             metrics.RELAYED.inc(len(to_publish))
         if refs:
             self._position = refs[-1].position
@@ -225,7 +231,7 @@ class Relay:
     async def save(self) -> None:
         if self._skipped_unconfirmed or self._handed_back:
             return  # the position is past rows not yet surely published: keep the old one
-        cutoff = time.monotonic() - _CLAIM_TTL_S
+        cutoff = time.monotonic() - CLAIM_TTL_S
         for event_id in [e for e, claim in self._claimed.items() if claim.at < cutoff]:
             del self._claimed[event_id]  # read by the tail before it was claimed: published twice
         if self._position is not None and self._position != self._saved:
@@ -236,7 +242,7 @@ class Relay:
         """Publish forever while holding the relay lock."""
         async with self.store.pool.acquire() as lock_conn:
             await self._take_lock(lock_conn)
-            channel = f"alphasaga_outbox_{self.store.schema}"
+            channel = outbox_channel(self.store.schema)
             await lock_conn.add_listener(channel, self._notified)
             self._holding = True
             try:
@@ -245,28 +251,34 @@ class Relay:
                 self._holding = False
                 await self.save()
                 await lock_conn.remove_listener(channel, self._notified)
-                await lock_conn.execute("UNLISTEN *")
-                # Pooled connections keep their session (see eventstore.store._keep_session).
-                await lock_conn.execute("SELECT pg_advisory_unlock_all()")
+                await self.store.release_session(lock_conn)
 
     async def _publish_forever(self) -> None:
         log.info("relay is publishing the outbox")
-        while True:
-            try:
-                published = await self.publish_once()
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("relay pass failed, retrying: %s", exc)
-                published = 0
-                await asyncio.sleep(1)
-            if published < self.batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
-                self._wake.clear()
+
+        async def one_pass() -> bool:
+            return await self.publish_once() >= self.batch
+
+        async def pause() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            self._wake.clear()
+
+        await run_forever("relay", one_pass, pause)
 
     async def _take_lock(self, conn: Conn) -> None:
-        key = f"{_RELAY_LOCK_KEY}:{self.store.schema}"
-        while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key):
-            await asyncio.sleep(1)
+        while not await self.store.try_session_lock(conn, RELAY_LOCK):
+            await asyncio.sleep(LOCK_POLL_S)
+
+
+def relay_for(store: EventStore, redis: object, settings: Settings) -> Relay:
+    return Relay(
+        store,
+        redis,
+        batch=settings.relay_batch,
+        poll_ms=settings.relay_poll_ms,
+        crash_after_publish=settings.fault == "relay_crash_after_publish",
+    )
 
 
 def main() -> None:
@@ -275,10 +287,7 @@ def main() -> None:
     from .runner import ServiceContext, run_service
 
     async def setup(ctx: ServiceContext) -> None:
-        relay = Relay(
-            ctx.store, await ctx.bus.connect(), batch=ctx.settings.relay_batch, poll_ms=ctx.settings.relay_poll_ms
-        )
-        ctx.background.append(relay.run)
+        ctx.background.append(relay_for(ctx.store, await ctx.bus.connect(), ctx.settings).run)
 
     run_service("relay", setup)
 

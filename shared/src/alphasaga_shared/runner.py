@@ -23,9 +23,6 @@ from .health import HealthServer
 log = logging.getLogger(__name__)
 
 
-STOP_TIMEOUT_S = 5.0
-
-
 # What connecting to PostgreSQL raises when it is down, unreachable or refuses us.
 DATABASE_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -110,21 +107,22 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
             t.cancel()
         # Every step of a stop has a deadline: a task or connection that does not let go
         # must not keep the process alive (work in flight stays pending for the reclaimer).
+        deadline = settings.stop_timeout_s
         if tasks:
-            _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+            _, stuck = await asyncio.wait(tasks, timeout=deadline)
             for t in stuck:
                 log.warning("background task %s did not stop in time", t.get_name())
         for t in tasks:
             if t.done() and not t.cancelled() and t.exception() is not None:
                 log.debug("background task %s ended with %r", t.get_name(), t.exception())
         try:
-            await asyncio.wait_for(bus.stop(), STOP_TIMEOUT_S)
+            await asyncio.wait_for(bus.stop(), deadline)
         except TimeoutError:
-            log.warning("the bus did not stop within %ss", STOP_TIMEOUT_S)
+            log.warning("the bus did not stop within %ss", deadline)
         try:
-            await asyncio.wait_for(store.close(), STOP_TIMEOUT_S)
+            await asyncio.wait_for(store.close(), deadline)
         except TimeoutError:
-            log.warning("database connections still in use after %ss: closing them", STOP_TIMEOUT_S)
+            log.warning("database connections still in use after %ss: closing them", deadline)
             store.terminate()
 
 

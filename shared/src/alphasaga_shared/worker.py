@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from alphasaga_contracts import Service, Streams
 from alphasaga_contracts import steps as st
 
 from . import telemetry
-from .artifacts import StepUndone
+from .eventstore import StepUndone
 from .runner import ServiceContext, run_service
 from .wire import Delivery, Envelope, MalformedMessage, Outgoing, derived_message_id, envelope_for
 
@@ -46,7 +46,6 @@ class WorkerSpec:
     service: Service
     run: StepHandler
     undo: CompensationHandler
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def types(self) -> st.StepTypes:

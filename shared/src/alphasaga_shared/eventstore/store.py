@@ -1,8 +1,9 @@
-"""The PostgreSQL event store, on asyncpg.
+"""The PostgreSQL event store, on asyncpg: the only SQL over ``events``, reader
+positions and session locks in ``shared/``.
 
-Streams are identified by text ids (``saga-<uuid>``, ``outbox:<uuid>``); each has
-contiguous versions from 1. ``append`` takes the version the caller last saw and fails
-with ``ConcurrencyError`` when someone else appended in between.
+Streams are identified by text ids (``saga-<uuid>``, ``outbox:<correlation id>``); each
+has contiguous versions from 1. ``append`` takes the version the caller last saw and
+fails with ``ConcurrencyError`` when someone else appended in between.
 """
 
 from __future__ import annotations
@@ -20,7 +21,18 @@ from asyncpg.pool import PoolConnectionProxy
 
 from .migrations import migrate
 
-ANY_VERSION = None
+# Outgoing messages are rows of the stream ``outbox:<correlation id>`` (the log is the outbox).
+OUTBOX_PREFIX = "outbox:"
+
+
+def outbox_stream(correlation_id: str) -> str:
+    return f"{OUTBOX_PREFIX}{correlation_id}"
+
+
+def outbox_channel(schema: str) -> str:
+    """The channel that commits adding outbox rows notify; relays listen on it."""
+    return f"alphasaga_outbox_{schema}"
+
 
 # A plain connection or one borrowed from the pool.
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -124,7 +136,7 @@ _TAIL_PREFIX = _TAIL.format(filter="AND stream_id LIKE $4")
 # relay that published most rows itself fetches only the others, with by_positions, as
 # text: it sends them on as message bodies). A literal predicate, so the planner can use
 # the partial outbox index.
-_TAIL_OUTBOX_REFS = _TAIL.format(filter="AND stream_id LIKE 'outbox:%'").replace(
+_TAIL_OUTBOX_REFS = _TAIL.format(filter=f"AND stream_id LIKE '{OUTBOX_PREFIX}%'").replace(
     _COLUMNS, "global_position, event_id, transaction_id::text::bigint AS transaction_id, recorded_at", 1
 )
 _BY_POSITIONS = f"""
@@ -135,9 +147,10 @@ _TAIL_PREFIX_TEXT = _TAIL_PREFIX.replace(_COLUMNS, _COLUMNS_DATA_AS_TEXT, 1)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Replaces asyncpg's reset query on release (a round trip per borrow: half the append
-    rate on one connection). asyncpg still ends any open transaction itself; nothing here
-    sets session variables or LISTENs, and the relay releases its advisory lock itself."""
+    """Replaces asyncpg's reset query on release, a round trip per borrow
+    (docs/decisions/0001). asyncpg still ends any open transaction itself; nothing here
+    sets session variables, and a session that listens or locks releases them itself
+    (``release_session``)."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -223,9 +236,28 @@ class EventStore:
             await conn.fetchval("SELECT 1")
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Conn]:
+    async def transaction(self, *, lock: str | None = None) -> AsyncIterator[Conn]:
+        """A transaction on a pooled connection; with ``lock``, holding the advisory lock of
+        that name (in this schema) until it ends, so that one holder at a time runs it."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if lock is not None:
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.lock_key(lock))
             yield conn
+
+    def lock_key(self, name: str) -> str:
+        # Advisory locks are per database; schemas (tests, tenants) must not share one.
+        return f"{name}:{self.schema}"
+
+    async def try_session_lock(self, conn: Conn, name: str) -> bool:
+        """Take the advisory lock ``name`` for ``conn``'s session, if nobody holds it."""
+        return bool(await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.lock_key(name)))
+
+    @staticmethod
+    async def release_session(conn: Conn) -> None:
+        """Give up every session lock and listener of ``conn`` before it goes back to the
+        pool (pooled connections keep their session: see ``_keep_session``)."""
+        await conn.execute("UNLISTEN *")
+        await conn.execute("SELECT pg_advisory_unlock_all()")
 
     async def append(
         self,
@@ -316,6 +348,9 @@ class EventStore:
             )
         return START if row is None else Position(int(row["t"]), int(row["g"]))
 
+    async def forget_position(self, name: str, conn: Conn) -> None:
+        await conn.execute("DELETE FROM subscription_positions WHERE name = $1", name)
+
     async def save_position(self, name: str, position: Position, conn: Conn | None = None) -> None:
         sql = (
             "INSERT INTO subscription_positions (name, transaction_id, global_position)"
@@ -329,14 +364,3 @@ class EventStore:
                 await c.execute(sql, *args)
         else:
             await conn.execute(sql, *args)
-
-    @staticmethod
-    async def record_inbox(conn: Conn, consumer: str, message_id: str) -> bool:
-        """Record ``message_id`` as handled by ``consumer`` inside the caller's transaction.
-        False means it was handled before: the caller should ack and do nothing."""
-        row = await conn.fetchrow(
-            "INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
-            consumer,
-            message_id,
-        )
-        return row is not None

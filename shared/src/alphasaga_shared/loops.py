@@ -1,0 +1,103 @@
+"""Background loops that ride out outages.
+
+A loop runs one pass after another. A pass that fails for a transient reason (a lost or
+refused connection to PostgreSQL or Redis) is retried with exponential backoff and
+jitter (tenacity); the outage is logged once when it begins and once when it ends, and
+counted in ``alphasaga_outages_total``. Any other exception ends the loop, and the
+service runner stops the process with that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from redis import exceptions as redis_errors
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+# What a server that went away, restarted, failed over or cut our session looks like.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.CannotConnectNowError,  # the server is starting or shutting down
+    asyncpg.AdminShutdownError,  # pg_terminate_backend, a restart, an idle-session killer
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # a connection that was closed or released under us
+    asyncpg.InternalClientError,  # a connection left mid-operation by a lost session
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+)
+
+# One pass of a loop: True when there is more to do at once, False to pause first.
+Pass = Callable[[], Awaitable[bool]]
+
+
+class Outage:
+    """Logs and counts an outage once, however many retries it takes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.since: float | None = None
+        self._counter = metrics.OUTAGES.labels(name)
+
+    def failed(self, state: RetryCallState) -> None:
+        """tenacity's ``before_sleep``: a pass failed and will be retried."""
+        if self.since is not None:
+            return
+        self.since = time.monotonic()
+        self._counter.inc()
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.warning("%s: %s; retrying with backoff until it recovers", self.name, _reason(exc))
+
+    def passed(self) -> None:
+        if self.since is not None:
+            log.warning("%s recovered after %.1f s", self.name, time.monotonic() - self.since)
+            self.since = None
+
+
+def retrying(
+    outage: Outage,
+    *,
+    transient: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+    initial_backoff_s: float = 0.1,
+    max_backoff_s: float = 5.0,
+) -> AsyncRetrying:
+    """Retry forever on ``transient`` errors, with backoff; let anything else through."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(transient),
+        wait=wait_exponential_jitter(multiplier=initial_backoff_s, jitter=initial_backoff_s, max=max_backoff_s),
+        before_sleep=outage.failed,
+        reraise=True,
+    )
+
+
+async def run_forever(
+    name: str,
+    one_pass: Pass,
+    pause: Callable[[], Awaitable[object]],
+    *,
+    transient: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+    max_backoff_s: float = 5.0,
+) -> None:
+    """Run ``one_pass`` for ever, awaiting ``pause()`` after a pass that found nothing more
+    to do; ride out transient errors (see the module docstring)."""
+    outage = Outage(name)
+    attempts = retrying(outage, transient=transient, max_backoff_s=max_backoff_s)
+    while True:
+        busy: bool = await attempts(one_pass)
+        outage.passed()
+        if not busy:
+            await pause()
+
+
+def _reason(exc: BaseException | None) -> str:
+    if exc is None:
+        return "failed"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
