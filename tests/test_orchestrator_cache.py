@@ -10,20 +10,18 @@ from typing import Any
 
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
+from alphasaga_orchestrator import bootstrap
+from alphasaga_orchestrator.handling import Orchestrator
 from alphasaga_orchestrator.invariants import check_saga
-from alphasaga_orchestrator.repository import saga_stream
-from alphasaga_orchestrator.service import Orchestrator
-from alphasaga_shared.bus import Bus
+from alphasaga_orchestrator.sagastore import saga_stream
 from alphasaga_shared.config import Settings
-from alphasaga_shared.eventstore import EventStore
-from alphasaga_shared.outbox import outbox_stream
-from alphasaga_shared.runner import ServiceContext
+from alphasaga_shared.eventstore import EventStore, outbox_stream
 from alphasaga_shared.wire import Envelope, envelope_for
 from tests.support import replies
 
 
 def orchestrator(settings: Settings, store: EventStore) -> Orchestrator:
-    return Orchestrator(store, ServiceContext("orchestrator", settings, Bus(settings, service="o"), store))
+    return bootstrap.orchestrator(store, settings)
 
 
 def reply(step: str, saga_id: uuid.UUID) -> Envelope:
@@ -36,7 +34,7 @@ async def test_a_stale_cached_saga_is_decided_again_on_the_stored_one(settings: 
     saga_id = uuid.uuid4()
     start = sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))
     await first.apply(saga_id, envelope_for(start, correlation_id=str(saga_id)))
-    assert saga_id in first._sagas, "the committed saga is kept"
+    assert saga_id in first.repo.cache, "the committed saga is kept"
 
     # The other orchestrator moves the saga on: reasoning done, codegen commanded.
     await second.apply(saga_id, reply("reasoning", saga_id))
@@ -73,4 +71,4 @@ async def test_the_cache_serves_a_whole_saga_without_reading_it(settings: Settin
     assert reads == 1, "only the new saga was looked up in the store"
     saga = (await load_many([saga_id]))[saga_id]
     assert saga is not None and saga.state == "COMPLETED"
-    assert saga_id not in only._sagas, "a finished saga is not kept"
+    assert saga_id not in only.repo.cache, "a finished saga is not kept"

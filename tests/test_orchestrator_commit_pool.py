@@ -10,12 +10,11 @@ import asyncpg
 
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
-from alphasaga_orchestrator.repository import saga_stream
-from alphasaga_orchestrator.service import COMMIT_POOL_SETTINGS, GENERIC_PLAN_MAX_SAGAS, Orchestrator
-from alphasaga_shared.bus import Bus
+from alphasaga_orchestrator import bootstrap
+from alphasaga_orchestrator.sagastore import saga_stream
+from alphasaga_orchestrator.tuning import COMMIT_POOL_SETTINGS, GENERIC_PLAN_MAX_SAGAS
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
-from alphasaga_shared.runner import ServiceContext
 from alphasaga_shared.wire import Delivery, Envelope, envelope_for
 
 
@@ -40,8 +39,7 @@ async def test_one_saga_commits_on_the_commit_pool_and_a_large_batch_on_the_main
 ) -> None:
     name = f"alphasaga-test-{uuid.uuid4().hex[:8]}"
     commit_pool = await store.pool_with(COMMIT_POOL_SETTINGS, application_name=name)
-    ctx = ServiceContext("orchestrator", settings, Bus(settings, service="o"), store)
-    orchestrator = Orchestrator(store, ctx, commit_pool=commit_pool)
+    orchestrator = bootstrap.orchestrator(store, settings, commit_pool=commit_pool)
 
     one = uuid.uuid4()
     await orchestrator.apply(one, start(one))
@@ -50,7 +48,7 @@ async def test_one_saga_commits_on_the_commit_pool_and_a_large_batch_on_the_main
 
     many = [uuid.uuid4() for _ in range(GENERIC_PLAN_MAX_SAGAS + 1)]
     stream = settings.streams.commands("orchestrator")
-    await orchestrator.prepare(
+    await orchestrator.decide_and_commit_batch(
         [Delivery(stream=stream, entry_id=f"1-{i}", fields={}, envelope=start(s)) for i, s in enumerate(many)]
     )
     for saga_id in many:

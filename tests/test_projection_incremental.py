@@ -8,12 +8,11 @@ from typing import Any
 
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
+from alphasaga_orchestrator import bootstrap
 from alphasaga_orchestrator.projection import SagaProjector
-from alphasaga_orchestrator.service import Orchestrator
-from alphasaga_shared.bus import Bus
+from alphasaga_orchestrator.sagastore import SagaStore
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
-from alphasaga_shared.runner import ServiceContext
 from alphasaga_shared.wire import envelope_for
 from tests.support import replies
 
@@ -25,8 +24,8 @@ async def table(store: EventStore) -> list[dict[str, Any]]:
 
 
 async def test_incremental_projection_equals_a_full_rebuild(settings: Settings, store: EventStore) -> None:
-    orchestrator = Orchestrator(store, ServiceContext("orchestrator", settings, Bus(settings, service="o"), store))
-    projector = SagaProjector(store, batch=7)  # small batches: sagas straddle them
+    orchestrator = bootstrap.orchestrator(store, settings)
+    projector = SagaProjector(SagaStore(store), batch=7)  # small batches: sagas straddle them
     sagas = [uuid.uuid4() for _ in range(40)]
     for saga_id in sagas:
         start = sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))
@@ -51,5 +50,5 @@ async def test_incremental_projection_equals_a_full_rebuild(settings: Settings, 
     assert {r["state"] for r in incremental} == {"COMPLETED", "ROLLED_BACK"}
     assert len(projector._cache) == 40, "sagas were folded forward"
 
-    assert await SagaProjector(store).rebuild() == 40
+    assert await SagaProjector(SagaStore(store)).rebuild() == 40
     assert await table(store) == incremental

@@ -1,51 +1,56 @@
-"""``python -m alphasaga_orchestrator``: the saga orchestrator and the outbox relay."""
+"""``python -m alphasaga_orchestrator``: the saga orchestrator, with the outbox relay and
+the saga-list projector (each can run in a process of its own instead)."""
 
 from __future__ import annotations
 
 import logging
 
+from alphasaga_contracts import WORKERS, Service
 from alphasaga_shared.config import ConfigError
-from alphasaga_shared.outbox import Relay
+from alphasaga_shared.outbox import relay_for
 from alphasaga_shared.runner import DATABASE_UNREACHABLE, ServiceContext, StartupError, run_service
 
+from . import bootstrap, tuning
 from .projection import SagaProjector
-from .service import COMMIT_POOL_SETTINGS, Orchestrator, subscribed_streams
+from .timers import Timers
 from .workflow import WorkflowFileError, load_workflows
 
 log = logging.getLogger(__name__)
 
 
 async def setup(ctx: ServiceContext) -> None:
-    relay = Relay(
-        ctx.store, await ctx.bus.connect(), batch=ctx.settings.relay_batch, poll_ms=ctx.settings.relay_poll_ms
-    )
+    settings = ctx.settings
     try:
-        workflows = load_workflows(ctx.settings.workflows)
+        workflows = load_workflows(settings.workflows)
     except WorkflowFileError as exc:
         raise ConfigError(str(exc)) from None
     for w in workflows.all():
         log.info("workflow %s v%d: %s", w.name, w.version, " -> ".join(st.name for st in w.steps))
     try:
         commit_pool = await ctx.store.pool_with(
-            COMMIT_POOL_SETTINGS,
+            tuning.COMMIT_POOL_SETTINGS,
             application_name="alphasaga-orchestrator-commits",
-            timeout=ctx.settings.connect_timeout_s,
+            timeout=settings.connect_timeout_s,
         )
     except DATABASE_UNREACHABLE as exc:
         raise StartupError(f"cannot open the commit pool on PostgreSQL: {exc or type(exc).__name__}") from None
-    orchestrator = Orchestrator(
-        ctx.store, ctx, workflows, relay, snapshot_every=ctx.settings.snapshot_every, commit_pool=commit_pool
+    relay = relay_for(ctx.store, await ctx.bus.connect(), settings)
+    orchestrator = bootstrap.orchestrator(
+        ctx.store, settings, workflows=workflows, relay=relay, commit_pool=commit_pool
     )
-    for stream in subscribed_streams(ctx):
+    store = orchestrator.store
+    streams = [settings.streams.commands(Service.ORCHESTRATOR), *(settings.streams.events(w) for w in WORKERS)]
+    for stream in streams:
         # No Redis-side guard: the orchestrator's inbox lives in Postgres, in the same
         # transaction as the events a message causes.
-        ctx.bus.subscribe(stream, orchestrator.handle, prepare=orchestrator.prepare)
-    if ctx.settings.run_relay:  # or run it alone: python -m alphasaga_shared.outbox
+        ctx.bus.subscribe(stream, orchestrator.handle, batch_handler=orchestrator.decide_and_commit_batch)
+    if settings.run_relay:  # or alone: python -m alphasaga_shared.outbox
         ctx.background.append(relay.run)
-    # Keeps the saga list read model warm; `alphasaga status`/`list` catch up on their own.
-    if ctx.settings.run_projector:  # or run it alone: python -m alphasaga_orchestrator.projection
-        ctx.background.append(SagaProjector(ctx.store).run)
-    ctx.background.append(lambda: orchestrator.run_timers(ctx.settings.timer_poll_ms / 1000))
+    if settings.run_projector:  # or alone: python -m alphasaga_orchestrator.projection
+        projector = SagaProjector(store, batch=settings.projection_batch, poll_ms=settings.projection_poll_ms)
+        ctx.background.append(projector.run)
+    timers = Timers(store, orchestrator.apply, poll_s=settings.timer_poll_ms / 1000, batch=settings.timer_batch)
+    ctx.background.append(timers.run)
 
 
 def main() -> None:

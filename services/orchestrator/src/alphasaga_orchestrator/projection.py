@@ -14,104 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
+from alphasaga_shared.eventstore import Conn, JsonText, RecordedEvent
+from alphasaga_shared.loops import run_forever
 
-from alphasaga_shared.eventstore import Conn, EventStore, JsonText, RecordedEvent
-
-from .repository import SagaRepository, saga_stream
+from .repository import SagaRepository
 from .saga import Saga, state_json
+from .sagastore import SAGA_PREFIX, SagaStore, SagaSummary, saga_id_of_stream
 
 log = logging.getLogger(__name__)
 
 PROJECTION = "projection:saga_summaries"
-_SAGA_PREFIX = "saga-"
-
-_COLUMNS = (
-    "saga_id, state, workflow, workflow_version, current_step, attempt, steps_completed, failure,"
-    " verdict, metrics, version, started_at, updated_at, saga_state"
-)
-
-_UPSERT = f"""
-INSERT INTO saga_summaries ({_COLUMNS})
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-ON CONFLICT (saga_id) DO UPDATE SET
-    state = excluded.state, workflow = excluded.workflow, workflow_version = excluded.workflow_version,
-    current_step = excluded.current_step, attempt = excluded.attempt,
-    steps_completed = excluded.steps_completed, failure = excluded.failure, verdict = excluded.verdict,
-    metrics = excluded.metrics, version = excluded.version, started_at = excluded.started_at,
-    updated_at = excluded.updated_at, saga_state = excluded.saga_state
-WHERE saga_summaries.version <= excluded.version
-"""
-
-_STREAMS = """
-SELECT global_position, stream_id, version, event_id, type, data, metadata,
-       transaction_id::text::bigint AS transaction_id, recorded_at
-FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class SagaSummary:
-    saga_id: uuid.UUID
-    state: str
-    workflow: str
-    workflow_version: int
-    current_step: str | None
-    attempt: int
-    steps_completed: list[str]
-    failure: str | None
-    verdict: dict[str, Any] | None
-    metrics: dict[str, Any] | None
-    version: int
-    started_at: dt.datetime
-    updated_at: dt.datetime
-    saga_state: dict[str, Any] | JsonText  # JsonText when just folded: stored without re-encoding
-
-    def as_json(self, *, with_state: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "saga_id": str(self.saga_id),
-            "state": self.state,
-            "workflow": self.workflow,
-            "workflow_version": self.workflow_version,
-            "current_step": self.current_step,
-            "attempt": self.attempt,
-            "steps_completed": list(self.steps_completed),
-            "failure": self.failure,
-            "verdict": self.verdict,
-            "metrics": self.metrics,
-            "version": self.version,
-            "started_at": self.started_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-        }
-        if with_state:
-            out["saga_state"] = json.loads(self.saga_state) if isinstance(self.saga_state, str) else self.saga_state
-        return out
-
-    def args(self) -> tuple[Any, ...]:
-        return (
-            self.saga_id,
-            self.state,
-            self.workflow,
-            self.workflow_version,
-            self.current_step,
-            self.attempt,
-            self.steps_completed,
-            self.failure,
-            self.verdict,
-            self.metrics,
-            self.version,
-            self.started_at,
-            self.updated_at,
-            self.saga_state,
-        )
 
 
 def summarise(saga: Saga, rows: Sequence[RecordedEvent]) -> SagaSummary:
@@ -127,6 +45,7 @@ def summary_of(saga: Saga, started_at: dt.datetime, updated_at: dt.datetime) -> 
     context: dict[str, Any] = getattr(saga, "context", None) or {}
     verdict = context.get("verdict")
     metrics = context.get("metrics")
+    request = context.get("request") or {}
     current = getattr(saga, "current_step", None) or getattr(saga, "compensating_step", None)
     return SagaSummary(
         saga_id=saga.id,
@@ -143,39 +62,17 @@ def summary_of(saga: Saga, started_at: dt.datetime, updated_at: dt.datetime) -> 
         started_at=started_at,
         updated_at=updated_at,
         saga_state=JsonText(state_json(saga)),
+        dataset=dataset_of(request),
     )
 
 
-def saga_id_of_stream(stream_id: str) -> uuid.UUID | None:
-    if not stream_id.startswith(_SAGA_PREFIX):
-        return None
-    try:
-        return uuid.UUID(stream_id.removeprefix(_SAGA_PREFIX))
-    except ValueError:
-        return None
-
-
-def _record(r: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(**dict(r))
-
-
-def _from_row(r: asyncpg.Record) -> SagaSummary:
-    return SagaSummary(
-        saga_id=r["saga_id"],
-        state=r["state"],
-        workflow=r["workflow"],
-        workflow_version=r["workflow_version"],
-        current_step=r["current_step"],
-        attempt=r["attempt"],
-        steps_completed=list(r["steps_completed"]),
-        failure=r["failure"],
-        verdict=r["verdict"],
-        metrics=r["metrics"],
-        version=r["version"],
-        started_at=r["started_at"],
-        updated_at=r["updated_at"],
-        saga_state=r["saga_state"],
-    )
+def dataset_of(request: dict[str, Any]) -> str | None:
+    """The built-in dataset a request names, or its data file's name."""
+    if request.get("dataset"):
+        return str(request["dataset"])
+    if request.get("data_path"):
+        return str(request["data_path"]).replace("\\", "/").rsplit("/", 1)[-1]
+    return None
 
 
 CACHE_SIZE = 20_000
@@ -184,13 +81,12 @@ CACHE_SIZE = 20_000
 class SagaProjector:
     """Keeps ``saga_summaries`` up to date with the log."""
 
-    def __init__(self, store: EventStore, *, batch: int = 500, poll_ms: int = 200) -> None:
+    def __init__(self, store: SagaStore, *, batch: int = 500, poll_ms: int = 200) -> None:
         self.store = store
+        self.events = store.events
         self.repo = SagaRepository(store)
         self.batch = batch
         self.poll_s = poll_ms / 1000
-        # Advisory locks are per database; schemas (tests, tenants) must not share one.
-        self._lock_key = f"alphasaga-projection:{store.schema}"
         # The aggregates this projector folded last, with their first and last times: a
         # batch's rows are exactly a saga's new events, so most sagas are folded forward
         # instead of from scratch. A gap in versions (another projector, a failed
@@ -199,11 +95,10 @@ class SagaProjector:
 
     async def run_once(self) -> int:
         """Project one batch of the log; returns how many events it read."""
-        async with self.store.transaction() as conn:
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
+        async with self.events.transaction(lock=PROJECTION) as conn:
             # Loaded after the lock: a projector that just committed has moved it on.
-            position = await self.store.load_position(PROJECTION)
-            rows = await self.store.read_all(position, limit=self.batch, prefix=_SAGA_PREFIX, data_as_text=True)
+            position = await self.events.load_position(PROJECTION)
+            rows = await self.events.read_all(position, limit=self.batch, prefix=SAGA_PREFIX, data_as_text=True)
             if not rows:
                 return 0
             new_rows: dict[uuid.UUID, list[RecordedEvent]] = {}
@@ -213,7 +108,7 @@ class SagaProjector:
                     new_rows.setdefault(saga_id, []).append(r)
             if new_rows:
                 await self._project(conn, new_rows)
-            await self.store.save_position(PROJECTION, rows[-1].position, conn=conn)
+            await self.events.save_position(PROJECTION, rows[-1].position, conn=conn)
         return len(rows)
 
     async def catch_up(self) -> int:
@@ -229,14 +124,13 @@ class SagaProjector:
         """Fold one saga from its stream now and upsert it (the freshest possible row, even
         while an older transaction holds the log reader back). Raises when its events
         cannot be folded."""
-        rows = await self.store.read_stream(saga_stream(saga_id))
+        rows = await self.store.events_of(saga_id)
         if not rows:
             return None
         saga = self.repo.fold(saga_id, rows)
         assert saga is not None
         summary = summarise(saga, rows)
-        async with self.store.transaction() as conn:
-            await conn.execute(_UPSERT, *summary.args())
+        await self.store.save_summary(summary)
         return summary
 
     def _fold_forward(
@@ -279,44 +173,33 @@ class SagaProjector:
     async def rebuild(self) -> int:
         """Empty the table, forget the position and fold the whole log again; returns the
         number of sagas in the rebuilt table."""
-        async with self.store.transaction() as conn:
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
-            await conn.execute("DELETE FROM saga_summaries")
-            await conn.execute("DELETE FROM subscription_positions WHERE name = $1", PROJECTION)
+        async with self.events.transaction(lock=PROJECTION) as conn:
+            await self.store.clear_summaries(conn)
+            await self.events.forget_position(PROJECTION, conn)
         self._cache.clear()
         await self.catch_up()
-        async with self.store.pool.acquire() as conn:
-            return int(await conn.fetchval("SELECT count(*) FROM saga_summaries"))
+        return await self.store.count_summaries()
 
     async def run(self) -> None:
         """Project forever (a background task of the orchestrator)."""
         log.info("projecting saga summaries")
-        while True:
-            try:
-                await self.catch_up()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("projection pass failed, retrying: %s", exc)
-                await asyncio.sleep(1)
-            await asyncio.sleep(self.poll_s)
+
+        async def one_pass() -> bool:
+            return await self.run_once() >= self.batch
+
+        await run_forever("projector", one_pass, lambda: asyncio.sleep(self.poll_s))
 
     async def _project(self, conn: Conn, new_rows: dict[uuid.UUID, list[RecordedEvent]]) -> None:
-        summaries: list[tuple[Any, ...]] = []
+        summaries: list[SagaSummary] = []
         missed: list[uuid.UUID] = []
         for saga_id, rows in new_rows.items():
             folded = self._fold_forward(saga_id, rows)
             if folded is None:
                 missed.append(saga_id)
             else:
-                summaries.append(summary_of(*folded).args())
+                summaries.append(summary_of(*folded))
         if missed:
-            records = await conn.fetch(_STREAMS, [saga_stream(s) for s in missed])
-            by_saga: dict[uuid.UUID, list[RecordedEvent]] = {}
-            for r in records:
-                row = _record(r)
-                owner = saga_id_of_stream(row.stream_id)
-                assert owner is not None
-                by_saga.setdefault(owner, []).append(row)
-            for saga_id, rows in by_saga.items():
+            for saga_id, rows in (await self.store.events_of_many(missed, conn)).items():
                 try:
                     saga = self.repo.fold(saga_id, rows)
                 except Exception as exc:  # one unreadable saga must not stop the projection
@@ -324,31 +207,8 @@ class SagaProjector:
                     continue
                 if saga is not None:
                     self._remember(saga_id, saga, rows[0].recorded_at, rows[-1].recorded_at)
-                    summaries.append(summarise(saga, rows).args())
-        if summaries:
-            await conn.executemany(_UPSERT, summaries)
-
-
-async def load_summary(store: EventStore, saga_id: uuid.UUID) -> SagaSummary | None:
-    async with store.pool.acquire() as conn:
-        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM saga_summaries WHERE saga_id = $1", saga_id)
-    return None if row is None else _from_row(row)
-
-
-async def list_summaries(
-    store: EventStore, *, state: str | None = None, since: dt.datetime | None = None, limit: int | None = None
-) -> list[SagaSummary]:
-    """Newest first; ``since`` filters on the start time."""
-    async with store.pool.acquire() as conn:
-        rows = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM saga_summaries"
-            " WHERE ($1::text IS NULL OR state = $1) AND ($2::timestamptz IS NULL OR started_at >= $2)"
-            " ORDER BY started_at DESC, saga_id LIMIT $3",
-            state,
-            since,
-            limit,
-        )
-    return [_from_row(r) for r in rows]
+                    summaries.append(summarise(saga, rows))
+        await self.store.upsert_summaries(conn, summaries)
 
 
 def main() -> None:
@@ -357,7 +217,9 @@ def main() -> None:
     from alphasaga_shared.runner import ServiceContext, run_service
 
     async def setup(ctx: ServiceContext) -> None:
-        ctx.background.append(SagaProjector(ctx.store).run)
+        store = SagaStore(ctx.store)
+        projector = SagaProjector(store, batch=ctx.settings.projection_batch, poll_ms=ctx.settings.projection_poll_ms)
+        ctx.background.append(projector.run)
 
     run_service("projector", setup)
 

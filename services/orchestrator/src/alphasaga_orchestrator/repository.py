@@ -1,11 +1,13 @@
-"""Saga persistence: eventsourcing's Mapper (JSON transcoder, no compressor or cipher,
-so stored events stay readable in SQL) over our asyncpg event store, with snapshots
-that bound the cost of rebuilding a long saga."""
+"""Sagas in and out of the saga store: eventsourcing's Mapper (JSON transcoder, no
+compressor or cipher, so stored events stay readable in SQL), snapshots that bound the
+cost of rebuilding a long saga, and the cache of sagas this process last committed."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,27 +21,11 @@ from eventsourcing.persistence import (
     UUIDAsHex,
 )
 
-from alphasaga_shared.eventstore import Conn, EventStore, JsonText, NewEvent, RecordedEvent
+from alphasaga_shared.eventstore import JsonText, NewEvent, RecordedEvent
 
+from . import sagastore
 from .saga import Saga
-
-# Sagas by stream id and the version already known (0: none): for a known one the events
-# after it; for another its snapshot, then the events after the snapshot.
-_LOAD_MANY = """
-WITH wanted AS (SELECT * FROM unnest($1::text[], $2::int[]) AS w(stream_id, after))
-SELECT true AS snapshot, s.stream_id, s.version, s.type, s.state::text AS data
-FROM snapshots s JOIN wanted w USING (stream_id) WHERE w.after = 0
-UNION ALL
-SELECT false, e.stream_id, e.version, e.type, e.data::text
-FROM wanted w JOIN events e USING (stream_id)
-WHERE e.version > CASE WHEN w.after > 0 THEN w.after
-                       ELSE coalesce((SELECT s.version FROM snapshots s WHERE s.stream_id = w.stream_id), 0) END
-ORDER BY stream_id, snapshot DESC, version
-"""
-
-
-def saga_stream(saga_id: uuid.UUID) -> str:
-    return f"saga-{saga_id}"
+from .sagastore import SagaStore, saga_stream
 
 
 def make_mapper() -> Mapper[uuid.UUID]:
@@ -50,56 +36,83 @@ def make_mapper() -> Mapper[uuid.UUID]:
 
 
 class SagaRepository:
-    def __init__(self, store: EventStore, *, snapshot_every: int = 100) -> None:
+    """Loads sagas (from the cache, their snapshot and the events after it) and turns new
+    aggregate events into rows.
+
+    The cache holds the sagas this process last committed, most recently used last. A saga
+    is taken out while it is decided on and put back only after its commit succeeded, so
+    what is here was true at some point. While no other writer has been seen, a cached saga
+    is trusted without a read: if another orchestrator moved it on, the commit's guard
+    refuses the stale decision and it is decided again from the store. For
+    ``shared_window_s`` after such a conflict, cached sagas are instead moved on to the
+    stored version, in the same one read that loads the uncached ones."""
+
+    def __init__(
+        self,
+        store: SagaStore,
+        *,
+        snapshot_every: int = 100,
+        cache_size: int = 0,
+        shared_window_s: float = 10.0,
+    ) -> None:
         self.store = store
         self.mapper = make_mapper()
         self.snapshot_every = snapshot_every
+        self.cache_size = cache_size
+        self.shared_window_s = shared_window_s
+        self.cache: OrderedDict[uuid.UUID, Saga] = OrderedDict()
+        self._last_conflict = -shared_window_s
 
-    async def load(self, saga_id: uuid.UUID, *, use_snapshot: bool = True) -> Saga | None:
-        saga: Saga | None = None
-        after = 0
-        if use_snapshot:
-            saga = await self._load_snapshot(saga_id)
-            after = saga.version if saga is not None else 0
-        rows = await self.store.read_stream(saga_stream(saga_id), after_version=after)
-        for row in rows:
-            saga = self.to_domain_event(saga_id, row).mutate(saga)
-        return saga
+    # --- the cache ---
+
+    async def take_many(self, saga_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Saga | None]:
+        """The sagas to decide on, taken out of the cache (``keep`` puts them back)."""
+        known = {s: saga for s in saga_ids if (saga := self.cache.pop(s, None)) is not None}
+        alone = time.monotonic() - self._last_conflict > self.shared_window_s
+        if len(known) == len(saga_ids) and alone:
+            return dict(known)
+        return await self.load_many(saga_ids, known)
+
+    def keep(self, saga: Saga) -> None:
+        """Remember a saga as just committed; a finished one is not kept."""
+        if saga.terminal or self.cache_size <= 0:
+            return
+        self.cache[saga.id] = saga
+        self.cache.move_to_end(saga.id)
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+
+    def conflict_seen(self) -> None:
+        """Another writer moved a saga on: check cached sagas against the store for a while."""
+        self._last_conflict = time.monotonic()
+
+    # --- reading ---
 
     async def load_many(
         self, saga_ids: Sequence[uuid.UUID], known: dict[uuid.UUID, Saga] | None = None
     ) -> dict[uuid.UUID, Saga | None]:
-        """Several sagas in one round trip. A saga in ``known`` (as this process last
-        committed it) is moved on by the events after its version, if any; any other is
-        read from its snapshot and the events after that."""
+        """Several sagas in one round trip. A saga in ``known`` is moved on by the events
+        after its version, if any; any other is read from its snapshot and the events after."""
         known = known or {}
-        streams = [saga_stream(s) for s in saga_ids]
-        after = [known[s].version if s in known else 0 for s in saga_ids]
         sagas: dict[uuid.UUID, Saga | None] = {s: known.get(s) for s in saga_ids}
-        async with self.store.pool.acquire() as conn:
-            rows = await conn.fetch(_LOAD_MANY, streams, after)
-        for row in rows:
-            saga_id = uuid.UUID(row["stream_id"].removeprefix("saga-"))
-            if row["snapshot"]:
-                sagas[saga_id] = self._from_snapshot(saga_id, row["version"], row["type"], row["data"])
-                continue
-            stored = StoredEvent(
-                originator_id=saga_id, originator_version=row["version"], topic=row["type"], state=row["data"].encode()
-            )
-            domain_event: Any = self.mapper.to_domain_event(stored)
-            sagas[saga_id] = domain_event.mutate(sagas[saga_id])
+        for row in await self.store.load_rows(saga_ids, {s: saga.version for s, saga in known.items()}):
+            if row.snapshot:
+                sagas[row.saga_id] = self._from_snapshot(row.saga_id, row.version, row.type, row.data)
+            else:
+                sagas[row.saga_id] = self._event(row.saga_id, row.version, row.type, row.data).mutate(
+                    sagas[row.saga_id]
+                )
         return sagas
 
-    def snapshot_row(self, saga: Saga) -> tuple[str, int, str, JsonText]:
-        stored = self.mapper.to_stored_event(Snapshot.take(saga))
-        return saga_stream(saga.id), saga.version, stored.topic, JsonText(stored.state.decode())
-
-    def _from_snapshot(self, saga_id: uuid.UUID, version: int, topic: str, state: Any) -> Saga:
-        """``state`` as parsed JSON, or as its text (the hot path reads it as text)."""
-        text = state if isinstance(state, str) else json.dumps(state)
-        stored = StoredEvent(originator_id=saga_id, originator_version=version, topic=topic, state=text.encode())
-        snapshot: Any = self.mapper.to_domain_event(stored)
-        saga: Saga = snapshot.mutate(None)
+    async def load(self, saga_id: uuid.UUID, *, use_snapshot: bool = True) -> Saga | None:
+        """One saga as the store holds it now."""
+        saga: Saga | None = None
+        after = 0
+        if use_snapshot and (snap := await self.store.snapshot(saga_id)) is not None:
+            saga = self._from_snapshot(saga_id, snap.version, snap.type, snap.state)
+            after = snap.version
+        for row in await self.store.events_of(saga_id, after_version=after):
+            saga = self.to_domain_event(saga_id, row).mutate(saga)
         return saga
 
     def fold(self, saga_id: uuid.UUID, rows: Sequence[RecordedEvent]) -> Saga | None:
@@ -109,13 +122,20 @@ class SagaRepository:
         return saga
 
     def to_domain_event(self, saga_id: uuid.UUID, row: RecordedEvent) -> Any:
-        stored = StoredEvent(
-            originator_id=saga_id,
-            originator_version=row.version,
-            topic=row.type,
-            state=(row.data if isinstance(row.data, str) else json.dumps(row.data)).encode(),
-        )
+        """``row.data`` parsed, or as its JSON text (both are read)."""
+        data = row.data if isinstance(row.data, str) else json.dumps(row.data)
+        return self._event(saga_id, row.version, row.type, data)
+
+    def _event(self, saga_id: uuid.UUID, version: int, topic: str, data: str) -> Any:
+        stored = StoredEvent(originator_id=saga_id, originator_version=version, topic=topic, state=data.encode())
         return self.mapper.to_domain_event(stored)
+
+    def _from_snapshot(self, saga_id: uuid.UUID, version: int, topic: str, state: str) -> Saga:
+        snapshot: Any = self._event(saga_id, version, topic, state)
+        saga: Saga = snapshot.mutate(None)
+        return saga
+
+    # --- writing ---
 
     def to_new_events(self, pending: Sequence[Any], metadata: dict[str, Any]) -> list[NewEvent]:
         rows: list[NewEvent] = []
@@ -126,6 +146,8 @@ class SagaRepository:
                     type=stored.topic,
                     data=JsonText(stored.state.decode()),
                     metadata=metadata,
+                    # The same decision always gives the same ids: a re-decided batch never
+                    # stores an event twice.
                     event_id=uuid.uuid5(uuid.UUID(str(stored.originator_id)), str(stored.originator_version)),
                 )
             )
@@ -135,22 +157,6 @@ class SagaRepository:
         n = self.snapshot_every
         return n > 0 and new_version // n > old_version // n
 
-    async def save_snapshot(self, saga: Saga, conn: Conn | None = None) -> None:
-        sql = (
-            "INSERT INTO snapshots (stream_id, version, type, state) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, type = excluded.type,"
-            " state = excluded.state, recorded_at = now() WHERE snapshots.version < excluded.version"
-        )
-        args = self.snapshot_row(saga)
-        if conn is None:
-            async with self.store.pool.acquire() as c:
-                await c.execute(sql, *args)
-        else:
-            await conn.execute(sql, *args)
-
-    async def _load_snapshot(self, saga_id: uuid.UUID) -> Saga | None:
-        async with self.store.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT version, type, state FROM snapshots WHERE stream_id = $1", saga_stream(saga_id)
-            )
-        return None if row is None else self._from_snapshot(saga_id, row["version"], row["type"], row["state"])
+    def snapshot_of(self, saga: Saga) -> sagastore.Snapshot:
+        stored = self.mapper.to_stored_event(Snapshot.take(saga))
+        return sagastore.Snapshot(saga_stream(saga.id), saga.version, stored.topic, JsonText(stored.state.decode()))

@@ -1,0 +1,130 @@
+"""How the orchestrator handles its inputs: load the sagas, decide, and commit the
+decisions in one unit of work (``sagastore.Changes``).
+
+A whole read from a stream is decided at once and committed in one call
+(``decide_and_commit_batch``, the bus's batch handler): with many sagas in flight that
+keeps the round trips per saga low. When the batch cannot commit (a duplicate, or
+another orchestrator moved a saga on), nothing of it is written and every message is
+handled on its own (``apply``), which decides again on fresh state after a conflict.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Sequence
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from alphasaga_contracts import Streams
+from alphasaga_shared import metrics, telemetry
+from alphasaga_shared.outbox import Relay
+from alphasaga_shared.wire import Delivery, Envelope, Outgoing
+
+from . import tuning
+from .decide import Context, Incoming, decide, saga_id_for
+from .plan import Plan
+from .repository import SagaRepository
+from .sagastore import CONFLICTS, SagaStore
+from .workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
+
+log = logging.getLogger(__name__)
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        store: SagaStore,
+        repo: SagaRepository,
+        streams: Streams,
+        workflows: WorkflowRegistry = DEFAULT_WORKFLOWS,
+        relay: Relay | None = None,
+    ) -> None:
+        self.store = store
+        self.repo = repo
+        self.streams = streams
+        self.workflows = workflows
+        self.relay = relay
+
+    # --- the bus's handlers ---
+
+    async def decide_and_commit_batch(self, deliveries: Sequence[Delivery]) -> set[str]:
+        """Decide on a whole batch and commit it at once; returns the entry ids handled.
+        The bus hands the others, if any, to ``handle`` one by one."""
+        items = [(d.entry_id, d.envelope) for d in deliveries if d.envelope is not None]
+        if len(items) < 2:
+            return set()  # one message: the one-by-one path is the same work
+        try:
+            await self._decide_and_commit([(saga_id_for(e.message, e.message_id), e) for _, e in items])
+        except CONFLICTS as exc:
+            self.repo.conflict_seen()
+            log.debug("batch of %d falls back to one by one: %s", len(items), exc)
+            return set()
+        return {entry_id for entry_id, _ in items}
+
+    async def handle(self, env: Envelope, delivery: Delivery) -> Sequence[Outgoing]:
+        await self.apply(saga_id_for(env.message, env.message_id), env)
+        return ()
+
+    async def apply(self, saga_id: uuid.UUID, incoming: Incoming) -> None:
+        """Decide on one input and commit it once; decide again after a conflict."""
+        attempts = AsyncRetrying(
+            retry=retry_if_exception_type(CONFLICTS),
+            stop=stop_after_attempt(tuning.MAX_CONFLICT_RETRIES),
+            wait=wait_exponential_jitter(
+                multiplier=tuning.CONFLICT_BACKOFF_S,
+                jitter=tuning.CONFLICT_BACKOFF_S,
+                max=tuning.CONFLICT_BACKOFF_MAX_S,
+            ),
+            before_sleep=lambda _: self.repo.conflict_seen(),
+            reraise=True,
+        )
+        try:
+            async for attempt in attempts:
+                with attempt:
+                    # Duplicates are rare and the commit refuses them anyway: look in the
+                    # inbox first only when a commit has failed.
+                    retried = attempt.retry_state.attempt_number > 1
+                    await self._decide_and_commit([(saga_id, incoming)], check_inbox=retried)
+        except CONFLICTS as exc:
+            raise RuntimeError(
+                f"saga {saga_id}: gave up after {tuning.MAX_CONFLICT_RETRIES} conflicting commits"
+            ) from exc
+
+    # --- deciding and committing ---
+
+    async def _decide_and_commit(
+        self, items: Sequence[tuple[uuid.UUID, Incoming]], *, check_inbox: bool = True
+    ) -> None:
+        """Decide on ``items`` in order and commit them together (inputs already in the
+        inbox are skipped)."""
+        seen = await self.store.handled([i.message_id for _, i in items]) if check_inbox else set()
+        fresh: list[tuple[uuid.UUID, Incoming]] = []
+        for saga_id, incoming in items:
+            if incoming.message_id in seen:
+                log.info("duplicate %s ignored", incoming.message_id)
+            else:
+                seen.add(incoming.message_id)
+                fresh.append((saga_id, incoming))
+        if not fresh:
+            return
+        loaded = await self.repo.take_many(list(dict.fromkeys(s for s, _ in fresh)))
+        traceparent = telemetry.current_traceparent()
+        ctx = Context(self.streams, self.workflows, now=dt.datetime.now(dt.UTC), traceparent=traceparent)
+        plan = Plan(self.repo)
+        for saga_id, incoming in fresh:
+            before = plan.before(saga_id, loaded.get(saga_id))
+            plan.add(saga_id, incoming, decide(before.saga, incoming, ctx), traceparent)
+        # The relay in this process publishes our rows directly: its tail need not be woken.
+        await self.store.commit(plan.changes(notify=not (self.relay is not None and self.relay.holding)))
+        for t in plan.touched.values():
+            if t.saga is not None:
+                self.repo.keep(t.saga)
+        if self.relay is not None:
+            await self.relay.publish_committed(plan.outbox)
+        for note in plan.notes:
+            log.info(note)
+        for t in plan.touched.values():
+            if t.saga is not None and t.saga.state != t.state:
+                metrics.SAGAS.labels(t.saga.state).inc()

@@ -1,0 +1,97 @@
+"""What a set of decisions will commit: each decision's events and outgoing messages are
+added as they are made, and ``changes`` turns the lot into the saga store's unit of work
+(with the timers and snapshots the sagas' new states call for)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from alphasaga_shared.eventstore import NewEvent, outbox_stream
+from alphasaga_shared.outbox import outbox_events
+
+from .decide import Decision, Incoming
+from .repository import SagaRepository
+from .saga import Deadline, Saga, due_time
+from .sagastore import Changes, Timer, saga_stream
+
+
+@dataclass
+class Touched:
+    """A saga as it was loaded, and as the decisions of this plan left it."""
+
+    saga: Saga | None
+    version: int
+    state: str | None
+    deadline: Deadline | None
+
+
+@dataclass
+class Plan:
+    repo: SagaRepository
+    message_ids: list[str] = field(default_factory=list)
+    events: list[tuple[str, int | None, int, NewEvent]] = field(default_factory=list)
+    touched: dict[uuid.UUID, Touched] = field(default_factory=dict)
+    outbox: list[NewEvent] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    _next_ord: dict[str, int] = field(default_factory=dict)
+
+    def before(self, saga_id: uuid.UUID, loaded: Saga | None) -> Touched:
+        """The saga as the plan's first decision on it saw it."""
+        if saga_id not in self.touched:
+            if loaded is None:
+                self.touched[saga_id] = Touched(None, 0, None, None)
+            else:
+                deadline = loaded.deadline.copy() if loaded.deadline else None
+                self.touched[saga_id] = Touched(loaded, loaded.version, loaded.state, deadline)
+        return self.touched[saga_id]
+
+    def add(self, saga_id: uuid.UUID, incoming: Incoming, decision: Decision, traceparent: str) -> None:
+        touched = self.touched[saga_id]
+        touched.saga = decision.saga
+        self.message_ids.append(incoming.message_id)
+        if decision.note:
+            self.notes.append(f"saga {saga_id}: {decision.note}")
+        pending = decision.saga.collect_events() if decision.saga is not None else []
+        if pending:
+            meta = {"correlation_id": str(saga_id), "causation_id": incoming.message_id, "traceparent": traceparent}
+            self._append(saga_stream(saga_id), touched.version, self.repo.to_new_events(pending, meta))
+        if decision.outgoing:
+            rows = outbox_events(decision.outgoing)
+            self._append(outbox_stream(str(saga_id)), None, rows)
+            self.outbox.extend(rows)
+
+    def _append(self, stream: str, expected: int | None, rows: Sequence[NewEvent]) -> None:
+        for row in rows:
+            ordinal = self._next_ord.get(stream, 0) + 1
+            self._next_ord[stream] = ordinal
+            self.events.append((stream, expected, ordinal, row))
+
+    def changes(self, *, notify: bool) -> Changes:
+        """The unit of work: events, outbox rows and inbox records, and for each saga that
+        moved its deadline (or lack of one) and, every so many events, a snapshot."""
+        out = Changes(inbox=self.message_ids, events=self.events, notify=notify and bool(self.outbox))
+        for saga_id, t in self.touched.items():
+            out.expected[saga_stream(saga_id)] = t.version
+            saga = t.saga
+            if saga is None:
+                continue
+            if saga.deadline != t.deadline or saga.version != t.version:
+                pending = saga.deadline
+                if pending is None:
+                    out.cleared_timers.append(saga_id)
+                else:
+                    out.timers.append(
+                        Timer(
+                            saga_id,
+                            due_time(pending),
+                            pending["kind"],
+                            pending["step"],
+                            pending["attempt"],
+                            saga.version,
+                        )
+                    )
+            if self.repo.due_for_snapshot(t.version, saga.version):
+                out.snapshots.append(self.repo.snapshot_of(saga))
+        return out
