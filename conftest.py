@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -21,6 +22,9 @@ import redis.asyncio as aioredis
 
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
+
+if TYPE_CHECKING:
+    from tests.support.harness import Harness
 
 
 class Servers:
@@ -35,7 +39,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     database_url = os.environ.get("ALPHASAGA_TEST_DATABASE_URL")
     embedded = None
     if not (redis_url and database_url):
-        from alphasaga_shared.embedded import start_embedded
+        from alphasaga_cli.embedded import start_embedded
 
         embedded = start_embedded(
             tmp_path_factory.mktemp("embedded"), redis=not redis_url, postgres=not database_url, say=print
@@ -136,3 +140,15 @@ async def drop_schema(database_url: str, schema: str) -> None:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def h(
+    settings: Settings, env: dict[str, str], store: EventStore, redis: aioredis.Redis, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    """Real orchestrator and simulated-worker processes for this test, stopped after it."""
+    from tests.support.harness import Harness
+
+    harness = Harness(settings, env, store, redis, tmp_path)
+    yield harness
+    harness.stop_all()

@@ -13,15 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
+from alphasaga_cli.stack import Stack
+from alphasaga_client import AlphaSaga
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
-from alphasaga_orchestrator.decide import saga_id_for
-from alphasaga_shared.artifacts import ArtifactStore
-from alphasaga_shared.client import follow, stream_tip, submit
-from alphasaga_shared.eventstore import EventStore
-from alphasaga_shared.stack import Stack
 from conftest import Servers
 from tests.support.helpers import ROOT, running_stack
 
@@ -35,19 +31,20 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture
-async def clients(stack: Stack) -> AsyncIterator[tuple[aioredis.Redis, EventStore]]:
-    redis = aioredis.from_url(stack.redis_url)
-    store = await EventStore.connect(stack.database_url, stack.settings.database_schema)
-    yield redis, store
-    await redis.aclose()
-    await store.close()
+async def client(stack: Stack) -> AsyncIterator[AlphaSaga]:
+    async with AlphaSaga(stack.settings) as c:
+        yield c
 
 
-async def run_saga(stack: Stack, redis: aioredis.Redis, request: ResearchRequest) -> sg.SagaEvent:
-    streams = stack.settings.streams
-    tip = await stream_tip(redis, streams.sagas)
-    saga_id = await submit(redis, streams, request)
-    return await follow(redis, streams, saga_id, after=tip, timeout_s=SAGA_TIMEOUT)
+async def outcome_of(client: AlphaSaga, saga_id: uuid.UUID, after: str) -> sg.SagaEvent:
+    """The lifecycle event that ended the saga."""
+    events = [u.event async for u in client.follow(saga_id, after=after, timeout_s=SAGA_TIMEOUT)]
+    return events[-1]
+
+
+async def run_saga(client: AlphaSaga, request: ResearchRequest) -> sg.SagaEvent:
+    submitted = await client.submit(request)
+    return await outcome_of(client, submitted.saga_id, submitted.follow_from)
 
 
 def redis_cli_example() -> str:
@@ -57,12 +54,9 @@ def redis_cli_example() -> str:
     return match.group(1)
 
 
-async def test_the_documented_redis_cli_example_starts_a_saga_that_completes(
-    stack: Stack, clients: tuple[aioredis.Redis, EventStore]
-) -> None:
+async def test_the_documented_redis_cli_example_starts_a_saga_that_completes(stack: Stack, client: AlphaSaga) -> None:
     if shutil.which("redis-cli") is None:
         pytest.skip("redis-cli is not installed on this machine")
-    redis, store = clients
     example = redis_cli_example()
     documented_id = re.search(r"message_id (\S+)", example)
     assert documented_id
@@ -70,7 +64,7 @@ async def test_the_documented_redis_cli_example_starts_a_saga_that_completes(
     command = example.replace("alphasaga:cmd:", f"{stack.settings.namespace}:cmd:").replace(
         documented_id.group(1), message_id
     )
-    tip = await stream_tip(redis, stack.settings.streams.sagas)
+    tip = await client.lifecycle_cursor()
     done = subprocess.run(
         ["bash", "-c", command],
         env={**stack.env(), "ALPHASAGA_REDIS_URL": stack.redis_url},
@@ -79,62 +73,53 @@ async def test_the_documented_redis_cli_example_starts_a_saga_that_completes(
         timeout=30,
     )
     assert done.returncode == 0, done.stderr
-    start = sg.StartResearch(request=ResearchRequest(dataset="sp500"))
-    saga_id = saga_id_for(start, message_id)
-    outcome = await follow(redis, stack.settings.streams, saga_id, after=tip, timeout_s=SAGA_TIMEOUT)
+    saga_id = sg.derived_saga_id(message_id)
+    outcome = await outcome_of(client, saga_id, tip)
     assert isinstance(outcome, sg.SagaCompleted), outcome
     assert set(outcome.outputs) >= {"report", "chart", "metrics", "verdict"}
-    kinds = {link.ref.kind for link in await ArtifactStore(store.pool).list(saga_id)}
+    kinds = {link.ref.kind for link in await client.artifacts(saga_id)}
     assert kinds == {"dataset", "hypothesis", "code", "sandbox", "signals", "model", "predictions", "report", "chart"}
 
 
-async def test_same_request_twice_gives_identical_metrics(
-    stack: Stack, clients: tuple[aioredis.Redis, EventStore]
-) -> None:
-    redis, store = clients
+async def test_same_request_twice_gives_identical_metrics(stack: Stack, client: AlphaSaga) -> None:
     request = ResearchRequest(dataset="sp500", start="2005-01-01", end="2015-12-31")  # type: ignore[arg-type]
-    first, second = await asyncio.gather(run_saga(stack, redis, request), run_saga(stack, redis, request))
+    first, second = await asyncio.gather(run_saga(client, request), run_saga(client, request))
     assert isinstance(first, sg.SagaCompleted) and isinstance(second, sg.SagaCompleted)
     assert first.outputs["metrics"] == second.outputs["metrics"]
     assert first.outputs["verdict"] == second.outputs["verdict"]
-    artifacts = ArtifactStore(store.pool)
-    png = await artifacts.get(first.outputs["chart"]["sha256"])
+    png = await client.artifact(first.outputs["chart"]["sha256"])
     assert png.startswith(b"\x89PNG")
 
 
 async def test_a_csv_with_a_negative_price_fails_reasoning_naming_the_row(
-    stack: Stack, clients: tuple[aioredis.Redis, EventStore], tmp_path: Path
+    stack: Stack, client: AlphaSaga, tmp_path: Path
 ) -> None:
-    redis, _ = clients
     csv = tmp_path / "prices.csv"
     rows = ["date,open,high,low,close,volume"]
     for i in range(120):
         price = 100 + i
         rows.append(f"2020-01-{1 + i % 28:02d},{price},{price + 1},{price - 1},{price},1000")
     csv.write_text("\n".join(rows) + "\n")  # unsorted dates (the month wraps at row 29)
-    outcome = await run_saga(stack, redis, ResearchRequest(data_path=str(csv)))
+    outcome = await run_saga(client, ResearchRequest(data_path=str(csv)))
     assert isinstance(outcome, sg.SagaRolledBack)
     assert "row 29" in outcome.reason and "reasoning failed" in outcome.reason, outcome.reason
 
     rows = ["date,open,high,low,close"] + [f"2020-{1 + i // 28:02d}-{1 + i % 28:02d},10,11,9,10" for i in range(100)]
     rows[43] = "2020-02-15,10,11,9,-10"
     csv.write_text("\n".join(rows) + "\n")
-    outcome = await run_saga(stack, redis, ResearchRequest(data_path=str(csv)))
+    outcome = await run_saga(client, ResearchRequest(data_path=str(csv)))
     assert isinstance(outcome, sg.SagaRolledBack)
     assert "row 43" in outcome.reason, outcome.reason
 
 
-async def test_ml_that_cannot_train_rolls_back_and_removes_code_and_hypothesis(
-    stack: Stack, clients: tuple[aioredis.Redis, EventStore]
-) -> None:
-    redis, store = clients
+async def test_ml_that_cannot_train_rolls_back_and_removes_code_and_hypothesis(stack: Stack, client: AlphaSaga) -> None:
     request = ResearchRequest(dataset="sp500", start="2017-01-01", end="2017-08-31")  # type: ignore[arg-type]
-    outcome = await run_saga(stack, redis, request)
+    outcome = await run_saga(client, request)
     assert isinstance(outcome, sg.SagaRolledBack), outcome
     assert "ml failed" in outcome.reason and "rows" in outcome.reason, outcome.reason
-    left: list[Any] = await ArtifactStore(store.pool).list(outcome.saga_id)
+    left: list[Any] = await client.artifacts(outcome.saga_id)
     assert left == [], f"compensation left artifacts behind: {left}"
-    history = await store.read_stream(f"saga-{outcome.saga_id}")
+    history = await client.events(outcome.saga_id)
     compensated = [e.data["step"] for e in history if e.type.endswith(".StepCompensated")]
     assert compensated == ["codegen", "reasoning"], "newest first"
     assert history[-1].type.endswith(".RolledBack")

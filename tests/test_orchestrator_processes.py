@@ -7,30 +7,14 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-import redis.asyncio as aioredis
 
 from alphasaga_contracts import Service
 from alphasaga_contracts import saga as sg
-from alphasaga_shared.config import Settings
-from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.wire import encode, envelope_for
 from tests.support.harness import Harness, workflow
 from tests.support.helpers import eventually
 
 STORY = ["Started"] + ["StepCommanded", "StepSucceeded"] * 4 + ["Completed"]
-
-
-@pytest.fixture
-async def h(
-    settings: Settings, env: dict[str, str], store: EventStore, redis: aioredis.Redis, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    harness = Harness(settings, env, store, redis, tmp_path)
-    yield harness
-    harness.stop_all()
 
 
 async def test_happy_path_reads_like_a_story(h: Harness) -> None:

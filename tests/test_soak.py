@@ -7,26 +7,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
-from alphasaga_shared.config import Settings
-from alphasaga_shared.eventstore import EventStore
 from tests.support.harness import Harness, workflow
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def h(
-    settings: Settings, env: dict[str, str], store: EventStore, redis: aioredis.Redis, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    harness = Harness(settings, env, store, redis, tmp_path)
-    yield harness
-    harness.stop_all()
 
 
 @pytest.mark.timeout(1800)

@@ -11,11 +11,12 @@ from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator.decide import Context, decide
-from alphasaga_orchestrator.repository import SagaRepository, saga_stream
+from alphasaga_orchestrator.repository import SagaRepository
 from alphasaga_orchestrator.saga import Saga
+from alphasaga_orchestrator.sagastore import SagaStore, saga_stream
 from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
-from alphasaga_shared.eventstore import EventStore, NewEvent
-from alphasaga_shared.outbox import outbox_events, outbox_stream
+from alphasaga_shared.eventstore import EventStore, NewEvent, outbox_stream
+from alphasaga_shared.outbox import outbox_events
 from alphasaga_shared.wire import envelope_for
 from cli.tests.clirunner import alphasaga
 from tests.support import replies
@@ -53,7 +54,7 @@ def history(
 
 
 async def seed(store: EventStore, streams: Streams, n: int) -> Counter[str]:
-    repo = SagaRepository(store)
+    repo = SagaRepository(SagaStore(store))
     scenarios = [(None, None), ("ml", None), (None, "codegen"), ("reasoning", None)]
     expected: Counter[str] = Counter()
     batch: list[tuple[str, list[NewEvent], str, list[NewEvent]]] = []

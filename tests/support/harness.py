@@ -11,12 +11,13 @@ from typing import Any
 import redis.asyncio as aioredis
 import yaml
 
+from alphasaga_client import AlphaSaga
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator.invariants import check_saga, kind
 from alphasaga_orchestrator.repository import SagaRepository
-from alphasaga_shared.client import submit
+from alphasaga_orchestrator.sagastore import SagaStore, saga_id_of_stream, saga_stream
 from alphasaga_shared.config import Settings
-from alphasaga_shared.eventstore import EventStore
+from alphasaga_shared.eventstore import EventStore, outbox_stream
 from tests.support.helpers import Proc, eventually
 
 TERMINAL_KINDS = {"Completed": "COMPLETED", "RolledBack": "ROLLED_BACK", "CompensationFailed": "COMPENSATION_FAILED"}
@@ -50,7 +51,7 @@ class Harness:
         self, settings: Settings, env: dict[str, str], store: EventStore, redis: aioredis.Redis, tmp_path: Path
     ) -> None:
         self.settings, self.env, self.store, self.redis, self.tmp = settings, env, store, redis, tmp_path
-        self.repo = SagaRepository(store)
+        self.repo = SagaRepository(SagaStore(store))
         self.procs: list[Proc] = []
         self._n = 0
 
@@ -81,16 +82,17 @@ class Harness:
 
     async def start(self, n: int = 1) -> list[uuid.UUID]:
         request = ResearchRequest(dataset="sp500")
-        return [await submit(self.redis, self.settings.streams, request) for _ in range(n)]
+        async with AlphaSaga(self.settings) as client:
+            return [(await client.submit(request)).saga_id for _ in range(n)]
 
     async def states(self, saga_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
         async with self.store.pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT DISTINCT ON (stream_id) stream_id, type FROM events WHERE stream_id = ANY($1::text[])"
                 " ORDER BY stream_id, version DESC",
-                [f"saga-{s}" for s in saga_ids],
+                [saga_stream(s) for s in saga_ids],
             )
-        last = {uuid.UUID(r["stream_id"].removeprefix("saga-")): r["type"].rsplit(".", 1)[-1] for r in rows}
+        last = {saga_id_of_stream(r["stream_id"]): r["type"].rsplit(".", 1)[-1] for r in rows}
         return {s: TERMINAL_KINDS.get(last.get(s, ""), "RUNNING" if s in last else "NOT_STARTED") for s in saga_ids}
 
     async def wait_terminal(self, saga_ids: list[uuid.UUID], timeout: float = 60) -> dict[uuid.UUID, str]:
@@ -107,18 +109,18 @@ class Harness:
         return result
 
     async def kinds(self, saga_id: uuid.UUID) -> list[str]:
-        return [kind(e) for e in await self.store.read_stream(f"saga-{saga_id}")]
+        return [kind(e) for e in await self.store.read_stream(saga_stream(saga_id))]
 
     async def events(self, saga_id: uuid.UUID) -> list[Any]:
-        return await self.store.read_stream(f"saga-{saga_id}")
+        return await self.store.read_stream(saga_stream(saga_id))
 
     async def violations(self, saga_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
         found = {}
         for s in saga_ids:
             problems = check_saga(
                 s,
-                await self.store.read_stream(f"saga-{s}"),
-                await self.store.read_stream(f"outbox:{s}"),
+                await self.store.read_stream(saga_stream(s)),
+                await self.store.read_stream(outbox_stream(str(s))),
                 fold=self.repo.fold,
             )
             if problems:

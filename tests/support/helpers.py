@@ -17,8 +17,8 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from alphasaga_cli.stack import Stack
 from alphasaga_shared.config import Settings
-from alphasaga_shared.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,25 +1,25 @@
 """The ``alphasaga`` command line: the app, its commands, and the one place errors are
-turned into a line on stderr and an exit code."""
+turned into a line on stderr and an exit code.
+
+Commands parse their arguments, call the client API (``alphasaga_client``) and print.
+They import what they use inside their bodies, so that ``--help`` and a mistyped option
+answer at once, without loading the message models or the database drivers."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-import asyncpg
 import typer
-from redis import exceptions as redis_errors
-
-from alphasaga_shared.config import ConfigError
 
 from .commands import dlq, history, projections, research, stack, streams
-from .errors import FAILED, CliError, one_line
+from .errors import FAILED, NOT_COMPLETED, CliError, one_line
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
+    rich_markup_mode=None,
     help="AlphaSaga: automated trading-strategy research. Every command has --help with an example.",
 )
 
@@ -45,26 +45,47 @@ def _fail(message: str, code: int = FAILED) -> None:
     sys.exit(code)
 
 
+def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """Exception classes of a module, if it was imported: an exception of a module that was
+    never loaded cannot have been raised, so nothing is imported just to check."""
+    found = sys.modules.get(module)
+    return tuple(getattr(found, n) for n in names) if found is not None else ()
+
+
+def failure(exc: BaseException) -> tuple[str, int] | None:
+    """The line and exit code for an exception a user can act on; None for a bug."""
+    from alphasaga_client.errors import ClientError
+
+    if isinstance(exc, CliError):
+        return str(exc), exc.code
+    if isinstance(exc, ClientError):
+        return str(exc), FAILED
+    if isinstance(exc, _loaded("alphasaga_shared.config", "ConfigError")):
+        return str(exc), FAILED
+    if isinstance(exc, TimeoutError):
+        return str(exc) or "timed out", NOT_COMPLETED
+    if isinstance(exc, _loaded("redis.exceptions", "ConnectionError", "TimeoutError")):
+        return f"lost the connection to Redis: {exc}", FAILED
+    if isinstance(exc, _loaded("redis.exceptions", "RedisError")):
+        return f"Redis refused: {exc}", FAILED
+    if isinstance(exc, _loaded("asyncpg", "PostgresError", "InterfaceError")):
+        return f"PostgreSQL: {exc}", FAILED
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}", FAILED
+    return None
+
+
 def main() -> None:
     """Run the app; whatever goes wrong is one line, never a traceback (unless
     ALPHASAGA_DEBUG is set, for whoever is fixing the CLI itself)."""
     try:
         app()
-    except CliError as exc:
-        _fail(str(exc), exc.code)
-    except ConfigError as exc:
-        _fail(str(exc))
     except KeyboardInterrupt:
         sys.exit(130)
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-        _fail(f"lost the connection to Redis: {exc}")
-    except redis_errors.RedisError as exc:
-        _fail(f"Redis refused: {exc}")
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        _fail(f"PostgreSQL: {exc}")
-    except OSError as exc:
-        _fail(f"{exc.strerror or exc}")
     except Exception as exc:
+        known = failure(exc)
+        if known is not None:
+            _fail(*known)
         if os.environ.get("ALPHASAGA_DEBUG"):
             raise
         _fail(f"unexpected {type(exc).__name__}: {exc} (ALPHASAGA_DEBUG=1 shows the traceback)")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def console(*, err: bool = False) -> Console:
     """A console that does not wrap or colour output going to a pipe or a file."""
+    from rich.console import Console
+
     stream = sys.stderr if err else sys.stdout
     if stream.isatty():
         return Console(file=stream, highlight=False)
@@ -46,6 +49,8 @@ def compact(value: Any, limit: int = 0) -> str:
 
 
 def table(columns: list[str], rows: list[list[str]]) -> None:
+    from rich.table import Table
+
     t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for name in columns:
         t.add_column(name, overflow="fold")

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import yaml
-from pydantic import ValidationError
-
-from alphasaga_contracts.research import ResearchRequest
+from typing import TYPE_CHECKING, Any
 
 from .errors import CliError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from alphasaga_contracts.research import ResearchRequest
 
 
 def validation_summary(exc: ValidationError, limit: int = 5) -> str:
@@ -26,6 +26,8 @@ def validation_summary(exc: ValidationError, limit: int = 5) -> str:
 
 def read_document(path: Path) -> Any:
     """JSON or YAML (YAML also reads JSON); ``-`` reads stdin."""
+    import yaml
+
     try:
         text = Path("/dev/stdin").read_text() if str(path) == "-" else path.read_text()
     except OSError as exc:
@@ -41,6 +43,10 @@ def read_document(path: Path) -> Any:
 def load_request(path: Path | None, overrides: dict[str, Any]) -> tuple[ResearchRequest, str | None]:
     """The request from ``path`` (a request, or ``{"request": …, "workflow": …}``) with the
     flags that were given on top; returns it with the workflow the file names, if any."""
+    from pydantic import ValidationError
+
+    from alphasaga_contracts.research import ResearchRequest
+
     fields: dict[str, Any] = {}
     workflow: str | None = None
     where = "request"

@@ -5,7 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from alphasaga_client.timefmt import iso
+
 from .errors import CliError
+
+__all__ = ["iso", "parse_when", "seconds"]
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -26,11 +30,6 @@ def parse_when(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
             f"cannot read the time {text!r}: use ISO 8601 (2024-05-01T12:00:00Z) or an age such as 10m, 2h, 3d"
         ) from None
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
-
-
-def iso(when: dt.datetime) -> str:
-    """UTC, millisecond precision: readable, and accepted back by ``parse_when``."""
-    return when.astimezone(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def seconds(value: float) -> str:

@@ -16,8 +16,7 @@ from alphasaga_codegen.service import Codegen, write_frame
 from alphasaga_contracts import Service, Streams
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import Hypothesis, ResearchRequest
-from alphasaga_shared.artifacts import ArtifactStore
-from alphasaga_shared.eventstore import EventStore
+from alphasaga_shared.eventstore import ArtifactStore, EventStore
 from alphasaga_shared.wire import Delivery, envelope_for
 from alphasaga_shared.worker import Worker, WorkerSpec
 from tests.support.replies import HYPOTHESIS

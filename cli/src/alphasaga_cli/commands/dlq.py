@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import redis.asyncio as aioredis
 import typer
 
-from alphasaga_shared.config import Settings
-
-from .. import deadletters as dl
-from ..connect import load_settings, redis_client
 from ..errors import NOT_COMPLETED, CliError
 from ..output import confirm, echo, print_json, table
+from ..session import with_client
 from ..timefmt import iso
 
+if TYPE_CHECKING:
+    from alphasaga_client import AlphaSaga, DeadLetter
+
 app = typer.Typer(
-    no_args_is_help=True, rich_markup_mode="markdown", help="Dead letters: messages the services could not process."
+    no_args_is_help=True, rich_markup_mode=None, help="Dead letters: messages the services could not process."
 )
 
 StreamOpt = Annotated[
@@ -29,21 +27,12 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")
 IdsArg = Annotated[list[str] | None, typer.Argument(help="Dead-letter entry ids", show_default=False)]
 
 
-async def _streams(redis: aioredis.Redis, settings: Settings, stream: str | None) -> list[str]:
-    if stream:
-        return [dl.dlq_name(stream, settings.streams)]
-    return await dl.dead_letter_streams(redis, settings.streams)
-
-
-async def _select(
-    redis: aioredis.Redis, settings: Settings, stream: str | None, ids: list[str] | None, every: bool
-) -> list[dl.DeadLetter]:
+async def _select(client: AlphaSaga, stream: str | None, ids: list[str] | None, every: bool) -> list[DeadLetter]:
     if bool(ids) == every:
         raise CliError("give dead-letter entry ids, or --all")
-    streams = await _streams(redis, settings, stream)
     if every:
-        return await dl.read_dead_letters(redis, streams)
-    return [await dl.find(redis, streams, entry_id) for entry_id in ids or []]
+        return await client.dead_letters(stream)
+    return [await client.dead_letter(entry_id, stream) for entry_id in ids or []]
 
 
 @app.command("list")
@@ -52,13 +41,11 @@ def list_(stream: StreamOpt = None, as_json: JsonFlag = False) -> None:
 
     Example: alphasaga dlq list --stream cmd:ml
     """
-    settings = load_settings()
 
-    async def go() -> list[dl.DeadLetter]:
-        async with redis_client(settings) as redis:
-            return await dl.read_dead_letters(redis, await _streams(redis, settings, stream))
+    async def go(client: AlphaSaga) -> list[DeadLetter]:
+        return await client.dead_letters(stream)
 
-    letters = asyncio.run(go())
+    letters = with_client(go)
     if as_json:
         print_json([letter.as_json() for letter in letters])
         return
@@ -92,13 +79,11 @@ def show(
 
     Example: alphasaga dlq show 1714556400000-0
     """
-    settings = load_settings()
 
-    async def go() -> dl.DeadLetter:
-        async with redis_client(settings) as redis:
-            return await dl.find(redis, await _streams(redis, settings, stream), entry_id)
+    async def go(client: AlphaSaga) -> DeadLetter:
+        return await client.dead_letter(entry_id, stream)
 
-    letter = asyncio.run(go())
+    letter = with_client(go)
     if as_json:
         print_json(letter.as_json())
         return
@@ -130,26 +115,24 @@ def redrive(
 
     Example: alphasaga dlq redrive --all --stream cmd:ml
     """
-    settings = load_settings()
 
-    async def go() -> list[dict[str, str]]:
-        async with redis_client(settings) as redis:
-            done: list[dict[str, str]] = []
-            for letter in await _select(redis, settings, stream, ids, every):
-                new_id = await dl.redrive(redis, letter)
-                done.append(
-                    {
-                        "dlq_stream": letter.dlq_stream,
-                        "entry_id": letter.entry_id,
-                        "type": letter.fields.get("type", "?"),
-                        "message_id": letter.fields.get("message_id", "?"),
-                        "stream": letter.source_stream,
-                        "new_entry_id": new_id,
-                    }
-                )
-            return done
+    async def go(client: AlphaSaga) -> list[dict[str, str]]:
+        done: list[dict[str, str]] = []
+        for letter in await _select(client, stream, ids, every):
+            new_id = await client.redrive(letter)
+            done.append(
+                {
+                    "dlq_stream": letter.dlq_stream,
+                    "entry_id": letter.entry_id,
+                    "type": letter.fields.get("type", "?"),
+                    "message_id": letter.fields.get("message_id", "?"),
+                    "stream": letter.source_stream,
+                    "new_entry_id": new_id,
+                }
+            )
+        return done
 
-    done = asyncio.run(go())
+    done = with_client(go)
     if as_json:
         print_json(done)
         return
@@ -172,19 +155,17 @@ def purge(
 
     Example: alphasaga dlq purge --all --stream cmd:orchestrator
     """
-    settings = load_settings()
 
-    async def go() -> int:
-        async with redis_client(settings) as redis:
-            letters = await _select(redis, settings, stream, ids, every)
-            if not letters:
-                echo("no dead letters to purge", err=True)
-                return 0
-            streams = sorted({d.dlq_stream for d in letters})
-            question = f"Delete {len(letters)} dead letter(s) from {', '.join(streams)}? This cannot be undone."
-            if not yes and not confirm(question):
-                raise CliError("nothing purged", NOT_COMPLETED)
-            return await dl.purge(redis, letters)
+    async def go(client: AlphaSaga) -> int:
+        letters = await _select(client, stream, ids, every)
+        if not letters:
+            echo("no dead letters to purge", err=True)
+            return 0
+        streams = sorted({d.dlq_stream for d in letters})
+        question = f"Delete {len(letters)} dead letter(s) from {', '.join(streams)}? This cannot be undone."
+        if not yes and not confirm(question):
+            raise CliError("nothing purged", NOT_COMPLETED)
+        return await client.purge(letters)
 
-    removed = asyncio.run(go())
+    removed = with_client(go)
     echo(f"purged {removed} dead letter(s)")

@@ -2,52 +2,43 @@
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
-import importlib
-import uuid
-from collections.abc import Callable
-from typing import Annotated, Any
+import json
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from alphasaga_orchestrator.repository import SagaRepository, saga_stream
-from alphasaga_shared.eventstore import START, EventStore, RecordedEvent
-from alphasaga_shared.outbox import outbox_stream
-
-from ..connect import event_store, load_settings
 from ..errors import NOT_COMPLETED, CliError
 from ..output import compact, echo, print_json
-from ..sagas import event_name, resolve_saga
+from ..session import with_client
 from ..timefmt import iso, parse_when
-from ..timetravel import HIDDEN_DATA, ReplayError, frames, render, select
 from .research import JsonFlag, SagaArg
 
-CheckSaga = Callable[..., list[str]]
+if TYPE_CHECKING:
+    from alphasaga_client import AlphaSaga, Check, Frame, Replay
+    from alphasaga_shared.eventstore import RecordedEvent
+
+# Bookkeeping of the eventsourcing library, already shown as the recorded time.
+HIDDEN_DATA = frozenset({"timestamp", "originator_topic"})
+_ABSENT_TEXT = "-"
 
 
-def invariant_checker() -> CheckSaga:
-    """The orchestrator's checker, looked up when needed: the CLI must keep working with
-    an orchestrator that does not ship one."""
-    try:
-        module = importlib.import_module("alphasaga_orchestrator.invariants")
-        check: CheckSaga = module.check_saga
-    except (ImportError, AttributeError):
-        raise CliError(
-            "this orchestrator has no invariant checker (alphasaga_orchestrator.invariants.check_saga)"
-        ) from None
-    return check
+def format_value(value: Any, absent: Any) -> str:
+    return _ABSENT_TEXT if value is absent else json.dumps(value, default=str, ensure_ascii=False)
 
 
-def check(
-    repo: SagaRepository, saga_id: uuid.UUID, rows: list[RecordedEvent], outbox: list[RecordedEvent]
-) -> list[str]:
-    """Every violation the checker finds, folding the events again on the way."""
-    checker = invariant_checker()
-    try:
-        return list(checker(saga_id, rows, outbox, fold=repo.fold))
-    except Exception as exc:  # a checker that chokes on a broken history has found a problem
-        return [f"the invariant checker failed on this history: {type(exc).__name__}: {exc}"]
+def render(frame: Frame, *, diff_only: bool) -> list[str]:
+    """Lines for one event: a header, then the state after it (or only what changed)."""
+    from alphasaga_client.timetravel import ABSENT
+
+    data = " ".join(f"{k}={format_value(v, ABSENT)}" for k, v in frame.row.data.items() if k not in HIDDEN_DATA)
+    lines = [f"#{frame.number} {iso(frame.row.recorded_at)} {frame.event} {data}".rstrip()]
+    if diff_only:
+        lines.extend(
+            f"    {c.path}: {format_value(c.before, ABSENT)} -> {format_value(c.after, ABSENT)}" for c in frame.changes
+        )
+    else:
+        lines.extend(f"    {key}: {format_value(value, ABSENT)}" for key, value in frame.state.items())
+    return lines
 
 
 def replay(
@@ -77,60 +68,64 @@ def replay(
     if check_ and (to is not None or at is not None):
         raise CliError("--check reads the whole history: leave out --to and --at")
     at_t = parse_when(at) if at else None
-    settings = load_settings()
-
-    async def load() -> tuple[SagaRepository, uuid.UUID, list[RecordedEvent], list[RecordedEvent]]:
-        async with event_store(settings) as store:
-            saga_id = await resolve_saga(store, saga)
-            rows = await store.read_stream(saga_stream(saga_id))
-            outbox = await store.read_stream(outbox_stream(str(saga_id))) if check_ else []
-            # Folding needs only the repository's mapper, not the (then closed) store.
-            return SagaRepository(store), saga_id, rows, outbox
-
-    repo, saga_id, rows, outbox = asyncio.run(load())
     if check_:
-        _print_check(repo, saga_id, rows, outbox, as_json)
+
+        async def checked(client: AlphaSaga) -> Check:
+            return await client.check(saga)
+
+        _print_check(with_client(checked), as_json)
         return
-    chosen = select(rows, to=to, at=at_t)
-    if to is not None and to > len(rows):
-        echo(f"note: saga {saga_id} has {len(rows)} events, showing all of them", err=True)
-    if not chosen:
-        echo(f"note: no event of saga {saga_id} was recorded by {iso(at_t) if at_t else '?'}", err=True)
-    replayed: list[dict[str, Any]] = []
+
+    async def replayed(client: AlphaSaga) -> Replay:
+        return await client.replay(saga, to=to, at=at_t)
+
     try:
-        for frame in frames(saga_id, chosen, repo):
-            if as_json:
-                replayed.append(frame.as_json(diff=diff))
-            else:
-                for line in render(frame, diff_only=diff):
-                    echo(line)
-    except ReplayError as exc:
-        raise CliError(f"{exc} (see `alphasaga replay {saga_id} --check`)", NOT_COMPLETED) from None
-    if as_json:
-        print_json({"saga_id": str(saga_id), "total_events": len(rows), "events": replayed})
+        result = with_client(replayed)
+    except Exception as exc:
+        from alphasaga_client import Corrupt
 
-
-def _print_check(
-    repo: SagaRepository, saga_id: uuid.UUID, rows: list[RecordedEvent], outbox: list[RecordedEvent], as_json: bool
-) -> None:
-    violations = check(repo, saga_id, rows, outbox)
+        if isinstance(exc, Corrupt):
+            raise CliError(f"{exc} (see `alphasaga replay {saga} --check`)", NOT_COMPLETED) from None
+        raise
+    if to is not None and to > result.total_events:
+        echo(f"note: saga {result.saga_id} has {result.total_events} events, showing all of them", err=True)
+    if not result.frames:
+        echo(f"note: no event of saga {result.saga_id} was recorded by {iso(at_t) if at_t else '?'}", err=True)
     if as_json:
         print_json(
             {
-                "saga_id": str(saga_id),
-                "events": len(rows),
-                "outbox": len(outbox),
-                "ok": not violations,
-                "violations": violations,
+                "saga_id": str(result.saga_id),
+                "total_events": result.total_events,
+                "events": [frame.as_json(diff=diff) for frame in result.frames],
+            }
+        )
+        return
+    for frame in result.frames:
+        for line in render(frame, diff_only=diff):
+            echo(line)
+
+
+def _print_check(result: Check, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "saga_id": str(result.saga_id),
+                "events": result.events,
+                "outbox": result.outbox,
+                "ok": not result.violations,
+                "violations": result.violations,
             }
         )
     else:
-        for v in violations:
+        for v in result.violations:
             echo(f"violation: {v}")
-    if violations:
-        raise CliError(f"{len(violations)} invariant violation(s) in saga {saga_id}", NOT_COMPLETED)
+    if result.violations:
+        raise CliError(f"{len(result.violations)} invariant violation(s) in saga {result.saga_id}", NOT_COMPLETED)
     if not as_json:
-        echo(f"ok: saga {saga_id}: {len(rows)} events and {len(outbox)} outgoing messages, no invariant violated")
+        echo(
+            f"ok: saga {result.saga_id}: {result.events} events and {result.outbox} outgoing messages,"
+            " no invariant violated"
+        )
 
 
 # --- events ----------------------------------------------------------------------------
@@ -151,59 +146,16 @@ def event_json(row: RecordedEvent) -> dict[str, Any]:
 
 
 def event_line(row: RecordedEvent) -> str:
-    if row.stream_id.startswith("saga-"):
+    from alphasaga_client.timetravel import event_name
+    from alphasaga_orchestrator.sagastore import saga_id_of_stream
+
+    if saga_id_of_stream(row.stream_id) is not None:
         what = event_name(row.type)
         data = {k: v for k, v in row.data.items() if k not in HIDDEN_DATA}
     else:
         what = f"{row.type} -> {row.metadata.get('stream', '?')}"
         data = row.data
     return f"{row.global_position:>8} {iso(row.recorded_at)} {row.stream_id} v{row.version} {what} {compact(data, 160)}"
-
-
-def matcher(
-    saga_id: uuid.UUID | None, type_: str | None, since: dt.datetime | None, until: dt.datetime | None
-) -> Callable[[RecordedEvent], bool]:
-    streams = {saga_stream(saga_id), outbox_stream(str(saga_id))} if saga_id else None
-    needle = type_.lower() if type_ else None
-
-    def wanted(row: RecordedEvent) -> bool:
-        return (
-            (streams is None or row.stream_id in streams)
-            and (needle is None or needle in row.type.lower())
-            and (since is None or row.recorded_at >= since)
-            and (until is None or row.recorded_at <= until)
-        )
-
-    return wanted
-
-
-async def scan(
-    store: EventStore,
-    wanted: Callable[[RecordedEvent], bool],
-    emit: Callable[[RecordedEvent], None],
-    *,
-    limit: int | None,
-    follow: bool,
-    batch: int = 1000,
-    poll_s: float = 0.25,
-) -> int:
-    """Walk the log in commit order (never skipping a late commit); with ``follow``, keep
-    waiting for new commits. Returns how many events were emitted."""
-    position = START
-    emitted = 0
-    while True:
-        rows = await store.read_all(position, limit=batch)
-        for row in rows:
-            position = row.position
-            if wanted(row):
-                emit(row)
-                emitted += 1
-                if limit is not None and emitted >= limit:
-                    return emitted
-        if len(rows) < batch:
-            if not follow:
-                return emitted
-            await asyncio.sleep(poll_s)
 
 
 def events(
@@ -227,17 +179,20 @@ def events(
     """
     since_t = parse_when(since) if since else None
     until_t = parse_when(until) if until else None
-    settings = load_settings()
 
-    def emit(row: RecordedEvent) -> None:
-        if as_json:
-            print_json(event_json(row))
-        else:
-            echo(event_line(row))
+    async def go(client: AlphaSaga) -> None:
+        from alphasaga_client import LogFilter
 
-    async def go() -> None:
-        async with event_store(settings) as store:
-            saga_id = await resolve_saga(store, saga) if saga else None
-            await scan(store, matcher(saga_id, type_, since_t, until_t), emit, limit=limit, follow=follow)
+        saga_id = await client.resolve(saga) if saga else None
+        wanted = LogFilter(saga_id=saga_id, type_contains=type_, since=since_t, until=until_t)
+        emitted = 0
+        async for row in client.log(wanted, follow=follow):
+            if as_json:
+                print_json(event_json(row))
+            else:
+                echo(event_line(row))
+            emitted += 1
+            if limit is not None and emitted >= limit:
+                return
 
-    asyncio.run(go())
+    with_client(go)

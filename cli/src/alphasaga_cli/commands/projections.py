@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alphasaga_orchestrator.projection import SagaProjector
-
-from ..connect import event_store, load_settings
 from ..output import echo, print_json
+from ..session import with_client
 
-app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", help="Read models derived from the event log.")
+if TYPE_CHECKING:
+    from alphasaga_client import AlphaSaga
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Read models derived from the event log.")
 
 
 @app.command()
@@ -25,14 +25,12 @@ def rebuild(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] 
 
     Example: alphasaga projections rebuild
     """
-    settings = load_settings()
 
-    async def go() -> int:
-        async with event_store(settings) as store:
-            return await SagaProjector(store).rebuild()
+    async def go(client: AlphaSaga) -> int:
+        return await client.rebuild_saga_list()
 
     started = time.monotonic()
-    sagas = asyncio.run(go())
+    sagas = with_client(go)
     took = time.monotonic() - started
     if as_json:
         print_json({"projection": "saga_summaries", "sagas": sagas, "seconds": round(took, 3)})

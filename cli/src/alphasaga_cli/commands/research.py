@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import hashlib
-import typing
 import uuid
-from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
-from alphasaga_contracts import Service
-from alphasaga_contracts import saga as sg
-from alphasaga_contracts.research import Objective
-from alphasaga_orchestrator.projection import SagaProjector, SagaSummary, list_summaries, load_summary
-from alphasaga_orchestrator.repository import SagaRepository, saga_stream
-from alphasaga_shared.artifacts import ArtifactStore
-from alphasaga_shared.config import Settings
-from alphasaga_shared.eventstore import EventStore
-from alphasaga_shared.wire import encode, envelope_for
+from alphasaga_contracts import SagaState
 
-from ..connect import event_store, load_settings, redis_client
 from ..errors import NOT_COMPLETED, OK, CliError
 from ..output import console, echo, print_json, table, verdict_line
-from ..requests import load_request
-from ..sagas import Progress, follow_saga, resolve_saga, workflows_for
+from ..progress import Progress
+from ..session import with_client
 from ..timefmt import iso, parse_when, seconds
 
-SAGA_STATES = typing.get_args(sg.SagaState)
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from alphasaga_client import AlphaSaga, SagaSummary
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 SagaArg = Annotated[str, typer.Argument(help="Saga id, or a unique prefix of it", show_default=False)]
@@ -44,6 +30,10 @@ SagaArg = Annotated[str, typer.Argument(help="Saga id, or a unique prefix of it"
 
 
 def _progress_view(progress: Progress) -> Group:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     now = dt.datetime.now(dt.UTC)
     t = Table(box=None)
     for name in ("step", "state", "attempt", "elapsed"):
@@ -57,32 +47,38 @@ def _progress_view(progress: Progress) -> Group:
 def final_line(progress: Progress) -> str:
     out = progress.outcome()
     took = f" in {seconds(out['elapsed_s'])}" if out["elapsed_s"] is not None else ""
-    if progress.state == "COMPLETED":
+    if progress.state == SagaState.COMPLETED:
         return f"COMPLETED{took}: {verdict_line(out['verdict'], out['metrics'])}"
     return f"{progress.state}{took}: {out['failure'] or 'no reason recorded'}"
 
 
-async def watch_until_end(
-    store: EventStore, settings: Settings, saga_id: uuid.UUID, *, timeout: float, as_json: bool
-) -> Progress:
+async def watch_until_end(client: AlphaSaga, saga_id: uuid.UUID, *, timeout: float, as_json: bool) -> Progress:
     """A live table on a terminal; otherwise a line per step change (on stderr with --json)."""
-    progress = Progress(saga_id, SagaRepository(store), workflows_for(settings))
+    progress = Progress(saga_id)
     out = console()
+    live: Any = None
     if out.is_terminal and not as_json:
-        with Live(_progress_view(progress), console=out, auto_refresh=False) as live:
+        from rich.live import Live
 
-            def redraw(_: list[str] | None = None) -> None:
+        live = Live(_progress_view(progress), console=out, auto_refresh=False)
+        live.start()
+    try:
+        steps: list[str] = []
+        async for frame in client.watch(saga_id, timeout_s=timeout):
+            if frame.event == "Started":
+                steps = client.workflow_steps(frame.state.get("workflow", ""), frame.state.get("workflow_version", 0))
+            lines = progress.apply(frame, steps)
+            if live is not None:
                 live.update(_progress_view(progress), refresh=True)
-
-            await follow_saga(store, progress, timeout_s=timeout, on_lines=redraw, on_tick=redraw)
-            redraw()
-    else:
-
-        def print_lines(lines: list[str]) -> None:
-            for line in lines:
-                echo(f"  {line}", err=as_json)
-
-        await follow_saga(store, progress, timeout_s=timeout, on_lines=print_lines)
+            else:
+                for line in lines:
+                    echo(f"  {line}", err=as_json)
+    except TimeoutError as exc:
+        raise CliError(str(exc), code=NOT_COMPLETED) from None
+    finally:
+        if live is not None:
+            live.stop()
+    progress.summary = await client.status(saga_id)
     if as_json:
         print_json(progress.outcome())
     else:
@@ -101,7 +97,7 @@ def submit(
     data_path: Annotated[str | None, typer.Option(help="Your own CSV or Parquet file instead of a dataset")] = None,
     start: Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD")] = None,
-    objective: Annotated[str | None, typer.Option(help=f"{', '.join(typing.get_args(Objective))}")] = None,
+    objective: Annotated[str | None, typer.Option(help="What to look for: trend, mean_reversion or auto")] = None,
     max_drawdown: Annotated[float | None, typer.Option(help="Largest acceptable drawdown, 0-1")] = None,
     min_sharpe: Annotated[float | None, typer.Option(help="Smallest acceptable Sharpe ratio")] = None,
     commission_bps: Annotated[float | None, typer.Option(help="Commission per trade, basis points")] = None,
@@ -125,6 +121,8 @@ def submit(
 
     Example: alphasaga submit -f request.yaml --min-sharpe 0.5 --json
     """
+    from ..requests import load_request
+
     overrides = {
         "dataset": dataset,
         "data_path": data_path,
@@ -139,29 +137,22 @@ def submit(
         "seed": seed,
     }
     request, file_workflow = load_request(file, overrides)
-    message = sg.StartResearch(saga_id=uuid.uuid4(), workflow=workflow or file_workflow or "research", request=request)
-    settings = load_settings()
 
-    async def go() -> int:
-        async with AsyncExitStack() as stack:
-            redis = await stack.enter_async_context(redis_client(settings))
-            # Connected before publishing: a saga is never submitted that we then cannot watch.
-            store = await stack.enter_async_context(event_store(settings)) if wait else None
-            saga_id = message.saga_id
-            assert saga_id is not None
-            env = envelope_for(message, correlation_id=str(saga_id))
-            await redis.xadd(settings.streams.commands(Service.ORCHESTRATOR), encode(env))  # type: ignore[arg-type]
-            if store is None:
-                if as_json:
-                    print_json({"saga_id": str(saga_id), "message_id": env.message_id})
-                else:
-                    echo(str(saga_id))
-                return OK
-            echo(f"saga {saga_id} submitted", err=as_json)
-            progress = await watch_until_end(store, settings, saga_id, timeout=timeout, as_json=as_json)
-            return OK if progress.state == "COMPLETED" else NOT_COMPLETED
+    async def go(client: AlphaSaga) -> int:
+        # Connected to both first: a saga is never submitted that we then cannot watch.
+        await client.connect(database=wait)
+        submitted = await client.submit(request, workflow=workflow or file_workflow or "research")
+        if not wait:
+            if as_json:
+                print_json({"saga_id": str(submitted.saga_id), "message_id": submitted.message_id})
+            else:
+                echo(str(submitted.saga_id))
+            return OK
+        echo(f"saga {submitted.saga_id} submitted", err=as_json)
+        progress = await watch_until_end(client, submitted.saga_id, timeout=timeout, as_json=as_json)
+        return OK if progress.state == SagaState.COMPLETED else NOT_COMPLETED
 
-    raise typer.Exit(asyncio.run(go()))
+    raise typer.Exit(with_client(go))
 
 
 def watch(
@@ -176,54 +167,29 @@ def watch(
 
     Example: alphasaga watch 3f1c2a9e
     """
-    settings = load_settings()
 
-    async def go() -> int:
-        async with event_store(settings) as store:
-            saga_id = await resolve_saga(store, saga)
-            progress = await watch_until_end(store, settings, saga_id, timeout=timeout, as_json=as_json)
-            return OK if progress.state == "COMPLETED" else NOT_COMPLETED
+    async def go(client: AlphaSaga) -> int:
+        progress = await watch_until_end(client, await client.resolve(saga), timeout=timeout, as_json=as_json)
+        return OK if progress.state == SagaState.COMPLETED else NOT_COMPLETED
 
-    raise typer.Exit(asyncio.run(go()))
+    raise typer.Exit(with_client(go))
 
 
 # --- status and list -------------------------------------------------------------------
 
 
-async def current_summary(store: EventStore, saga_id: uuid.UUID) -> SagaSummary:
-    """The saga's row of the projection, caught up with the log first; refolded from its
-    stream if a transaction still open elsewhere holds the log reader behind it."""
-    projector = SagaProjector(store)
-    await projector.catch_up()
-    summary = await load_summary(store, saga_id)
-    async with store.pool.acquire() as conn:
-        latest = await conn.fetchval("SELECT max(version) FROM events WHERE stream_id = $1", saga_stream(saga_id))
-    if summary is None or summary.version < (latest or 0):
-        try:
-            summary = await projector.refresh(saga_id)
-        except Exception as exc:
-            raise CliError(
-                f"saga {saga_id} cannot be folded from its events: {exc} (see `alphasaga replay {saga_id} --check`)"
-            ) from None
-    if summary is None:
-        raise CliError(f"no saga {saga_id}")
-    return summary
-
-
 def status(saga: SagaArg, as_json: JsonFlag = False) -> None:
     """Show a saga's current state.
 
-    Read from the saga_summaries projection, caught up with the event log first.
+    Read from the saga list, caught up with the event log first.
 
     Example: alphasaga status 3f1c2a9e --json
     """
-    settings = load_settings()
 
-    async def go() -> SagaSummary:
-        async with event_store(settings) as store:
-            return await current_summary(store, await resolve_saga(store, saga))
+    async def go(client: AlphaSaga) -> SagaSummary:
+        return await client.status(saga)
 
-    summary = asyncio.run(go())
+    summary = with_client(go)
     if as_json:
         print_json(summary.as_json())
         return
@@ -248,31 +214,44 @@ def status(saga: SagaArg, as_json: JsonFlag = False) -> None:
 
 
 def list_sagas(
-    state: Annotated[str | None, typer.Option(help=f"Only sagas in this state: {', '.join(SAGA_STATES)}")] = None,
+    state: Annotated[str | None, typer.Option(help=f"Only sagas in this state: {', '.join(SagaState)}")] = None,
+    workflow: Annotated[str | None, typer.Option(help="Only sagas of this workflow")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Only sagas on this dataset (or data file name)")] = None,
+    accepted: Annotated[
+        bool | None, typer.Option("--accepted/--rejected", help="Only sagas whose verdict was accepted / rejected")
+    ] = None,
     since: Annotated[
         str | None, typer.Option(help="Only sagas started since: ISO time (UTC unless an offset) or an age: 2h, 3d")
     ] = None,
+    until: Annotated[str | None, typer.Option(help="Only sagas started before: ISO time or an age")] = None,
     limit: Annotated[int, typer.Option(min=0, help="At most this many, newest first (0: all)")] = 50,
     as_json: JsonFlag = False,
 ) -> None:
     """List sagas, newest first.
 
-    Read from the saga_summaries projection, caught up with the event log first.
+    Read from the saga list, caught up with the event log first.
 
     Example: alphasaga list --state ROLLED_BACK --since 1d
     """
+    from alphasaga_client import SagaFilter
+
     wanted = state.upper() if state else None
-    if wanted is not None and wanted not in SAGA_STATES:
-        raise CliError(f"unknown state {state!r}: one of {', '.join(SAGA_STATES)}")
-    since_t = parse_when(since) if since else None
-    settings = load_settings()
+    if wanted is not None and wanted not in set(SagaState):
+        raise CliError(f"unknown state {state!r}: one of {', '.join(SagaState)}")
+    where = SagaFilter(
+        state=wanted,
+        workflow=workflow,
+        dataset=dataset,
+        accepted=accepted,
+        started_after=parse_when(since) if since else None,
+        started_before=parse_when(until) if until else None,
+        limit=limit or None,
+    )
 
-    async def go() -> list[SagaSummary]:
-        async with event_store(settings) as store:
-            await SagaProjector(store).catch_up()
-            return await list_summaries(store, state=wanted, since=since_t, limit=limit or None)
+    async def go(client: AlphaSaga) -> list[SagaSummary]:
+        return await client.sagas(where)
 
-    summaries = asyncio.run(go())
+    summaries = with_client(go)
     if as_json:
         print_json([s.as_json(with_state=False) for s in summaries])
         return
@@ -313,27 +292,21 @@ def cancel(
 
     Example: alphasaga cancel 3f1c2a9e --reason "wrong dates" --wait
     """
-    settings = load_settings()
 
-    async def go() -> int:
-        async with event_store(settings) as store, redis_client(settings) as redis:
-            saga_id = await resolve_saga(store, saga)
-            current = await SagaRepository(store).load(saga_id)
-            if current is not None and current.terminal:
-                raise CliError(f"saga {saga_id} already ended {current.state}: nothing to cancel")
-            env = envelope_for(sg.CancelSaga(saga_id=saga_id, reason=reason), correlation_id=str(saga_id))
-            await redis.xadd(settings.streams.commands(Service.ORCHESTRATOR), encode(env))  # type: ignore[arg-type]
-            if not wait:
-                if as_json:
-                    print_json({"saga_id": str(saga_id), "message_id": env.message_id})
-                else:
-                    echo(f"cancel requested for saga {saga_id}")
-                return OK
-            echo(f"cancel requested for saga {saga_id}", err=as_json)
-            progress = await watch_until_end(store, settings, saga_id, timeout=timeout, as_json=as_json)
-            return OK if progress.state == "ROLLED_BACK" else NOT_COMPLETED
+    async def go(client: AlphaSaga) -> int:
+        await client.connect()
+        sent = await client.cancel(saga, reason)
+        if not wait:
+            if as_json:
+                print_json({"saga_id": str(sent.saga_id), "message_id": sent.message_id})
+            else:
+                echo(f"cancel requested for saga {sent.saga_id}")
+            return OK
+        echo(f"cancel requested for saga {sent.saga_id}", err=as_json)
+        progress = await watch_until_end(client, sent.saga_id, timeout=timeout, as_json=as_json)
+        return OK if progress.state == SagaState.ROLLED_BACK else NOT_COMPLETED
 
-    raise typer.Exit(asyncio.run(go()))
+    raise typer.Exit(with_client(go))
 
 
 # --- artifacts -------------------------------------------------------------------------
@@ -344,6 +317,14 @@ def artifact_filenames(links: list[tuple[str, str]]) -> list[str]:
     used the same name."""
     names = [name for _, name in links]
     return [name if names.count(name) == 1 else f"{step}-{name}" for step, name in links]
+
+
+def write_file(path: Path, content: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def artifacts(
@@ -360,32 +341,20 @@ def artifacts(
 
     Example: alphasaga artifacts 3f1c2a9e --out results/
     """
-    settings = load_settings()
 
-    async def go() -> list[dict[str, typing.Any]]:
-        async with event_store(settings) as store:
-            saga_id = await resolve_saga(store, saga)
-            store_ = ArtifactStore(store.pool)
-            links = await store_.list(saga_id)
-            files = artifact_filenames([(link.step, link.name) for link in links])
-            listed: list[dict[str, typing.Any]] = []
-            for link, filename in zip(links, files, strict=True):
-                item: dict[str, typing.Any] = {"step": link.step, "name": link.name, **link.ref.model_dump()}
-                if out is not None:
-                    content = await store_.get(link.ref.sha256)
-                    if hashlib.sha256(content).hexdigest() != link.ref.sha256:
-                        raise CliError(f"artifact {link.name} of step {link.step} does not match its SHA-256")
-                    path = out / filename
-                    try:
-                        out.mkdir(parents=True, exist_ok=True)
-                        path.write_bytes(content)
-                    except OSError as exc:
-                        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
-                    item["path"] = str(path)
-                listed.append(item)
-            return listed
+    async def go(client: AlphaSaga) -> list[dict[str, Any]]:
+        links = await client.artifacts(saga)
+        files = artifact_filenames([(link.step, link.name) for link in links])
+        listed: list[dict[str, Any]] = []
+        for link, filename in zip(links, files, strict=True):
+            item: dict[str, Any] = {"step": link.step, "name": link.name, **link.ref.model_dump()}
+            if out is not None:
+                write_file(out / filename, await client.artifact(link.ref.sha256))
+                item["path"] = str(out / filename)
+            listed.append(item)
+        return listed
 
-    listed = asyncio.run(go())
+    listed = with_client(go)
     if as_json:
         print_json(listed)
         return

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 import signal
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
-import redis.asyncio as aioredis
 import typer
 
-from alphasaga_contracts import saga as sg
-from alphasaga_contracts.research import ResearchRequest
-from alphasaga_shared.artifacts import ArtifactStore
-from alphasaga_shared.client import follow, stream_tip, submit, write_results
-from alphasaga_shared.config import ConfigError, Settings
-from alphasaga_shared.embedded import EmbeddedUnavailable
-from alphasaga_shared.eventstore import EventStore
-from alphasaga_shared.stack import Stack, StackError
-
-from ..connect import load_settings
 from ..errors import CliError
-from ..output import verdict_line
-from ..requests import load_request
+from ..output import echo, verdict_line
+from ..session import settings, with_client
+
+if TYPE_CHECKING:
+    from alphasaga_client import AlphaSaga
+    from alphasaga_contracts.research import ResearchRequest
+    from alphasaga_contracts.saga import SagaEvent
+
+    from ..stack import Stack
 
 
-def describe(event: sg.SagaEvent) -> str:
+def describe(event: SagaEvent) -> str:
+    from alphasaga_contracts import saga as sg
+
     if isinstance(event, sg.SagaStarted):
         return f"started ({event.workflow} v{event.workflow_version})"
     if isinstance(event, sg.SagaStepCompleted):
@@ -42,28 +41,45 @@ def describe(event: sg.SagaEvent) -> str:
     return event.TYPE
 
 
-async def _submit_and_wait(stack: Stack, settings: Settings, request: ResearchRequest, timeout: float) -> int:
-    redis = aioredis.from_url(stack.redis_url)
-    store = await EventStore.connect(stack.database_url, settings.database_schema)
-    try:
-        tip = await stream_tip(redis, settings.streams.sagas)
-        saga_id = await submit(redis, settings.streams, request)
-        typer.echo(f"saga {saga_id} submitted")
-        outcome = await follow(
-            redis,
-            settings.streams,
-            saga_id,
-            after=tip,
-            timeout_s=timeout,
-            on_event=lambda e: typer.echo(f"  {describe(e)}"),
-        )
-        results = await write_results(settings.data_dir / "results" / str(saga_id), outcome, ArtifactStore(store.pool))
-        typer.echo(f"outcome: {describe(outcome)}")
-        typer.echo(f"results: {results}")
+_EXTENSIONS = {"application/json": ".json", "image/png": ".png", "text/csv": ".csv", "text/x-python": ".py"}
+
+
+def _artifact_refs(outputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in outputs.items() if isinstance(v, dict) and {"sha256", "media_type"} <= v.keys()}
+
+
+async def write_results(client: AlphaSaga, dest: Path, outcome: SagaEvent) -> Path:
+    """``dest/outcome.json``, plus the artifacts the last step referenced."""
+    from alphasaga_contracts import saga as sg
+
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "outcome.json").write_text(json.dumps(outcome.model_dump(mode="json"), indent=2) + "\n")
+    if isinstance(outcome, sg.SagaCompleted):
+        for name, ref in _artifact_refs(outcome.outputs).items():
+            ext = _EXTENSIONS.get(ref["media_type"], ".bin")
+            (dest / f"{name}{ext}").write_bytes(await client.artifact(ref["sha256"]))
+    return dest
+
+
+def _submit_and_wait(stack: Stack, request: ResearchRequest, timeout: float) -> int:
+    config = stack.settings.model_copy(update={"redis_url": stack.redis_url, "database_url": stack.database_url})
+
+    async def go(client: AlphaSaga) -> int:
+        from alphasaga_contracts import saga as sg
+
+        submitted = await client.submit(request)
+        echo(f"saga {submitted.saga_id} submitted")
+        outcome = None
+        async for update in client.follow(submitted.saga_id, after=submitted.follow_from, timeout_s=timeout):
+            echo(f"  {describe(update.event)}")
+            outcome = update.event
+        assert outcome is not None
+        results = await write_results(client, config.data_dir / "results" / str(submitted.saga_id), outcome)
+        echo(f"outcome: {describe(outcome)}")
+        echo(f"results: {results}")
         return 0 if isinstance(outcome, sg.SagaCompleted) else 1
-    finally:
-        await redis.aclose()
-        await store.close()
+
+    return with_client(go, config)
 
 
 def run(
@@ -77,13 +93,15 @@ def run(
 
     Example: alphasaga run --dataset sp500 --start 2010-01-01
     """
+    from ..requests import load_request
+    from ..stack import Stack
+
     request, _ = load_request(None, {"dataset": dataset, "start": start, "end": end, "objective": objective})
-    settings = load_settings()
-    stack = Stack(settings, say=typer.echo)
+    stack = Stack(settings(), say=echo)
     try:
         stack.start()
-        code = asyncio.run(_submit_and_wait(stack, settings, request, timeout))
-    except (ConfigError, StackError, EmbeddedUnavailable, TimeoutError) as exc:
+        code = _submit_and_wait(stack, request, timeout)
+    except TimeoutError as exc:
         raise CliError(str(exc)) from None
     finally:
         stack.stop()
@@ -97,21 +115,20 @@ def up() -> None:
 
     Example: alphasaga up   # then, in another terminal: alphasaga submit --dataset sp500 --wait
     """
-    settings = load_settings()
-    stack = Stack(settings, say=typer.echo)
+    from ..stack import Stack
+
+    stack = Stack(settings(), say=echo)
     try:
         stack.start()
-        typer.echo(f"ALPHASAGA_REDIS_URL={stack.redis_url}")
-        typer.echo(f"ALPHASAGA_DATABASE_URL={stack.database_url}")
-        typer.echo("press Ctrl-C to stop")
+        echo(f"ALPHASAGA_REDIS_URL={stack.redis_url}")
+        echo(f"ALPHASAGA_DATABASE_URL={stack.database_url}")
+        echo("press Ctrl-C to stop")
         # Blocked after the children started (they inherit the mask), so that sigwait
         # receives the signal instead of the default action killing us without cleanup.
         stop_signals = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         received = signal.sigwait(stop_signals)
-        typer.echo(f"received {signal.Signals(received).name}")
-    except (ConfigError, StackError, EmbeddedUnavailable) as exc:
-        raise CliError(str(exc)) from None
+        echo(f"received {signal.Signals(received).name}")
     finally:
-        typer.echo("stopping")
+        echo("stopping")
         stack.stop()

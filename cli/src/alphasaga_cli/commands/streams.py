@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from alphasaga_contracts import UnknownMessageType, message_class, registered_types
-from alphasaga_shared.client import stream_tip
-from alphasaga_shared.wire import as_text
-
-from ..connect import load_settings, redis_client
 from ..errors import CliError
-from ..messages import build_envelope, decode_entry, home_streams, parse_body, publish_fields, resolve_stream
 from ..output import echo, print_json
 from ..requests import read_document
+from ..session import settings, with_client
+
+if TYPE_CHECKING:
+    from alphasaga_client import AlphaSaga
 
 StreamArg = Annotated[
     str, typer.Argument(help="Stream: full name, or cmd:SERVICE or evt:SERVICE in ALPHASAGA_NAMESPACE")
@@ -26,6 +23,8 @@ StreamArg = Annotated[
 
 def read_data(data: str) -> Any:
     """``--data`` is JSON, ``@file`` (JSON or YAML) or ``-`` (JSON on stdin)."""
+    from alphasaga_client.messages import parse_body
+
     if data.startswith("@"):
         return read_document(Path(data[1:]))
     if data == "-":
@@ -34,6 +33,8 @@ def read_data(data: str) -> Any:
 
 
 def check_type(type_name: str) -> None:
+    from alphasaga_contracts import UnknownMessageType, message_class, registered_types
+
     try:
         message_class(type_name)
     except UnknownMessageType:
@@ -64,25 +65,25 @@ def publish(
     Example: alphasaga publish cmd:orchestrator --type orchestrator.CancelSaga
     --data '{"saga_id": "3f1c2a9e-5b7d-4e0a-9c1b-2d3e4f5a6b7c", "reason": "typo"}'
     """
+    from alphasaga_client.messages import build_envelope, home_streams, publish_fields, resolve_stream
+
     check_type(type_)
-    settings = load_settings()
-    target = resolve_stream(stream, settings.streams)
+    config = settings()
+    target = resolve_stream(stream, config.streams)
     envelope = build_envelope(
         type_, read_data(data), message_id=message_id, correlation_id=correlation_id, causation_id=causation_id
     )
-    homes = home_streams(type(envelope.message), settings.streams)
+    homes = home_streams(type(envelope.message), config.streams)
     if target not in homes and not force:
         raise CliError(
             f"{envelope.type} belongs on {min(homes, key=len)}, not {target}; nothing published (--force to insist)"
         )
     fields = publish_fields(envelope)
 
-    async def go() -> str:
-        async with redis_client(settings) as redis:
-            entry_id = await redis.xadd(target, fields)  # type: ignore[arg-type]
-            return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    async def go(client: AlphaSaga) -> str:
+        return await client.publish(target, envelope)
 
-    entry_id = asyncio.run(go())
+    entry_id = with_client(go, config)
     if as_json:
         print_json({"stream": target, "entry_id": entry_id, **{k: v for k, v in fields.items() if k != "body"}})
     else:
@@ -105,33 +106,21 @@ def tail(
 
     Example: alphasaga tail cmd:reasoning evt:reasoning --json
     """
-    settings = load_settings()
-    names = [resolve_stream(s, settings.streams) for s in streams]
 
-    async def go() -> None:
-        async with redis_client(settings) as redis:
-            # "$" re-read on every call would miss entries added between two reads:
-            # start from the current last id instead.
-            cursors = {n: (await stream_tip(redis, n) if from_ == "$" else from_) for n in names}
-            echo(f"following {', '.join(names)} (Ctrl-C to stop)", err=True)
-            seen = 0
-            while True:
-                reply: Any = await redis.xread(cursors, count=100, block=1000)  # type: ignore[arg-type]
-                for raw_stream, entries in reply:
-                    stream = raw_stream.decode()
-                    for raw_id, raw in entries:
-                        entry_id = raw_id.decode()
-                        cursors[stream] = entry_id
-                        entry = decode_entry(stream, entry_id, as_text(raw))
-                        if as_json:
-                            print_json(entry.as_json())
-                        else:
-                            echo(entry.line())
-                        seen += 1
-                        if count is not None and seen >= count:
-                            return
+    async def go(client: AlphaSaga) -> None:
+        cursors = await client.cursors(streams, from_)
+        echo(f"following {', '.join(cursors)} (Ctrl-C to stop)", err=True)
+        seen = 0
+        async for entry in client.tail(cursors):
+            if as_json:
+                print_json(entry.as_json())
+            else:
+                echo(entry.line())
+            seen += 1
+            if count is not None and seen >= count:
+                return
 
-    asyncio.run(go())
+    with_client(go)
 
 
 def types(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
@@ -141,6 +130,8 @@ def types(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = 
 
     Example: alphasaga types
     """
+    from alphasaga_contracts import registered_types
+
     registry = registered_types()
     if as_json:
         print_json({name: cls.model_json_schema() for name, cls in registry.items()})

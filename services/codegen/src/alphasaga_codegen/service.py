@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from alphasaga_contracts import Service
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import Hypothesis
-from alphasaga_shared.artifacts import ArtifactStore
+from alphasaga_shared.eventstore import ArtifactStore
 from alphasaga_shared.runner import ServiceContext
 from alphasaga_shared.worker import StepError, WorkerSpec
 

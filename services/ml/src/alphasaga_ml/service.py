@@ -11,7 +11,7 @@ import pandas as pd  # type: ignore[import-untyped]
 
 from alphasaga_contracts import Service
 from alphasaga_contracts import steps as st
-from alphasaga_shared.artifacts import ArtifactStore
+from alphasaga_shared.eventstore import ArtifactStore
 from alphasaga_shared.runner import ServiceContext
 from alphasaga_shared.worker import StepError, WorkerSpec
 

@@ -14,7 +14,7 @@ from alphasaga_contracts import steps as st
 from alphasaga_contracts.envelope import BODY, CAUSATION_ID, CORRELATION_ID, HEADER_FIELDS, MESSAGE_ID, SCHEMA, TYPE
 from alphasaga_shared.wire import Envelope, MalformedMessage, decode, encode
 
-from .errors import CliError
+from .errors import InvalidRequest
 
 _SHORT_KINDS = ("cmd:", "evt:")
 
@@ -42,7 +42,7 @@ def parse_body(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CliError(f"--data is not JSON: {exc}") from None
+        raise InvalidRequest(f"the body is not JSON: {exc}") from None
 
 
 def build_envelope(
@@ -58,7 +58,7 @@ def build_envelope(
     try:
         cls = message_class(type_name)
     except UnknownMessageType:
-        raise CliError(f"unknown message type {type_name!r} (see `alphasaga types`)") from None
+        raise InvalidRequest(f"unknown message type {type_name!r} (see `alphasaga types`)") from None
     message_id = message_id or str(uuid.uuid4())
     if correlation_id is None:
         saga_id = body.get("saga_id") if isinstance(body, dict) else None
@@ -74,14 +74,14 @@ def build_envelope(
     try:
         return decode(fields)
     except MalformedMessage as exc:
-        raise CliError(f"refused, nothing published: {exc}") from None
+        raise InvalidRequest(f"refused, nothing published: {exc}") from None
 
 
 def publish_fields(envelope: Envelope) -> dict[str, str]:
     try:
         return encode(envelope)
     except MalformedMessage as exc:
-        raise CliError(f"refused, nothing published: {exc}") from None
+        raise InvalidRequest(f"refused, nothing published: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,10 @@
-"""Replay: a saga's events one at a time, each with the state it leaves behind.
-
-Reads nothing but the event store. The state is ``state_of`` of the aggregate folded
-from the first event up to that one, so ``--to N`` shows exactly what the orchestrator
-knew after event N."""
+"""Time travel: a saga's events one at a time, each with the state it leaves behind and
+what changed. The state is ``state_of`` of the aggregate folded from the first event up
+to that one: exactly what the orchestrator knew after event N."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,12 +14,15 @@ from alphasaga_orchestrator.repository import SagaRepository
 from alphasaga_orchestrator.saga import Saga, state_of
 from alphasaga_shared.eventstore import RecordedEvent
 
-from .sagas import event_name
 from .timefmt import iso
 
-_ABSENT: Any = object()
-# Bookkeeping of the eventsourcing library, already shown as the recorded time.
-HIDDEN_DATA = frozenset({"timestamp", "originator_topic"})
+# A key that is not there, on one side of a change.
+ABSENT: Any = object()
+
+
+def event_name(event_type: str) -> str:
+    """``alphasaga_orchestrator.saga:Saga.StepCommanded`` -> ``StepCommanded``."""
+    return event_type.rsplit(".", 1)[-1].rsplit(":", 1)[-1]
 
 
 class ReplayError(Exception):
@@ -41,9 +41,9 @@ class Change:
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path}
-        if self.before is not _ABSENT:
+        if self.before is not ABSENT:
             out["before"] = self.before
-        if self.after is not _ABSENT:
+        if self.after is not ABSENT:
             out["after"] = self.after
         return out
 
@@ -54,6 +54,13 @@ class Frame:
     row: RecordedEvent
     state: dict[str, Any]
     changes: list[Change]
+
+    @classmethod
+    def after(cls, number: int, row: RecordedEvent, saga: Saga | None, previous: dict[str, Any]) -> Frame:
+        """The frame of event ``number`` (``row``), ``saga`` folded up to it, ``previous``
+        the state before it."""
+        state = state_of(saga)
+        return cls(number, row, state, diff(previous, state))
 
     @property
     def event(self) -> str:
@@ -90,9 +97,9 @@ def diff(before: Any, after: Any, path: str = "") -> list[Change]:
         changes: list[Change] = []
         for key in [*before, *(k for k in after if k not in before)]:
             sub = f"{path}.{key}" if path else str(key)
-            changes.extend(diff(before.get(key, _ABSENT), after.get(key, _ABSENT), sub))
+            changes.extend(diff(before.get(key, ABSENT), after.get(key, ABSENT), sub))
         return changes
-    if before == after and before is not _ABSENT:
+    if before == after and before is not ABSENT:
         return []
     return [Change(path, before, after)]
 
@@ -105,21 +112,6 @@ def frames(saga_id: uuid.UUID, rows: Sequence[RecordedEvent], repo: SagaReposito
             saga = repo.to_domain_event(saga_id, row).mutate(saga)
         except Exception as exc:
             raise ReplayError(number, row, exc) from exc
-        state = state_of(saga)
-        yield Frame(number, row, state, diff(previous, state))
-        previous = state
-
-
-def format_value(value: Any) -> str:
-    return "-" if value is _ABSENT else json.dumps(value, default=str, ensure_ascii=False)
-
-
-def render(frame: Frame, *, diff_only: bool) -> list[str]:
-    """Lines for one event: a header, then the state after it (or only what changed)."""
-    data = " ".join(f"{k}={format_value(v)}" for k, v in frame.row.data.items() if k not in HIDDEN_DATA)
-    lines = [f"#{frame.number} {iso(frame.row.recorded_at)} {frame.event} {data}".rstrip()]
-    if diff_only:
-        lines.extend(f"    {c.path}: {format_value(c.before)} -> {format_value(c.after)}" for c in frame.changes)
-    else:
-        lines.extend(f"    {key}: {format_value(value)}" for key, value in frame.state.items())
-    return lines
+        frame = Frame.after(number, row, saga, previous)
+        yield frame
+        previous = frame.state

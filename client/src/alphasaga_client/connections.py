@@ -4,8 +4,6 @@ mistyped a URL learns it within seconds, not from a traceback."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -14,7 +12,7 @@ from pydantic import ValidationError
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 
-from .errors import CliError
+from .errors import InvalidRequest, Unavailable
 
 
 def load_settings() -> Settings:
@@ -23,7 +21,7 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         name = "ALPHASAGA_" + "_".join(str(p) for p in err["loc"]).upper()
-        raise CliError(f"invalid setting {name}: {err['msg']}") from None
+        raise InvalidRequest(f"invalid setting {name}: {err['msg']}") from None
 
 
 def redact(url: str) -> str:
@@ -45,24 +43,24 @@ def _reason(exc: BaseException) -> str:
 async def connect_redis(settings: Settings) -> aioredis.Redis:
     url = settings.redis_url
     if not url:
-        raise CliError("ALPHASAGA_REDIS_URL is not set (`alphasaga up` starts the services and prints it)")
+        raise Unavailable("ALPHASAGA_REDIS_URL is not set (`alphasaga up` starts the services and prints it)")
     timeout = settings.connect_timeout_s
     try:
         client = aioredis.from_url(url, socket_connect_timeout=timeout)
     except ValueError as exc:
-        raise CliError(f"invalid ALPHASAGA_REDIS_URL {redact(url)}: {exc}") from None
+        raise InvalidRequest(f"invalid ALPHASAGA_REDIS_URL {redact(url)}: {exc}") from None
     try:
         await asyncio.wait_for(client.ping(), timeout)
     except Exception as exc:
         await client.aclose()
-        raise CliError(f"cannot reach Redis at {redact(url)}: {_reason(exc)}") from None
+        raise Unavailable(f"cannot reach Redis at {redact(url)}: {_reason(exc)}") from None
     return client
 
 
-async def connect_store(settings: Settings) -> EventStore:
+async def connect_store(settings: Settings, *, application_name: str = "alphasaga-client") -> EventStore:
     url = settings.database_url
     if not url:
-        raise CliError("ALPHASAGA_DATABASE_URL is not set (`alphasaga up` starts the services and prints it)")
+        raise Unavailable("ALPHASAGA_DATABASE_URL is not set (`alphasaga up` starts the services and prints it)")
     timeout = settings.connect_timeout_s
     try:
         return await asyncio.wait_for(
@@ -71,27 +69,9 @@ async def connect_store(settings: Settings) -> EventStore:
                 settings.database_schema,
                 max_size=4,
                 timeout=timeout,
-                application_name="alphasaga-cli",
+                application_name=application_name,
             ),
             timeout * 2,
         )
     except Exception as exc:
-        raise CliError(f"cannot reach PostgreSQL at {redact(url)}: {_reason(exc)}") from None
-
-
-@asynccontextmanager
-async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = await connect_redis(settings)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@asynccontextmanager
-async def event_store(settings: Settings) -> AsyncIterator[EventStore]:
-    store = await connect_store(settings)
-    try:
-        yield store
-    finally:
-        await store.close()
+        raise Unavailable(f"cannot reach PostgreSQL at {redact(url)}: {_reason(exc)}") from None

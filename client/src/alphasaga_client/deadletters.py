@@ -15,7 +15,7 @@ from alphasaga_contracts import Streams
 from alphasaga_contracts.envelope import CORRELATION_ID, MESSAGE_ID, TYPE
 from alphasaga_shared.wire import as_text
 
-from .errors import CliError
+from .errors import InvalidRequest, NotFound
 from .messages import resolve_stream
 from .timefmt import iso
 
@@ -102,12 +102,12 @@ async def find(redis: aioredis.Redis, dlq_streams: list[str], entry_id: str) -> 
         try:
             entries: Any = await redis.xrange(stream, entry_id, entry_id)
         except aioredis.ResponseError:
-            raise CliError(f"{entry_id!r} is not a stream entry id (like 1714556400000-0)") from None
+            raise InvalidRequest(f"{entry_id!r} is not a stream entry id (like 1714556400000-0)") from None
         matches.extend(DeadLetter(stream, eid.decode(), as_text(raw)) for eid, raw in entries)
     if not matches:
-        raise CliError(f"no dead letter {entry_id} (see `alphasaga dlq list`)")
+        raise NotFound(f"no dead letter {entry_id}")
     if len(matches) > 1:
-        raise CliError(f"dead letter {entry_id} is in {len(matches)} streams: choose one with --stream")
+        raise InvalidRequest(f"dead letter {entry_id} is in {len(matches)} streams: name the stream")
     return matches[0]
 
 

@@ -1,0 +1,64 @@
+"""The one client API of AlphaSaga (``AlphaSaga``), for every front end: the CLI, the
+HTTP API, agents' tools, tests and benchmarks.
+
+What it returns is plain data: ``SagaSummary`` rows of the saga list, ``Frame``s of time
+travel, ``Lifecycle`` events, ``DeadLetter``s. Loaded on first use, so that importing a
+small part (``alphasaga_client.timefmt``) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from alphasaga_orchestrator.sagastore import SagaFilter, SagaSummary
+
+    from .api import AlphaSaga, Check, Lifecycle, LogFilter, Replay, Submitted
+    from .deadletters import DeadLetter
+    from .errors import Ambiguous, ClientError, Corrupt, InvalidRequest, InvalidTransition, NotFound, Unavailable
+    from .timetravel import Frame
+
+__all__ = [
+    "AlphaSaga",
+    "Ambiguous",
+    "Check",
+    "ClientError",
+    "Corrupt",
+    "DeadLetter",
+    "Frame",
+    "InvalidRequest",
+    "InvalidTransition",
+    "Lifecycle",
+    "LogFilter",
+    "NotFound",
+    "Replay",
+    "SagaFilter",
+    "SagaSummary",
+    "Submitted",
+    "Unavailable",
+]
+
+_WHERE = {
+    "AlphaSaga": ".api",
+    "Check": ".api",
+    "Lifecycle": ".api",
+    "LogFilter": ".api",
+    "Replay": ".api",
+    "Submitted": ".api",
+    "DeadLetter": ".deadletters",
+    "Frame": ".timetravel",
+    "SagaFilter": "alphasaga_orchestrator.sagastore",
+    "SagaSummary": "alphasaga_orchestrator.sagastore",
+    **dict.fromkeys(
+        ("Ambiguous", "ClientError", "Corrupt", "InvalidRequest", "InvalidTransition", "NotFound", "Unavailable"),
+        ".errors",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)

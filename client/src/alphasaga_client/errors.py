@@ -1,0 +1,33 @@
+"""How the client API fails: one exception type per kind of answer a front end gives
+(the CLI turns each into one line and an exit code, the HTTP API into a status)."""
+
+from __future__ import annotations
+
+
+class ClientError(Exception):
+    """Something the caller can act on; the message is one line for a person."""
+
+
+class NotFound(ClientError):
+    """No such saga, artifact or dead letter."""
+
+
+class Ambiguous(ClientError):
+    """A saga id prefix that names more than one saga."""
+
+
+class InvalidRequest(ClientError):
+    """Input that is refused before anything is published or stored."""
+
+
+class InvalidTransition(ClientError):
+    """An action the saga's state does not allow, such as cancelling a finished saga."""
+
+
+class Unavailable(ClientError):
+    """A server that cannot be reached, or a setting that names none."""
+
+
+class Corrupt(ClientError):
+    """Stored data that does not hold together: events that do not fold, an artifact
+    whose content does not match its hash."""
