@@ -1,7 +1,7 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [bus|latency|eventstore|saga|cpu|e2e|research ...]`` runs a subset. ``research``
-needs no servers, so none are started when it runs alone.
+``python -m bench [bus|latency|eventstore|saga|cpu|e2e|cli|research ...]`` runs a subset.
+``research`` needs no servers, so none are started when it runs alone.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import sys
 import time
 from typing import Any
 
-from . import bus, cpu, e2e, eventstore, research, saga
+from . import bus, cli, cpu, e2e, eventstore, research, saga
 from .common import servers
 
-NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga", "cpu", "e2e"}
+NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga", "cpu", "e2e", "cli"}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -52,6 +52,10 @@ async def main(which: set[str]) -> None:
                 print(
                     f"first run {t['first']:.2f} s; then median of {t['runs']:.0f}: {t['median']:.2f} s\n", flush=True
                 )
+            if "cli" in which:
+                times = cli.startup()
+                times["alphasaga status (a running stack, a completed saga)"] = await cli.status(s)
+                print(cli.markdown(times), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)

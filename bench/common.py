@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from alphasaga_cli.embedded import start_embedded
 from alphasaga_shared.config import Settings
-from alphasaga_shared.embedded import start_embedded
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,18 @@ def bench_settings(s: Servers, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def stack_settings(s: Servers, prefix: str) -> Settings:
+    """Settings for a whole stack of services in a namespace and schema of their own."""
+    ns = f"{prefix}{uuid.uuid4().hex[:6]}"
+    return Settings(
+        redis_url=s.redis_url,
+        database_url=s.database_url,
+        namespace=ns,
+        database_schema=f"b_{ns}",
+        data_dir=Path(tempfile.mkdtemp(prefix=f"alphasaga-{prefix}-")),
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -3,47 +3,32 @@
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
-import redis.asyncio as aioredis
-
+from alphasaga_cli.stack import Stack
+from alphasaga_client import AlphaSaga
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
-from alphasaga_shared.client import follow, stream_tip, submit
-from alphasaga_shared.config import Settings
-from alphasaga_shared.stack import Stack
 
-from .common import Servers, cleanup
+from .common import Servers, cleanup, stack_settings
 
 
 async def saga_times(s: Servers, runs: int = 3) -> dict[str, float]:
     """Seconds from submitting a request on the full sp500 history to SagaCompleted; the
     first run is reported apart (it pays the services' first imports of the data)."""
-    ns = f"benche2e{uuid.uuid4().hex[:6]}"
-    settings = Settings(
-        redis_url=s.redis_url,
-        database_url=s.database_url,
-        namespace=ns,
-        database_schema=f"b_{ns}",
-        data_dir=Path(tempfile.mkdtemp(prefix="alphasaga-e2e-")),
-    )
+    settings = stack_settings(s, "benche2e")
     stack = Stack(settings, say=lambda _: None)
     stack.start(timeout=120)
     try:
-        redis = aioredis.from_url(s.redis_url)
         times = []
-        for _ in range(runs + 1):
-            tip = await stream_tip(redis, settings.streams.sagas)
-            started = time.perf_counter()
-            saga_id = await submit(redis, settings.streams, ResearchRequest(dataset="sp500"))
-            outcome = await follow(redis, settings.streams, saga_id, after=tip, timeout_s=300)
-            assert isinstance(outcome, sg.SagaCompleted), outcome
-            times.append(time.perf_counter() - started)
-        await redis.aclose()
+        async with AlphaSaga(settings) as client:
+            for _ in range(runs + 1):
+                started = time.perf_counter()
+                submitted = await client.submit(ResearchRequest(dataset="sp500"))
+                ends = [u.event async for u in client.follow(submitted.saga_id, after=submitted.follow_from)]
+                assert isinstance(ends[-1], sg.SagaCompleted), ends[-1]
+                times.append(time.perf_counter() - started)
         return {"first": times[0], "median": statistics.median(times[1:]), "runs": float(runs)}
     finally:
         stack.stop()
-        await cleanup(s, ns, settings.database_schema)
+        await cleanup(s, settings.namespace, settings.database_schema)

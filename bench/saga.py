@@ -17,19 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 import yaml
 
+from alphasaga_client import AlphaSaga
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator.decide import Context, decide
-from alphasaga_orchestrator.repository import SagaRepository, saga_stream
+from alphasaga_orchestrator.repository import SagaRepository
 from alphasaga_orchestrator.saga import Saga
+from alphasaga_orchestrator.sagastore import SagaStore, saga_stream
 from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
-from alphasaga_shared.client import follow, stream_tip, submit
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
-from alphasaga_shared.wire import encode, envelope_for
+from alphasaga_shared.wire import envelope_for
 
 from . import floor
 from .common import Servers, bench_settings, cleanup, percentile
@@ -106,28 +106,21 @@ class Stack:
             stderr=(self.tmp / log_name).open("w"),
         )
 
-    async def submit_at_once(self, redis: aioredis.Redis, n: int) -> None:
-        """n StartResearch commands in one pipeline, as a burst of users would send them."""
-        async with redis.pipeline(transaction=False) as pipe:
-            for _ in range(n):
-                msg = sg.StartResearch(saga_id=uuid.uuid4(), request=ResearchRequest(dataset="sp500"))
-                fields: Any = encode(envelope_for(msg, correlation_id=str(msg.saga_id)))
-                pipe.xadd(self.settings.streams.commands("orchestrator"), fields)
-            await pipe.execute()
-
     async def burst(self, s: Servers, n: int) -> float:
-        """Submit n sagas at once; seconds until the last one completed."""
-        redis = aioredis.from_url(s.redis_url)
+        """Submit n sagas at once, as a burst of users would; seconds until the last one
+        completed."""
         conn = await asyncpg.connect(s.database_url, server_settings={"search_path": self.settings.database_schema})
         try:
-            started = time.perf_counter()
-            await self.submit_at_once(redis, n)
-            while await _count_terminal(conn, n) < n:
-                await asyncio.sleep(0.05)
-            return time.perf_counter() - started
+            async with AlphaSaga(self.settings) as client:
+                await client.connect(database=False)
+                requests = [ResearchRequest(dataset="sp500")] * n
+                started = time.perf_counter()
+                await client.submit_many(requests)
+                while await _count_terminal(conn, n) < n:
+                    await asyncio.sleep(0.05)
+                return time.perf_counter() - started
         finally:
             await conn.close()
-            await redis.aclose()
 
     async def ready(self) -> None:
         deadline = time.monotonic() + 60
@@ -152,6 +145,15 @@ class Stack:
     async def cleanup(self, s: Servers) -> None:
         self.stop()
         await cleanup(s, self.settings.namespace, self.settings.database_schema)
+
+
+async def run_to_end(client: AlphaSaga, request: ResearchRequest) -> uuid.UUID:
+    """Submit one request and follow its saga until it ends."""
+    submitted = await client.submit(request)
+    async for _ in client.follow(submitted.saga_id, after=submitted.follow_from, timeout_s=30):
+        pass
+    saga_id: uuid.UUID = submitted.saga_id
+    return saga_id
 
 
 async def _count_terminal(conn: asyncpg.Connection, n_streams: int) -> int:
@@ -185,15 +187,13 @@ async def latency(
     stack = Stack(s, 1, sim or {}, separate_relay)
     try:
         await stack.ready()
-        redis = aioredis.from_url(s.redis_url)
         times = []
-        for _ in range(n):
-            tip = await stream_tip(redis, stack.settings.streams.sagas)
-            started = time.perf_counter()
-            saga = await submit(redis, stack.settings.streams, ResearchRequest(dataset="sp500"))
-            await follow(redis, stack.settings.streams, saga, after=tip, timeout_s=30)
-            times.append((time.perf_counter() - started) * 1000)
-        await redis.aclose()
+        async with AlphaSaga(stack.settings) as client:
+            await client.connect(database=False)
+            for _ in range(n):
+                started = time.perf_counter()
+                await run_to_end(client, ResearchRequest(dataset="sp500"))
+                times.append((time.perf_counter() - started) * 1000)
         return times[5:]
     finally:
         await stack.cleanup(s)
@@ -204,7 +204,8 @@ async def rebuild(s: Servers, n_events: int = 1000) -> dict[str, float]:
     settings: Settings = bench_settings(s)
     store = await EventStore.connect(s.database_url, settings.database_schema)
     try:
-        repo = SagaRepository(store, snapshot_every=0)
+        sagas = SagaStore(store)
+        repo = SagaRepository(sagas, snapshot_every=0)
         saga_id = uuid.uuid4()
         saga = Saga(saga_id=saga_id, workflow="research", workflow_version=1, request={}, traceparent="")
         # A long saga: many timed-out attempts (each command, timeout and retry is an event).
@@ -214,7 +215,7 @@ async def rebuild(s: Servers, n_events: int = 1000) -> dict[str, float]:
         pending = saga.collect_events()
         for i in range(0, len(pending), 500):
             await store.append(saga_stream(saga_id), repo.to_new_events(pending[i : i + 500], {}), expected_version=i)
-        await repo.save_snapshot(saga)
+        await sagas.save_snapshot(repo.snapshot_of(saga))
         out = {}
         for label, use in (("without snapshot", False), ("with snapshot", True)):
             runs = []
@@ -257,25 +258,17 @@ async def rollback_time(s: Servers, n: int = 30) -> list[float]:
     stack = Stack(s, 1, {"fail_always": ["backtest"]})
     try:
         await stack.ready()
-        redis = aioredis.from_url(s.redis_url)
-        ids = []
-        for _ in range(n):
-            tip = await stream_tip(redis, stack.settings.streams.sagas)
-            saga_id = await submit(redis, stack.settings.streams, ResearchRequest(dataset="sp500"))
-            await follow(redis, stack.settings.streams, saga_id, after=tip, timeout_s=30)
-            ids.append(saga_id)
-        await redis.aclose()
-        conn = await asyncpg.connect(s.database_url, server_settings={"search_path": stack.settings.database_schema})
         times = []
-        for saga_id in ids[3:]:
-            rows = await conn.fetch(
-                "SELECT type, recorded_at FROM events WHERE stream_id = $1 ORDER BY version", saga_stream(saga_id)
-            )
-            failed = next(r["recorded_at"] for r in rows if r["type"].endswith(".StepFailed"))
-            compensations = sum(r["type"].endswith(".StepCompensated") for r in rows)
-            assert compensations == 3 and rows[-1]["type"].endswith(".RolledBack")
-            times.append((rows[-1]["recorded_at"] - failed).total_seconds() * 1000)
-        await conn.close()
+        async with AlphaSaga(stack.settings) as client:
+            for i in range(n):
+                saga_id = await run_to_end(client, ResearchRequest(dataset="sp500"))
+                if i < 3:
+                    continue  # warm-up
+                rows = await client.events(saga_id)
+                failed = next(r.recorded_at for r in rows if r.type.endswith(".StepFailed"))
+                compensations = sum(r.type.endswith(".StepCompensated") for r in rows)
+                assert compensations == 3 and rows[-1].type.endswith(".RolledBack")
+                times.append((rows[-1].recorded_at - failed).total_seconds() * 1000)
         return times
     finally:
         await stack.cleanup(s)

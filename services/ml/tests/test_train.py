@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -143,10 +142,9 @@ def test_too_few_rows_fails_fast_and_says_why() -> None:
     needed = required_rows(horizon=HORIZON, n_splits=5, min_train=MIN_TRAIN)
     assert needed == MIN_TRAIN + 2 * HORIZON + 5 * MIN_TEST_ROWS_PER_SPLIT
     short = _bars(needed - 1)
-    started = time.perf_counter()
+    # It fails before any training: how fast is measured in bench/research.py (`make bench`).
     with pytest.raises(TrainingError) as info:
         _train(short, _noise_signals(short))
-    assert time.perf_counter() - started < 0.1
     message = str(info.value)
     assert f"got {needed - 1} bars" in message
     assert f"need at least {needed}" in message
