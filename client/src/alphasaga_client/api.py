@@ -20,9 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
-
-import redis.asyncio as aioredis
+from typing import TYPE_CHECKING, Any
 
 from alphasaga_contracts import SagaState, Service
 from alphasaga_contracts import saga as sg
@@ -32,7 +30,6 @@ from alphasaga_orchestrator.invariants import check_saga
 from alphasaga_orchestrator.projection import SagaProjector
 from alphasaga_orchestrator.repository import SagaRepository
 from alphasaga_orchestrator.sagastore import SagaFilter, SagaStore, SagaSummary, saga_stream
-from alphasaga_orchestrator.workflow import WorkflowFileError, load_workflows
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import (
     START,
@@ -45,11 +42,15 @@ from alphasaga_shared.eventstore import (
 )
 from alphasaga_shared.wire import Envelope, MalformedMessage, as_text, decode, encode, envelope_for
 
-from . import deadletters as dl
 from .connections import connect_redis, connect_store, load_settings
 from .errors import Ambiguous, Corrupt, InvalidRequest, InvalidTransition, NotFound
 from .messages import Entry, decode_entry, resolve_stream
 from .timetravel import Frame, ReplayError, frames, select
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from .deadletters import DeadLetter
 
 MIN_PREFIX = 4
 
@@ -389,25 +390,35 @@ class AlphaSaga:
             raise Corrupt(f"artifact {sha256} does not match its SHA-256")
         return content
 
-    # --- dead letters ---
+    # --- dead letters (redis-py is loaded only by the commands that use Redis) ---
 
-    async def dead_letters(self, stream: str | None = None) -> list[dl.DeadLetter]:
+    async def dead_letters(self, stream: str | None = None) -> list[DeadLetter]:
+        from . import deadletters as dl
+
         redis = await self.redis()
         return await dl.read_dead_letters(redis, await self._dead_letter_streams(redis, stream))
 
-    async def dead_letter(self, entry_id: str, stream: str | None = None) -> dl.DeadLetter:
+    async def dead_letter(self, entry_id: str, stream: str | None = None) -> DeadLetter:
+        from . import deadletters as dl
+
         redis = await self.redis()
         return await dl.find(redis, await self._dead_letter_streams(redis, stream), entry_id)
 
-    async def redrive(self, letter: dl.DeadLetter) -> str:
+    async def redrive(self, letter: DeadLetter) -> str:
         """Send a dead letter back to its source stream, unchanged; returns its new entry id."""
+        from . import deadletters as dl
+
         return await dl.redrive(await self.redis(), letter)
 
-    async def purge(self, letters: Sequence[dl.DeadLetter]) -> int:
+    async def purge(self, letters: Sequence[DeadLetter]) -> int:
         """Delete exactly these dead letters; returns how many were deleted."""
+        from . import deadletters as dl
+
         return await dl.purge(await self.redis(), list(letters))
 
     async def _dead_letter_streams(self, redis: aioredis.Redis, stream: str | None) -> list[str]:
+        from . import deadletters as dl
+
         if stream:
             return [dl.dlq_name(stream, self.settings.streams)]
         return await dl.dead_letter_streams(redis, self.settings.streams)
@@ -447,6 +458,8 @@ class AlphaSaga:
     def workflow_steps(self, workflow: str, version: int) -> list[str]:
         """The step names of a workflow version, as the orchestrator knows it
         (``ALPHASAGA_WORKFLOWS``); empty when it is unknown here."""
+        from alphasaga_orchestrator.workflow import WorkflowFileError, load_workflows
+
         try:
             return [st.name for st in load_workflows(self.settings.workflows).get(workflow, version).steps]
         except (WorkflowFileError, KeyError):

@@ -4,15 +4,19 @@ mistyped a URL learns it within seconds, not from a traceback."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from alphasaga_shared.config import Settings
-from alphasaga_shared.eventstore import EventStore
 
 from .errors import InvalidRequest, Unavailable
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from alphasaga_shared.eventstore import EventStore
 
 
 def load_settings() -> Settings:
@@ -41,6 +45,8 @@ def _reason(exc: BaseException) -> str:
 
 
 async def connect_redis(settings: Settings) -> aioredis.Redis:
+    import redis.asyncio as aioredis
+
     url = settings.redis_url
     if not url:
         raise Unavailable("ALPHASAGA_REDIS_URL is not set (`alphasaga up` starts the services and prints it)")
@@ -61,6 +67,8 @@ async def connect_store(settings: Settings, *, application_name: str = "alphasag
     url = settings.database_url
     if not url:
         raise Unavailable("ALPHASAGA_DATABASE_URL is not set (`alphasaga up` starts the services and prints it)")
+    from alphasaga_shared.eventstore import EventStore
+
     timeout = settings.connect_timeout_s
     try:
         return await asyncio.wait_for(

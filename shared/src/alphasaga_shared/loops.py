@@ -10,19 +10,19 @@ service runner stops the process with that reason.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from redis import exceptions as redis_errors
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from . import metrics
 
 log = logging.getLogger(__name__)
 
 # What a server that went away, restarted, failed over or cut our session looks like.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+_TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable
     TimeoutError,
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08
@@ -31,9 +31,18 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,  # a connection that was closed or released under us
     asyncpg.InternalClientError,  # a connection left mid-operation by a lost session
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
 )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is an outage to ride out rather than a failure to report. Redis's
+    errors are looked up only if redis-py is loaded: without it, none can be raised (and
+    a process that only reads PostgreSQL does not pay for importing it)."""
+    if isinstance(exc, _TRANSIENT):
+        return True
+    redis_errors = sys.modules.get("redis.exceptions")
+    return redis_errors is not None and isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError)
+
 
 # One pass of a loop: True when there is more to do at once, False to pause first.
 Pass = Callable[[], Awaitable[bool]]
@@ -62,16 +71,10 @@ class Outage:
             self.since = None
 
 
-def retrying(
-    outage: Outage,
-    *,
-    transient: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
-    initial_backoff_s: float = 0.1,
-    max_backoff_s: float = 5.0,
-) -> AsyncRetrying:
-    """Retry forever on ``transient`` errors, with backoff; let anything else through."""
+def retrying(outage: Outage, *, initial_backoff_s: float = 0.1, max_backoff_s: float = 5.0) -> AsyncRetrying:
+    """Retry forever on transient errors, with backoff; let anything else through."""
     return AsyncRetrying(
-        retry=retry_if_exception_type(transient),
+        retry=retry_if_exception(is_transient),
         wait=wait_exponential_jitter(multiplier=initial_backoff_s, jitter=initial_backoff_s, max=max_backoff_s),
         before_sleep=outage.failed,
         reraise=True,
@@ -83,13 +86,12 @@ async def run_forever(
     one_pass: Pass,
     pause: Callable[[], Awaitable[object]],
     *,
-    transient: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
     max_backoff_s: float = 5.0,
 ) -> None:
     """Run ``one_pass`` for ever, awaiting ``pause()`` after a pass that found nothing more
     to do; ride out transient errors (see the module docstring)."""
     outage = Outage(name)
-    attempts = retrying(outage, transient=transient, max_backoff_s=max_backoff_s)
+    attempts = retrying(outage, max_backoff_s=max_backoff_s)
     while True:
         busy: bool = await attempts(one_pass)
         outage.passed()

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from alphasaga_shared.loops import TRANSIENT_ERRORS, run_forever
+from alphasaga_shared.loops import is_transient, run_forever
 
 from .decide import Incoming, TimerFired
 from .sagastore import SagaStore
@@ -43,9 +43,9 @@ class Timers:
                 continue
             try:
                 await self.apply(due.saga_id, due)
-            except TRANSIENT_ERRORS:
-                raise
-            except Exception:
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
                 log.exception("saga %s: deciding on %s failed; trying again in %.0f s", timer.saga_id, due, delay)
                 self._failing[due.message_id] = (now + delay, min(delay * 2, FAILED_TIMER_RETRY_MAX_S))
                 continue
