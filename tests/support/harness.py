@@ -61,9 +61,9 @@ class Harness:
         path.write_text(yaml.safe_dump({"workflows": list(definitions)}))
         return path
 
-    def orchestrator(self, workflows: Path, name: str = "orch") -> Proc:
+    def orchestrator(self, workflows: Path, name: str = "orch", **extra_env: str) -> Proc:
         self._n += 1
-        env = {**self.env, "ALPHASAGA_WORKFLOWS": str(workflows), "ALPHASAGA_TIMER_POLL_MS": "50"}
+        env = {**self.env, "ALPHASAGA_WORKFLOWS": str(workflows), "ALPHASAGA_TIMER_POLL_MS": "50", **extra_env}
         proc = Proc.module("alphasaga_orchestrator", env, self.tmp / f"{name}-{self._n}.log")
         self.procs.append(proc)
         return proc

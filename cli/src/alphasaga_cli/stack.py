@@ -18,6 +18,14 @@ from .embedded import EmbeddedServers, start_embedded
 from .errors import CliError
 
 SERVICES = ("orchestrator", "reasoning", "codegen", "ml", "backtest")
+# While services start: a line every so often saying which are still starting.
+REPORT_EVERY_S = 5.0
+# A service that exits under `alphasaga up` is started again after a backoff that doubles
+# up to a limit, and starts over once it has stayed up a while.
+SUPERVISE_EVERY_S = 0.5
+RESTART_BACKOFF_S = 1.0
+RESTART_BACKOFF_MAX_S = 30.0
+STABLE_AFTER_S = 60.0
 
 
 class StackError(CliError):
@@ -33,6 +41,8 @@ class Stack:
     database_url: str = ""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _embedded: EmbeddedServers | None = None
+    _log_starts: dict[str, int] = field(default_factory=dict)
+    _up_since: dict[str, float] = field(default_factory=dict)
 
     @property
     def log_dir(self) -> Path:
@@ -58,33 +68,79 @@ class Stack:
         env.pop("ALPHASAGA_CONSUMER", None)  # each process names itself <host>-<pid>
         return env
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float | None = None) -> None:
+        """Start every service and wait until each says it is ready. ``timeout``
+        (``ALPHASAGA_START_TIMEOUT_S``) is how long to wait without any service becoming
+        ready: on a loaded machine the wait goes on while they make progress."""
         self.resolve_servers()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = self.env()
         for name in self.services:
-            log_file = (self.log_dir / f"{name}.log").open("ab")
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", f"alphasaga_{name}"], env=env, stdout=log_file, stderr=log_file
-            )
-        self._wait_ready(timeout)
+            self._spawn(name)
+        self._wait_ready(self.settings.start_timeout_s if timeout is None else timeout)
         self.say(f"services running: {', '.join(self.services)} (logs in {self.log_dir})")
 
+    def _spawn(self, name: str) -> None:
+        log_file = (self.log_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", f"alphasaga_{name}"], env=self.env(), stdout=log_file, stderr=log_file
+        )
+        self._log_starts[name] = (self.log_dir / f"{name}.log").stat().st_size
+
+    def _log_since_start(self, name: str) -> str:
+        with (self.log_dir / f"{name}.log").open("rb") as f:
+            f.seek(self._log_starts.get(name, 0))
+            return f.read().decode(errors="replace")
+
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+        started = last_progress = last_report = time.monotonic()
         waiting = set(self.services)
         while waiting:
-            for name in list(waiting):
+            for name in sorted(waiting):
                 proc = self.processes[name]
-                text = (self.log_dir / f"{name}.log").read_text(errors="replace")
+                text = self._log_since_start(name)
                 if proc.poll() is not None:
                     tail = "\n".join(text.strip().splitlines()[-5:])
                     raise StackError(f"{name} exited with code {proc.returncode}:\n{tail}")
                 if f"alphasaga-{name}: ready" in text:
                     waiting.discard(name)
-            if time.monotonic() > deadline:
-                raise StackError(f"not ready after {timeout:.0f}s: {', '.join(sorted(waiting))}")
+                    last_progress = time.monotonic()
+            now = time.monotonic()
+            if waiting and now - last_report >= REPORT_EVERY_S:
+                self.say(f"still starting ({now - started:.0f} s): {', '.join(sorted(waiting))}")
+                last_report = now
+            if waiting and now - last_progress > timeout:
+                raise StackError(
+                    f"not ready after {now - started:.0f} s, none of them for the last {timeout:.0f} s:"
+                    f" {', '.join(sorted(waiting))} (ALPHASAGA_START_TIMEOUT_S sets how long to wait)"
+                )
             time.sleep(0.1)
+
+    def supervise(self, stop_signals: set[signal.Signals]) -> signal.Signals:
+        """Keep the services running until one of ``stop_signals`` arrives (they must be
+        blocked): a service that exits is started again after a backoff, and the user is
+        told. Returns the signal received."""
+        restarts: dict[str, int] = {}
+        due: dict[str, float] = {}
+        while True:
+            received = signal.sigtimedwait(stop_signals, SUPERVISE_EVERY_S)
+            if received is not None:
+                return signal.Signals(received.si_signo)
+            now = time.monotonic()
+            for name, proc in self.processes.items():
+                if proc.poll() is None:
+                    if now - self._up_since.get(name, now) > STABLE_AFTER_S:
+                        restarts.pop(name, None)  # up for a while: the next exit starts over
+                    continue
+                if name not in due:
+                    count = restarts[name] = restarts.get(name, 0) + 1
+                    delay = min(RESTART_BACKOFF_MAX_S, RESTART_BACKOFF_S * 2 ** (count - 1))
+                    due[name] = now + delay
+                    self.say(f"{name} exited with code {proc.returncode}; restarting in {delay:.0f} s (#{count})")
+                elif now >= due[name]:
+                    del due[name]
+                    self._spawn(name)
+                    self._up_since[name] = now
+                    self.say(f"{name} restarted (logs in {self.log_dir / (name + '.log')})")
 
     def stop(self) -> None:
         for proc in self.processes.values():

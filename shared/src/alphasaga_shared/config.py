@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     connect_timeout_s: float = Field(5.0, gt=0)
     stop_timeout_s: float = Field(5.0, gt=0, description="How long each part of a graceful stop may take")
+    start_timeout_s: float = Field(
+        120.0, gt=0, description="How long the local stack waits for services that make no progress starting"
+    )
     http_port: int | None = Field(None, description="Health and metrics; unset = no HTTP server")
     http_host: str = "0.0.0.0"
     otlp_endpoint: str | None = None

@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import asyncpg
+
 from alphasaga_contracts.envelope import (
     BODY,
     CAUSATION_ID,
@@ -26,8 +28,8 @@ from alphasaga_contracts.envelope import (
 
 from . import metrics
 from .config import Settings
-from .eventstore import Conn, EventStore, JsonText, NewEvent, Position, RecordedEvent, outbox_channel
-from .loops import run_forever
+from .eventstore import EventStore, JsonText, NewEvent, Position, RecordedEvent, outbox_channel
+from .loops import Outage, retrying
 from .wire import Outgoing
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,9 @@ RELAY_POSITION = "relay:outbox"
 # One relay publishes at a time (the holder of this advisory lock); the others wait.
 RELAY_LOCK = "alphasaga-relay"
 LOCK_POLL_S = 1.0
+# How long a new lock holder waits before reading the position, so that the holder whose
+# session was cut (it stops at once when it learns it) has saved where it got to.
+HANDOVER_GRACE_S = 0.5
 # A claim the tail has not met after this long was met before it was made (the row was
 # published twice, which receivers deduplicate): forget it.
 CLAIM_TTL_S = 60.0
@@ -239,36 +244,73 @@ class Relay:
             self._saved, self._saved_at = self._position, time.monotonic()
 
     async def run(self) -> None:
-        """Publish forever while holding the relay lock."""
-        async with self.store.pool.acquire() as lock_conn:
-            await self._take_lock(lock_conn)
-            channel = outbox_channel(self.store.schema)
-            await lock_conn.add_listener(channel, self._notified)
+        """Publish for ever while holding the relay lock; take it again after losing it."""
+        outage = Outage("relay")
+        attempts = retrying(outage)
+        while True:  # _lead returns only by raising; a transient error is retried with backoff
+            await attempts(self._lead, outage)
+
+    async def _lead(self, outage: Outage) -> None:
+        """Take the relay lock on a session of its own and publish until that session is
+        lost (``LockLost``) or anything else fails. Publishing stops as soon as the loss is
+        known, and the position reached is saved before the lock can be someone else's
+        for long (see ``HANDOVER_GRACE_S``)."""
+        session = await self.store.session(application_name="alphasaga-relay-lock")
+        lost = asyncio.Event()
+
+        def on_lost(_: object) -> None:
+            lost.set()
+            self.wake()
+
+        session.add_termination_listener(on_lost)
+        try:
+            while not await self.store.try_session_lock(session, RELAY_LOCK):
+                await asyncio.sleep(LOCK_POLL_S)
+            # A holder whose session was cut stops and saves its position at once: give it
+            # that moment before reading the position it leaves.
+            await asyncio.sleep(HANDOVER_GRACE_S)
+            await session.add_listener(outbox_channel(self.store.schema), self._notified)
+            self._position = None  # read again: another relay may have moved it on
             self._holding = True
-            try:
-                await self._publish_forever()
-            finally:
-                self._holding = False
-                await self.save()
-                await lock_conn.remove_listener(channel, self._notified)
-                await self.store.release_session(lock_conn)
+            outage.passed()
+            log.info("relay is publishing the outbox")
+            while True:
+                if lost.is_set() or session.is_closed():
+                    raise LockLost("the relay lock's session was lost")
+                if await self.publish_once() < self.batch:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                    self._wake.clear()
+        finally:
+            self._holding = False
+            with contextlib.suppress(*SETTLE_ERRORS):
+                await self._settle()
+            if session.is_closed():
+                session.terminate()
+            else:
+                await session.close(timeout=2)
 
-    async def _publish_forever(self) -> None:
-        log.info("relay is publishing the outbox")
+    async def _settle(self) -> None:
+        """On giving up the lock: move the position over the rows this process has already
+        published directly (the next holder would publish them again), then save it."""
+        if self._position is None:
+            return
+        for ref in await self.store.read_outbox_refs(self._position, limit=self.batch):
+            claim = self._claimed.get(ref.event_id)
+            if claim is None or not claim.published:
+                break
+            del self._claimed[ref.event_id]
+            self._position = ref.position
+        await self.save()
 
-        async def one_pass() -> bool:
-            return await self.publish_once() >= self.batch
 
-        async def pause() -> None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
-            self._wake.clear()
+class LockLost(ConnectionError):
+    """The session holding the relay lock is gone: another relay may hold it now."""
 
-        await run_forever("relay", one_pass, pause)
 
-    async def _take_lock(self, conn: Conn) -> None:
-        while not await self.store.try_session_lock(conn, RELAY_LOCK):
-            await asyncio.sleep(LOCK_POLL_S)
+# What settling after a lost lock may meet; it is best effort (the next holder then
+# publishes again what this one published last, which receivers deduplicate).
+SETTLE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def relay_for(store: EventStore, redis: object, settings: Settings) -> Relay:

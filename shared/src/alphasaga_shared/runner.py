@@ -31,6 +31,10 @@ class StartupError(RuntimeError):
     """A dependency is missing or unreachable; the message is one line for an operator."""
 
 
+class BackgroundTaskFailed(RuntimeError):
+    """A background loop failed for a reason that is not an outage: the process stops."""
+
+
 @dataclass
 class ServiceContext:
     name: str
@@ -92,14 +96,15 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
         await setup(ctx)
         await bus.start()
         health.started = True
-        tasks = [asyncio.create_task(job(), name=f"{name}-background") for job in ctx.background]
+        tasks = [asyncio.create_task(job(), name=_task_name(job)) for job in ctx.background]
         log.info("%s ready (consumer %s, namespace %s)", name, settings.consumer, settings.namespace)
         print(f"alphasaga-{name}: ready", file=sys.stderr, flush=True)
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for t in tasks:
-            if t.done() and t.exception() is not None:
-                raise t.exception()  # type: ignore[misc]
+            if t.done() and not t.cancelled() and (exc := t.exception()) is not None:
+                log.error("background task %s failed: %r", t.get_name(), exc, exc_info=exc)
+                raise BackgroundTaskFailed(f"{t.get_name()} failed: {type(exc).__name__}: {exc}") from exc
     finally:
         log.info("%s stopping", name)
         await health.stop()
@@ -126,6 +131,12 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
             store.terminate()
 
 
+def _task_name(job: Callable[[], object]) -> str:
+    """``Relay.run`` -> ``relay``: the name a failure is reported under."""
+    owner = getattr(job, "__self__", None)
+    return type(owner).__name__.lower() if owner is not None else getattr(job, "__name__", "background")
+
+
 def run_service(name: str, setup: Callable[[ServiceContext], Awaitable[None]]) -> None:
     """Entry point of every service's ``__main__``. Exits 2 with one line when a
     dependency is missing or unreachable."""
@@ -137,5 +148,8 @@ def run_service(name: str, setup: Callable[[ServiceContext], Awaitable[None]]) -
     except (ConfigError, StartupError) as exc:
         print(f"alphasaga-{name}: {exc}", file=sys.stderr)
         sys.exit(2)
+    except BackgroundTaskFailed as exc:
+        print(f"alphasaga-{name}: {exc}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         pass

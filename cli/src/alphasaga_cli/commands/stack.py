@@ -122,13 +122,13 @@ def up() -> None:
         stack.start()
         echo(f"ALPHASAGA_REDIS_URL={stack.redis_url}")
         echo(f"ALPHASAGA_DATABASE_URL={stack.database_url}")
-        echo("press Ctrl-C to stop")
-        # Blocked after the children started (they inherit the mask), so that sigwait
-        # receives the signal instead of the default action killing us without cleanup.
+        echo("press Ctrl-C to stop; a service that exits is started again")
+        # Blocked after the children started (they inherit the mask), so that the signal is
+        # received here instead of the default action killing us without cleanup.
         stop_signals = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-        received = signal.sigwait(stop_signals)
-        echo(f"received {signal.Signals(received).name}")
+        received = stack.supervise(stop_signals)
+        echo(f"received {received.name}")
     finally:
         echo("stopping")
         stack.stop()

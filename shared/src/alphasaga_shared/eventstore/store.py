@@ -148,9 +148,9 @@ _TAIL_PREFIX_TEXT = _TAIL_PREFIX.replace(_COLUMNS, _COLUMNS_DATA_AS_TEXT, 1)
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Replaces asyncpg's reset query on release, a round trip per borrow
-    (docs/decisions/0001). asyncpg still ends any open transaction itself; nothing here
-    sets session variables, and a session that listens or locks releases them itself
-    (``release_session``)."""
+    (docs/decisions/0001). asyncpg still ends any open transaction itself; nothing on a
+    pooled connection sets session variables, listens or holds a session lock (those get
+    a connection of their own: ``session``)."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -221,6 +221,20 @@ class EventStore:
         self._other_pools.append(pool)
         return pool
 
+    async def session(self, *, application_name: str, timeout: float = 5.0) -> asyncpg.Connection:
+        """A connection of its own, outside the pools, for a session-scoped lock: when the
+        session is lost, so is the lock, and its owner must know at once (a termination
+        listener, ``is_closed``)."""
+        if self._dsn is None:
+            raise RuntimeError("this store was not opened with EventStore.connect: it has no DSN to reuse")
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self._dsn,
+            timeout=timeout,
+            server_settings={"search_path": self.schema, "application_name": application_name},
+        )
+        await _init_connection(conn)
+        return conn
+
     async def close(self) -> None:
         for pool in self._other_pools:
             await pool.close()
@@ -251,13 +265,6 @@ class EventStore:
     async def try_session_lock(self, conn: Conn, name: str) -> bool:
         """Take the advisory lock ``name`` for ``conn``'s session, if nobody holds it."""
         return bool(await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.lock_key(name)))
-
-    @staticmethod
-    async def release_session(conn: Conn) -> None:
-        """Give up every session lock and listener of ``conn`` before it goes back to the
-        pool (pooled connections keep their session: see ``_keep_session``)."""
-        await conn.execute("UNLISTEN *")
-        await conn.execute("SELECT pg_advisory_unlock_all()")
 
     async def append(
         self,
