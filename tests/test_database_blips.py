@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import urllib.request
 
 from tests.support.harness import Harness, workflow
 from tests.support.sessions import terminate_sessions_of
-from tests.test_health import free_port
+from tests.test_health import free_port, get
 
 
 def outages_counted(metrics: str) -> dict[str, float]:
@@ -37,8 +36,7 @@ async def test_the_orchestrator_rides_out_its_sessions_being_cut_three_times(h: 
     assert set(states.values()) == {"COMPLETED"}, states
     assert await h.violations(sagas) == {}
     assert orchestrator.popen.poll() is None, "the orchestrator is still running"
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        counted = outages_counted(response.read().decode())
+    counted = outages_counted(get(f"http://127.0.0.1:{port}/metrics")[1])
     assert counted.get("relay", 0) >= 1, counted
     outage_lines = [line for line in orchestrator.text().splitlines() if "retrying with backoff" in line]
     assert len(outage_lines) <= 3 * max(1, len(counted)), "one line per outage and loop, not one per try"

@@ -3,7 +3,6 @@ as a failover, a restart or an idle-session killer would cut them."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import asyncpg
@@ -14,7 +13,7 @@ def local_ports(pid: int) -> set[int]:
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
-            target = os.readlink(fd)
+            target = str(fd.readlink())
         except OSError:
             continue  # closed meanwhile
         if target.startswith("socket:["):
