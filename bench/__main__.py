@@ -1,6 +1,6 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [bus|latency|eventstore|saga|cpu|e2e|cli|research ...]`` runs a subset.
+``python -m bench [bus|latency|eventstore|saga|cpu|e2e|cli|orphans|research ...]`` runs a subset.
 ``research`` needs no servers, so none are started when it runs alone.
 """
 
@@ -12,10 +12,10 @@ import sys
 import time
 from typing import Any
 
-from . import bus, cli, cpu, e2e, eventstore, research, saga
+from . import bus, cli, cpu, e2e, eventstore, orphans, research, saga
 from .common import servers
 
-NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga", "cpu", "e2e", "cli"}
+NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga", "cpu", "e2e", "cli", "orphans"}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -52,6 +52,8 @@ async def main(which: set[str]) -> None:
                 print(
                     f"first run {t['first']:.2f} s; then median of {t['runs']:.0f}: {t['median']:.2f} s\n", flush=True
                 )
+            if "orphans" in which:
+                print(orphans.markdown(await orphans.recovery(s)), flush=True)
             if "cli" in which:
                 times = cli.startup()
                 times["alphasaga status (a running stack, a completed saga)"] = await cli.status(s)

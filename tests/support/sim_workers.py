@@ -8,6 +8,7 @@ id, so a run can be repeated:
   duplicate_rate: float          that share of replies is sent twice with the same message id,
                                  and once more under a new id (a redone reply)
   compensation_fail: [services]  every compensation attempt fails
+  only: [services]               serve these services alone (another process serves the rest)
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ async def main() -> None:
     settings = Settings()
     config = json.loads(os.environ.get("SIM_CONFIG", "{}"))
     bus = Bus(settings, service="sim")
-    for service in WORKERS:
+    for service in config.get("only", WORKERS):
         bus.subscribe(
             settings.streams.commands(service),
             make_handler(service, settings.streams, config),

@@ -40,7 +40,7 @@ from alphasaga_shared.eventstore import (
     RecordedEvent,
     outbox_stream,
 )
-from alphasaga_shared.wire import Envelope, MalformedMessage, as_text, decode, encode, envelope_for
+from alphasaga_shared.wire import Envelope, MalformedMessage, as_text, decode, encode, entry_size, envelope_for
 
 from .connections import connect_redis, connect_store, load_settings
 from .errors import Ambiguous, Corrupt, InvalidRequest, InvalidTransition, NotFound
@@ -183,7 +183,7 @@ class AlphaSaga:
         stream = self.settings.streams.commands(Service.ORCHESTRATOR)
         async with (await self.redis()).pipeline(transaction=False) as pipe:
             for env in envelopes:
-                pipe.xadd(stream, encode(env))  # type: ignore[arg-type]
+                pipe.xadd(stream, self._entry(env))  # type: ignore[arg-type]
             entry_ids = await pipe.execute()
         return [
             Submitted(uuid.UUID(env.correlation_id), env.message_id, _text(entry_id), tip)
@@ -206,7 +206,16 @@ class AlphaSaga:
         return await self._send(resolve_stream(stream, self.settings.streams), envelope)
 
     async def _send(self, stream: str, env: Envelope) -> str:
-        return _text(await (await self.redis()).xadd(stream, encode(env)))  # type: ignore[arg-type]
+        return _text(await (await self.redis()).xadd(stream, self._entry(env)))  # type: ignore[arg-type]
+
+    def _entry(self, env: Envelope) -> dict[str, str]:
+        """The stream entry for ``env``, refused before anything is sent when it is larger
+        than the services accept (``ALPHASAGA_MAX_ENTRY_BYTES``)."""
+        fields = encode(env)
+        size, limit = entry_size(fields), self.settings.max_entry_bytes
+        if size > limit:
+            raise InvalidRequest(f"{env.type} of {size:,} bytes is over the {limit:,}-byte limit: not sent")
+        return fields
 
     # --- finding and reading sagas ---
 
@@ -357,6 +366,8 @@ class AlphaSaga:
         folded: Any = None
         number, previous = 0, dict[str, Any]()
         while True:
+            if number == 0:
+                await self._raise_if_rejected(store, saga_id)
             for row in await store.events_of(saga_id, after_version=number):
                 number += 1
                 try:
@@ -371,6 +382,11 @@ class AlphaSaga:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"saga {saga_id} is still {previous.get('state', 'PENDING')} after {timeout_s:.0f}s")
             await asyncio.sleep(poll_s)
+
+    async def _raise_if_rejected(self, store: SagaStore, saga_id: uuid.UUID) -> None:
+        for row in await store.outbox_of(saga_id):
+            if row.type == sg.RequestRejected.TYPE:
+                raise InvalidRequest(f"refused by the orchestrator: {row.data.get('reason', '?')}")
 
     # --- artifacts ---
 

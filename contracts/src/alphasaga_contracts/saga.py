@@ -89,3 +89,18 @@ class SagaCompensationFailed(SagaEvent):
     ENDS_IN = SagaState.COMPENSATION_FAILED
     step: str
     error: str
+
+
+class RequestRejected(SagaEvent):
+    """A request the orchestrator refused: it started no saga, or changed none (an unknown
+    workflow, a cancel of a saga that does not exist, a request that breaks its contract).
+    Nothing more comes for this saga id after it."""
+
+    TYPE = "sagas.RequestRejected"
+    request_type: str = Field(description="The refused request's type, e.g. orchestrator.StartResearch")
+    message_id: str
+    reason: str
+
+    @classmethod
+    def is_terminal(cls) -> bool:
+        return True

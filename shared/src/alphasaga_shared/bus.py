@@ -36,7 +36,7 @@ from redis.exceptions import ResponseError
 from . import metrics, telemetry
 from .config import Settings
 from .loops import run_forever
-from .wire import Delivery, Envelope, MalformedMessage, Outgoing, as_text, decode, encode
+from .wire import Delivery, Envelope, MalformedMessage, Outgoing, as_text, cap_text, decode, encode, entry_size
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,12 @@ Handler = Callable[[Envelope, Delivery], Awaitable[Sequence[Outgoing]]]
 # and commits a batch in one transaction). Returns the entry ids it handled; the handler
 # gets the others. It produces no outputs of its own: its effects are committed elsewhere.
 BatchHandler = Callable[[Sequence[Delivery]], Awaitable[set[str]]]
+# What to tell the sender of a message that was just dead-lettered (its dead letter's
+# entry id given): a worker replies with the step's failure, so that the saga learns at
+# once instead of at the step's timeout.
+DeadLetterNotice = Callable[[Delivery, str], Sequence[Outgoing]]
+# Header fields a dead letter of an oversized entry keeps (its body and the rest do not).
+_OVERSIZED_KEEPS = ("message_id", "correlation_id", "causation_id", "type", "schema")
 
 
 @dataclass(slots=True)
@@ -54,6 +60,7 @@ class Subscription:
     handler: Handler
     dedupe: bool
     batch_handler: BatchHandler | None = None
+    on_dead_letter: DeadLetterNotice | None = None
     autoclaim_cursor: str = "0-0"
     # Entries a handler is working on; the heartbeat keeps them claimed by this consumer.
     in_flight: set[str] = field(default_factory=set)
@@ -137,9 +144,10 @@ class Bus:
         if not outgoing:
             return []
         client = await self.connect()
+        entries = [(out.stream, self._encode(out)) for out in outgoing]
         async with client.pipeline(transaction=False) as pipe:
-            for out in outgoing:
-                pipe.xadd(out.stream, encode(out.envelope))  # type: ignore[arg-type]
+            for stream, fields in entries:
+                pipe.xadd(stream, fields)  # type: ignore[arg-type]
             ids = await pipe.execute()
         metrics.PUBLISHED.inc(len(outgoing))
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
@@ -155,6 +163,7 @@ class Bus:
         dedupe: bool = False,
         max_records: int | None = None,
         batch_handler: BatchHandler | None = None,
+        on_dead_letter: DeadLetterNotice | None = None,
     ) -> Subscription:
         """Consume ``stream`` as one consumer of ``group`` (default: the service's name).
 
@@ -163,7 +172,12 @@ class Bus:
         if self._started:
             raise RuntimeError("subscribe before start()")
         sub = Subscription(
-            stream=stream, group=group or self.service, handler=handler, dedupe=dedupe, batch_handler=batch_handler
+            stream=stream,
+            group=group or self.service,
+            handler=handler,
+            dedupe=dedupe,
+            batch_handler=batch_handler,
+            on_dead_letter=on_dead_letter,
         )
         self._subscriptions.append(sub)
 
@@ -226,12 +240,19 @@ class Bus:
         outcome = BatchOutcome()
         client = self.client
         ack: list[str] = []
-        outputs: list[Outgoing] = []
+        outputs: list[tuple[str, dict[str, str]]] = []
         done_keys: list[str] = []
         dead: list[Delivery] = []
         runnable: list[Delivery] = []
+        limit = self.settings.max_entry_bytes
 
         for d in deliveries:
+            size = entry_size(d.fields)
+            if size > limit:
+                d.error = f"oversized: an entry of {size:,} bytes is over the {limit:,}-byte limit"
+                d.fields = {k: v[:200] for k, v in d.fields.items() if k in _OVERSIZED_KEEPS}
+                dead.append(d)
+                continue
             try:
                 d.envelope = decode(d.fields)
             except MalformedMessage as exc:
@@ -273,7 +294,7 @@ class Bus:
                     started = time.perf_counter()
                     try:
                         with telemetry.consume_span(d.envelope, d.stream):
-                            produced = await sub.handler(d.envelope, d)
+                            produced = [(out.stream, self._encode(out)) for out in await sub.handler(d.envelope, d)]
                     except Exception as exc:  # a handler bug must not stop the service
                         sub.m_seconds.observe(time.perf_counter() - started)
                         d.error = f"{type(exc).__name__}: {exc}"
@@ -305,7 +326,11 @@ class Bus:
             ack.append(d.entry_id)
             outcome.dead_lettered += 1
             log.error(
-                "dead-lettered %s from %s after %d deliveries: %s", d.entry_id, d.stream, d.delivery_count, d.error
+                "dead-lettered %s from %s after %d deliveries: %s",
+                d.entry_id,
+                d.stream,
+                d.delivery_count,
+                cap_text(d.error or "", self.settings.max_error_chars, "error"),
             )
 
         if ack or outputs or dead:
@@ -321,35 +346,60 @@ class Bus:
     async def _commit(
         self,
         sub: Subscription,
-        outputs: list[Outgoing],
+        outputs: list[tuple[str, dict[str, str]]],
         done_keys: list[str],
         dead: list[Delivery],
         ack: list[str],
     ) -> None:
-        """Outputs, done marks, dead letters and acks: one MULTI/EXEC, one round trip."""
+        """Outputs, done marks, dead letters and acks: one MULTI/EXEC, one round trip. Then
+        the notices of the dead letters, which need their entry ids (at least once: a
+        crash in between leaves the sender to its timeout, as before notices existed)."""
         if not (outputs or done_keys or dead):
             await self.client.xack(sub.stream, sub.group, *ack)  # nothing to keep atomic with
             return
         ttl = self.settings.idempotency_ttl_s
         async with self.client.pipeline(transaction=True) as pipe:
-            for out in outputs:
-                pipe.xadd(out.stream, encode(out.envelope))  # type: ignore[arg-type]
+            for stream, fields in outputs:
+                pipe.xadd(stream, fields)  # type: ignore[arg-type]
             for key in done_keys:
                 pipe.set(key, b"1", ex=ttl)
             for d in dead:
                 pipe.xadd(self.settings.streams.dead_letters(d.stream), self._dead_letter_fields(sub, d))  # type: ignore[arg-type]
             if ack:
                 pipe.xack(sub.stream, sub.group, *ack)
-            await pipe.execute()
+            results = await pipe.execute()
         if outputs:
             metrics.PUBLISHED.inc(len(outputs))
+        if dead and sub.on_dead_letter is not None:
+            dead_ids = results[len(outputs) + len(done_keys) : len(outputs) + len(done_keys) + len(dead)]
+            notices = [
+                out
+                for d, entry_id in zip(dead, dead_ids, strict=True)
+                for out in sub.on_dead_letter(d, entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id))
+            ]
+            try:
+                await self.publish(notices)
+            except Exception:  # a notice is a courtesy: the dead letter itself is safe
+                log.exception("could not send the notices of %d dead letters of %s", len(dead), sub.stream)
+
+    def _encode(self, out: Outgoing) -> dict[str, str]:
+        """The entry for ``out``; refused (``MalformedMessage``) when over the size limit."""
+        fields = encode(out.envelope)
+        size = entry_size(fields)
+        if size > self.settings.max_entry_bytes:
+            raise MalformedMessage(
+                f"{out.envelope.type} of {size:,} bytes for {out.stream} is over the"
+                f" {self.settings.max_entry_bytes:,}-byte limit: not published"
+            )
+        return fields
 
     def _dead_letter_fields(self, sub: Subscription, d: Delivery) -> dict[str, str]:
         # The original fields stay as they were; ours are prefixed so they cannot clash.
         fields = dict(d.fields)
+        error = cap_text(d.error or "unknown error", self.settings.max_error_chars, "dlq_error")
         fields.update(
             {
-                "dlq_error": (d.error or "unknown error").encode("ascii", "backslashreplace").decode(),
+                "dlq_error": error.encode("ascii", "backslashreplace").decode(),
                 "dlq_delivery_count": str(d.delivery_count),
                 "dlq_source_stream": d.stream,
                 "dlq_source_id": d.entry_id,

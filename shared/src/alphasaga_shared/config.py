@@ -29,12 +29,18 @@ class Settings(BaseSettings):
     consumer: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     # Bus tuning (DESIGN.md §2): reads are batched, failed entries are reclaimed after
-    # an idle time and dead-lettered after a delivery cap.
+    # an idle time and dead-lettered after a delivery cap. A live consumer refreshes the
+    # entries it works on every third of the idle time, so only a dead one's go idle:
+    # the idle time is a few heartbeats, not a guess at the longest handler.
     max_records: int = Field(100, ge=1, le=10_000)
     block_ms: int = Field(1000, ge=1)
-    reclaim_idle_ms: int = Field(30_000, ge=10)
-    reclaim_interval_ms: int = Field(1_000, ge=10)
+    reclaim_idle_ms: int = Field(1_500, ge=10)
+    reclaim_interval_ms: int = Field(250, ge=10)
     delivery_cap: int = Field(5, ge=1)
+    max_entry_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest stream entry accepted or published; larger ones are dead-lettered"
+    )
+    max_error_chars: int = Field(2000, ge=100, description="Error texts in dead letters and replies are cut to this")
     dead_consumer_idle_ms: int = Field(600_000, ge=1000)
     idempotency_ttl_s: int = Field(7 * 24 * 3600, ge=60)
 

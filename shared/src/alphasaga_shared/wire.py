@@ -18,6 +18,7 @@ from alphasaga_contracts.envelope import (
     BODY,
     CAUSATION_ID,
     CORRELATION_ID,
+    HEADER_FIELDS,
     MESSAGE_ID,
     SCHEMA,
     TRACEPARENT,
@@ -102,13 +103,25 @@ def encode(envelope: Envelope) -> dict[str, str]:
         TYPE: envelope.message.TYPE,
         SCHEMA: str(envelope.message.SCHEMA_VERSION),
         TRACEPARENT: envelope.traceparent,
-        # ensure_ascii keeps the body ASCII too, whatever the text in it.
+        # JSON in UTF-8: any text may be in the body (an error message, a file name).
         BODY: envelope.message.model_dump_json(),
     }
-    for name, value in fields.items():
-        if not value.isascii():
-            raise MalformedMessage(f"header {name} is not ASCII: {value!r}")
+    for name in HEADER_FIELDS:
+        if not fields[name].isascii():
+            raise MalformedMessage(f"header {name} is not ASCII: {fields[name]!r}")
     return fields
+
+
+def entry_size(fields: dict[str, str]) -> int:
+    """The bytes an entry's names and values take (what the size limit counts)."""
+    return sum(len(k.encode()) + len(v.encode()) for k, v in fields.items())
+
+
+def cap_text(text: str, limit: int, what: str) -> str:
+    """``text`` cut to ``limit`` characters, saying what was cut and how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({what} of {len(text):,} characters cut to {limit:,})"
 
 
 def as_text(raw: dict[bytes, bytes] | dict[str, str]) -> dict[str, str]:

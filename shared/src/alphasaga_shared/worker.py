@@ -21,7 +21,7 @@ from alphasaga_contracts import steps as st
 from . import telemetry
 from .eventstore import StepUndone
 from .runner import ServiceContext, run_service
-from .wire import Delivery, Envelope, MalformedMessage, Outgoing, derived_message_id, envelope_for
+from .wire import Delivery, Envelope, MalformedMessage, Outgoing, cap_text, derived_message_id, envelope_for
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,14 @@ class WorkerSpec:
 
 
 class Worker:
-    def __init__(self, spec: WorkerSpec, streams: Streams) -> None:
+    def __init__(self, spec: WorkerSpec, streams: Streams, *, max_error_chars: int = 2000) -> None:
         self.spec = spec
         self.reply_stream = streams.events(spec.service)
+        self.dead_letters = streams.dead_letters(streams.commands(spec.service))
+        self.max_error_chars = max_error_chars
+
+    def _error(self, exc: BaseException) -> str:
+        return cap_text(str(exc), self.max_error_chars, "error")
 
     async def handle(self, env: Envelope, delivery: Delivery) -> Sequence[Outgoing]:
         msg = env.message
@@ -72,13 +77,13 @@ class Worker:
                     step=msg.step,
                     attempt=msg.attempt,
                     error_kind=exc.kind,
-                    error=str(exc),
+                    error=self._error(exc),
                     retryable=exc.retryable,
                 )
             except StepUndone as exc:  # compensated while it ran: the saga no longer waits for it
                 log.info("%s for saga %s stopped: %s", msg.TYPE, msg.saga_id, exc)
                 reply = types.failed(
-                    saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt, error_kind="undone", error=str(exc)
+                    saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt, error_kind="undone", error=self._error(exc)
                 )
         elif isinstance(msg, types.compensate):
             try:
@@ -86,22 +91,44 @@ class Worker:
                 reply = types.compensated(saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt)
             except StepError as exc:
                 reply = types.compensation_failed(
-                    saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt, error=str(exc)
+                    saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt, error=self._error(exc)
                 )
         else:
             raise MalformedMessage(f"{spec.service} does not handle {msg.TYPE}")
-        return [
-            Outgoing(
-                self.reply_stream,
-                envelope_for(
-                    reply,
-                    correlation_id=env.correlation_id,
-                    causation_id=env.message_id,
-                    message_id=derived_message_id(env.message_id, reply.TYPE),
-                    traceparent=telemetry.current_traceparent(),
-                ),
+        return [self._reply(env, reply, telemetry.current_traceparent())]
+
+    def dead_lettered(self, delivery: Delivery, dead_letter_id: str) -> Sequence[Outgoing]:
+        """The bus dead-lettered a command (it kept failing, or it could not be decoded):
+        reply with the step's failure now, naming the dead letter, so that the saga does not
+        wait for the step's timeout. A command that could not be decoded names no step."""
+        env = delivery.envelope
+        if env is None:
+            return ()
+        msg, types = env.message, self.spec.types
+        # The dead letter's id first: a long error is cut at its end.
+        error = self._error(RuntimeError(f"dead letter {dead_letter_id} in {self.dead_letters}: {delivery.error}"))
+        reply: st.StepMessage
+        if isinstance(msg, types.command):
+            reply = types.failed(
+                saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt, error_kind="dead_lettered", error=error
             )
-        ]
+        elif isinstance(msg, types.compensate):
+            reply = types.compensation_failed(saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt, error=error)
+        else:
+            return ()
+        return [self._reply(env, reply, env.traceparent)]
+
+    def _reply(self, env: Envelope, reply: st.StepMessage, traceparent: str) -> Outgoing:
+        return Outgoing(
+            self.reply_stream,
+            envelope_for(
+                reply,
+                correlation_id=env.correlation_id,
+                causation_id=env.message_id,
+                message_id=derived_message_id(env.message_id, reply.TYPE),
+                traceparent=traceparent,
+            ),
+        )
 
 
 def run_worker(service: Service, make_spec: Callable[[ServiceContext], Awaitable[WorkerSpec]]) -> None:
@@ -109,7 +136,13 @@ def run_worker(service: Service, make_spec: Callable[[ServiceContext], Awaitable
     run more processes to scale), with the idempotency guard on."""
 
     async def setup(ctx: ServiceContext) -> None:
-        worker = Worker(await make_spec(ctx), ctx.settings.streams)
-        ctx.bus.subscribe(ctx.settings.streams.commands(service), worker.handle, dedupe=True, max_records=1)
+        worker = Worker(await make_spec(ctx), ctx.settings.streams, max_error_chars=ctx.settings.max_error_chars)
+        ctx.bus.subscribe(
+            ctx.settings.streams.commands(service),
+            worker.handle,
+            dedupe=True,
+            max_records=1,
+            on_dead_letter=worker.dead_lettered,
+        )
 
     run_service(service.value, setup)

@@ -38,6 +38,8 @@ def describe(event: SagaEvent) -> str:
         return f"ROLLED_BACK: {event.reason}"
     if isinstance(event, sg.SagaCompensationFailed):
         return f"COMPENSATION_FAILED at {event.step}: {event.error}"
+    if isinstance(event, sg.RequestRejected):
+        return f"REJECTED: {event.reason}"
     return event.TYPE
 
 

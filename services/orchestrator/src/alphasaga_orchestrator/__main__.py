@@ -39,11 +39,18 @@ async def setup(ctx: ServiceContext) -> None:
         ctx.store, settings, workflows=workflows, relay=relay, commit_pool=commit_pool
     )
     store = orchestrator.store
-    streams = [settings.streams.commands(Service.ORCHESTRATOR), *(settings.streams.events(w) for w in WORKERS)]
-    for stream in streams:
-        # No Redis-side guard: the orchestrator's inbox lives in Postgres, in the same
-        # transaction as the events a message causes.
-        ctx.bus.subscribe(stream, orchestrator.handle, batch_handler=orchestrator.decide_and_commit_batch)
+    # No Redis-side guard: the orchestrator's inbox lives in Postgres, in the same
+    # transaction as the events a message causes.
+    ctx.bus.subscribe(
+        settings.streams.commands(Service.ORCHESTRATOR),
+        orchestrator.handle,
+        batch_handler=orchestrator.decide_and_commit_batch,
+        on_dead_letter=orchestrator.request_dead_lettered,
+    )
+    for worker in WORKERS:
+        ctx.bus.subscribe(
+            settings.streams.events(worker), orchestrator.handle, batch_handler=orchestrator.decide_and_commit_batch
+        )
     if settings.run_relay:  # or alone: python -m alphasaga_shared.outbox
         ctx.background.append(relay.run)
     if settings.run_projector:  # or alone: python -m alphasaga_orchestrator.projection

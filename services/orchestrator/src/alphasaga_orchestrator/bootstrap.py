@@ -33,4 +33,4 @@ def orchestrator(
         cache_size=settings.saga_cache_size,
         shared_window_s=tuning.SHARED_WINDOW_S,
     )
-    return Orchestrator(store, repo, settings.streams, workflows, relay)
+    return Orchestrator(store, repo, settings.streams, workflows, relay, max_error_chars=settings.max_error_chars)

@@ -80,6 +80,8 @@ def decide(saga: Saga | None, incoming: Incoming, ctx: Context) -> Decision:
     if isinstance(msg, sg.StartResearch):
         return _start(saga, msg, incoming, ctx)
     if saga is None:
+        if isinstance(msg, sg.CancelSaga):
+            return rejected(msg.saga_id, incoming, f"no saga {msg.saga_id} to cancel", ctx)
         return Decision(None, note=f"{msg.TYPE} for an unknown saga")
     d = Decision(saga)
     if saga.terminal:
@@ -120,8 +122,12 @@ def _on_cancel(d: Decision, saga: Saga, workflow: Workflow, msg: sg.CancelSaga, 
 def _start(saga: Saga | None, msg: sg.StartResearch, env: Envelope, ctx: Context) -> Decision:
     if saga is not None:
         return Decision(saga, note="saga already started")
-    workflow = ctx.workflows.latest(msg.workflow)
     saga_id = saga_id_for(msg, env.message_id)
+    try:
+        workflow = ctx.workflows.latest(msg.workflow)
+    except KeyError:
+        known = ", ".join(sorted({w.name for w in ctx.workflows.all()}))
+        return rejected(saga_id, env, f"unknown workflow {msg.workflow!r} (known: {known})", ctx)
     saga = Saga(
         saga_id=saga_id,
         workflow=workflow.name,
@@ -138,6 +144,23 @@ def _start(saga: Saga | None, msg: sg.StartResearch, env: Envelope, ctx: Context
     )
     _command(d, saga, workflow.steps[0], 1, ctx)
     return d
+
+
+def rejected(saga_id: uuid.UUID, env: Envelope, reason: str, ctx: Context) -> Decision:
+    """Refuse a request that starts or changes no saga, and say so on the lifecycle stream
+    so that whoever sent it learns why at once."""
+    event = sg.RequestRejected(saga_id=saga_id, request_type=env.type, message_id=env.message_id, reason=reason)
+    out = Outgoing(
+        ctx.streams.sagas,
+        envelope_for(
+            event,
+            correlation_id=str(saga_id),
+            causation_id=env.message_id,
+            message_id=derived_message_id(env.message_id, event.TYPE),
+            traceparent=env.traceparent,
+        ),
+    )
+    return Decision(None, [out], note=f"{env.type} rejected: {reason}")
 
 
 def _on_step_reply(

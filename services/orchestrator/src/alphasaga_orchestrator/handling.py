@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from alphasaga_contracts import Streams
+from alphasaga_contracts import saga as sg
+from alphasaga_contracts.envelope import CORRELATION_ID, MESSAGE_ID, TYPE
 from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.outbox import Relay
-from alphasaga_shared.wire import Delivery, Envelope, Outgoing
+from alphasaga_shared.wire import Delivery, Envelope, Outgoing, cap_text, derived_message_id, envelope_for
 
 from . import tuning
 from .decide import Context, Incoming, decide, saga_id_for
@@ -40,7 +42,10 @@ class Orchestrator:
         streams: Streams,
         workflows: WorkflowRegistry = DEFAULT_WORKFLOWS,
         relay: Relay | None = None,
+        *,
+        max_error_chars: int = 2000,
     ) -> None:
+        self.max_error_chars = max_error_chars
         self.store = store
         self.repo = repo
         self.streams = streams
@@ -91,6 +96,34 @@ class Orchestrator:
             raise RuntimeError(
                 f"saga {saga_id}: gave up after {tuning.MAX_CONFLICT_RETRIES} conflicting commits"
             ) from exc
+
+    def request_dead_lettered(self, delivery: Delivery, dead_letter_id: str) -> Sequence[Outgoing]:
+        """A request the bus dead-lettered (it breaks its contract, or kept failing): tell
+        its sender at once on the lifecycle stream, when it named a saga id."""
+        fields = delivery.fields
+        try:
+            saga_id = uuid.UUID(fields.get(CORRELATION_ID, ""))
+        except ValueError:
+            return ()
+        message_id = fields.get(MESSAGE_ID, "")
+        message_id = message_id[:200] if message_id.isascii() else ""
+        event = sg.RequestRejected(
+            saga_id=saga_id,
+            request_type=fields.get(TYPE, "")[:200],
+            message_id=message_id,
+            reason=cap_text(
+                f"dead letter {dead_letter_id} in {self.streams.dead_letters(delivery.stream)}: {delivery.error}",
+                self.max_error_chars,
+                "reason",
+            ),
+        )
+        envelope = envelope_for(
+            event,
+            correlation_id=str(saga_id),
+            causation_id=message_id,
+            message_id=derived_message_id(message_id or dead_letter_id, event.TYPE),
+        )
+        return [Outgoing(self.streams.sagas, envelope)]
 
     # --- deciding and committing ---
 
