@@ -11,7 +11,7 @@ RUN := $(UV) run --frozen
 export UV_SYSTEM_CERTS ?= 1
 export UV_NATIVE_TLS ?= 1
 
-.PHONY: help sync run up test test-fast lint format schemas bench soak clean
+.PHONY: help sync run up test test-fast lint format schemas bench soak chaos clean
 
 help:
 	@echo "make run     - start every service (embedded Redis/Postgres unless URLs are set), run one saga, stop"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint    - ruff and mypy"
 	@echo "make bench   - benchmarks; results go to docs/benchmarks.md by hand"
 	@echo "make soak    - long load and soak tests (not run by make test or CI)"
+	@echo "make chaos   - database sessions cut under load (not run by make test or CI)"
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -47,10 +48,10 @@ format: sync
 	$(RUN) ruff check --fix .
 
 test: lint
-	$(RUN) pytest -m "not slow"
+	$(RUN) pytest -m "not slow and not chaos"
 
 test-fast: sync
-	$(RUN) pytest -m "not slow" -x -q
+	$(RUN) pytest -m "not slow and not chaos" -x -q
 
 schemas: sync
 	$(RUN) python -m alphasaga_contracts.schema_export
@@ -60,6 +61,9 @@ bench: sync
 
 soak: sync
 	$(RUN) pytest -m slow -s
+
+chaos: sync
+	$(RUN) pytest -m chaos -s
 
 clean:
 	rm -rf .venv .tools .alphasaga .mypy_cache .ruff_cache .pytest_cache

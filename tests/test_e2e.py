@@ -7,6 +7,7 @@ import asyncio
 import re
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -47,11 +48,15 @@ async def run_saga(client: AlphaSaga, request: ResearchRequest) -> sg.SagaEvent:
     return await outcome_of(client, submitted.saga_id, submitted.follow_from)
 
 
-def redis_cli_example() -> str:
+def documented(name: str, language: str) -> str:
     text = (ROOT / "docs" / "wire-format.md").read_text()
-    match = re.search(r"<!-- redis-cli-example -->\s*```bash\n(.*?)```", text, re.DOTALL)
-    assert match, "docs/wire-format.md lost its redis-cli example"
+    match = re.search(rf"<!-- {name} -->\s*```{language}\n(.*?)```", text, re.DOTALL)
+    assert match, f"docs/wire-format.md lost its {name}"
     return match.group(1)
+
+
+def redis_cli_example() -> str:
+    return documented("redis-cli-example", "bash")
 
 
 async def test_the_documented_redis_cli_example_starts_a_saga_that_completes(stack: Stack, client: AlphaSaga) -> None:
@@ -124,3 +129,18 @@ async def test_ml_that_cannot_train_rolls_back_and_removes_code_and_hypothesis(s
     assert compensated == ["codegen", "reasoning"], "newest first"
     assert history[-1].type.endswith(".RolledBack")
     assert not any(e.data.get("step") == "backtest" for e in history), "backtest is never commanded"
+
+
+def test_the_documented_way_to_follow_a_saga_sees_it_from_start_to_end(stack: Stack) -> None:
+    """A client written from docs/wire-format.md alone: its Python example, run as it is."""
+    done = subprocess.run(
+        [sys.executable, "-c", documented("follow-example", "python")],
+        env={**stack.env(), "ALPHASAGA_REDIS_URL": stack.redis_url},
+        capture_output=True,
+        text=True,
+        timeout=SAGA_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    types = [line.split()[0] for line in done.stdout.splitlines()]
+    assert types[0] == "sagas.SagaStarted", "the first event is not missed"
+    assert types[-1] == "sagas.SagaCompleted", done.stdout
