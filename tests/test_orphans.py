@@ -46,9 +46,13 @@ async def test_an_entry_held_by_a_killed_consumer_is_taken_over_within_the_defau
     victim = Proc.script(
         WORKER, {**common, "ALPHASAGA_CONSUMER": "victim", "ECHO_HANG_ON": "m0"}, tmp_path / "victim.log"
     )
-    await victim.wait_for("ready", timeout=60)
-    await send(redis, common["ECHO_STREAM"], "m0")
-    await victim.wait_for("FINISHED", timeout=30)  # the victim holds m0, unfinished
+    try:
+        await victim.wait_for("ready", timeout=60)
+        await send(redis, common["ECHO_STREAM"], "m0")
+        await victim.wait_for("FINISHED", timeout=30)  # the victim holds m0, unfinished
+    except BaseException:
+        victim.kill9()
+        raise
     survivor = Proc.script(WORKER, {**common, "ALPHASAGA_CONSUMER": "survivor"}, tmp_path / "survivor.log")
     try:
         await survivor.wait_for("ready", timeout=60)
