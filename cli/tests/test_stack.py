@@ -4,8 +4,8 @@ make progress, and gives up naming the ones that make none."""
 
 from __future__ import annotations
 
-import os
 import signal
+import threading
 from pathlib import Path
 
 from alphasaga_cli.stack import Stack
@@ -19,7 +19,9 @@ def test_a_service_that_dies_is_started_again_and_the_user_is_told(settings: Set
     def say(line: str) -> None:
         said.append(line)
         if line.startswith("ml restarted"):
-            os.kill(os.getpid(), signal.SIGUSR1)  # blocked: supervise() receives it next
+            # To this thread, where it is blocked (another thread would die of it):
+            # supervise() receives it on its next wait.
+            signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
 
     stack = Stack(settings.model_copy(update={"data_dir": tmp_path}), say=say, services=("ml",))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
