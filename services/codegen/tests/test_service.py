@@ -55,7 +55,7 @@ def tampered(extra: str) -> Callable[[Hypothesis], str]:
     [
         ("import os", "rule_violation", "import"),
         ("open('/etc/passwd')", "rule_violation", "forbidden_call"),
-        ("while True: pass", "sandbox_limit", "limit"),
+        ("for i in range(len(bars) ** 3): pass", "sandbox_limit", "limit"),
     ],
 )
 async def test_bad_generated_code_fails_the_step_naming_the_rule_and_the_service_keeps_serving(
@@ -85,4 +85,4 @@ async def test_bad_generated_code_fails_the_step_naming_the_rule_and_the_service
 
     good = Codegen(artifacts, ROOMY)
     ok = await good.generate(command)
-    assert isinstance(ok, st.StrategyGenerated) and ok.sandbox in ("bubblewrap", "rlimits")
+    assert isinstance(ok, st.StrategyGenerated) and ok.sandbox.split("+")[0] in ("bubblewrap", "namespaces")

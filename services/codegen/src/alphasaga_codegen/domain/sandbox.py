@@ -2,21 +2,27 @@
 
 Each run gets a fresh temporary directory holding the strategy, the bars (Parquet), a
 request and a copy of ``sandbox_runner.py``; the child writes its results there and
-nowhere else. Two kinds of containment, chosen per machine:
+nowhere else. Three kinds of containment (``docs/security.md`` has what each stops):
 
-``bubblewrap``
+``bubblewrap`` (the strong one, required in production)
     ``bwrap`` with every namespace unshared (network, PID, IPC, UTS, user), all
     capabilities dropped, and a root holding only read-only binds of the system and
     Python directories plus the work directory, writable, at ``/sandbox``. Used when
     ``bwrap`` is installed and a trial sandbox starts (user namespaces can be disabled
     inside containers).
-``rlimits``
-    Resource limits and an empty environment only. The filesystem and network are
-    those of the service user, so this relies on the validator having removed every
-    way to reach them; ``SandboxResult.sandbox`` records that the weaker mode ran.
+``namespaces`` (the fallback)
+    ``unshare`` puts the runner in fresh mount, network, PID, IPC and UTS namespaces
+    (and a user namespace when the service is not root). The runner makes every mount
+    read-only but its work directory, then drops to ``UNPRIVILEGED_UID`` (service
+    running as root) or gives up every capability: no write outside the work directory,
+    no network, and every process it starts dies with it.
+``rlimits`` (only when asked for by name)
+    Resource limits and an empty environment, nothing else: the filesystem and network
+    are the service user's. Never chosen by ``auto``.
 
-In both, the runner lowers RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and
-RLIMIT_CORE on itself before importing anything heavy, and the parent kills the whole
+In every kind the runner lowers RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and
+RLIMIT_CORE on itself before importing anything heavy, installs a seccomp filter when
+libseccomp is present (no sockets, no new processes), and the parent kills the whole
 process group when the wall-clock limit passes. CPU time includes interpreter start-up
 and the numpy/pandas imports (about 0.3 s), and the memory limit is address space,
 of which numpy, pandas and pyarrow need about 350 MiB before any data arrives.
@@ -36,7 +42,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -53,11 +59,14 @@ from .errors import (
 )
 from .validate import validate_strategy
 
-SandboxKind = Literal["bubblewrap", "rlimits"]
-SandboxMode = Literal["auto", "bubblewrap", "rlimits"]
+SandboxKind = Literal["bubblewrap", "namespaces", "rlimits"]
+SandboxMode = Literal["auto", "bubblewrap", "namespaces", "rlimits"]
+STRONG_SANDBOX: SandboxKind = "bubblewrap"
 
 RUNNER_PATH = Path(runner.__file__)
 BWRAP_WORKDIR = "/sandbox"
+# nobody: the uid the namespaces sandbox runs strategies as when the service is root.
+UNPRIVILEGED_UID = 65534
 STDERR_TAIL_CHARS = 4000
 # Measured: numpy + pandas + pyarrow start in 384 MiB of address space, not in 320.
 MIN_MEMORY_BYTES = 384 << 20
@@ -89,20 +98,30 @@ DEFAULT_LIMITS = SandboxLimits()
 class SandboxResult:
     """Outputs of one sandboxed run.
 
-    ``frame`` holds the features and a ``signal`` column, indexed like the input bars;
-    ``truncated`` maps each requested prefix length to the same frame computed on the
-    first that many bars only. Times are seconds: ``wall_seconds`` for the whole
+    ``frame`` holds the features and a ``signal`` column, indexed like the input bars.
+    ``guards`` lists what the runner put in force beyond the kind itself (``read-only
+    mounts``, ``unprivileged``, ``seccomp``). ``runs`` counts the strategy runs (the
+    look-ahead variants plus the full data), ``mismatch`` is the earliest difference a
+    variant showed (None: none). Times are seconds: ``wall_seconds`` for the whole
     process including start-up, ``cpu_seconds`` as the child measured it,
-    ``compute_seconds`` for the entry points on the full data.
+    ``compute_seconds`` for all the strategy runs.
     """
 
     sandbox: SandboxKind
+    guards: tuple[str, ...]
     frame: pd.DataFrame
-    truncated: Mapping[int, pd.DataFrame]
+    runs: int
+    values_compared: int
+    mismatch: Mapping[str, Any] | None
     wall_seconds: float
     cpu_seconds: float
     compute_seconds: float
     peak_memory_bytes: int
+
+    @property
+    def label(self) -> str:
+        """The kind and its extra guards, e.g. ``bubblewrap+seccomp``: what a report names."""
+        return "+".join([self.sandbox, *(g for g in self.guards if g == "seccomp")])
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,8 @@ class SandboxProbe:
     """What code inside the sandbox could reach, as the runner saw it."""
 
     sandbox: SandboxKind
+    guards: tuple[str, ...]
+    uid: int
     interfaces: tuple[str, ...]
     connect_error: str | None
     writable: tuple[str, ...]
@@ -142,33 +163,40 @@ def bubblewrap_available() -> bool:
     Probed once per process with the real mount layout, because ``bwrap`` being
     installed says nothing about user namespaces or /proc mounts being permitted.
     """
-    if _bwrap_executable() is None:
-        return False
-    with tempfile.TemporaryDirectory(prefix="alphasaga-bwrap-probe-") as tmp:
-        command = [*_bubblewrap_prefix(Path(tmp)), sys.executable, "-I", "-c", "pass"]
+    return _bwrap_executable() is not None and _trial("bubblewrap")
+
+
+@functools.cache
+def namespaces_available() -> bool:
+    """Whether the fallback can create its namespaces and confine a runner here."""
+    return _unshare_executable() is not None and _trial("namespaces")
+
+
+def _trial(kind: SandboxKind) -> bool:
+    limits = SandboxLimits(cpu_seconds=20, memory_bytes=1 << 30, wall_seconds=30.0)
+    with tempfile.TemporaryDirectory(prefix="alphasaga-sandbox-probe-") as tmp:
+        box = Path(tmp) / "box"
+        box.mkdir()
         try:
-            done = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                env=_environment(BWRAP_WORKDIR),
-                timeout=20,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
+            outcome = _execute(box, Path(tmp), {"command": "probe"}, limits, kind)
+        except OSError:
             return False
-    return done.returncode == 0
+    return outcome.returncode == 0 and outcome.status is not None and outcome.status.get("status") == "ok"
 
 
 def resolve_sandbox(mode: SandboxMode = "auto") -> SandboxKind:
-    """The sandbox kind ``mode`` selects on this machine."""
+    """The sandbox kind ``mode`` selects on this machine; ``auto`` never picks ``rlimits``."""
     if mode == "rlimits":
         return "rlimits"
-    if bubblewrap_available():
+    if mode in ("auto", "bubblewrap") and bubblewrap_available():
         return "bubblewrap"
     if mode == "bubblewrap":
         raise SandboxUnavailable("bubblewrap is not installed or cannot create namespaces here")
-    return "rlimits"
+    if namespaces_available():
+        return "namespaces"
+    if mode == "namespaces":
+        raise SandboxUnavailable("unshare is missing or the kernel refuses new namespaces here")
+    raise SandboxUnavailable("no sandbox can start here: install bubblewrap, or allow user namespaces for unshare")
 
 
 def run_strategy(
@@ -176,38 +204,41 @@ def run_strategy(
     bars: pd.DataFrame,
     *,
     limits: SandboxLimits = DEFAULT_LIMITS,
-    truncations: Sequence[int] = (),
+    lookahead: Mapping[str, Any] | None = None,
     mode: SandboxMode = "auto",
+    validate: bool = True,
 ) -> SandboxResult:
     """Run the entry points of ``source`` on ``bars`` in a sandbox.
 
     ``source`` is validated again first: the sandbox never executes code that has not
-    passed the static rules. ``truncations`` asks for extra runs on the first t bars
-    (for the look-ahead check) inside the same process, saving a start-up per cut.
+    passed the static rules (``validate=False`` exists for the escape-corpus tests, which
+    measure the sandbox alone). ``lookahead`` asks for the variants of
+    ``lookahead.check_no_lookahead`` in the same process, saving a start-up per variant.
     """
-    validate_strategy(source)
+    if validate:
+        validate_strategy(source)
     _check_bars(bars)
-    lengths = sorted({int(t) for t in truncations})
-    if lengths and (lengths[0] < 1 or lengths[-1] >= len(bars)):
-        raise ValueError(f"truncations must lie in [1, {len(bars) - 1}]")
     kind = resolve_sandbox(mode)
     with tempfile.TemporaryDirectory(prefix="alphasaga-codegen-") as tmp:
         box = Path(tmp) / "box"
         box.mkdir()
         (box / runner.STRATEGY_FILE).write_text(source, encoding="utf-8")
         bars.to_parquet(box / runner.BARS_FILE)
-        request = {"command": "run", "truncations": lengths}
+        request = {"command": "run", "lookahead": dict(lookahead or {})}
         outcome = _execute(box, Path(tmp), request, limits, kind)
         status = _require_success(outcome, limits)
-        frames = {n: _read_result(box, bars.index[:n]) for n in [*lengths, len(bars)]}
-    seconds = status.get("compute_seconds")
+        frame = _read_result(box, bars.index)
+    mismatch = status.get("mismatch")
     return SandboxResult(
         sandbox=kind,
-        frame=frames.pop(len(bars)),
-        truncated=frames,
+        guards=tuple(str(g) for g in status.get("guards", [])),
+        frame=frame,
+        runs=int(_number(status.get("runs"), default=1.0)),
+        values_compared=int(_number(status.get("values_compared"), default=0.0)),
+        mismatch=mismatch if isinstance(mismatch, dict) else None,
         wall_seconds=outcome.wall_seconds,
         cpu_seconds=_number(status.get("cpu_seconds")),
-        compute_seconds=_number(seconds.get(str(len(bars))) if isinstance(seconds, dict) else None),
+        compute_seconds=_number(status.get("compute_seconds")),
         peak_memory_bytes=int(_number(status.get("peak_rss_bytes"), default=0.0)),
     )
 
@@ -229,6 +260,8 @@ def probe_sandbox(*, limits: SandboxLimits = DEFAULT_LIMITS, mode: SandboxMode =
         report = _require_success(outcome, limits)["probe"]
     return SandboxProbe(
         sandbox=kind,
+        guards=tuple(outcome.status.get("guards", []) if outcome.status else ()),
+        uid=int(report["uid"]),
         interfaces=tuple(report["interfaces"]),
         connect_error=report["connect_error"],
         writable=tuple(report["writable"]),
@@ -251,12 +284,16 @@ def _check_bars(bars: pd.DataFrame) -> None:
 def _execute(box: Path, logs: Path, request: dict[str, Any], limits: SandboxLimits, kind: SandboxKind) -> _Outcome:
     """Start the runner on ``box`` under ``kind`` and wait, killing it at the deadline."""
     request = {**request, "cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes}
+    if kind == "namespaces":
+        request["jail"] = {"uid": _prepare_for_uid(box, logs)}
     (box / runner.REQUEST_FILE).write_text(json.dumps(request))
     shutil.copyfile(RUNNER_PATH, box / "runner.py")
     inner = BWRAP_WORKDIR if kind == "bubblewrap" else str(box)
     command = [sys.executable, "-I", "-B", f"{inner}/runner.py", inner]
     if kind == "bubblewrap":
         command = [*_bubblewrap_prefix(box), *command]
+    elif kind == "namespaces":
+        command = [*_unshare_prefix(), *command]
     stderr_path = logs / "stderr.txt"
     with (logs / "stdout.txt").open("wb") as out, stderr_path.open("wb") as err:
         started = time.perf_counter()
@@ -289,6 +326,30 @@ def _execute(box: Path, logs: Path, request: dict[str, Any], limits: SandboxLimi
     )
 
 
+def _prepare_for_uid(box: Path, logs: Path) -> int | None:
+    """As root, hand the work directory to the uid the runner drops to; else None."""
+    if os.geteuid() != 0:
+        return None
+    logs.chmod(0o711)  # traversable, not listable, so the runner can reach its box
+    for path in [box, *box.iterdir()]:
+        os.chown(path, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+    return UNPRIVILEGED_UID
+
+
+@functools.cache
+def _unshare_executable() -> str | None:
+    return shutil.which("unshare")
+
+
+def _unshare_prefix() -> list[str]:
+    """Fresh namespaces for the runner; a user namespace only when we are not root."""
+    args = [_unshare_executable() or "unshare", "--mount", "--net", "--pid", "--ipc", "--uts"]
+    args += ["--fork", "--kill-child", "--mount-proc"]
+    if os.geteuid() != 0:
+        args += ["--user", "--map-root-user"]
+    return args
+
+
 def _kill_group(pgid: int) -> None:
     """SIGKILL the session we started; under bubblewrap the sandbox dies with bwrap."""
     with contextlib.suppress(ProcessLookupError):
@@ -311,6 +372,8 @@ def _require_success(outcome: _Outcome, limits: SandboxLimits) -> dict[str, Any]
     state = status.get("status") if status is not None else None
     if status is not None and state == "ok" and outcome.returncode == 0:
         return status
+    if status is not None and state == "cpu":
+        raise SandboxLimitExceeded("cpu_time", f"used more than {limits.cpu_seconds} s of CPU")
     if status is not None and state == "memory":
         raise SandboxLimitExceeded("memory", _memory_detail(limits, str(status.get("detail"))))
     if status is not None and state == "error":
@@ -352,8 +415,8 @@ def _memory_detail(limits: SandboxLimits, detail: str) -> str:
 
 
 def _read_result(box: Path, index: pd.DatetimeIndex) -> pd.DataFrame:
-    """Read one result back and re-check it: the child is not trusted to be honest."""
-    path = box / runner.result_file(len(index))
+    """Read the result back and re-check it: the child is not trusted to be honest."""
+    path = box / runner.RESULT_FILE
     try:
         frame = pd.read_parquet(path)
     except (OSError, ValueError) as exc:
