@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from alphasaga_cli.output import verdict_line
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator.decide import saga_id_for
@@ -84,6 +85,12 @@ async def test_the_documented_redis_cli_example_starts_a_saga_that_completes(
     outcome = await follow(redis, stack.settings.streams, saga_id, after=tip, timeout_s=SAGA_TIMEOUT)
     assert isinstance(outcome, sg.SagaCompleted), outcome
     assert set(outcome.outputs) >= {"report", "chart", "metrics", "verdict"}
+    # The verdict is the hold-out's and names the sandbox; the printed line says both.
+    verdict = outcome.outputs["verdict"]
+    assert verdict["period"] == "out_of_sample" and verdict["sandbox"].split("+")[0] in ("bubblewrap", "namespaces")
+    line = verdict_line(verdict, outcome.outputs["metrics"])
+    assert f"[out of sample {verdict['start']} to {verdict['end']}]" in line
+    assert f"code ran in sandbox {verdict['sandbox']}" in line
     kinds = {link.ref.kind for link in await ArtifactStore(store.pool).list(saga_id)}
     assert kinds == {"dataset", "hypothesis", "code", "sandbox", "signals", "model", "predictions", "report", "chart"}
 
