@@ -296,6 +296,28 @@ def test_with_the_checker_off_the_sandbox_stops_every_write_and_connection(
     assert not outcomes["write_parent"].startswith("ran")
 
 
+SUMMARIES = (
+    ("ran: 32512", "ran; its shell never started (spawn refused: exit status 127)"),
+    ("Read-only file system", "EROFS: read-only"),
+    ("No such file or directory", "ENOENT: the host path is not there"),
+    ("non-existent directory", "ENOENT: the host path is not there"),
+    ("Operation not permitted", "EPERM (seccomp)"),
+    ("MemoryError", "MemoryError (address-space limit)"),
+    ("TimeoutError", "still running after 1 s (the CPU limit ends it)"),
+    ("RecursionError", "RecursionError"),
+    ("No module named", "cannot import (unreadable to the unprivileged uid)"),
+    ("ran: None", "ran: the variable is not there"),
+)
+
+
+def summary(text: str) -> str:
+    """What a snippet's outcome means, in a few words."""
+    for needle, meaning in SUMMARIES:
+        if needle in text:
+            return meaning
+    return "ran, harmless: " + text.removeprefix("ran: ")[:40].replace("|", "/").replace("\n", " ")
+
+
 def table() -> str:
     """Markdown: what each layer did with each snippet (for docs/security.md)."""
     os.environ[SECRET] = "hunter2"
@@ -311,7 +333,7 @@ def table() -> str:
             checker = "PASSED"
         except RuleViolation as exc:
             checker = f"`{exc.rule}`"
-        cells = [layers[m][case].replace("|", "/").replace("\n", " ")[:90] for m in ("bubblewrap", "namespaces")]
+        cells = [summary(layers[m][case]) for m in ("bubblewrap", "namespaces")]
         rows.append(f"| `{case}` | {category} | {checker} | {cells[0]} | {cells[1]} |")
     rows.append(f"| (host side) | | | {layers['bubblewrap']['(escaped)']} | {layers['namespaces']['(escaped)']} |")
     return "\n".join(rows)

@@ -26,6 +26,7 @@ from .domain import (
     LookaheadReport,
     RenderError,
     RuleViolation,
+    Sandbox,
     SandboxKind,
     SandboxLimitExceeded,
     SandboxLimits,
@@ -103,15 +104,11 @@ def choose_sandbox(mode: SandboxMode, *, production: bool) -> SandboxKind:
 
 
 def build_strategy(
-    hypothesis: Hypothesis,
-    bars: pd.DataFrame,
-    limits: SandboxLimits,
-    render: Callable[[Hypothesis], str],
-    mode: SandboxMode = "auto",
+    hypothesis: Hypothesis, bars: pd.DataFrame, sandbox: Sandbox, render: Callable[[Hypothesis], str]
 ) -> tuple[str, LookaheadReport]:
     source = render(hypothesis)
     validate_strategy(source)
-    return source, check_no_lookahead(source, bars, limits=limits, mode=mode)
+    return source, check_no_lookahead(source, bars, sandbox=sandbox)
 
 
 class Codegen:
@@ -121,18 +118,19 @@ class Codegen:
         limits: SandboxLimits,
         render: Callable[[Hypothesis], str] = render_strategy,
         mode: SandboxMode = "auto",
+        *,
+        ahead: bool = True,
     ) -> None:
         self.artifacts = artifacts
         self.limits = limits
         self.render = render
-        self.mode = mode
+        # Each job gets a fresh runner; the next one is started while this one works.
+        self.sandbox = Sandbox(resolve_sandbox(mode), limits, ahead=ahead)
 
     async def generate(self, cmd: st.GenerateStrategy) -> st.StrategyGenerated:
         bars = read_frame(await self.artifacts.get(cmd.dataset.sha256))
         try:
-            source, report = await asyncio.to_thread(
-                build_strategy, cmd.hypothesis, bars, self.limits, self.render, self.mode
-            )
+            source, report = await asyncio.to_thread(build_strategy, cmd.hypothesis, bars, self.sandbox, self.render)
         except StrategyRejected as exc:
             raise rejection(exc) from None
         run = report.sandbox

@@ -33,6 +33,7 @@ from .lookahead import CutPoints, LookaheadReport, check_no_lookahead, cut_point
 from .render import hypothesis_sha256, render_strategy
 from .sandbox import (
     DEFAULT_LIMITS,
+    Sandbox,
     SandboxKind,
     SandboxLimits,
     SandboxMode,
@@ -55,6 +56,7 @@ __all__ = [
     "LookaheadReport",
     "RenderError",
     "RuleViolation",
+    "Sandbox",
     "SandboxError",
     "SandboxKind",
     "SandboxLimitExceeded",

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from .errors import LookaheadDetected
-from .sandbox import DEFAULT_LIMITS, SandboxLimits, SandboxMode, SandboxResult, run_strategy
+from .sandbox import DEFAULT_LIMITS, Sandbox, SandboxLimits, SandboxMode, SandboxResult, run_strategy
 
 RTOL = 1e-9
 ATOL = 1e-12
@@ -94,15 +94,20 @@ def check_no_lookahead(
     limits: SandboxLimits = DEFAULT_LIMITS,
     mode: SandboxMode = "auto",
     cuts: CutPoints | None = None,
+    sandbox: Sandbox | None = None,
 ) -> LookaheadReport:
     """Run ``source`` on ``bars`` and on every variant; raise ``LookaheadDetected``.
 
     Features are compared as well as the signal: the model downstream trains on them,
-    so a leaking feature is as harmful as a leaking signal.
+    so a leaking feature is as harmful as a leaking signal. With ``sandbox`` the runs go
+    to its runner started ahead (``limits`` and ``mode`` are then its own).
     """
     cuts = cuts or cut_points(len(bars))
     request = {"mirrors": list(cuts.mirrored), "truncations": list(cuts.truncated), "rtol": RTOL, "atol": ATOL}
-    result = run_strategy(source, bars, limits=limits, lookahead=request, mode=mode)
+    if sandbox is not None:
+        result = sandbox.run(source, bars, lookahead=request)
+    else:
+        result = run_strategy(source, bars, limits=limits, lookahead=request, mode=mode)
     if result.mismatch is not None:
         raise _detected(bars.index, result.mismatch)
     return LookaheadReport(

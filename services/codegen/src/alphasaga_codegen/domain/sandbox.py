@@ -30,6 +30,7 @@ of which numpy, pandas and pyarrow need about 350 MiB before any data arrives.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import json
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -174,13 +176,10 @@ def namespaces_available() -> bool:
 
 def _trial(kind: SandboxKind) -> bool:
     limits = SandboxLimits(cpu_seconds=20, memory_bytes=1 << 30, wall_seconds=30.0)
-    with tempfile.TemporaryDirectory(prefix="alphasaga-sandbox-probe-") as tmp:
-        box = Path(tmp) / "box"
-        box.mkdir()
-        try:
-            outcome = _execute(box, Path(tmp), {"command": "probe"}, limits, kind)
-        except OSError:
-            return False
+    try:
+        outcome = _execute(limits, kind, {"command": "probe"})
+    except OSError:
+        return False
     return outcome.returncode == 0 and outcome.status is not None and outcome.status.get("status") == "ok"
 
 
@@ -208,26 +207,18 @@ def run_strategy(
     mode: SandboxMode = "auto",
     validate: bool = True,
 ) -> SandboxResult:
-    """Run the entry points of ``source`` on ``bars`` in a sandbox.
+    """Run the entry points of ``source`` on ``bars`` in a sandbox started for it.
 
     ``source`` is validated again first: the sandbox never executes code that has not
     passed the static rules (``validate=False`` exists for the escape-corpus tests, which
     measure the sandbox alone). ``lookahead`` asks for the variants of
     ``lookahead.check_no_lookahead`` in the same process, saving a start-up per variant.
+    A service running many strategies keeps a ``Sandbox`` instead.
     """
-    if validate:
-        validate_strategy(source)
-    _check_bars(bars)
-    kind = resolve_sandbox(mode)
-    with tempfile.TemporaryDirectory(prefix="alphasaga-codegen-") as tmp:
-        box = Path(tmp) / "box"
-        box.mkdir()
-        (box / runner.STRATEGY_FILE).write_text(source, encoding="utf-8")
-        bars.to_parquet(box / runner.BARS_FILE)
-        request = {"command": "run", "lookahead": dict(lookahead or {})}
-        outcome = _execute(box, Path(tmp), request, limits, kind)
-        status = _require_success(outcome, limits)
-        frame = _read_result(box, bars.index)
+    return Sandbox(resolve_sandbox(mode), limits, ahead=False).run(source, bars, lookahead=lookahead, validate=validate)
+
+
+def _result(kind: SandboxKind, outcome: _Outcome, status: dict[str, Any], frame: pd.DataFrame) -> SandboxResult:
     mismatch = status.get("mismatch")
     return SandboxResult(
         sandbox=kind,
@@ -253,11 +244,8 @@ def _number(value: object, default: float = math.nan) -> float:
 def probe_sandbox(*, limits: SandboxLimits = DEFAULT_LIMITS, mode: SandboxMode = "auto") -> SandboxProbe:
     """Ask the runner what it can reach; for health checks and the sandbox's own tests."""
     kind = resolve_sandbox(mode)
-    with tempfile.TemporaryDirectory(prefix="alphasaga-codegen-") as tmp:
-        box = Path(tmp) / "box"
-        box.mkdir()
-        outcome = _execute(box, Path(tmp), {"command": "probe"}, limits, kind)
-        report = _require_success(outcome, limits)["probe"]
+    outcome = _execute(limits, kind, {"command": "probe"})
+    report = _require_success(outcome, limits)["probe"]
     return SandboxProbe(
         sandbox=kind,
         guards=tuple(outcome.status.get("guards", []) if outcome.status else ()),
@@ -281,49 +269,152 @@ def _check_bars(bars: pd.DataFrame) -> None:
         raise ValueError("bar column names must be strings")
 
 
-def _execute(box: Path, logs: Path, request: dict[str, Any], limits: SandboxLimits, kind: SandboxKind) -> _Outcome:
-    """Start the runner on ``box`` under ``kind`` and wait, killing it at the deadline."""
-    request = {**request, "cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes}
-    if kind == "namespaces":
-        request["jail"] = {"uid": _prepare_for_uid(box, logs)}
+@dataclass
+class _Started:
+    """A runner confined and waiting for its job in ``box``."""
+
+    kind: SandboxKind
+    limits: SandboxLimits
+    tmp: tempfile.TemporaryDirectory[str]
+    box: Path
+    process: subprocess.Popen[bytes]
+
+    def discard(self) -> None:
+        """End it unused (closing its stdin lets it exit) and remove its directory."""
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.process.pid)
+            self.process.wait()
+        self.tmp.cleanup()
+
+
+def _start(kind: SandboxKind, limits: SandboxLimits) -> _Started:
+    """Start a runner under ``kind``: it confines itself, imports, and waits for a job."""
+    tmp = tempfile.TemporaryDirectory(prefix="alphasaga-codegen-")
+    logs = Path(tmp.name)
+    box = logs / "box"
+    box.mkdir()
+    request: dict[str, Any] = {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes}
     (box / runner.REQUEST_FILE).write_text(json.dumps(request))
     shutil.copyfile(RUNNER_PATH, box / "runner.py")
+    if kind == "namespaces":
+        request["jail"] = {"uid": _prepare_for_uid(box, logs)}
+        (box / runner.REQUEST_FILE).write_text(json.dumps(request))
     inner = BWRAP_WORKDIR if kind == "bubblewrap" else str(box)
     command = [sys.executable, "-I", "-B", f"{inner}/runner.py", inner]
     if kind == "bubblewrap":
         command = [*_bubblewrap_prefix(box), *command]
     elif kind == "namespaces":
         command = [*_unshare_prefix(), *command]
-    stderr_path = logs / "stderr.txt"
-    with (logs / "stdout.txt").open("wb") as out, stderr_path.open("wb") as err:
-        started = time.perf_counter()
+    with (logs / "stdout.txt").open("wb") as out, (logs / "stderr.txt").open("wb") as err:
         process = subprocess.Popen(
             command,
             cwd=box,
             env=_environment(inner),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=out,
             stderr=err,
             start_new_session=True,
         )
-        timed_out = False
-        try:
-            process.wait(timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            # Also reached on KeyboardInterrupt or cancellation: never leave it running.
-            if process.poll() is None:
-                _kill_group(process.pid)
-                process.wait()
-        wall = time.perf_counter() - started
+    return _Started(kind=kind, limits=limits, tmp=tmp, box=box, process=process)
+
+
+def _finish(started: _Started, job: dict[str, Any]) -> _Outcome:
+    """Hand ``job`` (its files already in the box) to the runner and wait for it,
+    killing it at the wall-clock deadline, which counts from here."""
+    box, process, limits = started.box, started.process, started.limits
+    (box / runner.JOB_FILE).write_text(json.dumps(job))
+    begun = time.perf_counter()
+    timed_out = False
+    try:
+        assert process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # it died early: its status says why
+            process.stdin.write(b"go\n")
+            process.stdin.close()
+        process.wait(timeout=limits.wall_seconds)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        # Also reached on KeyboardInterrupt or cancellation: never leave it running.
+        if process.poll() is None:
+            _kill_group(process.pid)
+            process.wait()
+    wall = time.perf_counter() - begun
     return _Outcome(
         returncode=process.returncode,
         timed_out=timed_out,
         wall_seconds=wall,
         status=_read_status(box),
-        stderr_tail=stderr_path.read_text(errors="replace")[-STDERR_TAIL_CHARS:],
+        stderr_tail=(box.parent / "stderr.txt").read_text(errors="replace")[-STDERR_TAIL_CHARS:],
     )
+
+
+class Sandbox:
+    """Runs jobs in one kind of sandbox, with the next runner started ahead of time.
+
+    Every job still gets a fresh process and work directory; only their start-up
+    (interpreter, imports, confinement, about half a second) is paid while the
+    previous job runs or the service waits, not when a job arrives. Thread-safe.
+    """
+
+    def __init__(self, kind: SandboxKind, limits: SandboxLimits = DEFAULT_LIMITS, *, ahead: bool = True) -> None:
+        self.kind = kind
+        self.limits = limits
+        self.ahead = ahead
+        self._lock = threading.Lock()
+        self._next: _Started | None = None
+        if ahead:
+            atexit.register(self.close)
+
+    def run(
+        self,
+        source: str,
+        bars: pd.DataFrame,
+        *,
+        lookahead: Mapping[str, Any] | None = None,
+        validate: bool = True,
+    ) -> SandboxResult:
+        """``run_strategy`` in this sandbox."""
+        if validate:
+            validate_strategy(source)
+        _check_bars(bars)
+        with self._lock:
+            started, self._next = self._next, None
+            if started is None or started.process.poll() is not None:
+                if started is not None:  # died while waiting (killed, out of memory): a fresh one
+                    started.discard()
+                started = _start(self.kind, self.limits)
+            try:
+                (started.box / runner.STRATEGY_FILE).write_text(source, encoding="utf-8")
+                bars.to_parquet(started.box / runner.BARS_FILE)
+                outcome = _finish(started, {"command": "run", "lookahead": dict(lookahead or {})})
+                status = _require_success(outcome, self.limits)
+                frame = _read_result(started.box, bars.index)
+            finally:
+                started.tmp.cleanup()
+                if self.ahead:
+                    self._next = _start(self.kind, self.limits)
+        return _result(self.kind, outcome, status, frame)
+
+    def close(self) -> None:
+        """Discard the runner started ahead, if any."""
+        with self._lock:
+            if self._next is not None:
+                self._next.discard()
+                self._next = None
+
+
+def _execute(limits: SandboxLimits, kind: SandboxKind, job: dict[str, Any]) -> _Outcome:
+    """One runner, started and given ``job`` at once (probes and trials)."""
+    started = _start(kind, limits)
+    try:
+        return _finish(started, job)
+    finally:
+        started.tmp.cleanup()
 
 
 def _prepare_for_uid(box: Path, logs: Path) -> int | None:

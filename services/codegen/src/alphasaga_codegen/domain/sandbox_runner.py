@@ -44,6 +44,7 @@ from types import CodeType, ModuleType
 from typing import Any
 
 REQUEST_FILE = "request.json"
+JOB_FILE = "job.json"
 STATUS_FILE = "status.json"
 STRATEGY_FILE = "strategy.py"
 BARS_FILE = "bars.parquet"
@@ -102,7 +103,13 @@ def _on_sigxcpu(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Run the request in ``argv[1]`` and report through ``status.json``."""
+    """Confine itself as ``request.json`` in ``argv[1]`` says, wait for a line on stdin,
+    then run ``job.json`` and report through ``status.json``.
+
+    The wait lets the parent start a runner before it has a job for it: start-up and
+    imports are then paid while the previous job is still going. End of input without a
+    line means the runner is not needed: it exits without a status.
+    """
     workdir = Path(argv[1])
     request = json.loads((workdir / REQUEST_FILE).read_text())
     apply_limits(int(request["cpu_seconds"]), int(request["memory_bytes"]))
@@ -110,7 +117,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGXCPU, _on_sigxcpu)
     try:
         guards = confine(workdir, request)
-        status = handle(workdir, request)
+        if not sys.stdin.readline():
+            return 0
+        status = handle(workdir, json.loads((workdir / JOB_FILE).read_text()))
         status["guards"] = guards
     except MemoryError:
         status = {"status": "memory", "detail": "MemoryError: the memory limit was reached"}
