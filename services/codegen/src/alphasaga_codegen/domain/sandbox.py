@@ -106,7 +106,8 @@ class SandboxResult:
     look-ahead variants plus the full data), ``mismatch`` is the earliest difference a
     variant showed (None: none). Times are seconds: ``wall_seconds`` for the whole
     process including start-up, ``cpu_seconds`` as the child measured it,
-    ``compute_seconds`` for all the strategy runs.
+    ``compute_seconds`` for all the strategy runs, ``job_cpu_seconds`` for the CPU the
+    job used once handed over (without the runner's start-up and imports).
     """
 
     sandbox: SandboxKind
@@ -119,6 +120,7 @@ class SandboxResult:
     cpu_seconds: float
     compute_seconds: float
     peak_memory_bytes: int
+    job_cpu_seconds: float = math.nan
 
     @property
     def label(self) -> str:
@@ -231,6 +233,7 @@ def _result(kind: SandboxKind, outcome: _Outcome, status: dict[str, Any], frame:
         cpu_seconds=_number(status.get("cpu_seconds")),
         compute_seconds=_number(status.get("compute_seconds")),
         peak_memory_bytes=int(_number(status.get("peak_rss_bytes"), default=0.0)),
+        job_cpu_seconds=_number(status.get("job_cpu_seconds")),
     )
 
 

@@ -119,8 +119,10 @@ def main(argv: list[str]) -> int:
         guards = confine(workdir, request)
         if not sys.stdin.readline():
             return 0
+        at_go = _cpu_seconds()
         status = handle(workdir, json.loads((workdir / JOB_FILE).read_text()))
         status["guards"] = guards
+        status["job_cpu_seconds"] = _cpu_seconds() - at_go
     except MemoryError:
         status = {"status": "memory", "detail": "MemoryError: the memory limit was reached"}
     except CpuLimit:
@@ -128,11 +130,15 @@ def main(argv: list[str]) -> int:
     except Exception as exc:
         # Failures outside the strategy's own calls are the sandbox's, not the strategy's.
         status = {"status": "internal", "detail": f"{type(exc).__name__}: {exc}"}
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    status["cpu_seconds"] = usage.ru_utime + usage.ru_stime
-    status["peak_rss_bytes"] = usage.ru_maxrss * 1024
+    status["cpu_seconds"] = _cpu_seconds()
+    status["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     write_status(workdir, status)
     return 0 if status["status"] == "ok" else 1
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def apply_limits(cpu_seconds: int, memory_bytes: int) -> None:
