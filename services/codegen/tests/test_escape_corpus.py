@@ -297,7 +297,7 @@ def test_with_the_checker_off_the_sandbox_stops_every_write_and_connection(
 
 
 SUMMARIES = (
-    ("ran: 32512", "ran; its shell never started (spawn refused: exit status 127)"),
+    ("32512", "ran; its shell never started (spawn refused: exit status 127)"),
     ("Read-only file system", "EROFS: read-only"),
     ("No such file or directory", "ENOENT: the host path is not there"),
     ("non-existent directory", "ENOENT: the host path is not there"),
