@@ -24,7 +24,7 @@ In every kind the runner lowers RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFI
 RLIMIT_CORE on itself before importing anything heavy, installs a seccomp filter when
 libseccomp is present (no sockets, no new processes), and the parent kills the whole
 process group when the wall-clock limit passes. CPU time includes interpreter start-up
-and the numpy/pandas imports (about 0.3 s), and the memory limit is address space,
+and the numpy/pandas imports (about 1 s), and the memory limit is address space,
 of which numpy, pandas and pyarrow need about 350 MiB before any data arrives.
 """
 
@@ -360,8 +360,9 @@ class Sandbox:
     """Runs jobs in one kind of sandbox, with the next runner started ahead of time.
 
     Every job still gets a fresh process and work directory; only their start-up
-    (interpreter, imports, confinement, about half a second) is paid while the
-    previous job runs or the service waits, not when a job arrives. Thread-safe.
+    (interpreter, imports, confinement: about a second of CPU, most of it
+    ``import pandas``) is paid while the previous job runs or the service waits, not
+    when a job arrives. Thread-safe.
     """
 
     def __init__(self, kind: SandboxKind, limits: SandboxLimits = DEFAULT_LIMITS, *, ahead: bool = True) -> None:
