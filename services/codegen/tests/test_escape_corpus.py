@@ -272,17 +272,23 @@ def written_outside(place: Host) -> list[str]:
     return found
 
 
+no_namespaces = pytest.mark.skipif(not namespaces_available(), reason="no namespaces here")
 SANDBOXES = [
-    pytest.param("bubblewrap", marks=pytest.mark.skipif(not bubblewrap_available(), reason="no bubblewrap here")),
-    pytest.param("namespaces", marks=pytest.mark.skipif(not namespaces_available(), reason="no namespaces here")),
+    pytest.param("bubblewrap", False, marks=pytest.mark.skipif(not bubblewrap_available(), reason="no bubblewrap")),
+    pytest.param("namespaces", False, marks=no_namespaces),
+    # The fallback as a service that is not root runs it: in a user namespace, without
+    # capabilities instead of as another uid.
+    pytest.param("namespaces", True, marks=no_namespaces, id="namespaces-user-namespace"),
 ]
 
 
-@pytest.mark.parametrize("mode", SANDBOXES)
+@pytest.mark.parametrize(("mode", "not_root"), SANDBOXES)
 def test_with_the_checker_off_the_sandbox_stops_every_write_and_connection(
-    mode: SandboxMode, monkeypatch: pytest.MonkeyPatch
+    mode: SandboxMode, not_root: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(SECRET, "hunter2")
+    if not_root:
+        monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with host() as place:
         outcomes = run_corpus(mode, place)
         assert set(outcomes) == {case for case, _, _ in CORPUS}
