@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import statistics
 import tempfile
 import time
@@ -84,3 +85,4 @@ async def saga_rate(s: Servers, at_once: int = 10, rounds: int = 2) -> dict[str,
         await redis.aclose()
         stack.stop()
         await cleanup(s, ns, settings.database_schema)
+        shutil.rmtree(settings.data_dir, ignore_errors=True)
