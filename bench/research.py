@@ -9,7 +9,8 @@ fill the way ours does and both results are compared trade by trade and to the c
 Peer configuration (backtesting.py 0.6, event-driven, one ``next()`` call per bar):
 
 * ``trade_on_close=True``: a market order placed in ``next()`` at bar ``t`` is filled at
-  ``close[t]``, our fill rule.
+  ``close[t]``, our default fill rule; with ``fill="next_open"`` the peer runs with its
+  own default, ``trade_on_close=False`` (filled at ``open[t+1]``), issue #12.
 * ``FractionalBacktest`` with a unit of 2**-30: backtesting.py trades whole units only,
   so at ~1,000-3,000 per S&P 500 unit a 10,000 account would leave up to a third of its
   cash idle. Trading 2**-30 of a unit leaves less than 3e-6 uninvested, and a power of
