@@ -1,7 +1,7 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [bus|latency|eventstore|saga|cpu|e2e|cli|orphans|research ...]`` runs a subset.
-``research`` needs no servers, so none are started when it runs alone.
+``python -m bench [bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|research ...]`` runs a
+subset. ``research`` needs no servers, so none are started when it runs alone.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from . import bus, cli, cpu, e2e, eventstore, orphans, research, saga
 from .common import servers
 
-NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga", "cpu", "e2e", "cli", "orphans"}
+NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga", "cpu", "e2e", "rate", "cli", "orphans"}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -52,6 +52,10 @@ async def main(which: set[str]) -> None:
                 print(
                     f"first run {t['first']:.2f} s; then median of {t['runs']:.0f}: {t['median']:.2f} s\n", flush=True
                 )
+            if "rate" in which:
+                r = await e2e.saga_rate(s)
+                print(f"## Research sagas per minute, {r['at_once']:.0f} submitted at once (issue #12)\n")
+                print(f"{r['per_minute']:.1f} sagas per minute (median of {r['rounds']:.0f} bursts)\n", flush=True)
             if "orphans" in which:
                 print(orphans.markdown(await orphans.recovery(s)), flush=True)
             if "cli" in which:

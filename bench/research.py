@@ -9,7 +9,8 @@ fill the way ours does and both results are compared trade by trade and to the c
 Peer configuration (backtesting.py 0.6, event-driven, one ``next()`` call per bar):
 
 * ``trade_on_close=True``: a market order placed in ``next()`` at bar ``t`` is filled at
-  ``close[t]``, our fill rule.
+  ``close[t]``, our default fill rule; with ``fill="next_open"`` the peer runs with its
+  own default, ``trade_on_close=False`` (filled at ``open[t+1]``), issue #12.
 * ``FractionalBacktest`` with a unit of 2**-30: backtesting.py trades whole units only,
   so at ~1,000-3,000 per S&P 500 unit a 10,000 account would leave up to a third of its
   cash idle. Trading 2**-30 of a unit leaves less than 3e-6 uninvested, and a power of
@@ -29,6 +30,7 @@ Peer configuration (backtesting.py 0.6, event-driven, one ``next()`` call per ba
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import warnings
@@ -48,6 +50,7 @@ from backtesting.lib import FractionalBacktest
 
 import alphasaga_ml.domain.train as ml_train
 from alphasaga_backtest.domain import BacktestResult, compute_metrics, run_backtest
+from alphasaga_backtest.domain.engine import Fill
 from alphasaga_reasoning.domain.marketdata import load_builtin
 
 from .common import median_of
@@ -84,10 +87,12 @@ def crossover(close: npt.ArrayLike, fast: int, slow: int) -> FloatArray:
         return (sma(close, fast) > sma(close, slow)).astype(np.float64)
 
 
-def ours(bars: pd.DataFrame, fast: int, slow: int, *, cost_bps: float) -> tuple[BacktestResult, dict[str, float]]:
+def ours(
+    bars: pd.DataFrame, fast: int, slow: int, *, cost_bps: float, fill: Fill = "close"
+) -> tuple[BacktestResult, dict[str, float]]:
     """Signal, backtest and metrics: what the backtest service does for one strategy."""
     target = pd.Series(crossover(bars["close"].to_numpy(), fast, slow), index=bars.index)
-    result = run_backtest(bars, target, commission_bps=cost_bps, slippage_bps=0.0)
+    result = run_backtest(bars, target, commission_bps=cost_bps, slippage_bps=0.0, fill=fill)
     return result, compute_metrics(result)
 
 
@@ -108,8 +113,9 @@ class SmaCross(Strategy):  # type: ignore[misc]  # backtesting.py is untyped
             self.position.close()
 
 
-def peer(bars: pd.DataFrame, *, cost_bps: float) -> Any:
-    """The peer, set up to fill and charge the way ours does (see the module docstring)."""
+def peer(bars: pd.DataFrame, *, cost_bps: float, fill: Fill = "close") -> Any:
+    """The peer, set up to fill and charge the way ours does (see the module docstring);
+    ``next_open`` is its own default, ``trade_on_close=False``."""
     ohlc = bars.rename(columns=str.capitalize)
     return FractionalBacktest(
         ohlc,
@@ -117,7 +123,7 @@ def peer(bars: pd.DataFrame, *, cost_bps: float) -> Any:
         cash=CASH,
         commission=cost_bps / 10_000,
         margin=1.0,
-        trade_on_close=True,
+        trade_on_close=fill == "close",
         hedging=False,
         exclusive_orders=True,
         fractional_unit=FRACTIONAL_UNIT,
@@ -192,6 +198,7 @@ def single(bars: pd.DataFrame, cost_bps: float, repeats: int = SINGLE_REPEATS) -
 @dataclass(frozen=True)
 class Equivalence:
     cost_bps: float
+    fill: Fill
     trades_ours: int
     trades_peer: int
     open_ours: int
@@ -239,7 +246,7 @@ def idle_cash(stats: Any, cost_bps: float) -> FloatArray:
     return np.asarray(before - spent * (1.0 + cost_bps / 10_000), dtype=np.float64)
 
 
-def whole_unit_replay(bars: pd.DataFrame, result: BacktestResult, cost_bps: float) -> float:
+def whole_unit_replay(bars: pd.DataFrame, result: BacktestResult, cost_bps: float, fill: Fill = "close") -> float:
     """Our (long, full-size) trades and cost rule, sized in the peer's whole units: the
     final equity the peer should report.
 
@@ -250,23 +257,25 @@ def whole_unit_replay(bars: pd.DataFrame, result: BacktestResult, cost_bps: floa
     """
     c = cost_bps / 10_000
     close = bars["close"].to_numpy(dtype=np.float64) * FRACTIONAL_UNIT
+    fills = close if fill == "close" else bars["open"].to_numpy(dtype=np.float64) * FRACTIONAL_UNIT
     trades = result.trades
     entries = bars.index.get_indexer(trades["entry_date"])
     exits = bars.index.get_indexer(trades["exit_date"])
     cash = CASH
     for entry, exit_, is_open in zip(entries, exits, trades["is_open"], strict=True):
-        price = close[entry]
+        price = fills[entry]
+        out = close[exit_] if is_open else fills[exit_]
         units = int(cash * (1 - sys.float_info.epsilon) // (price + price * c))
         cash -= units * price * c
-        cash += units * (close[exit_] - price) - (0.0 if is_open else units * close[exit_] * c)
+        cash += units * (out - price) - (0.0 if is_open else units * out * c)
     return float(cash)
 
 
-def equivalence(bars: pd.DataFrame, cost_bps: float) -> Equivalence:
+def equivalence(bars: pd.DataFrame, cost_bps: float, fill: Fill = "close") -> Equivalence:
     """Trades, per-trade returns, the equity curve and the final equity of both engines."""
-    result, _ = ours(bars, FAST, SLOW, cost_bps=cost_bps)
+    result, _ = ours(bars, FAST, SLOW, cost_bps=cost_bps, fill=fill)
     with quiet():
-        stats = peer(bars, cost_bps=cost_bps).run()
+        stats = peer(bars, cost_bps=cost_bps, fill=fill).run()
     our_trades, peer_trades = _our_trades(result), _peer_trades(stats)
 
     our_curve = CASH * result.equity.to_numpy(dtype=np.float64)
@@ -274,12 +283,15 @@ def equivalence(bars: pd.DataFrame, cost_bps: float) -> Equivalence:
     # A closed trade's return on equity: its P&L (both commissions in) over the peer's
     # equity at the close it was entered on, recorded before that fill.
     closed = stats["_trades"]
-    peer_returns = closed["PnL"].to_numpy(dtype=np.float64) / peer_curve[closed["EntryBar"].to_numpy()]
+    # At an open fill the equity before it is the previous close's (long/flat: all cash).
+    before = closed["EntryBar"].to_numpy() - (0 if fill == "close" else 1)
+    peer_returns = closed["PnL"].to_numpy(dtype=np.float64) / peer_curve[before]
     our_returns = result.trades.loc[~result.trades["is_open"], "return"].to_numpy(dtype=np.float64)
     same_count = our_returns.size == peer_returns.size
     final_ours, final_peer = float(our_curve[-1]), float(stats["Equity Final [$]"])
     return Equivalence(
         cost_bps=cost_bps,
+        fill=fill,
         trades_ours=len(our_trades),
         trades_peer=len(peer_trades),
         open_ours=sum(x is None for _, x in our_trades),
@@ -289,8 +301,8 @@ def equivalence(bars: pd.DataFrame, cost_bps: float) -> Equivalence:
         final_ours=final_ours,
         final_peer=final_peer,
         max_curve_diff=float(np.max(np.abs(our_curve - peer_curve))),
-        replay_diff=abs(whole_unit_replay(bars, result, cost_bps) - final_peer),
-        max_idle_cash=float(np.max(idle_cash(stats, cost_bps), initial=0.0)),
+        replay_diff=abs(whole_unit_replay(bars, result, cost_bps, fill) - final_peer),
+        max_idle_cash=float(np.max(idle_cash(stats, cost_bps), initial=0.0)) if fill == "close" else math.nan,
     )
 
 
@@ -429,6 +441,85 @@ def training(bars: pd.DataFrame, runs: int = RUNS) -> Training:
     )
 
 
+# --------------------------------------------------------------------------- 5. look-ahead check
+
+# The check before issue #12: four truncations in the second half of the data.
+OLD_CUTS: Final = (2515, 3144, 3773, 4402)
+
+
+@dataclass(frozen=True)
+class CheckCost:
+    family: str
+    sandbox: str
+    runs: int
+    plain_wall_s: float
+    plain_cpu_s: float
+    old_wall_s: float
+    old_cpu_s: float
+    check_wall_s: float
+    check_cpu_s: float
+    warm_wall_s: float
+    warm_cpu_s: float
+
+
+def lookahead_costs(bars: pd.DataFrame, runs: int = RUNS) -> list[CheckCost]:
+    """Per rule-planner strategy on the 5,031 bars, each sandboxed from a cold process:
+    one plain run, the old four-cut check and the every-bar check, interleaved."""
+    from alphasaga_codegen.domain import (
+        CutPoints,
+        Sandbox,
+        check_no_lookahead,
+        render_strategy,
+        resolve_sandbox,
+        run_strategy,
+    )
+    from alphasaga_contracts.research import ResearchRequest
+    from alphasaga_reasoning.domain import measure, plan_hypothesis
+
+    measured = measure(bars)
+    out = []
+    for objective in ("trend", "mean_reversion"):
+        source = render_strategy(plan_hypothesis(ResearchRequest(dataset=DATASET, objective=objective), measured))
+        old = CutPoints(mirrored=(), truncated=tuple(t - 1 for t in OLD_CUTS))
+        samples: dict[str, list[tuple[float, float]]] = {"plain": [], "old": [], "check": [], "warm": []}
+        check_runs, label = 0, ""
+        warm = Sandbox(resolve_sandbox())
+        check_no_lookahead(source, bars, sandbox=warm)  # the first job starts the next runner
+        for _ in range(runs):
+            time.sleep(2.0)  # as between two jobs in the service: the runner is ready
+            started = time.perf_counter()
+            ahead = check_no_lookahead(source, bars, sandbox=warm)
+            samples["warm"].append((time.perf_counter() - started, ahead.sandbox.job_cpu_seconds))
+            started = time.perf_counter()
+            plain = run_strategy(source, bars)
+            samples["plain"].append((time.perf_counter() - started, plain.cpu_seconds))
+            started = time.perf_counter()
+            four = check_no_lookahead(source, bars, cuts=old)
+            samples["old"].append((time.perf_counter() - started, four.sandbox.cpu_seconds))
+            started = time.perf_counter()
+            report = check_no_lookahead(source, bars)
+            samples["check"].append((time.perf_counter() - started, report.sandbox.cpu_seconds))
+            check_runs, label = report.runs, report.sandbox.label
+        warm.close()
+        med = {k: (median_of([w for w, _ in v]), median_of([c for _, c in v])) for k, v in samples.items()}
+        out.append(
+            CheckCost(
+                family=objective,
+                sandbox=label,
+                runs=check_runs,
+                plain_wall_s=med["plain"][0],
+                plain_cpu_s=med["plain"][1],
+                old_wall_s=med["old"][0],
+                old_cpu_s=med["old"][1],
+                check_wall_s=med["check"][0],
+                check_cpu_s=med["check"][1],
+                warm_wall_s=med["warm"][0],
+                warm_cpu_s=med["warm"][1],
+            )
+        )
+    return out
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -440,6 +531,7 @@ class Report:
     equivalence: tuple[Equivalence, ...]
     grid: Grid
     training: Training
+    lookahead: tuple[CheckCost, ...]
 
 
 def measure() -> Report:
@@ -450,9 +542,10 @@ def measure() -> Report:
         first=bars.index[0],
         last=bars.index[-1],
         single=single(bars, cost),
-        equivalence=tuple(equivalence(bars, c) for c in (0.0, cost)),
+        equivalence=tuple(equivalence(bars, c, f) for f in ("close", "next_open") for c in (0.0, cost)),
         grid=grid(bars, cost),
         training=training(bars),
+        lookahead=tuple(lookahead_costs(bars)),
     )
 
 
@@ -499,6 +592,7 @@ def markdown(r: Report) -> str:
         f"### Equivalence (starting capital {CASH:,.0f})\n",
         _rows(
             (
+                "fill",
                 "costs",
                 "trades ours / peer (open)",
                 "entry & exit dates",
@@ -509,9 +603,10 @@ def markdown(r: Report) -> str:
                 "max Δ equity curve",
                 "Δ final, whole-unit replay",
             ),
-            "lrlrrrrrr",
+            "llrlrrrrrr",
             [
                 (
+                    e.fill,
                     f"{e.cost_bps:g} bps",
                     f"{e.trades_ours} / {e.trades_peer} ({e.open_ours} / {e.open_peer})",
                     "identical" if e.dates_match else "DIFFER",
@@ -526,7 +621,7 @@ def markdown(r: Report) -> str:
             ],
         ),
         "\nPeer's largest cash left idle at an entry (whole units): "
-        + ", ".join(f"{_money(e.max_idle_cash)} at {e.cost_bps:g} bps" for e in r.equivalence)
+        + ", ".join(f"{_money(e.max_idle_cash)} at {e.cost_bps:g} bps" for e in r.equivalence if e.fill == "close")
         + ".",
         f"\n### Parameter grid: {len(GRID_FAST)} fast x {len(GRID_SLOW)} slow = {g.combos} backtests, "
         f"{cost:g} bps (median of {RUNS})\n",
@@ -564,6 +659,33 @@ def markdown(r: Report) -> str:
                     _ms(t.total_s),
                     f"{_ms(t.fit_s)} ({t.fit_s / t.total_s:.0%})",
                 )
+            ],
+        ),
+        f"\n### Look-ahead check, {s.bars:,} bars, sandboxed from a cold process (median of {RUNS})\n",
+        _rows(
+            (
+                "strategy",
+                "sandbox",
+                "plain run",
+                "old check (4 cuts)",
+                "every-bar check",
+                "every-bar check, runner started ahead",
+                "runs",
+                "target",
+            ),
+            "llrrrrrr",
+            [
+                (
+                    c.family,
+                    c.sandbox,
+                    f"{_ms(c.plain_wall_s)} ({_ms(c.plain_cpu_s)} CPU)",
+                    f"{_ms(c.old_wall_s)} ({_ms(c.old_cpu_s)} CPU)",
+                    f"{_ms(c.check_wall_s)} ({_ms(c.check_cpu_s)} CPU)",
+                    f"{_ms(c.warm_wall_s)} ({_ms(c.warm_cpu_s)} CPU)",
+                    str(c.runs),
+                    "≤ 1 s",
+                )
+                for c in r.lookahead
             ],
         ),
     ]

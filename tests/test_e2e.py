@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from alphasaga_cli.output import verdict_line
 from alphasaga_cli.stack import Stack
 from alphasaga_client import AlphaSaga
 from alphasaga_contracts import saga as sg
@@ -82,6 +83,12 @@ async def test_the_documented_redis_cli_example_starts_a_saga_that_completes(sta
     outcome = await outcome_of(client, saga_id, tip)
     assert isinstance(outcome, sg.SagaCompleted), outcome
     assert set(outcome.outputs) >= {"report", "chart", "metrics", "verdict"}
+    # The verdict is the hold-out's and names the sandbox; the printed line says both.
+    verdict = outcome.outputs["verdict"]
+    assert verdict["period"] == "out_of_sample" and verdict["sandbox"].split("+")[0] in ("bubblewrap", "namespaces")
+    line = verdict_line(verdict, outcome.outputs["metrics"])
+    assert f"[out of sample {verdict['start']} to {verdict['end']}]" in line
+    assert f"code ran in sandbox {verdict['sandbox']}" in line
     kinds = {link.ref.kind for link in await client.artifacts(saga_id)}
     assert kinds == {"dataset", "hypothesis", "code", "sandbox", "signals", "model", "predictions", "report", "chart"}
 

@@ -16,9 +16,10 @@ RUN uv sync --frozen --no-dev --no-editable --package "alphasaga-${SERVICE}"
 
 FROM python:${PYTHON}-slim
 ARG SERVICE
-# LightGBM needs OpenMP; codegen's sandbox uses bubblewrap when the runtime allows it.
+# LightGBM needs OpenMP; codegen's sandbox needs bubblewrap (production accepts no other)
+# and filters system calls through libseccomp.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libgomp1 bubblewrap \
+ && apt-get install -y --no-install-recommends libgomp1 bubblewrap libseccomp2 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 alphasaga
 COPY --from=build /app/.venv /app/.venv

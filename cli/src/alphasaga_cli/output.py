@@ -60,7 +60,8 @@ def table(columns: list[str], rows: list[list[str]]) -> None:
 
 
 def verdict_line(verdict: dict[str, Any] | None, metrics: dict[str, Any] | None) -> str:
-    """The line a researcher reads first: the verdict and the numbers behind it."""
+    """The line a researcher reads first: the verdict, the period it was taken on, the
+    numbers behind it, and the sandbox the strategy code ran in."""
     verdict = verdict or {}
     metrics = metrics or {}
     if not verdict:
@@ -69,11 +70,25 @@ def verdict_line(verdict: dict[str, Any] | None, metrics: dict[str, Any] | None)
         head = "accepted"
     else:
         head = "rejected: " + "; ".join(verdict.get("reasons") or ["?"])
+    held_out = verdict.get("period") == "out_of_sample"
+    if verdict.get("start") and verdict.get("end"):
+        part = "out of sample" if held_out else "whole period"
+        head = f"{head} [{part} {verdict['start']} to {verdict['end']}]"
+    sandbox = verdict.get("sandbox")
+    tail = ""
+    if sandbox:
+        weaker = "" if str(sandbox).startswith("bubblewrap") else ", NOT bubblewrap: see docs/security.md"
+        tail = f"; code ran in sandbox {sandbox}{weaker}"
     if not metrics:
-        return head
+        return head + tail
+    prefix = "out_of_sample." if held_out and "out_of_sample.sharpe" in metrics else ""
     nan = float("nan")
+
+    def get(name: str, default: float = nan) -> Any:
+        return metrics.get(prefix + name, default)
+
     return (
-        f"{head} (Sharpe {metrics.get('sharpe', nan):.2f}, CAGR {metrics.get('cagr', nan):.1%}, "
-        f"max drawdown {metrics.get('max_drawdown', nan):.1%}, {metrics.get('n_trades', 0):.0f} trades; "
-        f"buy and hold Sharpe {metrics.get('buy_and_hold_sharpe', nan):.2f})"
+        f"{head} (Sharpe {get('sharpe'):.2f}, CAGR {get('cagr'):.1%}, "
+        f"max drawdown {get('max_drawdown'):.1%}, {get('n_trades', 0):.0f} trades; "
+        f"buy and hold Sharpe {get('buy_and_hold_sharpe'):.2f}){tail}"
     )

@@ -14,6 +14,7 @@ StrategyFamily = Literal["trend_following", "mean_reversion"]
 FeatureKind = Literal["sma_ratio", "momentum", "zscore", "volatility", "rsi"]
 SignalKind = Literal["ma_crossover", "zscore_reversion"]
 VolatilityRegime = Literal["low", "normal", "high"]
+Fill = Literal["close", "next_open"]
 
 
 class Value(BaseModel):
@@ -37,6 +38,24 @@ class ResearchRequest(Value):
     commission_bps: float = Field(5.0, ge=0, le=1000)
     slippage_bps: float = Field(2.0, ge=0, le=1000)
     trials: int = Field(1, ge=1, description="Strategies tried so far, for the deflated Sharpe ratio")
+    trial_sharpe_std: float | None = Field(
+        None,
+        gt=0,
+        description="Spread (standard deviation) of the trials' annualised Sharpe ratios, for the deflated "
+        "Sharpe ratio; unset: that of skill-less trials, the sampling spread of a Sharpe estimate",
+    )
+    out_of_sample_fraction: float = Field(
+        0.3,
+        ge=0,
+        le=0.9,
+        description="Share of the period, at its end, held out: reasoning measures and chooses on the rest, "
+        "and the verdict is taken on it (0: no hold-out, the verdict is on the whole period)",
+    )
+    fill: Fill = Field(
+        "close",
+        description="close: a decision at a bar's close fills at that close (returns from the next bar); "
+        "next_open: it fills at the next bar's open",
+    )
     seed: int = 7
 
     @model_validator(mode="after")
@@ -93,6 +112,11 @@ class Hypothesis(Value):
     rationale: str
     measurements: Measurements
     planner: Literal["rules", "llm"] = "rules"
+    candidates: int = Field(
+        1,
+        ge=1,
+        description="Hypotheses the planner chose this one from; the deflated Sharpe ratio counts them as trials",
+    )
 
 
 class ModelMetrics(Value):
@@ -109,3 +133,7 @@ class ModelMetrics(Value):
 class Verdict(Value):
     accepted: bool
     reasons: list[str] = Field(description="The constraints that failed; empty when accepted")
+    period: Literal["full", "out_of_sample"] = Field("full", description="The bars the verdict was taken on")
+    start: dt.date | None = Field(None, description="First bar of that period")
+    end: dt.date | None = Field(None, description="Last bar of that period")
+    sandbox: str | None = Field(None, description="The sandbox the strategy code ran in, e.g. bubblewrap+seccomp")

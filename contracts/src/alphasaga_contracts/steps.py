@@ -7,6 +7,7 @@ request and the outputs of earlier steps. Replies echo ``saga_id``, ``step`` and
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import ClassVar, NamedTuple
 from uuid import UUID
 
@@ -70,6 +71,9 @@ class HypothesisFormed(StepSucceeded):
     SERVICE = Service.REASONING
     hypothesis: Hypothesis
     dataset: ArtifactRef
+    out_of_sample_start: dt.date | None = Field(
+        None, description="First bar held out of reasoning; the backtest's verdict is taken from it on"
+    )
 
 
 class HypothesisFailed(StepFailed):
@@ -108,7 +112,10 @@ class StrategyGenerated(StepSucceeded):
     SERVICE = Service.CODEGEN
     code: ArtifactRef
     signals: ArtifactRef = Field(description="Features and signal per bar, computed in the sandbox")
-    sandbox: str = Field(description="bubblewrap or rlimits: which sandbox ran the code")
+    sandbox: str = Field(
+        description="Which sandbox ran the code: bubblewrap, namespaces or rlimits, "
+        "+seccomp when it filtered system calls"
+    )
 
 
 class StrategyFailed(StepFailed):
@@ -181,6 +188,9 @@ class RunBacktest(StepCommand):
     dataset: ArtifactRef
     signals: ArtifactRef
     predictions: ArtifactRef
+    hypothesis: Hypothesis | None = Field(None, description="For the number of candidates the planner chose from")
+    out_of_sample_start: dt.date | None = Field(None, description="First bar of the out-of-sample period")
+    sandbox: str | None = Field(None, description="The sandbox codegen ran the strategy in, for the report")
 
 
 class BacktestCompleted(StepSucceeded):
@@ -188,7 +198,10 @@ class BacktestCompleted(StepSucceeded):
     SERVICE = Service.BACKTEST
     report: ArtifactRef
     chart: ArtifactRef
-    metrics: dict[str, float]
+    metrics: dict[str, float] = Field(
+        description="Whole period under plain names; in_sample.* and out_of_sample.* for the two parts when "
+        "the request held bars out"
+    )
     verdict: Verdict
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphasaga_backtest.domain.engine import BacktestError, run_backtest
+from alphasaga_backtest.domain.engine import BacktestError, period, run_backtest
 
 
 def _bars(close: list[float] | np.ndarray) -> pd.DataFrame:
@@ -237,6 +237,47 @@ def test_misaligned_target_and_bad_prices_are_rejected() -> None:
     one = _bars([100.0])
     with pytest.raises(BacktestError, match="2 bars"):
         run_backtest(one, _target(one, [1]), commission_bps=0, slippage_bps=0)
+
+
+def test_next_open_fills_at_the_next_open_by_hand() -> None:
+    index = pd.date_range("2020-01-01", periods=4, freq="D", name="date")
+    bars = pd.DataFrame({"open": [10.0, 11.0, 12.0, 9.0], "close": [10.0, 12.0, 10.0, 9.9]}, index=index)
+    target = pd.Series([1.0, 0.0, 0.0, 0.0], index=index)
+    result = run_backtest(bars, target, commission_bps=0, slippage_bps=0, fill="next_open")
+    # Decided at close 0, bought at open 1 (11), sold at open 2 (12): +12/11 - 1.
+    np.testing.assert_allclose(result.returns.to_numpy(), [0.0, 12 / 11 - 1, 12 / 12 - 1, 0.0])
+    trade = result.trades.iloc[0]
+    assert (trade["entry_date"], trade["exit_date"]) == (index[1], index[2])
+    assert (trade["entry_price"], trade["exit_price"]) == (11.0, 12.0)
+    assert trade["return"] == pytest.approx(12 / 11 - 1)
+    closing = run_backtest(bars, target, commission_bps=0, slippage_bps=0)
+    assert closing.trades.iloc[0]["entry_price"] == 10.0  # the signal bar's close
+
+
+def test_next_open_trades_multiply_to_the_final_equity_with_costs_and_flips() -> None:
+    rng = np.random.default_rng(5)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, 300)))
+    index = pd.date_range("2020-01-01", periods=300, freq="D", name="date")
+    bars = pd.DataFrame({"open": close * np.exp(rng.normal(0.0, 0.005, 300)), "close": close}, index=index)
+    target = pd.Series(np.repeat(rng.choice([-1.0, 0.0, 0.5, 1.0], 30), 10), index=index)
+    result = run_backtest(bars, target, commission_bps=5, slippage_bps=2, fill="next_open")
+    growth = float(np.prod(1.0 + result.trades["return"].to_numpy()))
+    assert growth == pytest.approx(float(result.equity.iloc[-1]), rel=1e-12)
+
+
+def test_a_period_is_a_backtest_of_its_own() -> None:
+    bars = _random_bars(100, seed=3)
+    target = _target(bars, np.repeat([1.0, 0.0, -1.0, 1.0], 25))
+    result = run_backtest(bars, target, commission_bps=5, slippage_bps=2)
+    tail = period(result, 60)
+    assert tail.returns.index[0] == bars.index[59] and tail.returns.iloc[0] == 0.0
+    np.testing.assert_allclose(tail.returns.to_numpy()[1:], result.returns.to_numpy()[60:])
+    assert float(tail.equity.iloc[-1]) == pytest.approx(float(result.equity.iloc[-1] / result.equity.iloc[59]))
+    assert (tail.trades["entry_date"] >= bars.index[59]).all()
+    head = period(result, 1, 60)
+    assert head.trades["is_open"].iloc[-1] and head.trades["exit_date"].iloc[-1] == bars.index[59]
+    with pytest.raises(BacktestError):
+        period(result, 0)
 
 
 # The speed of run_backtest on 5,000 bars is measured in bench/research.py (`make bench`),

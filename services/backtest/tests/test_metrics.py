@@ -11,8 +11,10 @@ from scipy.stats import norm
 
 from alphasaga_backtest.domain.engine import BacktestResult, run_backtest
 from alphasaga_backtest.domain.metrics import (
+    annual_to_period_variance,
     cagr,
     compute_metrics,
+    deflated_sharpe_label,
     deflated_sharpe_ratio,
     equity_curve,
     expected_max_sharpe,
@@ -182,3 +184,22 @@ def test_metrics_on_a_long_random_backtest_are_in_range() -> None:
         assert 0.0 <= metrics[name] <= 1.0, name
     assert metrics["expected_max_sharpe"] > 0
     assert metrics["trials"] == 5
+
+
+def test_the_trials_sharpe_variance_is_a_real_parameter() -> None:
+    rng = np.random.default_rng(4)
+    returns = rng.normal(0.0003, 0.01, 1260)  # five years
+    skill_less = deflated_sharpe_ratio(returns, 10)
+    # The example: trial Sharpes spread 0.5 annualised deflate far more.
+    realistic = deflated_sharpe_ratio(returns, 10, annual_to_period_variance(0.5))
+    assert realistic < skill_less
+    assert deflated_sharpe_ratio(returns, 1, annual_to_period_variance(0.5)) == probabilistic_sharpe_ratio(returns)
+    assert expected_max_sharpe(10, 1260, 0.0) == 0.0
+    with pytest.raises(ValueError, match="variance"):
+        expected_max_sharpe(10, 1260, -1.0)
+
+
+def test_the_label_says_what_was_computed() -> None:
+    assert deflated_sharpe_label(1, None).startswith("probabilistic Sharpe ratio")
+    assert "over 6 trials" in deflated_sharpe_label(6, None) and "skill-less" in deflated_sharpe_label(6, None)
+    assert "spread 0.50" in deflated_sharpe_label(6, annual_to_period_variance(0.5))

@@ -40,12 +40,15 @@ def test_report_is_deterministic_and_complete() -> None:
     first, second = _report(result), _report(_result())
     assert first == second
     document = json.loads(first)
-    assert set(document) == {"schema", "period", "costs", "metrics", "verdict", "trades", "parameters"}
+    assert set(document) == {
+        "schema", "period", "periods", "costs", "fill", "metrics", "verdict", "notes", "trades", "parameters",
+    }  # fmt: skip
+    assert document["fill"] == "close"
     last = result.returns.index[-1].date().isoformat()
     assert document["period"] == {"start": "2015-01-02", "end": last, "bars": 400}
     assert document["costs"] == {"commission_bps": 5.0, "slippage_bps": 2.0}
     assert document["parameters"] == {"threshold": 0.55, "horizon": 5, "seed": 7, "signal": "ma_crossover"}
-    assert set(document["verdict"]) == {"accepted", "reasons"}
+    assert set(document["verdict"]) == {"accepted", "reasons", "period", "start", "end", "sandbox"}
     assert len(document["trades"]) == len(result.trades) > 0
     trade = document["trades"][0]
     assert set(trade) == {
@@ -91,3 +94,10 @@ def test_chart_is_a_png_of_the_fixed_size_and_reproducible() -> None:
     assert png.endswith(b"IEND\xaeB`\x82")
     assert render_chart(result) == png
     assert b"Software" not in png
+
+
+def test_the_chart_marks_the_out_of_sample_part() -> None:
+    result = _result()
+    plain = render_chart(result)
+    marked = render_chart(result, split=result.returns.index[280])
+    assert marked.startswith(b"\x89PNG") and marked != plain

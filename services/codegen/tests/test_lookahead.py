@@ -1,4 +1,5 @@
-"""Look-ahead: a strategy that peeks one bar ahead is caught; the causal twin passes."""
+"""Look-ahead: peeks at the start, in the middle and at the end of the data are caught
+at the bars they happen; the causal twin and the rendered templates pass."""
 
 from __future__ import annotations
 
@@ -10,77 +11,87 @@ from alphasaga_codegen.domain import (
     LookaheadDetected,
     SandboxLimits,
     check_no_lookahead,
-    cutoff_positions,
+    cut_points,
     generate_strategy,
 )
 from alphasaga_contracts.research import Hypothesis
 
-# Long when the close is above the previous (shift 1) or, peeking, the next (shift -1) close.
-PEEKING_TEMPLATE = '''"""Next-bar comparison strategy (shift={shift})."""
-import pandas as pd
+
+def strategy(features: str, signal: str = "pd.Series(0.0, index=bars.index)") -> str:
+    """A module whose features are ``{"x": <features>}`` and whose signal is ``signal``."""
+    return (
+        "import numpy as np\nimport pandas as pd\n\n\n"
+        "def compute_features(bars):\n"
+        "    close = bars['close']\n"
+        f"    return pd.DataFrame({{'x': {features}}}, index=bars.index)\n\n\n"
+        "def compute_signal(bars, features):\n"
+        "    close = bars['close']\n"
+        f"    return {signal}\n"
+    )
 
 
-def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({{"ret": bars["close"].pct_change()}}, index=bars.index)
+LATE = pd.bdate_range("2015-01-02", periods=500)[400]  # bar 400 of the ``bars`` fixture
+CAUSAL = strategy("close.pct_change()", "(close.shift(1) > close).astype('float64')")
+
+# Each peek, with the first bar it spoils, when the check must find exactly that bar
+# (a one-bar peek is found at the first cut inside its stretch, not at its first bar).
+PEEKS = {
+    # The issue's miss at the start: rows 0-28 take row 29's value.
+    "bfill on a rolling feature": (strategy("(close / close.rolling(30).mean()).bfill()"), 0),
+    # The issue's miss at the end: only the last 100 of 500 bars look ahead.
+    "next close, from a late date on": (
+        strategy(
+            "close.pct_change()",
+            f"((close.shift(-1) > close) & (bars.index >= pd.Timestamp('{LATE:%Y-%m-%d}'))).astype('float64')",
+        ),
+        None,
+    ),
+    "iloc[-1], the last close": (strategy("close / close.iloc[-1]"), 0),
+    "max of the whole sample": (strategy("close / close.max()"), 0),
+    # Down days become gaps that interpolate fills from the next up day.
+    "interpolate across gaps": (strategy("close.where(close.diff() > 0).interpolate()"), None),
+    "next close in a feature": (strategy("close.shift(-1) / close"), 0),
+    "length of the data": (strategy("close * 0.0 + len(bars)"), 0),
+}
 
 
-def compute_signal(bars: pd.DataFrame, features: pd.DataFrame) -> pd.Series:
-    close = bars["close"]
-    return (close.shift({shift}) > close).astype("float64")
-'''
-
-# A feature normalised by the whole sample's maximum: the classic silent leak.
-FULL_SAMPLE_FEATURE = """import pandas as pd
-
-
-def compute_features(bars):
-    return pd.DataFrame({"scaled": bars["close"] / bars["close"].max()}, index=bars.index)
-
-
-def compute_signal(bars, features):
-    return pd.Series(0.0, index=bars.index)
-"""
-
-
-def test_cutoffs_are_deterministic_and_in_the_second_half() -> None:
-    assert cutoff_positions(500) == [250, 312, 375, 437]
-    assert cutoff_positions(5000, 2) == [2500, 3750]
-    assert cutoff_positions(9, 20) == sorted(set(cutoff_positions(9, 20)))
-    assert all(4 <= t < 9 for t in cutoff_positions(9, 20))
+def test_cuts_cover_both_edges_densely_and_the_middle_evenly() -> None:
+    cuts = cut_points(500, edge=8, middle=32, truncations=4)
+    assert cuts.mirrored[:8] == tuple(range(8))
+    assert cuts.mirrored[-8:] == tuple(range(491, 499))
+    assert max(b - a for a, b in zip(cuts.mirrored, cuts.mirrored[1:], strict=False)) <= 500 // 32 + 1
+    assert cuts.truncated == (124, 249, 374, 498)
+    assert cuts == cut_points(500, edge=8, middle=32, truncations=4)  # deterministic
     with pytest.raises(ValueError):
-        cutoff_positions(5)
+        cut_points(5)
 
 
-def test_peeking_one_bar_ahead_is_detected(bars: pd.DataFrame, limits: SandboxLimits) -> None:
-    close = bars["close"]
-    positions = cutoff_positions(len(bars))
-    # The peek shows at a cut only when the next close is higher; make sure one is.
-    assert any(close.iloc[t] > close.iloc[t - 1] for t in positions)
+@pytest.mark.parametrize("name", sorted(PEEKS))
+def test_each_peek_is_caught_where_it_happens(name: str, bars: pd.DataFrame, limits: SandboxLimits) -> None:
+    source, first_bad = PEEKS[name]
     with pytest.raises(LookaheadDetected) as caught:
-        check_no_lookahead(PEEKING_TEMPLATE.format(shift=-1), bars, limits=limits)
-    assert caught.value.column == "signal"
-    assert caught.value.first_mismatch_date == caught.value.cutoff_date  # the last visible bar
-    assert caught.value.cutoff_date in {bars.index[t - 1] for t in positions}
+        check_no_lookahead(source, bars, limits=limits)
+    detected = caught.value
+    assert detected.cutoff_date >= detected.first_mismatch_date
+    if first_bad is not None:
+        assert detected.first_mismatch_date == bars.index[first_bad]
+    if name == "next close, from a late date on":
+        assert detected.first_mismatch_date >= bars.index[400]
+        assert detected.column == "signal"
 
 
-def test_the_same_strategy_without_the_peek_passes(bars: pd.DataFrame, limits: SandboxLimits) -> None:
-    report = check_no_lookahead(PEEKING_TEMPLATE.format(shift=1), bars, limits=limits)
-    assert report.cutoff_positions == (250, 312, 375, 437)
-    assert report.cutoff_dates == tuple(bars.index[t - 1] for t in report.cutoff_positions)
-    assert report.columns == ("ret", "signal")
-    assert report.values_compared == 2 * sum(report.cutoff_positions)
+def test_the_causal_twin_passes_and_every_bar_is_compared(bars: pd.DataFrame, limits: SandboxLimits) -> None:
+    report = check_no_lookahead(CAUSAL, bars, limits=limits)
+    cuts = report.cuts
+    assert report.runs == len(cuts.mirrored) + len(cuts.truncated) + 1
+    assert max(cuts.mirrored) == len(bars) - 2  # every bar but the final one is compared
+    assert report.columns == ("x", "signal")
+    assert report.values_compared == 2 * (sum(cuts.mirrored) + sum(cuts.truncated) + report.runs - 1)
     assert report.sandbox.frame.index.equals(bars.index)
 
 
-def test_a_feature_scaled_by_the_full_sample_is_detected(bars: pd.DataFrame, limits: SandboxLimits) -> None:
-    with pytest.raises(LookaheadDetected) as caught:
-        check_no_lookahead(FULL_SAMPLE_FEATURE, bars, limits=limits, cutoffs=2)
-    assert caught.value.column == "scaled"
-    assert caught.value.first_mismatch_date == bars.index[0]
-
-
 @pytest.mark.parametrize("fixture", ["trend_hypothesis", "reversion_hypothesis"])
-def test_generate_strategy_renders_runs_and_proves_causality(
+def test_generate_strategy_renders_runs_and_checks_causality(
     fixture: str, bars: pd.DataFrame, limits: SandboxLimits, request: pytest.FixtureRequest
 ) -> None:
     h: Hypothesis = request.getfixturevalue(fixture)

@@ -45,13 +45,13 @@ def test_only_the_helpers_in_use_are_rendered(reversion_hypothesis: Hypothesis) 
     source = render_strategy(reversion_hypothesis)
     assert "def zscore(" in source and "def rsi(" in source
     assert "def sma_ratio(" not in source and "def momentum(" not in source
-    assert 'features["zscore_20"] = zscore(close, window=20)' in source
+    assert '"zscore_20": zscore(close, window=20),' in source
     assert "ENTRY_Z = 1.5" in source and "EXIT_Z = 0.25" in source and "ALLOW_SHORT = True" in source
 
 
 def test_defaults_are_written_out(trend_hypothesis: Hypothesis) -> None:
     source = render_strategy(trend_hypothesis)
-    assert 'features["rsi_14"] = rsi(close, window=14)' in source
+    assert '"rsi_14": rsi(close, window=14),' in source
     assert "ALLOW_SHORT = False" in source
 
 

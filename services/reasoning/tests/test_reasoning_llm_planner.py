@@ -18,6 +18,7 @@ from alphasaga_reasoning.domain import (
     LLMConfig,
     PlannerError,
     form_hypothesis,
+    in_sample_length,
     llm_planner,
     plan_hypothesis,
     plan_hypothesis_llm,
@@ -144,9 +145,9 @@ def test_unfenced_answer_and_planner_callable(fake_llm: FakeLLM) -> None:
 
 def test_form_hypothesis_with_llm_planner(fake_llm: FakeLLM) -> None:
     fake_llm.answer(json.dumps(_valid_answer()))
-    h, df, _ = form_hypothesis(REQUEST, planner=llm_planner(_config(fake_llm)))
+    h, df, _, _ = form_hypothesis(REQUEST, planner=llm_planner(_config(fake_llm)))
     assert h.planner == "llm"
-    assert h.measurements.n_bars == len(df)
+    assert h.measurements.n_bars == in_sample_length(len(df), REQUEST.out_of_sample_fraction)
     assert h.measurements != MEASURED  # replaced by what was measured on the real data
 
 

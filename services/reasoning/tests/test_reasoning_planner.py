@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from typing import Any
 
+import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import pytest
 
@@ -22,6 +23,7 @@ from alphasaga_reasoning.domain import (
     PlannerError,
     form_hypothesis,
     hypothesis_problems,
+    in_sample_length,
     load_for_request,
     plan_hypothesis,
 )
@@ -178,13 +180,45 @@ def test_problems_are_found() -> None:
 
 def test_form_hypothesis_on_sp500_decade() -> None:
     request = ResearchRequest(dataset="sp500", start=dt.date(2009, 1, 1), end=dt.date(2018, 12, 31))
-    hypothesis, df, warnings = form_hypothesis(request)
+    hypothesis, df, held_out, warnings = form_hypothesis(request)
     assert df.index[0] >= pd.Timestamp("2009-01-01")
-    assert hypothesis.measurements.n_bars == len(df) == 2516
+    assert len(df) == 2516
+    assert hypothesis.measurements.n_bars == in_sample_length(2516, 0.3) == 1761  # the hold-out is not measured
+    assert held_out == df.index[1761]
     assert hypothesis.planner == "rules"
+    assert hypothesis.candidates == 6  # two families, three parameter sets each
     assert warnings == []
-    again, _, _ = form_hypothesis(request)
+    again, _, _, _ = form_hypothesis(request)
     assert again == hypothesis
+    whole, _, none, _ = form_hypothesis(request.model_copy(update={"out_of_sample_fraction": 0.0}))
+    assert none is None and whole.measurements.n_bars == 2516
+
+
+def test_the_held_out_bars_cannot_change_the_hypothesis() -> None:
+    """Replace the last 30% of the series by noise: the same hypothesis comes out."""
+    request = ResearchRequest(dataset="sp500", start=dt.date(2009, 1, 1), end=dt.date(2018, 12, 31))
+    real, _ = load_for_request(request)
+    split = in_sample_length(len(real), request.out_of_sample_fraction)
+    rng = np.random.default_rng(11)
+    noise = real.copy()
+    tail = real["close"].iloc[split - 1] * np.exp(np.cumsum(rng.normal(0.0, 0.05, len(real) - split)))
+    for column in ("open", "high", "low", "close"):
+        noise.iloc[split:, noise.columns.get_loc(column)] = tail
+    noise.iloc[split:, noise.columns.get_loc("volume")] = 1.0
+
+    original, _, start, _ = form_hypothesis(request, load=lambda r: (real.copy(), []))
+    perturbed, _, same_start, _ = form_hypothesis(request, load=lambda r: (noise.copy(), []))
+    assert start == same_start == real.index[split]
+    assert perturbed == original
+    # The noise would have changed it had the hold-out been measured.
+    seen, _, _, _ = form_hypothesis(
+        request.model_copy(update={"out_of_sample_fraction": 0.0}), load=lambda r: (noise.copy(), [])
+    )
+    assert seen.measurements != original.measurements
+
+
+def test_a_forced_family_has_fewer_candidates() -> None:
+    assert plan_hypothesis(_request("trend"), TRENDY).candidates == 3
 
 
 def test_form_hypothesis_passes_warnings_and_uses_given_planner() -> None:
@@ -194,7 +228,7 @@ def test_form_hypothesis_passes_warnings_and_uses_given_planner() -> None:
         seen.append(m)
         return plan_hypothesis(request, m)
 
-    hypothesis, _, warnings = form_hypothesis(_request(), planner=planner)
+    hypothesis, _, _, warnings = form_hypothesis(_request(), planner=planner)
     assert seen == [hypothesis.measurements]
     assert warnings == ["gap of 7 calendar days between 2001-09-10 and 2001-09-17"]
 

@@ -5,6 +5,7 @@ constraints, and store the JSON report and the chart as artifacts."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 
 import pandas as pd  # type: ignore[import-untyped]
@@ -16,7 +17,18 @@ from alphasaga_shared.eventstore import ArtifactStore
 from alphasaga_shared.runner import ServiceContext
 from alphasaga_shared.worker import StepError, WorkerSpec
 
-from .domain import BacktestError, build_report, compute_metrics, gate_signal, judge, render_chart, run_backtest
+from .domain import (
+    BacktestError,
+    annual_to_period_variance,
+    build_report,
+    compute_metrics,
+    deflated_sharpe_label,
+    gate_signal,
+    judge,
+    period,
+    render_chart,
+    run_backtest,
+)
 
 # Take the strategy's side only where the model is at least this sure of it.
 GATE_THRESHOLD = 0.5
@@ -27,26 +39,89 @@ def read_frame(content: bytes) -> pd.DataFrame:
     return pd.read_csv(io.BytesIO(content), index_col="date", parse_dates=["date"])
 
 
+def split_position(index: pd.DatetimeIndex, out_of_sample_start: dt.date | None) -> int | None:
+    """Position of the first out-of-sample bar, or None without a hold-out."""
+    if out_of_sample_start is None:
+        return None
+    position = int(index.searchsorted(pd.Timestamp(out_of_sample_start)))
+    if not 2 <= position < len(index):
+        raise BacktestError(f"out-of-sample start {out_of_sample_start} leaves no in-sample or out-of-sample bars")
+    return position
+
+
 def evaluate(
     bars: pd.DataFrame, signals: pd.DataFrame, predictions: pd.DataFrame, cmd: st.RunBacktest
 ) -> tuple[bytes, bytes, dict[str, float], Verdict]:
-    """The whole backtest on plain frames: report, chart, metrics, verdict."""
+    """The whole backtest on plain frames: report, chart, metrics, verdict.
+
+    The engine runs over the whole period, so a position carries across the split; the
+    metrics are then taken per part, and the verdict on the out-of-sample part.
+    """
     request = cmd.request
     target = gate_signal(signals["signal"], predictions["proba"], threshold=GATE_THRESHOLD)
-    result = run_backtest(bars, target, commission_bps=request.commission_bps, slippage_bps=request.slippage_bps)
-    metrics = compute_metrics(result, trials=request.trials)
-    verdict = judge(metrics, request.constraints)
+    result = run_backtest(
+        bars, target, commission_bps=request.commission_bps, slippage_bps=request.slippage_bps, fill=request.fill
+    )
+    # Earlier strategies the researcher counted, plus every hypothesis this saga chose from.
+    trials = request.trials - 1 + (cmd.hypothesis.candidates if cmd.hypothesis is not None else 1)
+    variance = annual_to_period_variance(request.trial_sharpe_std) if request.trial_sharpe_std else None
+    metrics = compute_metrics(result, trials=trials, trial_sharpe_variance=variance)
+    index = result.returns.index
+    split = split_position(index, cmd.out_of_sample_start)
+    parts = {} if split is None else {"in_sample": period(result, 1, split), "out_of_sample": period(result, split)}
+    periods = {
+        name: {
+            "start": part.returns.index[1],
+            "end": part.returns.index[-1],
+            "bars": len(part.returns) - 1,
+            "metrics": compute_metrics(part, trials=trials, trial_sharpe_variance=variance),
+        }
+        for name, part in parts.items()
+    }
+    judged = periods.get("out_of_sample", {"start": index[0], "end": index[-1], "metrics": metrics})
+    verdict = judge(judged["metrics"], request.constraints).model_copy(
+        update={
+            "period": "out_of_sample" if split is not None else "full",
+            "start": judged["start"].date(),
+            "end": judged["end"].date(),
+            "sandbox": cmd.sandbox,
+        }
+    )
+    flat = dict(metrics)
+    for name, part in periods.items():
+        flat.update({f"{name}.{key}": value for key, value in part["metrics"].items()})
     parameters = {
         "commission_bps": request.commission_bps,
         "slippage_bps": request.slippage_bps,
+        "fill": request.fill,
         "gate_threshold": GATE_THRESHOLD,
-        "trials": request.trials,
+        "trials": trials,
+        "trials_before_this_saga": request.trials - 1,
+        "planner_candidates": trials - request.trials + 1,
+        "trial_sharpe_std": request.trial_sharpe_std,
+        "out_of_sample_fraction": request.out_of_sample_fraction,
         "constraints": request.constraints.model_dump(),
         "saga_id": str(cmd.saga_id),
     }
-    report = build_report(result, metrics, verdict, parameters=parameters)
-    chart = render_chart(result, title=f"{request.dataset or request.data_path}: strategy vs buy and hold")
-    return report, chart, metrics, verdict
+    notes = {
+        "deflated_sharpe": deflated_sharpe_label(trials, variance),
+        "fill": FILL_NOTES[request.fill],
+        "sandbox": cmd.sandbox or "not recorded",
+        "trades": "counted in the period they were entered in",
+    }
+    report = build_report(result, metrics, verdict, parameters=parameters, periods=periods, notes=notes)
+    chart = render_chart(
+        result,
+        title=f"{request.dataset or request.data_path}: strategy vs buy and hold",
+        split=None if split is None else index[split],
+    )
+    return report, chart, flat, verdict
+
+
+FILL_NOTES = {
+    "close": "a decision at a bar's close is filled at that close; the position earns from the next bar",
+    "next_open": "a decision at a bar's close is filled at the next bar's open",
+}
 
 
 class Backtest:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
+import sys
 from collections.abc import Callable
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
@@ -16,7 +18,7 @@ from alphasaga_contracts import Service
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import Hypothesis
 from alphasaga_shared.eventstore import ArtifactStore
-from alphasaga_shared.runner import ServiceContext
+from alphasaga_shared.runner import ServiceContext, StartupError
 from alphasaga_shared.worker import StepError, WorkerSpec
 
 from .domain import (
@@ -24,13 +26,21 @@ from .domain import (
     LookaheadReport,
     RenderError,
     RuleViolation,
+    Sandbox,
+    SandboxKind,
     SandboxLimitExceeded,
     SandboxLimits,
+    SandboxMode,
+    SandboxUnavailable,
     StrategyRejected,
     check_no_lookahead,
     render_strategy,
+    resolve_sandbox,
     validate_strategy,
 )
+from .domain.sandbox import STRONG_SANDBOX
+
+log = logging.getLogger(__name__)
 
 
 class SandboxSettings(BaseSettings):
@@ -40,6 +50,7 @@ class SandboxSettings(BaseSettings):
     cpu_seconds: int = 20
     memory_mb: int = 1024
     wall_seconds: float = 30.0
+    mode: SandboxMode = "auto"
 
     def limits(self) -> SandboxLimits:
         return SandboxLimits(
@@ -70,12 +81,34 @@ def rejection(exc: StrategyRejected) -> StepError:
     return StepError("strategy_error", f"generated code failed: {exc}")
 
 
+def choose_sandbox(mode: SandboxMode, *, production: bool) -> SandboxKind:
+    """The sandbox this process will use, decided once at start-up, never silently.
+
+    Production accepts only the strong sandbox; development takes what ``mode`` gives
+    and warns, in the log and on stderr, when that is weaker. Raises ``StartupError``
+    (one line, exit 2) when the required sandbox cannot run here.
+    """
+    try:
+        kind = resolve_sandbox(STRONG_SANDBOX if production else mode)
+    except SandboxUnavailable as exc:
+        hint = "; ALPHASAGA_ENV=production requires it" if production else ""
+        raise StartupError(f"cannot sandbox generated code: {exc}{hint}") from None
+    if kind != STRONG_SANDBOX:
+        warning = (
+            f"generated code runs in the {kind} sandbox, not {STRONG_SANDBOX} "
+            "(docs/security.md says what it does not stop); install bubblewrap for the strong one"
+        )
+        log.warning(warning)
+        print(f"alphasaga-codegen: warning: {warning}", file=sys.stderr, flush=True)
+    return kind
+
+
 def build_strategy(
-    hypothesis: Hypothesis, bars: pd.DataFrame, limits: SandboxLimits, render: Callable[[Hypothesis], str]
+    hypothesis: Hypothesis, bars: pd.DataFrame, sandbox: Sandbox, render: Callable[[Hypothesis], str]
 ) -> tuple[str, LookaheadReport]:
     source = render(hypothesis)
     validate_strategy(source)
-    return source, check_no_lookahead(source, bars, limits=limits)
+    return source, check_no_lookahead(source, bars, sandbox=sandbox)
 
 
 class Codegen:
@@ -84,15 +117,20 @@ class Codegen:
         artifacts: ArtifactStore,
         limits: SandboxLimits,
         render: Callable[[Hypothesis], str] = render_strategy,
+        mode: SandboxMode = "auto",
+        *,
+        ahead: bool = True,
     ) -> None:
         self.artifacts = artifacts
         self.limits = limits
         self.render = render
+        # Each job gets a fresh runner; the next one is started while this one works.
+        self.sandbox = Sandbox(resolve_sandbox(mode), limits, ahead=ahead)
 
     async def generate(self, cmd: st.GenerateStrategy) -> st.StrategyGenerated:
         bars = read_frame(await self.artifacts.get(cmd.dataset.sha256))
         try:
-            source, report = await asyncio.to_thread(build_strategy, cmd.hypothesis, bars, self.limits, self.render)
+            source, report = await asyncio.to_thread(build_strategy, cmd.hypothesis, bars, self.sandbox, self.render)
         except StrategyRejected as exc:
             raise rejection(exc) from None
         run = report.sandbox
@@ -100,7 +138,8 @@ class Codegen:
         code = await put(cmd.saga_id, cmd.step, "strategy.py", "code", source.encode(), "text/x-python")
         signals = await put(cmd.saga_id, cmd.step, "signals.csv", "signals", write_frame(run.frame), "text/csv")
         record = {
-            "sandbox": run.sandbox,
+            "sandbox": run.label,
+            "guards": list(run.guards),
             "limits": {
                 "cpu_seconds": self.limits.cpu_seconds,
                 "memory_bytes": self.limits.memory_bytes,
@@ -109,7 +148,9 @@ class Codegen:
             "wall_seconds": round(run.wall_seconds, 3),
             "cpu_seconds": round(run.cpu_seconds, 3),
             "peak_memory_bytes": run.peak_memory_bytes,
-            "lookahead_cutoffs": [str(d)[:10] for d in report.cutoff_dates],
+            "lookahead_mirrored_cuts": len(report.cuts.mirrored),
+            "lookahead_truncated_cuts": [str(bars.index[c])[:10] for c in report.cuts.truncated],
+            "lookahead_runs": report.runs,
             "lookahead_values_compared": report.values_compared,
             "code_sha256": code.sha256,
         }
@@ -122,7 +163,7 @@ class Codegen:
             "application/json",
         )
         return st.StrategyGenerated(
-            saga_id=cmd.saga_id, step=cmd.step, attempt=cmd.attempt, code=code, signals=signals, sandbox=run.sandbox
+            saga_id=cmd.saga_id, step=cmd.step, attempt=cmd.attempt, code=code, signals=signals, sandbox=run.label
         )
 
     async def undo(self, cmd: st.CompensateStrategy) -> None:
@@ -130,7 +171,9 @@ class Codegen:
 
 
 async def make_spec(ctx: ServiceContext) -> WorkerSpec:
-    codegen = Codegen(ArtifactStore(ctx.store.pool), SandboxSettings().limits())
+    settings = SandboxSettings()
+    kind = await asyncio.to_thread(choose_sandbox, settings.mode, production=ctx.settings.production)
+    codegen = Codegen(ArtifactStore(ctx.store.pool), settings.limits(), mode=kind)
     return WorkerSpec(
         service=Service.CODEGEN,
         run=codegen.generate,

@@ -55,7 +55,9 @@ class Reasoning:
 
     async def form(self, cmd: st.FormHypothesis) -> st.HypothesisFormed:
         try:
-            hypothesis, bars, warnings = await asyncio.to_thread(form_hypothesis, cmd.request, planner=self.planner)
+            hypothesis, bars, held_out, warnings = await asyncio.to_thread(
+                form_hypothesis, cmd.request, planner=self.planner
+            )
         except (DataError, MeasurementError) as exc:
             raise StepError("invalid_input", str(exc)) from None
         except PlannerError as exc:
@@ -75,7 +77,12 @@ class Reasoning:
             "application/json",
         )
         return st.HypothesisFormed(
-            saga_id=cmd.saga_id, step=cmd.step, attempt=cmd.attempt, hypothesis=hypothesis, dataset=dataset
+            saga_id=cmd.saga_id,
+            step=cmd.step,
+            attempt=cmd.attempt,
+            hypothesis=hypothesis,
+            dataset=dataset,
+            out_of_sample_start=None if held_out is None else held_out.date(),
         )
 
     async def undo(self, cmd: st.CompensateHypothesis) -> None:

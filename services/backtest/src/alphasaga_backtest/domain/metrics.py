@@ -27,11 +27,12 @@ Conventions
       DSR = Phi((SR - SR0) sqrt(T - 1) / sqrt(1 - skew*SR + (kurtosis - 1)/4 * SR^2))
 
   with per-period (not annualised) ``SR``, Pearson kurtosis, ``g`` the Euler-Mascheroni
-  constant and ``T`` the number of periods. We do not have the other trials' Sharpe
-  ratios, so their variance ``V`` is taken as the sampling variance of a Sharpe
-  estimate with no skill, ``1 / (T - 1)``: the trials are assumed independent and
-  skill-less. With ``N = 1``, ``SR0 = 0`` and this is the probabilistic Sharpe ratio
-  against 0.
+  constant and ``T`` the number of periods. Both ``N`` (``trials``) and ``V``
+  (``trial_sharpe_variance``, per period) are parameters. When the trials' Sharpe
+  ratios are not known, ``V`` defaults to the sampling variance of a Sharpe estimate
+  with no skill, ``1 / (T - 1)``: the trials are assumed independent and skill-less.
+  With ``N = 1``, ``SR0 = 0`` and this *is* the probabilistic Sharpe ratio against 0,
+  deflating nothing; ``deflated_sharpe_label`` names what was computed.
 * Undefined values are reported as 0.0 rather than NaN or infinity: a ratio with a
   zero denominator (zero volatility, no downside, no drawdown, no losing trade), win
   rate with no trades, and the deflated Sharpe ratio with zero volatility or fewer
@@ -124,16 +125,20 @@ def cagr(total_return: float, n_periods: int, periods: int = PERIODS_PER_YEAR) -
     return math.expm1(log_growth)
 
 
-def expected_max_sharpe(trials: int, n_periods: int) -> float:
-    """Per-period Sharpe ratio the best of ``trials`` skill-less strategies would show."""
+def expected_max_sharpe(trials: int, n_periods: int, trial_sharpe_variance: float | None = None) -> float:
+    """Per-period Sharpe ratio the best of ``trials`` skill-less strategies would show,
+    their Sharpe ratios spread with ``trial_sharpe_variance`` (per period; default the
+    sampling variance of a skill-less estimate, ``1 / (n_periods - 1)``)."""
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
+    if trial_sharpe_variance is not None and not (math.isfinite(trial_sharpe_variance) and trial_sharpe_variance >= 0):
+        raise ValueError(f"trial_sharpe_variance must be finite and non-negative, got {trial_sharpe_variance}")
     if trials == 1 or n_periods < 2:
         return 0.0
+    variance = 1.0 / (n_periods - 1) if trial_sharpe_variance is None else trial_sharpe_variance
     z_best = float(norm.ppf(1.0 - 1.0 / trials))
     z_tail = float(norm.ppf(1.0 - 1.0 / (trials * math.e)))
-    spread = math.sqrt(1.0 / (n_periods - 1))
-    return spread * ((1.0 - EULER_GAMMA) * z_best + EULER_GAMMA * z_tail)
+    return math.sqrt(variance) * ((1.0 - EULER_GAMMA) * z_best + EULER_GAMMA * z_tail)
 
 
 def probabilistic_sharpe_ratio(returns: npt.ArrayLike, benchmark_sharpe: float = 0.0) -> float:
@@ -150,13 +155,32 @@ def probabilistic_sharpe_ratio(returns: npt.ArrayLike, benchmark_sharpe: float =
     return float(norm.cdf(z))
 
 
-def deflated_sharpe_ratio(returns: npt.ArrayLike, trials: int = 1) -> float:
+def deflated_sharpe_ratio(returns: npt.ArrayLike, trials: int = 1, trial_sharpe_variance: float | None = None) -> float:
     """Probabilistic Sharpe ratio against the expected best of ``trials`` lucky ones."""
     r = _array(returns)
-    return probabilistic_sharpe_ratio(r, expected_max_sharpe(trials, r.size))
+    return probabilistic_sharpe_ratio(r, expected_max_sharpe(trials, r.size, trial_sharpe_variance))
 
 
-def compute_metrics(result: BacktestResult, *, trials: int = 1) -> dict[str, float]:
+def annual_to_period_variance(annual_sharpe_std: float, periods: int = PERIODS_PER_YEAR) -> float:
+    """Per-period variance of Sharpe ratios whose annualised spread is ``annual_sharpe_std``."""
+    return annual_sharpe_std**2 / periods
+
+
+def deflated_sharpe_label(trials: int, trial_sharpe_variance: float | None) -> str:
+    """What ``deflated_sharpe`` is, in words, for the report."""
+    if trials == 1:
+        return "probabilistic Sharpe ratio against 0 (one trial: there is nothing to deflate)"
+    spread = (
+        "skill-less trials (sampling variance 1/(T-1))"
+        if trial_sharpe_variance is None
+        else f"trials whose annualised Sharpe ratios spread {math.sqrt(trial_sharpe_variance * PERIODS_PER_YEAR):.2f}"
+    )
+    return f"deflated Sharpe ratio over {trials} trials, against the best of {trials} {spread}"
+
+
+def compute_metrics(
+    result: BacktestResult, *, trials: int = 1, trial_sharpe_variance: float | None = None
+) -> dict[str, float]:
     """Every metric of the backtest as a flat, JSON-ready dict of finite numbers."""
     returns = result.returns.to_numpy(dtype=np.float64)[1:]
     positions = result.positions.to_numpy(dtype=np.float64)
@@ -192,8 +216,15 @@ def compute_metrics(result: BacktestResult, *, trials: int = 1) -> dict[str, flo
         - 1.0,
         "buy_and_hold_sharpe": sharpe_ratio(benchmark),
         "trials": trials,
-        "expected_max_sharpe": expected_max_sharpe(trials, n_periods) * math.sqrt(PERIODS_PER_YEAR),
-        "deflated_sharpe": deflated_sharpe_ratio(returns, trials),
+        "trial_sharpe_variance": (
+            (1.0 / (n_periods - 1) if n_periods > 1 else 0.0)
+            if trial_sharpe_variance is None
+            else trial_sharpe_variance
+        ),
+        "expected_max_sharpe": expected_max_sharpe(trials, n_periods, trial_sharpe_variance)
+        * math.sqrt(PERIODS_PER_YEAR),
+        "probabilistic_sharpe": probabilistic_sharpe_ratio(returns),
+        "deflated_sharpe": deflated_sharpe_ratio(returns, trials, trial_sharpe_variance),
     }
     bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
     if bad:  # the conventions above should make this unreachable

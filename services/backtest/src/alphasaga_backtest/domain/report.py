@@ -27,7 +27,7 @@ from alphasaga_backtest.domain.engine import BacktestResult
 from alphasaga_backtest.domain.metrics import drawdowns
 from alphasaga_contracts.research import Verdict
 
-REPORT_SCHEMA: Final = "alphasaga.backtest.report/1"
+REPORT_SCHEMA: Final = "alphasaga.backtest.report/2"
 CHART_SIZE_INCHES: Final = (10.0, 6.0)
 CHART_DPI: Final = 100
 _SIGNIFICANT_DIGITS: Final = 12
@@ -39,18 +39,26 @@ def build_report(
     verdict: Verdict,
     *,
     parameters: Mapping[str, Any] | None = None,
+    periods: Mapping[str, Mapping[str, Any]] | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> bytes:
-    """UTF-8 JSON: period, costs, metrics, verdict, trades and the caller's parameters."""
+    """UTF-8 JSON: the whole period and its metrics, each part of it (``periods``: in and
+    out of sample, with their own metrics), costs, fill, the verdict (which names the
+    period it was taken on), trades, the caller's parameters and ``notes`` that say in
+    words what a figure is (the deflated Sharpe ratio, the fill, the sandbox)."""
     index = result.returns.index
     document = {
         "schema": REPORT_SCHEMA,
         "period": {"start": index[0], "end": index[-1], "bars": len(index)},
+        "periods": dict(periods or {}),
         "costs": {
             "commission_bps": result.commission_bps,
             "slippage_bps": result.slippage_bps,
         },
+        "fill": result.fill,
         "metrics": dict(metrics),
         "verdict": verdict,
+        "notes": dict(notes or {}),
         "trades": result.trades.to_dict(orient="records"),
         "parameters": dict(parameters or {}),
     }
@@ -65,8 +73,9 @@ def build_report(
     return (text + "\n").encode("utf-8")
 
 
-def render_chart(result: BacktestResult, *, title: str | None = None) -> bytes:
-    """PNG with two panels: equity vs buy-and-hold, and the strategy's drawdown."""
+def render_chart(result: BacktestResult, *, title: str | None = None, split: pd.Timestamp | None = None) -> bytes:
+    """PNG with two panels: equity vs buy-and-hold, and the strategy's drawdown; the
+    out-of-sample part, from ``split`` on, is shaded and labelled on both."""
     figure = Figure(figsize=CHART_SIZE_INCHES, dpi=CHART_DPI)
     FigureCanvasAgg(figure)
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
@@ -92,6 +101,13 @@ def render_chart(result: BacktestResult, *, title: str | None = None) -> bytes:
     bottom.plot(x, fall, color="tab:red", linewidth=0.8)
     bottom.set_ylabel("drawdown (%)")
     bottom.grid(True, alpha=0.3)
+    if split is not None:
+        end = x[-1]
+        start = split.to_datetime64() if isinstance(result.equity.index, pd.DatetimeIndex) else split
+        for axis in (top, bottom):
+            axis.axvspan(start, end, color="tab:orange", alpha=0.12, linewidth=0)
+            axis.axvline(start, color="tab:orange", linewidth=1.0)
+        top.text(start, 1.0, " out of sample", transform=top.get_xaxis_transform(), va="top", color="tab:orange")
 
     figure.tight_layout()
     buffer = io.BytesIO()

@@ -5,7 +5,7 @@ Plain functions with no messaging or storage, so the service layer only moves by
 ``render_strategy``      hypothesis -> readable Python module (Jinja2 templates)
 ``validate_strategy``    AST allow-list; raises ``RuleViolation``
 ``run_strategy``         executes the entry points in a limited, network-less process
-``check_no_lookahead``   compares truncated-data runs with the full-data run
+``check_no_lookahead``   compares runs without the real future with the full-data run
 ``generate_strategy``    all four in order
 """
 
@@ -29,16 +29,18 @@ from .errors import (
     StrategyRejected,
     StrategyRuntimeError,
 )
-from .lookahead import LookaheadReport, check_no_lookahead, cutoff_positions
+from .lookahead import CutPoints, LookaheadReport, check_no_lookahead, cut_points
 from .render import hypothesis_sha256, render_strategy
 from .sandbox import (
     DEFAULT_LIMITS,
+    Sandbox,
     SandboxKind,
     SandboxLimits,
     SandboxMode,
     SandboxProbe,
     SandboxResult,
     bubblewrap_available,
+    namespaces_available,
     probe_sandbox,
     resolve_sandbox,
     run_strategy,
@@ -48,11 +50,13 @@ from .validate import find_violations, validate_strategy
 __all__ = [
     "DEFAULT_LIMITS",
     "CodegenError",
+    "CutPoints",
     "GeneratedStrategy",
     "LookaheadDetected",
     "LookaheadReport",
     "RenderError",
     "RuleViolation",
+    "Sandbox",
     "SandboxError",
     "SandboxKind",
     "SandboxLimitExceeded",
@@ -66,10 +70,11 @@ __all__ = [
     "StrategyRuntimeError",
     "bubblewrap_available",
     "check_no_lookahead",
-    "cutoff_positions",
+    "cut_points",
     "find_violations",
     "generate_strategy",
     "hypothesis_sha256",
+    "namespaces_available",
     "probe_sandbox",
     "render_strategy",
     "resolve_sandbox",
@@ -97,7 +102,6 @@ def generate_strategy(
     bars: pd.DataFrame,
     limits: SandboxLimits = DEFAULT_LIMITS,
     *,
-    cutoffs: int = 4,
     mode: SandboxMode = "auto",
 ) -> GeneratedStrategy:
     """Render, validate, run and look-ahead-check ``h`` on ``bars`` in one sandbox run.
@@ -107,7 +111,7 @@ def generate_strategy(
     """
     source = render_strategy(h)
     validate_strategy(source)
-    report = check_no_lookahead(source, bars, cutoffs=cutoffs, limits=limits, mode=mode)
+    report = check_no_lookahead(source, bars, limits=limits, mode=mode)
     return GeneratedStrategy(
         source=source,
         signals_frame=report.sandbox.frame,

@@ -60,10 +60,10 @@ class StrategyOutputError(StrategyRuntimeError):
 
 
 class LookaheadDetected(StrategyRejected):
-    """Values computed on truncated data differ from the full-data values.
+    """Values computed without the real future differ from the full-data values.
 
-    ``cutoff_date`` is the last bar the truncated run could see; ``first_mismatch_date``
-    is the earliest date whose value changed once later bars were added.
+    ``cutoff_date`` is the last bar the variant left unchanged; ``first_mismatch_date``
+    is the earliest date whose value changed with the bars after it.
     """
 
     def __init__(
@@ -78,7 +78,7 @@ class LookaheadDetected(StrategyRejected):
         self.column = column
         self.detail = detail
         what = f"column {column!r}" if column is not None else "output"
-        message = f"look-ahead: {what} at {first_mismatch_date} changes when bars after {cutoff_date} are added"
+        message = f"look-ahead: {what} at {first_mismatch_date:%Y-%m-%d} depends on bars after {cutoff_date:%Y-%m-%d}"
         super().__init__(f"{message}; {detail}" if detail else message)
 
 

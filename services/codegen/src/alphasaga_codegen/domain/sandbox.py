@@ -2,28 +2,35 @@
 
 Each run gets a fresh temporary directory holding the strategy, the bars (Parquet), a
 request and a copy of ``sandbox_runner.py``; the child writes its results there and
-nowhere else. Two kinds of containment, chosen per machine:
+nowhere else. Three kinds of containment (``docs/security.md`` has what each stops):
 
-``bubblewrap``
+``bubblewrap`` (the strong one, required in production)
     ``bwrap`` with every namespace unshared (network, PID, IPC, UTS, user), all
     capabilities dropped, and a root holding only read-only binds of the system and
     Python directories plus the work directory, writable, at ``/sandbox``. Used when
     ``bwrap`` is installed and a trial sandbox starts (user namespaces can be disabled
     inside containers).
-``rlimits``
-    Resource limits and an empty environment only. The filesystem and network are
-    those of the service user, so this relies on the validator having removed every
-    way to reach them; ``SandboxResult.sandbox`` records that the weaker mode ran.
+``namespaces`` (the fallback)
+    ``unshare`` puts the runner in fresh mount, network, PID, IPC and UTS namespaces
+    (and a user namespace when the service is not root). The runner makes every mount
+    read-only but its work directory, then drops to ``UNPRIVILEGED_UID`` (service
+    running as root) or gives up every capability: no write outside the work directory,
+    no network, and every process it starts dies with it.
+``rlimits`` (only when asked for by name)
+    Resource limits and an empty environment, nothing else: the filesystem and network
+    are the service user's. Never chosen by ``auto``.
 
-In both, the runner lowers RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and
-RLIMIT_CORE on itself before importing anything heavy, and the parent kills the whole
+In every kind the runner lowers RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and
+RLIMIT_CORE on itself before importing anything heavy, installs a seccomp filter when
+libseccomp is present (no sockets, no new processes), and the parent kills the whole
 process group when the wall-clock limit passes. CPU time includes interpreter start-up
-and the numpy/pandas imports (about 0.3 s), and the memory limit is address space,
+and the numpy/pandas imports (about 1 s), and the memory limit is address space,
 of which numpy, pandas and pyarrow need about 350 MiB before any data arrives.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import json
@@ -35,8 +42,9 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -53,11 +61,14 @@ from .errors import (
 )
 from .validate import validate_strategy
 
-SandboxKind = Literal["bubblewrap", "rlimits"]
-SandboxMode = Literal["auto", "bubblewrap", "rlimits"]
+SandboxKind = Literal["bubblewrap", "namespaces", "rlimits"]
+SandboxMode = Literal["auto", "bubblewrap", "namespaces", "rlimits"]
+STRONG_SANDBOX: SandboxKind = "bubblewrap"
 
 RUNNER_PATH = Path(runner.__file__)
 BWRAP_WORKDIR = "/sandbox"
+# nobody: the uid the namespaces sandbox runs strategies as when the service is root.
+UNPRIVILEGED_UID = 65534
 STDERR_TAIL_CHARS = 4000
 # Measured: numpy + pandas + pyarrow start in 384 MiB of address space, not in 320.
 MIN_MEMORY_BYTES = 384 << 20
@@ -89,20 +100,32 @@ DEFAULT_LIMITS = SandboxLimits()
 class SandboxResult:
     """Outputs of one sandboxed run.
 
-    ``frame`` holds the features and a ``signal`` column, indexed like the input bars;
-    ``truncated`` maps each requested prefix length to the same frame computed on the
-    first that many bars only. Times are seconds: ``wall_seconds`` for the whole
+    ``frame`` holds the features and a ``signal`` column, indexed like the input bars.
+    ``guards`` lists what the runner put in force beyond the kind itself (``read-only
+    mounts``, ``unprivileged``, ``seccomp``). ``runs`` counts the strategy runs (the
+    look-ahead variants plus the full data), ``mismatch`` is the earliest difference a
+    variant showed (None: none). Times are seconds: ``wall_seconds`` for the whole
     process including start-up, ``cpu_seconds`` as the child measured it,
-    ``compute_seconds`` for the entry points on the full data.
+    ``compute_seconds`` for all the strategy runs, ``job_cpu_seconds`` for the CPU the
+    job used once handed over (without the runner's start-up and imports).
     """
 
     sandbox: SandboxKind
+    guards: tuple[str, ...]
     frame: pd.DataFrame
-    truncated: Mapping[int, pd.DataFrame]
+    runs: int
+    values_compared: int
+    mismatch: Mapping[str, Any] | None
     wall_seconds: float
     cpu_seconds: float
     compute_seconds: float
     peak_memory_bytes: int
+    job_cpu_seconds: float = math.nan
+
+    @property
+    def label(self) -> str:
+        """The kind and its extra guards, e.g. ``bubblewrap+seccomp``: what a report names."""
+        return "+".join([self.sandbox, *(g for g in self.guards if g == "seccomp")])
 
 
 @dataclass(frozen=True)
@@ -110,6 +133,8 @@ class SandboxProbe:
     """What code inside the sandbox could reach, as the runner saw it."""
 
     sandbox: SandboxKind
+    guards: tuple[str, ...]
+    uid: int
     interfaces: tuple[str, ...]
     connect_error: str | None
     writable: tuple[str, ...]
@@ -142,33 +167,37 @@ def bubblewrap_available() -> bool:
     Probed once per process with the real mount layout, because ``bwrap`` being
     installed says nothing about user namespaces or /proc mounts being permitted.
     """
-    if _bwrap_executable() is None:
+    return _bwrap_executable() is not None and _trial("bubblewrap")
+
+
+@functools.cache
+def namespaces_available() -> bool:
+    """Whether the fallback can create its namespaces and confine a runner here."""
+    return _unshare_executable() is not None and _trial("namespaces")
+
+
+def _trial(kind: SandboxKind) -> bool:
+    limits = SandboxLimits(cpu_seconds=20, memory_bytes=1 << 30, wall_seconds=30.0)
+    try:
+        outcome = _execute(limits, kind, {"command": "probe"})
+    except OSError:
         return False
-    with tempfile.TemporaryDirectory(prefix="alphasaga-bwrap-probe-") as tmp:
-        command = [*_bubblewrap_prefix(Path(tmp)), sys.executable, "-I", "-c", "pass"]
-        try:
-            done = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                env=_environment(BWRAP_WORKDIR),
-                timeout=20,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-    return done.returncode == 0
+    return outcome.returncode == 0 and outcome.status is not None and outcome.status.get("status") == "ok"
 
 
 def resolve_sandbox(mode: SandboxMode = "auto") -> SandboxKind:
-    """The sandbox kind ``mode`` selects on this machine."""
+    """The sandbox kind ``mode`` selects on this machine; ``auto`` never picks ``rlimits``."""
     if mode == "rlimits":
         return "rlimits"
-    if bubblewrap_available():
+    if mode in ("auto", "bubblewrap") and bubblewrap_available():
         return "bubblewrap"
     if mode == "bubblewrap":
         raise SandboxUnavailable("bubblewrap is not installed or cannot create namespaces here")
-    return "rlimits"
+    if namespaces_available():
+        return "namespaces"
+    if mode == "namespaces":
+        raise SandboxUnavailable("unshare is missing or the kernel refuses new namespaces here")
+    raise SandboxUnavailable("no sandbox can start here: install bubblewrap, or allow user namespaces for unshare")
 
 
 def run_strategy(
@@ -176,39 +205,35 @@ def run_strategy(
     bars: pd.DataFrame,
     *,
     limits: SandboxLimits = DEFAULT_LIMITS,
-    truncations: Sequence[int] = (),
+    lookahead: Mapping[str, Any] | None = None,
     mode: SandboxMode = "auto",
+    validate: bool = True,
 ) -> SandboxResult:
-    """Run the entry points of ``source`` on ``bars`` in a sandbox.
+    """Run the entry points of ``source`` on ``bars`` in a sandbox started for it.
 
     ``source`` is validated again first: the sandbox never executes code that has not
-    passed the static rules. ``truncations`` asks for extra runs on the first t bars
-    (for the look-ahead check) inside the same process, saving a start-up per cut.
+    passed the static rules (``validate=False`` exists for the escape-corpus tests, which
+    measure the sandbox alone). ``lookahead`` asks for the variants of
+    ``lookahead.check_no_lookahead`` in the same process, saving a start-up per variant.
+    A service running many strategies keeps a ``Sandbox`` instead.
     """
-    validate_strategy(source)
-    _check_bars(bars)
-    lengths = sorted({int(t) for t in truncations})
-    if lengths and (lengths[0] < 1 or lengths[-1] >= len(bars)):
-        raise ValueError(f"truncations must lie in [1, {len(bars) - 1}]")
-    kind = resolve_sandbox(mode)
-    with tempfile.TemporaryDirectory(prefix="alphasaga-codegen-") as tmp:
-        box = Path(tmp) / "box"
-        box.mkdir()
-        (box / runner.STRATEGY_FILE).write_text(source, encoding="utf-8")
-        bars.to_parquet(box / runner.BARS_FILE)
-        request = {"command": "run", "truncations": lengths}
-        outcome = _execute(box, Path(tmp), request, limits, kind)
-        status = _require_success(outcome, limits)
-        frames = {n: _read_result(box, bars.index[:n]) for n in [*lengths, len(bars)]}
-    seconds = status.get("compute_seconds")
+    return Sandbox(resolve_sandbox(mode), limits, ahead=False).run(source, bars, lookahead=lookahead, validate=validate)
+
+
+def _result(kind: SandboxKind, outcome: _Outcome, status: dict[str, Any], frame: pd.DataFrame) -> SandboxResult:
+    mismatch = status.get("mismatch")
     return SandboxResult(
         sandbox=kind,
-        frame=frames.pop(len(bars)),
-        truncated=frames,
+        guards=tuple(str(g) for g in status.get("guards", [])),
+        frame=frame,
+        runs=int(_number(status.get("runs"), default=1.0)),
+        values_compared=int(_number(status.get("values_compared"), default=0.0)),
+        mismatch=mismatch if isinstance(mismatch, dict) else None,
         wall_seconds=outcome.wall_seconds,
         cpu_seconds=_number(status.get("cpu_seconds")),
-        compute_seconds=_number(seconds.get(str(len(bars))) if isinstance(seconds, dict) else None),
+        compute_seconds=_number(status.get("compute_seconds")),
         peak_memory_bytes=int(_number(status.get("peak_rss_bytes"), default=0.0)),
+        job_cpu_seconds=_number(status.get("job_cpu_seconds")),
     )
 
 
@@ -222,13 +247,12 @@ def _number(value: object, default: float = math.nan) -> float:
 def probe_sandbox(*, limits: SandboxLimits = DEFAULT_LIMITS, mode: SandboxMode = "auto") -> SandboxProbe:
     """Ask the runner what it can reach; for health checks and the sandbox's own tests."""
     kind = resolve_sandbox(mode)
-    with tempfile.TemporaryDirectory(prefix="alphasaga-codegen-") as tmp:
-        box = Path(tmp) / "box"
-        box.mkdir()
-        outcome = _execute(box, Path(tmp), {"command": "probe"}, limits, kind)
-        report = _require_success(outcome, limits)["probe"]
+    outcome = _execute(limits, kind, {"command": "probe"})
+    report = _require_success(outcome, limits)["probe"]
     return SandboxProbe(
         sandbox=kind,
+        guards=tuple(outcome.status.get("guards", []) if outcome.status else ()),
+        uid=int(report["uid"]),
         interfaces=tuple(report["interfaces"]),
         connect_error=report["connect_error"],
         writable=tuple(report["writable"]),
@@ -248,45 +272,177 @@ def _check_bars(bars: pd.DataFrame) -> None:
         raise ValueError("bar column names must be strings")
 
 
-def _execute(box: Path, logs: Path, request: dict[str, Any], limits: SandboxLimits, kind: SandboxKind) -> _Outcome:
-    """Start the runner on ``box`` under ``kind`` and wait, killing it at the deadline."""
-    request = {**request, "cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes}
+@dataclass
+class _Started:
+    """A runner confined and waiting for its job in ``box``."""
+
+    kind: SandboxKind
+    limits: SandboxLimits
+    tmp: tempfile.TemporaryDirectory[str]
+    box: Path
+    process: subprocess.Popen[bytes]
+
+    def discard(self) -> None:
+        """End it unused (closing its stdin lets it exit) and remove its directory."""
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.process.pid)
+            self.process.wait()
+        self.tmp.cleanup()
+
+
+def _start(kind: SandboxKind, limits: SandboxLimits) -> _Started:
+    """Start a runner under ``kind``: it confines itself, imports, and waits for a job."""
+    tmp = tempfile.TemporaryDirectory(prefix="alphasaga-codegen-")
+    logs = Path(tmp.name)
+    box = logs / "box"
+    box.mkdir()
+    request: dict[str, Any] = {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes}
     (box / runner.REQUEST_FILE).write_text(json.dumps(request))
     shutil.copyfile(RUNNER_PATH, box / "runner.py")
+    if kind == "namespaces":
+        request["jail"] = {"uid": _prepare_for_uid(box, logs)}
+        (box / runner.REQUEST_FILE).write_text(json.dumps(request))
     inner = BWRAP_WORKDIR if kind == "bubblewrap" else str(box)
     command = [sys.executable, "-I", "-B", f"{inner}/runner.py", inner]
     if kind == "bubblewrap":
         command = [*_bubblewrap_prefix(box), *command]
-    stderr_path = logs / "stderr.txt"
-    with (logs / "stdout.txt").open("wb") as out, stderr_path.open("wb") as err:
-        started = time.perf_counter()
+    elif kind == "namespaces":
+        command = [*_unshare_prefix(), *command]
+    with (logs / "stdout.txt").open("wb") as out, (logs / "stderr.txt").open("wb") as err:
         process = subprocess.Popen(
             command,
             cwd=box,
             env=_environment(inner),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=out,
             stderr=err,
             start_new_session=True,
         )
-        timed_out = False
-        try:
-            process.wait(timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            # Also reached on KeyboardInterrupt or cancellation: never leave it running.
-            if process.poll() is None:
-                _kill_group(process.pid)
-                process.wait()
-        wall = time.perf_counter() - started
+    return _Started(kind=kind, limits=limits, tmp=tmp, box=box, process=process)
+
+
+def _finish(started: _Started, job: dict[str, Any]) -> _Outcome:
+    """Hand ``job`` (its files already in the box) to the runner and wait for it,
+    killing it at the wall-clock deadline, which counts from here."""
+    box, process, limits = started.box, started.process, started.limits
+    (box / runner.JOB_FILE).write_text(json.dumps(job))
+    begun = time.perf_counter()
+    timed_out = False
+    try:
+        assert process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # it died early: its status says why
+            process.stdin.write(b"go\n")
+            process.stdin.close()
+        process.wait(timeout=limits.wall_seconds)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        # Also reached on KeyboardInterrupt or cancellation: never leave it running.
+        if process.poll() is None:
+            _kill_group(process.pid)
+            process.wait()
+    wall = time.perf_counter() - begun
     return _Outcome(
         returncode=process.returncode,
         timed_out=timed_out,
         wall_seconds=wall,
         status=_read_status(box),
-        stderr_tail=stderr_path.read_text(errors="replace")[-STDERR_TAIL_CHARS:],
+        stderr_tail=(box.parent / "stderr.txt").read_text(errors="replace")[-STDERR_TAIL_CHARS:],
     )
+
+
+class Sandbox:
+    """Runs jobs in one kind of sandbox, with the next runner started ahead of time.
+
+    Every job still gets a fresh process and work directory; only their start-up
+    (interpreter, imports, confinement: about a second of CPU, most of it
+    ``import pandas``) is paid while the previous job runs or the service waits, not
+    when a job arrives. Thread-safe.
+    """
+
+    def __init__(self, kind: SandboxKind, limits: SandboxLimits = DEFAULT_LIMITS, *, ahead: bool = True) -> None:
+        self.kind = kind
+        self.limits = limits
+        self.ahead = ahead
+        self._lock = threading.Lock()
+        self._next: _Started | None = None
+        if ahead:
+            atexit.register(self.close)
+
+    def run(
+        self,
+        source: str,
+        bars: pd.DataFrame,
+        *,
+        lookahead: Mapping[str, Any] | None = None,
+        validate: bool = True,
+    ) -> SandboxResult:
+        """``run_strategy`` in this sandbox."""
+        if validate:
+            validate_strategy(source)
+        _check_bars(bars)
+        with self._lock:
+            started, self._next = self._next, None
+            if started is None or started.process.poll() is not None:
+                if started is not None:  # died while waiting (killed, out of memory): a fresh one
+                    started.discard()
+                started = _start(self.kind, self.limits)
+            try:
+                (started.box / runner.STRATEGY_FILE).write_text(source, encoding="utf-8")
+                bars.to_parquet(started.box / runner.BARS_FILE)
+                outcome = _finish(started, {"command": "run", "lookahead": dict(lookahead or {})})
+                status = _require_success(outcome, self.limits)
+                frame = _read_result(started.box, bars.index)
+            finally:
+                started.tmp.cleanup()
+                if self.ahead:
+                    self._next = _start(self.kind, self.limits)
+        return _result(self.kind, outcome, status, frame)
+
+    def close(self) -> None:
+        """Discard the runner started ahead, if any."""
+        with self._lock:
+            if self._next is not None:
+                self._next.discard()
+                self._next = None
+
+
+def _execute(limits: SandboxLimits, kind: SandboxKind, job: dict[str, Any]) -> _Outcome:
+    """One runner, started and given ``job`` at once (probes and trials)."""
+    started = _start(kind, limits)
+    try:
+        return _finish(started, job)
+    finally:
+        started.tmp.cleanup()
+
+
+def _prepare_for_uid(box: Path, logs: Path) -> int | None:
+    """As root, hand the work directory to the uid the runner drops to; else None."""
+    if os.geteuid() != 0:
+        return None
+    logs.chmod(0o711)  # traversable, not listable, so the runner can reach its box
+    for path in [box, *box.iterdir()]:
+        os.chown(path, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+    return UNPRIVILEGED_UID
+
+
+@functools.cache
+def _unshare_executable() -> str | None:
+    return shutil.which("unshare")
+
+
+def _unshare_prefix() -> list[str]:
+    """Fresh namespaces for the runner; a user namespace only when we are not root."""
+    args = [_unshare_executable() or "unshare", "--mount", "--net", "--pid", "--ipc", "--uts"]
+    args += ["--fork", "--kill-child", "--mount-proc"]
+    if os.geteuid() != 0:
+        args += ["--user", "--map-root-user"]
+    return args
 
 
 def _kill_group(pgid: int) -> None:
@@ -311,6 +467,8 @@ def _require_success(outcome: _Outcome, limits: SandboxLimits) -> dict[str, Any]
     state = status.get("status") if status is not None else None
     if status is not None and state == "ok" and outcome.returncode == 0:
         return status
+    if status is not None and state == "cpu":
+        raise SandboxLimitExceeded("cpu_time", f"used more than {limits.cpu_seconds} s of CPU")
     if status is not None and state == "memory":
         raise SandboxLimitExceeded("memory", _memory_detail(limits, str(status.get("detail"))))
     if status is not None and state == "error":
@@ -352,8 +510,8 @@ def _memory_detail(limits: SandboxLimits, detail: str) -> str:
 
 
 def _read_result(box: Path, index: pd.DatetimeIndex) -> pd.DataFrame:
-    """Read one result back and re-check it: the child is not trusted to be honest."""
-    path = box / runner.result_file(len(index))
+    """Read the result back and re-check it: the child is not trusted to be honest."""
+    path = box / runner.RESULT_FILE
     try:
         frame = pd.read_parquet(path)
     except (OSError, ValueError) as exc:

@@ -1,9 +1,17 @@
 """Static checks on strategy source before it is ever executed.
 
-The checks are an allow-list over the AST: every node type must be one we expect in
-plain numeric code, so a construct added to Python later is rejected until someone
-decides it is harmless. The sandbox is the real containment; this layer keeps obviously
-hostile or sloppy code out of it and gives the planner a precise reason.
+The checker is an allow-list of what strategy code may touch: node types, modules,
+builtins and attribute names. Anything not on a list is refused, so a construct or a
+library internal nobody thought of is refused until someone decides it is harmless.
+The sandbox is the containment (``docs/security.md``); this layer keeps hostile or
+sloppy code out of it and gives the planner a precise reason.
+
+Attributes are checked by name, whatever object they are read from: Python cannot tell
+statically what ``x`` is in ``x.y``, so a name is allowed only if it is harmless on
+every numpy, pandas or math object that has it. That is why ``format``, ``eval``,
+``query``, ``view``, ``ctypes``, ``data``, ``base`` and every ``read_*``/``to_*`` but
+``to_numpy`` are missing, and why nothing starting with ``_`` can be allowed: private
+module attributes are how ``pd.util._print_versions.os`` reaches the host.
 
 Rules (the ``rule`` of the ``RuleViolation`` raised):
 
@@ -11,16 +19,25 @@ Rules (the ``rule`` of the ``RuleViolation`` raised):
 ``syntax``          does not parse or compile, or is nested too deeply
 ``size``            longer than ``MAX_SOURCE_CHARS``
 ``node``            a construct outside the allow-list: classes, ``try``/``with``,
-                    ``global``/``nonlocal``, ``del``, async, generators (``yield``),
-                    ``match``, decorators
-``import``          imports anything but numpy, pandas, math (or their submodules), a
-                    relative import, or ``import *``
-``dunder``          any identifier or attribute starting with ``__``
-``forbidden_call``  the names in ``FORBIDDEN_NAMES`` (``eval``, ``open``, ``getattr``…),
-                    whether called or merely referenced
-``forbidden_attr``  library attributes that read or write files, evaluate strings or
-                    reach raw memory (``read_csv``, ``to_pickle``, ``np.load``,
-                    ``DataFrame.eval``, ``str.format``…)
+                    ``while``, ``global``/``nonlocal``, ``del``, async, generators,
+                    ``match``, decorators, non-constant parameter defaults
+``import``          anything but ``import numpy|pandas|math [as x]`` and ``from numpy|
+                    pandas|math import <allowed name>``
+``dunder``          any identifier starting with ``__`` (``__builtins__``, ``__import__``)
+``forbidden_call``  a name in ``FORBIDDEN_NAMES`` (``eval``, ``exec``, ``compile``,
+                    ``open``, ``getattr``, ``vars``, ``globals``…), called, referenced
+                    or bound, whatever its spelling (Python folds Unicode look-alikes
+                    to the same identifier before we see it)
+``name``            any other builtin outside ``ALLOWED_BUILTINS``, or a name the
+                    strategy never defines
+``attribute``       an attribute outside ``ALLOWED_ATTRIBUTES``, any attribute starting
+                    with ``_``, or a string handed to ``apply``/``agg``/``transform``
+                    (which look methods up by name) that is not an allowed attribute
+``string``          a string constant starting with ``_`` or containing ``__``: a name
+                    smuggled as data for something that looks names up
+``constant``        a number (or constant expression such as ``10**12``) larger than
+                    ``MAX_CONSTANT``: sizes and loop counts come from the data
+``recursion``       a function that calls itself, directly or through others
 ``module_state``    assigning to an attribute of an imported module (monkey-patching)
 ``top_level``       module level holds something other than a docstring, imports,
                     function definitions and assignments of immutable constants
@@ -28,53 +45,89 @@ Rules (the ``rule`` of the ``RuleViolation`` raised):
                     missing, defined twice, or has the wrong parameters
 ==================  ===================================================================
 
-Allowed on purpose: ``lambda``, comprehensions, ``assert``, ``raise``, ``while`` (the
-sandbox bounds CPU time), f-strings, the walrus operator.
+Allowed on purpose: ``lambda``, comprehensions, ``for`` loops, ``assert``, ``raise``,
+f-strings (their expressions are checked like any other), the walrus operator.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
+import math
 from collections.abc import Iterable, Iterator
 
 from .errors import RuleViolation
 
 MAX_SOURCE_CHARS = 200_000
+# Larger than any window or threshold a template writes (windows stop at 100,000).
+MAX_CONSTANT = 10_000_000
 ALLOWED_MODULES = frozenset({"numpy", "pandas", "math"})
 ENTRY_POINTS = {"compute_features": 1, "compute_signal": 2}
 
 FORBIDDEN_NAMES = frozenset(
     {
-        # Named in the design: code execution, file access, reflection, interaction.
+        # Code execution, file access, reflection, interaction.
         "eval", "exec", "open", "compile", "__import__", "getattr", "setattr", "globals",
-        "locals", "vars", "input", "breakpoint",
-        # Same family: more reflection and interpreter control.
-        "delattr", "dir", "type", "object", "super", "memoryview", "help", "exit", "quit",
-        "classmethod", "staticmethod", "property",
+        "locals", "vars", "input", "breakpoint", "delattr", "hasattr", "dir", "type",
+        "object", "super", "memoryview", "help", "exit", "quit", "classmethod",
+        "staticmethod", "property", "__builtins__", "builtins", "importlib",
     }
 )  # fmt: skip
 
-FORBIDDEN_ATTRIBUTES = frozenset(
+ALLOWED_BUILTINS = frozenset(
     {
-        # Strings evaluated as expressions; str.format can walk attributes by name.
-        "eval", "query", "format", "format_map",
-        # numpy file access and raw memory.
-        "load", "loads", "save", "savez", "savez_compressed", "savetxt", "loadtxt",
-        "genfromtxt", "fromfile", "fromregex", "tofile", "dump", "dumps", "memmap",
-        "open_memmap", "DataSource", "ctypes", "ctypeslib", "npyio", "f2py", "distutils",
-        # pandas file access (to_numpy, to_frame, … stay allowed).
-        "to_csv", "to_pickle", "to_parquet", "to_feather", "to_hdf", "to_sql", "to_excel",
-        "to_json", "to_stata", "to_orc", "to_xml", "to_clipboard", "to_html", "to_latex",
-        "to_markdown", "to_string", "HDFStore", "ExcelFile", "ExcelWriter", "io",
-        "set_option", "option_context", "options",
+        "abs", "all", "any", "bool", "dict", "divmod", "enumerate", "float", "int",
+        "isinstance", "len", "list", "max", "min", "pow", "range", "reversed", "round",
+        "set", "slice", "sorted", "str", "sum", "tuple", "zip", "frozenset",
+        "ArithmeticError", "TypeError", "ValueError", "ZeroDivisionError",
     }
 )  # fmt: skip
-FORBIDDEN_ATTRIBUTE_PREFIXES = ("read_",)
+_OTHER_BUILTINS = frozenset(dir(builtins)) - ALLOWED_BUILTINS - FORBIDDEN_NAMES
+
+ALLOWED_ATTRIBUTES = frozenset(
+    {
+        # numpy: elementwise maths, reductions, constructors, constants, dtypes.
+        "abs", "absolute", "all", "any", "arange", "argmax", "argmin", "argsort", "around",
+        "array", "asarray", "average", "bool_", "ceil", "clip", "column_stack", "concatenate",
+        "convolve", "copysign", "corrcoef", "cos", "count_nonzero", "cov", "cumprod", "cumsum",
+        "diff", "divide", "dot", "e", "empty", "empty_like", "exp", "expm1", "fabs", "float32",
+        "float64", "floor", "fmax", "fmin", "full", "full_like", "hstack", "hypot", "inf",
+        "int32", "int64", "interp", "isclose", "isfinite", "isinf", "isnan", "linspace",
+        "log", "log10", "log1p", "log2", "logical_and", "logical_not", "logical_or", "max",
+        "maximum", "mean", "median", "min", "minimum", "multiply", "nan", "nan_to_num",
+        "nanmax", "nanmean", "nanmedian", "nanmin", "nanpercentile", "nanquantile",
+        "nanstd", "nansum", "nanvar", "newaxis", "nonzero", "ones", "ones_like", "percentile",
+        "pi", "power", "prod", "quantile", "repeat", "roll", "round", "searchsorted",
+        "select", "sign", "sin", "sort", "sqrt", "square", "stack", "std", "subtract",
+        "sum", "tan", "tanh", "tile", "unique", "var", "vstack", "where", "zeros",
+        "zeros_like",
+        # ndarray attributes.
+        "T", "astype", "copy", "dtype", "fill", "flatten", "item", "ndim", "ravel",
+        "reshape", "shape", "size", "tolist",
+        # math (beyond the names above).
+        "erf", "fsum", "isqrt",
+        # pandas: constructors and helpers.
+        "DataFrame", "Series", "NA", "Timestamp", "Timedelta", "concat", "isna", "notna",
+        "isnull", "notnull", "to_datetime",
+        # Series / DataFrame / Index / window objects.
+        "add", "agg", "aggregate", "apply", "at", "between", "bfill", "columns", "combine_first",
+        "count", "cummax", "cummin", "day", "dayofweek", "div", "drop", "dropna", "dtypes",
+        "eq", "equals", "ewm", "expanding", "ffill", "fillna", "floordiv", "ge", "gt",
+        "head", "iat", "idxmax", "idxmin", "iloc", "index", "interpolate", "isin", "kurt",
+        "le", "loc", "lt", "mask", "mod", "month", "mul", "name", "ne", "nunique",
+        "pct_change", "pow", "radd", "rank", "rdiv", "reindex", "rename", "replace",
+        "rmul", "rolling", "rsub", "shift", "skew", "sort_index", "sort_values", "sub",
+        "tail", "to_frame", "to_list", "to_numpy", "to_series", "transform", "truediv",
+        "value_counts", "values", "year", "corr",
+    }
+)  # fmt: skip
+# Methods that accept a method *name* as a string and look it up on the object.
+_STRING_DISPATCH = frozenset({"apply", "agg", "aggregate", "transform"})
 
 ALLOWED_NODES: frozenset[type[ast.AST]] = frozenset(
     {
         ast.Module, ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return, ast.If,
-        ast.For, ast.While, ast.Break, ast.Continue, ast.Pass, ast.FunctionDef, ast.Import,
+        ast.For, ast.Break, ast.Continue, ast.Pass, ast.FunctionDef, ast.Import,
         ast.ImportFrom, ast.Assert, ast.Raise,
         ast.BoolOp, ast.NamedExpr, ast.BinOp, ast.UnaryOp, ast.Lambda, ast.IfExp, ast.Dict,
         ast.Set, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Compare,
@@ -119,8 +172,10 @@ def find_violations(source: str) -> list[RuleViolation]:
     try:
         found = [
             *_check_nodes(tree),
+            *_check_names(tree),
             *_check_top_level(tree),
             *_check_module_state(tree),
+            *_check_recursion(tree),
             *_check_entry_points(tree),
         ]
     except RecursionError:
@@ -137,12 +192,15 @@ def _check_nodes(tree: ast.Module) -> Iterator[RuleViolation]:
             yield RuleViolation("node", f"{type(node).__name__} is not allowed", line)
             continue
         for name in _identifiers(node):
-            if name.startswith("__"):
-                yield RuleViolation("dunder", f"{name!r} is not allowed", line)
-            elif isinstance(node, ast.Name) and name in FORBIDDEN_NAMES:
-                yield RuleViolation("forbidden_call", f"{name!r} is not allowed", line)
-        if isinstance(node, ast.Attribute) and _forbidden_attribute(node.attr):
-            yield RuleViolation("forbidden_attr", f"attribute {node.attr!r} is not allowed", line)
+            yield from _check_identifier(name, line)
+        if isinstance(node, ast.Attribute):
+            yield from _check_attribute(node.attr, line)
+        if isinstance(node, ast.Constant):
+            yield from _check_constant(node.value, line)
+        if isinstance(node, ast.BinOp) and _magnitude(node) > MAX_CONSTANT:
+            yield RuleViolation("constant", f"a constant expression above {MAX_CONSTANT:,}", line)
+        if isinstance(node, ast.Call):
+            yield from _check_string_dispatch(node)
         if isinstance(node, ast.FunctionDef) and node.decorator_list:
             yield RuleViolation("node", f"decorator on {node.name!r} is not allowed", line)
         if isinstance(node, ast.FunctionDef | ast.Lambda):
@@ -154,11 +212,9 @@ def _check_nodes(tree: ast.Module) -> Iterator[RuleViolation]:
 
 
 def _identifiers(node: ast.AST) -> Iterator[str]:
-    """Names a node binds or reads, wherever Python keeps them."""
+    """Names a node binds or reads, wherever Python keeps them (not attributes)."""
     if isinstance(node, ast.Name):
         yield node.id
-    elif isinstance(node, ast.Attribute):
-        yield node.attr
     elif isinstance(node, ast.FunctionDef):
         yield node.name
     elif isinstance(node, ast.arg):
@@ -166,39 +222,116 @@ def _identifiers(node: ast.AST) -> Iterator[str]:
     elif isinstance(node, ast.keyword):
         # ``arg`` is None for ``**kwargs`` unpacking.
         yield from [node.arg] if node.arg is not None else []
-    elif isinstance(node, ast.alias):
-        yield from node.name.split(".")
-        if node.asname is not None:
-            yield node.asname
-    elif isinstance(node, ast.ImportFrom) and node.module is not None:
-        yield from node.module.split(".")
+    elif isinstance(node, ast.alias) and node.asname is not None:
+        yield node.asname
 
 
-def _forbidden_attribute(name: str) -> bool:
-    return name in FORBIDDEN_ATTRIBUTES or name.startswith(FORBIDDEN_ATTRIBUTE_PREFIXES)
+def _check_identifier(name: str, line: int | None) -> Iterator[RuleViolation]:
+    if name.startswith("__"):
+        yield RuleViolation("dunder", f"{name!r} is not allowed", line)
+    elif name in FORBIDDEN_NAMES:
+        yield RuleViolation("forbidden_call", f"{name!r} is not allowed", line)
+    elif name in _OTHER_BUILTINS:
+        # Refused even when bound locally: another scope would still find the builtin.
+        yield RuleViolation("name", f"builtin {name!r} is not allowed", line)
+
+
+def _check_attribute(name: str, line: int | None) -> Iterator[RuleViolation]:
+    if name.startswith("_"):
+        yield RuleViolation("attribute", f"attribute {name!r} is private", line)
+    elif name not in ALLOWED_ATTRIBUTES:
+        yield RuleViolation("attribute", f"attribute {name!r} is not allowed", line)
+
+
+def _check_constant(value: object, line: int | None) -> Iterator[RuleViolation]:
+    if isinstance(value, str) and (value.startswith("_") or "__" in value):
+        yield RuleViolation("string", f"string {value[:40]!r} looks like a private name", line)
+    elif isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > MAX_CONSTANT:
+        yield RuleViolation("constant", f"{value!r} is above {MAX_CONSTANT:,}", line)
+
+
+def _magnitude(node: ast.expr) -> float:
+    """An upper bound on a constant expression's size, or 0 when it is not constant.
+
+    Computed on logarithms, so ``10**10**10`` is judged without being evaluated.
+    """
+    log = _log_magnitude(node)
+    return 0.0 if log is None else math.inf if log > 300 else 10.0**log
+
+
+def _log_magnitude(node: ast.expr) -> float | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return math.log10(abs(node.value)) if node.value else -math.inf
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        return _log_magnitude(node.operand)
+    if not isinstance(node, ast.BinOp):
+        return None
+    left, right = _log_magnitude(node.left), _log_magnitude(node.right)
+    if left is None or right is None:
+        return None
+    if isinstance(node.op, ast.Mult):
+        return left + right
+    if isinstance(node.op, ast.Add | ast.Sub):
+        return max(left, right) + math.log10(2)
+    if isinstance(node.op, ast.Pow):
+        return left * float(10.0 ** min(right, 300.0)) if left > 0 else 0.0
+    if isinstance(node.op, ast.LShift):
+        return left + float(10.0 ** min(right, 300.0)) * math.log10(2)
+    return max(left, right)
+
+
+def _check_string_dispatch(node: ast.Call) -> Iterator[RuleViolation]:
+    """``s.apply("name")`` calls ``getattr(s, "name")``: the name must be an allowed one."""
+    if not (isinstance(node.func, ast.Attribute) and node.func.attr in _STRING_DISPATCH):
+        return
+    looked_up = [*node.args[:1], *(k.value for k in node.keywords if k.arg in ("func", "arg"))]
+    for argument in looked_up:
+        for inner in ast.walk(argument):
+            name = inner.value if isinstance(inner, ast.Constant) and isinstance(inner.value, str) else ""
+            if name and name not in ALLOWED_ATTRIBUTES:
+                yield RuleViolation("attribute", f"{node.func.attr} by name {name!r} is not allowed", node.lineno)
 
 
 def _check_import(node: ast.Import | ast.ImportFrom) -> Iterator[RuleViolation]:
     line = node.lineno
     if isinstance(node, ast.ImportFrom):
+        module = node.module or ""
         if node.level:
             yield RuleViolation("import", "relative imports are not allowed", line)
             return
-        module = node.module or ""
-        if module.split(".")[0] not in ALLOWED_MODULES:
+        if module not in ALLOWED_MODULES:
             yield RuleViolation("import", f"module {module!r} is not allowed", line)
+            return
         for alias in node.names:
             if alias.name == "*":
                 yield RuleViolation("import", f"'from {module} import *' is not allowed", line)
-            elif alias.name in FORBIDDEN_NAMES or _forbidden_attribute(alias.name):
-                yield RuleViolation("forbidden_attr", f"importing {alias.name!r}", line)
+            else:
+                yield from _check_identifier(alias.name, line)
+                yield from _check_attribute(alias.name, line)
         return
     for alias in node.names:
-        if alias.name.split(".")[0] not in ALLOWED_MODULES:
+        if alias.name not in ALLOWED_MODULES:
             yield RuleViolation("import", f"module {alias.name!r} is not allowed", line)
-        for part in alias.name.split(".")[1:]:
-            if _forbidden_attribute(part):
-                yield RuleViolation("forbidden_attr", f"importing {alias.name!r}", line)
+
+
+def _check_names(tree: ast.Module) -> Iterator[RuleViolation]:
+    """Every name read must be bound by the strategy or be an allowed builtin."""
+    bound = set(ALLOWED_BUILTINS)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, ast.FunctionDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add(node.asname or node.name.split(".")[0])
+    # Dunders, forbidden names and other builtins have their own rules.
+    known = bound | FORBIDDEN_NAMES | _OTHER_BUILTINS
+    reads = (n for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load))
+    for node in reads:
+        if node.id not in known and not node.id.startswith("__"):
+            yield RuleViolation("name", f"{node.id!r} is never defined", node.lineno)
 
 
 def _check_arguments(args: ast.arguments, line: int | None) -> Iterator[RuleViolation]:
@@ -306,6 +439,39 @@ def _attribute_root(target: ast.expr) -> str | None:
     while isinstance(node, ast.Attribute | ast.Subscript):
         node = node.value
     return node.id if isinstance(node, ast.Name) else None
+
+
+def _check_recursion(tree: ast.Module) -> Iterator[RuleViolation]:
+    """Refuse call cycles among the strategy's own functions: recursion can run for ever
+    (``f(n - 1) + f(n - 1)``) and is never needed on bars."""
+    bodies: dict[str, tuple[ast.AST, int]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            bodies[node.name] = (node, node.lineno)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    bodies[target.id] = (node.value, node.lineno)
+    calls = {
+        name: {inner.id for inner in ast.walk(body) if isinstance(inner, ast.Name) and inner.id in bodies}
+        for name, (body, _) in bodies.items()
+    }
+    for name, (_, line) in sorted(bodies.items(), key=lambda item: item[1][1]):
+        if _reaches(calls, name, name):
+            yield RuleViolation("recursion", f"{name!r} calls itself", line)
+
+
+def _reaches(calls: dict[str, set[str]], start: str, goal: str) -> bool:
+    seen: set[str] = set()
+    pending = list(calls.get(start, ()))
+    while pending:
+        current = pending.pop()
+        if current == goal:
+            return True
+        if current not in seen:
+            seen.add(current)
+            pending.extend(calls.get(current, ()))
+    return False
 
 
 def _check_entry_points(tree: ast.Module) -> Iterator[RuleViolation]:

@@ -45,6 +45,7 @@ __all__ = [
     "find_gaps",
     "form_hypothesis",
     "hypothesis_problems",
+    "in_sample_length",
     "llm_planner",
     "load_builtin",
     "load_file",
@@ -57,19 +58,34 @@ __all__ = [
 ]
 
 
+def in_sample_length(n_bars: int, out_of_sample_fraction: float) -> int:
+    """Bars before the hold-out: the last ``round(n * fraction)`` bars are held out."""
+    return n_bars - round(n_bars * out_of_sample_fraction)
+
+
 def form_hypothesis(
     request: ResearchRequest,
     *,
     load: Loader = load_for_request,
     planner: Planner = plan_hypothesis,
-) -> tuple[Hypothesis, pd.DataFrame, list[str]]:
-    """Load + validate + date-filter the data, measure it and plan a hypothesis.
+) -> tuple[Hypothesis, pd.DataFrame, pd.Timestamp | None, list[str]]:
+    """Load + validate + date-filter the data, measure its in-sample part and plan.
 
-    Returns the hypothesis, the exact frame it was measured on (store it with
-    ``dataset_to_csv_bytes`` so later steps use the same bars) and the non-fatal warnings
-    (calendar gaps, GARCH convergence). Raises DataError, MeasurementError or
-    PlannerError; all three carry a message meant for the researcher."""
+    Only the bars before the request's hold-out (``out_of_sample_fraction`` of the
+    period, at its end) are measured: the choice of family and windows never sees the
+    bars the verdict is taken on. Returns the hypothesis, the whole frame (store it with
+    ``dataset_to_csv_bytes`` so later steps use the same bars), the first held-out date
+    (None without a hold-out) and the non-fatal warnings (calendar gaps, GARCH
+    convergence). Raises DataError, MeasurementError or PlannerError; all three carry a
+    message meant for the researcher."""
     df, warnings = load(request)
-    measurements, measure_warnings = measure_with_warnings(df)
+    split = in_sample_length(len(df), request.out_of_sample_fraction)
+    if split < DEFAULT_MIN_ROWS:
+        raise DataError(
+            f"{split} bar(s) before the held-out {request.out_of_sample_fraction:.0%} of the period; "
+            f"at least {DEFAULT_MIN_ROWS} are needed to measure"
+        )
+    measurements, measure_warnings = measure_with_warnings(df.iloc[:split])
     hypothesis = planner(request, measurements)
-    return hypothesis, df, [*warnings, *measure_warnings]
+    out_of_sample_start = df.index[split] if split < len(df) else None
+    return hypothesis, df, out_of_sample_start, [*warnings, *measure_warnings]

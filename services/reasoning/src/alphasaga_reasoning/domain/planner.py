@@ -194,6 +194,7 @@ def plan_hypothesis(request: ResearchRequest, m: Measurements) -> Hypothesis:
             f"and the label looks {horizon} days ahead."
         )
     rationale = " ".join((_evidence(m), _why_family(request, m, family), params_note))
+    families = 2 if request.objective == "auto" else 1
     hypothesis = Hypothesis(
         family=family,
         features=_unique(features),
@@ -204,6 +205,8 @@ def plan_hypothesis(request: ResearchRequest, m: Measurements) -> Hypothesis:
         rationale=rationale,
         measurements=m,
         planner="rules",
+        # Its choice space: each family it could pick times that family's parameter sets.
+        candidates=families * len(_TREND if family == "trend_following" else _REVERSION),
     )
     problems = hypothesis_problems(hypothesis, request)
     if problems:  # a bug in the rules above, never the user's fault
