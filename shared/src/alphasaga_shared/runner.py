@@ -84,11 +84,16 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
     bus = Bus(settings, service=name, redis_url=redis_url)
     ctx = ServiceContext(name=name, settings=settings, bus=bus, store=store)
     stop = asyncio.Event()
+    health = HealthServer({"redis": lambda: check_redis(redis_url, 2.0), "postgres": store.ping})
+
+    def drain() -> None:
+        health.draining = True  # probes see the stop while the bus and store still wind down
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, drain)
     tasks: list[asyncio.Task[None]] = []
-    health = HealthServer({"redis": lambda: check_redis(redis_url, 2.0), "postgres": store.ping})
     try:
         if settings.http_port is not None:
             await health.start(settings.http_host, settings.http_port)
@@ -105,7 +110,6 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
                 raise t.exception()  # type: ignore[misc]
     finally:
         log.info("%s stopping", name)
-        await health.stop()
         for t in tasks:
             t.cancel()
         # Every step of a stop has a deadline: a task or connection that does not let go
@@ -126,6 +130,7 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
         except TimeoutError:
             log.warning("database connections still in use after %ss: closing them", STOP_TIMEOUT_S)
             store.terminate()
+        await health.stop()
 
 
 def run_service(name: str, setup: Callable[[ServiceContext], Awaitable[None]]) -> None:
