@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds images with docker, or podman where no Docker engine runs.
 # Usage: infra/docker/build-images.sh NAME...   (a service name, or redis / postgres)
-# Environment: BASE_IMAGE (python:3.11-slim), IMAGE_PREFIX (localhost/alphasaga),
+# Environment: BASE_IMAGE (docker.io/library/python:3.11-slim), IMAGE_PREFIX (localhost/alphasaga),
 # IMAGE_TAG (latest), CA_BUNDLE (the machine's CA bundle, passed as the build secret `ca`),
 # ENGINE (detected).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 engine=$(infra/docker/engine.sh)
-base=${BASE_IMAGE:-python:3.11-slim}
+base=${BASE_IMAGE:-docker.io/library/python:3.11-slim}
 prefix=${IMAGE_PREFIX:-localhost/alphasaga}
 tag=${IMAGE_TAG:-latest}
 ca=${CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}

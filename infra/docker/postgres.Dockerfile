@@ -1,7 +1,7 @@
 # PostgreSQL from Debian's package, for machines without an image registry (compose's
 # POSTGRES_IMAGE, `make container-test`). It takes the official image's POSTGRES_USER,
 # POSTGRES_PASSWORD and POSTGRES_DB and keeps its data in the same place.
-ARG BASE_IMAGE=python:3.11-slim
+ARG BASE_IMAGE=docker.io/library/python:3.11-slim
 FROM ${BASE_IMAGE}
 RUN set -eu; \
     apt-get update -qq; \

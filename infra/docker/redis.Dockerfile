@@ -1,7 +1,7 @@
 # Redis from Debian's package, for machines without an image registry (compose's
 # REDIS_IMAGE, `make container-test`). Elsewhere the official image serves the same role:
 # compose passes the full command line, so neither image needs an entrypoint of its own.
-ARG BASE_IMAGE=python:3.11-slim
+ARG BASE_IMAGE=docker.io/library/python:3.11-slim
 FROM ${BASE_IMAGE}
 RUN set -eu; \
     apt-get update -qq; \

@@ -11,7 +11,7 @@
 # A private CA (a proxy in front of the package index) comes in as the build secret `ca`,
 # used by the steps that download and never stored in a layer:
 #   --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
-ARG BASE_IMAGE=python:3.11-slim
+ARG BASE_IMAGE=docker.io/library/python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
 ARG SERVICE
