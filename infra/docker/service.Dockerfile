@@ -60,14 +60,6 @@ RUN --mount=type=secret,id=ca,required=false \
 
 FROM ${BASE_IMAGE}
 ARG SERVICE
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG SOURCE=unknown
-LABEL org.opencontainers.image.title="alphasaga-${SERVICE}" \
-      org.opencontainers.image.description="AlphaSaga ${SERVICE} service" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.version="${VERSION}"
 # tini reaps what codegen's sandbox leaves behind and passes SIGTERM on; ml's LightGBM
 # needs OpenMP; codegen's sandbox uses bubblewrap where user namespaces are allowed.
 RUN set -eu; \
@@ -93,3 +85,12 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('ALPHASAGA_HTTP_PORT', '8000'), timeout=2)"]
 ENTRYPOINT ["/usr/bin/tini", "--", "/app/service"]
+# Last: the revision changes with every commit and would otherwise rebuild the layers above.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="alphasaga-${SERVICE}" \
+      org.opencontainers.image.description="AlphaSaga ${SERVICE} service" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}"
