@@ -78,10 +78,10 @@ base-image:
 images:
 	infra/docker/build-images.sh $(SERVICES)
 
-# Redis and PostgreSQL from Debian's packages on BASE_IMAGE, for compose and the container
-# test where the official images cannot be pulled.
+# Redis, PostgreSQL and Prometheus from Debian's packages on BASE_IMAGE, for compose and
+# the container test where the official images cannot be pulled.
 infra-images:
-	infra/docker/build-images.sh redis postgres
+	infra/docker/build-images.sh redis postgres prometheus
 
 container-test: sync
 	infra/docker/build-images.sh redis postgres $(SERVICES)

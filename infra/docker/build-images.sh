@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds images with docker, or podman where no Docker engine runs.
-# Usage: infra/docker/build-images.sh NAME...   (a service name, or redis / postgres)
+# Usage: infra/docker/build-images.sh NAME...   (a service, or redis, postgres, prometheus)
 # Environment: BASE_IMAGE (docker.io/library/python:3.11-slim), IMAGE_PREFIX (localhost/alphasaga),
 # IMAGE_TAG (latest), CA_BUNDLE (the machine's CA bundle, passed as the build secret `ca`),
 # ENGINE (detected).
@@ -24,7 +24,7 @@ args=(--build-arg "BASE_IMAGE=$base")
 for name in "$@"; do
   start=$SECONDS
   case "$name" in
-    redis | postgres)
+    redis | postgres | prometheus)
       "$engine" build "${args[@]}" -f "infra/docker/$name.Dockerfile" -t "$prefix/$name:$tag" . ;;
     orchestrator | reasoning | codegen | ml | backtest)
       version=$(sed -n 's/^version = "\(.*\)"/\1/p' "services/$name/pyproject.toml")
