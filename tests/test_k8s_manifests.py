@@ -5,6 +5,7 @@ the streams and groups KEDA watches, the probe paths, the settings, the stop dea
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import subprocess
 import urllib.error
@@ -43,7 +44,9 @@ SERVICE_SETTINGS: dict[str, list[type[BaseSettings]]] = {
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed: cannot render")
 
 
+@functools.cache
 def render(overlay: str) -> list[dict[str, Any]]:
+    """The overlay's objects, rendered once for all the tests (the tests only read them)."""
     out = subprocess.run(
         ["kubectl", "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True, check=False
     )
