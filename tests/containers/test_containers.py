@@ -92,7 +92,7 @@ class Stack:
     def start_service(self, service: str) -> None:
         env = self.service_env()
         if service == Service.ML:
-            env += ["-e", "ALPHASAGA_BLOCK_MS=120000"]  # see the ml test
+            env += ["-e", "ALPHASAGA_BLOCK_MS=600000"]  # see the ml test
         # As in Kubernetes: read-only root, /tmp the only place to write.
         self.engine.start(
             self.name(service),
@@ -146,6 +146,21 @@ def wait_pending(stack: Stack, service: str, timeout: float = SAGA_TIMEOUT_S) ->
                 groups, consumers = r.xinfo_groups(stream), r.xinfo_consumers(stream, service)
             raise AssertionError(f"{service} never took a command within {timeout}s: {groups} {consumers}")
         time.sleep(0.005)
+
+
+def wait_blocked_read(stack: Stack, service: str, timeout: float = 60) -> None:
+    """Until the service's container has an XREADGROUP blocked in Redis (CLIENT LIST)."""
+    networks = stack.engine.inspect(stack.name(service))["NetworkSettings"]["Networks"]
+    address = networks[stack.network]["IPAddress"] + ":"
+    deadline = time.monotonic() + timeout
+    while True:
+        with stack.redis() as r:
+            clients = [c for c in r.client_list() if c["addr"].startswith(address)]
+        if any(c["cmd"] == "xreadgroup" and "b" in c["flags"] for c in clients):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{service} has no blocked read within {timeout}s: {clients}")
+        time.sleep(0.1)
 
 
 def replies(stack: Stack, service: str, saga_id: str) -> list[dict[str, str]]:
@@ -294,9 +309,13 @@ def test_a_research_saga_completes_with_its_artifacts(stack: Stack, tmp_path: Pa
 
 def test_the_ml_container_killed_in_the_middle_of_a_saga_comes_back_and_the_saga_completes(stack: Stack) -> None:
     ml = stack.name("ml")
-    # Frozen inside its blocking read (ALPHASAGA_BLOCK_MS is long for ml), the consumer
+    # Frozen inside a blocking read (ALPHASAGA_BLOCK_MS is long for ml), the consumer
     # still takes delivery of the saga's ml command from Redis: killed then, it dies
     # holding the command, as if it had crashed at work, whatever the machine's speed.
+    # A fresh process makes sure that read is recent, so it outlasts the saga's first steps.
+    stack.engine.run("restart", ml)
+    stack.engine.wait_healthy(ml)
+    wait_blocked_read(stack, "ml")
     stack.engine.run("pause", ml)
     saga_id = submit(stack)
     wait_pending(stack, "ml")
