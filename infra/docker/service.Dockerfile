@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image per service, from this one file (`make images` builds all five):
 #   docker build -f infra/docker/service.Dockerfile --build-arg SERVICE=ml -t alphasaga/ml .
 #   podman build --format docker -f infra/docker/service.Dockerfile --build-arg SERVICE=ml ...
