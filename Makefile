@@ -11,7 +11,7 @@ RUN := $(UV) run --frozen
 export UV_SYSTEM_CERTS ?= 1
 export UV_NATIVE_TLS ?= 1
 
-.PHONY: help sync run up test test-fast lint format schemas bench soak chaos clean
+.PHONY: help sync run up test test-fast lint format schemas bench soak chaos clean base-image images infra-images container-test
 
 help:
 	@echo "make run     - start every service (embedded Redis/Postgres unless URLs are set), run one saga, stop"
@@ -21,6 +21,9 @@ help:
 	@echo "make bench   - benchmarks; results go to docs/benchmarks.md by hand"
 	@echo "make soak    - long load and soak tests (not run by make test or CI)"
 	@echo "make chaos   - database sessions cut under load (not run by make test or CI)"
+	@echo "make images  - one image per service, with docker or (no Docker engine) podman"
+	@echo "make base-image - a base image from Debian's packages, for machines without a registry"
+	@echo "make container-test - the services as containers: a saga, a killed ml, a stopped codegen"
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -50,10 +53,10 @@ format: sync
 	$(RUN) ruff check --fix .
 
 test: lint
-	$(RUN) pytest -m "not slow and not chaos"
+	$(RUN) pytest -m "not slow and not chaos and not containers"
 
 test-fast: sync
-	$(RUN) pytest -m "not slow and not chaos" -x -q
+	$(RUN) pytest -m "not slow and not chaos and not containers" -x -q
 
 schemas: sync
 	$(RUN) python -m alphasaga_contracts.schema_export
@@ -66,6 +69,28 @@ soak: sync
 
 chaos: sync
 	$(RUN) pytest -m chaos -s
+# Images (docs/deployment.md). BASE_IMAGE=$(LOCAL_BASE) where no registry is reachable,
+# after `make base-image`.
+SERVICES := orchestrator reasoning codegen ml backtest
+LOCAL_BASE := localhost/alphasaga/base:bookworm
+export BASE_IMAGE ?= docker.io/library/python:3.11-slim
+export IMAGE_PREFIX ?= localhost/alphasaga
+export IMAGE_TAG ?= latest
+
+base-image:
+	infra/docker/base-image.sh "$$(infra/docker/engine.sh)" $(LOCAL_BASE)
+
+images:
+	infra/docker/build-images.sh $(SERVICES)
+
+# Redis, PostgreSQL and Prometheus from Debian's packages on BASE_IMAGE, for compose and
+# the container test where the official images cannot be pulled.
+infra-images:
+	infra/docker/build-images.sh redis postgres prometheus
+
+container-test: sync
+	infra/docker/build-images.sh redis postgres $(SERVICES)
+	$(RUN) pytest -m containers tests/containers -v
 
 clean:
 	rm -rf .venv .tools .alphasaga .mypy_cache .ruff_cache .pytest_cache

@@ -1,14 +1,16 @@
-"""A running service answers its probes and serves Prometheus metrics."""
+"""A running service answers its probes and serves Prometheus metrics, and turns not ready
+as soon as it is told to stop."""
 
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.support.helpers import Proc
+from tests.support.helpers import ROOT, Proc
 
 
 def free_port() -> int:
@@ -45,4 +47,32 @@ async def test_probes_and_metrics_of_a_running_service(env: dict[str, str], tmp_
         assert "alphasaga_published_total" in metrics and "alphasaga_lost_pending_total" in metrics
         assert get(f"{base}/nope")[0] == 404
     finally:
+        assert proc.stop() == 0, proc.text()
+
+
+async def test_readiness_turns_false_as_soon_as_a_stop_begins(env: dict[str, str], tmp_path: Path) -> None:
+    port = free_port()
+    release = tmp_path / "release"
+    proc = Proc.script(
+        ROOT / "tests" / "support" / "held_stop_service.py",
+        {
+            **env,
+            "ALPHASAGA_HTTP_PORT": str(port),
+            "ALPHASAGA_HTTP_HOST": "127.0.0.1",
+            "HELD_STOP_RELEASE": str(release),
+        },
+        tmp_path / "svc.log",
+    )
+    ready = f"http://127.0.0.1:{port}/health/ready"
+    try:
+        await proc.wait_for("alphasaga-heldstop: ready", timeout=60)
+        assert get(ready)[0] == 200
+        proc.popen.send_signal(signal.SIGTERM)
+        await proc.wait_for("held-stop: stopping, held", timeout=30)
+        # The service is still stopping (its job holds on): the probe must already say so.
+        status, body = get(ready)
+        assert (status, json.loads(body)) == (503, {"status": "draining"}), body
+        assert get(f"http://127.0.0.1:{port}/health/live")[0] == 200
+    finally:
+        release.touch()
         assert proc.stop() == 0, proc.text()

@@ -21,6 +21,7 @@ class HealthServer:
     def __init__(self, checks: dict[str, Check]) -> None:
         self.checks = checks
         self.started = False  # set once the service is consuming
+        self.draining = False  # set when a stop signal arrives: readiness answers no at once
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -74,6 +75,8 @@ class HealthServer:
                 json.dumps({"status": "started" if ok else "starting"}).encode(),
             )
         if path == "/health/ready":
+            if self.draining:
+                return "503 Service Unavailable", "application/json", b'{"status": "draining"}'
             results = await self.ready()
             ok = self.started and all(v == "ok" for v in results.values())
             body = json.dumps({"status": "ready" if ok else "not ready", "checks": results}).encode()

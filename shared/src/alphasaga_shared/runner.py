@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 DATABASE_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+def stop_deadline_s(settings: Settings) -> float:
+    """The longest a graceful stop can take: the background tasks, the bus and the
+    database connections each get ``stop_timeout_s`` (an orchestrator's platform must
+    give it longer before killing it)."""
+    return 3 * settings.stop_timeout_s
+
+
 class StartupError(RuntimeError):
     """A dependency is missing or unreachable; the message is one line for an operator."""
 
@@ -85,11 +92,16 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
     bus = Bus(settings, service=name, redis_url=redis_url)
     ctx = ServiceContext(name=name, settings=settings, bus=bus, store=store)
     stop = asyncio.Event()
+    health = HealthServer({"redis": lambda: check_redis(redis_url, 2.0), "postgres": store.ping})
+
+    def drain() -> None:
+        health.draining = True  # probes see the stop while the bus and store still wind down
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, drain)
     tasks: list[asyncio.Task[None]] = []
-    health = HealthServer({"redis": lambda: check_redis(redis_url, 2.0), "postgres": store.ping})
     try:
         if settings.http_port is not None:
             await health.start(settings.http_host, settings.http_port)
@@ -107,7 +119,6 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
                 raise BackgroundTaskFailed(f"{t.get_name()} failed: {type(exc).__name__}: {exc}") from exc
     finally:
         log.info("%s stopping", name)
-        await health.stop()
         for t in tasks:
             t.cancel()
         # Every step of a stop has a deadline: a task or connection that does not let go
@@ -129,6 +140,7 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
         except TimeoutError:
             log.warning("database connections still in use after %ss: closing them", deadline)
             store.terminate()
+        await health.stop()
 
 
 def _task_name(job: Callable[[], object]) -> str:
