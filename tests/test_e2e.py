@@ -10,7 +10,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,10 +102,8 @@ async def test_same_request_twice_gives_identical_metrics(stack: Stack, client: 
     assert png.startswith(b"\x89PNG")
 
 
-async def test_a_csv_with_a_negative_price_fails_reasoning_naming_the_row(
-    stack: Stack, client: AlphaSaga, tmp_path: Path
-) -> None:
-    csv = tmp_path / "prices.csv"
+async def test_a_csv_with_a_negative_price_fails_reasoning_naming_the_row(stack: Stack, client: AlphaSaga) -> None:
+    csv = stack.settings.data_dir / f"prices-{uuid.uuid4().hex[:6]}.csv"  # inside the data roots
     rows = ["date,open,high,low,close,volume"]
     for i in range(120):
         price = 100 + i
@@ -122,6 +119,23 @@ async def test_a_csv_with_a_negative_price_fails_reasoning_naming_the_row(
     outcome = await run_saga(client, ResearchRequest(data_path=str(csv)))
     assert isinstance(outcome, sg.SagaRolledBack)
     assert "row 43" in outcome.reason, outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("data_path", "why"),
+    [
+        pytest.param("x" * 300 + ".csv", "File name too long", id="a name too long"),
+        pytest.param("/etc/passwd.csv", "outside the data roots", id="outside the data roots"),
+        pytest.param("../../../../etc/hosts.csv", "outside the data roots", id="dot-dot"),
+    ],
+)
+async def test_a_data_path_that_cannot_be_used_fails_reasoning_at_once_as_invalid_input(
+    stack: Stack, client: AlphaSaga, data_path: str, why: str
+) -> None:
+    outcome = await run_saga(client, ResearchRequest(data_path=data_path))
+    assert isinstance(outcome, sg.SagaRolledBack), outcome
+    assert outcome.reason.startswith("reasoning failed (invalid_input): file "), outcome.reason
+    assert why in outcome.reason and "gave up" not in outcome.reason, "not retried: the input is at fault"
 
 
 async def test_ml_that_cannot_train_rolls_back_and_removes_code_and_hypothesis(stack: Stack, client: AlphaSaga) -> None:

@@ -65,6 +65,7 @@ class Stack:
         env["ALPHASAGA_DATABASE_URL"] = self.database_url
         env["ALPHASAGA_NAMESPACE"] = self.settings.namespace
         env["ALPHASAGA_DATABASE_SCHEMA"] = self.settings.database_schema
+        env["ALPHASAGA_DATA_DIR"] = str(self.settings.data_dir.resolve())  # users' files are read from here
         env.pop("ALPHASAGA_CONSUMER", None)  # each process names itself <host>-<pid>
         return env
 

@@ -256,9 +256,32 @@ def test_too_few_rows_after_filtering(make_bars: BarsFactory) -> None:
 def test_min_rows_applies_to_requests(tmp_path: Path, make_bars: BarsFactory) -> None:
     path = _csv(tmp_path, make_bars(80))
     request = ResearchRequest(data_path=str(path))
-    assert len(load_for_request(request)[0]) == 80
+    assert len(load_for_request(request, data_roots=[tmp_path])[0]) == 80
     with pytest.raises(DataError, match=r"80 row\(s\) remain.*at least 100"):
-        load_for_request(request, min_rows=100)
+        load_for_request(request, data_roots=[tmp_path], min_rows=100)
+
+
+def test_a_users_file_is_read_only_from_inside_the_data_roots(tmp_path: Path, make_bars: BarsFactory) -> None:
+    root, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    inside = _csv(root, make_bars(80))
+    outside = _csv(elsewhere, make_bars(80))
+    (root / "link.csv").symlink_to(outside)
+
+    def load(path: str) -> int:
+        return len(load_for_request(ResearchRequest(data_path=path), data_roots=[root])[0])
+
+    assert load(str(inside)) == 80
+    assert load(inside.name) == 80, "a relative path is taken from the first root"
+    for escape in (str(outside), f"{root}/../elsewhere/{outside.name}", str(root / "link.csv"), "/etc/passwd.csv"):
+        with pytest.raises(DataError, match="outside the data roots") as refused:
+            load(escape)
+        assert "date,open" not in str(refused.value), "the path is named, never the content"
+    with pytest.raises(DataError, match="not a usable path|cannot be read|not found"):
+        load("x" * 300 + ".csv")  # a name too long for the file system
+    with pytest.raises(DataError, match="no data roots are configured"):
+        load_for_request(ResearchRequest(data_path=str(inside)))
 
 
 # --------------------------------------------------------------------------- artifact format

@@ -4,7 +4,11 @@ dataset and the hypothesis as artifacts and answer with references."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,6 +27,7 @@ from .domain import (
     dataset_to_csv_bytes,
     form_hypothesis,
     llm_planner,
+    load_for_request,
     plan_hypothesis,
 )
 
@@ -48,15 +53,29 @@ def choose_planner(settings: LLMSettings) -> Planner:
     )
 
 
+class DataSettings(BaseSettings):
+    """Where users' own data files may be read from: ``ALPHASAGA_DATA_ROOTS``, folders
+    separated by the system's path separator (``:``), by default the data directory."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPHASAGA_", extra="ignore")
+    data_roots: str = ""
+    data_dir: Path = Path(".alphasaga")
+
+    def roots(self) -> list[Path]:
+        given = [Path(p) for p in self.data_roots.split(os.pathsep) if p]
+        return given or [self.data_dir]
+
+
 class Reasoning:
-    def __init__(self, artifacts: ArtifactStore, planner: Planner) -> None:
+    def __init__(self, artifacts: ArtifactStore, planner: Planner, data_roots: Sequence[Path]) -> None:
         self.artifacts = artifacts
         self.planner = planner
+        self.load = functools.partial(load_for_request, data_roots=tuple(data_roots))
 
     async def form(self, cmd: st.FormHypothesis) -> st.HypothesisFormed:
         try:
             hypothesis, bars, held_out, warnings = await asyncio.to_thread(
-                form_hypothesis, cmd.request, planner=self.planner
+                form_hypothesis, cmd.request, load=self.load, planner=self.planner
             )
         except (DataError, MeasurementError) as exc:
             raise StepError("invalid_input", str(exc)) from None
@@ -90,7 +109,9 @@ class Reasoning:
 
 
 async def make_spec(ctx: ServiceContext) -> WorkerSpec:
-    reasoning = Reasoning(ArtifactStore(ctx.store.pool), choose_planner(LLMSettings()))
+    roots = DataSettings().roots()
+    log.info("users' data files are read from %s only", ", ".join(str(r) for r in roots))
+    reasoning = Reasoning(ArtifactStore(ctx.store.pool), choose_planner(LLMSettings()), roots)
     return WorkerSpec(
         service=Service.REASONING,
         run=reasoning.form,

@@ -17,7 +17,7 @@ import datetime as dt
 import functools
 import io
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -326,21 +326,46 @@ def filter_dates(
     return out.copy()
 
 
+def confined(path: str, roots: Sequence[Path]) -> Path:
+    """``path`` resolved (symlinks and ``..`` followed), provided it lies inside one of the
+    data ``roots``; a relative path is taken from the first root. A path anywhere else,
+    or one the system cannot even resolve, is refused naming the path, never its content:
+    the request may come from anyone who can write to the stream."""
+    name = path if len(path) <= 200 else f"{path[:200]}… ({len(path):,} characters)"
+    if not roots:
+        raise DataError(f"file {name!r}: no data roots are configured (ALPHASAGA_DATA_ROOTS)")
+    try:
+        resolved = (roots[0] / path).resolve()
+        inside = any(resolved.is_relative_to(root.resolve()) for root in roots)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DataError(f"file {name!r}: not a usable path: {reason}") from None
+    if not inside:
+        where = ", ".join(str(r) for r in roots)
+        raise DataError(f"file {name!r}: outside the data roots ({where}); set ALPHASAGA_DATA_ROOTS to allow it")
+    return resolved
+
+
 def load_for_request(
     request: ResearchRequest,
     *,
+    data_roots: Sequence[Path] = (),
     min_rows: int = DEFAULT_MIN_ROWS,
     max_gap_days: int = DEFAULT_MAX_GAP_DAYS,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Load, validate and date-filter the request's data; return it with gap warnings
-    (computed on the filtered range, the one the research will use)."""
+    (computed on the filtered range, the one the research will use). A user's file must
+    lie inside ``data_roots``."""
     if request.dataset is not None:
         source = f"dataset {request.dataset!r}"
         df = load_builtin(request.dataset)
     else:
         assert request.data_path is not None  # guaranteed by ResearchRequest's validator
         source = f"file {str(Path(request.data_path))!r}"
-        df = load_file(request.data_path)
+        try:
+            df = load_file(confined(request.data_path, data_roots))
+        except OSError as exc:  # unreadable, vanished, too long a name: the input's fault
+            raise DataError(f"{source}: cannot be read: {exc.strerror or exc}") from None
     df = filter_dates(df, request.start, request.end, source=source, min_rows=min_rows)
     return df, find_gaps(df, max_gap_days)
 
