@@ -437,8 +437,13 @@ def _unshare_executable() -> str | None:
 
 
 def _unshare_prefix() -> list[str]:
-    """Fresh namespaces for the runner; a user namespace only when we are not root."""
-    args = [_unshare_executable() or "unshare", "--mount", "--net", "--pid", "--ipc", "--uts"]
+    """Fresh namespaces for the runner; a user namespace only when we are not root. It
+    runs in a session of its own (so that its group can be killed on stop), which also
+    takes it out of the service's: ``setpriv --pdeathsig`` makes it die with the service,
+    killed with -9 or not, and ``--kill-child`` takes the runner with it."""
+    setpriv = shutil.which("setpriv")
+    args = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+    args += [_unshare_executable() or "unshare", "--mount", "--net", "--pid", "--ipc", "--uts"]
     args += ["--fork", "--kill-child", "--mount-proc"]
     if os.geteuid() != 0:
         args += ["--user", "--map-root-user"]

@@ -71,7 +71,7 @@ _MOUNT_FLAGS = {
     "relatime": MS_RELATIME,
     "strictatime": MS_STRICTATIME,
 }
-PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 38, 24
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 1, 38, 24
 CAPABILITY_VERSION_3 = 0x20080522
 CLONE_THREAD = 0x00010000
 DENIED_SYSCALLS = (
@@ -236,6 +236,10 @@ def drop_privileges(uid: int | None) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)  # clears every capability
+        # A change of credentials also clears the death signal that unshare --kill-child
+        # set: arm it again, so that the runner dies with unshare (and unshare with the
+        # service) instead of running on with nobody to enforce its wall-clock limit.
+        _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "set the parent-death signal")
     else:
         for capability in range(64):
             if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0 and ctypes.get_errno() == errno.EINVAL:
