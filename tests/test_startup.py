@@ -3,14 +3,19 @@ within seconds, never a fallback to embedded servers."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.helpers import ROOT
+from tests.support.helpers import ROOT, Proc
 
 
 def run(args: list[str], extra_env: dict[str, str]) -> tuple[int, str, float]:
@@ -71,3 +76,58 @@ def test_make_run_in_production_refuses_embedded_servers() -> None:
     assert took < 15
     assert "ALPHASAGA_REDIS_URL and ALPHASAGA_DATABASE_URL not set" in err
     assert "embedded" not in err.lower()
+
+
+async def test_a_worker_started_while_postgres_is_down_waits_not_ready_and_recovers_by_itself(
+    env: dict[str, str], settings: Any, tmp_path: Path
+) -> None:
+    """With ALPHASAGA_WAIT_FOR_SERVERS_S (as containers set it), a worker whose database is
+    down waits for it, answers its probes "not ready" meanwhile, and starts once it is up."""
+    from tests.test_health import free_port, get
+
+    db = urlsplit(settings.database_url)
+    proxy_port, http_port = free_port(), free_port()
+    down = db._replace(netloc=f"{db.username or 'postgres'}@127.0.0.1:{proxy_port}").geturl()
+    worker = Proc.module(
+        "alphasaga_backtest",
+        {
+            **env,
+            "ALPHASAGA_ENV": "production",
+            "ALPHASAGA_DATABASE_URL": down,
+            "ALPHASAGA_WAIT_FOR_SERVERS_S": "120",
+            "ALPHASAGA_CONNECT_TIMEOUT_S": "1",
+            "ALPHASAGA_HTTP_PORT": str(http_port),
+            "ALPHASAGA_HTTP_HOST": "127.0.0.1",
+        },
+        tmp_path / "worker.log",
+    )
+    proxy: asyncio.Server | None = None
+    try:
+        await worker.wait_for("retrying with backoff", timeout=60)  # one line for the outage
+        assert (await asyncio.to_thread(get, f"http://127.0.0.1:{http_port}/health/live"))[0] == 200
+        status, body = await asyncio.to_thread(get, f"http://127.0.0.1:{http_port}/health/ready")
+        assert status == 503 and "not connected yet" in body, body
+        assert worker.popen.poll() is None, "it waits rather than exit"
+
+        async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            upstream_reader, upstream_writer = await asyncio.open_connection(db.hostname, db.port or 5432)
+
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                with contextlib.suppress(ConnectionError):
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
+                dst.close()
+
+            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+        proxy = await asyncio.start_server(forward, "127.0.0.1", proxy_port)  # the database comes back
+        await worker.wait_for("alphasaga-backtest: ready", timeout=90)
+        assert "recovered after" in worker.text()
+        # In a thread: this loop forwards the worker's database traffic meanwhile.
+        status, body = await asyncio.to_thread(get, f"http://127.0.0.1:{http_port}/health/ready")
+        assert status == 200, body
+    finally:
+        worker.stop()
+        if proxy is not None:
+            proxy.close()

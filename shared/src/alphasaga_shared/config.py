@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     projection_poll_ms: int = Field(200, ge=1)
 
     connect_timeout_s: float = Field(5.0, gt=0)
+    wait_for_servers_s: float = Field(
+        0.0,
+        ge=0,
+        description="At start, wait this long for an unreachable Redis or PostgreSQL (not ready meanwhile);"
+        " 0: fail at once",
+    )
     stop_timeout_s: float = Field(5.0, gt=0, description="How long each part of a graceful stop may take")
     start_timeout_s: float = Field(
         120.0, gt=0, description="How long the local stack waits for services that make no progress starting"

@@ -13,12 +13,14 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from . import telemetry
 from .bus import Bus
 from .config import ConfigError, Settings
 from .eventstore import EventStore
 from .health import HealthServer
+from .loops import Outage
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +87,46 @@ async def connect_store(url: str, settings: Settings, name: str) -> EventStore:
         raise StartupError(f"cannot reach PostgreSQL at {url}: {exc or type(exc).__name__}") from None
 
 
+async def wait_for_servers(redis_url: str, database_url: str, settings: Settings, name: str) -> EventStore:
+    """Reach Redis and PostgreSQL: at once, or (``wait_for_servers_s``) retrying with
+    backoff while they are down, as a container started before its database does."""
+    outage = Outage(f"{name} start-up")
+    attempts = AsyncRetrying(
+        retry=retry_if_exception_type(StartupError),
+        stop=stop_after_delay(settings.wait_for_servers_s),
+        wait=wait_exponential_jitter(multiplier=0.5, jitter=0.5, max=10),
+        before_sleep=outage.failed,
+        reraise=True,
+    )
+    async for attempt in attempts:
+        with attempt:
+            await check_redis(redis_url, settings.connect_timeout_s)
+            store = await connect_store(database_url, settings, name)
+    outage.passed()
+    return store
+
+
 async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], settings: Settings) -> None:
     redis_url, database_url = required_urls(settings)
-    await check_redis(redis_url, settings.connect_timeout_s)
-    store = await connect_store(database_url, settings, name)
+    stop = asyncio.Event()
+    connected: list[EventStore] = []
+
+    async def ping_store() -> None:
+        if not connected:
+            raise ConnectionError("not connected yet")
+        await connected[0].ping()
+
+    health = HealthServer({"redis": lambda: check_redis(redis_url, 2.0), "postgres": ping_store})
+    if settings.http_port is not None:  # first: probes answer "not ready" while servers are awaited
+        await health.start(settings.http_host, settings.http_port)
+    try:
+        store = await wait_for_servers(redis_url, database_url, settings, name)
+    except BaseException:
+        await health.stop()
+        raise
+    connected.append(store)
     bus = Bus(settings, service=name, redis_url=redis_url)
     ctx = ServiceContext(name=name, settings=settings, bus=bus, store=store)
-    stop = asyncio.Event()
-    health = HealthServer({"redis": lambda: check_redis(redis_url, 2.0), "postgres": store.ping})
 
     def drain() -> None:
         health.draining = True  # probes see the stop while the bus and store still wind down
@@ -103,8 +137,6 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
         loop.add_signal_handler(sig, drain)
     tasks: list[asyncio.Task[None]] = []
     try:
-        if settings.http_port is not None:
-            await health.start(settings.http_host, settings.http_port)
         await setup(ctx)
         await bus.start()
         health.started = True
