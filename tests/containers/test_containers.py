@@ -94,8 +94,10 @@ class Stack:
         if service == Service.ML:
             env += ["-e", "ALPHASAGA_BLOCK_MS=600000"]  # see the ml test
         if service == Service.CODEGEN:
-            # bubblewrap needs user namespaces, which the default seccomp profile refuses.
+            # bubblewrap needs user namespaces, which the default seccomp profile refuses, and
+            # a fresh /proc, which the kernel refuses over the runtime's masked /proc paths.
             env += ["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"]
+            env += ["--security-opt", "systempaths=unconfined"]
         # As in Kubernetes: read-only root, /tmp the only place to write.
         self.engine.start(
             self.name(service),
