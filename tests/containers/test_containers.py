@@ -367,6 +367,43 @@ def test_codegen_stopped_with_sigterm_while_it_works_turns_unready_and_loses_no_
     assert attempts == {1}, (attempts, summary)  # no retry after a timeout: nothing was lost
 
 
+def test_a_worker_started_while_postgres_is_down_waits_not_ready_and_recovers_by_itself(stack: Stack) -> None:
+    postgres, late = stack.name("postgres"), stack.name("backtest-late")
+    stack.engine.run("stop", postgres)
+    try:
+        stack.engine.start(
+            late,
+            IMAGES[Service.BACKTEST],
+            "--network",
+            stack.network,
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "-p",
+            "127.0.0.1::8000",
+            *stack.service_env(),
+            "-e",
+            "ALPHASAGA_WAIT_FOR_SERVERS_S=600",
+            "-e",
+            "ALPHASAGA_CONNECT_TIMEOUT_S=2",
+        )
+        port = stack.engine.host_port(late, 8000)[1]
+        deadline = time.monotonic() + 120
+        while probe(port, "/health/live")[0] != 200:
+            assert time.monotonic() < deadline, stack.engine.logs(late)[-3000:]
+            time.sleep(0.5)
+        status, body = probe(port, "/health/ready")
+        assert status == 503 and "postgres" in body, body
+        time.sleep(5)  # a while without its database: it waits, it does not exit
+        assert stack.engine.state(late)["Running"], stack.engine.logs(late)[-3000:]
+    finally:
+        stack.engine.run("start", postgres)
+    stack.engine.wait_healthy(postgres)
+    stack.engine.wait_healthy(late)
+    assert probe(port, "/health/ready")[0] == 200
+    assert "recovered after" in stack.engine.logs(late)
+
+
 def test_taking_everything_down_leaves_nothing_behind(stack: Stack) -> None:
     stack.engine.down(stack.network)
     assert stack.engine.labelled() == {"containers": [], "networks": [], "volumes": []}
