@@ -52,8 +52,11 @@ format: sync
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
+# Two workers, a test file each at a time (a file's module-scoped stack stays on one):
+# most tests wait on real processes and servers, so two halve the suite's time on two
+# cores. Every test isolates itself (its own stream namespace and schema).
 test: lint
-	$(RUN) pytest -m "not slow and not chaos and not containers"
+	$(RUN) pytest -n 2 --dist loadfile -m "not slow and not chaos and not containers"
 
 test-fast: sync
 	$(RUN) pytest -m "not slow and not chaos and not containers" -x -q

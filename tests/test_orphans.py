@@ -76,10 +76,17 @@ async def test_a_live_consumers_long_handler_is_never_taken_from_it(
     slow = Proc.script(
         WORKER, {**common, "ALPHASAGA_CONSUMER": "slow", "ECHO_DELAY": str(work_s)}, tmp_path / "slow.log"
     )
-    other = Proc.script(WORKER, {**common, "ALPHASAGA_CONSUMER": "other"}, tmp_path / "other.log")
+    other: Proc | None = None
     try:
         await slow.wait_for("ready", timeout=60)
         await send(redis, common["ECHO_STREAM"], "long")
+
+        async def held_by_slow() -> bool:
+            held: Any = await redis.xpending_range(common["ECHO_STREAM"], "echo", min="-", max="+", count=10)
+            return [h["consumer"] for h in held] == [b"slow"]
+
+        await eventually(held_by_slow, timeout=30)
+        other = Proc.script(WORKER, {**common, "ALPHASAGA_CONSUMER": "other"}, tmp_path / "other.log")
         await other.wait_for("ready", timeout=60)
 
         async def answered() -> list[str]:
@@ -91,4 +98,5 @@ async def test_a_live_consumers_long_handler_is_never_taken_from_it(
         assert "handled" not in other.text() and "reclaimed" not in other.text(), other.text()
     finally:
         slow.stop()
-        other.stop()
+        if other is not None:
+            other.stop()
