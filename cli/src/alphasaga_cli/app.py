@@ -11,9 +11,15 @@ import os
 import sys
 
 import typer
+import typer.core
 
 from .commands import dlq, history, projections, research, stack, streams
 from .errors import FAILED, NOT_COMPLETED, CliError, one_line
+
+# Help is formatted by click (rich_markup_mode=None below), yet typer loads rich whenever
+# it is installed, to escape option defaults for an HTML export: a fifth of a second on
+# every --help. The tables and the live view load rich themselves, when they are shown.
+typer.core.HAS_RICH = False
 
 app = typer.Typer(
     add_completion=False,

@@ -23,10 +23,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from alphasaga_contracts import SagaState, Service
-from alphasaga_contracts import saga as sg
-from alphasaga_contracts.envelope import CORRELATION_ID
-from alphasaga_contracts.research import ResearchRequest
-from alphasaga_orchestrator.invariants import check_saga
 from alphasaga_orchestrator.projection import SagaProjector
 from alphasaga_orchestrator.repository import SagaRepository
 from alphasaga_orchestrator.sagastore import SagaFilter, SagaStore, SagaSummary, saga_stream
@@ -40,17 +36,20 @@ from alphasaga_shared.eventstore import (
     RecordedEvent,
     outbox_stream,
 )
-from alphasaga_shared.wire import Envelope, MalformedMessage, as_text, decode, encode, entry_size, envelope_for
 
 from .connections import connect_redis, connect_store, load_settings
 from .errors import Ambiguous, Corrupt, InvalidRequest, InvalidTransition, NotFound
-from .messages import Entry, decode_entry, resolve_stream
 from .timetravel import Frame, ReplayError, frames, select
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
+    from alphasaga_contracts import saga as sg
+    from alphasaga_contracts.research import ResearchRequest
+    from alphasaga_shared.wire import Envelope
+
     from .deadletters import DeadLetter
+    from .messages import Entry
 
 MIN_PREFIX = 4
 
@@ -165,6 +164,9 @@ class AlphaSaga:
     ) -> Submitted:
         """Publish a research request. The same ``message_id`` (an idempotency key) always
         names the same saga: without ``saga_id`` the orchestrator derives it from the id."""
+        from alphasaga_contracts import saga as sg
+        from alphasaga_shared.wire import envelope_for
+
         saga_id = saga_id or (sg.derived_saga_id(message_id) if message_id else uuid.uuid4())
         message = sg.StartResearch(saga_id=saga_id, workflow=workflow, request=request)
         env = envelope_for(message, correlation_id=str(saga_id), message_id=message_id)
@@ -174,6 +176,9 @@ class AlphaSaga:
 
     async def submit_many(self, requests: Sequence[ResearchRequest], *, workflow: str = "research") -> list[Submitted]:
         """Publish many research requests in one round trip (a campaign, a burst)."""
+        from alphasaga_contracts import saga as sg
+        from alphasaga_shared.wire import envelope_for
+
         tip = await self.lifecycle_cursor()
         envelopes = []
         for request in requests:
@@ -192,6 +197,9 @@ class AlphaSaga:
 
     async def cancel(self, saga: str | uuid.UUID, reason: str = "cancelled by user") -> Submitted:
         """Ask the orchestrator to compensate a running saga; refuses one that has ended."""
+        from alphasaga_contracts import saga as sg
+        from alphasaga_shared.wire import envelope_for
+
         saga_id = await self.resolve(saga)
         current = await (await self._repository()).load(saga_id)
         if current is not None and current.terminal:
@@ -203,6 +211,8 @@ class AlphaSaga:
     async def publish(self, stream: str, envelope: Envelope) -> str:
         """Publish a validated message (``messages.build_envelope``) to ``stream``; returns
         the entry id."""
+        from .messages import resolve_stream
+
         return await self._send(resolve_stream(stream, self.settings.streams), envelope)
 
     async def _send(self, stream: str, env: Envelope) -> str:
@@ -211,6 +221,8 @@ class AlphaSaga:
     def _entry(self, env: Envelope) -> dict[str, str]:
         """The stream entry for ``env``, refused before anything is sent when it is larger
         than the services accept (``ALPHASAGA_MAX_ENTRY_BYTES``)."""
+        from alphasaga_shared.wire import encode, entry_size
+
         fields = encode(env)
         size, limit = entry_size(fields), self.settings.max_entry_bytes
         if size > limit:
@@ -289,6 +301,8 @@ class AlphaSaga:
 
     async def check(self, saga: str | uuid.UUID) -> Check:
         """Fold the saga's events again and run the invariant checker over them and its outbox."""
+        from alphasaga_orchestrator.invariants import check_saga
+
         saga_id = await self.resolve(saga)
         store = await self.saga_store()
         rows, outbox = await store.events_of(saga_id), await store.outbox_of(saga_id)
@@ -332,6 +346,10 @@ class AlphaSaga:
         ends the saga. ``Submitted.follow_from`` is the place to start for a saga just
         submitted; an entry id already seen resumes. Raises ``TimeoutError`` after
         ``timeout_s`` without the end."""
+        from alphasaga_contracts import saga as sg
+        from alphasaga_contracts.envelope import CORRELATION_ID
+        from alphasaga_shared.wire import MalformedMessage, as_text, decode
+
         saga_id = saga if isinstance(saga, uuid.UUID) else await self.resolve(saga)
         redis = await self.redis()
         stream, wanted, cursor = self.settings.streams.sagas, str(saga_id), after
@@ -385,7 +403,7 @@ class AlphaSaga:
 
     async def _raise_if_rejected(self, store: SagaStore, saga_id: uuid.UUID) -> None:
         for row in await store.outbox_of(saga_id):
-            if row.type == sg.RequestRejected.TYPE:
+            if row.type == "sagas.RequestRejected":
                 raise InvalidRequest(f"refused by the orchestrator: {row.data.get('reason', '?')}")
 
     # --- artifacts ---
@@ -444,6 +462,8 @@ class AlphaSaga:
     async def cursors(self, streams: Sequence[str], start: str = "$") -> dict[str, str]:
         """Where to start tailing each stream: ``$`` for entries added from now on, ``0``
         for all, or an entry id. Stream names may be short (``cmd:reasoning``)."""
+        from .messages import resolve_stream
+
         names = [resolve_stream(s, self.settings.streams) for s in streams]
         redis = await self.redis()
         if start != "$":
@@ -455,6 +475,10 @@ class AlphaSaga:
     async def tail(self, cursors: dict[str, str], *, count: int = 100) -> AsyncIterator[Entry]:
         """Entries after ``cursors`` (see ``cursors``) as they arrive, decoded, read outside
         any consumer group: it never takes a message from a service."""
+        from alphasaga_shared.wire import as_text
+
+        from .messages import decode_entry
+
         redis = await self.redis()
         cursors = dict(cursors)
         while True:

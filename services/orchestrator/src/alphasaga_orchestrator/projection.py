@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from alphasaga_shared.eventstore import Conn, JsonText, RecordedEvent
-from alphasaga_shared.loops import run_forever
 
 from .repository import SagaRepository
 from .saga import Saga, state_json
@@ -182,6 +181,8 @@ class SagaProjector:
 
     async def run(self) -> None:
         """Project forever (a background task of the orchestrator)."""
+        from alphasaga_shared.loops import run_forever  # a reader of the list does not need it
+
         log.info("projecting saga summaries")
 
         async def one_pass() -> bool:
