@@ -57,6 +57,15 @@ class Position(NamedTuple):
 START = Position(0, 0)
 
 
+class Checkpoint(NamedTuple):
+    """Where a reader has got to; for the relay, also the outbox rows it published past
+    that position, and the epoch of the relay that holds it (see ``Relay``)."""
+
+    position: Position
+    published_ahead: frozenset[uuid.UUID] = frozenset()
+    epoch: int = 0
+
+
 class OutboxRef(NamedTuple):
     """Where an outbox row is in commit order, and its id."""
 
@@ -287,11 +296,8 @@ class EventStore:
             [e.metadata for e in events],
         )
         try:
-            if conn is None:
-                async with self.pool.acquire() as c:
-                    rows = await c.fetch(_APPEND, *args)
-            else:
-                rows = await conn.fetch(_APPEND, *args)
+            async with self._using(conn) as c:
+                rows = await c.fetch(_APPEND, *args)
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name and "event_id" in exc.constraint_name:
                 raise
@@ -330,20 +336,31 @@ class EventStore:
             rows = await conn.fetch(query, *args)
         return [_row(r) for r in rows]
 
-    async def read_outbox_refs(self, after: Position, *, limit: int = 1000) -> list[OutboxRef]:
+    @asynccontextmanager
+    async def _using(self, conn: Conn | None) -> AsyncIterator[Conn]:
+        """``conn`` when the caller brings one (a session of its own), else a pooled one."""
+        if conn is not None:
+            yield conn
+        else:
+            async with self.pool.acquire() as pooled:
+                yield pooled
+
+    async def read_outbox_refs(
+        self, after: Position, *, limit: int = 1000, conn: Conn | None = None
+    ) -> list[OutboxRef]:
         """The outbox rows in commit order after ``after`` (never skipping a late commit, as
         ``read_all``), without their content."""
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(_TAIL_OUTBOX_REFS, str(after.transaction_id), after.global_position, limit)
+        async with self._using(conn) as c:
+            rows = await c.fetch(_TAIL_OUTBOX_REFS, str(after.transaction_id), after.global_position, limit)
         return [
             OutboxRef(Position(r["transaction_id"], r["global_position"]), r["event_id"], r["recorded_at"])
             for r in rows
         ]
 
-    async def by_positions(self, positions: Sequence[int]) -> list[RecordedEvent]:
+    async def by_positions(self, positions: Sequence[int], *, conn: Conn | None = None) -> list[RecordedEvent]:
         """Rows by global position, in commit order, their data as JSON text."""
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(_BY_POSITIONS, list(positions))
+        async with self._using(conn) as c:
+            rows = await c.fetch(_BY_POSITIONS, list(positions))
         return [_row(r) for r in rows]
 
     async def load_position(self, name: str) -> Position:
@@ -355,19 +372,47 @@ class EventStore:
             )
         return START if row is None else Position(int(row["t"]), int(row["g"]))
 
+    async def take_checkpoint(self, name: str, *, conn: Conn | None = None) -> Checkpoint:
+        """The checkpoint ``name``, with its epoch bumped: from now on only saves made with
+        the returned epoch are applied (``save_position``)."""
+        async with self._using(conn) as c:
+            row = await c.fetchrow(
+                "INSERT INTO subscription_positions (name, transaction_id, global_position, epoch)"
+                " VALUES ($1, '0'::xid8, 0, 1)"
+                " ON CONFLICT (name) DO UPDATE SET epoch = subscription_positions.epoch + 1"
+                " RETURNING transaction_id::text::bigint AS t, global_position AS g, published_ahead, epoch",
+                name,
+            )
+        assert row is not None  # an upsert returns its row
+        position = Position(int(row["t"]), int(row["g"]))
+        return Checkpoint(position, frozenset(row["published_ahead"]), int(row["epoch"]))
+
     async def forget_position(self, name: str, conn: Conn) -> None:
         await conn.execute("DELETE FROM subscription_positions WHERE name = $1", name)
 
     async def save_position(self, name: str, position: Position, conn: Conn | None = None) -> None:
-        sql = (
-            "INSERT INTO subscription_positions (name, transaction_id, global_position)"
-            " VALUES ($1, $2::text::xid8, $3)"
-            " ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id,"
-            " global_position = excluded.global_position, updated_at = now()"
-        )
-        args = (name, str(position.transaction_id), position.global_position)
-        if conn is None:
-            async with self.pool.acquire() as c:
-                await c.execute(sql, *args)
-        else:
-            await conn.execute(sql, *args)
+        async with self._using(conn) as c:
+            await c.execute(
+                "INSERT INTO subscription_positions (name, transaction_id, global_position)"
+                " VALUES ($1, $2::text::xid8, $3)"
+                " ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id,"
+                " global_position = excluded.global_position, updated_at = now()",
+                name,
+                str(position.transaction_id),
+                position.global_position,
+            )
+
+    async def save_checkpoint(self, name: str, checkpoint: Checkpoint, *, conn: Conn | None = None) -> bool:
+        """Save ``checkpoint`` if its epoch is still the current one (nobody has taken the
+        checkpoint since); returns whether it was saved."""
+        async with self._using(conn) as c:
+            status = await c.execute(
+                "UPDATE subscription_positions SET transaction_id = $2::text::xid8, global_position = $3,"
+                " published_ahead = $4::uuid[], updated_at = now() WHERE name = $1 AND epoch = $5",
+                name,
+                str(checkpoint.position.transaction_id),
+                checkpoint.position.global_position,
+                list(checkpoint.published_ahead),
+                checkpoint.epoch,
+            )
+        return bool(status == "UPDATE 1")
