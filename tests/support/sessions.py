@@ -33,9 +33,11 @@ async def terminate_sessions_of(database_url: str, pid: int) -> int:
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE client_port = ANY($1::int[])"
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE (client_port = ANY($1::int[]) OR application_name LIKE '% pid=' || $2::text)"
             " AND pid <> pg_backend_pid()",
             sorted(local_ports(pid)),
+            str(pid),
         )
     finally:
         await conn.close()

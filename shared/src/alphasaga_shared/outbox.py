@@ -38,6 +38,10 @@ RELAY_POSITION = "relay:outbox"
 # One relay publishes at a time (the holder of this advisory lock); the others wait.
 RELAY_LOCK = "alphasaga-relay"
 LOCK_POLL_S = 1.0
+# After a wake-up that found nothing to read (the commit is held back behind an older
+# transaction still running), how often and for how long to look again before the poll.
+HELD_BACK_POLL_S = 0.05
+HELD_BACK_S = 10.0
 # How long a new lock holder waits before reading the position, so that the holder whose
 # session was cut (it stops at once when it learns it) has saved where it got to.
 HANDOVER_GRACE_S = 0.5
@@ -331,14 +335,25 @@ class Relay:
             self._holding = True
             outage.passed()
             log.info("relay is publishing the outbox")
+            held_back_until, woken = 0.0, False
             try:
                 while True:
                     if lost.is_set() or session.is_closed():
                         raise LockLost("the relay lock's session was lost")
-                    if await self.publish_once() < self.batch:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), self.poll_s)
-                        self._wake.clear()
+                    read = await self.publish_once()
+                    if read >= self.batch:
+                        continue
+                    if woken and read == 0:
+                        # Woken for a commit it cannot read yet: the tail holds back rows
+                        # behind any transaction still running, so look again soon.
+                        held_back_until = time.monotonic() + HELD_BACK_S
+                    wait = HELD_BACK_POLL_S if time.monotonic() < held_back_until else self.poll_s
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), min(wait, self.poll_s))
+                        woken = True
+                    except TimeoutError:
+                        woken = False
+                    self._wake.clear()
             except SETTLE_ERRORS as exc:
                 if lost.is_set() or session.is_closed():  # cut in the middle of a read
                     raise LockLost("the relay lock's session was lost") from exc

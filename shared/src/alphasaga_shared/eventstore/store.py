@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -155,6 +156,12 @@ WHERE global_position = ANY($1::bigint[]) ORDER BY transaction_id, global_positi
 _TAIL_PREFIX_TEXT = _TAIL_PREFIX.replace(_COLUMNS, _COLUMNS_DATA_AS_TEXT, 1)
 
 
+def process_application_name(name: str) -> str:
+    """``name`` and this process's id, as ``pg_stat_activity`` shows each session: which
+    process holds it, also over a Unix socket, where no client port tells."""
+    return f"{name} pid={os.getpid()}"
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Replaces asyncpg's reset query on release, a round trip per borrow
     (docs/decisions/0001). asyncpg still ends any open transaction itself; nothing on a
@@ -213,7 +220,9 @@ class EventStore:
             await migrate(conn, schema)
         finally:
             await conn.close()
-        pool = await _create_pool(dsn, schema, min_size, max_size, timeout, {"application_name": application_name})
+        pool = await _create_pool(
+            dsn, schema, min_size, max_size, timeout, {"application_name": process_application_name(application_name)}
+        )
         return cls(pool, schema, dsn)
 
     async def pool_with(
@@ -225,7 +234,12 @@ class EventStore:
         if self._dsn is None:
             raise RuntimeError("this store was not opened with EventStore.connect: it has no DSN to reuse")
         pool = await _create_pool(
-            self._dsn, self.schema, 1, max_size, timeout, {**settings, "application_name": application_name}
+            self._dsn,
+            self.schema,
+            1,
+            max_size,
+            timeout,
+            {**settings, "application_name": process_application_name(application_name)},
         )
         self._other_pools.append(pool)
         return pool
@@ -239,7 +253,10 @@ class EventStore:
         conn: asyncpg.Connection = await asyncpg.connect(
             self._dsn,
             timeout=timeout,
-            server_settings={"search_path": self.schema, "application_name": application_name},
+            server_settings={
+                "search_path": self.schema,
+                "application_name": process_application_name(application_name),
+            },
         )
         await _init_connection(conn)
         return conn
