@@ -63,7 +63,9 @@ async def connect_redis(settings: Settings) -> aioredis.Redis:
     return client
 
 
-async def connect_store(settings: Settings, *, application_name: str = "alphasaga-client") -> EventStore:
+async def connect_store(
+    settings: Settings, *, application_name: str = "alphasaga-client", max_size: int = 4
+) -> EventStore:
     url = settings.database_url
     if not url:
         raise Unavailable("ALPHASAGA_DATABASE_URL is not set (`alphasaga up` starts the services and prints it)")
@@ -75,7 +77,7 @@ async def connect_store(settings: Settings, *, application_name: str = "alphasag
             EventStore.connect(
                 url,
                 settings.database_schema,
-                max_size=4,
+                max_size=max_size,
                 timeout=timeout,
                 application_name=application_name,
             ),
