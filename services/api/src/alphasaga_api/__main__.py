@@ -1,0 +1,47 @@
+"""``python -m alphasaga_api``: the api service under uvicorn. Exits 2 with one line when a
+setting is missing (production without a signing key) or a server cannot be reached."""
+
+from __future__ import annotations
+
+import sys
+
+from alphasaga_shared import telemetry
+from alphasaga_shared.config import ConfigError, Settings
+
+from .settings import ApiSettings
+
+
+def main() -> None:
+    import uvicorn
+
+    settings, api = Settings(), ApiSettings()
+    telemetry.setup_logging("api", settings.log_level)
+    try:
+        if settings.production:
+            settings.require_urls()
+        from .app import create_app
+
+        app = create_app(settings, api)
+    except ConfigError as exc:
+        print(f"alphasaga-api: {exc}", file=sys.stderr)
+        sys.exit(2)
+    config = uvicorn.Config(
+        app, host=api.host, port=api.port, log_config=None, access_log=False, lifespan="on", server_header=False
+    )
+    server = uvicorn.Server(config)
+    original_startup = server.startup
+
+    async def startup(sockets: object = None) -> None:
+        await original_startup(sockets)  # type: ignore[arg-type]
+        if server.started:  # the line the local stack waits for, as every service prints it
+            port = server.servers[0].sockets[0].getsockname()[1] if server.servers else api.port
+            print(f"alphasaga-api: ready on http://{api.host}:{port}", file=sys.stderr, flush=True)
+
+    server.startup = startup  # type: ignore[method-assign]
+    server.run()
+    if not server.started:
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""``GET /v1/sagas/{id}/stream``: the saga's public lifecycle events as Server-Sent Events.
+Each event's id is its entry id on the lifecycle stream, so that a client that reconnects
+with ``Last-Event-ID`` gets exactly the events after it: none lost, none twice."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import StreamingResponse
+
+from alphasaga_client import AlphaSaga, Lifecycle
+
+from .routes_research import SagaId
+from .security import authorize, role, runtime
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
+ENTRY_ID = r"^\d{1,20}-\d{1,20}$"
+# A client that finds the saga already ended past its Last-Event-ID is told so this soon.
+ENDED_GRACE_S = 1.0
+
+
+def frame(item: Lifecycle) -> str:
+    body = item.event.model_dump(mode="json")
+    return f"id: {item.entry_id}\nevent: {item.event.TYPE}\ndata: {json.dumps(body)}\n\n"
+
+
+@router.get(
+    "/sagas/{saga_id}/stream",
+    openapi_extra=role("viewer"),
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "The saga's lifecycle events"}},
+)
+async def stream(
+    request: Request,
+    saga_id: SagaId,
+    last_event_id: Annotated[str | None, Header(pattern=ENTRY_ID)] = None,
+) -> StreamingResponse:
+    """The saga's lifecycle events live, from its start or after ``Last-Event-ID``, until it ends."""
+    rt = runtime(request)
+    client = rt.client
+    resolved = await client.resolve(saga_id)  # a 404 before the stream starts
+    ended = (await client.status(resolved)).state in {"COMPLETED", "ROLLED_BACK", "COMPENSATION_FAILED"}
+    timeout = ENDED_GRACE_S if ended and last_event_id else rt.api.stream_timeout_s
+    return StreamingResponse(
+        _events(client, resolved, last_event_id or "0-0", timeout),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(client: AlphaSaga, saga_id: uuid.UUID, after: str, timeout_s: float) -> AsyncIterator[str]:
+    yield ": following\n\n"  # the headers and a first byte at once: the client knows it is connected
+    try:
+        async for item in client.follow(saga_id, after=after, timeout_s=timeout_s):
+            yield frame(item)
+    except TimeoutError:
+        yield "event: timeout\ndata: {}\n\n"
