@@ -4,6 +4,7 @@ with ``Last-Event-ID`` gets exactly the events after it: none lost, none twice."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
 
-from alphasaga_client import AlphaSaga, Lifecycle
+from alphasaga_client import AlphaSaga, Lifecycle, NotFound
 
 from .routes_research import SagaId
 from .security import authorize, role, runtime
@@ -21,6 +22,9 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
 ENTRY_ID = r"^\d{1,20}-\d{1,20}$"
 # A client that finds the saga already ended past its Last-Event-ID is told so this soon.
 ENDED_GRACE_S = 1.0
+# A saga exists once the orchestrator has recorded its request: a client that connects
+# right after submitting waits this long for that instead of getting a 404.
+JUST_SUBMITTED_S = 5.0
 
 
 def frame(item: Lifecycle) -> str:
@@ -42,7 +46,7 @@ async def stream(
     """The saga's lifecycle events live, from its start or after ``Last-Event-ID``, until it ends."""
     rt = runtime(request)
     client = rt.client
-    resolved = await client.resolve(saga_id)  # a 404 before the stream starts
+    resolved = await _resolve_soon(client, saga_id)  # a 404 before the stream starts
     ended = (await client.status(resolved)).state in {"COMPLETED", "ROLLED_BACK", "COMPENSATION_FAILED"}
     timeout = ENDED_GRACE_S if ended and last_event_id else rt.api.stream_timeout_s
     return StreamingResponse(
@@ -50,6 +54,18 @@ async def stream(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+async def _resolve_soon(client: AlphaSaga, saga_id: str) -> uuid.UUID:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + JUST_SUBMITTED_S
+    while True:
+        try:
+            return await client.resolve(saga_id)
+        except NotFound:
+            if len(saga_id) != 36 or loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 async def _events(client: AlphaSaga, saga_id: uuid.UUID, after: str, timeout_s: float) -> AsyncIterator[str]:
