@@ -26,7 +26,7 @@ def main() -> None:
         print(f"alphasaga-api: {exc}", file=sys.stderr)
         sys.exit(2)
     config = uvicorn.Config(
-        app, host=api.host, port=api.port, log_config=None, access_log=False, lifespan="on", server_header=False
+        app, host=api.host, port=api.listen_port(settings), log_config=None, access_log=False, lifespan="on", server_header=False
     )
     server = uvicorn.Server(config)
     original_startup = server.startup
@@ -34,7 +34,7 @@ def main() -> None:
     async def startup(sockets: object = None) -> None:
         await original_startup(sockets)  # type: ignore[arg-type]
         if server.started:  # the line the local stack waits for, as every service prints it
-            port = server.servers[0].sockets[0].getsockname()[1] if server.servers else api.port
+            port = server.servers[0].sockets[0].getsockname()[1] if server.servers else api.listen_port(settings)
             print(f"alphasaga-api: ready on http://{api.host}:{port}", file=sys.stderr, flush=True)
 
     server.startup = startup  # type: ignore[method-assign]

@@ -18,7 +18,9 @@ class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALPHASAGA_API_", extra="ignore")
 
     host: str = "0.0.0.0"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int | None = Field(
+        None, ge=0, le=65535, description="Unset: ALPHASAGA_HTTP_PORT (the port every service's probes use), else 8080"
+    )
     signing_key: SecretStr | None = Field(None, description="HS256 key of access tokens; required in production")
     access_ttl_s: int = Field(300, ge=10, le=3600)
     refresh_ttl_s: int = Field(14 * 24 * 3600, ge=60)
@@ -30,6 +32,11 @@ class ApiSettings(BaseSettings):
     pool_size: int = Field(16, ge=1, le=200, description="PostgreSQL connections per process")
     # An SSE stream ends after this long without the saga ending; a client resumes it.
     stream_timeout_s: float = Field(600.0, gt=0)
+
+    def listen_port(self, settings: Settings) -> int:
+        if self.port is not None:
+            return self.port
+        return settings.http_port if settings.http_port is not None else 8080
 
     def key(self, settings: Settings) -> str:
         """The signing key, or a one-line ConfigError where production has none that will do."""
