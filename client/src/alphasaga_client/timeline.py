@@ -51,8 +51,9 @@ def attempts(rows: Sequence[RecordedEvent]) -> list[Attempt]:
             open_[key] = len(out)
             out.append(Attempt(key[0], key[1], row.recorded_at))
         elif name in _ENDINGS and key in open_:
-            begun = out[open_.pop(key)]
-            out[out.index(begun)] = Attempt(
+            at = open_.pop(key)
+            begun = out[at]
+            out[at] = Attempt(
                 begun.step, begun.attempt, begun.started_at, row.recorded_at, _ENDINGS[name], data.get("error")
             )
     return out

@@ -26,7 +26,13 @@ def main() -> None:
         print(f"alphasaga-api: {exc}", file=sys.stderr)
         sys.exit(2)
     config = uvicorn.Config(
-        app, host=api.host, port=api.listen_port(settings), log_config=None, access_log=False, lifespan="on", server_header=False
+        app,
+        host=api.host,
+        port=api.listen_port(settings),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        server_header=False,
     )
     server = uvicorn.Server(config)
     original_startup = server.startup
