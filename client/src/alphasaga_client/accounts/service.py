@@ -32,9 +32,10 @@ class AuthFailed(ClientError):
 
 
 class Locked(AuthFailed):
-    def __init__(self, until: dt.datetime) -> None:
+    def __init__(self, until: dt.datetime, now: dt.datetime) -> None:
         super().__init__("the account is locked after too many failed logins")
         self.until = until
+        self.retry_after_s = max(1, int((until - now).total_seconds()) + 1)
 
 
 class Disabled(AuthFailed):
@@ -177,7 +178,7 @@ class Accounts:
             raise Disabled("wrong username or password")
         if policy.still_locked(row["locked_until"], now):
             await self.record(f"user:{username}", "login", username, "locked", source=source)
-            raise Locked(row["locked_until"])
+            raise Locked(row["locked_until"], now)
         if user.status == "locked":  # the lock has run out
             await self.store.set_status(user.user_id, "active")
             await self.record("system", "user.unlock", username, "expired")

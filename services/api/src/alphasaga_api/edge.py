@@ -112,10 +112,11 @@ async def _audit(scope: Scope, status: int) -> None:
     accounts = None if runtime is None else runtime.accounts
     principal = (scope.get("state") or {}).get("principal")
     route = _route(scope)
-    if accounts is None or route.startswith("/v1/auth/"):
+    # Calls without valid credentials changed nothing and are not recorded: anyone could
+    # otherwise fill the log (logins record their own failures, rate-limited).
+    if accounts is None or principal is None or route.startswith("/v1/auth/"):
         return
-    actor = principal.subject if principal is not None else "anonymous"
     try:
-        await accounts.record(actor, f"{scope['method']} {route}", scope.get("path", ""), str(status))
+        await accounts.record(principal.subject, f"{scope['method']} {route}", scope.get("path", ""), str(status))
     except Exception as exc:  # the answer is sent; a failed record is an operator's alarm
         log.error("audit record of %s %s not written: %s", scope["method"], route, type(exc).__name__)

@@ -80,7 +80,7 @@ def install(app: FastAPI) -> None:
 
     async def on_auth(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, Locked):
-            return problem(request, 423, "locked", str(exc), {"Retry-After": _seconds_until(exc)})
+            return problem(request, 423, "locked", str(exc), {"Retry-After": str(exc.retry_after_s)})
         return problem(request, 401, "unauthorized", str(exc), {"WWW-Authenticate": "Bearer"})
 
     async def on_client_error(request: Request, exc: Exception) -> JSONResponse:
@@ -103,9 +103,3 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AuthFailed, on_auth)
     app.add_exception_handler(errors.ClientError, on_client_error)
     app.add_exception_handler(Exception, on_unexpected)
-
-
-def _seconds_until(exc: Locked) -> str:
-    import datetime as dt
-
-    return str(max(1, int((exc.until - dt.datetime.now(dt.UTC)).total_seconds()) + 1))
