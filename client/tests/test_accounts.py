@@ -1,15 +1,19 @@
 """Accounts against real PostgreSQL, with an injected clock: logins, rotated refresh tokens
-and their reuse, the lockout window and its end, API keys, and the audit log's chain."""
+and their reuse, the lockout window and its end, API keys, and the audit log's chain; and
+the client's reads from many requests at once, as the API makes them."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import asyncpg
 import pytest
 
+from alphasaga_client import AlphaSaga
 from alphasaga_client.accounts import Accounts, AuthFailed, Disabled, Locked, SessionRevoked, WeakPassword, policy
 from alphasaga_client.errors import InvalidRequest
+from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 
 PASSWORD = "correct horse battery"
@@ -159,3 +163,13 @@ async def test_the_audit_log_is_append_only_and_its_chain_finds_an_edit(accounts
         await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
     broken = await accounts.verify_audit()
     assert not broken.ok and broken.broken_at == 2
+
+
+async def test_concurrent_reads_on_one_small_pool_do_not_deadlock(settings: Settings) -> None:
+    """The projector holds a connection under its lock and takes a second: without one
+    catch-up at a time per client, callers waiting for the lock would hold every connection."""
+    async with AlphaSaga(settings, pool_size=2) as client:
+        stores = await asyncio.gather(*(client.event_store() for _ in range(5)))
+        assert all(s is stores[0] for s in stores)  # callers arriving together share one pool
+        lists = await asyncio.wait_for(asyncio.gather(*(client.sagas() for _ in range(20))), 30)
+    assert lists == [[]] * 20

@@ -133,6 +133,9 @@ class AlphaSaga:
     _redis: aioredis.Redis | None = None
     _events: EventStore | None = None
     _accounts: Accounts | None = None
+    _connect_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _catch_up_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _catch_ups_started: int = 0
 
     async def __aenter__(self) -> AlphaSaga:
         return self
@@ -158,10 +161,12 @@ class AlphaSaga:
         return self._redis
 
     async def event_store(self) -> EventStore:
-        if self._events is None:
-            self._events = await connect_store(
-                self.settings, application_name=self.application_name, max_size=self.pool_size
-            )
+        # Under a lock: callers that arrive together on first use share one pool.
+        async with self._connect_lock:
+            if self._events is None:
+                self._events = await connect_store(
+                    self.settings, application_name=self.application_name, max_size=self.pool_size
+                )
         return self._events
 
     async def accounts(self, clock: Clock | None = None) -> Accounts:
@@ -294,7 +299,7 @@ class AlphaSaga:
         saga_id = await self.resolve(saga)
         store = await self.saga_store()
         projector = SagaProjector(store)
-        await projector.catch_up()
+        await self._catch_up(projector)
         summary = await store.summary(saga_id)
         if summary is None or summary.version < await store.latest_version(saga_id):
             try:
@@ -311,8 +316,21 @@ class AlphaSaga:
         if where.state is not None and where.state not in set(SagaState):
             raise InvalidRequest(f"unknown state {where.state!r}: one of {', '.join(SagaState)}")
         store = await self.saga_store()
-        await SagaProjector(store).catch_up()
+        await self._catch_up(SagaProjector(store))
         return await store.summaries(where)
+
+    async def _catch_up(self, projector: SagaProjector) -> None:
+        """Bring the saga list up to the log, one catch-up at a time in this client. The
+        projector holds a connection under its lock and takes another: concurrent callers
+        on one pool (a server's requests) would each hold one, waiting for the lock, until
+        none is left for the holder. A caller that waited while another catch-up started
+        and finished has nothing left to read: that one began after it asked."""
+        ticket = self._catch_ups_started
+        async with self._catch_up_lock:
+            if self._catch_ups_started > ticket:
+                return
+            self._catch_ups_started += 1
+            await projector.catch_up()
 
     async def detail(self, saga: str | uuid.UUID) -> Detail:
         """The saga's row of the list, each step attempt with its duration, and its trace id."""
