@@ -130,6 +130,8 @@ class AlphaSaga:
     application_name: str = "alphasaga-client"
     # Database connections: a server answering many requests at once wants more than a CLI.
     pool_size: int = 4
+    # Redis connections: a followed saga holds one while it is followed.
+    redis_connections: int = 100
     _redis: aioredis.Redis | None = None
     _events: EventStore | None = None
     _accounts: Accounts | None = None
@@ -156,17 +158,19 @@ class AlphaSaga:
     # --- connections ---
 
     async def redis(self) -> aioredis.Redis:
-        if self._redis is None:
-            self._redis = await connect_redis(self.settings)
+        if self._redis is None:  # checked again under the lock: the common case takes none
+            async with self._connect_lock:
+                if self._redis is None:
+                    self._redis = await connect_redis(self.settings, max_connections=self.redis_connections)
         return self._redis
 
     async def event_store(self) -> EventStore:
-        # Under a lock: callers that arrive together on first use share one pool.
-        async with self._connect_lock:
-            if self._events is None:
-                self._events = await connect_store(
-                    self.settings, application_name=self.application_name, max_size=self.pool_size
-                )
+        if self._events is None:  # under the lock: callers that arrive together share one pool
+            async with self._connect_lock:
+                if self._events is None:
+                    self._events = await connect_store(
+                        self.settings, application_name=self.application_name, max_size=self.pool_size
+                    )
         return self._events
 
     async def accounts(self, clock: Clock | None = None) -> Accounts:

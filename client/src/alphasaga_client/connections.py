@@ -44,7 +44,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def connect_redis(settings: Settings) -> aioredis.Redis:
+async def connect_redis(settings: Settings, *, max_connections: int = 100) -> aioredis.Redis:
     import redis.asyncio as aioredis
 
     url = settings.redis_url
@@ -52,7 +52,11 @@ async def connect_redis(settings: Settings) -> aioredis.Redis:
         raise Unavailable("ALPHASAGA_REDIS_URL is not set (`alphasaga up` starts the services and prints it)")
     timeout = settings.connect_timeout_s
     try:
-        client = aioredis.from_url(url, socket_connect_timeout=timeout)
+        # A caller past the pool's size waits for a connection instead of failing at once.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, socket_connect_timeout=timeout, max_connections=max_connections, timeout=20
+        )
+        client = aioredis.Redis.from_pool(pool)
     except ValueError as exc:
         raise InvalidRequest(f"invalid ALPHASAGA_REDIS_URL {redact(url)}: {exc}") from None
     try:

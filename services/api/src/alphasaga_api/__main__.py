@@ -3,12 +3,18 @@ setting is missing (production without a signing key) or a server cannot be reac
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
-from alphasaga_shared import telemetry
+from alphasaga_shared import runner, telemetry
 from alphasaga_shared.config import ConfigError, Settings
 
 from .settings import ApiSettings
+
+
+async def _servers_reachable(redis_url: str, database_url: str, settings: Settings) -> None:
+    store = await runner.wait_for_servers(redis_url, database_url, settings, "api")
+    await store.close()
 
 
 def main() -> None:
@@ -17,12 +23,14 @@ def main() -> None:
     settings, api = Settings(), ApiSettings()
     telemetry.setup_logging("api", settings.log_level)
     try:
-        if settings.production:
-            settings.require_urls()
+        redis_url, database_url = runner.required_urls(settings)
         from .app import create_app
 
         app = create_app(settings, api)
-    except ConfigError as exc:
+        # Reach the servers first (waiting ALPHASAGA_WAIT_FOR_SERVERS_S for them, as every
+        # service does): an unreachable one is a line and exit 2, not a traceback.
+        asyncio.run(_servers_reachable(redis_url, database_url, settings))
+    except (ConfigError, runner.StartupError) as exc:
         print(f"alphasaga-api: {exc}", file=sys.stderr)
         sys.exit(2)
     config = uvicorn.Config(

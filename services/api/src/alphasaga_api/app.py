@@ -46,7 +46,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = AlphaSaga(settings, application_name="alphasaga-api", pool_size=api.pool_size)
+        client = AlphaSaga(
+            settings, application_name="alphasaga-api", pool_size=api.pool_size, redis_connections=api.redis_connections
+        )
         try:
             await client.connect()
             accounts = await client.accounts(now)

@@ -30,6 +30,9 @@ class ApiSettings(BaseSettings):
     submit_per_minute: int = Field(120, ge=1)
     submit_ip_per_minute: int = Field(600, ge=1)
     pool_size: int = Field(16, ge=1, le=200, description="PostgreSQL connections per process")
+    redis_connections: int = Field(
+        1000, ge=10, description="Redis connections per process; each open SSE stream holds one"
+    )
     # An SSE stream ends after this long without the saga ending; a client resumes it.
     stream_timeout_s: float = Field(600.0, gt=0)
 
