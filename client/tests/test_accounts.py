@@ -173,3 +173,10 @@ async def test_concurrent_reads_on_one_small_pool_do_not_deadlock(settings: Sett
         assert all(s is stores[0] for s in stores)  # callers arriving together share one pool
         lists = await asyncio.wait_for(asyncio.gather(*(client.sagas() for _ in range(20))), 30)
     assert lists == [[]] * 20
+
+
+async def test_concurrent_audit_records_are_all_committed_in_one_chain(accounts: Accounts) -> None:
+    await asyncio.gather(*(accounts.record("user:test", "probe", str(i)) for i in range(50)))
+    verified = await accounts.verify_audit()
+    assert verified.ok and verified.records == 51  # the fixture's user.create, and these
+    assert sorted(int(r.target) for r in await accounts.audit.recent(100, action="probe")) == list(range(50))

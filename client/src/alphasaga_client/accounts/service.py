@@ -16,7 +16,7 @@ import asyncpg
 
 from ..errors import ClientError, InvalidRequest, NotFound
 from . import policy
-from .audit import AuditLog, AuditRecord, Verification
+from .audit import AuditLog, AuditRecord, GroupCommit, Verification
 from .policy import ROLES, Role
 from .store import AccountStore, migrate_accounts
 
@@ -109,10 +109,12 @@ class Accounts:
     refresh_ttl: dt.timedelta = dt.timedelta(days=14)
     store: AccountStore = field(init=False)
     audit: AuditLog = field(init=False)
+    _appends: GroupCommit = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = AccountStore(self.pool)
         self.audit = AuditLog(self.pool)
+        self._appends = GroupCommit(self.audit)
 
     @classmethod
     async def open(cls, pool: asyncpg.Pool, schema: str, **kwargs: Any) -> Accounts:
@@ -122,7 +124,7 @@ class Accounts:
     async def record(
         self, actor: str, action: str, target: str = "", outcome: str = "ok", **detail: str | int | None
     ) -> None:
-        await self.audit.append(AuditRecord(self.clock(), actor, action, target, outcome, dict(detail)))
+        await self._appends.append(AuditRecord(self.clock(), actor, action, target, outcome, dict(detail)))
 
     async def verify_audit(self) -> Verification:
         return await self.audit.verify()
