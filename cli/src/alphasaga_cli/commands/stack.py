@@ -113,7 +113,7 @@ def run(
 def _print_api_access(stack: Stack) -> None:
     """In development, a fresh admin key for the API, so that `make up` is all it takes to
     call it (production makes its first admin with `alphasaga users create`)."""
-    import os
+    import re
 
     if stack.settings.production:
         return
@@ -123,8 +123,9 @@ def _print_api_access(stack: Stack) -> None:
         _, key = await (await client.accounts()).create_key("alphasaga up (development)", "admin", actor="stack")
         return key
 
-    port = os.environ.get("ALPHASAGA_API_PORT", "8080")
-    echo(f"ALPHASAGA_API_URL=http://127.0.0.1:{port}")
+    found = re.search(r"alphasaga-api: ready on http://[^:]+:(\d+)", (stack.log_dir / "api.log").read_text())
+    if found:  # the port it bound, which ALPHASAGA_API_PORT=0 leaves to the system
+        echo(f"ALPHASAGA_API_URL=http://127.0.0.1:{found.group(1)}")
     echo(f"ALPHASAGA_API_KEY={with_client(go, config)}")
 
 
