@@ -273,3 +273,25 @@ async def test_production_answers_only_health_without_credentials(settings: Sett
                 assert r.status_code in (401, 422), (path, r.text)
             else:
                 assert r.status_code == 401, (method, path, r.status_code)
+
+
+async def test_dead_letters_listed_read_redriven_and_deleted(api: Api, redis: Any, settings: Settings) -> None:
+    """As the bus leaves them (a source stream's ``:dlq`` with the original fields and the
+    error); the api finds, redrives and deletes them through the client API."""
+    source = settings.streams.commands("ml")
+    fields = {"type": "ml.TrainModel", "message_id": "m-1", "body": "{}", "dlq_error": "boom", "dlq_delivery_count": "5",
+              "dlq_source_stream": source}  # fmt: skip
+    first = (await redis.xadd(f"{source}:dlq", fields)).decode()
+    second = (await redis.xadd(f"{source}:dlq", {**fields, "message_id": "m-2"})).decode()
+    admin = api.auth("admin")
+    listed = (await api.http.get("/v1/dead-letters", headers=admin)).json()
+    assert [d["entry_id"] for d in listed] == [first, second] and listed[0]["error"] == "boom"
+    one = await api.http.get(f"/v1/dead-letters/{first}", headers=admin)
+    assert one.status_code == 200 and one.json()["message_id"] == "m-1"
+    redriven = await api.http.post(f"/v1/dead-letters/{first}/redrive", headers=admin)
+    assert redriven.status_code == 200 and redriven.json()["source_stream"] == source
+    back = await redis.xrange(source)
+    assert [e[1][b"message_id"] for e in back] == [b"m-1"] and b"dlq_error" not in back[0][1]
+    assert (await api.http.delete(f"/v1/dead-letters/{second}", headers=admin)).status_code == 204
+    assert (await api.http.get("/v1/dead-letters", headers=admin)).json() == []
+    assert (await api.http.get(f"/v1/dead-letters/{second}", headers=admin)).status_code == 404
