@@ -279,8 +279,14 @@ async def test_dead_letters_listed_read_redriven_and_deleted(api: Api, redis: An
     """As the bus leaves them (a source stream's ``:dlq`` with the original fields and the
     error); the api finds, redrives and deletes them through the client API."""
     source = settings.streams.commands("ml")
-    fields = {"type": "ml.TrainModel", "message_id": "m-1", "body": "{}", "dlq_error": "boom", "dlq_delivery_count": "5",
-              "dlq_source_stream": source}  # fmt: skip
+    fields = {
+        "type": "ml.TrainModel",
+        "message_id": "m-1",
+        "body": "{}",
+        "dlq_error": "boom",
+        "dlq_delivery_count": "5",
+        "dlq_source_stream": source,
+    }
     first = (await redis.xadd(f"{source}:dlq", fields)).decode()
     second = (await redis.xadd(f"{source}:dlq", {**fields, "message_id": "m-2"})).decode()
     admin = api.auth("admin")
