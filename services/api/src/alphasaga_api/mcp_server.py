@@ -19,7 +19,7 @@ from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from alphasaga_client import AlphaSaga, ClientError, SagaFilter
+from alphasaga_client import AlphaSaga, ClientError, NotFound, SagaFilter
 from alphasaga_client.accounts import AuthFailed, Principal, Role
 from alphasaga_client.accounts.service import Accounts
 from alphasaga_contracts.research import ResearchRequest
@@ -90,10 +90,18 @@ def build(resolve: Resolve) -> FastMCP:
     async def wait_for_saga(saga_id: str, ctx: Context[Any, Any, Any], timeout_s: float = 300) -> dict[str, Any]:
         """Wait until the saga ends (or timeout_s passes) and return its state and verdict."""
         c = await caller(ctx, "viewer")
-        resolved = await _call(c.client.resolve(saga_id))
         deadline = asyncio.get_running_loop().time() + min(max(timeout_s, 1), 1800)
         while True:
-            summary = await _call(c.client.status(resolved))
+            try:
+                summary = await c.client.status(saga_id)
+            except NotFound:
+                # Just submitted: the orchestrator records it within moments.
+                if len(saga_id) != 36 or asyncio.get_running_loop().time() > deadline:
+                    raise ToolError(f"no saga {saga_id}") from None
+                await asyncio.sleep(0.2)
+                continue
+            except ClientError as exc:
+                raise ToolError(str(exc)) from None
             if summary.state in ("COMPLETED", "ROLLED_BACK", "COMPENSATION_FAILED"):
                 return summary.as_json(with_state=False)
             if asyncio.get_running_loop().time() > deadline:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -18,6 +19,7 @@ from alphasaga_client import AlphaSaga, Lifecycle, NotFound
 from .routes_research import SagaId
 from .security import authorize, role, runtime
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
 ENTRY_ID = r"^\d{1,20}-\d{1,20}$"
 # A client that finds the saga already ended past its Last-Event-ID is told so this soon.
@@ -25,6 +27,8 @@ ENDED_GRACE_S = 1.0
 # A saga exists once the orchestrator has recorded its request: a client that connects
 # right after submitting waits this long for that instead of getting a 404.
 JUST_SUBMITTED_S = 5.0
+# A comment line this often while nothing happens keeps intermediaries from closing the stream.
+HEARTBEAT_S = 15.0
 
 
 def frame(item: Lifecycle) -> str:
@@ -70,8 +74,33 @@ async def _resolve_soon(client: AlphaSaga, saga_id: str) -> uuid.UUID:
 
 async def _events(client: AlphaSaga, saga_id: uuid.UUID, after: str, timeout_s: float) -> AsyncIterator[str]:
     yield ": following\n\n"  # the headers and a first byte at once: the client knows it is connected
+    frames: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for item in client.follow(saga_id, after=after, timeout_s=timeout_s):
+                await frames.put(frame(item))
+        except TimeoutError:
+            await frames.put("event: timeout\ndata: {}\n\n")
+        finally:
+            await frames.put(None)
+
+    task = asyncio.create_task(pump())
     try:
-        async for item in client.follow(saga_id, after=after, timeout_s=timeout_s):
-            yield frame(item)
-    except TimeoutError:
-        yield "event: timeout\ndata: {}\n\n"
+        while True:
+            try:
+                item = await asyncio.wait_for(frames.get(), HEARTBEAT_S)
+            except TimeoutError:
+                yield ": keepalive\n\n"  # a long step sends nothing: proxies must not take the stream for dead
+                continue
+            if item is None:
+                break
+            yield item
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # the stream has ended; say why in the log, not to the client
+            log.warning("stream of saga %s ended by %s", saga_id, type(exc).__name__)
