@@ -9,16 +9,13 @@ import asyncio
 import hashlib
 import re
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -28,6 +25,7 @@ from alphasaga_cli.stack import WITH_API, Stack
 from alphasaga_client import AlphaSaga
 from alphasaga_shared.config import Settings
 from conftest import Servers
+from tests.support.helpers import running_stack
 
 SAGA_TIMEOUT = 240
 TERMINAL = {"sagas.SagaCompleted", "sagas.SagaRolledBack", "sagas.SagaCompensationFailed"}
@@ -57,39 +55,17 @@ async def _make_keys(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def running(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    ns = f"api{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        redis_url=servers.redis_url,
-        database_url=servers.database_url,
-        namespace=ns,
-        database_schema=f"t_{ns}",
-        data_dir=tmp_path_factory.mktemp("apistack"),
-    )
-    stack = Stack(
-        settings,
-        say=print,
+    with running_stack(
+        servers.redis_url,
+        servers.database_url,
+        tmp_path_factory.mktemp("apistack"),
+        "api",
         services=WITH_API,
         extra_env={"ALPHASAGA_API_PORT": "0", "ALPHASAGA_API_HOST": "127.0.0.1"},
-    )
-    try:
-        stack.start(timeout=120)
+    ) as stack:
         found = re.search(r"alphasaga-api: ready on (http://[\d.]+:\d+)", (stack.log_dir / "api.log").read_text())
         assert found, "the api did not say where it listens"
-        yield Running(stack, found.group(1), asyncio.run(_make_keys(settings)))
-    finally:
-        stack.stop()
-        asyncio.run(_remove(servers, ns, settings.database_schema))
-
-
-async def _remove(servers: Servers, ns: str, schema: str) -> None:
-    r = aioredis.from_url(servers.redis_url)
-    keys = [k async for k in r.scan_iter(match=f"{ns}:*", count=5000)]
-    if keys:
-        await r.delete(*keys)
-    await r.aclose()
-    conn = await asyncpg.connect(servers.database_url)
-    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    await conn.close()
+        yield Running(stack, found.group(1), asyncio.run(_make_keys(stack.settings)))
 
 
 @asynccontextmanager
