@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from alphasaga_client import AlphaSaga, ClientError, NotFound, SagaFilter
 from alphasaga_client.accounts import AuthFailed, Principal, Role
 from alphasaga_client.accounts.service import Accounts
 from alphasaga_contracts.research import ResearchRequest
+
+from .security import idempotent_message_id
 
 INSTRUCTIONS = """AlphaSaga researches trading strategies on daily prices. submit_research starts a
 saga (reasoning, code generation, ML, backtest) and returns its id; wait_for_saga or get_saga
@@ -67,9 +68,7 @@ def build(resolve: Resolve) -> FastMCP:
         """Start a research saga on a dataset (see list_datasets) and return its id. The same
         idempotency_key always names the same saga."""
         c = await caller(ctx, "researcher")
-        message_id = None
-        if idempotency_key:
-            message_id = "idem-" + uuid.uuid5(uuid.NAMESPACE_URL, f"{c.principal.subject}\n{idempotency_key}").hex
+        message_id = idempotent_message_id(c.principal, idempotency_key) if idempotency_key else None
         submitted = await _call(c.client.submit(request, message_id=message_id))
         if c.accounts is not None:
             await c.accounts.own(submitted.saga_id, c.principal)

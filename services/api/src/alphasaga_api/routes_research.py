@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -18,7 +17,7 @@ from alphasaga_contracts.research import ResearchRequest
 
 from . import models
 from .problems import Problem
-from .security import authorize, client_address, limit, role, runtime
+from .security import authorize, client_address, idempotent_message_id, limit, role, runtime
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
 Caller = Annotated[Principal, Depends(authorize)]
@@ -45,10 +44,7 @@ async def submit(
     rt = runtime(request)
     await limit(request, "submit", who.subject, rt.api.submit_per_minute)
     await limit(request, "submit-ip", client_address(request), rt.api.submit_ip_per_minute)
-    message_id = None
-    if idempotency_key is not None:
-        # Scoped to the caller: two callers' keys never name one saga.
-        message_id = "idem-" + hashlib.sha256(f"{who.subject}\n{idempotency_key}".encode()).hexdigest()[:40]
+    message_id = None if idempotency_key is None else idempotent_message_id(who, idempotency_key)
     submitted = await rt.client.submit(body, workflow=workflow, message_id=message_id)
     await rt.accounts.own(submitted.saga_id, who)
     sid = str(submitted.saga_id)

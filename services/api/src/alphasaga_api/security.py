@@ -4,6 +4,7 @@ checks and the role table test cannot disagree."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from fastapi import Request
@@ -61,6 +62,12 @@ async def authenticate(request: Request) -> Principal:
 def _as_role(needed: Access) -> Role:
     assert needed != "public"
     return needed
+
+
+def idempotent_message_id(principal: Principal, key: str) -> str:
+    """The message id of a submit retried with ``key``: the orchestrator derives the saga
+    from it, so one caller's key always names one saga, and two callers' keys never do."""
+    return "idem-" + hashlib.sha256(f"{principal.subject}\n{key}".encode()).hexdigest()[:40]
 
 
 def client_address(request: Request) -> str:
