@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from alphasaga_client import AlphaSaga, ClientError, NotFound, SagaFilter
 from alphasaga_client.accounts import AuthFailed, Principal, Role
 from alphasaga_client.accounts.service import Accounts
+from alphasaga_contracts import SagaState
 from alphasaga_contracts.research import ResearchRequest
 
 from .security import idempotent_message_id
@@ -101,7 +102,7 @@ def build(resolve: Resolve) -> FastMCP:
                 continue
             except ClientError as exc:
                 raise ToolError(str(exc)) from None
-            if summary.state in ("COMPLETED", "ROLLED_BACK", "COMPENSATION_FAILED"):
+            if SagaState(summary.state).terminal:
                 return summary.as_json(with_state=False)
             if asyncio.get_running_loop().time() > deadline:
                 return {**summary.as_json(with_state=False), "note": "still running: call again"}

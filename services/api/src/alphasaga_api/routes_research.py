@@ -117,7 +117,7 @@ async def get_saga(request: Request, saga_id: SagaId) -> models.SagaDetail:
     detail = await _client(request).detail(saga_id)
     s = detail.summary
     outcome = None
-    if s.state in {str(x) for x in SagaState if x.terminal}:
+    if SagaState(s.state).terminal:
         outcome = {"state": s.state, "verdict": s.verdict, "metrics": s.metrics, "failure": s.failure}
     return models.SagaDetail(
         saga=s.as_json(with_state=False),

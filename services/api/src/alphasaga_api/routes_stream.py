@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
 
 from alphasaga_client import AlphaSaga, Lifecycle, NotFound
+from alphasaga_contracts import SagaState
 
 from .routes_research import SagaId
 from .security import authorize, role, runtime
@@ -51,7 +52,7 @@ async def stream(
     rt = runtime(request)
     client = rt.client
     resolved = await _resolve_soon(client, saga_id)  # a 404 before the stream starts
-    ended = (await client.status(resolved)).state in {"COMPLETED", "ROLLED_BACK", "COMPENSATION_FAILED"}
+    ended = SagaState((await client.status(resolved)).state).terminal
     timeout = ENDED_GRACE_S if ended and last_event_id else rt.api.stream_timeout_s
     return StreamingResponse(
         _events(client, resolved, last_event_id or "0-0", timeout),

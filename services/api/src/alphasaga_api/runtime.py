@@ -42,7 +42,6 @@ class Tokens:
                 issuer=ISSUER,
                 options={"require": ["exp", "sid", "sub"], "verify_iat": False},
                 leeway=0,
-                # PyJWT checks exp against the wall clock; the injected one decides below.
             )
             session_id = uuid.UUID(str(claims["sid"]))
         except (jwt.PyJWTError, ValueError):
