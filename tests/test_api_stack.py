@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
+import signal
+import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,11 +25,11 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import AnyUrl
 
-from alphasaga_cli.stack import WITH_API, Stack
 from alphasaga_client import AlphaSaga
 from alphasaga_shared.config import Settings
+from cli.tests.clirunner import ALPHASAGA
 from conftest import Servers
-from tests.support.helpers import running_stack
+from tests.support.helpers import remove_stack_data
 
 SAGA_TIMEOUT = 240
 TERMINAL = {"sagas.SagaCompleted", "sagas.SagaRolledBack", "sagas.SagaCompensationFailed"}
@@ -33,7 +37,8 @@ TERMINAL = {"sagas.SagaCompleted", "sagas.SagaRolledBack", "sagas.SagaCompensati
 
 @dataclass
 class Running:
-    stack: Stack
+    env: dict[str, str]
+    settings: Settings
     url: str
     keys: dict[str, str]
 
@@ -47,25 +52,53 @@ async def _make_keys(settings: Settings) -> dict[str, str]:
         for name in ("ada", "bob"):
             await accounts.create_user(name, "correct horse battery", "researcher")
         made = {}
-        for who, role, user in (("viewer", "viewer", None), ("ada", "researcher", "ada"), ("bob", "researcher", "bob"),
-                                ("admin", "admin", None)):  # fmt: skip
+        for who, role, user in (("viewer", "viewer", None), ("ada", "researcher", "ada"), ("bob", "researcher", "bob")):
             _, made[who] = await accounts.create_key(f"{who} key", role, username=user)
         return made
 
 
 @pytest.fixture(scope="module")
 def running(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with running_stack(
-        servers.redis_url,
-        servers.database_url,
-        tmp_path_factory.mktemp("apistack"),
-        "api",
-        services=WITH_API,
-        extra_env={"ALPHASAGA_API_PORT": "0", "ALPHASAGA_API_HOST": "127.0.0.1"},
-    ) as stack:
-        found = re.search(r"alphasaga-api: ready on (http://[\d.]+:\d+)", (stack.log_dir / "api.log").read_text())
-        assert found, "the api did not say where it listens"
-        yield Running(stack, found.group(1), asyncio.run(_make_keys(stack.settings)))
+    """`alphasaga up`, as `make up` runs it: the five services and the api, whose address
+    and admin key it prints (the admin key of these tests is that one)."""
+    ns = f"api{uuid.uuid4().hex[:8]}"
+    settings = Settings(redis_url=servers.redis_url, database_url=servers.database_url, namespace=ns,
+                        database_schema=f"t_{ns}", data_dir=tmp_path_factory.mktemp("apistack"))  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPHASAGA_")}
+    env.update(
+        ALPHASAGA_REDIS_URL=servers.redis_url,
+        ALPHASAGA_DATABASE_URL=servers.database_url,
+        ALPHASAGA_NAMESPACE=ns,
+        ALPHASAGA_DATABASE_SCHEMA=settings.database_schema,
+        ALPHASAGA_DATA_DIR=str(settings.data_dir),
+        ALPHASAGA_API_PORT="0",
+        ALPHASAGA_API_HOST="127.0.0.1",
+    )
+    up = subprocess.Popen([str(ALPHASAGA), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    printed: dict[str, str] = {}
+    try:
+        assert up.stdout is not None
+        for line in up.stdout:
+            name, sep, value = line.strip().partition("=")
+            if sep and name.startswith("ALPHASAGA_"):
+                printed[name] = value
+            if "ALPHASAGA_API_KEY" in printed or line.startswith("error"):
+                break
+        assert "ALPHASAGA_API_KEY" in printed, printed
+        keys = {**asyncio.run(_make_keys(settings)), "admin": printed["ALPHASAGA_API_KEY"]}
+        yield Running(env, settings, printed["ALPHASAGA_API_URL"], keys)
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+        asyncio.run(remove_stack_data(servers.redis_url, servers.database_url, ns, settings.database_schema))
+
+
+def test_up_printed_the_api_address_and_a_working_admin_key(running: Running) -> None:
+    r = httpx.get(f"{running.url}/v1/users", headers=running.auth("admin"), timeout=30)
+    assert r.status_code == 200, r.text  # an admin's route
 
 
 @asynccontextmanager
@@ -250,7 +283,7 @@ async def test_mcp_over_http_needs_a_key(running: Running) -> None:
 
 
 async def test_alphasaga_mcp_over_stdio(running: Running) -> None:
-    params = StdioServerParameters(command=sys.executable, args=["-m", "alphasaga_cli", "mcp"], env=running.stack.env())
+    params = StdioServerParameters(command=sys.executable, args=["-m", "alphasaga_cli", "mcp"], env=running.env)
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         result = await session.call_tool("list_datasets", {})

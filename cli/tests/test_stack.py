@@ -1,20 +1,17 @@
 """The local stack keeps its services running: one that dies is started again, with a
 backoff, and the user is told (``alphasaga up``); start-up waits as long as services
-make progress, and gives up naming the ones that make none; ``up`` prints an admin key
-for the api it starts."""
+make progress, and gives up naming the ones that make none. (That ``up`` prints a working
+admin key for the api it starts: tests/test_api_stack.py, which runs on it.)"""
 
 from __future__ import annotations
 
 import signal
-import subprocess
 import threading
 from pathlib import Path
 
-import httpx
-
 from alphasaga_cli.stack import Stack
 from alphasaga_shared.config import Settings
-from cli.tests.clirunner import ALPHASAGA, alphasaga, assert_one_line_error
+from cli.tests.clirunner import alphasaga, assert_one_line_error
 
 
 def test_a_service_that_dies_is_started_again_and_the_user_is_told(settings: Settings, tmp_path: Path) -> None:
@@ -48,29 +45,3 @@ def test_a_start_that_makes_no_progress_gives_up_naming_the_services(env: dict[s
     result = alphasaga(impatient, "up", timeout=120)
     line = assert_one_line_error(result, contains="not ready after")
     assert "ALPHASAGA_START_TIMEOUT_S" in line and "orchestrator" in line
-
-
-def test_up_starts_the_api_and_prints_a_working_admin_key(env: dict[str, str]) -> None:
-    """The two-command setup: `make up` prints the API's address and an admin key that works."""
-    proc = subprocess.Popen(
-        [str(ALPHASAGA), "up"],
-        env={**env, "ALPHASAGA_API_PORT": "0", "ALPHASAGA_API_HOST": "127.0.0.1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    printed: dict[str, str] = {}
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            name, sep, value = line.strip().partition("=")
-            if sep and name.startswith("ALPHASAGA_"):
-                printed[name] = value
-            if "ALPHASAGA_API_KEY" in printed or line.startswith("error"):
-                break
-        key, url = printed["ALPHASAGA_API_KEY"], printed["ALPHASAGA_API_URL"]
-        r = httpx.get(f"{url}/v1/users", headers={"Authorization": f"Bearer {key}"}, timeout=30)
-        assert r.status_code == 200, r.text  # an admin's route
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(60)

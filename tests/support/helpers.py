@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from alphasaga_cli.stack import SERVICES, Stack
+from alphasaga_cli.stack import Stack
 from alphasaga_shared.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,31 +91,22 @@ class Proc:
 
 
 @contextmanager
-def running_stack(
-    redis_url: str,
-    database_url: str,
-    data_dir: Path,
-    prefix: str,
-    *,
-    services: tuple[str, ...] = SERVICES,
-    extra_env: dict[str, str] | None = None,
-) -> Iterator[Stack]:
-    """The five services (or ``services``) as processes in a namespace and schema of their
-    own, removed after."""
+def running_stack(redis_url: str, database_url: str, data_dir: Path, prefix: str) -> Iterator[Stack]:
+    """The five services as processes in a namespace and schema of their own, removed after."""
     ns = f"{prefix}{uuid.uuid4().hex[:8]}"
     settings = Settings(
         redis_url=redis_url, database_url=database_url, namespace=ns, database_schema=f"t_{ns}", data_dir=data_dir
     )
-    stack = Stack(settings, say=print, services=services, extra_env=extra_env or {})
+    stack = Stack(settings, say=print)
     try:
         stack.start(timeout=120)
         yield stack
     finally:
         stack.stop()
-        asyncio.run(_remove(redis_url, database_url, ns, settings.database_schema))
+        asyncio.run(remove_stack_data(redis_url, database_url, ns, settings.database_schema))
 
 
-async def _remove(redis_url: str, database_url: str, namespace: str, schema: str) -> None:
+async def remove_stack_data(redis_url: str, database_url: str, namespace: str, schema: str) -> None:
     """A test stack leaves nothing behind: its streams and guard keys, and its schema."""
     redis = aioredis.from_url(redis_url)
     keys = [k async for k in redis.scan_iter(match=f"{namespace}:*", count=5000)]
