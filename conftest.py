@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -34,22 +36,25 @@ class Servers:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+def servers() -> Iterator[Servers]:
     redis_url = os.environ.get("ALPHASAGA_TEST_REDIS_URL")
     database_url = os.environ.get("ALPHASAGA_TEST_DATABASE_URL")
     embedded = None
     if not (redis_url and database_url):
         from alphasaga_cli.embedded import start_embedded
 
-        embedded = start_embedded(
-            tmp_path_factory.mktemp("embedded"), redis=not redis_url, postgres=not database_url, say=print
-        )
+        # Not under pytest's base directory: run as root, embedded PostgreSQL serves as a
+        # user of its own and opens the data's parent directories to it, and any other
+        # pytest run as root closes pytest's directory again (0700) under it.
+        data = Path(tempfile.mkdtemp(prefix="alphasaga-embedded-"))
+        embedded = start_embedded(data, redis=not redis_url, postgres=not database_url, say=print)
         redis_url = redis_url or embedded.redis_url
         database_url = database_url or embedded.database_url
     assert redis_url and database_url
     yield Servers(redis_url, database_url)
     if embedded is not None:
         embedded.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture

@@ -403,6 +403,8 @@ class Training:
     fits: int
     total_s: float
     fit_s: float
+    refusal_rows: int
+    refusal_s: float
 
 
 def training(bars: pd.DataFrame, runs: int = RUNS) -> Training:
@@ -431,6 +433,17 @@ def training(bars: pd.DataFrame, runs: int = RUNS) -> Training:
             totals.append(time.perf_counter() - started)
             fits_per_run.append(sum(fit_times))
             folds = len(result.folds)
+    # Too few rows is refused before any fit: one bar short of the minimum.
+    short = ml_train.required_rows(horizon=HORIZON, n_splits=5, min_train=250) - 1
+    refusals: list[float] = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        try:
+            ml_train.train_walk_forward(bars.iloc[:short], signals.iloc[:short], horizon=HORIZON, seed=SEED)
+        except ml_train.TrainingError:
+            refusals.append(time.perf_counter() - started)
+        else:
+            raise AssertionError(f"{short} rows were trained on; the bench expects a refusal")
     return Training(
         rows=len(bars),
         columns=signals.shape[1],
@@ -438,6 +451,8 @@ def training(bars: pd.DataFrame, runs: int = RUNS) -> Training:
         fits=len(fit_times),
         total_s=median_of(totals),
         fit_s=median_of(fits_per_run),
+        refusal_rows=short,
+        refusal_s=median_of(refusals),
     )
 
 
@@ -658,7 +673,8 @@ def markdown(r: Report) -> str:
                     f"{t.folds} folds + final model ({t.fits} fits)",
                     _ms(t.total_s),
                     f"{_ms(t.fit_s)} ({t.fit_s / t.total_s:.0%})",
-                )
+                ),
+                (f"refused: {t.refusal_rows:,} rows, one short of the minimum", _ms(t.refusal_s), "none"),
             ],
         ),
         f"\n### Look-ahead check, {s.bars:,} bars, sandboxed from a cold process (median of {RUNS})\n",

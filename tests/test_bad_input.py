@@ -35,6 +35,14 @@ async def last_event(client: AlphaSaga, saga_id: uuid.UUID, after: str) -> sg.Sa
     return events[-1]
 
 
+async def send_raw(h: Harness, message_id: str, saga_id: uuid.UUID, message_type: str, body: str) -> None:
+    """An entry on the orchestrator's command stream, as any Redis client could add it."""
+    await h.redis.xadd(
+        h.settings.streams.commands(Service.ORCHESTRATOR),
+        {"message_id": message_id, "correlation_id": str(saga_id), "type": message_type, "body": body},
+    )
+
+
 async def test_an_unknown_workflow_and_a_cancel_of_no_saga_are_refused_at_once(h: Harness, client: AlphaSaga) -> None:
     await h.ready(h.orchestrator(h.workflows_file(SLOW_STEPS)))
     submitted = await client.submit(ResearchRequest(dataset="sp500"), workflow="no-such-workflow")
@@ -46,16 +54,7 @@ async def test_an_unknown_workflow_and_a_cancel_of_no_saga_are_refused_at_once(h
 
     ghost = uuid.uuid4()
     after = await client.lifecycle_cursor()
-    sent = await h.redis.xadd(
-        h.settings.streams.commands(Service.ORCHESTRATOR),
-        {
-            "message_id": str(uuid.uuid4()),
-            "correlation_id": str(ghost),
-            "type": "orchestrator.CancelSaga",
-            "body": f'{{"saga_id": "{ghost}"}}',
-        },
-    )
-    assert sent
+    await send_raw(h, str(uuid.uuid4()), ghost, "orchestrator.CancelSaga", f'{{"saga_id": "{ghost}"}}')
     refused = await last_event(client, ghost, after)
     assert isinstance(refused, sg.RequestRejected) and refused.reason == f"no saga {ghost} to cancel"
 
@@ -66,15 +65,7 @@ async def test_a_request_that_breaks_its_contract_is_refused_on_the_lifecycle_st
     await h.ready(h.orchestrator(h.workflows_file(SLOW_STEPS)))
     saga_id = uuid.uuid4()
     after = await client.lifecycle_cursor()
-    await h.redis.xadd(
-        h.settings.streams.commands(Service.ORCHESTRATOR),
-        {
-            "message_id": "m-1",
-            "correlation_id": str(saga_id),
-            "type": "orchestrator.StartResearch",
-            "body": '{"request": {"dataset": 42}}',
-        },
-    )
+    await send_raw(h, "m-1", saga_id, "orchestrator.StartResearch", '{"request": {"dataset": 42}}')
     refused = await last_event(client, saga_id, after)
     assert isinstance(refused, sg.RequestRejected), refused
     assert "violates its contract" in refused.reason and ":cmd:orchestrator:dlq" in refused.reason
@@ -113,15 +104,8 @@ async def test_an_oversized_request_is_dead_lettered_with_its_size_not_its_conte
     saga_id = uuid.uuid4()
     after = await client.lifecycle_cursor()
     huge = "x" * 5_000_000
-    await h.redis.xadd(
-        h.settings.streams.commands(Service.ORCHESTRATOR),
-        {
-            "message_id": "m-huge",
-            "correlation_id": str(saga_id),
-            "type": "orchestrator.StartResearch",
-            "body": f'{{"request": {{"dataset": "sp500", "data_path": "{huge}"}}}}',
-        },
-    )
+    body = f'{{"request": {{"dataset": "sp500", "data_path": "{huge}"}}}}'
+    await send_raw(h, "m-huge", saga_id, "orchestrator.StartResearch", body)
     refused = await last_event(client, saga_id, after)
     assert isinstance(refused, sg.RequestRejected), refused
     assert "an entry of 5,000,1" in refused.reason and "over the 262,144-byte limit" in refused.reason

@@ -28,7 +28,7 @@ async def commit_pool_backends(store: EventStore, application_name: str) -> list
     """What the commit pool's sessions last ran, and when, as PostgreSQL sees them."""
     async with store.pool.acquire() as conn:
         rows: list[asyncpg.Record] = await conn.fetch(
-            "SELECT query, query_start FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid",
+            "SELECT query, query_start FROM pg_stat_activity WHERE application_name LIKE $1 || ' pid=%' ORDER BY pid",
             application_name,
         )
     return [(r["query"], r["query_start"]) for r in rows]

@@ -28,7 +28,7 @@ async def test_happy_path_reads_like_a_story(h: Harness) -> None:
     assert await h.violations([saga]) == {}
     async with h.store.pool.acquire() as conn:  # one saga's commits ran on the commit pool
         queries = await conn.fetch(
-            "SELECT query FROM pg_stat_activity WHERE application_name = 'alphasaga-orchestrator-commits'"
+            "SELECT query FROM pg_stat_activity WHERE application_name LIKE 'alphasaga-orchestrator-commits pid=%'"
         )
     assert any("WITH guard AS" in r["query"] for r in queries), queries
 

@@ -15,6 +15,7 @@ from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.wire import envelope_for
 from tests.support import replies
+from tests.support.sessions import running_transactions_ended
 
 
 async def table(store: EventStore) -> list[dict[str, Any]]:
@@ -44,6 +45,7 @@ async def test_incremental_projection_equals_a_full_rebuild(settings: Settings, 
         for step in ("codegen", "reasoning"):
             done = replies.COMPENSATED[step](saga_id=saga_id, step=step, attempt=1)
             await orchestrator.apply(saga_id, envelope_for(done, correlation_id=str(saga_id)))
+    await running_transactions_ended(store.pool)
     await projector.catch_up()
     incremental = await table(store)
     assert len(incremental) == 40

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import redis.asyncio as aioredis
 
 from alphasaga_contracts import Service
@@ -85,13 +86,42 @@ async def test_a_relay_in_another_process_is_woken_by_the_commit_not_its_poll(
     # A poll of ten minutes: whatever the relay publishes within the test, a NOTIFY woke it for.
     relay = Proc.module("alphasaga_shared.outbox", {**env, "ALPHASAGA_RELAY_POLL_MS": "600000"}, tmp_path / "r.log")
     try:
-        await relay.wait_for("ready", timeout=60)
-        await asyncio.sleep(0.5)  # past the relay's first read, into its long wait
-        orchestrator = bootstrap.orchestrator(store, settings)
-        saga_id = uuid.uuid4()
-        start = sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))
-        target = settings.streams.commands(Service.REASONING)
-        await orchestrator.apply(saga_id, envelope_for(start, correlation_id=str(saga_id)))
+        await relay.wait_for("relay is publishing the outbox", timeout=60)
+        await asyncio.sleep(0.2)  # past the relay's first read, into its long wait
+        target = await start_a_saga(store, settings)
         await eventually(lambda: _xlen_at_least(redis, target, 1), timeout=30)
     finally:
         assert relay.stop() == 0, relay.text()
+
+
+async def test_a_commit_held_back_behind_an_older_running_transaction_is_published_once_that_ends(
+    settings: Settings, env: dict[str, str], redis: aioredis.Redis, store: EventStore, tmp_path: Path
+) -> None:
+    """The NOTIFY of a commit can come while the tail may not read it yet (a transaction
+    that began before it still runs, anywhere on the server): the relay must look again
+    soon, not wait for its poll."""
+    relay = Proc.module("alphasaga_shared.outbox", {**env, "ALPHASAGA_RELAY_POLL_MS": "600000"}, tmp_path / "r.log")
+    blocker = await asyncpg.connect(settings.database_url)
+    try:
+        await relay.wait_for("relay is publishing the outbox", timeout=60)
+        held = blocker.transaction()
+        await held.start()
+        await blocker.fetchval("SELECT pg_current_xact_id()")  # it has an id: the tail waits for it
+        target = await start_a_saga(store, settings)
+        await asyncio.sleep(0.5)
+        assert await redis.xlen(target) == 0, "the tail held the commit back"
+        await held.rollback()
+        await eventually(lambda: _xlen_at_least(redis, target, 1), timeout=30)
+    finally:
+        await blocker.close()
+        assert relay.stop() == 0, relay.text()
+
+
+async def start_a_saga(store: EventStore, settings: Settings) -> str:
+    """Commit a saga's start, as an orchestrator without a relay of its own does (with a
+    NOTIFY); returns the stream its first command goes to."""
+    orchestrator = bootstrap.orchestrator(store, settings)
+    saga_id = uuid.uuid4()
+    start = sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))
+    await orchestrator.apply(saga_id, envelope_for(start, correlation_id=str(saga_id)))
+    return settings.streams.commands(Service.REASONING)

@@ -89,3 +89,11 @@ async def test_names_that_find_no_saga_or_several_fail_with_their_reason(h: Harn
     with pytest.raises(Ambiguous, match="ambiguous"):
         await client.resolve("abcd")
     assert await client.resolve("ABCD0") == one
+
+
+def test_replay_shows_event_data_without_the_event_stores_encodings() -> None:
+    from alphasaga_client.timetravel import readable
+
+    saga_id = uuid.uuid4()
+    stored = {"saga_id": {"_type_": "uuid_hex", "_data_": saga_id.hex}, "step": "ml", "attempt": 2}
+    assert readable(stored) == {"saga_id": saga_id, "step": "ml", "attempt": 2}

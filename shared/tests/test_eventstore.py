@@ -10,6 +10,7 @@ import pytest
 
 from alphasaga_shared.eventstore import START, ConcurrencyError, EventStore, NewEvent, Position
 from alphasaga_shared.eventstore.migrations import bundled_migrations, migrate
+from tests.support.sessions import running_transactions_ended
 
 
 async def test_append_and_read_a_stream(store: EventStore) -> None:
@@ -101,6 +102,7 @@ async def test_tailing_reader_never_skips_a_late_commit(store: EventStore) -> No
         await store.pool.release(slow)
 
     position = await store.load_position("reader")
+    await running_transactions_ended(store.pool)
     seen += [e.type for e in await store.read_all(position)]
     assert sorted(seen) == ["early", "late"], seen
     assert seen.count("late") == 1 and seen.count("early") == 1
@@ -109,6 +111,7 @@ async def test_tailing_reader_never_skips_a_late_commit(store: EventStore) -> No
 async def test_read_all_is_in_commit_order_and_pages(store: EventStore) -> None:
     for i in range(5):
         await store.append(f"s-{i}", [NewEvent("E", {"i": i}), NewEvent("F", {"i": i})], expected_version=0)
+    await running_transactions_ended(store.pool)
     pages: list[int] = []
     position = START
     while batch := await store.read_all(position, limit=3):

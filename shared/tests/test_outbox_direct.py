@@ -10,9 +10,11 @@ import redis.asyncio as aioredis
 
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
+from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import START, EventStore, NewEvent, outbox_stream
-from alphasaga_shared.outbox import RELAY_POSITION, Relay, outbox_events
+from alphasaga_shared.outbox import RELAY_LOCK, RELAY_POSITION, Relay, outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
+from tests.support.sessions import terminate_lock_holder
 
 
 def rows_for(stream: str, n: int) -> list[NewEvent]:
@@ -65,8 +67,9 @@ async def test_directly_published_rows_are_not_published_again_by_the_tail(
     relay, task = await held_relay(store, redis)
     try:
         rows = rows_for(stream, 5)
-        await commit(store, rows)
-        await relay.publish_committed(rows)
+        async with relay.publishing(rows) as direct:
+            await commit(store, rows)
+        assert direct
         assert await entries(redis, stream) == [r.metadata["message_id"] for r in rows]
         await asyncio.sleep(0.2)  # several tail passes over the committed rows
         assert len(await entries(redis, stream)) == 5, "the tail skipped what was published directly"
@@ -83,9 +86,9 @@ async def test_rows_whose_direct_publish_failed_are_published_by_the_tail(
     unreachable = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     try:
         rows = rows_for(stream, 3)
-        await commit(store, rows)
         relay.redis = unreachable
-        await relay.publish_committed(rows)  # fails, and must not raise
+        async with relay.publishing(rows):  # the publish fails, and must not raise
+            await commit(store, rows)
         relay.redis = redis
         assert await published_by_the_tail(redis, stream, rows) == sorted(r.metadata["message_id"] for r in rows)
     finally:
@@ -111,10 +114,12 @@ async def test_rows_skipped_while_their_direct_publish_hangs_then_fails_are_publ
     try:
         rows = rows_for(stream, 3)
         relay.redis = unanswering
-        # Claimed as the commit lands (the orchestrator claims right after it): the tail
-        # must not read the rows unclaimed in between, whatever the machine's load.
-        publishing = asyncio.create_task(relay.publish_committed(rows))
-        await commit(store, rows)
+
+        async def commit_and_publish() -> None:
+            async with relay.publishing(rows):
+                await commit(store, rows)
+
+        publishing = asyncio.create_task(commit_and_publish())
         await asyncio.sleep(0.25)  # many tail passes (20 ms poll) while the publish waits
         assert not publishing.done()
         assert relay._skipped_unconfirmed == {r.event_id for r in rows}, "the tail passed the claimed rows"
@@ -126,3 +131,36 @@ async def test_rows_skipped_while_their_direct_publish_hangs_then_fails_are_publ
         await stop(relay, task)
         await unanswering.aclose()
         silent.close()
+
+
+async def test_a_relay_taking_over_does_not_publish_again_what_the_holder_published_past_a_running_commit(
+    store: EventStore, redis: aioredis.Redis, namespace: str, settings: Settings
+) -> None:
+    """The holder publishes its own commits at once, also past a commit of another process
+    that is still running (the tail waits for that one). When the holder's lock session is
+    cut there, the relay that takes over starts from the holder's saved position, before
+    the running commit: it must pass over what the holder published past it."""
+    stream = f"{namespace}:cmd:orchestrator"
+    holder, holder_task = await held_relay(store, redis)
+    successor = Relay(store, redis, poll_ms=20, save_every_ms=0)
+    successor_task: asyncio.Task[None] | None = None
+    earlier, later = rows_for(stream, 2), rows_for(stream, 2)
+    try:
+        async with store.transaction() as conn:
+            await store.append(outbox_stream("direct-test-running"), earlier, expected_version=None, conn=conn)
+            async with holder.publishing(later):
+                await commit(store, later)
+            successor_task = asyncio.create_task(successor.run())
+            assert await terminate_lock_holder(settings.database_url or "", store.lock_key(RELAY_LOCK)) is not None
+            await stop(holder, holder_task)  # it learns of the cut, settles and goes
+            for _ in range(500):
+                if successor.holding:
+                    break
+                await asyncio.sleep(0.01)
+            assert successor.holding, "the successor took the lock"
+        ids = await published_by_the_tail(redis, stream, earlier + later)
+        assert ids == sorted(r.metadata["message_id"] for r in earlier + later), "each row published once"
+    finally:
+        await stop(holder, holder_task)
+        if successor_task is not None:
+            await stop(successor, successor_task)

@@ -3,6 +3,7 @@ as a failover, a restart or an idle-session killer would cut them."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import asyncpg
@@ -32,9 +33,11 @@ async def terminate_sessions_of(database_url: str, pid: int) -> int:
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE client_port = ANY($1::int[])"
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE (client_port = ANY($1::int[]) OR application_name LIKE '% pid=' || $2::text)"
             " AND pid <> pg_backend_pid()",
             sorted(local_ports(pid)),
+            str(pid),
         )
     finally:
         await conn.close()
@@ -56,3 +59,13 @@ async def terminate_lock_holder(database_url: str, lock_key: str) -> int | None:
     finally:
         await conn.close()
     return int(pid) if pid is not None else None
+
+
+async def running_transactions_ended(pool: asyncpg.Pool) -> None:
+    """Wait until the transactions running now, anywhere on the server, have ended: log
+    readers hold back the rows behind any of them (snapshots are server-wide, and other
+    tests run beside this one)."""
+    async with pool.acquire() as conn:
+        horizon = await conn.fetchval("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        while await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint") < horizon:
+            await asyncio.sleep(0.02)

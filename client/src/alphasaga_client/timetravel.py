@@ -5,12 +5,13 @@ to that one: exactly what the orchestrator knew after event N."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from alphasaga_orchestrator.repository import SagaRepository
+from alphasaga_orchestrator.repository import SagaRepository, make_mapper
 from alphasaga_orchestrator.saga import Saga, state_of
 from alphasaga_shared.eventstore import RecordedEvent
 
@@ -23,6 +24,15 @@ ABSENT: Any = object()
 def event_name(event_type: str) -> str:
     """``alphasaga_orchestrator.saga:Saga.StepCommanded`` -> ``StepCommanded``."""
     return event_type.rsplit(".", 1)[-1].rsplit(":", 1)[-1]
+
+
+_TRANSCODER = make_mapper().transcoder
+
+
+def readable(data: Any) -> Any:
+    """An event's data with the event store's encodings undone: a saga id as a UUID, not
+    ``{"_type_": "uuid_hex", "_data_": ...}``."""
+    return _TRANSCODER.decode(json.dumps(data).encode())
 
 
 class ReplayError(Exception):
@@ -66,6 +76,11 @@ class Frame:
     def event(self) -> str:
         return event_name(self.row.type)
 
+    @property
+    def data(self) -> Any:
+        """The event's data, readable (see ``readable``)."""
+        return readable(self.row.data)
+
     def as_json(self, *, diff: bool) -> dict[str, Any]:
         out: dict[str, Any] = {
             "number": self.number,
@@ -73,7 +88,7 @@ class Frame:
             "event": self.event,
             "type": self.row.type,
             "recorded_at": iso(self.row.recorded_at),
-            "data": self.row.data,
+            "data": self.data,
         }
         if diff:
             out["changes"] = [c.as_json() for c in self.changes]

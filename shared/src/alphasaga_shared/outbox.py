@@ -11,7 +11,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -28,7 +28,7 @@ from alphasaga_contracts.envelope import (
 
 from . import metrics
 from .config import Settings
-from .eventstore import EventStore, JsonText, NewEvent, Position, RecordedEvent, outbox_channel
+from .eventstore import Checkpoint, Conn, EventStore, JsonText, NewEvent, Position, RecordedEvent, outbox_channel
 from .loops import Outage, retrying
 from .wire import Outgoing
 
@@ -38,9 +38,16 @@ RELAY_POSITION = "relay:outbox"
 # One relay publishes at a time (the holder of this advisory lock); the others wait.
 RELAY_LOCK = "alphasaga-relay"
 LOCK_POLL_S = 1.0
+# After a wake-up that found nothing to read (the commit is held back behind an older
+# transaction still running), how often and for how long to look again before the poll.
+HELD_BACK_POLL_S = 0.05
+HELD_BACK_S = 10.0
 # How long a new lock holder waits before reading the position, so that the holder whose
 # session was cut (it stops at once when it learns it) has saved where it got to.
 HANDOVER_GRACE_S = 0.5
+# How long a relay giving up the lock waits for its direct publishes under way to finish,
+# so that it can save them as published (well inside HANDOVER_GRACE_S).
+SETTLE_WAIT_S = 0.2
 # A claim the tail has not met after this long was met before it was made (the row was
 # published twice, which receivers deduplicate): forget it.
 CLAIM_TTL_S = 60.0
@@ -106,14 +113,23 @@ class Relay:
 
     Two paths lead to Redis. The tail reads committed rows in commit order and publishes
     them: it is what makes delivery certain, for rows committed by any process. The
-    direct path (``publish_committed``) lets the process holding the relay lock publish
+    direct path (``publishing``) lets the process holding the relay lock publish
     the rows it has just committed itself, at once, instead of a NOTIFY, a wake-up and a
     read later (docs/decisions/0004). Such rows are *claimed*; the tail
     skips a claimed row when it reaches it, and saves no position past a row whose direct
     publish is unfinished, so a crash at any point leaves it to the tail of the next
     relay (at least once, as before). A direct publish that fails hands its rows back to
-    the tail. Rows reach Redis in commit order per saga, as each decision follows the
-    reply to the previous one; across sagas the two paths may interleave.
+    the tail.
+
+    The holder may publish its own rows past a commit of another process that is still
+    running, which the tail must wait for: the ids of the rows published past the position
+    are saved with it (``Checkpoint.published_ahead``), and the relay that takes over
+    passes over them as claimed. The relay reads and saves through the session that holds
+    its lock, so a cut of the pool's sessions does not stop it, and each holder bumps the
+    checkpoint's epoch: a relay that lost the lock cannot overwrite what its successor read.
+
+    Rows reach Redis in commit order per saga, as each decision follows the reply to the
+    previous one; across sagas the two paths may interleave.
     """
 
     def __init__(
@@ -134,8 +150,10 @@ class Relay:
         # re-publishes what was sent since the last save, which receivers deduplicate.
         self.save_every_s = save_every_ms / 1000
         self._position: Position | None = None
-
-        self._saved: Position | None = None
+        # The session holding the lock, which the relay reads and saves through, and the
+        # checkpoint last saved (or taken, with its epoch) through it.
+        self._session: Conn | None = None
+        self._saved = Checkpoint(Position(0, 0))
         self._saved_at = 0.0
         self._wake = asyncio.Event()
         # The direct path: when each claimed event id was claimed, and whether its publish
@@ -148,19 +166,43 @@ class Relay:
         # Fault injection for the crash test: exit once published, before the position is saved.
         self._crash_after_publish = crash_after_publish
 
-    async def publish_committed(self, rows: Sequence[NewEvent]) -> None:
-        """Publish outbox rows that this process has just committed (see the class
-        docstring). Call it right after the commit returns, before anything else awaits,
-        so that the claim is in place before the tail can read the rows."""
-        if not rows:
-            return
-        if not self._holding:
+    @contextlib.asynccontextmanager
+    async def publishing(self, rows: Sequence[NewEvent]) -> AsyncIterator[bool]:
+        """Wrap the commit of outbox ``rows`` made by this process (see the class docstring).
+
+        While this relay holds the lock, the rows are claimed before the commit, so that the
+        tail can never read them unclaimed, whatever the commit's timing; once the commit
+        returns they are published at once. Yields whether they will be: if not, the commit
+        should NOTIFY the lock holder. A commit that raises leaves them to the tail."""
+        claimed = self._holding and bool(rows)
+        if claimed:
+            now = time.monotonic()
+            for row in rows:
+                self._claimed[row.event_id] = _Claim(now)
+        try:
+            yield claimed
+        except BaseException:
+            if claimed:  # committed or not: if the tail met them they were, and it publishes them
+                self._unclaim(rows, [wire_fields(row) for row in rows])
+            raise
+        if claimed:
+            await self._publish_claimed(rows)
+        elif rows:
             self.wake()  # the tail publishes them (here, or in the lock holder, via NOTIFY)
-            return
-        now = time.monotonic()
-        for row in rows:
-            self._claimed[row.event_id] = _Claim(now)
+
+    def _unclaim(self, rows: Sequence[NewEvent], fields: Sequence[tuple[str, dict[str, str]]]) -> None:
+        """Leave claimed rows to the tail; hand back those it has already passed over."""
+        for row, row_fields in zip(rows, fields, strict=True):
+            if self._claimed.pop(row.event_id, None) is None and row.event_id in self._skipped_unconfirmed:
+                self._skipped_unconfirmed.discard(row.event_id)
+                self._handed_back.append(row_fields)
+        self.wake()
+
+    async def _publish_claimed(self, rows: Sequence[NewEvent]) -> None:
         fields = [wire_fields(row) for row in rows]
+        if not self._holding:  # the lock was lost during the commit: one relay publishes at a time
+            self._unclaim(rows, fields)
+            return
         try:
             pipe = self.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
             for stream, entry in fields:
@@ -168,11 +210,7 @@ class Relay:
             await pipe.execute()
         except BaseException as exc:  # Redis down, cancelled, or a bug: the tail publishes them
             log.warning("direct publish of %d outbox rows failed, left to the relay's tail: %r", len(rows), exc)
-            for row, row_fields in zip(rows, fields, strict=True):
-                if self._claimed.pop(row.event_id, None) is None and row.event_id in self._skipped_unconfirmed:
-                    self._skipped_unconfirmed.discard(row.event_id)
-                    self._handed_back.append(row_fields)  # the tail is past it already
-            self.wake()
+            self._unclaim(rows, fields)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -196,12 +234,27 @@ class Relay:
         """NOTIFY from an orchestrator commit in any process: the same hint."""
         self._wake.set()
 
+    def _resume(self, checkpoint: Checkpoint) -> None:
+        """Carry on from ``checkpoint``, just taken with the lock, passing over the rows
+        published past it. If no other relay has held the lock since this one did, where
+        this one got to is right, saved or not (it may have lost the lock before it could
+        save); otherwise the other relay has published everything past the checkpoint that
+        this one still meant to."""
+        if self._position is None or checkpoint.epoch != self._saved.epoch + 1:
+            self._position = checkpoint.position
+            self._handed_back.clear()
+            self._skipped_unconfirmed.clear()
+        now = time.monotonic()
+        for event_id in checkpoint.published_ahead:
+            self._claimed.setdefault(event_id, _Claim(now, published=True))
+        self._saved = checkpoint
+
     async def publish_once(self) -> int:
         if self._position is None:
-            self._position = self._saved = await self.store.load_position(RELAY_POSITION)
+            raise RuntimeError("publish_once runs only while holding the relay lock")
         # Positions and ids first: the rows this process published directly are only
         # passed over, so their content need not be read again.
-        refs = await self.store.read_outbox_refs(self._position, limit=self.batch)
+        refs = await self.store.read_outbox_refs(self._position, limit=self.batch, conn=self._session)
         unclaimed: list[int] = []
         for ref in refs:
             claim = self._claimed.pop(ref.event_id, None)
@@ -212,7 +265,7 @@ class Relay:
         handed_back, self._handed_back = self._handed_back, []
         to_publish = list(handed_back)
         if unclaimed:
-            to_publish += [wire_fields(row) for row in await self.store.by_positions(unclaimed)]
+            to_publish += [wire_fields(row) for row in await self.store.by_positions(unclaimed, conn=self._session)]
         if to_publish:
             pipe = self.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
             for stream, fields in to_publish:
@@ -229,19 +282,25 @@ class Relay:
         if refs:
             self._position = refs[-1].position
             metrics.RELAY_LAG.set(max(0.0, time.time() - refs[-1].recorded_at.timestamp()))
-        if self._position != self._saved and time.monotonic() - self._saved_at >= self.save_every_s:
-            await self.save()
+        if time.monotonic() - self._saved_at >= self.save_every_s:
+            await self.save(self._session)
         return len(refs)
 
-    async def save(self) -> None:
-        if self._skipped_unconfirmed or self._handed_back:
-            return  # the position is past rows not yet surely published: keep the old one
+    async def save(self, conn: Conn | None) -> None:
+        """Save the position, and the rows published directly past it, unless the position
+        is past rows not yet surely published (then the old checkpoint stays)."""
+        if self._skipped_unconfirmed or self._handed_back or self._position is None:
+            return
         cutoff = time.monotonic() - CLAIM_TTL_S
         for event_id in [e for e, claim in self._claimed.items() if claim.at < cutoff]:
             del self._claimed[event_id]  # read by the tail before it was claimed: published twice
-        if self._position is not None and self._position != self._saved:
-            await self.store.save_position(RELAY_POSITION, self._position)
-            self._saved, self._saved_at = self._position, time.monotonic()
+        ahead = frozenset(event_id for event_id, claim in self._claimed.items() if claim.published)
+        checkpoint = Checkpoint(self._position, ahead, self._saved.epoch)
+        if checkpoint != self._saved:
+            if not await self.store.save_checkpoint(RELAY_POSITION, checkpoint, conn=conn):
+                raise LockLost("another relay has taken the checkpoint")
+            self._saved = checkpoint
+        self._saved_at = time.monotonic()
 
     async def run(self) -> None:
         """Publish for ever while holding the relay lock; take it again after losing it."""
@@ -259,6 +318,7 @@ class Relay:
         lost = asyncio.Event()
 
         def on_lost(_: object) -> None:
+            self._holding = False  # no direct publish from here on
             lost.set()
             self.wake()
 
@@ -270,47 +330,80 @@ class Relay:
             # that moment before reading the position it leaves.
             await asyncio.sleep(HANDOVER_GRACE_S)
             await session.add_listener(outbox_channel(self.store.schema), self._notified)
-            self._position = None  # read again: another relay may have moved it on
+            self._resume(await self.store.take_checkpoint(RELAY_POSITION, conn=session))
+            self._session = session
             self._holding = True
             outage.passed()
             log.info("relay is publishing the outbox")
-            while True:
-                if lost.is_set() or session.is_closed():
-                    raise LockLost("the relay lock's session was lost")
-                if await self.publish_once() < self.batch:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            held_back_until, woken = 0.0, False
+            try:
+                while True:
+                    if lost.is_set() or session.is_closed():
+                        raise LockLost("the relay lock's session was lost")
+                    read = await self.publish_once()
+                    if read >= self.batch:
+                        continue
+                    if woken and read == 0:
+                        # Woken for a commit it cannot read yet: the tail holds back rows
+                        # behind any transaction still running, so look again soon.
+                        held_back_until = time.monotonic() + HELD_BACK_S
+                    wait = HELD_BACK_POLL_S if time.monotonic() < held_back_until else self.poll_s
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), min(wait, self.poll_s))
+                        woken = True
+                    except TimeoutError:
+                        woken = False
                     self._wake.clear()
+            except SETTLE_ERRORS as exc:
+                if lost.is_set() or session.is_closed():  # cut in the middle of a read
+                    raise LockLost("the relay lock's session was lost") from exc
+                raise
         finally:
             self._holding = False
-            with contextlib.suppress(*SETTLE_ERRORS):
-                await self._settle()
+            self._session = None
+            settling = asyncio.ensure_future(self._settle(session))
+            try:
+                await asyncio.shield(settling)
+            except asyncio.CancelledError:
+                await settling  # being stopped: still save where it got to (it takes < 1 s)
+                session.terminate()
+                raise
             if session.is_closed():
                 session.terminate()
             else:
                 await session.close(timeout=2)
 
-    async def _settle(self) -> None:
-        """On giving up the lock: move the position over the rows this process has already
-        published directly (the next holder would publish them again), then save it."""
+    async def _settle(self, session: Conn) -> None:
+        """On giving up the lock: let the direct publishes under way finish, then save the
+        checkpoint, through the lock's session or, when that is gone, a fresh one (the
+        pool's may have been cut with it). Best effort, and no longer than the successor's
+        grace: what is not saved here, the next holder publishes again, and receivers
+        deduplicate."""
         if self._position is None:
             return
-        for ref in await self.store.read_outbox_refs(self._position, limit=self.batch):
-            claim = self._claimed.get(ref.event_id)
-            if claim is None or not claim.published:
-                break
-            del self._claimed[ref.event_id]
-            self._position = ref.position
-        await self.save()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HANDOVER_GRACE_S):
+                deadline = time.monotonic() + SETTLE_WAIT_S
+                while any(not claim.published for claim in self._claimed.values()) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                if not session.is_closed():
+                    with contextlib.suppress(*SETTLE_ERRORS):
+                        await self.save(session)
+                        return
+                with contextlib.suppress(*SETTLE_ERRORS):
+                    fresh = await self.store.session(application_name="alphasaga-relay-settle")
+                    try:
+                        await self.save(fresh)
+                    finally:
+                        fresh.terminate()
 
 
 class LockLost(ConnectionError):
     """The session holding the relay lock is gone: another relay may hold it now."""
 
 
-# What settling after a lost lock may meet; it is best effort (the next holder then
-# publishes again what this one published last, which receivers deduplicate).
-SETTLE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What settling after a lost lock may meet (LockLost: the successor has taken the checkpoint).
+SETTLE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 def relay_for(store: EventStore, redis: object, settings: Settings) -> Relay:

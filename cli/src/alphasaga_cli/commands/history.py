@@ -30,7 +30,7 @@ def render(frame: Frame, *, diff_only: bool) -> list[str]:
     """Lines for one event: a header, then the state after it (or only what changed)."""
     from alphasaga_client.timetravel import ABSENT
 
-    data = " ".join(f"{k}={format_value(v, ABSENT)}" for k, v in frame.row.data.items() if k not in HIDDEN_DATA)
+    data = " ".join(f"{k}={format_value(v, ABSENT)}" for k, v in frame.data.items() if k not in HIDDEN_DATA)
     lines = [f"#{frame.number} {iso(frame.row.recorded_at)} {frame.event} {data}".rstrip()]
     if diff_only:
         lines.extend(
@@ -146,12 +146,12 @@ def event_json(row: RecordedEvent) -> dict[str, Any]:
 
 
 def event_line(row: RecordedEvent) -> str:
-    from alphasaga_client.timetravel import event_name
+    from alphasaga_client.timetravel import event_name, readable
     from alphasaga_orchestrator.sagastore import saga_id_of_stream
 
     if saga_id_of_stream(row.stream_id) is not None:
         what = event_name(row.type)
-        data = {k: v for k, v in row.data.items() if k not in HIDDEN_DATA}
+        data = {k: v for k, v in readable(row.data).items() if k not in HIDDEN_DATA}
     else:
         what = f"{row.type} -> {row.metadata.get('stream', '?')}"
         data = row.data

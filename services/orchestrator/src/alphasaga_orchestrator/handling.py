@@ -127,6 +127,13 @@ class Orchestrator:
 
     # --- deciding and committing ---
 
+    async def _commit(self, plan: Plan, *, notify: bool) -> None:
+        await self.store.commit(plan.changes(notify=notify))
+        # Cached before the rows are published, so that the replies they bring meet it.
+        for t in plan.touched.values():
+            if t.saga is not None:
+                self.repo.keep(t.saga)
+
     async def _decide_and_commit(
         self, items: Sequence[tuple[uuid.UUID, Incoming]], *, check_inbox: bool = True
     ) -> None:
@@ -149,13 +156,13 @@ class Orchestrator:
         for saga_id, incoming in fresh:
             before = plan.before(saga_id, loaded.get(saga_id))
             plan.add(saga_id, incoming, decide(before.saga, incoming, ctx), traceparent)
-        # The relay in this process publishes our rows directly: its tail need not be woken.
-        await self.store.commit(plan.changes(notify=not (self.relay is not None and self.relay.holding)))
-        for t in plan.touched.values():
-            if t.saga is not None:
-                self.repo.keep(t.saga)
-        if self.relay is not None:
-            await self.relay.publish_committed(plan.outbox)
+        if self.relay is None:
+            await self._commit(plan, notify=True)
+        else:
+            # The relay in this process publishes our rows directly when it holds the lock;
+            # otherwise the commit wakes the holder's tail.
+            async with self.relay.publishing(plan.outbox) as direct:
+                await self._commit(plan, notify=not direct)
         for note in plan.notes:
             log.info(note)
         for t in plan.touched.values():

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .store import (
     OUTBOX_PREFIX,
     START,
+    Checkpoint,
     ConcurrencyError,
     Conn,
     EventStore,
@@ -31,6 +32,7 @@ __all__ = [
     "ArtifactLink",
     "ArtifactNotFound",
     "ArtifactStore",
+    "Checkpoint",
     "ConcurrencyError",
     "Conn",
     "EventStore",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -55,6 +56,15 @@ class Position(NamedTuple):
 
 
 START = Position(0, 0)
+
+
+class Checkpoint(NamedTuple):
+    """Where a reader has got to; for the relay, also the outbox rows it published past
+    that position, and the epoch of the relay that holds it (see ``Relay``)."""
+
+    position: Position
+    published_ahead: frozenset[uuid.UUID] = frozenset()
+    epoch: int = 0
 
 
 class OutboxRef(NamedTuple):
@@ -146,6 +156,12 @@ WHERE global_position = ANY($1::bigint[]) ORDER BY transaction_id, global_positi
 _TAIL_PREFIX_TEXT = _TAIL_PREFIX.replace(_COLUMNS, _COLUMNS_DATA_AS_TEXT, 1)
 
 
+def process_application_name(name: str) -> str:
+    """``name`` and this process's id, as ``pg_stat_activity`` shows each session: which
+    process holds it, also over a Unix socket, where no client port tells."""
+    return f"{name} pid={os.getpid()}"
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Replaces asyncpg's reset query on release, a round trip per borrow
     (docs/decisions/0001). asyncpg still ends any open transaction itself; nothing on a
@@ -204,7 +220,9 @@ class EventStore:
             await migrate(conn, schema)
         finally:
             await conn.close()
-        pool = await _create_pool(dsn, schema, min_size, max_size, timeout, {"application_name": application_name})
+        pool = await _create_pool(
+            dsn, schema, min_size, max_size, timeout, {"application_name": process_application_name(application_name)}
+        )
         return cls(pool, schema, dsn)
 
     async def pool_with(
@@ -216,7 +234,12 @@ class EventStore:
         if self._dsn is None:
             raise RuntimeError("this store was not opened with EventStore.connect: it has no DSN to reuse")
         pool = await _create_pool(
-            self._dsn, self.schema, 1, max_size, timeout, {**settings, "application_name": application_name}
+            self._dsn,
+            self.schema,
+            1,
+            max_size,
+            timeout,
+            {**settings, "application_name": process_application_name(application_name)},
         )
         self._other_pools.append(pool)
         return pool
@@ -230,7 +253,10 @@ class EventStore:
         conn: asyncpg.Connection = await asyncpg.connect(
             self._dsn,
             timeout=timeout,
-            server_settings={"search_path": self.schema, "application_name": application_name},
+            server_settings={
+                "search_path": self.schema,
+                "application_name": process_application_name(application_name),
+            },
         )
         await _init_connection(conn)
         return conn
@@ -287,11 +313,8 @@ class EventStore:
             [e.metadata for e in events],
         )
         try:
-            if conn is None:
-                async with self.pool.acquire() as c:
-                    rows = await c.fetch(_APPEND, *args)
-            else:
-                rows = await conn.fetch(_APPEND, *args)
+            async with self._using(conn) as c:
+                rows = await c.fetch(_APPEND, *args)
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name and "event_id" in exc.constraint_name:
                 raise
@@ -330,20 +353,31 @@ class EventStore:
             rows = await conn.fetch(query, *args)
         return [_row(r) for r in rows]
 
-    async def read_outbox_refs(self, after: Position, *, limit: int = 1000) -> list[OutboxRef]:
+    @asynccontextmanager
+    async def _using(self, conn: Conn | None) -> AsyncIterator[Conn]:
+        """``conn`` when the caller brings one (a session of its own), else a pooled one."""
+        if conn is not None:
+            yield conn
+        else:
+            async with self.pool.acquire() as pooled:
+                yield pooled
+
+    async def read_outbox_refs(
+        self, after: Position, *, limit: int = 1000, conn: Conn | None = None
+    ) -> list[OutboxRef]:
         """The outbox rows in commit order after ``after`` (never skipping a late commit, as
         ``read_all``), without their content."""
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(_TAIL_OUTBOX_REFS, str(after.transaction_id), after.global_position, limit)
+        async with self._using(conn) as c:
+            rows = await c.fetch(_TAIL_OUTBOX_REFS, str(after.transaction_id), after.global_position, limit)
         return [
             OutboxRef(Position(r["transaction_id"], r["global_position"]), r["event_id"], r["recorded_at"])
             for r in rows
         ]
 
-    async def by_positions(self, positions: Sequence[int]) -> list[RecordedEvent]:
+    async def by_positions(self, positions: Sequence[int], *, conn: Conn | None = None) -> list[RecordedEvent]:
         """Rows by global position, in commit order, their data as JSON text."""
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(_BY_POSITIONS, list(positions))
+        async with self._using(conn) as c:
+            rows = await c.fetch(_BY_POSITIONS, list(positions))
         return [_row(r) for r in rows]
 
     async def load_position(self, name: str) -> Position:
@@ -355,19 +389,47 @@ class EventStore:
             )
         return START if row is None else Position(int(row["t"]), int(row["g"]))
 
+    async def take_checkpoint(self, name: str, *, conn: Conn | None = None) -> Checkpoint:
+        """The checkpoint ``name``, with its epoch bumped: from now on only saves made with
+        the returned epoch are applied (``save_position``)."""
+        async with self._using(conn) as c:
+            row = await c.fetchrow(
+                "INSERT INTO subscription_positions (name, transaction_id, global_position, epoch)"
+                " VALUES ($1, '0'::xid8, 0, 1)"
+                " ON CONFLICT (name) DO UPDATE SET epoch = subscription_positions.epoch + 1"
+                " RETURNING transaction_id::text::bigint AS t, global_position AS g, published_ahead, epoch",
+                name,
+            )
+        assert row is not None  # an upsert returns its row
+        position = Position(int(row["t"]), int(row["g"]))
+        return Checkpoint(position, frozenset(row["published_ahead"]), int(row["epoch"]))
+
     async def forget_position(self, name: str, conn: Conn) -> None:
         await conn.execute("DELETE FROM subscription_positions WHERE name = $1", name)
 
     async def save_position(self, name: str, position: Position, conn: Conn | None = None) -> None:
-        sql = (
-            "INSERT INTO subscription_positions (name, transaction_id, global_position)"
-            " VALUES ($1, $2::text::xid8, $3)"
-            " ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id,"
-            " global_position = excluded.global_position, updated_at = now()"
-        )
-        args = (name, str(position.transaction_id), position.global_position)
-        if conn is None:
-            async with self.pool.acquire() as c:
-                await c.execute(sql, *args)
-        else:
-            await conn.execute(sql, *args)
+        async with self._using(conn) as c:
+            await c.execute(
+                "INSERT INTO subscription_positions (name, transaction_id, global_position)"
+                " VALUES ($1, $2::text::xid8, $3)"
+                " ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id,"
+                " global_position = excluded.global_position, updated_at = now()",
+                name,
+                str(position.transaction_id),
+                position.global_position,
+            )
+
+    async def save_checkpoint(self, name: str, checkpoint: Checkpoint, *, conn: Conn | None = None) -> bool:
+        """Save ``checkpoint`` if its epoch is still the current one (nobody has taken the
+        checkpoint since); returns whether it was saved."""
+        async with self._using(conn) as c:
+            status = await c.execute(
+                "UPDATE subscription_positions SET transaction_id = $2::text::xid8, global_position = $3,"
+                " published_ahead = $4::uuid[], updated_at = now() WHERE name = $1 AND epoch = $5",
+                name,
+                str(checkpoint.position.transaction_id),
+                checkpoint.position.global_position,
+                list(checkpoint.published_ahead),
+                checkpoint.epoch,
+            )
+        return bool(status == "UPDATE 1")
