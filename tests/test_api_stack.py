@@ -174,6 +174,7 @@ async def test_a_saga_over_http_detail_history_time_travel_and_artifacts(
         assert [s["step"] for s in steps][:1] == ["reasoning"] and all(s["duration_s"] >= 0 for s in steps)
 
         events = (await client.get(f"/v1/sagas/{saga_id}/events")).json()
+        assert events[0]["event"] == "Started" and events[0]["data"]["saga_id"] == saga_id  # readable, not encoded
         later = (await client.get(f"/v1/sagas/{saga_id}/events", params={"after": 2})).json()
         assert [e["version"] for e in later] == [e["version"] for e in events[2:]]
 

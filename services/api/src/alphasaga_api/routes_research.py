@@ -9,6 +9,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 
 from alphasaga_client import AlphaSaga, SagaFilter
 from alphasaga_client.accounts import Principal
@@ -132,7 +133,7 @@ async def saga_events(
     request: Request, saga_id: SagaId, after: Annotated[int, Query(ge=0, le=10_000_000)] = 0
 ) -> list[dict[str, Any]]:
     """The saga's own events, oldest first, after version ``after``."""
-    from alphasaga_client.timetravel import event_name
+    from alphasaga_client.timetravel import event_name, readable
 
     rows = await _client(request).events(saga_id, after_version=after)
     return [
@@ -141,7 +142,7 @@ async def saga_events(
             "event": event_name(r.type),
             "type": r.type,
             "recorded_at": r.recorded_at.isoformat(),
-            "data": r.data,
+            "data": jsonable_encoder(readable(r.data)),  # a saga id as its UUID, not the store's encoding
         }
         for r in rows
     ]
