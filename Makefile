@@ -84,7 +84,7 @@ base-image:
 	infra/docker/base-image.sh "$$(infra/docker/engine.sh)" $(LOCAL_BASE)
 
 images:
-	infra/docker/build-images.sh $(SERVICES)
+	infra/docker/build-images.sh $(SERVICES) api
 
 # Redis, PostgreSQL and Prometheus from Debian's packages on BASE_IMAGE, for compose and
 # the container test where the official images cannot be pulled.

@@ -1,6 +1,6 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|research ...]`` runs a
+``python -m bench [bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|research ...]`` runs a
 subset. ``research`` needs no servers, so none are started when it runs alone.
 """
 
@@ -12,10 +12,10 @@ import sys
 import time
 from typing import Any
 
-from . import bus, cli, cpu, e2e, eventstore, orphans, research, saga
+from . import api, bus, cli, cpu, e2e, eventstore, orphans, research, saga
 from .common import servers
 
-NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga", "cpu", "e2e", "rate", "cli", "orphans"}
+NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga", "cpu", "e2e", "rate", "cli", "orphans", "api"}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -62,6 +62,8 @@ async def main(which: set[str]) -> None:
                 times = cli.startup()
                 times["alphasaga status (a running stack, a completed saga)"] = await cli.status(s)
                 print(cli.markdown(times), flush=True)
+            if "api" in which:
+                print(api.markdown(await api.measure(s)), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from alphasaga_api.settings import ApiSettings
 from alphasaga_codegen.service import SandboxSettings
 from alphasaga_contracts import WORKERS, Service, Streams
 from alphasaga_orchestrator.workflow import load_workflows
@@ -39,7 +40,10 @@ STOP_DEADLINE_S = runner.stop_deadline_s(Settings())
 SERVICE_SETTINGS: dict[str, list[type[BaseSettings]]] = {
     Service.CODEGEN: [SandboxSettings],
     Service.REASONING: [LLMSettings],
+    "api": [ApiSettings],
 }
+# The deployables: the five services and the HTTP API.
+DEPLOYABLES = {s.value for s in Service} | {"api"}
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed: cannot render")
 
@@ -146,7 +150,7 @@ def test_each_worker_scales_on_the_stream_and_group_it_really_reads(overlay: str
 def test_deployments_probe_real_paths_set_real_settings_and_outlast_the_stop(overlay: str) -> None:
     docs = render(overlay)
     deployments = of_kind(docs, "Deployment")
-    assert set(deployments) == {s.value for s in Service}
+    assert set(deployments) == DEPLOYABLES
     probe_paths: set[str] = set()
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]

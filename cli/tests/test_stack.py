@@ -1,6 +1,7 @@
 """The local stack keeps its services running: one that dies is started again, with a
 backoff, and the user is told (``alphasaga up``); start-up waits as long as services
-make progress, and gives up naming the ones that make none."""
+make progress, and gives up naming the ones that make none. (That ``up`` prints a working
+admin key for the api it starts: tests/test_api_stack.py, which runs on it.)"""
 
 from __future__ import annotations
 

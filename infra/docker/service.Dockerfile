@@ -39,6 +39,7 @@ COPY services/reasoning/pyproject.toml services/reasoning/
 COPY services/codegen/pyproject.toml services/codegen/
 COPY services/ml/pyproject.toml services/ml/
 COPY services/backtest/pyproject.toml services/backtest/
+COPY services/api/pyproject.toml services/api/
 # Only this service's locked dependencies (LightGBM comes with ml alone); no dev tools
 # and no embedded servers, which are an extra of shared that no service asks for.
 RUN --mount=type=secret,id=ca,required=false \
@@ -48,6 +49,8 @@ RUN --mount=type=secret,id=ca,required=false \
     /opt/uv/bin/uv sync --frozen --no-dev --no-install-workspace --package "alphasaga-${SERVICE}"
 COPY contracts/src contracts/src
 COPY shared/src shared/src
+# The api is built over the client API.
+COPY client/src client/src
 COPY services services
 # The workspace members themselves, built as wheels (hatchling comes from the index).
 RUN --mount=type=secret,id=ca,required=false \

@@ -103,10 +103,10 @@ def running_stack(redis_url: str, database_url: str, data_dir: Path, prefix: str
         yield stack
     finally:
         stack.stop()
-        asyncio.run(_remove(redis_url, database_url, ns, settings.database_schema))
+        asyncio.run(remove_stack_data(redis_url, database_url, ns, settings.database_schema))
 
 
-async def _remove(redis_url: str, database_url: str, namespace: str, schema: str) -> None:
+async def remove_stack_data(redis_url: str, database_url: str, namespace: str, schema: str) -> None:
     """A test stack leaves nothing behind: its streams and guard keys, and its schema."""
     redis = aioredis.from_url(redis_url)
     keys = [k async for k in redis.scan_iter(match=f"{namespace}:*", count=5000)]

@@ -13,7 +13,7 @@ import sys
 import typer
 import typer.core
 
-from .commands import dlq, history, projections, research, stack, streams
+from .commands import accounts, dlq, history, projections, research, stack, streams
 from .errors import FAILED, NOT_COMPLETED, CliError, one_line
 
 # Help is formatted by click (rich_markup_mode=None below), yet typer loads rich whenever
@@ -44,6 +44,10 @@ app.command()(research.cancel)
 app.command()(research.artifacts)
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(projections.app, name="projections")
+app.add_typer(accounts.users, name="users")
+app.add_typer(accounts.keys, name="keys")
+app.add_typer(accounts.audit, name="audit")
+app.command()(accounts.mcp)
 
 
 def _fail(message: str, code: int = FAILED) -> None:

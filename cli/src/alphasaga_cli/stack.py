@@ -18,6 +18,8 @@ from .embedded import EmbeddedServers, start_embedded
 from .errors import CliError
 
 SERVICES = ("orchestrator", "reasoning", "codegen", "ml", "backtest")
+# `alphasaga up` also starts the HTTP API (tests start it only where they use it).
+WITH_API = (*SERVICES, "api")
 # While services start: a line every so often saying which are still starting.
 REPORT_EVERY_S = 5.0
 # A service that exits under `alphasaga up` is started again after a backoff that doubles
@@ -40,6 +42,7 @@ class Stack:
     redis_url: str = ""
     database_url: str = ""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
     _embedded: EmbeddedServers | None = None
     _log_starts: dict[str, int] = field(default_factory=dict)
     _up_since: dict[str, float] = field(default_factory=dict)
@@ -67,6 +70,7 @@ class Stack:
         env["ALPHASAGA_DATABASE_SCHEMA"] = self.settings.database_schema
         env["ALPHASAGA_DATA_DIR"] = str(self.settings.data_dir.resolve())  # users' files are read from here
         env.pop("ALPHASAGA_CONSUMER", None)  # each process names itself <host>-<pid>
+        env.update(self.extra_env)
         return env
 
     def start(self, timeout: float | None = None) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from alphasaga_orchestrator.sagastore import SagaFilter, SagaSummary
 
-    from .api import AlphaSaga, Check, Lifecycle, LogFilter, Replay, Submitted
+    from .api import AlphaSaga, Check, Detail, Lifecycle, LogFilter, Probe, Replay, Submitted
     from .deadletters import DeadLetter
     from .errors import Ambiguous, ClientError, Corrupt, InvalidRequest, InvalidTransition, NotFound, Unavailable
     from .timetravel import Frame
@@ -26,12 +26,14 @@ __all__ = [
     "ClientError",
     "Corrupt",
     "DeadLetter",
+    "Detail",
     "Frame",
     "InvalidRequest",
     "InvalidTransition",
     "Lifecycle",
     "LogFilter",
     "NotFound",
+    "Probe",
     "Replay",
     "SagaFilter",
     "SagaSummary",
@@ -42,6 +44,8 @@ __all__ = [
 _WHERE = {
     "AlphaSaga": ".api",
     "Check": ".api",
+    "Detail": ".api",
+    "Probe": ".api",
     "Lifecycle": ".api",
     "LogFilter": ".api",
     "Replay": ".api",

@@ -48,8 +48,11 @@ if TYPE_CHECKING:
     from alphasaga_contracts.research import ResearchRequest
     from alphasaga_shared.wire import Envelope
 
+    from .accounts import Accounts
+    from .accounts.service import Clock
     from .deadletters import DeadLetter
     from .messages import Entry
+    from .timeline import Attempt
 
 MIN_PREFIX = 4
 
@@ -89,6 +92,20 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
+class Detail:
+    summary: SagaSummary
+    attempts: list[Attempt]
+    trace_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    ok: bool
+    latency_ms: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LogFilter:
     """Which rows of the global log ``log`` returns."""
 
@@ -111,8 +128,16 @@ class LogFilter:
 class AlphaSaga:
     settings: Settings = field(default_factory=load_settings)
     application_name: str = "alphasaga-client"
+    # Database connections: a server answering many requests at once wants more than a CLI.
+    pool_size: int = 4
+    # Redis connections: a followed saga holds one while it is followed.
+    redis_connections: int = 100
     _redis: aioredis.Redis | None = None
     _events: EventStore | None = None
+    _accounts: Accounts | None = None
+    _connect_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _catch_up_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _catch_ups_started: int = 0
 
     async def __aenter__(self) -> AlphaSaga:
         return self
@@ -133,14 +158,30 @@ class AlphaSaga:
     # --- connections ---
 
     async def redis(self) -> aioredis.Redis:
-        if self._redis is None:
-            self._redis = await connect_redis(self.settings)
+        if self._redis is None:  # checked again under the lock: the common case takes none
+            async with self._connect_lock:
+                if self._redis is None:
+                    self._redis = await connect_redis(self.settings, max_connections=self.redis_connections)
         return self._redis
 
     async def event_store(self) -> EventStore:
-        if self._events is None:
-            self._events = await connect_store(self.settings, application_name=self.application_name)
+        if self._events is None:  # under the lock: callers that arrive together share one pool
+            async with self._connect_lock:
+                if self._events is None:
+                    self._events = await connect_store(
+                        self.settings, application_name=self.application_name, max_size=self.pool_size
+                    )
         return self._events
+
+    async def accounts(self, clock: Clock | None = None) -> Accounts:
+        """Users, sessions, API keys and the audit log (their tables migrated on first use)."""
+        if self._accounts is None:
+            from .accounts import Accounts
+
+            events = await self.event_store()
+            extra = {} if clock is None else {"clock": clock}
+            self._accounts = await Accounts.open(events.pool, events.schema, **extra)
+        return self._accounts
 
     async def saga_store(self) -> SagaStore:
         return SagaStore(await self.event_store())
@@ -262,7 +303,7 @@ class AlphaSaga:
         saga_id = await self.resolve(saga)
         store = await self.saga_store()
         projector = SagaProjector(store)
-        await projector.catch_up()
+        await self._catch_up(projector)
         summary = await store.summary(saga_id)
         if summary is None or summary.version < await store.latest_version(saga_id):
             try:
@@ -279,8 +320,29 @@ class AlphaSaga:
         if where.state is not None and where.state not in set(SagaState):
             raise InvalidRequest(f"unknown state {where.state!r}: one of {', '.join(SagaState)}")
         store = await self.saga_store()
-        await SagaProjector(store).catch_up()
+        await self._catch_up(SagaProjector(store))
         return await store.summaries(where)
+
+    async def _catch_up(self, projector: SagaProjector) -> None:
+        """Bring the saga list up to the log, one catch-up at a time in this client. The
+        projector holds a connection under its lock and takes another: concurrent callers
+        on one pool (a server's requests) would each hold one, waiting for the lock, until
+        none is left for the holder. A caller that waited while another catch-up started
+        and finished has nothing left to read: that one began after it asked."""
+        ticket = self._catch_ups_started
+        async with self._catch_up_lock:
+            if self._catch_ups_started > ticket:
+                return
+            self._catch_ups_started += 1
+            await projector.catch_up()
+
+    async def detail(self, saga: str | uuid.UUID) -> Detail:
+        """The saga's row of the list, each step attempt with its duration, and its trace id."""
+        from .timeline import attempts, trace_id
+
+        summary = await self.status(saga)
+        rows = await (await self.saga_store()).events_of(summary.saga_id)
+        return Detail(summary, attempts(rows), trace_id(rows))
 
     async def events(self, saga: str | uuid.UUID, *, after_version: int = 0) -> list[RecordedEvent]:
         """The saga's own events, oldest first."""
@@ -408,6 +470,13 @@ class AlphaSaga:
 
     # --- artifacts ---
 
+    @staticmethod
+    def datasets() -> tuple[str, ...]:
+        """The built-in datasets a request may name."""
+        from alphasaga_contracts.research import BUILTIN_DATASETS
+
+        return BUILTIN_DATASETS
+
     async def artifacts(self, saga: str | uuid.UUID) -> list[ArtifactLink]:
         saga_id = await self.resolve(saga)
         return await ArtifactStore((await self.event_store()).pool).list(saga_id)
@@ -423,6 +492,54 @@ class AlphaSaga:
         if hashlib.sha256(content).hexdigest() != sha256:
             raise Corrupt(f"artifact {sha256} does not match its SHA-256")
         return content
+
+    async def artifact_media_type(self, sha256: str) -> str:
+        found = await ArtifactStore((await self.event_store()).pool).media_type(sha256)
+        if found is None:
+            raise NotFound(f"no artifact with sha256 {sha256}")
+        return found
+
+    # --- health ---
+
+    async def checks(self) -> dict[str, Probe]:
+        """Redis, PostgreSQL and each service's consumer group on its command stream, each
+        with how long it took: what a front end's readiness is made of."""
+        out: dict[str, Probe] = {}
+
+        async def probe(name: str, check: Callable[[], Any]) -> None:
+            begun = time.perf_counter()
+            try:
+                await asyncio.wait_for(check(), 2.0)
+                error = None
+            except Exception as exc:  # the probe's answer, not a failure of the call
+                error = f"{type(exc).__name__}: {exc}"[:200]
+            out[name] = Probe(error is None, round((time.perf_counter() - begun) * 1000, 2), error)
+
+        async def ping_redis() -> None:
+            await (await self.redis()).ping()
+
+        async def ping_postgres() -> None:
+            await (await self.event_store()).ping()
+
+        await probe("redis", ping_redis)
+        await probe("postgres", ping_postgres)
+        if out["redis"].ok:
+            await probe("consumer_groups", self._groups_present)
+        return out
+
+    async def _groups_present(self) -> None:
+        redis = await self.redis()
+        missing = []
+        for service in Service:
+            stream = self.settings.streams.commands(service)
+            try:
+                groups: Any = await redis.xinfo_groups(stream)
+            except Exception:  # no such stream yet: nobody has subscribed
+                groups = []
+            if not any(_text(g["name"]) == str(service) for g in groups):
+                missing.append(str(service))
+        if missing:
+            raise LookupError(f"no consumer group for {', '.join(missing)}")
 
     # --- dead letters (redis-py is loaded only by the commands that use Redis) ---
 

@@ -44,7 +44,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def connect_redis(settings: Settings) -> aioredis.Redis:
+async def connect_redis(settings: Settings, *, max_connections: int = 100) -> aioredis.Redis:
     import redis.asyncio as aioredis
 
     url = settings.redis_url
@@ -52,7 +52,11 @@ async def connect_redis(settings: Settings) -> aioredis.Redis:
         raise Unavailable("ALPHASAGA_REDIS_URL is not set (`alphasaga up` starts the services and prints it)")
     timeout = settings.connect_timeout_s
     try:
-        client = aioredis.from_url(url, socket_connect_timeout=timeout)
+        # A caller past the pool's size waits for a connection instead of failing at once.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, socket_connect_timeout=timeout, max_connections=max_connections, timeout=20
+        )
+        client = aioredis.Redis.from_pool(pool)
     except ValueError as exc:
         raise InvalidRequest(f"invalid ALPHASAGA_REDIS_URL {redact(url)}: {exc}") from None
     try:
@@ -63,7 +67,9 @@ async def connect_redis(settings: Settings) -> aioredis.Redis:
     return client
 
 
-async def connect_store(settings: Settings, *, application_name: str = "alphasaga-client") -> EventStore:
+async def connect_store(
+    settings: Settings, *, application_name: str = "alphasaga-client", max_size: int = 4
+) -> EventStore:
     url = settings.database_url
     if not url:
         raise Unavailable("ALPHASAGA_DATABASE_URL is not set (`alphasaga up` starts the services and prints it)")
@@ -75,7 +81,7 @@ async def connect_store(settings: Settings, *, application_name: str = "alphasag
             EventStore.connect(
                 url,
                 settings.database_schema,
-                max_size=4,
+                max_size=max_size,
                 timeout=timeout,
                 application_name=application_name,
             ),

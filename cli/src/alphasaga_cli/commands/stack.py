@@ -110,6 +110,25 @@ def run(
     raise typer.Exit(code)
 
 
+def _print_api_access(stack: Stack) -> None:
+    """In development, a fresh admin key for the API, so that `make up` is all it takes to
+    call it (production makes its first admin with `alphasaga users create`)."""
+    import re
+
+    if stack.settings.production:
+        return
+    config = stack.settings.model_copy(update={"redis_url": stack.redis_url, "database_url": stack.database_url})
+
+    async def go(client: AlphaSaga) -> str:
+        _, key = await (await client.accounts()).create_key("alphasaga up (development)", "admin", actor="stack")
+        return key
+
+    found = re.search(r"alphasaga-api: ready on http://[^:]+:(\d+)", (stack.log_dir / "api.log").read_text())
+    if found:  # the port it bound, which ALPHASAGA_API_PORT=0 leaves to the system
+        echo(f"ALPHASAGA_API_URL=http://127.0.0.1:{found.group(1)}")
+    echo(f"ALPHASAGA_API_KEY={with_client(go, config)}")
+
+
 def up() -> None:
     """Start every service in the foreground until Ctrl-C.
 
@@ -117,13 +136,14 @@ def up() -> None:
 
     Example: alphasaga up   # then, in another terminal: alphasaga submit --dataset sp500 --wait
     """
-    from ..stack import Stack
+    from ..stack import WITH_API, Stack
 
-    stack = Stack(settings(), say=echo)
+    stack = Stack(settings(), say=echo, services=WITH_API)
     try:
         stack.start()
         echo(f"ALPHASAGA_REDIS_URL={stack.redis_url}")
         echo(f"ALPHASAGA_DATABASE_URL={stack.database_url}")
+        _print_api_access(stack)
         echo("press Ctrl-C to stop; a service that exits is started again")
         # Blocked after the children started (they inherit the mask), so that the signal is
         # received here instead of the default action killing us without cleanup.

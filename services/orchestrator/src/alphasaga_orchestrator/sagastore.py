@@ -235,8 +235,7 @@ WHERE saga_summaries.version <= excluded.version
 """
 
 # Every filter is a bound parameter; NULL means "any".
-_LIST_SUMMARIES = f"""
-SELECT {_SUMMARY_COLUMNS} FROM saga_summaries
+_LIST_WHERE = """
 WHERE ($1::text IS NULL OR state = $1)
   AND ($2::text IS NULL OR workflow = $2)
   AND ($3::int IS NULL OR workflow_version = $3)
@@ -246,9 +245,17 @@ WHERE ($1::text IS NULL OR state = $1)
   AND ($7::boolean IS NULL OR (verdict->>'accepted')::boolean = $7)
   AND ($8::float8 IS NULL OR (metrics->>'sharpe')::float8 >= $8)
   AND ($9::float8 IS NULL OR (metrics->>'sharpe')::float8 <= $9)
-ORDER BY started_at DESC, saga_id
-LIMIT $10
 """
+# Keyset pagination: a page starts after the (started_at, saga_id) of the last row shown,
+# in the list's order, so that sagas started meanwhile neither repeat nor shift a page.
+_LIST_SUMMARIES = {
+    False: f"""SELECT {_SUMMARY_COLUMNS} FROM saga_summaries {_LIST_WHERE}
+  AND ($11::timestamptz IS NULL OR (started_at, saga_id) < ($11, $12::uuid))
+ORDER BY started_at DESC, saga_id DESC LIMIT $10""",
+    True: f"""SELECT {_SUMMARY_COLUMNS} FROM saga_summaries {_LIST_WHERE}
+  AND ($11::timestamptz IS NULL OR (started_at, saga_id) > ($11, $12::uuid))
+ORDER BY started_at, saga_id LIMIT $10""",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +272,9 @@ class SagaFilter:
     started_after: dt.datetime | None = None
     started_before: dt.datetime | None = None
     limit: int | None = None
+    oldest_first: bool = False
+    # Rows after this (started_at, saga_id), in the list's order: the last row of a page.
+    after: tuple[dt.datetime, uuid.UUID] | None = None
 
 
 def _summary(r: asyncpg.Record) -> SagaSummary:
@@ -478,9 +488,10 @@ class SagaStore:
         return _summary(rows[0]) if rows else None
 
     async def summaries(self, where: SagaFilter = SagaFilter()) -> list[SagaSummary]:
-        """Newest first."""
+        """Newest first, or oldest first."""
+        after_at, after_id = where.after or (None, None)
         rows = await self._fetch(
-            _LIST_SUMMARIES,
+            _LIST_SUMMARIES[where.oldest_first],
             where.state,
             where.workflow,
             where.workflow_version,
@@ -491,6 +502,8 @@ class SagaStore:
             where.min_sharpe,
             where.max_sharpe,
             where.limit,
+            after_at,
+            after_id,
         )
         return [_summary(r) for r in rows]
 

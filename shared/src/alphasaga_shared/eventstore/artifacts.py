@@ -76,6 +76,11 @@ class ArtifactStore:
             raise ArtifactNotFound(f"no artifact with sha256 {sha256}")
         return bytes(content)
 
+    async def media_type(self, sha256: str) -> str | None:
+        async with self.pool.acquire() as conn:
+            value = await conn.fetchval("SELECT media_type FROM artifact_blobs WHERE sha256 = $1", sha256)
+        return None if value is None else str(value)
+
     async def list(self, saga_id: uuid.UUID) -> list[ArtifactLink]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(

@@ -19,9 +19,10 @@ class Migration:
     sql: str
 
 
-def bundled_migrations() -> list[Migration]:
+def bundled_migrations(package: str | None = None) -> list[Migration]:
+    """The migrations in ``package``'s ``migrations`` folder (by default the event store's)."""
     found: list[Migration] = []
-    for item in resources.files(__package__).joinpath("migrations").iterdir():
+    for item in resources.files(package or __package__).joinpath("migrations").iterdir():
         match = _NAME.match(item.name)
         if match:
             found.append(Migration(int(match.group(1)), item.name, item.read_text()))
@@ -32,23 +33,28 @@ def bundled_migrations() -> list[Migration]:
     return found
 
 
-async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
-    """Create ``schema`` if needed and apply the missing migrations in it; returns their names."""
+async def migrate(
+    conn: asyncpg.Connection, schema: str, *, package: str | None = None, ledger: str = "schema_migrations"
+) -> list[str]:
+    """Create ``schema`` if needed and apply the missing migrations in it; returns their names.
+    Another owner of tables (``package``) keeps its own numbering in a ``ledger`` table of its own."""
+    if not ledger.isidentifier():
+        raise ValueError(f"ledger {ledger!r} is not a table name")
     applied: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('alphasaga-migrations:' || $1))", schema)
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await conn.execute(f'SET LOCAL search_path TO "{schema}"')
         await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            f"CREATE TABLE IF NOT EXISTS {ledger} ("
             " number integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {r["number"] for r in await conn.fetch("SELECT number FROM schema_migrations")}
-        for m in bundled_migrations():
+        done = {r["number"] for r in await conn.fetch(f"SELECT number FROM {ledger}")}
+        for m in bundled_migrations(package):
             if m.number in done:
                 continue
             await conn.execute(m.sql)
-            await conn.execute("INSERT INTO schema_migrations (number, name) VALUES ($1, $2)", m.number, m.name)
+            await conn.execute(f"INSERT INTO {ledger} (number, name) VALUES ($1, $2)", m.number, m.name)
             applied.append(m.name)
     return applied

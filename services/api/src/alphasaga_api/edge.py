@@ -1,0 +1,122 @@
+"""ASGI middleware at the edge: the body size limit, request metrics, and an audit record
+of every mutating call (the auth routes record their own, with more detail)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("alphasaga_api_requests_total", "API requests answered", ["method", "route", "status"])
+LATENCY = Histogram(
+    "alphasaga_api_request_seconds",
+    "Time to the first byte of the answer",
+    ["method", "route"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class BodyLimit:
+    """Refuses a body over ``limit`` bytes: at once when Content-Length says so, else as
+    soon as the bytes read pass it (a chunked upload cannot get around it)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _too_large(scope, send, self.limit)
+            return
+        seen, answered = 0, False
+
+        async def counted() -> Message:
+            nonlocal seen, answered
+            message = await receive()
+            if message["type"] == "http.request" and not answered:
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # Answer now, and tell the app the client is gone: it stops reading,
+                    # and whatever it would still answer is dropped below.
+                    answered = True
+                    await _too_large(scope, send, self.limit)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Message) -> None:
+            if not answered:
+                await send(message)
+
+        await self.app(scope, counted, guarded)
+
+
+async def _too_large(scope: Scope, send: Send, limit: int) -> None:
+    import json
+
+    body = json.dumps(
+        {
+            "type": "https://alphasaga.dev/problems/body-too-large",
+            "title": "Body too large",
+            "status": 413,
+            "detail": f"the request body is over the {limit:,}-byte limit",
+            "instance": scope.get("path", ""),
+        }
+    ).encode()
+    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Edge:
+    """Metrics for every request, and the audit record of each mutating one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        begun, status = time.perf_counter(), [500]
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                LATENCY.labels(scope["method"], _route(scope)).observe(time.perf_counter() - begun)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            REQUESTS.labels(scope["method"], _route(scope), str(status[0])).inc()
+            if scope["method"] in MUTATING:
+                await _audit(scope, status[0])
+
+
+def _route(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    return str(getattr(route, "path_format", None) or "unmatched")
+
+
+async def _audit(scope: Scope, status: int) -> None:
+    runtime = getattr(scope["app"].state, "runtime", None)
+    accounts = None if runtime is None else runtime.accounts
+    principal = (scope.get("state") or {}).get("principal")
+    route = _route(scope)
+    # Calls without valid credentials changed nothing and are not recorded: anyone could
+    # otherwise fill the log (logins record their own failures, rate-limited).
+    if accounts is None or principal is None or route.startswith("/v1/auth/"):
+        return
+    try:
+        await accounts.record(principal.subject, f"{scope['method']} {route}", scope.get("path", ""), str(status))
+    except Exception as exc:  # the answer is sent; a failed record is an operator's alarm
+        log.error("audit record of %s %s not written: %s", scope["method"], route, type(exc).__name__)

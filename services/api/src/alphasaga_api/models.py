@@ -1,0 +1,84 @@
+"""Request and response bodies of the API. The research request itself is the contract
+model (``alphasaga_contracts.research.ResearchRequest``): its JSON Schema is the one the
+services validate against."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Submitted(BaseModel):
+    saga_id: uuid.UUID
+    message_id: str
+    links: dict[str, str]
+
+
+class SagaPage(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page; null on the last")
+
+
+class SagaDetail(BaseModel):
+    saga: dict[str, Any]
+    steps: list[dict[str, Any]]
+    outcome: dict[str, Any] | None
+    trace_id: str | None
+
+
+class StateAt(BaseModel):
+    saga_id: uuid.UUID
+    version: int
+    event: str
+    recorded_at: str
+    total_events: int
+    state: dict[str, Any]
+    changes: list[dict[str, Any]] = Field(description="What this event changed in the state before it")
+
+
+class LoginBody(Body):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RefreshBody(Body):
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class Tokens(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+    refresh_token: str
+    refresh_expires_at: dt.datetime
+
+
+class NewUser(Body):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    role: Literal["viewer", "researcher", "admin"]
+
+
+class UserStatus(Body):
+    status: Literal["active", "disabled"]
+
+
+class NewKey(Body):
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["viewer", "researcher", "admin"]
+    username: str | None = Field(None, max_length=64, description="The user the key acts as, if any")
+
+
+class CreatedKey(BaseModel):
+    key_id: uuid.UUID
+    key: str = Field(description="Shown this once; only its hash is kept")
+    prefix: str
+    name: str
+    role: str

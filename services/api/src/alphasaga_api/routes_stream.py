@@ -1,0 +1,107 @@
+"""``GET /v1/sagas/{id}/stream``: the saga's public lifecycle events as Server-Sent Events.
+Each event's id is its entry id on the lifecycle stream, so that a client that reconnects
+with ``Last-Event-ID`` gets exactly the events after it: none lost, none twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import StreamingResponse
+
+from alphasaga_client import AlphaSaga, Lifecycle, NotFound
+from alphasaga_contracts import SagaState
+
+from .routes_research import SagaId
+from .security import authorize, role, runtime
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
+ENTRY_ID = r"^\d{1,20}-\d{1,20}$"
+# A client that finds the saga already ended past its Last-Event-ID is told so this soon.
+ENDED_GRACE_S = 1.0
+# A saga exists once the orchestrator has recorded its request: a client that connects
+# right after submitting waits this long for that instead of getting a 404.
+JUST_SUBMITTED_S = 5.0
+# A comment line this often while nothing happens keeps intermediaries from closing the stream.
+HEARTBEAT_S = 15.0
+
+
+def frame(item: Lifecycle) -> str:
+    body = item.event.model_dump(mode="json")
+    return f"id: {item.entry_id}\nevent: {item.event.TYPE}\ndata: {json.dumps(body)}\n\n"
+
+
+@router.get(
+    "/sagas/{saga_id}/stream",
+    openapi_extra=role("viewer"),
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "The saga's lifecycle events"}},
+)
+async def stream(
+    request: Request,
+    saga_id: SagaId,
+    last_event_id: Annotated[str | None, Header(pattern=ENTRY_ID)] = None,
+) -> StreamingResponse:
+    """The saga's lifecycle events live, from its start or after ``Last-Event-ID``, until it ends."""
+    rt = runtime(request)
+    client = rt.client
+    resolved = await _resolve_soon(client, saga_id)  # a 404 before the stream starts
+    ended = SagaState((await client.status(resolved)).state).terminal
+    timeout = ENDED_GRACE_S if ended and last_event_id else rt.api.stream_timeout_s
+    return StreamingResponse(
+        _events(client, resolved, last_event_id or "0-0", timeout),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _resolve_soon(client: AlphaSaga, saga_id: str) -> uuid.UUID:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + JUST_SUBMITTED_S
+    while True:
+        try:
+            return await client.resolve(saga_id)
+        except NotFound:
+            if len(saga_id) != 36 or loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def _events(client: AlphaSaga, saga_id: uuid.UUID, after: str, timeout_s: float) -> AsyncIterator[str]:
+    yield ": following\n\n"  # the headers and a first byte at once: the client knows it is connected
+    frames: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for item in client.follow(saga_id, after=after, timeout_s=timeout_s):
+                await frames.put(frame(item))
+        except TimeoutError:
+            await frames.put("event: timeout\ndata: {}\n\n")
+        finally:
+            await frames.put(None)
+
+    task = asyncio.create_task(pump())
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(frames.get(), HEARTBEAT_S)
+            except TimeoutError:
+                yield ": keepalive\n\n"  # a long step sends nothing: proxies must not take the stream for dead
+                continue
+            if item is None:
+                break
+            yield item
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # the stream has ended; say why in the log, not to the client
+            log.warning("stream of saga %s ended by %s", saga_id, type(exc).__name__)

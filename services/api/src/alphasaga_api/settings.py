@@ -1,0 +1,55 @@
+"""The api service's own settings (``ALPHASAGA_API_*``); the servers, namespace and schema
+come from the shared ``ALPHASAGA_*`` settings like every other service's."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from alphasaga_shared.config import ConfigError, Settings
+
+# Development only: a fixed key lets `make up` and tests start without configuration. It
+# is public, so production refuses to start with it or without a key of its own.
+DEV_SIGNING_KEY = "alphasaga-development-signing-key-not-secret"
+MIN_SIGNING_KEY = 32
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALPHASAGA_API_", extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int | None = Field(
+        None, ge=0, le=65535, description="Unset: ALPHASAGA_HTTP_PORT (the port every service's probes use), else 8080"
+    )
+    signing_key: SecretStr | None = Field(None, description="HS256 key of access tokens; required in production")
+    access_ttl_s: int = Field(300, ge=10, le=3600)
+    refresh_ttl_s: int = Field(14 * 24 * 3600, ge=60)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Larger request bodies get 413")
+    # Requests per minute: logins per client address, submits per caller and per address.
+    login_per_minute: int = Field(10, ge=1)
+    submit_per_minute: int = Field(120, ge=1)
+    submit_ip_per_minute: int = Field(600, ge=1)
+    pool_size: int = Field(16, ge=1, le=200, description="PostgreSQL connections per process")
+    redis_connections: int = Field(
+        1000, ge=10, description="Redis connections per process; each open SSE stream holds one"
+    )
+    # An SSE stream ends after this long without the saga ending; a client resumes it.
+    stream_timeout_s: float = Field(600.0, gt=0)
+
+    def listen_port(self, settings: Settings) -> int:
+        if self.port is not None:
+            return self.port
+        return settings.http_port if settings.http_port is not None else 8080
+
+    def key(self, settings: Settings) -> str:
+        """The signing key, or a one-line ConfigError where production has none that will do."""
+        key = self.signing_key.get_secret_value() if self.signing_key else None
+        if settings.production:
+            if not key:
+                raise ConfigError("ALPHASAGA_API_SIGNING_KEY is not set (required when ALPHASAGA_ENV=production)")
+            if key == DEV_SIGNING_KEY or len(key) < MIN_SIGNING_KEY:
+                raise ConfigError(
+                    f"ALPHASAGA_API_SIGNING_KEY must be a secret of at least {MIN_SIGNING_KEY} characters"
+                )
+            return key
+        return key or DEV_SIGNING_KEY
