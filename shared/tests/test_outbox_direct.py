@@ -4,6 +4,7 @@ the tail skips them, and rows whose direct publish failed are still published.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import redis.asyncio as aioredis
@@ -164,3 +165,16 @@ async def test_a_relay_taking_over_does_not_publish_again_what_the_holder_publis
         await stop(holder, holder_task)
         if successor_task is not None:
             await stop(successor, successor_task)
+
+
+async def test_a_relay_stopped_as_it_is_woken_stops(store: EventStore, redis: aioredis.Redis) -> None:
+    """A stop (a cancel) that comes together with a wake-up, as when the lock is lost and
+    the service stops at once, must end the relay, not be swallowed by its wait."""
+    relay, task = await held_relay(store, redis)
+    await asyncio.sleep(0.1)  # into its wait for work
+    relay.wake()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        async with asyncio.timeout(10):  # a deadline the relay promises: it stops at once
+            await task
+    assert task.cancelled()

@@ -348,8 +348,11 @@ class Relay:
                         # behind any transaction still running, so look again soon.
                         held_back_until = time.monotonic() + HELD_BACK_S
                     wait = HELD_BACK_POLL_S if time.monotonic() < held_back_until else self.poll_s
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+                    # cancel that comes as the wake-up does (a stop right after a lost lock).
                     try:
-                        await asyncio.wait_for(self._wake.wait(), min(wait, self.poll_s))
+                        async with asyncio.timeout(min(wait, self.poll_s)):
+                            await self._wake.wait()
                         woken = True
                     except TimeoutError:
                         woken = False

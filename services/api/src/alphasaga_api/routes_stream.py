@@ -90,7 +90,8 @@ async def _events(client: AlphaSaga, saga_id: uuid.UUID, after: str, timeout_s: 
     try:
         while True:
             try:
-                item = await asyncio.wait_for(frames.get(), HEARTBEAT_S)
+                async with asyncio.timeout(HEARTBEAT_S):  # not wait_for: it can swallow a cancel (3.11)
+                    item = await frames.get()
             except TimeoutError:
                 yield ": keepalive\n\n"  # a long step sends nothing: proxies must not take the stream for dead
                 continue
