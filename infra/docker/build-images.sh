@@ -26,7 +26,7 @@ for name in "$@"; do
   case "$name" in
     redis | postgres | prometheus)
       "$engine" build "${args[@]}" -f "infra/docker/$name.Dockerfile" -t "$prefix/$name:$tag" . ;;
-    orchestrator | reasoning | codegen | ml | backtest)
+    orchestrator | reasoning | codegen | ml | backtest | api)
       version=$(sed -n 's/^version = "\(.*\)"/\1/p' "services/$name/pyproject.toml")
       "$engine" build "${args[@]}" -f infra/docker/service.Dockerfile \
         --build-arg "SERVICE=$name" --build-arg "VERSION=$version" \
