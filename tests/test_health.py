@@ -41,10 +41,14 @@ async def test_probes_and_metrics_of_a_running_service(env: dict[str, str], tmp_
         assert get(f"{base}/health/startup")[0] == 200
         status, body = get(f"{base}/health/ready")
         assert status == 200, body
-        assert json.loads(body)["checks"] == {"redis": "ok", "postgres": "ok"}
+        assert json.loads(body)["checks"] == {"redis": "ok", "postgres": "ok", "groups": "ok"}
         status, metrics = get(f"{base}/metrics")
         assert status == 200
         assert "alphasaga_published_total" in metrics and "alphasaga_lost_pending_total" in metrics
+        # The stream collector read the orchestrator's groups from Redis for this scrape.
+        ns = env["ALPHASAGA_NAMESPACE"]
+        assert f'alphasaga_stream_consumers{{group="orchestrator",stream="{ns}:cmd:orchestrator"}} 1.0' in metrics
+        assert f'alphasaga_dead_letters{{stream="{ns}:cmd:orchestrator"}} 0.0' in metrics
         assert get(f"{base}/nope")[0] == 404
     finally:
         assert proc.stop() == 0, proc.text()

@@ -36,6 +36,7 @@ from redis.exceptions import ResponseError
 from . import metrics, telemetry
 from .config import Settings
 from .loops import run_forever
+from .streamstats import WATCHED, StreamStats
 from .wire import Delivery, Envelope, MalformedMessage, Outgoing, as_text, cap_text, decode, encode, entry_size
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,11 @@ class Subscription:
     m_seconds: Any = None
 
     def __post_init__(self) -> None:
-        self.m_processed = metrics.MESSAGES.labels(self.stream, "processed")
-        self.m_duplicate = metrics.MESSAGES.labels(self.stream, "duplicate")
-        self.m_dead = metrics.MESSAGES.labels(self.stream, "dead_lettered")
-        self.m_failed = metrics.MESSAGES.labels(self.stream, "failed")
-        self.m_seconds = metrics.HANDLER_SECONDS.labels(self.stream)
+        self.m_processed = metrics.MESSAGES.labels(self.stream, self.group, "processed")
+        self.m_duplicate = metrics.MESSAGES.labels(self.stream, self.group, "duplicate")
+        self.m_dead = metrics.MESSAGES.labels(self.stream, self.group, "dead_lettered")
+        self.m_failed = metrics.MESSAGES.labels(self.stream, self.group, "failed")
+        self.m_seconds = metrics.HANDLER_SECONDS.labels(self.stream, self.group)
 
 
 @dataclass(slots=True)
@@ -125,6 +126,7 @@ class Bus:
         self._reclaimer: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._started = False
+        self._stats: StreamStats | None = None
 
     @property
     def client(self) -> Redis:
@@ -208,8 +210,23 @@ class Bus:
         await self.broker.start()
         self._started = True
         if self._subscriptions:
+            groups = [(sub.stream, sub.group) for sub in self._subscriptions]
+            dead = {sub.stream: self.settings.streams.dead_letters(sub.stream) for sub in self._subscriptions}
+            self._stats = StreamStats(client, groups, dead)
+            WATCHED.sources.append(self._stats)
             self._reclaimer = asyncio.create_task(self._reclaim_forever(), name="bus-reclaimer")
             self._heartbeat = asyncio.create_task(self._keep_claimed(), name="bus-heartbeat")
+
+    async def check_groups(self) -> None:
+        """Raise unless every group this bus reads exists (for readiness: a group deleted by
+        hand means nothing is consumed until it is made again)."""
+        for sub in self._subscriptions:
+            names = {
+                g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+                for g in await self.client.xinfo_groups(sub.stream)
+            }
+            if sub.group not in names:
+                raise LookupError(f"no group {sub.group} on {sub.stream}")
 
     async def stop(self) -> None:
         """Stop reading; entries in flight stay pending for the reclaimer of another process.
@@ -218,6 +235,9 @@ class Bus:
         a warning: stopping must not hang on a Redis call that never answers. ``asyncio.wait``
         neither hangs nor swallows the caller's own cancellation."""
         deadline = self.settings.stop_timeout_s
+        if self._stats is not None:
+            WATCHED.sources.remove(self._stats)
+            self._stats = None
         background = [t for t in (self._reclaimer, self._heartbeat) if t is not None]
         for task in background:
             task.cancel()
@@ -295,6 +315,7 @@ class Bus:
                     try:
                         with telemetry.consume_span(d.envelope, d.stream):
                             produced = [(out.stream, self._encode(out)) for out in await sub.handler(d.envelope, d)]
+                            trace_ref = metrics.exemplar()  # while the span is current
                     except Exception as exc:  # a handler bug must not stop the service
                         sub.m_seconds.observe(time.perf_counter() - started)
                         d.error = f"{type(exc).__name__}: {exc}"
@@ -313,7 +334,7 @@ class Bus:
                                 exc_info=exc,
                             )
                         continue
-                    sub.m_seconds.observe(time.perf_counter() - started)
+                    sub.m_seconds.observe(time.perf_counter() - started, trace_ref)
                     outputs.extend(produced)
                     ack.append(d.entry_id)
                     if sub.dedupe:
@@ -480,7 +501,7 @@ class Bus:
             Delivery(stream=sub.stream, entry_id=eid, fields=as_text(data), delivery_count=counts.get(eid, 1))
             for eid, (_, data) in zip(ids, entries, strict=True)
         ]
-        metrics.RECLAIMED.labels(sub.stream).inc(len(deliveries))
+        metrics.RECLAIMED.labels(sub.stream, sub.group).inc(len(deliveries))
         log.info("reclaimed %d idle entries of %s", len(deliveries), sub.stream)
         await self.process(sub, deliveries)
         return len(deliveries)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
@@ -24,10 +25,11 @@ from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.outbox import Relay
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, cap_text, derived_message_id, envelope_for
 
-from . import tuning
+from . import observe, tuning
 from .decide import Context, Incoming, decide, saga_id_for
 from .plan import Plan
 from .repository import SagaRepository
+from .saga import Saga
 from .sagastore import CONFLICTS, SagaStore
 from .workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
 
@@ -64,6 +66,7 @@ class Orchestrator:
             await self._decide_and_commit([(saga_id_for(e.message, e.message_id), e) for _, e in items])
         except CONFLICTS as exc:
             self.repo.conflict_seen()
+            metrics.CONFLICTS.inc()
             log.debug("batch of %d falls back to one by one: %s", len(items), exc)
             return set()
         return {entry_id for entry_id, _ in items}
@@ -82,7 +85,7 @@ class Orchestrator:
                 jitter=tuning.CONFLICT_BACKOFF_S,
                 max=tuning.CONFLICT_BACKOFF_MAX_S,
             ),
-            before_sleep=lambda _: self.repo.conflict_seen(),
+            before_sleep=lambda _: self._conflict_seen(),
             reraise=True,
         )
         try:
@@ -96,6 +99,10 @@ class Orchestrator:
             raise RuntimeError(
                 f"saga {saga_id}: gave up after {tuning.MAX_CONFLICT_RETRIES} conflicting commits"
             ) from exc
+
+    def _conflict_seen(self) -> None:
+        self.repo.conflict_seen()
+        metrics.CONFLICTS.inc()
 
     def request_dead_lettered(self, delivery: Delivery, dead_letter_id: str) -> Sequence[Outgoing]:
         """A request the bus dead-lettered (it breaks its contract, or kept failing): tell
@@ -144,20 +151,57 @@ class Orchestrator:
             return
         loaded = await self.repo.take_many(list(dict.fromkeys(s for s, _ in fresh)))
         traceparent = telemetry.current_traceparent()
-        ctx = Context(self.streams, self.workflows, now=dt.datetime.now(dt.UTC), traceparent=traceparent)
+        now = dt.datetime.now(dt.UTC)
+        ctx = Context(self.streams, self.workflows, now=now, traceparent=traceparent)
+        root = None
+        if telemetry.tracing():
+            first_id, first = fresh[0]
+            first_saga = loaded.get(first_id)
+            root = observe.root_ids(first_id, first_saga.traceparent if first_saga else _traceparent(first))
+        # One span for the decisions and their commit, under the first saga's; a batch
+        # links every message it decided on.
+        with telemetry.span(
+            "saga decide",
+            {"alphasaga.saga_id": str(fresh[0][0]), "alphasaga.batch_size": len(fresh)},
+            parent=root,
+            links=telemetry.links_to([_traceparent(i) for _, i in fresh]) if telemetry.tracing() else (),
+        ):
+            observed = await self._decide_and_commit_plan(fresh, loaded, ctx, traceparent)
+        observe.record(observed, now)
+
+    async def _decide_and_commit_plan(
+        self,
+        fresh: Sequence[tuple[uuid.UUID, Incoming]],
+        loaded: Mapping[uuid.UUID, Saga | None],
+        ctx: Context,
+        traceparent: str,
+    ) -> list[observe.Observed]:
         plan = Plan(self.repo)
+        observed: list[observe.Observed] = []
         for saga_id, incoming in fresh:
             before = plan.before(saga_id, loaded.get(saga_id))
-            plan.add(saga_id, incoming, decide(before.saga, incoming, ctx), traceparent)
+            was = observe.Before.of(before.saga)
+            decision = decide(before.saga, incoming, ctx)
+            if decision.saga is not None and telemetry.tracing():
+                decision.outgoing = observe.with_traceparents(decision.saga, decision.outgoing)
+            plan.add(saga_id, incoming, decision, traceparent)
+            if (o := observe.observe(was, decision.saga, incoming, self.workflows)) is not None:
+                observed.append(o)
         # The relay in this process publishes our rows directly: its tail need not be woken.
-        await self.store.commit(plan.changes(notify=not (self.relay is not None and self.relay.holding)))
+        started = time.perf_counter()
+        with telemetry.span("saga commit"):
+            await self.store.commit(plan.changes(notify=not (self.relay is not None and self.relay.holding)))
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started, metrics.exemplar())
         for t in plan.touched.values():
             if t.saga is not None:
                 self.repo.keep(t.saga)
         if self.relay is not None:
-            await self.relay.publish_committed(plan.outbox)
+            with telemetry.span("relay publish", {"messaging.batch.message_count": len(plan.outbox)}):
+                await self.relay.publish_committed(plan.outbox)
         for note in plan.notes:
             log.info(note)
-        for t in plan.touched.values():
-            if t.saga is not None and t.saga.state != t.state:
-                metrics.SAGAS.labels(t.saga.state).inc()
+        return observed
+
+
+def _traceparent(incoming: Incoming) -> str:
+    return incoming.traceparent if isinstance(incoming, Envelope) else ""
