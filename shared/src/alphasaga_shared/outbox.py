@@ -183,6 +183,11 @@ class Relay:
                 claim.published = True
             self._skipped_unconfirmed.discard(row.event_id)
 
+    async def measure_backlog(self) -> None:
+        """Set the outbox backlog gauge (on scrape), from the relay that holds the lock."""
+        if self._holding and self._position is not None:
+            metrics.OUTBOX_BACKLOG.set(await self.store.outbox_backlog(self._position))
+
     @property
     def holding(self) -> bool:
         """Whether this relay holds the relay lock (and so publishes directly)."""
@@ -329,7 +334,9 @@ def main() -> None:
     from .runner import ServiceContext, run_service
 
     async def setup(ctx: ServiceContext) -> None:
-        ctx.background.append(relay_for(ctx.store, await ctx.bus.connect(), ctx.settings).run)
+        relay = relay_for(ctx.store, await ctx.bus.connect(), ctx.settings)
+        ctx.background.append(relay.run)
+        metrics.on_scrape(relay.measure_backlog)
 
     run_service("relay", setup)
 
