@@ -60,6 +60,8 @@ class Subscription:
     group: str
     handler: Handler
     dedupe: bool
+    # Off for a handler that makes spans of its own (the orchestrator's, under its sagas').
+    traced: bool = True
     batch_handler: BatchHandler | None = None
     on_dead_letter: DeadLetterNotice | None = None
     autoclaim_cursor: str = "0-0"
@@ -166,6 +168,7 @@ class Bus:
         max_records: int | None = None,
         batch_handler: BatchHandler | None = None,
         on_dead_letter: DeadLetterNotice | None = None,
+        traced: bool = True,
     ) -> Subscription:
         """Consume ``stream`` as one consumer of ``group`` (default: the service's name).
 
@@ -178,6 +181,7 @@ class Bus:
             group=group or self.service,
             handler=handler,
             dedupe=dedupe,
+            traced=traced,
             batch_handler=batch_handler,
             on_dead_letter=on_dead_letter,
         )
@@ -313,7 +317,7 @@ class Bus:
                     assert d.envelope is not None
                     started = time.perf_counter()
                     try:
-                        with telemetry.consume_span(d.envelope, d.stream):
+                        with telemetry.consume_span(d.envelope, d.stream, traced=sub.traced):
                             produced = [(out.stream, self._encode(out)) for out in await sub.handler(d.envelope, d)]
                             trace_ref = metrics.exemplar()  # while the span is current
                     except Exception as exc:  # a handler bug must not stop the service

@@ -196,10 +196,10 @@ def current_traceparent() -> str:
 
 
 @contextmanager
-def consume_span(envelope: Envelope, stream: str) -> Iterator[None]:
+def consume_span(envelope: Envelope, stream: str, *, traced: bool = True) -> Iterator[None]:
     saga = _saga_id.set(envelope.correlation_id)
     try:
-        if not _tracing:
+        if not (_tracing and traced):
             token = _passthrough.set(envelope.traceparent)
             try:
                 yield

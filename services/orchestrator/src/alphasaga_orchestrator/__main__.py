@@ -47,10 +47,14 @@ async def setup(ctx: ServiceContext) -> None:
         orchestrator.handle,
         batch_handler=orchestrator.decide_and_commit_batch,
         on_dead_letter=orchestrator.request_dead_lettered,
+        traced=False,  # its spans are the sagas' (handling.py)
     )
     for worker in WORKERS:
         ctx.bus.subscribe(
-            settings.streams.events(worker), orchestrator.handle, batch_handler=orchestrator.decide_and_commit_batch
+            settings.streams.events(worker),
+            orchestrator.handle,
+            batch_handler=orchestrator.decide_and_commit_batch,
+            traced=False,
         )
     if settings.run_relay:  # or alone: python -m alphasaga_shared.outbox
         ctx.background.append(relay.run)

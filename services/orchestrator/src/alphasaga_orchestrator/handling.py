@@ -10,6 +10,7 @@ handled on its own (``apply``), which decides again on fresh state after a confl
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -150,9 +151,8 @@ class Orchestrator:
         if not fresh:
             return
         loaded = await self.repo.take_many(list(dict.fromkeys(s for s, _ in fresh)))
-        traceparent = telemetry.current_traceparent()
         now = dt.datetime.now(dt.UTC)
-        ctx = Context(self.streams, self.workflows, now=now, traceparent=traceparent)
+        ctx = Context(self.streams, self.workflows, now=now)
         root = None
         if telemetry.tracing():
             first_id, first = fresh[0]
@@ -166,7 +166,7 @@ class Orchestrator:
             parent=root,
             links=telemetry.links_to([_traceparent(i) for _, i in fresh]) if telemetry.tracing() else (),
         ):
-            observed = await self._decide_and_commit_plan(fresh, loaded, ctx, traceparent)
+            observed = await self._decide_and_commit_plan(fresh, loaded, ctx)
         observe.record(observed, now)
 
     async def _decide_and_commit_plan(
@@ -174,14 +174,16 @@ class Orchestrator:
         fresh: Sequence[tuple[uuid.UUID, Incoming]],
         loaded: Mapping[uuid.UUID, Saga | None],
         ctx: Context,
-        traceparent: str,
     ) -> list[observe.Observed]:
         plan = Plan(self.repo)
         observed: list[observe.Observed] = []
         for saga_id, incoming in fresh:
             before = plan.before(saga_id, loaded.get(saga_id))
             was = observe.Before.of(before.saga)
-            decision = decide(before.saga, incoming, ctx)
+            # The incoming message's trace: a new saga keeps it as its parent's, and with
+            # tracing off the messages sent on carry it (a saga is one trace either way).
+            traceparent = _traceparent(incoming)
+            decision = decide(before.saga, incoming, dataclasses.replace(ctx, traceparent=traceparent))
             if decision.saga is not None and telemetry.tracing():
                 decision.outgoing = observe.with_traceparents(decision.saga, decision.outgoing)
             plan.add(saga_id, incoming, decision, traceparent)

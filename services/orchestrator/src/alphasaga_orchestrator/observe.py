@@ -103,7 +103,9 @@ def observe(before: Before, saga: Saga | None, incoming: Incoming, workflows: Wo
     pending = before.deadline
     if pending is not None and pending["kind"] in _WAITING and after != pending:
         step = workflows.get(saga.workflow, saga.workflow_version).step(pending["step"])
-        started_at = due_time(pending) - dt.timedelta(seconds=step.timeout_s)
+        # Commanded at its deadline less its timeout (the decision's clock); the saga's own
+        # start is stamped a moment later by the aggregate, and a step does not start first.
+        started_at = max(saga.created_on, due_time(pending) - dt.timedelta(seconds=step.timeout_s))
         outcome, error_kind = _outcome(incoming)
         ended_attempt = EndedAttempt(
             _WAITING[pending["kind"]], pending["step"], pending["attempt"], started_at, outcome, error_kind
