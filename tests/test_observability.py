@@ -7,19 +7,31 @@ each test looks at them from its side (the trace, the metrics, the dashboards)."
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import runpy
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from alphasaga_client import AlphaSaga
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.envelope import saga_trace_id
 from alphasaga_contracts.research import ResearchRequest
 from conftest import Servers
-from tests.support.helpers import eventually
-from tests.support.observed import ObservedStack, observed_stack
+from tests.support.helpers import ROOT, Proc, eventually
+from tests.support.observed import ObservedStack, free_port, observed_stack
 from tests.support.otlp import OtlpReceiver, ReceivedSpan, ancestors
 
 SAGA_TIMEOUT = 240
@@ -165,3 +177,149 @@ async def test_a_rolled_back_saga_shows_its_compensations_newest_step_first(ran:
     assert all(s.parent_id == root.span_id and s.attributes["alphasaga.outcome"] == "compensated" for s in undone)
     for s in spans:
         list(ancestors(s, by_id))  # no orphans
+
+
+@pytest.fixture(scope="module")
+def prometheus(stack: ObservedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's Prometheus scraping the five services every second, with the alert rules."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus is not installed (Debian's prometheus package; .ci/run installs it)")
+    work = tmp_path_factory.mktemp("prometheus")
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(ROOT / "infra" / "prometheus" / "alerts.yml")],
+        "scrape_configs": [
+            {
+                "job_name": "alphasaga",
+                "static_configs": [
+                    {"targets": [f"127.0.0.1:{port}"], "labels": {"service": name}}
+                    for name, port in stack.ports.items()
+                ],
+            }
+        ],
+    }
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    proc = Proc(
+        [
+            binary,
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--enable-feature=exemplar-storage",
+        ],
+        dict(os.environ),
+        work / "prometheus.log",
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(f"{base}/-/ready"):
+            if proc.popen.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"prometheus did not start:\n{proc.text()[-3000:]}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def api(base: str, path: str, **params: str) -> Any:
+    with urllib.request.urlopen(f"{base}/api/v1/{path}?{urllib.parse.urlencode(params)}", timeout=10) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def values(base: str, query: str) -> list[tuple[dict[str, str], float]]:
+    return [(r["metric"], float(r["value"][1])) for r in api(base, "query", query=query)["result"]]
+
+
+async def test_a_real_prometheus_scrapes_the_saga_and_stream_series(ran: Ran, prometheus: str) -> None:
+    ns = ran.stack.settings.namespace
+
+    async def scraped() -> bool:
+        up = values(prometheus, 'up{job="alphasaga"} == 1')
+        done = values(prometheus, 'sum(alphasaga_sagas_total{event="completed", workflow="research"})')
+        undone = values(prometheus, 'sum(alphasaga_sagas_total{event="rolled_back"})')
+        return len(up) == 5 and bool(done) and done[0][1] >= 1 and bool(undone) and undone[0][1] >= 1
+
+    await eventually(scraped, timeout=30, interval=0.5)
+    durations = values(prometheus, "sum by (outcome) (alphasaga_saga_seconds_count)")
+    assert {m["outcome"] for m, v in durations if v >= 1} >= {"completed", "rolled_back"}
+    steps = values(prometheus, 'sum by (step) (alphasaga_step_seconds_count{kind="step", outcome="succeeded"})')
+    assert {m["step"] for m, _ in steps} == {"reasoning", "codegen", "ml", "backtest"}
+    # Stream series, read by the collector from Redis at each scrape: the ml group's one
+    # consumer, seen by ml itself and by the orchestrator that watches it.
+    consumers = values(prometheus, f'alphasaga_stream_consumers{{stream="{ns}:cmd:ml", group="ml"}}')
+    assert sorted(m["service"] for m, v in consumers if v == 1) == ["ml", "orchestrator"]
+    lag = values(prometheus, f'alphasaga_stream_lag{{stream="{ns}:evt:ml", group="orchestrator"}}')
+    assert lag and lag[0][1] == 0
+    assert values(prometheus, f'alphasaga_dead_letters{{stream="{ns}:cmd:orchestrator"}}')
+    # The alert rules load in the real binary, and a saga's duration links to its trace.
+    rules = [r for g in api(prometheus, "rules")["groups"] for r in g["rules"] if r["type"] == "alerting"]
+    assert len(rules) >= 12 and all(r["health"] == "ok" for r in rules), rules
+    now = time.time()
+    exemplars = api(
+        prometheus, "query_exemplars", query="alphasaga_saga_seconds_bucket", start=str(now - 600), end=str(now)
+    )
+    trace_ids = {e["labels"].get("trace_id") for series in exemplars for e in series["exemplars"]}
+    assert saga_trace_id(ran.completed, "") in trace_ids
+
+
+def dashboard_queries() -> list[tuple[str, str, str]]:
+    out = []
+    for path in sorted((ROOT / "infra" / "grafana" / "dashboards").glob("*.json")):
+        board = json.loads(path.read_text())
+        for p in board["panels"]:
+            for t in p["targets"]:
+                out.append((board["title"], p["title"], t["expr"].replace("$service", "orchestrator")))
+    return out
+
+
+def exported_names(text: str) -> set[str]:
+    """Every sample name a /metrics page can carry: those present, and those its TYPE
+    lines announce (a labelled family has no sample until its first observation)."""
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    for kind_line in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE):
+        name, kind = kind_line
+        names.add(name)
+        if kind == "histogram":
+            names.update(f"{name}{suffix}" for suffix in ("_bucket", "_count", "_sum"))
+    return names
+
+
+async def test_every_dashboard_query_parses_and_names_only_exported_families(
+    ran: Ran, prometheus: str, tmp_path: Path
+) -> None:
+    tool = shutil.which("promtool")
+    if tool is None:
+        pytest.skip("promtool is not installed (Debian's prometheus package; .ci/run installs it)")
+    queries = dashboard_queries()
+    assert {board for board, _, _ in queries} == {"AlphaSaga overview", "AlphaSaga service"}
+    rules = {
+        "groups": [
+            {"name": "panels", "rules": [{"record": f"panel_{i}", "expr": e} for i, (*_, e) in enumerate(queries)]}
+        ]
+    }
+    (tmp_path / "panels.yml").write_text(yaml.safe_dump(rules))
+    done = subprocess.run([tool, "check", "rules", str(tmp_path / "panels.yml")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    exported = set().union(*(exported_names(ran.stack.scrape(s)) for s in ran.stack.ports))
+    for board, title, expr in queries:
+        for name in re.findall(r"\b((?:alphasaga|process)_[a-z0-9_]+)\b", expr):
+            assert name in exported, f"{board} / {title}: {name} is not exported"
+        api(prometheus, "query", query=expr)  # the real Prometheus evaluates it too
+    # The dashboards on disk are what their code writes.
+    generator = runpy.run_path(str(ROOT / "infra" / "grafana" / "dashboards.py"))
+    for name, build in generator["DASHBOARDS"].items():
+        on_disk = json.loads((ROOT / "infra" / "grafana" / "dashboards" / name).read_text())
+        assert on_disk == json.loads(json.dumps(build())), f"run python infra/grafana/dashboards.py ({name})"

@@ -129,6 +129,7 @@ class Bus:
         self._heartbeat: asyncio.Task[None] | None = None
         self._started = False
         self._stats: StreamStats | None = None
+        self._watched: list[tuple[str, str]] = []  # groups reported but not read
 
     @property
     def client(self) -> Redis:
@@ -207,6 +208,11 @@ class Bus:
         )(on_batch)
         return sub
 
+    def watch(self, stream: str, group: str) -> None:
+        """Report ``group``'s state on ``stream`` with this bus's own (the orchestrator
+        watches its workers' groups, so that a group left with no consumer is seen)."""
+        self._watched.append((stream, group))
+
     async def start(self) -> None:
         client = await self.connect()
         for sub in self._subscriptions:
@@ -214,8 +220,8 @@ class Bus:
         await self.broker.start()
         self._started = True
         if self._subscriptions:
-            groups = [(sub.stream, sub.group) for sub in self._subscriptions]
-            dead = {sub.stream: self.settings.streams.dead_letters(sub.stream) for sub in self._subscriptions}
+            groups = [(sub.stream, sub.group) for sub in self._subscriptions] + self._watched
+            dead = {stream: self.settings.streams.dead_letters(stream) for stream, _ in groups}
             self._stats = StreamStats(client, groups, dead)
             WATCHED.sources.append(self._stats)
             self._reclaimer = asyncio.create_task(self._reclaim_forever(), name="bus-reclaimer")

@@ -56,6 +56,7 @@ async def setup(ctx: ServiceContext) -> None:
             batch_handler=orchestrator.decide_and_commit_batch,
             traced=False,
         )
+        ctx.bus.watch(settings.streams.commands(worker), worker.value)
     if settings.run_relay:  # or alone: python -m alphasaga_shared.outbox
         ctx.background.append(relay.run)
         metrics.on_scrape(relay.measure_backlog)
