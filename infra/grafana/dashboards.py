@@ -86,7 +86,7 @@ def overview() -> dict[str, Any]:
                 "Pending per group, and its oldest entry's idle time",
                 {
                     "max by (stream, group) (alphasaga_stream_pending)": "{{group}} pending",
-                    "max by (stream, group) (alphasaga_stream_oldest_pending_idle_seconds)": "{{group}} oldest idle (s)",
+                    "max by (stream, group) (alphasaga_stream_oldest_pending_idle_seconds)": "{{group}} idle (s)",
                 },
             ),
             panel("Dead letters", {"max by (stream) (alphasaga_dead_letters)": "{{stream}}"}),
