@@ -153,20 +153,20 @@ class Orchestrator:
         loaded = await self.repo.take_many(list(dict.fromkeys(s for s, _ in fresh)))
         now = dt.datetime.now(dt.UTC)
         ctx = Context(self.streams, self.workflows, now=now)
-        root = None
-        if telemetry.tracing():
+        if not telemetry.tracing():
+            observed = await self._decide_and_commit_plan(fresh, loaded, ctx)
+        else:
+            # One span for the decisions and their commit, under the first saga's; a batch
+            # links every message it decided on.
             first_id, first = fresh[0]
             first_saga = loaded.get(first_id)
-            root = observe.root_ids(first_id, first_saga.traceparent if first_saga else _traceparent(first))
-        # One span for the decisions and their commit, under the first saga's; a batch
-        # links every message it decided on.
-        with telemetry.span(
-            "saga decide",
-            {"alphasaga.saga_id": str(fresh[0][0]), "alphasaga.batch_size": len(fresh)},
-            parent=root,
-            links=telemetry.links_to([_traceparent(i) for _, i in fresh]) if telemetry.tracing() else (),
-        ):
-            observed = await self._decide_and_commit_plan(fresh, loaded, ctx)
+            with telemetry.span(
+                "saga decide",
+                {"alphasaga.saga_id": str(first_id), "alphasaga.batch_size": len(fresh)},
+                parent=observe.root_ids(first_id, first_saga.traceparent if first_saga else _traceparent(first)),
+                links=telemetry.links_to([_traceparent(i) for _, i in fresh]),
+            ):
+                observed = await self._decide_and_commit_plan(fresh, loaded, ctx)
         observe.record(observed, now)
 
     async def _decide_and_commit_plan(
@@ -198,7 +198,7 @@ class Orchestrator:
             if t.saga is not None:
                 self.repo.keep(t.saga)
         if self.relay is not None:
-            with telemetry.span("relay publish", {"messaging.batch.message_count": len(plan.outbox)}):
+            with telemetry.span("relay publish"):
                 await self.relay.publish_committed(plan.outbox)
         for note in plan.notes:
             log.info(note)

@@ -166,11 +166,15 @@ def record(observed: Sequence[Observed], now: dt.datetime) -> None:
         if o.timed_out:
             metrics.STEP_TIMEOUTS.labels(o.timed_out).inc()
         root = root_ids(saga.saga_id, saga.traceparent) if telemetry.tracing() else None
-        base = {
-            "alphasaga.saga_id": str(saga.saga_id),
-            "alphasaga.workflow": workflow,
-            "alphasaga.workflow_version": saga.workflow_version,
-        }
+        base = (
+            {
+                "alphasaga.saga_id": str(saga.saga_id),
+                "alphasaga.workflow": workflow,
+                "alphasaga.workflow_version": saga.workflow_version,
+            }
+            if root is not None
+            else {}
+        )
         if (a := o.ended_attempt) is not None:
             seconds = max(0.0, (now - a.started_at).total_seconds())
             ids = attempt_ids(root, saga.saga_id, a.kind, a.step, a.attempt) if root is not None else None
