@@ -4,6 +4,7 @@ and exporting spans where the test says: the stack the observability tests look 
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import time
 import urllib.request
@@ -67,6 +68,9 @@ def observed_stack(
                 time.sleep(0.1)
         yield ObservedStack(settings, ports, procs)
     finally:
+        for proc in procs.values():  # all at once: each then stops within its own deadline
+            if proc.popen.poll() is None:
+                proc.popen.send_signal(signal.SIGTERM)
         for proc in procs.values():
             proc.stop()
         asyncio.run(_remove(redis_url, database_url, ns, settings.database_schema))
