@@ -24,7 +24,7 @@ from tests.support.otlp import OtlpReceiver
 from . import bus, saga
 from .common import Servers, bench_settings, percentile
 
-ROUNDS = 3
+ROUNDS = 5
 
 
 async def tracing_cost(s: Servers, n: int = 500, one_by_one: int = 60) -> dict[str, Any]:
