@@ -2,7 +2,8 @@
 
 * tracing: saga throughput (a burst submitted at once) and the one-in-flight p50 of the
   orchestrator with the simulated workers (bench/saga.py's stack), tracing off against
-  every span exported over OTLP/HTTP to a real receiver (tests/support/otlp.py);
+  every span exported over OTLP/HTTP to a real receiver (tests/support/otlp.py), and
+  against tracing set up with a sample ratio of 0;
 * metrics: bus consumer throughput (bench/bus.py's batches of 100) with nothing
   scraping, against Prometheus's request every second on the service's own /metrics
   (the ASGI app in the consumer's event loop, the stream collector reading Redis).
@@ -29,15 +30,18 @@ ROUNDS = 5
 
 async def tracing_cost(s: Servers, n: int = 500, one_by_one: int = 60) -> dict[str, Any]:
     """Medians of ``ROUNDS`` alternated rounds, so that drift hits both sides alike."""
-    out: dict[str, Any] = {"off": {"rate": [], "p50": []}, "on": {"rate": [], "p50": []}, "spans": 0}
+    sides = ("off", "on", "sampled out")
+    out: dict[str, Any] = {side: {"rate": [], "p50": []} for side in sides}
     with OtlpReceiver() as receiver:
         exported = {"ALPHASAGA_OTLP_ENDPOINT": receiver.endpoint}
+        # Instrumented and exporting, but no saga sampled: what the instrumentation costs.
+        unsampled = {**exported, "ALPHASAGA_TRACE_SAMPLE_RATIO": "0"}
         for _ in range(ROUNDS):
-            for side, env in (("off", {}), ("on", exported)):
+            for side, env in zip(sides, ({}, exported, unsampled), strict=True):
                 out[side]["rate"].append(await saga.throughput(s, 1, n, extra_env=env))
                 out[side]["p50"].append(percentile(await saga.latency(s, one_by_one, extra_env=env), 50))
         out["spans"] = len(receiver.all())
-    for side in ("off", "on"):
+    for side in sides:
         out[side] = {k: statistics.median(v) for k, v in out[side].items()}
     return out
 
@@ -88,7 +92,7 @@ async def metrics_overhead(s: Servers, n: int = 300_000) -> dict[str, float]:
 async def report(s: Servers) -> str:
     t = await tracing_cost(s)
     m = await metrics_overhead(s)
-    off, on = t["off"], t["on"]
+    off, on, unsampled = t["off"], t["on"], t["sampled out"]
     lines = [
         "## Observability (issue #14): what tracing and metrics cost\n",
         "| what | off | on | on / off |",
@@ -97,6 +101,9 @@ async def report(s: Servers) -> str:
         f" | {off['rate']:,.0f} | {on['rate']:,.0f} | {on['rate'] / off['rate']:.0%} |",
         f"| one saga in flight, p50 (60 sagas, median of {ROUNDS}), tracing"
         f" | {off['p50']:.1f} ms | {on['p50']:.1f} ms | {on['p50'] / off['p50']:.0%} |",
+        f"| the same two with tracing on and a sample ratio of 0 (nothing sampled)"
+        f" | | {unsampled['rate']:,.0f} sagas/s; {unsampled['p50']:.1f} ms"
+        f" | {unsampled['rate'] / off['rate']:.0%}; {unsampled['p50'] / off['p50']:.0%} |",
         f"| bus consumer, batches of 100 (300,000 messages, median of {ROUNDS}), /metrics scraped every second"
         f" | {m['quiet']:,.0f} msg/s | {m['scraped']:,.0f} msg/s | {m['scraped'] / m['quiet']:.0%} |",
         "",
