@@ -1,7 +1,7 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|research ...]`` runs a
-subset. ``research`` needs no servers, so none are started when it runs alone.
+``python -m bench [bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|observability|research ...]``
+runs a subset. ``research`` needs no servers, so none are started when it runs alone.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import sys
 import time
 from typing import Any
 
-from . import api, bus, cli, cpu, e2e, eventstore, orphans, research, saga
+from . import api, bus, cli, cpu, e2e, eventstore, observability, orphans, research, saga
 from .common import servers
 
-NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga", "cpu", "e2e", "rate", "cli", "orphans", "api"}
+NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga", "cpu", "e2e", "rate", "cli", "orphans", "api", "observability"}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -58,6 +58,8 @@ async def main(which: set[str]) -> None:
                 print(f"{r['per_minute']:.1f} sagas per minute (median of {r['rounds']:.0f} bursts)\n", flush=True)
             if "orphans" in which:
                 print(orphans.markdown(await orphans.recovery(s)), flush=True)
+            if "observability" in which:
+                print(await observability.report(s), flush=True)
             if "cli" in which:
                 times = cli.startup()
                 times["alphasaga status (a running stack, a completed saga)"] = await cli.status(s)

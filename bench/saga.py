@@ -59,6 +59,7 @@ class Stack:
         sim_config: dict[str, Any],
         separate_relay: bool = False,
         separate_projector: bool = False,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.settings = bench_settings(s)
         self.tmp = Path(tempfile.mkdtemp(prefix="alphasaga-bench-"))
@@ -75,6 +76,7 @@ class Stack:
             "ALPHASAGA_LOG_LEVEL": "WARNING",
             "SIM_CONFIG": json.dumps(sim_config),
             "PYTHONPATH": str(ROOT),
+            **(extra_env or {}),
         }
         env.pop("ALPHASAGA_CONSUMER", None)
         if separate_relay:
@@ -169,10 +171,16 @@ async def _count_terminal(conn: asyncpg.Connection, n_streams: int) -> int:
 
 
 async def throughput(
-    s: Servers, orchestrators: int, n: int = 1000, *, separate_relay: bool = False, separate_projector: bool = False
+    s: Servers,
+    orchestrators: int,
+    n: int = 1000,
+    *,
+    separate_relay: bool = False,
+    separate_projector: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> float:
     """Sagas per second from submitting n at once to the last one completed."""
-    stack = Stack(s, orchestrators, {}, separate_relay, separate_projector)
+    stack = Stack(s, orchestrators, {}, separate_relay, separate_projector, extra_env)
     try:
         await stack.ready()
         return n / await stack.burst(s, n)
@@ -181,10 +189,15 @@ async def throughput(
 
 
 async def latency(
-    s: Servers, n: int = 100, sim: dict[str, Any] | None = None, *, separate_relay: bool = False
+    s: Servers,
+    n: int = 100,
+    sim: dict[str, Any] | None = None,
+    *,
+    separate_relay: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> list[float]:
     """One saga in flight at a time: submit to terminal lifecycle event, in ms."""
-    stack = Stack(s, 1, sim or {}, separate_relay)
+    stack = Stack(s, 1, sim or {}, separate_relay, extra_env=extra_env)
     try:
         await stack.ready()
         times = []

@@ -10,6 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import redis.asyncio as aioredis
+
 from tests.support.helpers import ROOT, Proc
 
 
@@ -41,11 +43,24 @@ async def test_probes_and_metrics_of_a_running_service(env: dict[str, str], tmp_
         assert get(f"{base}/health/startup")[0] == 200
         status, body = get(f"{base}/health/ready")
         assert status == 200, body
-        assert json.loads(body)["checks"] == {"redis": "ok", "postgres": "ok"}
+        assert json.loads(body)["checks"] == {"redis": "ok", "postgres": "ok", "groups": "ok"}
         status, metrics = get(f"{base}/metrics")
         assert status == 200
         assert "alphasaga_published_total" in metrics and "alphasaga_lost_pending_total" in metrics
+        # The stream collector read the orchestrator's groups from Redis for this scrape.
+        ns = env["ALPHASAGA_NAMESPACE"]
+        assert f'alphasaga_stream_lag{{group="orchestrator",stream="{ns}:cmd:orchestrator"}} 0.0' in metrics
+        assert f'alphasaga_stream_pending{{group="orchestrator",stream="{ns}:evt:ml"}} 0.0' in metrics
+        assert f'alphasaga_dead_letters{{stream="{ns}:cmd:orchestrator"}} 0.0' in metrics
         assert get(f"{base}/nope")[0] == 404
+        # A group deleted by hand: nothing would be consumed, so the service is not ready.
+        client = aioredis.from_url(env["ALPHASAGA_REDIS_URL"])
+        try:
+            await client.xgroup_destroy(f"{ns}:evt:ml", "orchestrator")
+        finally:
+            await client.aclose()
+        status, body = get(f"{base}/health/ready")
+        assert status == 503 and json.loads(body)["checks"]["groups"].startswith("LookupError: no group"), body
     finally:
         assert proc.stop() == 0, proc.text()
 

@@ -69,6 +69,11 @@ async def test_dlq_redrive_of_a_message_whose_fault_was_fixed_is_processed_and_l
     assert watched.out.splitlines()[-1].startswith("COMPLETED")
     assert alphasaga(env, "dlq", "list", "--json").json() == []
     assert alphasaga(env, "replay", saga_id, "--check").code == 0
+    # Started without a traceparent: the saga's trace id is its own id, printed with a link.
+    trace_id = saga_id.replace("-", "")
+    assert alphasaga(env, "status", saga_id, "--json").json()["trace_id"] == trace_id
+    replayed = alphasaga({**env, "ALPHASAGA_JAEGER_URL": "http://jaeger.test:16686/"}, "replay", saga_id)
+    assert f"trace {trace_id} (http://jaeger.test:16686/trace/{trace_id})" == replayed.out.splitlines()[-1]
 
 
 async def test_dlq_purge_asks_first_and_deletes_only_what_it_asked_about(

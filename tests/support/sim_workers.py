@@ -23,6 +23,7 @@ from typing import Any
 
 from alphasaga_contracts import WORKERS, Streams
 from alphasaga_contracts import steps as st
+from alphasaga_shared import telemetry
 from alphasaga_shared.bus import Bus
 from alphasaga_shared.config import Settings
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, derived_message_id, envelope_for
@@ -65,6 +66,7 @@ def make_handler(service: str, streams: Streams, config: dict[str, Any]) -> Any:
             correlation_id=env.correlation_id,
             causation_id=env.message_id,
             message_id=derived_message_id(env.message_id, reply.TYPE),
+            traceparent=telemetry.current_traceparent(),
         )
         out = [Outgoing(reply_stream, one)]
         if chance(env.message_id, "dup") < config.get("duplicate_rate", 0.0):
@@ -77,6 +79,7 @@ def make_handler(service: str, streams: Streams, config: dict[str, Any]) -> Any:
 
 async def main() -> None:
     settings = Settings()
+    telemetry.setup_tracing("sim", settings.otlp_endpoint)  # as real workers do (the tracing bench)
     config = json.loads(os.environ.get("SIM_CONFIG", "{}"))
     bus = Bus(settings, service="sim")
     for service in config.get("only", WORKERS):
@@ -87,6 +90,7 @@ async def main() -> None:
             dedupe=True,
         )
     await serve_until_sigterm(bus, f"sim workers ready {uuid.uuid4().hex[:4]}")
+    telemetry.shutdown_tracing()
 
 
 if __name__ == "__main__":

@@ -92,3 +92,15 @@ def verdict_line(verdict: dict[str, Any] | None, metrics: dict[str, Any] | None)
         f"max drawdown {get('max_drawdown'):.1%}, {get('n_trades', 0):.0f} trades; "
         f"buy and hold Sharpe {get('buy_and_hold_sharpe'):.2f}){tail}"
     )
+
+
+def trace_link(saga_id: Any, traceparent: str) -> str:
+    """The saga's trace id, and its page in Jaeger's UI when ``ALPHASAGA_JAEGER_URL`` is
+    set (e.g. http://localhost:16686)."""
+    import os
+
+    from alphasaga_contracts.envelope import saga_trace_id
+
+    trace_id = saga_trace_id(saga_id, traceparent)
+    jaeger = os.environ.get("ALPHASAGA_JAEGER_URL", "").rstrip("/")
+    return f"{trace_id} ({jaeger}/trace/{trace_id})" if jaeger else trace_id

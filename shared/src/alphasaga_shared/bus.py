@@ -36,6 +36,7 @@ from redis.exceptions import ResponseError
 from . import metrics, telemetry
 from .config import Settings
 from .loops import run_forever
+from .streamstats import WATCHED, StreamStats
 from .wire import Delivery, Envelope, MalformedMessage, Outgoing, as_text, cap_text, decode, encode, entry_size
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class Subscription:
     group: str
     handler: Handler
     dedupe: bool
+    # Off for a handler that makes spans of its own (the orchestrator's, under its sagas').
+    traced: bool = True
     batch_handler: BatchHandler | None = None
     on_dead_letter: DeadLetterNotice | None = None
     autoclaim_cursor: str = "0-0"
@@ -72,11 +75,11 @@ class Subscription:
     m_seconds: Any = None
 
     def __post_init__(self) -> None:
-        self.m_processed = metrics.MESSAGES.labels(self.stream, "processed")
-        self.m_duplicate = metrics.MESSAGES.labels(self.stream, "duplicate")
-        self.m_dead = metrics.MESSAGES.labels(self.stream, "dead_lettered")
-        self.m_failed = metrics.MESSAGES.labels(self.stream, "failed")
-        self.m_seconds = metrics.HANDLER_SECONDS.labels(self.stream)
+        self.m_processed = metrics.MESSAGES.labels(self.stream, self.group, "processed")
+        self.m_duplicate = metrics.MESSAGES.labels(self.stream, self.group, "duplicate")
+        self.m_dead = metrics.MESSAGES.labels(self.stream, self.group, "dead_lettered")
+        self.m_failed = metrics.MESSAGES.labels(self.stream, self.group, "failed")
+        self.m_seconds = metrics.HANDLER_SECONDS.labels(self.stream, self.group)
 
 
 @dataclass(slots=True)
@@ -125,6 +128,8 @@ class Bus:
         self._reclaimer: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._started = False
+        self._stats: StreamStats | None = None
+        self._watched: list[tuple[str, str]] = []  # groups reported but not read
 
     @property
     def client(self) -> Redis:
@@ -164,6 +169,7 @@ class Bus:
         max_records: int | None = None,
         batch_handler: BatchHandler | None = None,
         on_dead_letter: DeadLetterNotice | None = None,
+        traced: bool = True,
     ) -> Subscription:
         """Consume ``stream`` as one consumer of ``group`` (default: the service's name).
 
@@ -176,6 +182,7 @@ class Bus:
             group=group or self.service,
             handler=handler,
             dedupe=dedupe,
+            traced=traced,
             batch_handler=batch_handler,
             on_dead_letter=on_dead_letter,
         )
@@ -201,6 +208,11 @@ class Bus:
         )(on_batch)
         return sub
 
+    def watch(self, stream: str, group: str) -> None:
+        """Report ``group``'s state on ``stream`` with this bus's own (the orchestrator
+        watches its workers' groups, so that a group left with no consumer is seen)."""
+        self._watched.append((stream, group))
+
     async def start(self) -> None:
         client = await self.connect()
         for sub in self._subscriptions:
@@ -208,8 +220,23 @@ class Bus:
         await self.broker.start()
         self._started = True
         if self._subscriptions:
+            groups = [(sub.stream, sub.group) for sub in self._subscriptions] + self._watched
+            dead = {stream: self.settings.streams.dead_letters(stream) for stream, _ in groups}
+            self._stats = StreamStats(client, groups, dead)
+            WATCHED.sources.append(self._stats)
             self._reclaimer = asyncio.create_task(self._reclaim_forever(), name="bus-reclaimer")
             self._heartbeat = asyncio.create_task(self._keep_claimed(), name="bus-heartbeat")
+
+    async def check_groups(self) -> None:
+        """Raise unless every group this bus reads exists (for readiness: a group deleted by
+        hand means nothing is consumed until it is made again)."""
+        for sub in self._subscriptions:
+            names = {
+                g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+                for g in await self.client.xinfo_groups(sub.stream)
+            }
+            if sub.group not in names:
+                raise LookupError(f"no group {sub.group} on {sub.stream}")
 
     async def stop(self) -> None:
         """Stop reading; entries in flight stay pending for the reclaimer of another process.
@@ -218,6 +245,9 @@ class Bus:
         a warning: stopping must not hang on a Redis call that never answers. ``asyncio.wait``
         neither hangs nor swallows the caller's own cancellation."""
         deadline = self.settings.stop_timeout_s
+        if self._stats is not None:
+            WATCHED.sources.remove(self._stats)
+            self._stats = None
         background = [t for t in (self._reclaimer, self._heartbeat) if t is not None]
         for task in background:
             task.cancel()
@@ -293,8 +323,9 @@ class Bus:
                     assert d.envelope is not None
                     started = time.perf_counter()
                     try:
-                        with telemetry.consume_span(d.envelope, d.stream):
+                        with telemetry.consume_span(d.envelope, d.stream, traced=sub.traced):
                             produced = [(out.stream, self._encode(out)) for out in await sub.handler(d.envelope, d)]
+                            trace_ref = metrics.exemplar()  # while the span is current
                     except Exception as exc:  # a handler bug must not stop the service
                         sub.m_seconds.observe(time.perf_counter() - started)
                         d.error = f"{type(exc).__name__}: {exc}"
@@ -313,7 +344,7 @@ class Bus:
                                 exc_info=exc,
                             )
                         continue
-                    sub.m_seconds.observe(time.perf_counter() - started)
+                    sub.m_seconds.observe(time.perf_counter() - started, trace_ref)
                     outputs.extend(produced)
                     ack.append(d.entry_id)
                     if sub.dedupe:
@@ -480,7 +511,7 @@ class Bus:
             Delivery(stream=sub.stream, entry_id=eid, fields=as_text(data), delivery_count=counts.get(eid, 1))
             for eid, (_, data) in zip(ids, entries, strict=True)
         ]
-        metrics.RECLAIMED.labels(sub.stream).inc(len(deliveries))
+        metrics.RECLAIMED.labels(sub.stream, sub.group).inc(len(deliveries))
         log.info("reclaimed %d idle entries of %s", len(deliveries), sub.stream)
         await self.process(sub, deliveries)
         return len(deliveries)

@@ -70,7 +70,10 @@ class Settings(BaseSettings):
     )
     http_port: int | None = Field(None, description="Health and metrics; unset = no HTTP server")
     http_host: str = "0.0.0.0"
-    otlp_endpoint: str | None = None
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP collector (Jaeger's :4318); unset = no tracing")
+    trace_sample_ratio: float = Field(
+        1.0, ge=0, le=1, description="Share of sagas traced (parent-based: a saga is traced whole or not at all)"
+    )
     log_level: str = "INFO"
     # Fault injection for the crash tests; never set in production.
     fault: Literal["relay_crash_after_publish"] | None = None

@@ -1,6 +1,11 @@
-"""``/health/live``, ``/health/ready``, ``/health/startup`` and ``/metrics`` on a small
-asyncio HTTP server (GET only, one request per connection): enough for probes and
-Prometheus, with no web framework in every service image."""
+"""``/health/live``, ``/health/ready``, ``/health/startup`` and ``/metrics``: a small ASGI
+app served by uvicorn beside the service, in its event loop.
+
+Readiness asks what the service needs (each check given two seconds) and is false from
+the moment a stop begins. ``/metrics`` first runs the scrape-time refreshers
+(``metrics.on_scrape``), then answers in the format the scraper asks for: OpenMetrics,
+with exemplars, for Prometheus.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,28 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+import uvicorn
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
+
+from . import metrics
 
 log = logging.getLogger(__name__)
 
 Check = Callable[[], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+CHECK_TIMEOUT_S = 2.0
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The service's runner owns SIGTERM and SIGINT: it drains, then stops us.
+        yield
 
 
 class HealthServer:
@@ -22,63 +42,80 @@ class HealthServer:
         self.checks = checks
         self.started = False  # set once the service is consuming
         self.draining = False  # set when a stop signal arrives: readiness answers no at once
-        self._server: asyncio.Server | None = None
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(self._serve, host, port)
-        bound: int = self._server.sockets[0].getsockname()[1]
+        config = uvicorn.Config(
+            self.app,
+            host=host,
+            port=port,
+            interface="asgi3",
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            log_level="warning",
+        )
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve(), name="health-server")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # the port is taken, say
+                raise RuntimeError("the health server stopped while starting")
+            await asyncio.sleep(0.01)
+        bound: int = self._server.servers[0].sockets[0].getsockname()[1]
         log.info("health and metrics on http://%s:%d", host, bound)
         return bound
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 5)
+        self._server = self._task = None
 
     async def ready(self) -> dict[str, str]:
         """Each dependency's state: "ok" or the error."""
-        results: dict[str, str] = {}
-        for name, check in self.checks.items():
+
+        async def one(check: Check) -> str:
             try:
-                await asyncio.wait_for(check(), 2.0)
-                results[name] = "ok"
+                await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
             except Exception as exc:  # reported, not raised: this is the probe's answer
-                results[name] = f"{type(exc).__name__}: {exc}"
-        return results
+                return f"{type(exc).__name__}: {exc}"
+            return "ok"
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            parts = request.decode("latin-1").split()
-            path = parts[1] if len(parts) >= 2 else "/"
-            status, content_type, body = await self._answer(path)
-            head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-            writer.write(head.encode() + b"Connection: close\r\n\r\n" + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+        results = await asyncio.gather(*(one(c) for c in self.checks.values()))
+        return dict(zip(self.checks, results, strict=True))
 
-    async def _answer(self, path: str) -> tuple[str, str, bytes]:
+    async def app(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        status, content_type, body = await self.answer(scope["path"], headers.get("accept", ""))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def answer(self, path: str, accept: str) -> tuple[int, str, bytes]:
         if path == "/metrics":
-            return "200 OK", CONTENT_TYPE_LATEST, generate_latest()
+            await metrics.refresh_all()
+            encoder, content_type = choose_encoder(accept)
+            return 200, content_type, encoder(REGISTRY)
         if path == "/health/live":
-            return "200 OK", "application/json", b'{"status": "live"}'
+            return 200, "application/json", b'{"status": "live"}'
         if path == "/health/startup":
-            ok = self.started
-            return (
-                ("200 OK" if ok else "503 Service Unavailable"),
-                "application/json",
-                json.dumps({"status": "started" if ok else "starting"}).encode(),
-            )
+            body = json.dumps({"status": "started" if self.started else "starting"}).encode()
+            return (200 if self.started else 503), "application/json", body
         if path == "/health/ready":
             if self.draining:
-                return "503 Service Unavailable", "application/json", b'{"status": "draining"}'
+                return 503, "application/json", b'{"status": "draining"}'
             results = await self.ready()
-            ok = self.started and all(v == "ok" for v in results.values())
+            ok = self.started and all(v == "ok" for v in results.values()) and not self.draining
             body = json.dumps({"status": "ready" if ok else "not ready", "checks": results}).encode()
-            return ("200 OK" if ok else "503 Service Unavailable"), "application/json", body
-        return "404 Not Found", "application/json", b'{"error": "not found"}'
+            return (200 if ok else 503), "application/json", body
+        return 404, "application/json", b'{"error": "not found"}'

@@ -26,7 +26,7 @@ from alphasaga_contracts.envelope import (
     TYPE,
 )
 
-from . import metrics
+from . import metrics, telemetry
 from .config import Settings
 from .eventstore import Checkpoint, Conn, EventStore, JsonText, NewEvent, Position, RecordedEvent, outbox_channel
 from .loops import Outage, retrying
@@ -204,10 +204,11 @@ class Relay:
             self._unclaim(rows, fields)
             return
         try:
-            pipe = self.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
-            for stream, entry in fields:
-                pipe.xadd(stream, entry)
-            await pipe.execute()
+            with telemetry.span("relay publish"):
+                pipe = self.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
+                for stream, entry in fields:
+                    pipe.xadd(stream, entry)
+                await pipe.execute()
         except BaseException as exc:  # Redis down, cancelled, or a bug: the tail publishes them
             log.warning("direct publish of %d outbox rows failed, left to the relay's tail: %r", len(rows), exc)
             self._unclaim(rows, fields)
@@ -220,6 +221,11 @@ class Relay:
             if claim is not None:
                 claim.published = True
             self._skipped_unconfirmed.discard(row.event_id)
+
+    async def measure_backlog(self) -> None:
+        """Set the outbox backlog gauge (on scrape), from the relay that holds the lock."""
+        if self._holding and self._position is not None:
+            metrics.OUTBOX_BACKLOG.set(await self.store.outbox_backlog(self._position))
 
     @property
     def holding(self) -> bool:
@@ -425,7 +431,9 @@ def main() -> None:
     from .runner import ServiceContext, run_service
 
     async def setup(ctx: ServiceContext) -> None:
-        ctx.background.append(relay_for(ctx.store, await ctx.bus.connect(), ctx.settings).run)
+        relay = relay_for(ctx.store, await ctx.bus.connect(), ctx.settings)
+        ctx.background.append(relay.run)
+        metrics.on_scrape(relay.measure_backlog)
 
     run_service("relay", setup)
 

@@ -126,6 +126,7 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
         raise
     connected.append(store)
     bus = Bus(settings, service=name, redis_url=redis_url)
+    health.checks["groups"] = bus.check_groups
     ctx = ServiceContext(name=name, settings=settings, bus=bus, store=store)
 
     def drain() -> None:
@@ -186,7 +187,7 @@ def run_service(name: str, setup: Callable[[ServiceContext], Awaitable[None]]) -
     dependency is missing or unreachable."""
     settings = Settings()
     telemetry.setup_logging(name, settings.log_level)
-    telemetry.setup_tracing(name, settings.otlp_endpoint)
+    telemetry.setup_tracing(name, settings.otlp_endpoint, settings.trace_sample_ratio)
     try:
         asyncio.run(_run(name, setup, settings))
     except (ConfigError, StartupError) as exc:
@@ -197,3 +198,5 @@ def run_service(name: str, setup: Callable[[ServiceContext], Awaitable[None]]) -
         sys.exit(1)
     except KeyboardInterrupt:
         pass
+    finally:
+        telemetry.shutdown_tracing()

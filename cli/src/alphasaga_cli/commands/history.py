@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import NOT_COMPLETED, CliError
-from ..output import compact, echo, print_json
+from ..output import compact, echo, print_json, trace_link
 from ..session import with_client
 from ..timefmt import iso, parse_when
 from .research import JsonFlag, SagaArg
@@ -91,10 +91,13 @@ def replay(
         echo(f"note: saga {result.saga_id} has {result.total_events} events, showing all of them", err=True)
     if not result.frames:
         echo(f"note: no event of saga {result.saga_id} was recorded by {iso(at_t) if at_t else '?'}", err=True)
+    traceparent = str(result.frames[0].state.get("traceparent") or "") if result.frames else ""
+    trace = trace_link(result.saga_id, traceparent)
     if as_json:
         print_json(
             {
                 "saga_id": str(result.saga_id),
+                "trace_id": trace.split(" ")[0],
                 "total_events": result.total_events,
                 "events": [frame.as_json(diff=diff) for frame in result.frames],
             }
@@ -103,6 +106,7 @@ def replay(
     for frame in result.frames:
         for line in render(frame, diff_only=diff):
             echo(line)
+    echo(f"trace {trace}")
 
 
 def _print_check(result: Check, as_json: bool) -> None:

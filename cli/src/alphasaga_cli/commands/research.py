@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,7 +13,7 @@ import typer
 from alphasaga_contracts import SagaState
 
 from ..errors import NOT_COMPLETED, OK, CliError
-from ..output import console, echo, print_json, table, verdict_line
+from ..output import console, echo, print_json, table, trace_link, verdict_line
 from ..progress import Progress
 from ..session import with_client
 from ..timefmt import iso, parse_when, seconds
@@ -190,8 +191,10 @@ def status(saga: SagaArg, as_json: JsonFlag = False) -> None:
         return await client.status(saga)
 
     summary = with_client(go)
+    state = summary.saga_state if isinstance(summary.saga_state, dict) else json.loads(summary.saga_state)
+    trace = trace_link(summary.saga_id, str(state.get("traceparent") or ""))
     if as_json:
-        print_json(summary.as_json())
+        print_json({**summary.as_json(), "trace_id": trace.split(" ")[0]})
         return
     rows = [
         ["saga", str(summary.saga_id)],
@@ -205,6 +208,7 @@ def status(saga: SagaArg, as_json: JsonFlag = False) -> None:
             f"{iso(summary.updated_at)} ({seconds((summary.updated_at - summary.started_at).total_seconds())})",
         ],
         ["events", str(summary.version)],
+        ["trace", trace],
     ]
     if summary.failure:
         rows.append(["failure", summary.failure])

@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import time
 
 import pandas as pd  # type: ignore[import-untyped]
 
 from alphasaga_contracts import Service
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import Verdict
+from alphasaga_shared import metrics as observed
+from alphasaga_shared import telemetry
 from alphasaga_shared.eventstore import ArtifactStore
 from alphasaga_shared.runner import ServiceContext
 from alphasaga_shared.worker import StepError, WorkerSpec
@@ -59,25 +62,27 @@ def evaluate(
     """
     request = cmd.request
     target = gate_signal(signals["signal"], predictions["proba"], threshold=GATE_THRESHOLD)
-    result = run_backtest(
-        bars, target, commission_bps=request.commission_bps, slippage_bps=request.slippage_bps, fill=request.fill
-    )
+    with telemetry.span("backtest run"):
+        result = run_backtest(
+            bars, target, commission_bps=request.commission_bps, slippage_bps=request.slippage_bps, fill=request.fill
+        )
     # Earlier strategies the researcher counted, plus every hypothesis this saga chose from.
     trials = request.trials - 1 + (cmd.hypothesis.candidates if cmd.hypothesis is not None else 1)
     variance = annual_to_period_variance(request.trial_sharpe_std) if request.trial_sharpe_std else None
-    metrics = compute_metrics(result, trials=trials, trial_sharpe_variance=variance)
-    index = result.returns.index
-    split = split_position(index, cmd.out_of_sample_start)
-    parts = {} if split is None else {"in_sample": period(result, 1, split), "out_of_sample": period(result, split)}
-    periods = {
-        name: {
-            "start": part.returns.index[1],
-            "end": part.returns.index[-1],
-            "bars": len(part.returns) - 1,
-            "metrics": compute_metrics(part, trials=trials, trial_sharpe_variance=variance),
+    with telemetry.span("backtest metrics"):
+        metrics = compute_metrics(result, trials=trials, trial_sharpe_variance=variance)
+        index = result.returns.index
+        split = split_position(index, cmd.out_of_sample_start)
+        parts = {} if split is None else {"in_sample": period(result, 1, split), "out_of_sample": period(result, split)}
+        periods = {
+            name: {
+                "start": part.returns.index[1],
+                "end": part.returns.index[-1],
+                "bars": len(part.returns) - 1,
+                "metrics": compute_metrics(part, trials=trials, trial_sharpe_variance=variance),
+            }
+            for name, part in parts.items()
         }
-        for name, part in parts.items()
-    }
     judged = periods.get("out_of_sample", {"start": index[0], "end": index[-1], "metrics": metrics})
     verdict = judge(judged["metrics"], request.constraints).model_copy(
         update={
@@ -110,11 +115,12 @@ def evaluate(
         "trades": "counted in the period they were entered in",
     }
     report = build_report(result, metrics, verdict, parameters=parameters, periods=periods, notes=notes)
-    chart = render_chart(
-        result,
-        title=f"{request.dataset or request.data_path}: strategy vs buy and hold",
-        split=None if split is None else index[split],
-    )
+    with telemetry.span("backtest chart"):
+        chart = render_chart(
+            result,
+            title=f"{request.dataset or request.data_path}: strategy vs buy and hold",
+            split=None if split is None else index[split],
+        )
     return report, chart, flat, verdict
 
 
@@ -133,7 +139,9 @@ class Backtest:
         signals = read_frame(await self.artifacts.get(cmd.signals.sha256))
         predictions = read_frame(await self.artifacts.get(cmd.predictions.sha256))
         try:
+            started = time.perf_counter()
             report, chart, metrics, verdict = await asyncio.to_thread(evaluate, bars, signals, predictions, cmd)
+            observed.BACKTEST_SECONDS.observe(time.perf_counter() - started, observed.exemplar())
         except (BacktestError, KeyError) as exc:
             raise StepError("invalid_input", f"cannot backtest: {exc}") from None
         report_ref = await self.artifacts.put(

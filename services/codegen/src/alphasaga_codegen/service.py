@@ -9,7 +9,8 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from alphasaga_contracts import Service
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import Hypothesis
+from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.eventstore import ArtifactStore
 from alphasaga_shared.runner import ServiceContext, StartupError
 from alphasaga_shared.worker import StepError, WorkerSpec
@@ -38,7 +40,7 @@ from .domain import (
     resolve_sandbox,
     validate_strategy,
 )
-from .domain.sandbox import STRONG_SANDBOX
+from .domain.sandbox import STRONG_SANDBOX, SandboxResult
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +105,27 @@ def choose_sandbox(mode: SandboxMode, *, production: bool) -> SandboxKind:
     return kind
 
 
+class TracedSandbox(Sandbox):
+    """A span around each run of the generated code (the look-ahead proof runs it several times)."""
+
+    def run(
+        self, source: str, bars: pd.DataFrame, *, lookahead: Mapping[str, Any] | None = None, validate: bool = True
+    ) -> SandboxResult:
+        with telemetry.span(
+            "sandbox run", {"alphasaga.sandbox": self.kind, "alphasaga.lookahead": lookahead is not None}
+        ):
+            return super().run(source, bars, lookahead=lookahead, validate=validate)
+
+
 def build_strategy(
     hypothesis: Hypothesis, bars: pd.DataFrame, sandbox: Sandbox, render: Callable[[Hypothesis], str]
 ) -> tuple[str, LookaheadReport]:
-    source = render(hypothesis)
-    validate_strategy(source)
-    return source, check_no_lookahead(source, bars, sandbox=sandbox)
+    with telemetry.span("render"):
+        source = render(hypothesis)
+    with telemetry.span("validate"):
+        validate_strategy(source)
+    with telemetry.span("look-ahead proof"):
+        return source, check_no_lookahead(source, bars, sandbox=sandbox)
 
 
 class Codegen:
@@ -125,14 +142,17 @@ class Codegen:
         self.limits = limits
         self.render = render
         # Each job gets a fresh runner; the next one is started while this one works.
-        self.sandbox = Sandbox(resolve_sandbox(mode), limits, ahead=ahead)
+        self.sandbox = TracedSandbox(resolve_sandbox(mode), limits, ahead=ahead)
 
     async def generate(self, cmd: st.GenerateStrategy) -> st.StrategyGenerated:
         bars = read_frame(await self.artifacts.get(cmd.dataset.sha256))
         try:
             source, report = await asyncio.to_thread(build_strategy, cmd.hypothesis, bars, self.sandbox, self.render)
         except StrategyRejected as exc:
-            raise rejection(exc) from None
+            refused = rejection(exc)
+            metrics.SANDBOX_RUNS.labels(refused.kind).inc()
+            raise refused from None
+        metrics.SANDBOX_RUNS.labels("ok").inc()
         run = report.sandbox
         put = self.artifacts.put
         code = await put(cmd.saga_id, cmd.step, "strategy.py", "code", source.encode(), "text/x-python")

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 
 import pandas as pd  # type: ignore[import-untyped]
 
 from alphasaga_contracts import Service
 from alphasaga_contracts import steps as st
+from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.eventstore import ArtifactStore
 from alphasaga_shared.runner import ServiceContext
 from alphasaga_shared.worker import StepError, WorkerSpec
@@ -35,10 +37,18 @@ class Ml:
     async def train(self, cmd: st.TrainModel) -> st.ModelTrained:
         bars = read_frame(await self.artifacts.get(cmd.dataset.sha256))
         signals = read_frame(await self.artifacts.get(cmd.signals.sha256))
+        started = time.perf_counter()
         try:
-            result = await asyncio.to_thread(
-                train_walk_forward, bars, signals, horizon=cmd.hypothesis.label_horizon, seed=cmd.request.seed
-            )
+            with telemetry.span("train walk-forward"):
+                result = await asyncio.to_thread(
+                    train_walk_forward,
+                    bars,
+                    signals,
+                    horizon=cmd.hypothesis.label_horizon,
+                    seed=cmd.request.seed,
+                    each_fold=lambda number: telemetry.span("fold", {"alphasaga.fold": number}),
+                )
+                metrics.ML_TRAINING_SECONDS.observe(time.perf_counter() - started, metrics.exemplar())
         except TrainingError as exc:
             raise StepError("invalid_input", str(exc)) from None
         model = await self.artifacts.put(

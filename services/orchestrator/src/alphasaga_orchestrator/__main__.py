@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from alphasaga_contracts import WORKERS, Service
+from alphasaga_shared import metrics
 from alphasaga_shared.config import ConfigError
 from alphasaga_shared.outbox import relay_for
 from alphasaga_shared.runner import DATABASE_UNREACHABLE, ServiceContext, StartupError, run_service
@@ -46,18 +47,29 @@ async def setup(ctx: ServiceContext) -> None:
         orchestrator.handle,
         batch_handler=orchestrator.decide_and_commit_batch,
         on_dead_letter=orchestrator.request_dead_lettered,
+        traced=False,  # its spans are the sagas' (handling.py)
     )
     for worker in WORKERS:
         ctx.bus.subscribe(
-            settings.streams.events(worker), orchestrator.handle, batch_handler=orchestrator.decide_and_commit_batch
+            settings.streams.events(worker),
+            orchestrator.handle,
+            batch_handler=orchestrator.decide_and_commit_batch,
+            traced=False,
         )
+        ctx.bus.watch(settings.streams.commands(worker), worker.value)
     if settings.run_relay:  # or alone: python -m alphasaga_shared.outbox
         ctx.background.append(relay.run)
+        metrics.on_scrape(relay.measure_backlog)
     if settings.run_projector:  # or alone: python -m alphasaga_orchestrator.projection
         projector = SagaProjector(store, batch=settings.projection_batch, poll_ms=settings.projection_poll_ms)
         ctx.background.append(projector.run)
     timers = Timers(store, orchestrator.apply, poll_s=settings.timer_poll_ms / 1000, batch=settings.timer_batch)
     ctx.background.append(timers.run)
+
+    async def timer_backlog() -> None:
+        metrics.TIMER_BACKLOG.set(await store.timer_backlog())
+
+    metrics.on_scrape(timer_backlog)
 
 
 def main() -> None:

@@ -10,10 +10,12 @@ handled on its own (``apply``), which decides again on fresh state after a confl
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
@@ -24,10 +26,11 @@ from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.outbox import Relay
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, cap_text, derived_message_id, envelope_for
 
-from . import tuning
+from . import observe, tuning
 from .decide import Context, Incoming, decide, saga_id_for
 from .plan import Plan
 from .repository import SagaRepository
+from .saga import Saga
 from .sagastore import CONFLICTS, SagaStore
 from .workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
 
@@ -64,6 +67,7 @@ class Orchestrator:
             await self._decide_and_commit([(saga_id_for(e.message, e.message_id), e) for _, e in items])
         except CONFLICTS as exc:
             self.repo.conflict_seen()
+            metrics.CONFLICTS.inc()
             log.debug("batch of %d falls back to one by one: %s", len(items), exc)
             return set()
         return {entry_id for entry_id, _ in items}
@@ -82,7 +86,7 @@ class Orchestrator:
                 jitter=tuning.CONFLICT_BACKOFF_S,
                 max=tuning.CONFLICT_BACKOFF_MAX_S,
             ),
-            before_sleep=lambda _: self.repo.conflict_seen(),
+            before_sleep=lambda _: self._conflict_seen(),
             reraise=True,
         )
         try:
@@ -96,6 +100,10 @@ class Orchestrator:
             raise RuntimeError(
                 f"saga {saga_id}: gave up after {tuning.MAX_CONFLICT_RETRIES} conflicting commits"
             ) from exc
+
+    def _conflict_seen(self) -> None:
+        self.repo.conflict_seen()
+        metrics.CONFLICTS.inc()
 
     def request_dead_lettered(self, delivery: Delivery, dead_letter_id: str) -> Sequence[Outgoing]:
         """A request the bus dead-lettered (it breaks its contract, or kept failing): tell
@@ -128,7 +136,10 @@ class Orchestrator:
     # --- deciding and committing ---
 
     async def _commit(self, plan: Plan, *, notify: bool) -> None:
-        await self.store.commit(plan.changes(notify=notify))
+        started = time.perf_counter()
+        with telemetry.span("saga commit"):
+            await self.store.commit(plan.changes(notify=notify))
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started, metrics.exemplar())
         # Cached before the rows are published, so that the replies they bring meet it.
         for t in plan.touched.values():
             if t.saga is not None:
@@ -150,12 +161,44 @@ class Orchestrator:
         if not fresh:
             return
         loaded = await self.repo.take_many(list(dict.fromkeys(s for s, _ in fresh)))
-        traceparent = telemetry.current_traceparent()
-        ctx = Context(self.streams, self.workflows, now=dt.datetime.now(dt.UTC), traceparent=traceparent)
+        now = dt.datetime.now(dt.UTC)
+        ctx = Context(self.streams, self.workflows, now=now)
+        if not telemetry.tracing():
+            observed = await self._decide_and_commit_plan(fresh, loaded, ctx)
+        else:
+            # One span for the decisions and their commit, under the first saga's; a batch
+            # links every message it decided on.
+            first_id, first = fresh[0]
+            first_saga = loaded.get(first_id)
+            with telemetry.span(
+                "saga decide",
+                {"alphasaga.saga_id": str(first_id), "alphasaga.batch_size": len(fresh)},
+                parent=observe.root_ids(first_id, first_saga.traceparent if first_saga else _traceparent(first)),
+                links=telemetry.links_to([_traceparent(i) for _, i in fresh]),
+            ):
+                observed = await self._decide_and_commit_plan(fresh, loaded, ctx)
+        observe.record(observed, now)
+
+    async def _decide_and_commit_plan(
+        self,
+        fresh: Sequence[tuple[uuid.UUID, Incoming]],
+        loaded: Mapping[uuid.UUID, Saga | None],
+        ctx: Context,
+    ) -> list[observe.Observed]:
         plan = Plan(self.repo)
+        observed: list[observe.Observed] = []
         for saga_id, incoming in fresh:
             before = plan.before(saga_id, loaded.get(saga_id))
-            plan.add(saga_id, incoming, decide(before.saga, incoming, ctx), traceparent)
+            was = observe.Before.of(before.saga)
+            # The incoming message's trace: a new saga keeps it as its parent's, and with
+            # tracing off the messages sent on carry it (a saga is one trace either way).
+            traceparent = _traceparent(incoming)
+            decision = decide(before.saga, incoming, dataclasses.replace(ctx, traceparent=traceparent))
+            if decision.saga is not None and telemetry.tracing():
+                decision.outgoing = observe.with_traceparents(decision.saga, decision.outgoing)
+            plan.add(saga_id, incoming, decision, traceparent)
+            if (o := observe.observe(was, decision.saga, incoming, self.workflows)) is not None:
+                observed.append(o)
         if self.relay is None:
             await self._commit(plan, notify=True)
         else:
@@ -165,6 +208,8 @@ class Orchestrator:
                 await self._commit(plan, notify=not direct)
         for note in plan.notes:
             log.info(note)
-        for t in plan.touched.values():
-            if t.saga is not None and t.saga.state != t.state:
-                metrics.SAGAS.labels(t.saga.state).inc()
+        return observed
+
+
+def _traceparent(incoming: Incoming) -> str:
+    return incoming.traceparent if isinstance(incoming, Envelope) else ""

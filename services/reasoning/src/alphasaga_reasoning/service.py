@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alphasaga_contracts import Service
 from alphasaga_contracts import steps as st
+from alphasaga_shared import telemetry
 from alphasaga_shared.eventstore import ArtifactStore
 from alphasaga_shared.runner import ServiceContext
 from alphasaga_shared.worker import StepError, WorkerSpec
@@ -28,6 +29,7 @@ from .domain import (
     form_hypothesis,
     llm_planner,
     load_for_request,
+    measure_with_warnings,
     plan_hypothesis,
 )
 
@@ -75,7 +77,11 @@ class Reasoning:
     async def form(self, cmd: st.FormHypothesis) -> st.HypothesisFormed:
         try:
             hypothesis, bars, held_out, warnings = await asyncio.to_thread(
-                form_hypothesis, cmd.request, load=self.load, planner=self.planner
+                form_hypothesis,
+                cmd.request,
+                load=telemetry.traced("load data", self.load),
+                planner=telemetry.traced("plan" if self.planner is plan_hypothesis else "plan with LLM", self.planner),
+                measurer=telemetry.traced("measure", measure_with_warnings),
             )
         except (DataError, MeasurementError) as exc:
             raise StepError("invalid_input", str(exc)) from None

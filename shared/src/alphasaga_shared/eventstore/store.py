@@ -374,6 +374,17 @@ class EventStore:
             for r in rows
         ]
 
+    async def outbox_backlog(self, after: Position) -> int:
+        """Outbox rows committed after ``after`` (the relay's position): a gauge's reading."""
+        async with self.pool.acquire() as conn:
+            count = await conn.fetchval(
+                f"SELECT count(*) FROM events WHERE stream_id LIKE '{OUTBOX_PREFIX}%'"
+                " AND (transaction_id, global_position) > ($1::text::xid8, $2)",
+                str(after.transaction_id),
+                after.global_position,
+            )
+        return int(count)
+
     async def by_positions(self, positions: Sequence[int], *, conn: Conn | None = None) -> list[RecordedEvent]:
         """Rows by global position, in commit order, their data as JSON text."""
         async with self._using(conn) as c:

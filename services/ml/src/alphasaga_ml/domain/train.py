@@ -38,6 +38,8 @@ Conventions
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -146,8 +148,10 @@ def train_walk_forward(
     n_splits: int = 5,
     min_train: int = 250,
     include_signal: bool = True,
+    each_fold: Callable[[int], AbstractContextManager[object]] = lambda _: nullcontext(),
 ) -> TrainingResult:
     """Train with purged expanding-window walk-forward validation, then on all labels.
+    ``each_fold`` wraps the work of each fold (the service traces it).
 
     Raises ``TrainingError`` before any fitting if there are too few rows.
     """
@@ -168,13 +172,14 @@ def train_walk_forward(
     proba = np.full(n, np.nan)
     baseline = np.full(n, np.nan)
     folds: list[Fold] = []
-    for first, last in _test_blocks(n, horizon=horizon, n_splits=n_splits, min_train=min_train):
+    for number, (first, last) in enumerate(_test_blocks(n, horizon=horizon, n_splits=n_splits, min_train=min_train)):
         cutoff = first - horizon  # train on rows < cutoff: their labels end before `first`
         train_idx: IntArray = np.flatnonzero(labelled[:cutoff])
         if train_idx.size == 0:
             raise TrainingError(f"no labelled training rows before row {first}")
-        booster = _fit(x[train_idx], y[train_idx], names, seed)
-        proba[first : last + 1] = _predict(booster, x[first : last + 1])
+        with each_fold(number):
+            booster = _fit(x[train_idx], y[train_idx], names, seed)
+            proba[first : last + 1] = _predict(booster, x[first : last + 1])
         base_rate = float(y[train_idx].mean())
         baseline[first : last + 1] = base_rate
         folds.append(

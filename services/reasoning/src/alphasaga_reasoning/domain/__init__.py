@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the workspace
 
-from alphasaga_contracts.research import Hypothesis, ResearchRequest
+from alphasaga_contracts.research import Hypothesis, Measurements, ResearchRequest
 
 from .llm_planner import LLMConfig, llm_planner, plan_hypothesis_llm
 from .marketdata import (
@@ -68,6 +68,7 @@ def form_hypothesis(
     *,
     load: Loader = load_for_request,
     planner: Planner = plan_hypothesis,
+    measurer: Callable[[pd.DataFrame], tuple[Measurements, list[str]]] = measure_with_warnings,
 ) -> tuple[Hypothesis, pd.DataFrame, pd.Timestamp | None, list[str]]:
     """Load + validate + date-filter the data, measure its in-sample part and plan.
 
@@ -85,7 +86,7 @@ def form_hypothesis(
             f"{split} bar(s) before the held-out {request.out_of_sample_fraction:.0%} of the period; "
             f"at least {DEFAULT_MIN_ROWS} are needed to measure"
         )
-    measurements, measure_warnings = measure_with_warnings(df.iloc[:split])
+    measurements, measure_warnings = measurer(df.iloc[:split])
     hypothesis = planner(request, measurements)
     out_of_sample_start = df.index[split] if split < len(df) else None
     return hypothesis, df, out_of_sample_start, [*warnings, *measure_warnings]
