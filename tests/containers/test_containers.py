@@ -179,7 +179,7 @@ def probe(port: int, path: str) -> tuple[int, str]:
     """One GET on 127.0.0.1; (0, error) when nothing answers."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
             data = b""
             while chunk := sock.recv(65536):
                 data += chunk
@@ -289,7 +289,7 @@ def test_every_service_is_ready_and_reached_only_through_loopback(stack: Stack) 
     for service in SERVICES:
         status, body = probe(stack.health_ports[service], "/health/ready")
         assert status == 200, (service, body)
-        assert json.loads(body)["checks"] == {"redis": "ok", "postgres": "ok"}
+        assert json.loads(body)["checks"] == {"redis": "ok", "postgres": "ok", "groups": "ok"}
         ports = stack.engine.inspect(stack.name(service))["NetworkSettings"]["Ports"]
         bound = {b["HostIp"] for bindings in ports.values() if bindings for b in bindings}
         assert bound == {"127.0.0.1"}, (service, ports)
