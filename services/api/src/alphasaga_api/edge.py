@@ -22,17 +22,32 @@ LATENCY = Histogram(
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-class BodyLimit:
-    """Refuses a body over ``limit`` bytes: at once when Content-Length says so, else as
-    soon as the bytes read pass it (a chunked upload cannot get around it)."""
+class HttpMiddleware:
+    """ASGI middleware that acts on HTTP requests (``http``) and passes anything else
+    (lifespan, websockets) straight through."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class BodyLimit(HttpMiddleware):
+    """Refuses a body over ``limit`` bytes: at once when Content-Length says so, else as
+    soon as the bytes read pass it (a chunked upload cannot get around it)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        super().__init__(app)
+        self.limit = limit
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await _too_large(scope, send, self.limit)
@@ -76,16 +91,10 @@ async def _too_large(scope: Scope, send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class Edge:
+class Edge(HttpMiddleware):
     """Metrics for every request, and the audit record of each mutating one."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         begun, status = time.perf_counter(), [500]
 
         async def watched(message: Message) -> None:

@@ -24,6 +24,7 @@ from alphasaga_client.accounts.service import Accounts
 from alphasaga_contracts import SagaState
 from alphasaga_contracts.research import ResearchRequest
 
+from .edge import HttpMiddleware
 from .security import idempotent_message_id
 
 INSTRUCTIONS = """AlphaSaga researches trading strategies on daily prices. submit_research starts a
@@ -216,17 +217,11 @@ async def _from_request(ctx: Context[Any, Any, Any]) -> Caller:
     return found
 
 
-class _KeyAuth:
+class _KeyAuth(HttpMiddleware):
     """Admits only a request with a valid API key (or access token) of a viewer or more,
     and hands the tools the api's client and the caller."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         from starlette.requests import Request
 
         from .problems import problem
