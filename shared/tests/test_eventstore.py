@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import asyncpg
 import pytest
 
-from alphasaga_shared.eventstore import START, ConcurrencyError, EventStore, NewEvent, Position
+from alphasaga_shared.eventstore import START, Checkpoint, ConcurrencyError, EventStore, NewEvent, Position
 from alphasaga_shared.eventstore.migrations import bundled_migrations, migrate
 from tests.support.sessions import running_transactions_ended
 
@@ -168,3 +169,16 @@ async def test_a_store_without_a_dsn_cannot_open_a_second_pool(store: EventStore
     bare = EventStore(store.pool, store.schema)
     with pytest.raises(RuntimeError, match="no DSN"):
         await bare.pool_with({}, application_name="x")
+
+
+async def test_a_checkpoint_taken_again_refuses_saves_made_with_the_old_epoch(store: EventStore) -> None:
+    """The relay's fence: once a successor takes the checkpoint, the relay that lost the
+    lock can no longer overwrite what the successor read."""
+    first = await store.take_checkpoint("relay")
+    assert first.position == START and first.published_ahead == frozenset()
+    ahead = frozenset({uuid.uuid4()})
+    assert await store.save_checkpoint("relay", Checkpoint(Position(7, 70), ahead, first.epoch))
+    second = await store.take_checkpoint("relay")
+    assert second == Checkpoint(Position(7, 70), ahead, first.epoch + 1)
+    assert not await store.save_checkpoint("relay", Checkpoint(Position(9, 90), frozenset(), first.epoch))
+    assert await store.take_checkpoint("relay") == Checkpoint(Position(7, 70), ahead, second.epoch + 1)

@@ -54,9 +54,8 @@ def test_a_runner_at_work_dies_with_the_service_killed_with_minus_9(kind: str, t
     log = (tmp_path / "holder.log").open("w")
     holder = subprocess.Popen([sys.executable, str(HOLDER), kind], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while "holding" not in (tmp_path / "holder.log").read_text():
-            assert holder.poll() is None and time.monotonic() < deadline, (tmp_path / "holder.log").read_text()
+        while "holding" not in (tmp_path / "holder.log").read_text():  # or it exits, or the test times out
+            assert holder.poll() is None, (tmp_path / "holder.log").read_text()
             time.sleep(0.1)
         runners = descendants(holder.pid)
         assert runners, "a runner is at work"

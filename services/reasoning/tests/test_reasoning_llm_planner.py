@@ -201,12 +201,11 @@ def test_http_error_fails(fake_llm: FakeLLM) -> None:
 
 def test_timeout_fails(fake_llm: FakeLLM) -> None:
     fake_llm.answer(json.dumps(_valid_answer()))
-    fake_llm.reply.delay = 1.0
+    # The answer is valid but comes long after the timeout: only a timeout that works fails it.
+    fake_llm.reply.delay = 10.0
     config = LLMConfig(base_url=fake_llm.url, model="m", timeout=0.2)
-    started = time.monotonic()
     with pytest.raises(PlannerError, match=r"within 0\.2s|timed out"):
         plan_hypothesis_llm(REQUEST, MEASURED, config)
-    assert time.monotonic() - started < 1.0
 
 
 def test_json_mode_is_sent_when_asked(fake_llm: FakeLLM) -> None:

@@ -28,7 +28,17 @@ from alphasaga_contracts.envelope import (
 
 from . import metrics, telemetry
 from .config import Settings
-from .eventstore import Checkpoint, Conn, EventStore, JsonText, NewEvent, Position, RecordedEvent, outbox_channel
+from .eventstore import (
+    START,
+    Checkpoint,
+    Conn,
+    EventStore,
+    JsonText,
+    NewEvent,
+    Position,
+    RecordedEvent,
+    outbox_channel,
+)
 from .loops import Outage, retrying
 from .wire import Outgoing
 
@@ -153,7 +163,7 @@ class Relay:
         # The session holding the lock, which the relay reads and saves through, and the
         # checkpoint last saved (or taken, with its epoch) through it.
         self._session: Conn | None = None
-        self._saved = Checkpoint(Position(0, 0))
+        self._saved = Checkpoint(START)
         self._saved_at = 0.0
         self._wake = asyncio.Event()
         # The direct path: when each claimed event id was claimed, and whether its publish
@@ -183,26 +193,26 @@ class Relay:
             yield claimed
         except BaseException:
             if claimed:  # committed or not: if the tail met them they were, and it publishes them
-                self._unclaim(rows, [wire_fields(row) for row in rows])
+                self._unclaim(rows)
             raise
         if claimed:
             await self._publish_claimed(rows)
         elif rows:
             self.wake()  # the tail publishes them (here, or in the lock holder, via NOTIFY)
 
-    def _unclaim(self, rows: Sequence[NewEvent], fields: Sequence[tuple[str, dict[str, str]]]) -> None:
+    def _unclaim(self, rows: Sequence[NewEvent]) -> None:
         """Leave claimed rows to the tail; hand back those it has already passed over."""
-        for row, row_fields in zip(rows, fields, strict=True):
+        for row in rows:
             if self._claimed.pop(row.event_id, None) is None and row.event_id in self._skipped_unconfirmed:
                 self._skipped_unconfirmed.discard(row.event_id)
-                self._handed_back.append(row_fields)
+                self._handed_back.append(wire_fields(row))
         self.wake()
 
     async def _publish_claimed(self, rows: Sequence[NewEvent]) -> None:
-        fields = [wire_fields(row) for row in rows]
         if not self._holding:  # the lock was lost during the commit: one relay publishes at a time
-            self._unclaim(rows, fields)
+            self._unclaim(rows)
             return
+        fields = [wire_fields(row) for row in rows]
         try:
             with telemetry.span("relay publish"):
                 pipe = self.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
@@ -211,7 +221,7 @@ class Relay:
                 await pipe.execute()
         except BaseException as exc:  # Redis down, cancelled, or a bug: the tail publishes them
             log.warning("direct publish of %d outbox rows failed, left to the relay's tail: %r", len(rows), exc)
-            self._unclaim(rows, fields)
+            self._unclaim(rows)
             if not isinstance(exc, Exception):
                 raise
             return
