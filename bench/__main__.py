@@ -1,6 +1,6 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|observability|research ...]``
+``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|observability|research ...]``
 runs a subset. ``research`` needs no servers, so none are started when it runs alone.
 """
 
@@ -12,10 +12,23 @@ import sys
 import time
 from typing import Any
 
-from . import api, bus, cli, cpu, e2e, eventstore, observability, orphans, research, saga
+from . import api, bus, cli, cpu, e2e, eventstore, observability, orchestration, orphans, research, saga
 from .common import servers
 
-NEEDS_SERVERS = {"bus", "latency", "eventstore", "saga", "cpu", "e2e", "rate", "cli", "orphans", "api", "observability"}
+NEEDS_SERVERS = {
+    "orchestration",
+    "bus",
+    "latency",
+    "eventstore",
+    "saga",
+    "cpu",
+    "e2e",
+    "rate",
+    "cli",
+    "orphans",
+    "api",
+    "observability",
+}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -30,6 +43,8 @@ async def main(which: set[str]) -> None:
     if which & NEEDS_SERVERS:
         with servers() as s:
             print(f"redis {s.redis_url}, postgres {s.database_url.split('@')[-1]}\n")
+            if "orchestration" in which:
+                print(await orchestration.report(s), flush=True)
             if "bus" in which:
                 print("## Bus throughput (median of 3, 20,000 messages, consumer in-process)\n")
                 print(table(await bus.throughput(s, 20_000)), "\n", flush=True)

@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     relay_batch: int = Field(500, ge=1)
     relay_poll_ms: int = Field(50, ge=1)
     run_projector: bool = Field(True, description="Keep the saga-summary projection in the orchestrator process")
-    projection_batch: int = Field(500, ge=1)
+    # Large batches under load: a saga's events then fall in fewer batches, so it is folded
+    # and upserted fewer times (docs/decisions/0008).
+    projection_batch: int = Field(5000, ge=1, description="Events the projector reads per pass")
     projection_poll_ms: int = Field(200, ge=1)
 
     connect_timeout_s: float = Field(5.0, gt=0)

@@ -114,7 +114,11 @@ def encode(envelope: Envelope) -> dict[str, str]:
 
 def entry_size(fields: dict[str, str]) -> int:
     """The bytes an entry's names and values take (what the size limit counts)."""
-    return sum(len(k.encode()) + len(v.encode()) for k, v in fields.items())
+    # isascii() reads a flag: most entries are ASCII and need no encoded copy to be measured.
+    return sum(
+        (len(k) if k.isascii() else len(k.encode())) + (len(v) if v.isascii() else len(v.encode()))
+        for k, v in fields.items()
+    )
 
 
 def cap_text(text: str, limit: int, what: str) -> str:

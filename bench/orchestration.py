@@ -1,0 +1,230 @@
+"""Issue #17's table: AlphaSaga beside Restate and DBOS in the same run.
+
+Every system runs the same workload, a durable workflow of four no-op steps: 1,000
+submitted at once, then 100 one at a time. Rounds are interleaved (each round starts
+every system afresh, measures it and stops it before the next), so that a machine that
+slows down over the run slows every system alike; the table gives the median of the
+rounds and their spread.
+
+CPU per workflow is read from ``/proc`` during the burst: the system's own processes,
+plus the whole PostgreSQL and Redis instances for the systems that use them (the
+background writers included, since nothing else runs meanwhile). The bench process,
+which submits and waits, is not counted for any system; DBOS runs in-process, so its
+child process counts its own submitting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+from alphasaga_client import AlphaSaga
+from alphasaga_contracts.research import ResearchRequest
+
+from .common import Servers, percentile
+from .peers import Peer, PeerUnavailable, cpu_seconds, create, descendants, unavailable, versions
+from .saga import Stack, run_to_end
+
+BURST = 1000
+ONE_IN_FLIGHT = 100
+SETTLE_S = 1.5  # the projector's and the relay's last passes belong to the burst
+CPU_BUDGET_MS = 4.0  # 500 sagas/s on 2 cores
+
+
+class AlphaSagaSystem:
+    """n orchestrators and the simulated workers (which answer at once) as a ``Peer``."""
+
+    uses = ("postgres", "redis")
+
+    def __init__(self, s: Servers, orchestrators: int) -> None:
+        self.s = s
+        self.orchestrators = orchestrators
+        self.name = f"AlphaSaga, {orchestrators} orchestrator{'s' if orchestrators > 1 else ''}"
+        self.stack: Stack | None = None
+
+    async def __aenter__(self) -> Self:
+        self.stack = Stack(self.s, self.orchestrators, {})
+        await self.stack.ready()
+        await asyncio.sleep(1)  # start-up work (migrations, groups) is not the burst's
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.stack is not None:
+            await self.stack.cleanup(self.s)
+
+    async def burst(self, n: int) -> float:
+        assert self.stack is not None
+        return await self.stack.burst(self.s, n)
+
+    async def one_in_flight(self, n: int, warmup: int = 5) -> list[float]:
+        assert self.stack is not None
+        times = []
+        async with AlphaSaga(self.stack.settings) as client:
+            await client.connect(database=False)
+            for _ in range(warmup + n):
+                started = time.perf_counter()
+                await run_to_end(client, ResearchRequest(dataset="sp500"))
+                times.append((time.perf_counter() - started) * 1000)
+        return times[warmup:]
+
+    def pids(self) -> set[int]:
+        assert self.stack is not None
+        return descendants(p.pid for p in self.stack.procs)
+
+
+def server_pids(kinds: Sequence[str]) -> set[int]:
+    """Every process of the PostgreSQL and/or Redis servers on this machine."""
+    found: set[int] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if ("postgres" in kinds and cmdline.startswith("postgres")) or (
+            "redis" in kinds and ("redis-server" in cmdline or "valkey" in cmdline)
+        ):
+            found.add(int(proc.name))
+    return found
+
+
+@dataclass
+class Figures:
+    """One system's rounds."""
+
+    name: str
+    rates: list[float] = field(default_factory=list)
+    latencies: list[list[float]] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates) if self.rates else float("nan")
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(percentile(r, 50) for r in self.latencies) if self.latencies else float("nan")
+
+    @property
+    def p99(self) -> float:
+        return percentile([x for r in self.latencies for x in r], 99)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.cpu_ms) if self.cpu_ms else float("nan")
+
+
+async def one_round(system: Peer, uses: Sequence[str], figures: Figures, latency: bool) -> None:
+    async with system:
+        if latency:
+            figures.latencies.append(await system.one_in_flight(ONE_IN_FLIGHT))
+        servers = server_pids(uses)
+        before = cpu_seconds(system.pids() | servers)
+        seconds = await system.burst(BURST)
+        await asyncio.sleep(SETTLE_S)
+        # pids() again: a process started during the burst (a hypercorn worker) counts too.
+        used = cpu_seconds(system.pids() | servers) - before
+    figures.rates.append(BURST / seconds)
+    figures.cpu_ms.append(used / BURST * 1000)
+
+
+def _spread(values: Sequence[float], fmt: str) -> str:
+    if len(values) < 2:
+        return ""
+    return f" ({format(min(values), fmt)}–{format(max(values), fmt)})"
+
+
+def markdown(results: Sequence[Figures], skipped: Sequence[str], rounds: int) -> str:
+    lines = [
+        f"## Orchestration beside the peers (issue #17): {rounds} interleaved rounds\n",
+        f"Four no-op durable steps a workflow; {BURST:,} at once, then {ONE_IN_FLIGHT} one at a time."
+        " Medians of the rounds, (min–max) of the rounds beside them; p99 over every round's workflows.\n",
+        "| system | workflows/s | one in flight p50 / p99 | CPU per workflow (all its processes) |",
+        "|---|---:|---:|---:|",
+    ]
+    for f in results:
+        if not f.rates:
+            lines.append(f"| {f.name} | failed: {'; '.join(f.failures)[:200]} | | |")
+            continue
+        lat = (
+            f"{f.p50:.1f} / {f.p99:.1f} ms{_spread([percentile(r, 50) for r in f.latencies], '.1f')}"
+            if f.latencies
+            else "—"
+        )
+        lines.append(
+            f"| {f.name} | {f.rate:,.0f}{_spread(f.rates, ',.0f')} | {lat} | {f.cpu:.1f} ms{_spread(f.cpu_ms, '.1f')} |"
+        )
+    for reason in skipped:
+        lines.append(f"\n- not measured: {reason}")
+    lines += ["", *targets(results)]
+    found = ", ".join(f"{k} {v}" for k, v in versions().items())
+    if found:
+        lines.append(f"\nPeers: {found}.")
+    return "\n".join(lines) + "\n"
+
+
+def targets(results: Sequence[Figures]) -> list[str]:
+    """The issue's four targets as ratios to the peers of this run."""
+    by = {f.name: f for f in results if f.rates}
+    ours, two = by.get("AlphaSaga, 1 orchestrator"), by.get("AlphaSaga, 2 orchestrators")
+    restate = [f for name, f in by.items() if name.startswith("Restate")]
+    out = ["| target | this run | met |", "|---|---:|:---:|"]
+
+    def row(what: str, figure: str, ok: bool) -> None:
+        out.append(f"| {what} | {figure} | {'yes' if ok else 'no'} |")
+
+    if ours is None:
+        return ["(AlphaSaga did not run: no targets to compare)"]
+    if restate:
+        best = max(restate, key=lambda f: f.rate)
+        ratio = ours.rate / best.rate
+        row(f"sagas/s ≥ 1.5× Restate's best ({best.name})", f"{ratio:.2f}×", ratio >= 1.5)
+        fastest = min((f for f in restate if f.latencies), key=lambda f: f.p50, default=None)
+        if fastest is not None and ours.latencies:
+            row(
+                f"one in flight p50 ≤ Restate's ({fastest.name}, {fastest.p50:.1f} ms)",
+                f"{ours.p50:.1f} ms ({ours.p50 / fastest.p50:.2f}×)",
+                ours.p50 <= fastest.p50,
+            )
+    row(f"CPU per saga, every process ≤ {CPU_BUDGET_MS:.0f} ms", f"{ours.cpu:.1f} ms", ours.cpu <= CPU_BUDGET_MS)
+    if two is not None:
+        row("sagas/s with 2 orchestrators ≥ with 1", f"{two.rate / ours.rate:.2f}×", two.rate >= ours.rate)
+    dbos = by.get("DBOS Transact")
+    if dbos is not None:
+        out.append(f"\nAlphaSaga, 1 orchestrator / DBOS: {ours.rate / dbos.rate:.1f}× the throughput.")
+    return out
+
+
+async def report(s: Servers, rounds: int = 5) -> str:
+    systems: list[tuple[Peer, Sequence[str], bool]] = [
+        (AlphaSagaSystem(s, 1), AlphaSagaSystem.uses, True),
+        (AlphaSagaSystem(s, 2), AlphaSagaSystem.uses, False),
+    ]
+    skipped: list[str] = []
+    for kind, uses in (("restate", ()), ("dbos", ("postgres",))):
+        try:
+            reason = unavailable(kind)
+        except Exception as e:  # an install broken in an unforeseen way skips the peer, no more
+            reason = f"{kind}: {type(e).__name__}: {str(e)[:200]}"
+        if reason is not None:
+            skipped.append(reason)
+            continue
+        systems += [(peer, uses, True) for peer in create(kind, s.database_url)]
+    results = [Figures(system.name) for system, _, _ in systems]
+    for r in range(rounds):
+        for (system, uses, latency), figures in zip(systems, results, strict=True):
+            try:
+                await one_round(system, uses, figures, latency)
+            except PeerUnavailable as e:
+                figures.failures.append(str(e))
+            except Exception as e:  # one system's failure must not end the others' run
+                figures.failures.append(f"{type(e).__name__}: {str(e)[:200]}")
+            print(f"round {r + 1}/{rounds}: {figures.name} done", flush=True)
+    return markdown(results, skipped, rounds)
