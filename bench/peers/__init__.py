@@ -25,6 +25,9 @@ KINDS = ("restate", "dbos")
 ROOT = Path(__file__).resolve().parents[2]
 PEERS_DIR = ROOT / ".alphasaga" / "peers"
 
+# Marks the DBOS child's replies on its stdout (bench.peers.dbos_app).
+DBOS_REPLY = "@@bench-reply "
+
 _TICKS = os.sysconf("SC_CLK_TCK")
 _MODULES = {"restate": ("restate", "hypercorn", "httpx"), "dbos": ("dbos", "asyncpg")}
 
