@@ -13,10 +13,14 @@ group, installed by ``make bench`` only: nothing here imports them at module lev
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import os
 import socket
+import statistics
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self
 
@@ -127,3 +131,49 @@ def cpu_seconds(pids: Iterable[int]) -> float:
             continue  # ended meanwhile: its CPU is lost to the count, which the caller avoids by sampling live peers
         total += int(fields[11]) + int(fields[12])
     return total / _TICKS
+
+
+@dataclass(frozen=True)
+class PeerResult:
+    name: str
+    per_second: float  # burst: n / seconds
+    p50_ms: float  # one in flight
+    p99_ms: float
+    cpu_ms: float  # the peer's own processes during the burst, per workflow
+
+
+async def measure(peer: Peer, burst_n: int = 1000, one_n: int = 100, settle: float = 1.0) -> PeerResult:
+    """One round on an entered peer: one in flight, then a burst with its CPU.
+
+    The CPU count goes on ``settle`` seconds past the last completion, for the work a
+    peer still does for that burst (flushes, clean-up), as bench/cpu.py does for ours.
+    """
+    latencies = await peer.one_in_flight(one_n)
+    before = cpu_seconds(peer.pids())
+    seconds = await peer.burst(burst_n)
+    await asyncio.sleep(settle)
+    used = cpu_seconds(peer.pids()) - before
+    return PeerResult(
+        name=peer.name,
+        per_second=burst_n / seconds,
+        p50_ms=float(statistics.median(latencies)),
+        p99_ms=float(statistics.quantiles(latencies, n=100, method="inclusive")[98]),
+        cpu_ms=used / burst_n * 1000,
+    )
+
+
+def versions() -> dict[str, str]:
+    """The installed peer software, for the bench's report."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str] = {}
+    for dist in ("restate-sdk", "hypercorn", "dbos"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[dist] = version(dist)
+    if importlib.util.find_spec("httpx") is not None:
+        from .restate import server_version
+
+        found = server_version()
+        if found:
+            out["restate-server"] = found
+    return out
