@@ -33,7 +33,7 @@ PEERS_DIR = ROOT / ".alphasaga" / "peers"
 DBOS_REPLY = "@@bench-reply "
 
 _TICKS = os.sysconf("SC_CLK_TCK")
-_MODULES = {"restate": ("restate", "hypercorn", "httpx"), "dbos": ("dbos", "asyncpg")}
+_MODULES = {"restate": ("restate", "hypercorn", "httpx", "h2"), "dbos": ("dbos", "asyncpg")}
 
 
 class Peer(Protocol):
