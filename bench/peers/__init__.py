@@ -1,0 +1,179 @@
+"""The peers ``make bench`` measures beside AlphaSaga (issue #17): Restate and DBOS
+Transact, each running the same workload, a durable workflow of four no-op steps.
+
+Every peer is an async context manager (``Peer``): entering it starts its servers or
+processes and waits until a workflow completes; leaving it stops them and removes
+what it made (data dirs, the DBOS database). ``unavailable(kind)`` says in one line
+why a kind cannot run here, so that a bench can skip it and go on. ``python -m
+bench.peers`` runs each available peer once on its own.
+
+The peer packages (restate-sdk, hypercorn, dbos, httpx) are the ``peers`` dependency
+group, installed by ``make bench`` only: nothing here imports them at module level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import socket
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Self
+
+KINDS = ("restate", "dbos")
+# restate-server comes from the npm registry, into a gitignored folder of the checkout.
+ROOT = Path(__file__).resolve().parents[2]
+PEERS_DIR = ROOT / ".alphasaga" / "peers"
+
+# Marks the DBOS child's replies on its stdout (bench.peers.dbos_app).
+DBOS_REPLY = "@@bench-reply "
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_MODULES = {"restate": ("restate", "hypercorn", "httpx", "h2"), "dbos": ("dbos", "asyncpg")}
+
+
+class Peer(Protocol):
+    name: str
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def burst(self, n: int) -> float:
+        """Submit ``n`` workflows at once; seconds from the first submit to the last completion."""
+        ...
+
+    async def one_in_flight(self, n: int, warmup: int = 5) -> list[float]:
+        """``warmup`` then ``n`` workflows one after another; each one's ms from submit to result."""
+        ...
+
+    def pids(self) -> set[int]:
+        """The peer's own processes now (servers, service processes and their children)."""
+        ...
+
+
+class PeerUnavailable(RuntimeError):
+    """A peer that cannot be installed or started here; its message is one line."""
+
+
+def unavailable(kind: str) -> str | None:
+    """None when ``kind`` ("restate" or "dbos") can run here, else one line saying why.
+
+    For Restate this installs restate-server from the npm registry on first use, into
+    ``.alphasaga/peers/restate``; that takes a few seconds once.
+    """
+    if kind not in _MODULES:
+        return f"unknown peer {kind!r} (known: {', '.join(KINDS)})"
+    missing = [m for m in _MODULES[kind] if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"{kind}: Python packages missing ({', '.join(missing)}); `make bench` installs the peers group"
+    if kind == "restate":
+        from .restate import ensure_server
+
+        found = ensure_server()
+        return found if isinstance(found, str) else None
+    return None
+
+
+def create(kind: str, database_url: str) -> list[Peer]:
+    """The settings of a kind to measure: Restate with its default partition count
+    and with 4 partitions; DBOS on its own database of ``database_url``'s server."""
+    if kind == "restate":
+        from .restate import RestatePeer
+
+        return [RestatePeer(partitions=None), RestatePeer(partitions=4)]
+    if kind == "dbos":
+        from .dbos import DbosPeer
+
+        return [DbosPeer(database_url)]
+    raise ValueError(f"unknown peer {kind!r}")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def descendants(roots: Iterable[int]) -> set[int]:
+    """``roots`` and every live process below them (hypercorn's workers, for example)."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+        children.setdefault(ppid, []).append(int(proc.name))
+    found: set[int] = set()
+    todo = [p for p in roots if Path(f"/proc/{p}").exists()]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """CPU seconds (user + system, fields 14 and 15 of /proc/<pid>/stat) so far of ``pids``."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile: its CPU is lost to the count, which the caller avoids by sampling live peers
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICKS
+
+
+@dataclass(frozen=True)
+class PeerResult:
+    name: str
+    per_second: float  # burst: n / seconds
+    p50_ms: float  # one in flight
+    p99_ms: float
+    cpu_ms: float  # the peer's own processes during the burst, per workflow
+
+
+async def measure(peer: Peer, burst_n: int = 1000, one_n: int = 100, settle: float = 1.0) -> PeerResult:
+    """One round on an entered peer: one in flight, then a burst with its CPU.
+
+    The CPU count goes on ``settle`` seconds past the last completion, for the work a
+    peer still does for that burst (flushes, clean-up), as bench/cpu.py does for ours.
+    """
+    latencies = await peer.one_in_flight(one_n)
+    before = cpu_seconds(peer.pids())
+    seconds = await peer.burst(burst_n)
+    await asyncio.sleep(settle)
+    used = cpu_seconds(peer.pids()) - before
+    return PeerResult(
+        name=peer.name,
+        per_second=burst_n / seconds,
+        p50_ms=float(statistics.median(latencies)),
+        p99_ms=float(statistics.quantiles(latencies, n=100, method="inclusive")[98]),
+        cpu_ms=used / burst_n * 1000,
+    )
+
+
+def versions() -> dict[str, str]:
+    """The installed peer software, for the bench's report."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str] = {}
+    for dist in ("restate-sdk", "hypercorn", "dbos"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[dist] = version(dist)
+    if importlib.util.find_spec("httpx") is not None:
+        from .restate import server_version
+
+        found = server_version()
+        if found:
+            out["restate-server"] = found
+    return out
