@@ -16,6 +16,7 @@ from alphasaga_orchestrator.tuning import COMMIT_POOL_SETTINGS, GENERIC_PLAN_MAX
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.wire import Delivery, Envelope, envelope_for
+from tests.support import replies
 
 
 def start(saga_id: uuid.UUID) -> Envelope:
@@ -54,3 +55,57 @@ async def test_one_saga_commits_on_the_commit_pool_and_a_large_batch_on_the_main
     for saga_id in many:
         assert [e.type.rsplit(".", 1)[-1] for e in await store.read_stream(saga_stream(saga_id))][:1] == ["Started"]
     assert await commit_pool_backends(store, name) == after_one, "the large batch did not use the commit pool"
+
+
+async def test_a_batch_holding_an_input_already_handled_commits_the_others_as_one_batch(
+    settings: Settings, store: EventStore
+) -> None:
+    orchestrator = bootstrap.orchestrator(store, settings)
+    stream = settings.streams.commands("orchestrator")
+    handled_before = uuid.uuid4()
+    duplicate = envelope_for(
+        sg.StartResearch(saga_id=handled_before, request=ResearchRequest(dataset="sp500")),
+        correlation_id=str(handled_before),
+        message_id=f"start-{handled_before}",
+    )
+    await orchestrator.apply(handled_before, duplicate)
+    started_with = len(await store.read_stream(saga_stream(handled_before)))
+    fresh = [uuid.uuid4() for _ in range(3)]
+    deliveries = [Delivery(stream=stream, entry_id="1-0", fields={}, envelope=duplicate)] + [
+        Delivery(stream=stream, entry_id=f"2-{i}", fields={}, envelope=start(s)) for i, s in enumerate(fresh)
+    ]
+
+    done = await orchestrator.decide_and_commit_batch(deliveries)
+
+    assert done == {d.entry_id for d in deliveries}, "the batch fell back to one by one"
+    for saga_id in fresh:
+        assert [e.type.rsplit(".", 1)[-1] for e in await store.read_stream(saga_stream(saga_id))][:1] == ["Started"]
+    assert len(await store.read_stream(saga_stream(handled_before))) == started_with, "the duplicate was decided again"
+
+
+async def test_a_batch_holding_a_saga_another_orchestrator_moved_on_is_decided_again_as_one_batch(
+    settings: Settings, store: EventStore
+) -> None:
+    mine, other = bootstrap.orchestrator(store, settings), bootstrap.orchestrator(store, settings)
+    moved, kept = uuid.uuid4(), uuid.uuid4()
+    for saga_id in (moved, kept):
+        await mine.apply(saga_id, start(saga_id))  # cached here, so a batch of these is not read again
+    reply = replies.success("reasoning", moved, "reasoning", 1)
+    await other.apply(moved, envelope_for(reply, correlation_id=str(moved)))  # moved on elsewhere
+    stream = settings.streams.commands("orchestrator")
+    deliveries = [
+        Delivery(
+            stream=stream,
+            entry_id=f"1-{i}",
+            fields={},
+            envelope=envelope_for(sg.CancelSaga(saga_id=saga_id), correlation_id=str(saga_id)),
+        )
+        for i, saga_id in enumerate((moved, kept))
+    ]
+
+    done = await mine.decide_and_commit_batch(deliveries)
+
+    assert done == {d.entry_id for d in deliveries}, "the batch fell back to one by one"
+    types = [e.type.rsplit(".", 1)[-1] for e in await store.read_stream(saga_stream(moved))]
+    # Decided on the saga as the other orchestrator left it: codegen commanded, then cancelled.
+    assert types[:5] == ["Started", "StepCommanded", "StepSucceeded", "StepCommanded", "CompensationStarted"], types

@@ -4,8 +4,9 @@ decisions in one unit of work (``sagastore.Changes``).
 A whole read from a stream is decided at once and committed in one call
 (``decide_and_commit_batch``, the bus's batch handler): with many sagas in flight that
 keeps the round trips per saga low. When the batch cannot commit (a duplicate, or
-another orchestrator moved a saga on), nothing of it is written and every message is
-handled on its own (``apply``), which decides again on fresh state after a conflict.
+another orchestrator moved a saga on), nothing of it is written; it is decided once more
+on fresh state without the inputs already handled, and if that fails too every message
+is handled on its own (``apply``), which decides again after each conflict.
 """
 
 from __future__ import annotations
@@ -63,11 +64,21 @@ class Orchestrator:
         items = [(d.entry_id, d.envelope) for d in deliveries if d.envelope is not None]
         if len(items) < 2:
             return set()  # one message: the one-by-one path is the same work
+        batch = [(saga_id_for(e.message, e.message_id), e) for _, e in items]
         try:
-            await self._decide_and_commit([(saga_id_for(e.message, e.message_id), e) for _, e in items])
+            # Like ``apply``: the commit refuses duplicates, so the inbox is read only after
+            # a commit failed. The second try decides on fresh state (the conflict puts the
+            # repository in its shared mode) without the inputs already handled.
+            for retried in (False, True):
+                try:
+                    await self._decide_and_commit(batch, check_inbox=retried)
+                    break
+                except CONFLICTS:
+                    if retried:
+                        raise
+                    self._conflict_seen()
         except CONFLICTS as exc:
-            self.repo.conflict_seen()
-            metrics.CONFLICTS.inc()
+            self._conflict_seen()
             log.debug("batch of %d falls back to one by one: %s", len(items), exc)
             return set()
         return {entry_id for entry_id, _ in items}
