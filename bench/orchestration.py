@@ -138,14 +138,14 @@ async def one_round(system: Peer, uses: Sequence[str], figures: Figures, latency
 def _spread(values: Sequence[float], fmt: str) -> str:
     if len(values) < 2:
         return ""
-    return f" ({format(min(values), fmt)}–{format(max(values), fmt)})"
+    return f" ({format(min(values), fmt)} to {format(max(values), fmt)})"
 
 
 def markdown(results: Sequence[Figures], skipped: Sequence[str], rounds: int) -> str:
     lines = [
         f"## Orchestration beside the peers (issue #17): {rounds} interleaved rounds\n",
         f"Four no-op durable steps a workflow; {BURST:,} at once, then {ONE_IN_FLIGHT} one at a time."
-        " Medians of the rounds, (min–max) of the rounds beside them; p99 over every round's workflows.\n",
+        " Medians of the rounds, (min to max) of the rounds beside them; p99 over every round's workflows.\n",
         "| system | workflows/s | one in flight p50 / p99 | CPU per workflow (all its processes) |",
         "|---|---:|---:|---:|",
     ]
@@ -185,20 +185,20 @@ def targets(results: Sequence[Figures]) -> list[str]:
     if restate:
         best = max(restate, key=lambda f: f.rate)
         ratio = ours.rate / best.rate
-        row(f"sagas/s ≥ 1.5× Restate's best ({best.name})", f"{ratio:.2f}×", ratio >= 1.5)
+        row(f"sagas/s ≥ 1.5x Restate's best ({best.name})", f"{ratio:.2f}x", ratio >= 1.5)
         fastest = min((f for f in restate if f.latencies), key=lambda f: f.p50, default=None)
         if fastest is not None and ours.latencies:
             row(
                 f"one in flight p50 ≤ Restate's ({fastest.name}, {fastest.p50:.1f} ms)",
-                f"{ours.p50:.1f} ms ({ours.p50 / fastest.p50:.2f}×)",
+                f"{ours.p50:.1f} ms ({ours.p50 / fastest.p50:.2f}x)",
                 ours.p50 <= fastest.p50,
             )
     row(f"CPU per saga, every process ≤ {CPU_BUDGET_MS:.0f} ms", f"{ours.cpu:.1f} ms", ours.cpu <= CPU_BUDGET_MS)
     if two is not None:
-        row("sagas/s with 2 orchestrators ≥ with 1", f"{two.rate / ours.rate:.2f}×", two.rate >= ours.rate)
+        row("sagas/s with 2 orchestrators ≥ with 1", f"{two.rate / ours.rate:.2f}x", two.rate >= ours.rate)
     dbos = by.get("DBOS Transact")
     if dbos is not None:
-        out.append(f"\nAlphaSaga, 1 orchestrator / DBOS: {ours.rate / dbos.rate:.1f}× the throughput.")
+        out.append(f"\nAlphaSaga, 1 orchestrator / DBOS: {ours.rate / dbos.rate:.1f}x the throughput.")
     return out
 
 
@@ -208,7 +208,8 @@ async def report(s: Servers, rounds: int = 5) -> str:
         (AlphaSagaSystem(s, 2), AlphaSagaSystem.uses, False),
     ]
     skipped: list[str] = []
-    for kind, uses in (("restate", ()), ("dbos", ("postgres",))):
+    peer_kinds: list[tuple[str, Sequence[str]]] = [("restate", ()), ("dbos", ("postgres",))]
+    for kind, uses in peer_kinds:
         try:
             reason = unavailable(kind)
         except Exception as e:  # an install broken in an unforeseen way skips the peer, no more
@@ -219,9 +220,9 @@ async def report(s: Servers, rounds: int = 5) -> str:
         systems += [(peer, uses, True) for peer in create(kind, s.database_url)]
     results = [Figures(system.name) for system, _, _ in systems]
     for r in range(rounds):
-        for (system, uses, latency), figures in zip(systems, results, strict=True):
+        for (system, system_uses, latency), figures in zip(systems, results, strict=True):
             try:
-                await one_round(system, uses, figures, latency)
+                await one_round(system, system_uses, figures, latency)
             except PeerUnavailable as e:
                 figures.failures.append(str(e))
             except Exception as e:  # one system's failure must not end the others' run

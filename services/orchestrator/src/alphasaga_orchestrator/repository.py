@@ -141,6 +141,9 @@ class SagaRepository:
         rows: list[NewEvent] = []
         for domain_event in pending:
             stored = self.mapper.to_stored_event(domain_event)
+            originator = stored.originator_id
+            if not isinstance(originator, uuid.UUID):
+                originator = uuid.UUID(str(originator))
             rows.append(
                 NewEvent(
                     type=stored.topic,
@@ -148,7 +151,7 @@ class SagaRepository:
                     metadata=metadata,
                     # The same decision always gives the same ids: a re-decided batch never
                     # stores an event twice.
-                    event_id=uuid.uuid5(uuid.UUID(str(stored.originator_id)), str(stored.originator_version)),
+                    event_id=uuid.uuid5(originator, str(stored.originator_version)),
                 )
             )
         return rows
