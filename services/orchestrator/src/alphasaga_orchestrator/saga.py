@@ -80,88 +80,175 @@ class Saga(Aggregate):
         self.failure: str | None = None
         self.outputs: dict[str, Any] = {}
 
+    # Every event but the first is a class with its own ``apply``, triggered by the method
+    # below it: the ``@event`` decorator would inspect each call's arguments against the
+    # method's signature twice (docs/decisions/0008). Names and fields are those stored
+    # since the start, so the log and snapshots fold the same.
+
     # --- steps -----------------------------------------------------------------------
 
-    @event("StepCommanded")
+    class StepCommanded(Aggregate.Event):
+        step: str
+        attempt: int
+        message_id: str
+        due_at: str
+
+        def apply(self, saga: Saga) -> None:
+            saga.current_step = self.step
+            saga.current_attempt = self.attempt
+            saga.attempts[self.step] = self.attempt
+            saga.deadline = deadline(TimerKind.STEP_TIMEOUT, self.step, self.attempt, self.due_at)
+
     def command_step(self, step: str, attempt: int, message_id: str, due_at: str) -> None:
-        self.current_step = step
-        self.current_attempt = attempt
-        self.attempts[step] = attempt
-        self.deadline = deadline(TimerKind.STEP_TIMEOUT, step, attempt, due_at)
+        self.trigger_event(self.StepCommanded, step=step, attempt=attempt, message_id=message_id, due_at=due_at)
 
-    @event("StepSucceeded")
+    class StepSucceeded(Aggregate.Event):
+        step: str
+        attempt: int
+        outputs: dict[str, Any]
+
+        def apply(self, saga: Saga) -> None:
+            saga.context.update(self.outputs)
+            saga.completed.append(self.step)
+            saga.outputs = self.outputs
+            saga.current_step = None
+            saga.deadline = None
+
     def step_succeeded(self, step: str, attempt: int, outputs: dict[str, Any]) -> None:
-        self.context.update(outputs)
-        self.completed.append(step)
-        self.outputs = outputs
-        self.current_step = None
-        self.deadline = None
+        self.trigger_event(self.StepSucceeded, step=step, attempt=attempt, outputs=outputs)
 
-    @event("StepFailed")
+    class StepFailed(Aggregate.Event):
+        step: str
+        attempt: int
+        error_kind: str
+        error: str
+
+        def apply(self, saga: Saga) -> None:
+            saga.failure = f"{self.step} failed ({self.error_kind}): {self.error}"
+            saga.deadline = None
+
     def step_failed(self, step: str, attempt: int, error_kind: str, error: str) -> None:
-        self.failure = f"{step} failed ({error_kind}): {error}"
-        self.deadline = None
+        self.trigger_event(self.StepFailed, step=step, attempt=attempt, error_kind=error_kind, error=error)
 
-    @event("StepTimedOut")
+    class StepTimedOut(Aggregate.Event):
+        step: str
+        attempt: int
+
+        def apply(self, saga: Saga) -> None:
+            saga.failure = f"{self.step} timed out (attempt {self.attempt})"
+            saga.deadline = None
+
     def step_timed_out(self, step: str, attempt: int) -> None:
-        self.failure = f"{step} timed out (attempt {attempt})"
-        self.deadline = None
+        self.trigger_event(self.StepTimedOut, step=step, attempt=attempt)
 
-    @event("RetryScheduled")
+    class RetryScheduled(Aggregate.Event):
+        step: str
+        attempt: int
+        due_at: str
+
+        def apply(self, saga: Saga) -> None:
+            saga.deadline = deadline(TimerKind.RETRY, self.step, self.attempt, self.due_at)
+
     def schedule_retry(self, step: str, attempt: int, due_at: str) -> None:
-        self.deadline = deadline(TimerKind.RETRY, step, attempt, due_at)
+        self.trigger_event(self.RetryScheduled, step=step, attempt=attempt, due_at=due_at)
 
     # --- compensation ----------------------------------------------------------------
 
-    @event("CompensationStarted")
+    class CompensationStarted(Aggregate.Event):
+        reason: str
+        # A step whose attempt was still in flight (a cancel). It may yet finish, so it is
+        # undone too, first, as the newest; undoing is idempotent and harmless for a step
+        # that did nothing. Events stored before this field fold the same.
+        interrupted: str | None = None
+
+        def apply(self, saga: Saga) -> None:
+            saga.state = SagaState.COMPENSATING
+            saga.failure = self.reason
+            saga.current_step = None
+            saga.deadline = None
+            interrupted = getattr(self, "interrupted", None)  # absent from events stored before it
+            saga.to_compensate = ([interrupted] if interrupted else []) + list(reversed(saga.completed))
+
     def start_compensation(self, reason: str, interrupted: str | None = None) -> None:
-        # ``interrupted``: a step whose attempt was still in flight (a cancel). It may yet
-        # finish, so it is undone too, first, as the newest; undoing is idempotent and
-        # harmless for a step that did nothing. Events stored before this field fold the same.
-        self.state = SagaState.COMPENSATING
-        self.failure = reason
-        self.current_step = None
-        self.deadline = None
-        self.to_compensate = ([interrupted] if interrupted else []) + list(reversed(self.completed))
+        self.trigger_event(self.CompensationStarted, reason=reason, interrupted=interrupted)
 
-    @event("CompensationCommanded")
+    class CompensationCommanded(Aggregate.Event):
+        step: str
+        attempt: int
+        message_id: str
+        due_at: str
+
+        def apply(self, saga: Saga) -> None:
+            saga.compensating_step = self.step
+            saga.compensation_attempt = self.attempt
+            saga.deadline = deadline(TimerKind.COMPENSATION_TIMEOUT, self.step, self.attempt, self.due_at)
+
     def command_compensation(self, step: str, attempt: int, message_id: str, due_at: str) -> None:
-        self.compensating_step = step
-        self.compensation_attempt = attempt
-        self.deadline = deadline(TimerKind.COMPENSATION_TIMEOUT, step, attempt, due_at)
+        self.trigger_event(self.CompensationCommanded, step=step, attempt=attempt, message_id=message_id, due_at=due_at)
 
-    @event("CompensationAttemptFailed")
+    class CompensationAttemptFailed(Aggregate.Event):
+        step: str
+        attempt: int
+        error: str
+
+        def apply(self, saga: Saga) -> None:
+            saga.deadline = None
+
     def compensation_attempt_failed(self, step: str, attempt: int, error: str) -> None:
-        self.deadline = None
+        self.trigger_event(self.CompensationAttemptFailed, step=step, attempt=attempt, error=error)
 
-    @event("CompensationRetryScheduled")
+    class CompensationRetryScheduled(Aggregate.Event):
+        step: str
+        attempt: int
+        due_at: str
+
+        def apply(self, saga: Saga) -> None:
+            saga.deadline = deadline(TimerKind.COMPENSATION_RETRY, self.step, self.attempt, self.due_at)
+
     def schedule_compensation_retry(self, step: str, attempt: int, due_at: str) -> None:
-        self.deadline = deadline(TimerKind.COMPENSATION_RETRY, step, attempt, due_at)
+        self.trigger_event(self.CompensationRetryScheduled, step=step, attempt=attempt, due_at=due_at)
 
-    @event("StepCompensated")
+    class StepCompensated(Aggregate.Event):
+        step: str
+
+        def apply(self, saga: Saga) -> None:
+            saga.to_compensate.remove(self.step)
+            saga.compensating_step = None
+            saga.deadline = None
+
     def step_compensated(self, step: str) -> None:
-        self.to_compensate.remove(step)
-        self.compensating_step = None
-        self.deadline = None
+        self.trigger_event(self.StepCompensated, step=step)
 
     # --- ends --------------------------------------------------------------------------
 
-    @event("Completed")
+    class Completed(Aggregate.Event):
+        def apply(self, saga: Saga) -> None:
+            saga.state = SagaState.COMPLETED
+            saga.deadline = None
+
     def complete(self) -> None:
-        self.state = SagaState.COMPLETED
-        self.deadline = None
+        self.trigger_event(self.Completed)
 
-    @event("RolledBack")
+    class RolledBack(Aggregate.Event):
+        def apply(self, saga: Saga) -> None:
+            saga.state = SagaState.ROLLED_BACK
+            saga.deadline = None
+
     def roll_back(self) -> None:
-        self.state = SagaState.ROLLED_BACK
-        self.deadline = None
+        self.trigger_event(self.RolledBack)
 
-    @event("CompensationFailed")
+    class CompensationFailed(Aggregate.Event):
+        step: str
+        error: str
+
+        def apply(self, saga: Saga) -> None:
+            saga.state = SagaState.COMPENSATION_FAILED
+            saga.failure = f"compensation of {self.step} failed: {self.error}"
+            saga.compensating_step = None
+            saga.deadline = None
+
     def fail_compensation(self, step: str, error: str) -> None:
-        self.state = SagaState.COMPENSATION_FAILED
-        self.failure = f"compensation of {step} failed: {error}"
-        self.compensating_step = None
-        self.deadline = None
+        self.trigger_event(self.CompensationFailed, step=step, error=error)
 
     @property
     def saga_id(self) -> UUID:
