@@ -81,18 +81,17 @@ def outbox_events(outgoing: Sequence[Outgoing]) -> list[NewEvent]:
                     TRACEPARENT: env.traceparent,
                     SCHEMA: str(env.message.SCHEMA_VERSION),
                 },
-                event_id=uuid.UUID(env.message_id) if _is_uuid(env.message_id) else uuid.uuid4(),
+                event_id=_event_id(env.message_id),
             )
         )
     return events
 
 
-def _is_uuid(value: str) -> bool:
+def _event_id(message_id: str) -> uuid.UUID:
     try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+        return uuid.UUID(message_id)
+    except ValueError:  # a message id that is not a UUID (a timer's, a test's)
+        return uuid.uuid4()
 
 
 def wire_fields(row: RecordedEvent | NewEvent) -> tuple[str, dict[str, str]]:
