@@ -90,7 +90,7 @@ def outbox_events(outgoing: Sequence[Outgoing]) -> list[NewEvent]:
 def _event_id(message_id: str) -> uuid.UUID:
     try:
         return uuid.UUID(message_id)
-    except ValueError:  # a message id that is not a UUID (a timer's, a test's)
+    except ValueError:  # a message id that is not a UUID gets a row id of its own
         return uuid.uuid4()
 
 
