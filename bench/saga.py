@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -131,7 +132,8 @@ class Stack:
             if logs.count("ready") >= len(self.procs):
                 return
             await asyncio.sleep(0.1)
-        raise RuntimeError(f"bench stack not ready: see {self.tmp}")
+        logs = "".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(self.tmp.glob("*.log")))
+        raise RuntimeError(f"bench stack not ready within 60 s; its logs:\n{logs}")
 
     def stop(self) -> None:
         for p in self.procs:
@@ -140,13 +142,14 @@ class Stack:
             try:
                 p.wait(20)
             except subprocess.TimeoutExpired:
-                print(f"warning: {p.args!r} did not stop within 20 s; killed (logs in {self.tmp})", file=sys.stderr)
+                print(f"warning: {p.args!r} did not stop within 20 s; killed", file=sys.stderr)
                 p.kill()
                 p.wait()
 
     async def cleanup(self, s: Servers) -> None:
         self.stop()
         await cleanup(s, self.settings.namespace, self.settings.database_schema)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 async def run_to_end(client: AlphaSaga, request: ResearchRequest) -> uuid.UUID:
