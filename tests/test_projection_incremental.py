@@ -3,6 +3,8 @@ rounds its table must equal a rebuild that folds every saga from scratch."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -15,6 +17,7 @@ from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.wire import envelope_for
 from tests.support import replies
+from tests.support.helpers import eventually
 from tests.support.sessions import running_transactions_ended
 
 
@@ -54,3 +57,42 @@ async def test_incremental_projection_equals_a_full_rebuild(settings: Settings, 
 
     assert await SagaProjector(SagaStore(store)).rebuild() == 40
     assert await table(store) == incremental
+
+
+async def test_one_background_projector_works_at_a_time_and_another_takes_over_when_it_stops(
+    settings: Settings, store: EventStore
+) -> None:
+    orchestrator = bootstrap.orchestrator(store, settings)
+    first, second = SagaProjector(SagaStore(store), poll_ms=20), SagaProjector(SagaStore(store), poll_ms=20)
+
+    async def start_saga() -> uuid.UUID:
+        saga_id = uuid.uuid4()
+        start = sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))
+        await orchestrator.apply(saga_id, envelope_for(start, correlation_id=str(saga_id)))
+        return saga_id
+
+    async def summarised(saga_id: uuid.UUID) -> bool:
+        return any(r["saga_id"] == saga_id for r in await table(store))
+
+    first_runs = asyncio.create_task(first.run())
+
+    async def first_active() -> bool:
+        return first.active
+
+    await eventually(first_active)
+    second_runs = asyncio.create_task(second.run())
+    try:
+        one = await start_saga()
+        await eventually(lambda: summarised(one))
+        assert not second.active and not second._cache, "the second projector folded sagas too"
+
+        first_runs.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first_runs
+        two = await start_saga()
+        await eventually(lambda: summarised(two))
+        assert second.active and two in second._cache
+    finally:
+        second_runs.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await second_runs

@@ -6,8 +6,9 @@ saga a batch touched from its whole stream, and upserts the summaries and its ow
 position in one transaction. Because a row is a pure function of the saga's stream,
 the table can be emptied and rebuilt from the log at any time (``rebuild``), folding a
 saga twice is harmless, and an upsert never replaces a row folded from more events.
-Several projectors may run (the orchestrator's, a CLI catching up): an advisory lock
-lets one at a time take a batch.
+Several projectors may run (every orchestrator's, a CLI catching up): an advisory lock
+lets one at a time take a batch. Of the orchestrators' projectors, one works at a time,
+the holder of a session lock (``run``), so that its cache of folded sagas stays whole.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from .sagastore import SAGA_PREFIX, SagaStore, SagaSummary, saga_id_of_stream
 log = logging.getLogger(__name__)
 
 PROJECTION = "projection:saga_summaries"
+# Held by the session of the one background projector at work (``SagaProjector.run``).
+ACTIVE_PROJECTOR = "projection:saga_summaries:active"
 
 
 def summarise(saga: Saga, rows: Sequence[RecordedEvent]) -> SagaSummary:
@@ -91,6 +94,8 @@ class SagaProjector:
         # instead of from scratch. A gap in versions (another projector, a failed
         # transaction) falls back to a full fold.
         self._cache: OrderedDict[uuid.UUID, tuple[Saga, dt.datetime, dt.datetime]] = OrderedDict()
+        self._lease: Conn | None = None  # the session whose lock makes this the active projector
+        self._active = False
 
     async def run_once(self) -> int:
         """Project one batch of the log; returns how many events it read."""
@@ -180,15 +185,41 @@ class SagaProjector:
         return await self.store.count_summaries()
 
     async def run(self) -> None:
-        """Project forever (a background task of the orchestrator)."""
+        """Project forever (a background task of the orchestrator), while this process holds
+        the active projector's lock. Any projector may take a batch (each pass holds the
+        projection's transaction lock); passes alternating between processes would each
+        find their cache behind and fold sagas from their whole streams again."""
         from alphasaga_shared.loops import run_forever  # a reader of the list does not need it
 
         log.info("projecting saga summaries")
 
         async def one_pass() -> bool:
+            if not await self._holds_lease():
+                return False  # another orchestrator projects; look again after the poll
             return await self.run_once() >= self.batch
 
-        await run_forever("projector", one_pass, lambda: asyncio.sleep(self.poll_s))
+        try:
+            await run_forever("projector", one_pass, lambda: asyncio.sleep(self.poll_s))
+        finally:
+            if self._lease is not None:
+                self._lease.terminate()  # the lock goes with the session
+
+    @property
+    def active(self) -> bool:
+        """Whether this projector's ``run`` holds the active projector's lock."""
+        return self._active
+
+    async def _holds_lease(self) -> bool:
+        lease = self._lease
+        if lease is not None and lease.is_closed():  # the session was cut: the lock went with it
+            lease, self._lease, self._active = None, None, False
+        if lease is None:
+            lease = self._lease = await self.events.session(application_name="alphasaga-projector")
+        if not self._active:
+            self._active = await self.events.try_session_lock(lease, ACTIVE_PROJECTOR)
+            if self._active:
+                log.info("this process now projects saga summaries")
+        return self._active
 
     async def _project(self, conn: Conn, new_rows: dict[uuid.UUID, list[RecordedEvent]]) -> None:
         summaries: list[SagaSummary] = []
