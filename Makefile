@@ -11,7 +11,7 @@ RUN := $(UV) run --frozen
 export UV_SYSTEM_CERTS ?= 1
 export UV_NATIVE_TLS ?= 1
 
-.PHONY: help sync run up test test-fast lint format schemas bench soak chaos clean base-image images infra-images container-test
+.PHONY: help sync peers run up test test-fast lint format schemas bench soak chaos clean base-image images infra-images container-test
 
 help:
 	@echo "make run     - start every service (embedded Redis/Postgres unless URLs are set), run one saga, stop"
@@ -36,10 +36,10 @@ $(CURDIR)/.tools/bin/uv:
 	$(UV) sync --frozen --all-groups --no-group peers --compile-bytecode
 	@touch $@
 
-# After every normal sync (which removes the group again), and never fatal: a bench
-# without its peers still measures AlphaSaga.
-.venv/.peers: .venv/.synced
-	@$(UV) sync --frozen --all-groups --compile-bytecode --quiet && touch $@ \
+# Each time (quick when nothing changed, and it notices a group removed since), and never
+# fatal: a bench without its peers still measures AlphaSaga.
+peers: sync
+	@$(UV) sync --frozen --all-groups --quiet \
 		|| echo "bench: the peers group (Restate, DBOS) could not be installed; the bench runs without peers"
 
 sync: .venv/.synced
@@ -71,7 +71,7 @@ test-fast: sync
 schemas: sync
 	$(RUN) python -m alphasaga_contracts.schema_export
 
-bench: sync .venv/.peers
+bench: sync peers
 	$(RUN) python -m bench
 
 soak: sync

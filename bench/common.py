@@ -24,21 +24,30 @@ class Servers:
 
 
 @contextmanager
-def servers() -> Iterator[Servers]:
-    """The machine's servers from ALPHASAGA_BENCH_* / ALPHASAGA_TEST_* URLs, else embedded ones."""
+def servers(*, redis: bool = True) -> Iterator[Servers]:
+    """The machine's servers from ALPHASAGA_BENCH_* / ALPHASAGA_TEST_* URLs, else embedded
+    ones; ``redis=False`` for a bench that needs PostgreSQL alone (its Redis URL is then "")."""
     redis_url = os.environ.get("ALPHASAGA_BENCH_REDIS_URL") or os.environ.get("ALPHASAGA_TEST_REDIS_URL")
     database_url = os.environ.get("ALPHASAGA_BENCH_DATABASE_URL") or os.environ.get("ALPHASAGA_TEST_DATABASE_URL")
     embedded = None
-    if not (redis_url and database_url):
-        embedded = start_embedded(Path(".alphasaga/bench"), redis=not redis_url, postgres=not database_url)
-        redis_url = redis_url or embedded.redis_url
+    if not ((redis_url or not redis) and database_url):
+        embedded = start_embedded(
+            Path(".alphasaga/bench"), redis=redis and not redis_url, postgres=not database_url, say=_say_for_bench
+        )
+        redis_url = redis_url or (embedded.redis_url if redis else "")
         database_url = database_url or embedded.database_url
-    assert redis_url and database_url
+    assert database_url and (redis_url or not redis)
+    redis_url = redis_url or ""
     try:
         yield Servers(redis_url, database_url)
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _say_for_bench(line: str) -> None:
+    # The embedded servers name the services' variables; the bench reads its own.
+    print(line.replace("set ALPHASAGA_", "set ALPHASAGA_BENCH_"))
 
 
 def bench_settings(s: Servers, **overrides: object) -> Settings:

@@ -78,7 +78,8 @@ async def _one_saga(conn: asyncpg.Connection, redis: aioredis.Redis, commands: s
         body = json.dumps({"saga_id": str(saga), "step": step, "attempt": 1, "outputs": {"k": "v" * 200}})
         await conn.execute(
             APPEND,
-            f"{saga}/{incoming.decode()}",
+            # Entry ids are unique within a stream only: the start and a reply can share one.
+            f"{saga}/{incoming_stream}/{incoming.decode()}",
             [f"saga-{saga}"] * 2 + [f"outbox:{saga}"] * 2,
             [saga_version + 1, saga_version + 2, outbox_version + 1, outbox_version + 2],
             [uuid.uuid4() for _ in kinds],

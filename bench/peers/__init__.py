@@ -122,14 +122,17 @@ def descendants(roots: Iterable[int]) -> set[int]:
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:
-    """CPU seconds (user + system, fields 14 and 15 of /proc/<pid>/stat) so far of ``pids``."""
+    """CPU seconds so far of ``pids`` and of the children they have reaped: user and system
+    time (fields 14 and 15 of /proc/<pid>/stat) and those of waited-for children (16 and
+    17). A process that ends between two readings (a PostgreSQL backend, a hypercorn
+    worker) then still counts, in its parent's figure, as long as the parent is read."""
     total = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue  # ended meanwhile: its CPU is lost to the count, which the caller avoids by sampling live peers
-        total += int(fields[11]) + int(fields[12])
+            continue  # ended meanwhile: its parent's reaped-children figure holds its CPU
+        total += sum(int(f) for f in fields[11:15])
     return total / _TICKS
 
 

@@ -22,7 +22,7 @@ def _database_url(needed: bool) -> Iterator[str]:
         return
     from bench.common import servers
 
-    with servers() as s:
+    with servers(redis=False) as s:  # DBOS needs PostgreSQL alone
         yield s.database_url
 
 

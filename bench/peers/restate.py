@@ -48,8 +48,9 @@ def ensure_server() -> Path | str:
         return found
     npm = shutil.which("npm")
     if npm is None:
-        return "restate: npm is not installed, so restate-server cannot be (apt-get install npm)"
+        return "restate: npm is not installed, so restate-server cannot be installed (apt-get install npm)"
     INSTALL_DIR.mkdir(parents=True, exist_ok=True)
+    print(f"installing {PACKAGE} from the npm registry into {INSTALL_DIR} (once; about 200 MB)", flush=True)
     try:
         # --ignore-scripts: the binary comes in an optional platform package and needs
         # no install script; the scripts there only report downloads.
