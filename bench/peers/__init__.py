@@ -56,6 +56,24 @@ class Peer(Protocol):
         ...
 
 
+class StartedPeer:
+    """A peer that is entered by starting it; a start that fails stops what it started."""
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._start()
+        except BaseException:
+            await self.__aexit__()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def __aexit__(self, *exc: object) -> None:
+        raise NotImplementedError
+
+
 class PeerUnavailable(RuntimeError):
     """A peer that cannot be installed or started here; its message is one line."""
 

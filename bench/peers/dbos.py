@@ -13,12 +13,12 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from . import DBOS_REPLY, ROOT, PeerUnavailable, descendants
+from . import DBOS_REPLY, ROOT, PeerUnavailable, StartedPeer, descendants
 
 START_TIMEOUT = 120.0
 COMMAND_TIMEOUT = 900.0
@@ -30,7 +30,7 @@ def database_url_for(server_url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-class DbosPeer:
+class DbosPeer(StartedPeer):
     name = "DBOS Transact"
 
     def __init__(self, server_url: str) -> None:
@@ -42,14 +42,6 @@ class DbosPeer:
         self._proc: asyncio.subprocess.Process | None = None
         self._log: Path | None = None
         self._created = False
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self._start()
-        except BaseException:
-            await self.__aexit__()
-            raise
-        return self
 
     async def _start(self) -> None:
         try:

@@ -20,11 +20,11 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, Self
+from typing import IO
 
 import httpx
 
-from . import PEERS_DIR, ROOT, PeerUnavailable, descendants, free_port
+from . import PEERS_DIR, ROOT, PeerUnavailable, StartedPeer, descendants, free_port
 
 INSTALL_DIR = PEERS_DIR / "restate"
 # The minor release the reference figures were taken with; npm takes its newest patch.
@@ -77,7 +77,7 @@ def server_version() -> str | None:
     return out.strip().split()[-1] if out.strip() else None
 
 
-class RestatePeer:
+class RestatePeer(StartedPeer):
     def __init__(self, partitions: int | None = None) -> None:
         """``partitions`` None keeps Restate's default (24 in 1.7); otherwise the
         partition count the fresh cluster is provisioned with."""
@@ -90,14 +90,6 @@ class RestatePeer:
         self._client: httpx.AsyncClient | None = None
         self._ingress = ""
         self._seq = 0
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self._start()
-        except BaseException:
-            await self.__aexit__()
-            raise
-        return self
 
     async def _start(self) -> None:
         binary = ensure_server()
