@@ -47,7 +47,8 @@ def cpu_seconds() -> dict[str, float]:
             continue  # ended meanwhile
         group = _group(cmdline)
         if group is not None:
-            out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / _TICKS
+            # With the children it reaped: a backend that ends during a run still counts.
+            out[group] = out.get(group, 0.0) + sum(int(f) for f in fields[11:15]) / _TICKS
     return out
 
 
