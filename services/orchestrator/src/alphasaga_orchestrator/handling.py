@@ -65,22 +65,19 @@ class Orchestrator:
         if len(items) < 2:
             return set()  # one message: the one-by-one path is the same work
         batch = [(saga_id_for(e.message, e.message_id), e) for _, e in items]
+        # Like ``apply``: the commit refuses duplicates, so the inbox is read only after a
+        # commit failed. The second try decides on fresh state (the conflict puts the
+        # repository in its shared mode) without the inputs already handled.
         try:
-            # Like ``apply``: the commit refuses duplicates, so the inbox is read only after
-            # a commit failed. The second try decides on fresh state (the conflict puts the
-            # repository in its shared mode) without the inputs already handled.
-            for retried in (False, True):
-                try:
-                    await self._decide_and_commit(batch, check_inbox=retried)
-                    break
-                except CONFLICTS:
-                    if retried:
-                        raise
-                    self._conflict_seen()
-        except CONFLICTS as exc:
+            await self._decide_and_commit(batch, check_inbox=False)
+        except CONFLICTS:
             self._conflict_seen()
-            log.debug("batch of %d falls back to one by one: %s", len(items), exc)
-            return set()
+            try:
+                await self._decide_and_commit(batch, check_inbox=True)
+            except CONFLICTS as exc:
+                self._conflict_seen()
+                log.debug("batch of %d falls back to one by one: %s", len(items), exc)
+                return set()
         return {entry_id for entry_id, _ in items}
 
     async def handle(self, env: Envelope, delivery: Delivery) -> Sequence[Outgoing]:
