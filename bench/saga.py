@@ -26,9 +26,10 @@ from alphasaga_contracts.envelope import TYPE
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator.decide import Context, decide
 from alphasaga_orchestrator.repository import SagaRepository
-from alphasaga_orchestrator.saga import Saga
-from alphasaga_orchestrator.sagastore import SagaStore, saga_stream
-from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
+from alphasaga_orchestrator.sagastore import SagaStore
+from alphasaga_saga.aggregate import Saga
+from alphasaga_saga.streams import saga_stream
+from alphasaga_saga.workflow import DEFAULT_WORKFLOWS
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.wire import envelope_for

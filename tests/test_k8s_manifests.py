@@ -21,8 +21,8 @@ from pydantic_settings import BaseSettings
 from alphasaga_api.settings import ApiSettings
 from alphasaga_codegen.service import SandboxSettings
 from alphasaga_contracts import WORKERS, Service, Streams
-from alphasaga_orchestrator.workflow import load_workflows
 from alphasaga_reasoning.service import LLMSettings
+from alphasaga_saga.workflow import load_workflows
 from alphasaga_shared import runner
 from alphasaga_shared.config import Settings
 from alphasaga_shared.health import HealthServer

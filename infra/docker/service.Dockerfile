@@ -32,6 +32,9 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY contracts/pyproject.toml contracts/
 COPY shared/pyproject.toml shared/
+COPY saga/pyproject.toml saga/
+COPY readmodel/pyproject.toml readmodel/
+COPY accounts/pyproject.toml accounts/
 COPY client/pyproject.toml client/
 COPY cli/pyproject.toml cli/
 COPY services/orchestrator/pyproject.toml services/orchestrator/
@@ -49,7 +52,11 @@ RUN --mount=type=secret,id=ca,required=false \
     /opt/uv/bin/uv sync --frozen --no-dev --no-install-workspace --package "alphasaga-${SERVICE}"
 COPY contracts/src contracts/src
 COPY shared/src shared/src
-# The api is built over the client API.
+# The saga's domain and the read model (the orchestrator and the client); accounts and the
+# client API (the api).
+COPY saga/src saga/src
+COPY readmodel/src readmodel/src
+COPY accounts/src accounts/src
 COPY client/src client/src
 COPY services services
 # The workspace members themselves, built as wheels (hatchling comes from the index).

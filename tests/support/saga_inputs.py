@@ -9,8 +9,8 @@ from alphasaga_contracts import Message, Streams
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator.decide import Context, TimerFired
-from alphasaga_orchestrator.saga import TimerKind
-from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
+from alphasaga_saga.aggregate import TimerKind
+from alphasaga_saga.workflow import DEFAULT_WORKFLOWS
 from tests.support import replies
 
 SAGA = uuid.UUID("00000000-0000-4000-8000-000000000001")

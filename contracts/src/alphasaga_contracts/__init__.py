@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .states import SagaState
+from .states import SagaState, SubmissionState
 from .streams import DEFAULT_NAMESPACE, WORKERS, Service, Streams
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ __all__ = [
     "SagaState",
     "Service",
     "Streams",
+    "SubmissionState",
     "UnknownMessageType",
     "message_class",
     "registered_types",

@@ -10,15 +10,15 @@ from typing import Any
 
 from alphasaga_contracts.saga import CancelSaga
 from alphasaga_orchestrator.decide import TimerFired, decide
-from alphasaga_orchestrator.invariants import check_saga
-from alphasaga_orchestrator.repository import SagaRepository
-from alphasaga_orchestrator.saga import Saga
+from alphasaga_saga.aggregate import Saga
+from alphasaga_saga.invariants import check_saga
+from alphasaga_saga.mapper import SagaMapper
 from alphasaga_shared.eventstore import RecordedEvent
 from alphasaga_shared.outbox import outbox_events
 from alphasaga_shared.wire import envelope_for
 from tests.support.saga_inputs import CTX, SAGA, compensated, failure, start, success, timer
 
-REPO = SagaRepository(store=None)  # type: ignore[arg-type]  # only its mapper is used
+REPO = SagaMapper()
 
 
 def record(*inputs: Any) -> tuple[list[RecordedEvent], list[RecordedEvent]]:

@@ -9,8 +9,8 @@ from alphasaga_contracts import Message
 from alphasaga_contracts.envelope import saga_trace_id
 from alphasaga_orchestrator import observe
 from alphasaga_orchestrator.decide import TimerFired, decide
-from alphasaga_orchestrator.saga import Saga
-from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
+from alphasaga_saga.aggregate import Saga
+from alphasaga_saga.workflow import DEFAULT_WORKFLOWS
 from alphasaga_shared import telemetry
 from alphasaga_shared.wire import envelope_for
 from tests.support.saga_inputs import CTX, SAGA, compensated, failure, start, success, timer

@@ -18,9 +18,9 @@ from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from alphasaga_accounts import AuthFailed, Principal, Role
+from alphasaga_accounts.service import Accounts
 from alphasaga_client import AlphaSaga, ClientError, NotFound, SagaFilter
-from alphasaga_client.accounts import AuthFailed, Principal, Role
-from alphasaga_client.accounts.service import Accounts
 from alphasaga_contracts import SagaState
 from alphasaga_contracts.research import ResearchRequest
 

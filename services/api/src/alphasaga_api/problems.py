@@ -13,8 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from alphasaga_client import errors
-from alphasaga_client.accounts import AuthFailed, Locked
+from alphasaga_accounts import AuthFailed, Locked
+from alphasaga_shared import errors
 
 log = logging.getLogger(__name__)
 

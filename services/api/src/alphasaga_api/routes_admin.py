@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from alphasaga_client.accounts import Principal
+from alphasaga_accounts import Principal
 
 from . import models
 from .security import authorize, role, runtime

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 
+from alphasaga_accounts import Principal
 from alphasaga_client import AlphaSaga, SagaFilter
-from alphasaga_client.accounts import Principal
 from alphasaga_contracts import SagaState
 from alphasaga_contracts.research import ResearchRequest
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from fastapi import Request
 
-from alphasaga_client.accounts import AuthFailed, Principal, Role
+from alphasaga_accounts import AuthFailed, Principal, Role
 
 from .problems import Problem
 from .runtime import Runtime

@@ -6,15 +6,15 @@ from __future__ import annotations
 import logging
 
 from alphasaga_contracts import WORKERS, Service
+from alphasaga_saga.workflow import WorkflowFileError, load_workflows
 from alphasaga_shared import metrics
 from alphasaga_shared.config import ConfigError
 from alphasaga_shared.outbox import relay_for
 from alphasaga_shared.runner import DATABASE_UNREACHABLE, ServiceContext, StartupError, run_service
 
 from . import bootstrap, tuning
-from .projection import SagaProjector
+from .projection import projector
 from .timers import Timers
-from .workflow import WorkflowFileError, load_workflows
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,7 @@ async def setup(ctx: ServiceContext) -> None:
         ctx.background.append(relay.run)
         metrics.on_scrape(relay.measure_backlog)
     if settings.run_projector:  # or alone: python -m alphasaga_orchestrator.projection
-        projector = SagaProjector(store, batch=settings.projection_batch, poll_ms=settings.projection_poll_ms)
-        ctx.background.append(projector.run)
+        ctx.background.append(projector(ctx, settings).run)
     timers = Timers(store, orchestrator.apply, poll_s=settings.timer_poll_ms / 1000, batch=settings.timer_batch)
     ctx.background.append(timers.run)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.outbox import Relay
@@ -13,7 +14,6 @@ from . import tuning
 from .handling import Orchestrator
 from .repository import SagaRepository
 from .sagastore import SagaStore
-from .workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
 
 
 def orchestrator(

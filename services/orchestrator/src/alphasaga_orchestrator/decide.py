@@ -15,10 +15,9 @@ from typing import Any
 from alphasaga_contracts import Message, SagaState, Streams
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
+from alphasaga_saga.aggregate import Saga, TimerKind
+from alphasaga_saga.workflow import RetryPolicy, StepDefinition, Workflow, WorkflowRegistry
 from alphasaga_shared.wire import Envelope, Outgoing, derived_message_id, envelope_for
-
-from .saga import Saga, TimerKind
-from .workflow import RetryPolicy, StepDefinition, Workflow, WorkflowRegistry
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from alphasaga_contracts import Streams
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.envelope import CORRELATION_ID, MESSAGE_ID, TYPE
+from alphasaga_saga.aggregate import Saga
+from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
 from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.outbox import Relay
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, cap_text, derived_message_id, envelope_for
@@ -31,9 +33,7 @@ from . import observe, tuning
 from .decide import Context, Incoming, decide, saga_id_for
 from .plan import Plan
 from .repository import SagaRepository
-from .saga import Saga
 from .sagastore import CONFLICTS, SagaStore
-from .workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
 
 log = logging.getLogger(__name__)
 

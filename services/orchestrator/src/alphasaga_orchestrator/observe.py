@@ -21,13 +21,13 @@ from alphasaga_contracts import SagaState
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.envelope import saga_trace_id
+from alphasaga_saga.aggregate import Deadline, Saga, TimerKind, due_time
+from alphasaga_saga.workflow import WorkflowRegistry
 from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.telemetry import SpanIds
 from alphasaga_shared.wire import Envelope, Outgoing
 
 from .decide import Incoming, TimerFired
-from .saga import Deadline, Saga, TimerKind, due_time
-from .workflow import WorkflowRegistry
 
 _WAITING = {TimerKind.STEP_TIMEOUT: "step", TimerKind.COMPENSATION_TIMEOUT: "compensation"}
 

@@ -8,13 +8,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from alphasaga_saga.aggregate import Deadline, Saga, due_time
+from alphasaga_saga.streams import saga_stream
 from alphasaga_shared.eventstore import NewEvent, outbox_stream
 from alphasaga_shared.outbox import outbox_events
 
 from .decide import Decision, Incoming
 from .repository import SagaRepository
-from .saga import Deadline, Saga, due_time
-from .sagastore import Changes, Timer, saga_stream
+from .sagastore import Changes, Timer
 
 
 @dataclass

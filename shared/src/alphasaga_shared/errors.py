@@ -1,5 +1,7 @@
-"""How the client API fails: one exception type per kind of answer a front end gives
-(the CLI turns each into one line and an exit code, the HTTP API into a status)."""
+"""How a request is refused: one exception type per kind of answer a front end gives (the
+CLI turns each into one line and an exit code, the HTTP API into a status, the MCP server
+into a tool error). Here, below every library a front end uses (the client API, the read
+model, accounts), so that each raises the same kinds; ``alphasaga_client`` exports them."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from ..errors import ClientError, InvalidRequest, NotFound
+from alphasaga_shared.errors import ClientError, InvalidRequest, NotFound
+
 from . import policy
 from .audit import AuditLog, AuditRecord, GroupCommit, Verification
 from .policy import ROLES, Role

@@ -21,7 +21,7 @@ from typing import Any
 
 from alphasaga_shared.eventstore import RecordedEvent
 
-from .saga import ENDING_EVENTS as _TERMINAL_EVENTS
+from .aggregate import ENDING_EVENTS as _TERMINAL_EVENTS
 
 _STEP_OUTCOMES = {"StepSucceeded", "StepFailed", "StepTimedOut"}
 

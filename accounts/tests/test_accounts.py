@@ -10,10 +10,10 @@ import datetime as dt
 import asyncpg
 import pytest
 
+from alphasaga_accounts import Accounts, AuthFailed, Disabled, Locked, SessionRevoked, WeakPassword, policy
 from alphasaga_client import AlphaSaga
-from alphasaga_client.accounts import Accounts, AuthFailed, Disabled, Locked, SessionRevoked, WeakPassword, policy
-from alphasaga_client.errors import InvalidRequest
 from alphasaga_shared.config import Settings
+from alphasaga_shared.errors import InvalidRequest
 from alphasaga_shared.eventstore import EventStore
 
 PASSWORD = "correct horse battery"
