@@ -21,6 +21,7 @@ connection. What it leaves out (DESIGN.md §2) is here:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -53,7 +54,7 @@ BatchHandler = Callable[[Sequence[Delivery]], Awaitable[set[str]]]
 # What to tell the sender of a message that was just dead-lettered (its dead letter's
 # entry id given): a worker replies with the step's failure, so that the saga learns at
 # once instead of at the step's timeout.
-DeadLetterNotice = Callable[[Delivery, str], Sequence[Outgoing]]
+DeadLetterNotice = Callable[[Delivery, str], Sequence[Outgoing] | Awaitable[Sequence[Outgoing]]]
 # Header fields a dead letter of an oversized entry keeps (its body and the rest do not).
 _OVERSIZED_KEEPS = ("message_id", "correlation_id", "causation_id", "type", "schema")
 
@@ -426,15 +427,20 @@ class Bus:
             metrics.PUBLISHED.inc(len(outputs))
         if dead and sub.on_dead_letter is not None:
             dead_ids = results[len(outputs) + len(done_keys) : len(outputs) + len(done_keys) + len(dead)]
-            notices = [
-                out
-                for d, entry_id in zip(dead, dead_ids, strict=True)
-                for out in sub.on_dead_letter(d, entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id))
-            ]
-            try:
-                await self.publish(notices)
-            except Exception:  # a notice is a courtesy: the dead letter itself is safe
-                log.exception("could not send the notices of %d dead letters of %s", len(dead), sub.stream)
+            await self._notify_dead_letters(sub, dead, dead_ids)
+
+    async def _notify_dead_letters(self, sub: Subscription, dead: list[Delivery], dead_ids: list[Any]) -> None:
+        """Tell whom ``sub`` names about its dead letters: what the notice returns is
+        published here; a notice may also record what it has to say itself (awaitable)."""
+        assert sub.on_dead_letter is not None
+        try:
+            notices: list[Outgoing] = []
+            for d, entry_id in zip(dead, dead_ids, strict=True):
+                found = sub.on_dead_letter(d, entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id))
+                notices.extend(await found if inspect.isawaitable(found) else found)
+            await self.publish(notices)
+        except Exception:  # a notice is a courtesy: the dead letter itself is safe
+            log.exception("could not send the notices of %d dead letters of %s", len(dead), sub.stream)
 
     def _encode(self, out: Outgoing) -> dict[str, str]:
         """The entry for ``out``; refused (``MalformedMessage``) when over the size limit."""

@@ -10,6 +10,10 @@ class ClientError(Exception):
     """Something the caller can act on; the message is one line for a person."""
 
 
+class Forbidden(ClientError):
+    """An action the caller's role, or its ownership of the saga, does not allow."""
+
+
 class NotFound(ClientError):
     """No such saga, artifact or dead letter."""
 

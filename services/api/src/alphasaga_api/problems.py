@@ -22,6 +22,7 @@ MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://alphasaga.dev/problems/"
 
 _CLIENT_ERRORS: list[tuple[type[Exception], int, str]] = [
+    (errors.Forbidden, 403, "forbidden"),
     (errors.NotFound, 404, "not-found"),
     (errors.Ambiguous, 409, "ambiguous-id"),
     (errors.InvalidTransition, 409, "invalid-transition"),
