@@ -1,7 +1,7 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|observability|research ...]``
-runs a subset. ``research`` needs no servers, so none are started when it runs alone.
+``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|
+research ...]`` runs a subset. ``research`` needs no servers, so none are started when it runs alone.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from . import api, bus, cli, cpu, e2e, eventstore, observability, orchestration, orphans, research, saga
+from . import api, bus, cli, cpu, e2e, eventstore, observability, orchestration, orphans, reads, research, saga
 from .common import servers
 
 NEEDS_SERVERS = {
@@ -27,6 +27,7 @@ NEEDS_SERVERS = {
     "cli",
     "orphans",
     "api",
+    "reads",
     "observability",
 }
 
@@ -81,6 +82,8 @@ async def main(which: set[str]) -> None:
                 print(cli.markdown(times), flush=True)
             if "api" in which:
                 print(api.markdown(await api.measure(s)), flush=True)
+            if "reads" in which:
+                print(reads.markdown(await reads.measure(s)), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)

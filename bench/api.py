@@ -62,6 +62,7 @@ class _Connection:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.body = b""  # the last answer's
 
     async def request(self, head: bytes, body: bytes) -> int:
         self.writer.write(head + body)
@@ -71,31 +72,42 @@ class _Connection:
             name, _, value = line.partition(b":")
             if name.lower() == b"content-length":
                 length = int(value)
-        await self.reader.readexactly(length)
+        self.body = await self.reader.readexactly(length)
         return int(status_line.split()[1])
 
 
 def _http_part(url: str, key: str, method: str, path: str, body: Any, n: int, concurrency: int) -> list[float]:
     """One load process's share: its own event loop and ``concurrency`` connections."""
-    host, port = url.removeprefix("http://").split(":")
+    host = url.removeprefix("http://").split(":")[0]
     payload = json.dumps(body).encode() if body is not None else b""
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
     ).encode()
+    return requests_part(url, [head], payload, n, concurrency)
+
+
+def requests_part(url: str, heads: list[bytes], payload: bytes, n: int, concurrency: int) -> list[float]:
+    """``n`` requests (``heads`` in turn, each with ``payload``) over ``concurrency``
+    keep-alive connections to ``url``, on an event loop of their own; their latencies."""
+    host, port = url.removeprefix("http://").split(":")
 
     async def go() -> list[float]:
         connections = [_Connection(*await asyncio.open_connection(host, int(port))) for _ in range(concurrency)]
         idle = asyncio.Queue[_Connection]()
         for c in connections:
             idle.put_nowait(c)
+        sent = 0
 
         async def one() -> None:
+            nonlocal sent
+            head = heads[sent % len(heads)]
+            sent += 1
             connection = await idle.get()
             status = await connection.request(head, payload)
             idle.put_nowait(connection)
             if status >= 400:
-                raise RuntimeError(f"{method} {path}: {status}")
+                raise RuntimeError(f"{head.split(b' HTTP')[0].decode()}: {status}")
 
         try:
             return await _callers(n, concurrency, one)

@@ -88,13 +88,8 @@ class ReadStore:
         return self.events.schema
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.events.pool.acquire() as conn:
-            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        rows: list[asyncpg.Record] = await self.events.pool.fetch(sql, *args)
         return rows
-
-    async def _fetchval(self, sql: str, *args: Any) -> Any:
-        async with self.events.pool.acquire() as conn:
-            return await conn.fetchval(sql, *args)
 
     # --- the saga list (saga_summaries) ---
 
@@ -141,14 +136,14 @@ class ReadStore:
         return [_summary(r) for r in rows]
 
     async def count_summaries(self) -> int:
-        return int(await self._fetchval("SELECT count(*) FROM saga_summaries"))
+        return int(await self.events.pool.fetchval("SELECT count(*) FROM saga_summaries"))
 
     # --- a saga's streams ---
 
     async def known(self, saga_id: uuid.UUID) -> bool:
         """Whether the saga id has a saga, or an outbox (a recorded start, a refusal)."""
         return bool(
-            await self._fetchval(
+            await self.events.pool.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = ANY($1::text[]))",
                 [saga_stream(saga_id), outbox_stream(str(saga_id))],
             )
@@ -156,7 +151,9 @@ class ReadStore:
 
     async def latest_version(self, saga_id: uuid.UUID) -> int:
         """The number of the saga's events (0: no such saga)."""
-        version = await self._fetchval("SELECT max(version) FROM events WHERE stream_id = $1", saga_stream(saga_id))
+        version = await self.events.pool.fetchval(
+            "SELECT max(version) FROM events WHERE stream_id = $1", saga_stream(saga_id)
+        )
         return int(version or 0)
 
     async def sagas_with_prefix(self, prefix: str, *, limit: int = 2) -> list[uuid.UUID]:
