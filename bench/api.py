@@ -33,13 +33,18 @@ def _summary(latencies: list[float], n: int, took: float) -> dict[str, float]:
     return {"per_s": n / took, "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
 
 
-async def _callers(n: int, concurrency: int, one: Callable[[], Awaitable[Any]]) -> list[float]:
+async def _callers(
+    n: int, concurrency: int, one: Callable[[], Awaitable[Any]], seconds: float | None = None
+) -> list[float]:
+    """``n`` calls of ``one`` by ``concurrency`` callers; with ``seconds``, none is begun
+    after that long (those under way end)."""
     latencies: list[float] = []
     left = n
+    until = None if seconds is None else time.perf_counter() + seconds
 
     async def caller() -> None:
         nonlocal left
-        while left > 0:
+        while left > 0 and (until is None or time.perf_counter() < until):
             left -= 1
             begun = time.perf_counter()
             await one()
@@ -87,9 +92,12 @@ def _http_part(url: str, key: str, method: str, path: str, body: Any, n: int, co
     return requests_part(url, [head], payload, n, concurrency)
 
 
-def requests_part(url: str, heads: list[bytes], payload: bytes, n: int, concurrency: int) -> list[float]:
+def requests_part(
+    url: str, heads: list[bytes], payload: bytes, n: int, concurrency: int, seconds: float | None = None
+) -> list[float]:
     """``n`` requests (``heads`` in turn, each with ``payload``) over ``concurrency``
-    keep-alive connections to ``url``, on an event loop of their own; their latencies."""
+    keep-alive connections to ``url``, on an event loop of their own, begun within
+    ``seconds`` if given; their latencies."""
     host, port = url.removeprefix("http://").split(":")
 
     async def go() -> list[float]:
@@ -110,7 +118,7 @@ def requests_part(url: str, heads: list[bytes], payload: bytes, n: int, concurre
                 raise RuntimeError(f"{head.split(b' HTTP')[0].decode()}: {status}")
 
         try:
-            return await _callers(n, concurrency, one)
+            return await _callers(n, concurrency, one, seconds)
         finally:
             for c in connections:
                 c.writer.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import shutil
 import socket
@@ -26,12 +25,12 @@ import tarfile
 import tempfile
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import yaml
 
 from alphasaga_client import AlphaSaga
@@ -45,11 +44,12 @@ from .saga import WORKFLOW
 ROOT = Path(__file__).resolve().parents[1]
 READERS = 200
 API_PROCESSES = 2
-READS = 6000
+READ_S = 30.0  # reads are begun for this long; those under way then end
 RATE = 300  # sagas submitted per second while the reads run
 TICK_S = 0.1
 SUBMITS = 100  # one at a time, through the API
 ROUNDS = 2
+STEP_TIMEOUT_S = 600.0
 COMPLETED = "alphasaga_orchestrator.saga:Saga.Completed"
 STARTED = "alphasaga_orchestrator.saga:Saga.Started"
 
@@ -152,31 +152,52 @@ class Stack:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _read_part(url: str, key: str, paths: list[str], n: int, concurrency: int) -> list[float]:
+def _read_part(url: str, key: str, paths: list[str], seconds: float, concurrency: int) -> list[float]:
     """One load process's share: ``concurrency`` keep-alive connections to one api process,
-    reading ``paths`` in turn."""
+    reading ``paths`` in turn for ``seconds``."""
     host = url.removeprefix("http://").split(":")[0]
     heads = [
         f"GET {p} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Length: 0\r\n\r\n".encode()
         for p in paths
     ]
-    return requests_part(url, heads, b"", n, concurrency)
+    return requests_part(url, heads, b"", sys.maxsize, concurrency, seconds)
 
 
-def reads(urls: list[str], key: str, paths: list[str], n: int) -> dict[str, float]:
-    """``n`` reads by ``READERS`` clients at once, spread over the api processes (a load
-    process each)."""
+async def reads(urls: list[str], key: str, paths: list[str], seconds: float) -> dict[str, float]:
+    """Reads by ``READERS`` clients at once for ``seconds``, spread over the api processes,
+    from a load process each (so that the load generator is not what is measured)."""
     share = READERS // len(urls)
     begun = time.perf_counter()
-    with ProcessPoolExecutor(len(urls), mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = [pool.submit(_read_part, url, key, paths, n // len(urls), share) for url in urls]
-        latencies = [x for part in parts for x in part.result()]
+    async with asyncio.timeout(STEP_TIMEOUT_S):
+        parts = await asyncio.gather(*(_load_process(url, key, paths, seconds, share) for url in urls))
+    latencies = [x for part in parts for x in part]
     took = time.perf_counter() - begun
     return {
         "per_s": len(latencies) / took,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
     }
+
+
+async def _load_process(url: str, key: str, paths: list[str], seconds: float, concurrency: int) -> list[float]:
+    """``python -m bench.reads``: one load process (below), its latencies as JSON."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.reads",
+        url,
+        key,
+        str(seconds),
+        str(concurrency),
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate(json.dumps(paths).encode())
+    if proc.returncode != 0:
+        raise RuntimeError(f"a load process ended with {proc.returncode}")
+    latencies: list[float] = json.loads(out)
+    return latencies
 
 
 class Load:
@@ -206,27 +227,33 @@ class Load:
                 await self._task
 
 
-async def _completed(client: AlphaSaga) -> int:
-    pool = (await client.event_store()).pool
-    return int(await pool.fetchval("SELECT count(*) FROM events WHERE type = $1", COMPLETED))
+class Counts:
+    """Sagas started and completed, read on a connection of the bench's own."""
 
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
 
-async def _started(client: AlphaSaga, n: int = 50) -> list[str]:
-    """The sagas started last (most of them still running)."""
-    pool = (await client.event_store()).pool
-    rows = await pool.fetch(
-        "SELECT stream_id FROM events WHERE type = $1 ORDER BY global_position DESC LIMIT $2", STARTED, n
-    )
-    return [r["stream_id"].removeprefix("saga-") for r in rows]
+    @classmethod
+    async def open(cls, s: Servers, schema: str) -> Counts:
+        return cls(await asyncpg.connect(s.database_url, server_settings={"search_path": schema}))
 
+    async def completed(self) -> int:
+        return int(await self.conn.fetchval("SELECT count(*) FROM events WHERE type = $1", COMPLETED))
 
-async def _drained(client: AlphaSaga, submitted: int) -> None:
-    """Until every saga submitted has completed: a submit measured alone waits for none."""
-    deadline = time.monotonic() + 600
-    while (done := await _completed(client)) < submitted:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{done} of {submitted} sagas completed after 600 s")
-        await asyncio.sleep(1)
+    async def started_last(self, n: int = 50) -> list[str]:
+        """The sagas started last (most of them still running)."""
+        rows = await self.conn.fetch(
+            "SELECT stream_id FROM events WHERE type = $1 ORDER BY global_position DESC LIMIT $2", STARTED, n
+        )
+        return [r["stream_id"].removeprefix("saga-") for r in rows]
+
+    async def drained(self, submitted: int) -> None:
+        """Until every saga submitted has completed: a submit measured alone waits for none."""
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while (done := await self.completed()) < submitted:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{done} of {submitted} sagas completed after {STEP_TIMEOUT_S:.0f} s")
+            await asyncio.sleep(1)
 
 
 async def submits(client: AlphaSaga, url: str, key: str) -> dict[str, float]:
@@ -281,24 +308,42 @@ async def one_round(s: Servers, variant: Variant) -> dict[str, float]:
     try:
         stack.start()
         await stack.ready()
+        counts = await Counts.open(s, stack.settings.database_schema)
         async with AlphaSaga(stack.settings, pool_size=8) as client:
             _, key = await (await client.accounts()).create_key("bench", "admin")
             warm = await client.submit_many([ResearchRequest(dataset="sp500")] * 50)
-            await _drained(client, len(warm))
-            load = Load(client)
-            load.start()
-            await asyncio.sleep(3)  # the load settles
-            # Half the reads find sagas that have ended, half sagas just started.
-            paths = [f"/v1/sagas/{w.saga_id}" for w in warm] + [f"/v1/sagas/{r}" for r in await _started(client)]
-            done_before, begun = await _completed(client), time.perf_counter()
-            out = await asyncio.to_thread(reads, stack.urls, key, paths, READS)
-            out["sagas_per_s"] = (await _completed(client) - done_before) / (time.perf_counter() - begun)
-            await load.stop()
-            await _drained(client, len(warm) + len(load.submitted))
+            await counts.drained(len(warm))
+            out = await _reads_under_load(client, counts, stack.urls, key, [str(w.saga_id) for w in warm])
+            _say(f"{variant.name}: {out['per_s']:.0f} reads/s, p99 {out['p99_ms']:.1f} ms; the load drains")
             out.update(await submits(client, stack.urls[0], key))
+        await counts.conn.close()
         return out
     finally:
         await stack.stop()
+
+
+async def _reads_under_load(
+    client: AlphaSaga, counts: Counts, urls: list[str], key: str, ended: list[str]
+) -> dict[str, float]:
+    """The reads while the load runs, and the sagas completed meanwhile per second; then
+    the load stops and what it submitted drains."""
+    load = Load(client)
+    load.start()
+    try:
+        await asyncio.sleep(3)  # the load settles
+        # Half the reads find sagas that have ended, half sagas just started.
+        paths = [f"/v1/sagas/{saga_id}" for saga_id in [*ended, *await counts.started_last()]]
+        done_before, begun = await counts.completed(), time.perf_counter()
+        out = await reads(urls, key, paths, READ_S)
+        out["sagas_per_s"] = (await counts.completed() - done_before) / (time.perf_counter() - begun)
+    finally:
+        await load.stop()
+    await counts.drained(len(ended) + len(load.submitted))
+    return out
+
+
+def _say(line: str) -> None:
+    print(f"bench reads: {line}", file=sys.stderr, flush=True)
 
 
 async def measure(s: Servers) -> dict[str, list[dict[str, float]]]:
@@ -306,8 +351,9 @@ async def measure(s: Servers) -> dict[str, list[dict[str, float]]]:
     variants = [Variant("before (main)", before), Variant("after (this tree)", ROOT)]
     results: dict[str, list[dict[str, float]]] = {v.name: [] for v in variants}
     try:
-        for _ in range(ROUNDS):
+        for n in range(ROUNDS):
             for v in variants:
+                _say(f"round {n + 1}: {v.name}")
                 results[v.name].append(await one_round(s, v))
     finally:
         shutil.rmtree(before, ignore_errors=True)
@@ -317,7 +363,8 @@ async def measure(s: Servers) -> dict[str, list[dict[str, float]]]:
 def markdown(results: dict[str, list[dict[str, float]]]) -> str:
     lines = [
         f"## Reads beside {RATE} sagas/s, and a submit through the API (issue #22): {READERS} concurrent"
-        f" `GET /v1/sagas/{{id}}` over {API_PROCESSES} api processes; then {SUBMITS} submits one at a time."
+        f" `GET /v1/sagas/{{id}}` over {API_PROCESSES} api processes, begun for {READ_S:.0f} s; then {SUBMITS}"
+        " submits one at a time."
         f" Before and after interleaved, {ROUNDS} rounds each\n",
         "| code | round | reads/s | read p50 | read p99 | sagas/s during reads"
         " | submit 202 p50 / p99 | submit to SagaStarted p50 / p99 |",
@@ -331,3 +378,8 @@ def markdown(results: dict[str, list[dict[str, float]]]) -> str:
                 f" | {r['started_p50_ms']:.1f} / {r['started_p99_ms']:.1f} ms |"
             )
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # a load process: the paths on stdin, the latencies on stdout
+    url_, key_, seconds_, concurrency_ = sys.argv[1:5]
+    print(json.dumps(_read_part(url_, key_, json.loads(sys.stdin.read()), float(seconds_), int(concurrency_))))

@@ -85,11 +85,15 @@ class Reads(Core):
         return await (await self.reader()).sagas(where)
 
     async def detail(self, saga: str | uuid.UUID) -> Detail:
-        """The saga's row of the list, each step attempt with its duration, and its trace id."""
+        """The saga's row of the list, each step attempt with its duration, and its trace id:
+        its events are read once, and folded when the row is behind them."""
         from .timeline import attempts, trace_id
 
-        summary = await self.status(saga)
-        rows = await (await self.saga_store()).events_of(summary.saga_id)
+        saga_id = await self.resolve(saga)
+        rows = await (await self.saga_store()).events_of(saga_id)
+        summary = await (await self.reader()).status(saga_id, rows)
+        if summary is None:
+            raise NotFound(f"no saga {saga_id}")
         return Detail(summary, attempts(rows), trace_id(rows))
 
     async def events(self, saga: str | uuid.UUID, *, after_version: int = 0) -> list[RecordedEvent]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 
 from alphasaga_saga.mapper import SagaMapper
 from alphasaga_shared.errors import Corrupt, Unavailable
-from alphasaga_shared.eventstore import Position
+from alphasaga_shared.eventstore import Position, RecordedEvent
 
 from .projector import PROJECTION
 from .store import ReadStore
@@ -36,14 +37,15 @@ class SagaReader:
         # process: a server's many waiting requests cost one query per poll, not one each.
         self._position_read: asyncio.Future[Position] | None = None
 
-    async def status(self, saga_id: uuid.UUID) -> SagaSummary | None:
+    async def status(self, saga_id: uuid.UUID, rows: Sequence[RecordedEvent] | None = None) -> SagaSummary | None:
         """The saga as its newest event leaves it; for a saga id with no saga, what its
-        outbox says (PENDING, REJECTED); None when there is neither."""
+        outbox says (PENDING, REJECTED); None when there is neither. ``rows``, the saga's
+        events if the caller has read them already, are folded instead of read again."""
         summary, latest = await self.store.summary_and_version(saga_id)
         if summary is not None and summary.version >= latest:
             return summary
         if latest > 0:
-            rows = await self.store.events_of(saga_id)
+            rows = rows or await self.store.events_of(saga_id)
             try:
                 saga = self.mapper.fold(saga_id, rows)
             except Exception as exc:  # a saga that does not fold: say so, with the way to look
