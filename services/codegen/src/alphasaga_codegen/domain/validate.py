@@ -370,13 +370,7 @@ def _log_magnitude(node: ast.expr) -> float | None:
 def _check_call(node: ast.Call, scope: _Scope) -> Iterator[RuleViolation]:
     """The ``dispatch`` and ``keyword`` rules, for one call."""
     line = node.lineno
-    for keyword in node.keywords:
-        if keyword.arg is None:
-            yield RuleViolation("dispatch", "keyword arguments unpacked with ** are not allowed", line)
-        elif keyword.arg in REFUSED_KEYWORDS:
-            yield RuleViolation("keyword", f"{keyword.arg!r} hands objects to pandas' evaluator", line)
-        elif keyword.arg in LITERAL_KEYWORDS and not isinstance(keyword.value, ast.Constant):
-            yield RuleViolation("dispatch", f"{keyword.arg!r} must be written as a literal", line)
+    yield from _check_keywords(node)
     method = node.func.attr if isinstance(node.func, ast.Attribute) else ""
     if method in DISPATCHERS:
         if any(isinstance(argument, ast.Starred) for argument in node.args):
@@ -387,6 +381,16 @@ def _check_call(node: ast.Call, scope: _Scope) -> Iterator[RuleViolation]:
         for argument in _arguments(node, *NAMED_CHOICES[method]):
             if not isinstance(argument, ast.Constant):
                 yield RuleViolation("dispatch", f"{method} must choose its implementation with a literal", line)
+
+
+def _check_keywords(node: ast.Call) -> Iterator[RuleViolation]:
+    for keyword in node.keywords:
+        if keyword.arg is None:
+            yield RuleViolation("dispatch", "keyword arguments unpacked with ** are not allowed", node.lineno)
+        elif keyword.arg in REFUSED_KEYWORDS:
+            yield RuleViolation("keyword", f"{keyword.arg!r} hands objects to pandas' evaluator", node.lineno)
+        elif keyword.arg in LITERAL_KEYWORDS and not isinstance(keyword.value, ast.Constant):
+            yield RuleViolation("dispatch", f"{keyword.arg!r} must be written as a literal", node.lineno)
 
 
 def _arguments(node: ast.Call, position: int | None, keywords: frozenset[str]) -> list[ast.expr]:
