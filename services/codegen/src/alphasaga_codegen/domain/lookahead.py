@@ -130,15 +130,24 @@ def variant_bars(bars: pd.DataFrame, variant: Variant) -> pd.DataFrame:
         return bars.iloc[: cut + 1]
     if variant.kind == "full":
         return bars
-    columns = {name: bars[name].to_numpy() for name in bars.columns}
-    close = columns["close"].astype("float64")
+    names = bars.columns.tolist()
+    mirrored = [i for i, name in enumerate(names) if name in (*PRICE_COLUMNS, "volume")]
+    if set(bars.dtypes.tolist()) == {np.dtype("float64")}:  # the usual bars: one block, one copy
+        values = bars.to_numpy(copy=True)
+        columns = list(values.T)
+    else:
+        values = None
+        columns = [
+            bars[name].to_numpy(dtype="float64" if i in mirrored else None, copy=True) for i, name in enumerate(names)
+        ]
+    close = columns[names.index("close")]
     factor = (close[cut] / close[cut + 1 :]) ** 2
-    for name in columns:
-        if name in PRICE_COLUMNS or name == "volume":
-            values = columns[name].astype("float64")  # a copy
-            values[cut + 1 :] = values[cut + 1 :] * factor if name != "volume" else values[cut + 1 :] * 1.5 + 1
-            columns[name] = values
-    return pd.DataFrame(columns, index=bars.index, copy=False)
+    for i in mirrored:
+        tail = columns[i][cut + 1 :]
+        tail[:] = tail * 1.5 + 1 if names[i] == "volume" else tail * factor
+    if values is not None:
+        return pd.DataFrame(values, index=bars.index, columns=bars.columns, copy=False)
+    return pd.DataFrame(dict(zip(names, columns, strict=True)), index=bars.index, copy=False)
 
 
 def check_no_lookahead(

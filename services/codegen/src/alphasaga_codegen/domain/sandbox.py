@@ -258,9 +258,9 @@ def _check_bars(bars: pd.DataFrame) -> None:
         raise ValueError("bars must be non-empty and have a close column")
     if not (bars.index.is_monotonic_increasing and bars.index.is_unique):
         raise ValueError("bars must be in date order without repeated dates")
-    if not all(isinstance(column, str) for column in bars.columns) or not bars.columns.is_unique:
+    if not all(isinstance(column, str) for column in bars.columns.tolist()) or not bars.columns.is_unique:
         raise ValueError("bar column names must be unique strings")
-    if any(dtype.kind not in _NUMERIC_KINDS for dtype in bars.dtypes):
+    if any(dtype.kind not in _NUMERIC_KINDS for dtype in bars.dtypes.tolist()):
         raise ValueError("bar columns must be numeric")
 
 
