@@ -32,7 +32,7 @@ from .decide import Context, Incoming, decide, saga_id_for
 from .plan import Plan
 from .repository import SagaRepository
 from .saga import Saga
-from .sagastore import CONFLICTS, SagaStore
+from .storage import Conflict, SagaStorage
 from .workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 class Orchestrator:
     def __init__(
         self,
-        store: SagaStore,
+        store: SagaStorage,
         repo: SagaRepository,
         streams: Streams,
         workflows: WorkflowRegistry = DEFAULT_WORKFLOWS,
@@ -70,11 +70,11 @@ class Orchestrator:
         # repository in its shared mode) without the inputs already handled.
         try:
             await self._decide_and_commit(batch, check_inbox=False)
-        except CONFLICTS:
+        except Conflict:
             self._conflict_seen()
             try:
                 await self._decide_and_commit(batch, check_inbox=True)
-            except CONFLICTS as exc:
+            except Conflict as exc:
                 self._conflict_seen()
                 log.debug("batch of %d falls back to one by one: %s", len(items), exc)
                 return set()
@@ -87,7 +87,7 @@ class Orchestrator:
     async def apply(self, saga_id: uuid.UUID, incoming: Incoming) -> None:
         """Decide on one input and commit it once; decide again after a conflict."""
         attempts = AsyncRetrying(
-            retry=retry_if_exception_type(CONFLICTS),
+            retry=retry_if_exception_type(Conflict),
             stop=stop_after_attempt(tuning.MAX_CONFLICT_RETRIES),
             wait=wait_exponential_jitter(
                 multiplier=tuning.CONFLICT_BACKOFF_S,
@@ -104,7 +104,7 @@ class Orchestrator:
                     # inbox first only when a commit has failed.
                     retried = attempt.retry_state.attempt_number > 1
                     await self._decide_and_commit([(saga_id, incoming)], check_inbox=retried)
-        except CONFLICTS as exc:
+        except Conflict as exc:
             raise RuntimeError(
                 f"saga {saga_id}: gave up after {tuning.MAX_CONFLICT_RETRIES} conflicting commits"
             ) from exc

@@ -14,7 +14,7 @@ from alphasaga_shared.outbox import outbox_events
 from .decide import Decision, Incoming
 from .repository import SagaRepository
 from .saga import Deadline, Saga, due_time
-from .sagastore import Changes, Timer, saga_stream
+from .storage import Changes, Timer, saga_stream
 
 
 @dataclass
