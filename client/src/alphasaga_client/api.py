@@ -615,10 +615,11 @@ class AlphaSaga:
     def workflow_steps(self, workflow: str, version: int) -> list[str]:
         """The step names of a workflow version, as the orchestrator knows it
         (``ALPHASAGA_WORKFLOWS``); empty when it is unknown here."""
+        from alphasaga_orchestrator.settings import OrchestratorSettings
         from alphasaga_orchestrator.workflow import WorkflowFileError, load_workflows
 
         try:
-            return [st.name for st in load_workflows(self.settings.workflows).get(workflow, version).steps]
+            return [st.name for st in load_workflows(OrchestratorSettings().workflows).get(workflow, version).steps]
         except (WorkflowFileError, KeyError):
             return []
 

@@ -8,13 +8,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alphasaga_contracts.envelope import (
     BODY,
@@ -27,7 +28,6 @@ from alphasaga_contracts.envelope import (
 )
 
 from . import metrics, telemetry
-from .config import Settings
 from .eventstore import (
     START,
     Checkpoint,
@@ -149,7 +149,7 @@ class Relay:
         batch: int = 500,
         poll_ms: int = 50,
         save_every_ms: int = 100,
-        crash_after_publish: bool = False,
+        after_publish: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.redis = redis  # redis.asyncio.Redis; typed loosely to keep faststream out of here
@@ -172,8 +172,8 @@ class Relay:
         self._claimed: dict[uuid.UUID, _Claim] = {}
         self._skipped_unconfirmed: set[uuid.UUID] = set()
         self._handed_back: list[tuple[str, dict[str, str]]] = []
-        # Fault injection for the crash test: exit once published, before the position is saved.
-        self._crash_after_publish = crash_after_publish
+        # A test's hook between publishing and saving the position (the crash test exits there).
+        self._after_publish = after_publish
 
     @contextlib.asynccontextmanager
     async def publishing(self, rows: Sequence[NewEvent]) -> AsyncIterator[bool]:
@@ -291,8 +291,8 @@ class Relay:
                 # The position stays before the tail's rows; only handed-back rows need keeping.
                 self._handed_back[:0] = handed_back
                 raise
-            if self._crash_after_publish:
-                os._exit(137)
+            if self._after_publish is not None:
+                self._after_publish()
             metrics.RELAYED.inc(len(to_publish))
         if refs:
             self._position = refs[-1].position
@@ -424,23 +424,26 @@ class LockLost(ConnectionError):
 SETTLE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
-def relay_for(store: EventStore, redis: object, settings: Settings) -> Relay:
-    return Relay(
-        store,
-        redis,
-        batch=settings.relay_batch,
-        poll_ms=settings.relay_poll_ms,
-        crash_after_publish=settings.fault == "relay_crash_after_publish",
-    )
+class RelaySettings(BaseSettings):
+    """``ALPHASAGA_RELAY_*``: read by the processes that run a relay."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPHASAGA_RELAY_", extra="ignore")
+    batch: int = Field(500, ge=1, description="Outbox rows read per pass")
+    poll_ms: int = Field(50, ge=1, description="How often the tail looks when no NOTIFY woke it")
 
 
-def main() -> None:
+def relay_for(store: EventStore, redis: object, *, after_publish: Callable[[], None] | None = None) -> Relay:
+    settings = RelaySettings()
+    return Relay(store, redis, batch=settings.batch, poll_ms=settings.poll_ms, after_publish=after_publish)
+
+
+def main(after_publish: Callable[[], None] | None = None) -> None:
     """``python -m alphasaga_shared.outbox``: the relay alone (the orchestrator also runs one;
     only the holder of the relay lock publishes)."""
     from .runner import ServiceContext, run_service
 
     async def setup(ctx: ServiceContext) -> None:
-        relay = relay_for(ctx.store, await ctx.bus.connect(), ctx.settings)
+        relay = relay_for(ctx.store, await ctx.bus.connect(), after_publish=after_publish)
         ctx.background.append(relay.run)
         metrics.on_scrape(relay.measure_backlog)
 
