@@ -255,7 +255,7 @@ def decision_cost(n: int = 2000) -> float:
     """Pure decide() for a whole saga, in microseconds per decision (no I/O)."""
     from tests.support import replies
 
-    ctx = Context(bench_settings(Servers("redis://x", "postgresql://x")).streams, DEFAULT_WORKFLOWS)
+    ctx = Context(DEFAULT_WORKFLOWS)
     started = time.perf_counter()
     for _ in range(n // 5):
         saga_id = uuid.uuid4()
