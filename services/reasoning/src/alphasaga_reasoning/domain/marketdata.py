@@ -227,6 +227,14 @@ def validate_ohlcv(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     0.0, as does an absent volume column."""
     if len(raw) == 0:
         raise DataError(f"{source}: no data rows")
+    out = _canonical(raw, source)
+    _check_prices(out, source)
+    _check_dates(out, source)
+    return out
+
+
+def _canonical(raw: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The frame indexed by date, with float prices and volume (0.0 where missing)."""
     names = _pick_columns(raw, source)
     frame = raw.reset_index(drop=True)
     dates = _parse_dates(frame[names["date"]], source)
@@ -238,7 +246,10 @@ def validate_ohlcv(raw: pd.DataFrame, source: str) -> pd.DataFrame:
         out["volume"] = volume.fillna(0.0).to_numpy()
     else:
         out["volume"] = 0.0
+    return out
 
+
+def _check_prices(out: pd.DataFrame, source: str) -> None:
     prices = out[list(PRICE_COLUMNS)].to_numpy()
     position = _first((prices <= 0).any(axis=1))
     if position is not None:
@@ -266,6 +277,8 @@ def validate_ohlcv(raw: pd.DataFrame, source: str) -> pd.DataFrame:
                 f"[low {_num(low[position])}, high {_num(high[position])}]"
             )
 
+
+def _check_dates(out: pd.DataFrame, source: str) -> None:
     stamps = out.index.to_numpy()
     steps = stamps[1:] - stamps[:-1]
     position = _first(steps < np.timedelta64(0))
@@ -279,7 +292,6 @@ def validate_ohlcv(raw: pd.DataFrame, source: str) -> pd.DataFrame:
         raise DataError(
             f"{source}: {_row(position + 1)}: duplicate date {_day(stamps[position + 1])} (same as {_row(position)})"
         )
-    return out
 
 
 def _day(stamp: np.datetime64) -> str:
