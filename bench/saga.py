@@ -62,8 +62,13 @@ class Stack:
         separate_relay: bool = False,
         separate_projector: bool = False,
         extra_env: dict[str, str] | None = None,
+        root: Path = ROOT,
     ) -> None:
+        """``root``: the checkout whose code the stack runs (another commit's, with its own
+        ``.venv``, to measure before and after in one run)."""
         self.settings = bench_settings(s)
+        self.root = root
+        self.python = sys.executable if root == ROOT else str(root / ".venv" / "bin" / "python")
         self.tmp = Path(tempfile.mkdtemp(prefix="alphasaga-bench-"))
         wf = self.tmp / "workflows.yaml"
         wf.write_text(yaml.safe_dump(WORKFLOW))
@@ -77,7 +82,7 @@ class Stack:
             "ALPHASAGA_BLOCK_MS": "100",
             "ALPHASAGA_LOG_LEVEL": "WARNING",
             "SIM_CONFIG": json.dumps(sim_config),
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(root),
             **(extra_env or {}),
         }
         env.pop("ALPHASAGA_CONSUMER", None)
@@ -93,9 +98,9 @@ class Stack:
             self.procs.append(self._spawn("alphasaga_orchestrator.projection", "projector.log"))
         self.procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "tests.support.sim_workers"],
+                [self.python, "-m", "tests.support.sim_workers"],
                 env=env,
-                cwd=ROOT,
+                cwd=root,
                 stdout=(self.tmp / "sim.log").open("w"),
                 stderr=subprocess.STDOUT,
             )
@@ -103,9 +108,9 @@ class Stack:
 
     def _spawn(self, module: str, log_name: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", module],
+            [self.python, "-m", module],
             env=self.env,
-            cwd=ROOT,
+            cwd=self.root,
             stdout=subprocess.DEVNULL,
             stderr=(self.tmp / log_name).open("w"),
         )
