@@ -3,7 +3,6 @@ come from the shared ``ALPHASAGA_*`` settings like every other service's."""
 
 from __future__ import annotations
 
-import logging
 import secrets
 from typing import Any
 
@@ -12,7 +11,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alphasaga_shared.config import ConfigError, Settings
 
-log = logging.getLogger(__name__)
 MIN_SIGNING_KEY = 32
 
 
@@ -70,5 +68,4 @@ class ApiSettings(BaseSettings):
             return key
         # No key in the source: without one, this process makes its own, and its tokens end
         # with it (`alphasaga up` keeps one per data directory instead).
-        log.warning("ALPHASAGA_API_SIGNING_KEY is not set: access tokens are signed with a key of this process only")
         return secrets.token_urlsafe(48)
