@@ -97,17 +97,19 @@ def test_x_forwarded_for_is_believed_only_from_trusted_proxies(
 ) -> None:
     def logins(port: int) -> list[int]:
         codes = []
-        for i in range(3):  # each "from" another address: one bucket unless a trusted proxy says so
+        # Each "from" another address: one bucket unless a trusted proxy says so. Five, so that
+        # one minute's window holds three even when the five straddle two windows.
+        for i in range(5):
             r = httpx.post(f"http://127.0.0.1:{port}/v1/auth/login", json={"username": "x", "password": "y"},
                            headers={"X-Forwarded-For": f"198.51.100.{i}"}, timeout=30)  # fmt: skip
             codes.append(r.status_code)
         return codes
 
     with serving(settings, env, tmp_path / "a.log", ALPHASAGA_API_LOGIN_PER_MINUTE="2") as (_, port):
-        assert logins(port) == [401, 401, 429]
+        assert 429 in logins(port)
     with serving(settings, env, tmp_path / "b.log", ALPHASAGA_API_LOGIN_PER_MINUTE="2",
                  ALPHASAGA_API_TRUSTED_PROXIES="127.0.0.1") as (_, port):  # fmt: skip
-        assert logins(port) == [401, 401, 401]
+        assert logins(port) == [401] * 5
 
 
 async def _sql(settings: Settings, statement: str) -> None:
