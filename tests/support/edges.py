@@ -6,19 +6,24 @@ the schema, not a hand-made list, says what the fields are."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alphasaga_contracts.research import BUILTIN_DATASETS
 from alphasaga_contracts.schema_export import SCHEMA_DIR
+from alphasaga_shared.wire import MalformedMessage, decode
 
 START = json.loads((SCHEMA_DIR / "orchestrator.StartResearch.v1.json").read_text())
 DEFS: dict[str, Any] = START["$defs"]
 REQUEST: dict[str, Any] = DEFS["ResearchRequest"]
 
+JSON = {"content-type": "application/json"}
 HUGE_INT = 10**40
 TEXT_EDGES = ["", "\x00", "a\x00b", "\ud800", "x" * 5000, "../../etc/passwd", "é", 42, True]
 NUMBER_EDGES = [0, -0.0, 5e-324, 1e308, -1e308, float("inf"), float("-inf"), float("nan"), HUGE_INT, "1", True]
@@ -84,9 +89,12 @@ def edges(schema: dict[str, Any]) -> list[Any]:
     return values
 
 
-def valid(path: str, schema: dict[str, Any], *, since: dt.date | None = None) -> st.SearchStrategy[Any]:
-    """Values the schema allows (dates from ``since`` when given: a shorter period is a
-    quicker saga)."""
+Period = tuple[dt.date, dt.date] | None
+
+
+def valid(path: str, schema: dict[str, Any], *, period: Period = None) -> st.SearchStrategy[Any]:
+    """Values the schema allows (dates inside ``period`` when given: a period the data
+    covers, and a short one, is a saga that runs every step, quickly)."""
     branch = _branches(schema)[0]
     if "enum" in branch:
         return st.sampled_from(branch["enum"])
@@ -95,7 +103,8 @@ def valid(path: str, schema: dict[str, Any], *, since: dt.date | None = None) ->
     if branch.get("format") == "date":
         low = dt.date.fromisoformat(schema.get("formatMinimum", "1900-01-01"))
         high = dt.date.fromisoformat(schema.get("formatMaximum", "2100-12-31"))
-        return st.dates(max(low, since or low), high).map(dt.date.isoformat)
+        low, high = period or (low, high)
+        return st.dates(low, high).map(dt.date.isoformat)
     bounded = {**branch, **{k: v for k, v in schema.items() if k in ("minimum", "maximum", "exclusiveMinimum")}}
     if branch.get("type") == "integer":
         return st.integers(bounded.get("minimum", -(2**31)), bounded.get("maximum", 2**31))
@@ -105,16 +114,18 @@ def valid(path: str, schema: dict[str, Any], *, since: dt.date | None = None) ->
     return st.text(max_size=20)
 
 
-def field(path: str, schema: dict[str, Any], *, since: dt.date | None = None) -> st.SearchStrategy[Any]:
+def field(path: str, schema: dict[str, Any], *, period: Period = None) -> st.SearchStrategy[Any]:
     """A valid value most of the time, an edge value otherwise."""
-    return st.one_of(valid(path, schema, since=since), valid(path, schema, since=since), st.sampled_from(edges(schema)))
+    return st.one_of(
+        valid(path, schema, period=period), valid(path, schema, period=period), st.sampled_from(edges(schema))
+    )
 
 
-def requests(*, since: dt.date | None = None) -> st.SearchStrategy[dict[str, Any]]:
+def requests(*, period: Period = None) -> st.SearchStrategy[dict[str, Any]]:
     """A request with a dataset (usually a built-in one) and any other fields, each valid
     or at an edge; now and then a ``data_path`` too."""
     fields = leaf_fields()
-    optional = {path: field(path, schema, since=since) for path, schema in fields.items() if path != "dataset"}
+    optional = {path: field(path, schema, period=period) for path, schema in fields.items() if path != "dataset"}
     return st.fixed_dictionaries({"dataset": field("dataset", fields["dataset"])}, optional=optional).map(nest)
 
 
@@ -130,7 +141,37 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def wire_accepts(request_json: str) -> bool:
+    """Whether the orchestrator would take this request off its command stream."""
+    fields = {"message_id": "m-1", "type": "orchestrator.StartResearch", "body": f'{{"request": {request_json}}}'}
+    try:
+        decode(fields)
+    except MalformedMessage:
+        return False
+    return True
+
+
 def as_json(request: Any) -> str:
     """As a producer outside Python may write it: Infinity and NaN as JS literals, a lone
     surrogate as its escape."""
     return json.dumps(request, allow_nan=True)
+
+
+async def explore(
+    strategy: st.SearchStrategy[Any], check: Callable[[Any], Awaitable[None]], *, max_examples: int
+) -> int:
+    """Run ``check`` on up to ``max_examples`` values of ``strategy`` (Hypothesis, with its
+    shrinking) and return how many it tried. Hypothesis drives from a thread of its own, and
+    each check runs on the caller's event loop, where the test's app and clients live."""
+    loop = asyncio.get_running_loop()
+    tried = 0
+
+    @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def run(value: Any) -> None:
+        nonlocal tried
+        tried += 1
+        asyncio.run_coroutine_threadsafe(check(value), loop).result()
+
+    await asyncio.to_thread(run)
+    return tried

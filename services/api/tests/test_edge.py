@@ -13,22 +13,11 @@ import pytest
 
 from alphasaga_contracts import Service
 from alphasaga_shared.eventstore import ArtifactStore
-from alphasaga_shared.wire import MalformedMessage, as_text, decode
+from alphasaga_shared.wire import as_text, decode
 from tests.support import edges
+from tests.support.edges import JSON, wire_accepts
 
 from .conftest import PASSWORD, Api
-
-JSON = {"content-type": "application/json"}
-
-
-def wire_accepts(request_json: str) -> bool:
-    """Whether the orchestrator would take this request off its command stream."""
-    fields = {"message_id": "m-1", "type": "orchestrator.StartResearch", "body": f'{{"request": {request_json}}}'}
-    try:
-        decode(fields)
-    except MalformedMessage:
-        return False
-    return True
 
 
 def problem_fields(body: dict[str, Any]) -> list[str]:
