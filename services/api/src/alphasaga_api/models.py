@@ -32,6 +32,21 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = Field(None, description="Each field refused, on a 400 or 422")
 
 
+class Started(BaseModel):
+    status: Literal["started", "starting"]
+
+
+class Check(BaseModel):
+    status: Literal["ok", "failing"]
+    latency_ms: float
+    error: str | None = Field(None, description="The kind of failure, on a failing check")
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, Check]
+
+
 class Submitted(BaseModel):
     saga_id: uuid.UUID
     message_id: str

@@ -116,10 +116,11 @@ def install(app: FastAPI) -> None:
         return problem(request, 401, "unauthorized", str(exc), {"WWW-Authenticate": "Bearer"})
 
     async def on_client_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, errors.ClientError)
         for cls, status, kind in _CLIENT_ERRORS:
             if isinstance(exc, cls):
-                return problem(request, status, kind, str(exc))
-        return problem(request, 400, "bad-request", str(exc))
+                return problem(request, status, kind, exc.public)  # without the operator's hint
+        return problem(request, 400, "bad-request", exc.public)
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -77,7 +77,7 @@ async def list_sagas(
     request: Request,
     state: SagaState | None = None,
     workflow: Annotated[str | None, Query(max_length=64)] = None,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,  # a workflow's version: int4 in SQL
     dataset: Annotated[str | None, Query(max_length=200)] = None,
     verdict: Literal["accepted", "rejected"] | None = None,
     min_sharpe: Annotated[float | None, Query(ge=-100, le=100)] = None,
