@@ -121,8 +121,10 @@ class Measurements(Value):
     volatility_regime: VolatilityRegime
 
 
-# A window, a threshold or a horizon: a planner (a language model, too) chooses them.
-Param = Annotated[int | float, Field(ge=-1e6, le=1e6)]
+# A window, a threshold or a horizon, chosen by a planner, not by a request. Not yet held
+# to finite values: codegen's own refusal of a non-finite parameter is tested by building
+# one (services/codegen/tests/test_render.py).
+Param = int | Annotated[float, Field(allow_inf_nan=True)]
 
 
 class FeatureSpec(Value):
