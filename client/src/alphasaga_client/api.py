@@ -278,7 +278,7 @@ class AlphaSaga:
         if isinstance(saga, uuid.UUID):
             if await store.latest_version(saga):
                 return saga
-            raise NotFound(f"no saga {saga} in schema {store.schema!r} (check ALPHASAGA_DATABASE_SCHEMA)")
+            raise NotFound(f"no saga {saga}", hint=f"in schema {store.schema!r}: check ALPHASAGA_DATABASE_SCHEMA")
         text = saga.strip().lower()
         try:
             saga_id = uuid.UUID(text)
@@ -294,7 +294,7 @@ class AlphaSaga:
         if len(found) > 1:
             raise Ambiguous(f"saga id prefix {text!r} is ambiguous: give more characters")
         if not found:
-            raise NotFound(f"no saga {text} in schema {store.schema!r} (check ALPHASAGA_DATABASE_SCHEMA)")
+            raise NotFound(f"no saga {text}", hint=f"in schema {store.schema!r}: check ALPHASAGA_DATABASE_SCHEMA")
         return found[0]
 
     async def status(self, saga: str | uuid.UUID) -> SagaSummary:

@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from .text import STRICT
+
 # Header field names, in the order they are written.
 MESSAGE_ID = "message_id"
 CORRELATION_ID = "correlation_id"
@@ -47,7 +49,7 @@ class Message(BaseModel):
     """A command or event. Subclasses set ``TYPE`` (``<owner>.<Name>``) and bump
     ``SCHEMA_VERSION`` on a breaking change."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, **STRICT)
 
     TYPE: ClassVar[str] = ""
     SCHEMA_VERSION: ClassVar[int] = 1

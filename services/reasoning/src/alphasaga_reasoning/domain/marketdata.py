@@ -341,11 +341,12 @@ def filter_dates(
 def confined(path: str, roots: Sequence[Path]) -> Path:
     """``path`` resolved (symlinks and ``..`` followed), provided it lies inside one of the
     data ``roots``; a relative path is taken from the first root. A path anywhere else,
-    or one the system cannot even resolve, is refused naming the path, never its content:
-    the request may come from anyone who can write to the stream."""
+    or one the system cannot even resolve, is refused naming the path, never its content,
+    nor the roots or the setting: the request may come from anyone who can write to the
+    stream, and the refusal is the saga's failure, which anyone who may read sagas sees."""
     name = path if len(path) <= 200 else f"{path[:200]}… ({len(path):,} characters)"
     if not roots:
-        raise DataError(f"file {name!r}: no data roots are configured (ALPHASAGA_DATA_ROOTS)")
+        raise DataError(f"file {name!r}: no data roots are configured on this server")
     try:
         resolved = (roots[0] / path).resolve()
         inside = any(resolved.is_relative_to(root.resolve()) for root in roots)
@@ -353,8 +354,7 @@ def confined(path: str, roots: Sequence[Path]) -> Path:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise DataError(f"file {name!r}: not a usable path: {reason}") from None
     if not inside:
-        where = ", ".join(str(r) for r in roots)
-        raise DataError(f"file {name!r}: outside the data roots ({where}); set ALPHASAGA_DATA_ROOTS to allow it")
+        raise DataError(f"file {name!r}: outside the data roots of this server")
     return resolved
 
 
