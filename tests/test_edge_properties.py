@@ -123,8 +123,6 @@ def start(saga_id: uuid.UUID, request_json: str, *, correlated: bool = True) -> 
     return {**fields, "correlation_id": str(saga_id)} if correlated else fields
 
 
-@pytest.mark.xfail(strict=True, reason="the orchestrator answers a dead-lettered request only when its "
-                   "correlation_id is a saga id (handling.request_dead_lettered): outside this change")  # fmt: skip
 async def test_a_refused_start_without_a_correlation_id_is_answered_too(stack: Stack) -> None:
     """The wire format makes correlation_id optional; a start that breaks its contract and
     names its saga only in its body is dead-lettered, and its saga id never answers."""

@@ -5,11 +5,15 @@ PostgreSQL adapter keeps its own tests (``test_sagastore.py`` and the process te
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 
+import pytest
+
 from alphasaga_contracts import Message, SagaState, Streams
+from alphasaga_contracts.saga import derived_saga_id
 from alphasaga_orchestrator.decide import TimerFired
-from alphasaga_orchestrator.handling import Orchestrator
+from alphasaga_orchestrator.handling import Orchestrator, refused_saga
 from alphasaga_orchestrator.repository import SagaRepository
 from alphasaga_orchestrator.saga import Saga, TimerKind
 from alphasaga_orchestrator.storage import Conflict, saga_stream
@@ -133,3 +137,19 @@ async def test_a_timer_for_an_unknown_saga_changes_nothing_but_is_recorded_as_ha
     timer = TimerFired(ghost, TimerKind.STEP_TIMEOUT, "reasoning", 1)
     await o.apply(ghost, timer)
     assert store.streams == {} and timer.message_id in store.inbox
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"correlation_id": str(SAGA), "body": "{}"}, SAGA),
+        ({"body": json.dumps({"saga_id": str(SAGA), "trials": 0})}, SAGA),  # no correlation id
+        ({"type": "orchestrator.StartResearch", "message_id": "m-1", "body": "not json"}, derived_saga_id("m-1")),
+        ({"type": "orchestrator.CancelSaga", "message_id": "m-1", "body": "[1, 2]"}, None),
+        ({"correlation_id": "not a uuid", "body": json.dumps({"saga_id": 7})}, None),
+    ],
+)
+def test_a_dead_lettered_request_is_answered_for_the_saga_it_names_wherever_it_names_it(
+    fields: dict[str, str], expected: uuid.UUID | None
+) -> None:
+    assert refused_saga(fields) == expected

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 
+from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from alphasaga_contracts import Streams
 from alphasaga_contracts import saga as sg
-from alphasaga_contracts.envelope import CORRELATION_ID, MESSAGE_ID, TYPE
+from alphasaga_contracts.envelope import BODY, CORRELATION_ID, MESSAGE_ID, TYPE
 from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.outbox import Relay
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, cap_text, derived_message_id, envelope_for
@@ -115,24 +117,28 @@ class Orchestrator:
 
     def request_dead_lettered(self, delivery: Delivery, dead_letter_id: str) -> Sequence[Outgoing]:
         """A request the bus dead-lettered (it breaks its contract, or kept failing): tell
-        its sender at once on the lifecycle stream, when it named a saga id."""
+        its sender at once on the lifecycle stream, when the saga it names can be told."""
         fields = delivery.fields
-        try:
-            saga_id = uuid.UUID(fields.get(CORRELATION_ID, ""))
-        except ValueError:
+        saga_id = refused_saga(fields)
+        if saga_id is None:
             return ()
         message_id = fields.get(MESSAGE_ID, "")
-        message_id = message_id[:200] if message_id.isascii() else ""
-        event = sg.RequestRejected(
-            saga_id=saga_id,
-            request_type=fields.get(TYPE, "")[:200],
-            message_id=message_id,
-            reason=cap_text(
-                f"dead letter {dead_letter_id} in {self.streams.dead_letters(delivery.stream)}: {delivery.error}",
-                self.max_error_chars,
-                "reason",
-            ),
-        )
+        message_id = message_id[:200] if message_id.isascii() and message_id.isprintable() else ""
+        request_type = fields.get(TYPE, "")[:200]
+        try:
+            event = sg.RequestRejected(
+                saga_id=saga_id,
+                request_type=request_type if request_type.isascii() and request_type.isprintable() else "",
+                message_id=message_id,
+                reason=cap_text(
+                    f"dead letter {dead_letter_id} in {self.streams.dead_letters(delivery.stream)}: {delivery.error}",
+                    self.max_error_chars,
+                    "reason",
+                ),
+            )
+        except ValidationError as exc:  # the notice is a courtesy: the dead letter is kept anyway
+            log.warning("no rejection sent for dead letter %s: %s", dead_letter_id, exc)
+            return ()
         envelope = envelope_for(
             event,
             correlation_id=str(saga_id),
@@ -210,6 +216,29 @@ class Orchestrator:
         for note in plan.notes:
             log.info(note)
         return plan.decided
+
+
+def refused_saga(fields: Mapping[str, str]) -> uuid.UUID | None:
+    """The saga a request the bus could not handle names: its correlation id, else the
+    ``saga_id`` of its body, else, for a start, the saga its message id derives (the wire
+    format lets a producer leave the correlation id out)."""
+    for candidate in (fields.get(CORRELATION_ID, ""), _body_saga_id(fields.get(BODY, ""))):
+        try:
+            return uuid.UUID(candidate)
+        except ValueError:
+            continue
+    message_id = fields.get(MESSAGE_ID, "")
+    if fields.get(TYPE) == sg.StartResearch.TYPE and message_id:
+        return sg.derived_saga_id(message_id)
+    return None
+
+
+def _body_saga_id(body: str) -> str:
+    try:
+        value = json.loads(body).get("saga_id") if body.startswith("{") else None
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
 
 
 def _traceparent(incoming: Incoming) -> str:
