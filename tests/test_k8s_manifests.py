@@ -21,11 +21,13 @@ from pydantic_settings import BaseSettings
 from alphasaga_api.settings import ApiSettings
 from alphasaga_codegen.service import SandboxSettings
 from alphasaga_contracts import WORKERS, Service, Streams
+from alphasaga_orchestrator.settings import OrchestratorSettings
 from alphasaga_orchestrator.workflow import load_workflows
 from alphasaga_reasoning.service import LLMSettings
 from alphasaga_shared import runner
 from alphasaga_shared.config import Settings
 from alphasaga_shared.health import HealthServer
+from alphasaga_shared.outbox import RelaySettings
 from tests.support.helpers import ROOT
 
 K8S = ROOT / "infra" / "k8s"
@@ -40,6 +42,7 @@ STOP_DEADLINE_S = runner.stop_deadline_s(Settings())
 SERVICE_SETTINGS: dict[str, list[type[BaseSettings]]] = {
     Service.CODEGEN: [SandboxSettings],
     Service.REASONING: [LLMSettings],
+    Service.ORCHESTRATOR: [OrchestratorSettings, RelaySettings],
     "api": [ApiSettings],
 }
 # The deployables: the five services and the HTTP API.
