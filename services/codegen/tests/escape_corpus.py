@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+import pytest
 
 from alphasaga_codegen.domain import (
     CodegenError,
@@ -30,6 +31,8 @@ from alphasaga_codegen.domain import (
     Sandbox,
     SandboxKind,
     SandboxLimits,
+    bubblewrap_available,
+    namespaces_available,
     validate_strategy,
 )
 
@@ -315,6 +318,31 @@ def host() -> Iterator[Host]:
                 thread.join()
             tcp.close()
             unix.close()
+
+
+_NO_NAMESPACES = pytest.mark.skipif(not namespaces_available(), reason="no namespaces here")
+# (kind, as a service that is not root would run it)
+FLAVOURS = [
+    pytest.param(("bubblewrap", False), marks=pytest.mark.skipif(not bubblewrap_available(), reason="no bubblewrap")),
+    pytest.param(("namespaces", False), marks=_NO_NAMESPACES, id="namespaces"),
+    # The fallback as a service that is not root runs it: in a user namespace, without
+    # capabilities instead of as another uid.
+    pytest.param(("namespaces", True), marks=_NO_NAMESPACES, id="namespaces-user-namespace"),
+]
+
+
+@contextlib.contextmanager
+def confined(kind: SandboxKind, not_root: bool, limits: SandboxLimits) -> Iterator[tuple[Sandbox, Host]]:
+    """A sandbox of ``kind`` kept for a test module, and the host it must not reach."""
+    with pytest.MonkeyPatch.context() as patch, host() as place:
+        patch.setenv(SECRET, "hunter2")  # the service's environment: no run may see it
+        if not_root:
+            patch.setattr(os, "geteuid", lambda: 1000)
+        sandbox = Sandbox(kind, limits)
+        try:
+            yield sandbox, place
+        finally:
+            sandbox.close()
 
 
 def outcome(sandbox: Sandbox, place: Host, body: str) -> str:

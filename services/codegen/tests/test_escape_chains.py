@@ -9,7 +9,6 @@ result that would be stored; no run finds anything an earlier run left.
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections.abc import Iterator
 
@@ -17,17 +16,16 @@ import numpy as np
 import pytest
 
 from alphasaga_codegen.domain import (
+    DEFAULT_LIMITS,
     LookaheadDetected,
     RuleViolation,
     Sandbox,
     StrategyOutputError,
-    bubblewrap_available,
     check_no_lookahead,
-    namespaces_available,
     validate_strategy,
 )
 from alphasaga_codegen.service import write_frame
-from services.codegen.tests.escape_corpus import FIFO_THREAD, SECRET_TEXT, Host, chain_bars, host
+from services.codegen.tests.escape_corpus import FIFO_THREAD, FLAVOURS, SECRET_TEXT, Host, chain_bars, confined
 
 HEADER = "import numpy as np\nimport pandas as pd\n\n"
 CAUSAL_SIGNAL = "\n\ndef compute_signal(bars, features):\n    return (bars['close'].diff() > 0).astype('float64')\n"
@@ -204,25 +202,11 @@ CHAINS = {
     "stash": STASH,
 }
 
-no_namespaces = pytest.mark.skipif(not namespaces_available(), reason="no namespaces here")
-FLAVOURS = [
-    pytest.param(("bubblewrap", False), marks=pytest.mark.skipif(not bubblewrap_available(), reason="no bubblewrap")),
-    pytest.param(("namespaces", False), marks=no_namespaces, id="namespaces"),
-    pytest.param(("namespaces", True), marks=no_namespaces, id="namespaces-user-namespace"),
-]
-
 
 @pytest.fixture(scope="module", params=FLAVOURS)
-def confined(request: pytest.FixtureRequest) -> Iterator[tuple[Sandbox, Host]]:
-    kind, not_root = request.param
-    with pytest.MonkeyPatch.context() as patch, host() as place:
-        if not_root:
-            patch.setattr(os, "geteuid", lambda: 1000)
-        sandbox = Sandbox(kind)
-        try:
-            yield sandbox, place
-        finally:
-            sandbox.close()
+def sandbox_and_host(request: pytest.FixtureRequest) -> Iterator[tuple[Sandbox, Host]]:
+    with confined(*request.param, DEFAULT_LIMITS) as kept:
+        yield kept
 
 
 def with_secret_file(source: str, place: Host) -> str:
@@ -235,36 +219,38 @@ def test_the_checker_refuses_every_chain(chain: str) -> None:
         validate_strategy(CHAINS[chain])
 
 
-def test_reading_the_bars_from_disk_does_not_hide_a_peek(confined: tuple[Sandbox, Host]) -> None:
-    sandbox, _ = confined
+def test_reading_the_bars_from_disk_does_not_hide_a_peek(sandbox_and_host: tuple[Sandbox, Host]) -> None:
+    sandbox, _ = sandbox_and_host
     with pytest.raises(LookaheadDetected) as caught:
         check_no_lookahead(BARS_FILE_PEEK, chain_bars(), sandbox=sandbox, validate=False)
     assert caught.value.column == "signal"
 
 
-def test_patching_the_runner_does_not_hide_a_peek(confined: tuple[Sandbox, Host]) -> None:
-    sandbox, _ = confined
+def test_patching_the_runner_does_not_hide_a_peek(sandbox_and_host: tuple[Sandbox, Host]) -> None:
+    sandbox, _ = sandbox_and_host
     with pytest.raises(LookaheadDetected):
         check_no_lookahead(PATCHED_RUNNER_PEEK, chain_bars(), sandbox=sandbox, validate=False)
 
 
 @pytest.mark.parametrize("chain", ["patched_runner_out_of_range", "forged_output"])
-def test_a_signal_out_of_range_is_refused_however_it_is_handed_back(confined: tuple[Sandbox, Host], chain: str) -> None:
-    sandbox, _ = confined
+def test_a_signal_out_of_range_is_refused_however_it_is_handed_back(
+    sandbox_and_host: tuple[Sandbox, Host], chain: str
+) -> None:
+    sandbox, _ = sandbox_and_host
     with pytest.raises(StrategyOutputError, match=r"within \[-1, 1\]; got 5.0"):
         sandbox.run(CHAINS[chain], [("on all bars", chain_bars())], validate=False)
 
 
-def test_fifos_and_threads_left_behind_do_not_hold_the_service_up(confined: tuple[Sandbox, Host]) -> None:
-    sandbox, _ = confined
+def test_fifos_and_threads_left_behind_do_not_hold_the_service_up(sandbox_and_host: tuple[Sandbox, Host]) -> None:
+    sandbox, _ = sandbox_and_host
     bars = chain_bars()
     report = check_no_lookahead(FIFO_LEFT_BEHIND, bars, sandbox=sandbox, validate=False)
     assert report.runs > 40  # every variant ran, each with its thread, and was read back
     assert report.sandbox.frame.index.equals(bars.index)
 
 
-def test_no_host_file_reaches_the_stored_result(confined: tuple[Sandbox, Host]) -> None:
-    sandbox, place = confined
+def test_no_host_file_reaches_the_stored_result(sandbox_and_host: tuple[Sandbox, Host]) -> None:
+    sandbox, place = sandbox_and_host
     result = sandbox.run(with_secret_file(EXFILTRATION, place), [("on all bars", chain_bars())], validate=False)
     stored = write_frame(result.frame)  # what codegen stores as signals.csv
     assert SECRET_TEXT.encode() not in stored and b"root" not in stored
@@ -273,8 +259,8 @@ def test_no_host_file_reaches_the_stored_result(confined: tuple[Sandbox, Host]) 
     assert result.frame[name].isna().all()
 
 
-def test_no_run_finds_what_an_earlier_run_left(confined: tuple[Sandbox, Host]) -> None:
-    sandbox, _ = confined
+def test_no_run_finds_what_an_earlier_run_left(sandbox_and_host: tuple[Sandbox, Host]) -> None:
+    sandbox, _ = sandbox_and_host
     bars = chain_bars()
     runs = [(f"run {i}", bars.iloc[: 20 + 10 * i]) for i in range(4)]
     result = sandbox.run(STASH, runs, validate=False)

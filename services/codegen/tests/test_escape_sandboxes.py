@@ -6,23 +6,13 @@ its layer says it must."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from alphasaga_codegen.domain import Sandbox, bubblewrap_available, namespaces_available
-from services.codegen.tests.escape_corpus import CORPUS, LIMITS, SECRET, SECRET_TEXT, Host, host, outcome
-
-no_namespaces = pytest.mark.skipif(not namespaces_available(), reason="no namespaces here")
-FLAVOURS = [
-    pytest.param(("bubblewrap", False), marks=pytest.mark.skipif(not bubblewrap_available(), reason="no bubblewrap")),
-    pytest.param(("namespaces", False), marks=no_namespaces, id="namespaces"),
-    # The fallback as a service that is not root runs it: in a user namespace, without
-    # capabilities instead of as another uid.
-    pytest.param(("namespaces", True), marks=no_namespaces, id="namespaces-user-namespace"),
-]
+from alphasaga_codegen.domain import Sandbox
+from services.codegen.tests.escape_corpus import CORPUS, FLAVOURS, LIMITS, SECRET_TEXT, Host, confined, outcome
 
 
 def _ran(text: str) -> bool:
@@ -64,17 +54,9 @@ EXPECTED: dict[str, Callable[[str], bool]] = {
 
 
 @pytest.fixture(scope="module", params=FLAVOURS)
-def confined(request: pytest.FixtureRequest) -> Iterator[tuple[Sandbox, Host]]:
-    kind, not_root = request.param
-    with pytest.MonkeyPatch.context() as patch, host() as place:
-        patch.setenv(SECRET, "hunter2")  # the service's environment: no run may see it
-        if not_root:
-            patch.setattr(os, "geteuid", lambda: 1000)
-        sandbox = Sandbox(kind, LIMITS)
-        try:
-            yield sandbox, place
-        finally:
-            sandbox.close()
+def sandbox_and_host(request: pytest.FixtureRequest) -> Iterator[tuple[Sandbox, Host]]:
+    with confined(*request.param, LIMITS) as kept:
+        yield kept
 
 
 def test_the_expectations_name_real_snippets() -> None:
@@ -82,8 +64,10 @@ def test_the_expectations_name_real_snippets() -> None:
 
 
 @pytest.mark.parametrize(("case", "body"), [(case, body) for case, _, body in CORPUS], ids=[c for c, _, _ in CORPUS])
-def test_with_the_checker_off_each_snippet_is_contained(confined: tuple[Sandbox, Host], case: str, body: str) -> None:
-    sandbox, place = confined
+def test_with_the_checker_off_each_snippet_is_contained(
+    sandbox_and_host: tuple[Sandbox, Host], case: str, body: str
+) -> None:
+    sandbox, place = sandbox_and_host
     text = outcome(sandbox, place, body)
     assert place.written() == []
     assert place.arrived == []
