@@ -16,6 +16,7 @@ from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator.invariants import check_saga, kind
 from alphasaga_orchestrator.repository import SagaRepository
 from alphasaga_orchestrator.sagastore import SagaStore, saga_id_of_stream, saga_stream
+from alphasaga_orchestrator.workflow import RESEARCH_V1
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore, outbox_stream
 from tests.support.helpers import Proc, eventually
@@ -32,11 +33,14 @@ def workflow(
     compensation_attempts: int = 3,
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """The built-in research workflow's steps with short timeouts and retries, as a
+    workflow file's document."""
     steps = []
-    for name in ("reasoning", "codegen", "ml", "backtest"):
+    for step in RESEARCH_V1.steps:
+        name = step.name
         s: dict[str, Any] = {
             "name": name,
-            "service": name,
+            "kind": step.kind.name,
             "timeout_s": timeout_s,
             "retry": {"max_attempts": max_attempts, "backoff_s": backoff_s, "jitter": 0.2},
             "compensation_retry": {"max_attempts": compensation_attempts, "backoff_s": backoff_s / 2},

@@ -42,7 +42,13 @@ def play(*messages: Message | TimerFired) -> tuple[Saga | None, list[Decision]]:
 
 
 def sent(d: Decision) -> list[str]:
-    return [o.envelope.type for o in d.outgoing]
+    """The types sent; a compensation with the kind it undoes, ``steps.CompensateStep(ml)``."""
+    return [
+        f"{o.envelope.type}({o.envelope.message.kind})"
+        if isinstance(o.envelope.message, st.CompensateStep)
+        else o.envelope.type
+        for o in d.outgoing
+    ]
 
 
 def test_start_commands_the_first_step_with_the_request() -> None:
@@ -79,8 +85,8 @@ def test_ml_failure_compensates_codegen_then_reasoning_and_never_commands_backte
         compensated("reasoning"),
     )
     assert saga is not None and saga.state == "ROLLED_BACK"
-    assert sent(ds[3]) == ["sagas.StepFailed", "sagas.SagaCompensating", "codegen.CompensateStrategy"]
-    assert sent(ds[4]) == ["reasoning.CompensateHypothesis"]
+    assert sent(ds[3]) == ["sagas.StepFailed", "sagas.SagaCompensating", "steps.CompensateStep(codegen)"]
+    assert sent(ds[4]) == ["steps.CompensateStep(reasoning)"]
     assert sent(ds[5]) == ["sagas.SagaRolledBack"]
     assert not any("backtest" in t for d in ds for t in sent(d))
 
@@ -124,13 +130,13 @@ def test_cancel_in_ml_compensates_ml_in_flight_then_codegen_and_reasoning() -> N
     )
     assert saga is not None and saga.state == "ROLLED_BACK"
     # The ml attempt may still finish, so it is undone first, as the newest step.
-    assert sent(ds[3]) == ["sagas.SagaCompensating", "ml.CompensateModel"]
+    assert sent(ds[3]) == ["sagas.SagaCompensating", "steps.CompensateStep(ml)"]
     compensating = ds[3].outgoing[0].envelope.message
     assert isinstance(compensating, sg.SagaCompensating)
     assert compensating.steps_to_compensate == ["ml", "codegen", "reasoning"]
     assert ds[4].outgoing == [] and "late" in ds[4].note
-    assert sent(ds[5]) == ["codegen.CompensateStrategy"]
-    assert sent(ds[6]) == ["reasoning.CompensateHypothesis"]
+    assert sent(ds[5]) == ["steps.CompensateStep(codegen)"]
+    assert sent(ds[6]) == ["steps.CompensateStep(reasoning)"]
     assert saga.completed == ["reasoning", "codegen"]
     assert "cancelled: user asked" in (saga.failure or "")
 
@@ -143,8 +149,8 @@ def test_a_compensation_that_keeps_failing_ends_compensation_failed_after_its_re
     saga, ds = play(*history)
     assert saga is not None and saga.state == "COMPENSATION_FAILED"
     assert sent(ds[-1]) == ["sagas.SagaCompensationFailed"]
-    assert [sent(d) for d in ds[5:-1:2]] == [["codegen.CompensateStrategy"]] * 4, "retried with backoff"
-    assert not any("reasoning.CompensateHypothesis" in sent(d) for d in ds), "nothing else runs"
+    assert [sent(d) for d in ds[5:-1:2]] == [["steps.CompensateStep(codegen)"]] * 4, "retried with backoff"
+    assert not any("steps.CompensateStep(reasoning)" in sent(d) for d in ds), "nothing else runs"
     after = decide(saga, envelope_for(compensated("reasoning"), correlation_id=str(SAGA)), CTX)
     assert after.outgoing == []
 
@@ -186,13 +192,13 @@ def test_attempts_exhausted_by_timeouts_compensate() -> None:
     saga, ds = play(*history)
     assert saga is not None and saga.state == "COMPENSATING"
     assert "timed out" in (saga.failure or "") and "gave up after 3 attempts" in (saga.failure or "")
-    assert sent(ds[-1])[-1] == "reasoning.CompensateHypothesis"
+    assert sent(ds[-1])[-1] == "steps.CompensateStep(reasoning)"
 
 
 def test_a_non_retryable_failure_compensates_at_once() -> None:
     saga, ds = play(start(), success("reasoning"), failure("codegen", retryable=False))
     assert saga is not None and saga.state == "COMPENSATING"
-    assert sent(ds[2])[-1] == "reasoning.CompensateHypothesis"
+    assert sent(ds[2])[-1] == "steps.CompensateStep(reasoning)"
 
 
 @pytest.mark.parametrize(
@@ -222,7 +228,7 @@ def test_cancel_while_waiting_to_retry_compensates() -> None:
     # Nothing is in flight (the failed attempt answered): only what succeeded is undone.
     saga, ds = play(start(), success("reasoning"), failure("codegen", retryable=True), sg.CancelSaga(saga_id=SAGA))
     assert saga is not None and saga.state == "COMPENSATING"
-    assert sent(ds[-1]) == ["sagas.SagaCompensating", "reasoning.CompensateHypothesis"]
+    assert sent(ds[-1]) == ["sagas.SagaCompensating", "steps.CompensateStep(reasoning)"]
     assert saga.to_compensate == ["reasoning"]
     late_retry = decide(saga, timer("retry", "codegen", 2), CTX)
     assert late_retry.outgoing == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from alphasaga_contracts import WORKERS, Service
+from alphasaga_contracts import KINDS, Service
 from alphasaga_shared import metrics
 from alphasaga_shared.config import ConfigError
 from alphasaga_shared.outbox import relay_for
@@ -49,14 +49,15 @@ async def setup(ctx: ServiceContext) -> None:
         on_dead_letter=orchestrator.request_dead_lettered,
         traced=False,  # its spans are the sagas' (handling.py)
     )
-    for worker in WORKERS:
+    for worker in KINDS.services():
         ctx.bus.subscribe(
             settings.streams.events(worker),
             orchestrator.handle,
             batch_handler=orchestrator.decide_and_commit_batch,
             traced=False,
         )
-        ctx.bus.watch(settings.streams.commands(worker), worker.value)
+        for queue in KINDS.queues(worker):
+            ctx.bus.watch(settings.streams.commands(queue), worker.value)
     if settings.run_relay:  # or alone: python -m alphasaga_shared.outbox
         ctx.background.append(relay.run)
         metrics.on_scrape(relay.measure_backlog)
