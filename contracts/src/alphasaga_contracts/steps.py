@@ -102,89 +102,7 @@ class CompensationFailed(StepMessage):
 ENVELOPE_FIELDS = frozenset({"saga_id", "step", "attempt"})
 
 
-# --- the kinds' own messages: a command and a result each ----------------------------
-
-# --- reasoning -----------------------------------------------------------------------
-
-
-class FormHypothesis(StepCommand):
-    TYPE = "reasoning.FormHypothesis"
-    request: ResearchRequest
-
-
-class HypothesisFormed(StepSucceeded):
-    TYPE = "reasoning.HypothesisFormed"
-    hypothesis: Hypothesis
-    dataset: ArtifactRef
-    out_of_sample_start: dt.date | None = Field(
-        None, description="First bar held out of reasoning; the backtest's verdict is taken from it on"
-    )
-
-
-# --- codegen -------------------------------------------------------------------------
-
-
-class GenerateStrategy(StepCommand):
-    TYPE = "codegen.GenerateStrategy"
-    request: ResearchRequest
-    hypothesis: Hypothesis
-    dataset: ArtifactRef
-
-
-class StrategyGenerated(StepSucceeded):
-    TYPE = "codegen.StrategyGenerated"
-    code: ArtifactRef
-    signals: ArtifactRef = Field(description="Features and signal per bar, computed in the sandbox")
-    sandbox: str = Field(
-        description="Which sandbox ran the code: bubblewrap, namespaces or rlimits, "
-        "+seccomp when it filtered system calls"
-    )
-
-
-# --- ml ------------------------------------------------------------------------------
-
-
-class TrainModel(StepCommand):
-    TYPE = "ml.TrainModel"
-    request: ResearchRequest
-    hypothesis: Hypothesis
-    dataset: ArtifactRef
-    signals: ArtifactRef
-
-
-class ModelTrained(StepSucceeded):
-    TYPE = "ml.ModelTrained"
-    model: ArtifactRef
-    predictions: ArtifactRef = Field(description="Out-of-sample probability per bar")
-    model_metrics: ModelMetrics
-
-
-# --- backtest ------------------------------------------------------------------------
-
-
-class RunBacktest(StepCommand):
-    TYPE = "backtest.RunBacktest"
-    request: ResearchRequest
-    dataset: ArtifactRef
-    signals: ArtifactRef
-    predictions: ArtifactRef
-    hypothesis: Hypothesis | None = Field(None, description="For the number of candidates the planner chose from")
-    out_of_sample_start: dt.date | None = Field(None, description="First bar of the out-of-sample period")
-    sandbox: str | None = Field(None, description="The sandbox codegen ran the strategy in, for the report")
-
-
-class BacktestCompleted(StepSucceeded):
-    TYPE = "backtest.BacktestCompleted"
-    report: ArtifactRef
-    chart: ArtifactRef
-    metrics: dict[str, float] = Field(
-        description="Whole period under plain names; in_sample.* and out_of_sample.* for the two parts when "
-        "the request held bars out"
-    )
-    verdict: Verdict
-
-
-# --- the registry --------------------------------------------------------------------
+# --- the registry: a kind is declared once, beside its messages (below) ---------------
 
 C = TypeVar("C", bound=StepCommand)
 R = TypeVar("R", bound=StepSucceeded)
@@ -274,11 +192,98 @@ class StepKinds:
 
 
 KINDS = StepKinds()
-REASONING = KINDS.add(StepKind("reasoning", Service.REASONING, FormHypothesis, HypothesisFormed))
-CODEGEN = KINDS.add(StepKind("codegen", Service.CODEGEN, GenerateStrategy, StrategyGenerated))
-ML = KINDS.add(StepKind("ml", Service.ML, TrainModel, ModelTrained))
-BACKTEST = KINDS.add(StepKind("backtest", Service.BACKTEST, RunBacktest, BacktestCompleted))
 
+
+# --- kind reasoning, in service reasoning ----------------------------------------------
+
+
+class FormHypothesis(StepCommand):
+    TYPE = "reasoning.FormHypothesis"
+    request: ResearchRequest
+
+
+class HypothesisFormed(StepSucceeded):
+    TYPE = "reasoning.HypothesisFormed"
+    hypothesis: Hypothesis
+    dataset: ArtifactRef
+    out_of_sample_start: dt.date | None = Field(
+        None, description="First bar held out of reasoning; the backtest's verdict is taken from it on"
+    )
+
+
+REASONING = KINDS.add(StepKind("reasoning", Service.REASONING, FormHypothesis, HypothesisFormed))
+
+
+# --- kind codegen, in service codegen --------------------------------------------------
+
+
+class GenerateStrategy(StepCommand):
+    TYPE = "codegen.GenerateStrategy"
+    request: ResearchRequest
+    hypothesis: Hypothesis
+    dataset: ArtifactRef
+
+
+class StrategyGenerated(StepSucceeded):
+    TYPE = "codegen.StrategyGenerated"
+    code: ArtifactRef
+    signals: ArtifactRef = Field(description="Features and signal per bar, computed in the sandbox")
+    sandbox: str = Field(
+        description="Which sandbox ran the code: bubblewrap, namespaces or rlimits, "
+        "+seccomp when it filtered system calls"
+    )
+
+
+CODEGEN = KINDS.add(StepKind("codegen", Service.CODEGEN, GenerateStrategy, StrategyGenerated))
+
+
+# --- kind ml, in service ml ------------------------------------------------------------
+
+
+class TrainModel(StepCommand):
+    TYPE = "ml.TrainModel"
+    request: ResearchRequest
+    hypothesis: Hypothesis
+    dataset: ArtifactRef
+    signals: ArtifactRef
+
+
+class ModelTrained(StepSucceeded):
+    TYPE = "ml.ModelTrained"
+    model: ArtifactRef
+    predictions: ArtifactRef = Field(description="Out-of-sample probability per bar")
+    model_metrics: ModelMetrics
+
+
+ML = KINDS.add(StepKind("ml", Service.ML, TrainModel, ModelTrained))
+
+
+# --- kind backtest, in service backtest ------------------------------------------------
+
+
+class RunBacktest(StepCommand):
+    TYPE = "backtest.RunBacktest"
+    request: ResearchRequest
+    dataset: ArtifactRef
+    signals: ArtifactRef
+    predictions: ArtifactRef
+    hypothesis: Hypothesis | None = Field(None, description="For the number of candidates the planner chose from")
+    out_of_sample_start: dt.date | None = Field(None, description="First bar of the out-of-sample period")
+    sandbox: str | None = Field(None, description="The sandbox codegen ran the strategy in, for the report")
+
+
+class BacktestCompleted(StepSucceeded):
+    TYPE = "backtest.BacktestCompleted"
+    report: ArtifactRef
+    chart: ArtifactRef
+    metrics: dict[str, float] = Field(
+        description="Whole period under plain names; in_sample.* and out_of_sample.* for the two parts when "
+        "the request held bars out"
+    )
+    verdict: Verdict
+
+
+BACKTEST = KINDS.add(StepKind("backtest", Service.BACKTEST, RunBacktest, BacktestCompleted))
 
 # --- former type names ---------------------------------------------------------------
 
@@ -310,7 +315,7 @@ def _former_class(type_name: str) -> type[Message]:
         namespace.update(
             {
                 "__module__": __name__,
-                "__annotations__": {"kind": Literal[kind]},  # type: ignore[valid-type]
+                "__annotations__": {"kind": Literal[kind]},
                 "kind": kind,
                 "TYPE": type_name,
                 "ALIAS_OF": generic.TYPE,

@@ -4,16 +4,19 @@ Pure: no broker, no database."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+from dataclasses import replace
 
 import pytest
 
-from alphasaga_contracts import Message
+from alphasaga_contracts import Message, Service
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
-from alphasaga_orchestrator.decide import Decision, TimerFired, backoff_s, decide
+from alphasaga_contracts.steps import StepKind
+from alphasaga_orchestrator.decide import Context, Decision, TimerFired, backoff_s, decide
 from alphasaga_orchestrator.saga import Saga
-from alphasaga_orchestrator.workflow import RESEARCH_V1
-from alphasaga_shared.wire import envelope_for
+from alphasaga_orchestrator.workflow import RESEARCH_V1, Workflow, WorkflowRegistry
+from alphasaga_shared.wire import decode, envelope_for
 from tests.support import replies
 from tests.support.saga_inputs import (
     CTX,
@@ -28,12 +31,12 @@ from tests.support.saga_inputs import (
 )
 
 
-def play(*messages: Message | TimerFired) -> tuple[Saga | None, list[Decision]]:
+def play(*messages: Message | TimerFired, ctx: Context = CTX) -> tuple[Saga | None, list[Decision]]:
     saga: Saga | None = None
     decisions = []
     for i, m in enumerate(messages):
         incoming = m if isinstance(m, TimerFired) else envelope_for(m, correlation_id=str(SAGA), message_id=f"m{i}")
-        d = decide(saga, incoming, CTX)
+        d = decide(saga, incoming, ctx)
         if d.saga is not None:
             d.saga.collect_events()
         saga = d.saga
@@ -253,3 +256,37 @@ def test_message_ids_are_stable_for_the_same_decision() -> None:
     _, first = play(start(), success("reasoning"))
     _, again = play(start(), success("reasoning"))
     assert [o.envelope.message_id for o in first[1].outgoing] == [o.envelope.message_id for o in again[1].outgoing]
+
+
+def test_a_kind_with_a_stream_of_its_own_gets_its_commands_and_compensations_there() -> None:
+    apart = StepKind("reasoning", Service.REASONING, st.FormHypothesis, st.HypothesisFormed, own_stream=True)
+    steps = tuple(replace(s, kind=apart) if s.name == "reasoning" else s for s in RESEARCH_V1.steps)
+    ctx = replace(CTX, workflows=WorkflowRegistry(Workflow("research", 1, steps)))
+    _, ds = play(start(), success("reasoning"), failure("codegen"), ctx=ctx)
+    assert ds[0].outgoing[-1].stream == "t:cmd:reasoning.reasoning"
+    assert ds[1].outgoing[-1].stream == "t:cmd:codegen"
+    (compensate,) = (o for o in ds[2].outgoing if isinstance(o.envelope.message, st.CompensateStep))
+    assert compensate.stream == "t:cmd:reasoning.reasoning" and compensate.envelope.message.kind == "reasoning"
+
+
+def former(type_name: str, **body: object) -> Message:
+    """A reply as a worker of before step kinds sent it (``reasoning.HypothesisCompensated``…)."""
+    fields = {"message_id": "x", "type": type_name, "body": json.dumps({"saga_id": str(SAGA), **body})}
+    return decode(fields).message
+
+
+def test_replies_under_their_former_type_names_move_the_saga_as_the_generic_ones_do() -> None:
+    saga, ds = play(
+        start(),
+        success("reasoning"),
+        success("codegen"),
+        former("ml.TrainingFailed", step="ml", attempt=1, error_kind="invalid_input", error="boom"),
+        former("codegen.StrategyCompensationFailed", step="codegen", attempt=1, error="disk on fire"),
+        timer("compensation_retry", "codegen", 2),
+        former("codegen.StrategyCompensated", step="codegen", attempt=2),
+        former("reasoning.HypothesisCompensated", step="reasoning", attempt=1),
+    )
+    assert saga is not None and saga.state == "ROLLED_BACK"
+    assert sent(ds[3])[-1] == "steps.CompensateStep(codegen)"
+    assert sent(ds[5]) == ["steps.CompensateStep(codegen)"]
+    assert sent(ds[6]) == ["steps.CompensateStep(reasoning)"]

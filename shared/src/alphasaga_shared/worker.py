@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alphasaga_contracts import Service, Streams
 from alphasaga_contracts import steps as st
-from alphasaga_contracts.steps import KINDS, C, R, StepKind
+from alphasaga_contracts.steps import KINDS, C, R, StepKind, StepKinds
 
 from . import telemetry
 from .eventstore import StepUndone
@@ -72,11 +72,13 @@ class WorkerSettings(BaseSettings):
         return names or None
 
 
-def serving(service: Service, handlers: Sequence[KindHandlers], chosen: set[str] | None) -> list[str]:
+def serving(
+    service: Service, handlers: Sequence[KindHandlers], chosen: set[str] | None, kinds: StepKinds = KINDS
+) -> list[str]:
     """What is wrong with serving the ``chosen`` kinds (all the service hosts when None)
     with ``handlers``: a kind the service does not host, one registered twice or not at
     all, or a command stream served in part (its other kinds' commands would be refused)."""
-    hosted = {k.name: k for k in KINDS.hosted_by(service)}
+    hosted = {k.name: k for k in kinds.hosted_by(service)}
     registered = [h.kind.name for h in handlers]
     served = set(hosted) if chosen is None else chosen
     problems = [f"{n} is not a kind {service} hosts" for n in sorted(set(registered) | served) if n not in hosted]
@@ -101,8 +103,9 @@ class Worker:
         *,
         chosen: set[str] | None = None,
         max_error_chars: int = 2000,
+        kinds: StepKinds = KINDS,
     ) -> None:
-        problems = serving(service, handlers, chosen)
+        problems = serving(service, handlers, chosen, kinds)
         if problems:
             raise ValueError(f"the {service} worker cannot start: {'; '.join(problems)}")
         self.service = service
