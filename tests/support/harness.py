@@ -72,11 +72,10 @@ class Harness:
         self.procs.append(proc)
         return proc
 
-    def sim(self, **config: Any) -> Proc:
+    def sim(self, env: dict[str, str] | None = None, **config: Any) -> Proc:
         self._n += 1
-        proc = Proc.module(
-            "tests.support.sim_workers", {**self.env, "SIM_CONFIG": json.dumps(config)}, self.tmp / f"sim-{self._n}.log"
-        )
+        env = {**self.env, **(env or {}), "SIM_CONFIG": json.dumps(config)}
+        proc = Proc.module("tests.support.sim_workers", env, self.tmp / f"sim-{self._n}.log")
         self.procs.append(proc)
         return proc
 
