@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from alphasaga_contracts import Streams
+from alphasaga_orchestrator.workflow import BUILT_IN
 from tests.support.harness import Harness
 from tests.support.helpers import ROOT
 from tests.support.walkthrough import FOLDER
@@ -26,6 +27,7 @@ BLOCK = re.compile(r"<!-- extending-test: ([\w-]+) -->\n```\w+\n(.*?)```", re.S)
 TABLE = re.compile(r"<!-- extending-test: files (\w+) -->\n((?:\|.*\n)+)")
 MOST_FILES = {"kind": 5, "service": 8}  # issue #22: a kind in an existing service, a new service
 RISK = 'StepKind("risk", Service.BACKTEST, CheckRisk, RiskChecked)'
+WORKFLOW = "research_with_risk"
 
 
 def blocks() -> dict[str, str]:
@@ -55,7 +57,9 @@ def walkthrough(tmp_path: Path, *parts: str, own_stream: bool = False) -> dict[s
 
 
 def workflows(h: Harness) -> Path:
-    return h.workflows_file(*yaml.safe_load(blocks()["workflow"]))
+    """The built-in workflows and the page's."""
+    built_in = yaml.safe_load(BUILT_IN.read_text())["workflows"]
+    return h.workflows_file(*built_in, *yaml.safe_load(blocks()["workflow"]))
 
 
 def test_each_walkthrough_touches_no_more_files_than_it_says_and_the_issue_allows() -> None:
@@ -142,20 +146,23 @@ async def test_a_saga_runs_through_the_new_kind_and_rolls_back_when_it_fails(h: 
     wf = workflows(h)
     o, s = h.orchestrator(wf, **env), h.sim(env)
     await h.ready(o, s)
-    (saga,) = await h.start()
+    (saga,) = await h.start(workflow=WORKFLOW)
     assert (await h.wait_terminal([saga]))[saga] == "COMPLETED"
     assert await commanded(h, saga) == ["reasoning", "codegen", "ml", "backtest", "risk"]
     started, *_, risk_done, completed = await h.events(saga)
-    assert started.data["workflow_version"] == 2 and completed.type.endswith(".Completed")
+    assert started.data["workflow"] == WORKFLOW and completed.type.endswith(".Completed")
     assert risk_done.data["step"] == "risk" and set(risk_done.data["outputs"]) == {"within_limits", "breaches"}
     streams = Streams(h.settings.namespace)
     assert ("backtest.CheckRisk", streams.commands("backtest")) in await outbox_streams(h, saga)
-    assert await h.violations([saga]) == {}
+    (plain,) = await h.start()  # research itself is as it was
+    assert (await h.wait_terminal([plain]))[plain] == "COMPLETED"
+    assert await commanded(h, plain) == ["reasoning", "codegen", "ml", "backtest"]
+    assert await h.violations([saga, plain]) == {}
     s.stop()
 
     failing = h.sim(env, fail_always=["risk"])
     await h.ready(failing)
-    (saga,) = await h.start()
+    (saga,) = await h.start(workflow=WORKFLOW)
     assert (await h.wait_terminal([saga]))[saga] == "ROLLED_BACK"
     events = await h.events(saga)
     assert [e.data["step"] for e in events if e.type.endswith("StepCompensated")] == [
@@ -173,7 +180,7 @@ async def test_a_kind_with_a_stream_of_its_own_gets_its_commands_there(h: Harnes
     env = walkthrough(tmp_path, own_stream=True)
     o, s = h.orchestrator(workflows(h), **env), h.sim(env)
     await h.ready(o, s)
-    (saga,) = await h.start()
+    (saga,) = await h.start(workflow=WORKFLOW)
     assert (await h.wait_terminal([saga]))[saga] == "COMPLETED"
     sent: list[Any] = await outbox_streams(h, saga)
     assert ("backtest.CheckRisk", Streams(h.settings.namespace).commands("backtest.risk")) in sent

@@ -19,8 +19,9 @@ SAGA = uuid.UUID("00000000-0000-4000-8000-000000000001")
 def test_every_worker_service_hosts_a_kind_and_the_orchestrator_none() -> None:
     assert set(KINDS.services()) == set(Service) - {Service.ORCHESTRATOR}
     assert KINDS.hosted_by(Service.ORCHESTRATOR) == ()
-    # Today's four kinds keep their service's stream, so the stream names did not change.
-    assert [k.queue for k in KINDS] == ["reasoning", "codegen", "ml", "backtest"]
+    # The research workflow's four kinds keep their service's stream: the stream names did not change.
+    research = (st.REASONING, st.CODEGEN, st.ML, st.BACKTEST)
+    assert [k.queue for k in research] == ["reasoning", "codegen", "ml", "backtest"]
     assert (
         KINDS["ml"] is st.ML and KINDS.of_command(st.TrainModel) is st.ML and KINDS.of_result(st.ModelTrained) is st.ML
     )

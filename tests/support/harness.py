@@ -83,10 +83,10 @@ class Harness:
         for p in procs:
             await p.wait_for("ready", timeout=60)
 
-    async def start(self, n: int = 1) -> list[uuid.UUID]:
+    async def start(self, n: int = 1, workflow: str = "research") -> list[uuid.UUID]:
         request = ResearchRequest(dataset="sp500")
         async with AlphaSaga(self.settings) as client:
-            return [(await client.submit(request)).saga_id for _ in range(n)]
+            return [(await client.submit(request, workflow=workflow)).saga_id for _ in range(n)]
 
     async def states(self, saga_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
         async with self.store.pool.acquire() as conn:

@@ -21,7 +21,7 @@ from alphasaga_orchestrator.workflow import (
 def test_the_built_in_workflows_are_the_packaged_file_and_research_v1_is_unchanged() -> None:
     assert load_workflows(BUILT_IN).all() == DEFAULT_WORKFLOWS.all()
     assert load_workflows(None) is DEFAULT_WORKFLOWS
-    assert DEFAULT_WORKFLOWS.latest("research") == RESEARCH_V1
+    assert DEFAULT_WORKFLOWS.get("research", 1) == RESEARCH_V1
     assert [(s.name, s.kind, s.timeout_s) for s in RESEARCH_V1.steps] == [
         ("reasoning", st.REASONING, 300),
         ("codegen", st.CODEGEN, 300),
