@@ -22,11 +22,13 @@ from pydantic_settings import BaseSettings
 from alphasaga_api.settings import ApiSettings
 from alphasaga_codegen.service import SandboxSettings
 from alphasaga_contracts import KINDS, Service, Streams
+from alphasaga_orchestrator.settings import OrchestratorSettings
 from alphasaga_orchestrator.workflow import BUILT_IN, load_workflows
 from alphasaga_reasoning.service import LLMSettings
 from alphasaga_shared import runner
 from alphasaga_shared.config import Settings
 from alphasaga_shared.health import HealthServer
+from alphasaga_shared.outbox import RelaySettings
 from alphasaga_shared.worker import WorkerSettings
 from tests.support.helpers import ROOT
 
@@ -43,6 +45,7 @@ SERVICE_SETTINGS: dict[str, list[type[BaseSettings]]] = {
     **{s: [WorkerSettings] for s in KINDS.services()},
     Service.CODEGEN: [WorkerSettings, SandboxSettings],
     Service.REASONING: [WorkerSettings, LLMSettings],
+    Service.ORCHESTRATOR: [OrchestratorSettings, RelaySettings],
     "api": [ApiSettings],
 }
 # The processes that read one worker command stream each: the service, and the stream of

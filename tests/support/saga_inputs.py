@@ -9,15 +9,24 @@ from alphasaga_contracts import Message, Streams
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import ResearchRequest
-from alphasaga_orchestrator.decide import Context, TimerFired
+from alphasaga_orchestrator.decide import Context, Decision, TimerFired
+from alphasaga_orchestrator.plan import Plan
+from alphasaga_orchestrator.repository import SagaRepository
 from alphasaga_orchestrator.saga import TimerKind
 from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
+from alphasaga_shared.wire import Outgoing
 from tests.support import replies
 
 SAGA = uuid.UUID("00000000-0000-4000-8000-000000000001")
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-CTX = Context(Streams("t"), DEFAULT_WORKFLOWS, now=NOW)
+CTX = Context(DEFAULT_WORKFLOWS, now=NOW)
+_PLAN = Plan(SagaRepository(store=None), Streams("t"))  # type: ignore[arg-type]  # only addresses
 RESEARCH = DEFAULT_WORKFLOWS.latest("research")
+
+
+def wired(d: Decision, message_id: str, traceparent: str = "") -> list[Outgoing]:
+    """A decision's messages as the committing adapter sends them, caused by ``message_id``."""
+    return _PLAN.addressed(SAGA, d.saga, message_id, d, traceparent)
 
 
 def kind_of(step: str) -> str:

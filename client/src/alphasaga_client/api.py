@@ -278,7 +278,7 @@ class AlphaSaga:
         if isinstance(saga, uuid.UUID):
             if await store.latest_version(saga):
                 return saga
-            raise NotFound(f"no saga {saga} in schema {store.schema!r} (check ALPHASAGA_DATABASE_SCHEMA)")
+            raise NotFound(f"no saga {saga}", hint=f"in schema {store.schema!r}: check ALPHASAGA_DATABASE_SCHEMA")
         text = saga.strip().lower()
         try:
             saga_id = uuid.UUID(text)
@@ -294,7 +294,7 @@ class AlphaSaga:
         if len(found) > 1:
             raise Ambiguous(f"saga id prefix {text!r} is ambiguous: give more characters")
         if not found:
-            raise NotFound(f"no saga {text} in schema {store.schema!r} (check ALPHASAGA_DATABASE_SCHEMA)")
+            raise NotFound(f"no saga {text}", hint=f"in schema {store.schema!r}: check ALPHASAGA_DATABASE_SCHEMA")
         return found[0]
 
     async def status(self, saga: str | uuid.UUID) -> SagaSummary:
@@ -615,10 +615,11 @@ class AlphaSaga:
     def workflow_steps(self, workflow: str, version: int) -> list[str]:
         """The step names of a workflow version, as the orchestrator knows it
         (``ALPHASAGA_WORKFLOWS``); empty when it is unknown here."""
+        from alphasaga_orchestrator.settings import OrchestratorSettings
         from alphasaga_orchestrator.workflow import WorkflowFileError, load_workflows
 
         try:
-            return [st.name for st in load_workflows(self.settings.workflows).get(workflow, version).steps]
+            return [st.name for st in load_workflows(OrchestratorSettings().workflows).get(workflow, version).steps]
         except (WorkflowFileError, KeyError):
             return []
 

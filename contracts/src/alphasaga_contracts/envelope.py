@@ -8,11 +8,15 @@ any producer (redis-cli, another language) can publish without a client library.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
+import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
+
+from .text import STRICT
 
 # Header field names, in the order they are written.
 MESSAGE_ID = "message_id"
@@ -29,11 +33,27 @@ _REGISTRY: dict[str, type[Message]] = {}
 _ALIASES: dict[str, Callable[[], type[Message]]] = {}
 
 
+def derived_message_id(cause: str, *parts: str) -> str:
+    """A stable id for a message caused by ``cause``: redoing the work yields the same id,
+    so the receiver's inbox can recognise the duplicate.
+
+    The text of ``uuid.uuid5(NAMESPACE_URL, "cause/part/...")``, built without the
+    ``UUID`` object (on the orchestrator's hot path; docs/decisions/0008)."""
+    raw = bytearray(hashlib.sha1(_URL_NAMESPACE + "/".join((cause, *parts)).encode()).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
+
+
 class Message(BaseModel):
     """A command or event. Subclasses set ``TYPE`` (``<owner>.<Name>``) and bump
     ``SCHEMA_VERSION`` on a breaking change."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, **STRICT)
 
     TYPE: ClassVar[str] = ""
     SCHEMA_VERSION: ClassVar[int] = 1

@@ -28,6 +28,7 @@ from tests.support.saga_inputs import (
     start,
     success,
     timer,
+    wired,
 )
 
 
@@ -47,10 +48,8 @@ def play(*messages: Message | TimerFired, ctx: Context = CTX) -> tuple[Saga | No
 def sent(d: Decision) -> list[str]:
     """The types sent; a compensation with the kind it undoes, ``steps.CompensateStep(ml)``."""
     return [
-        f"{o.envelope.type}({o.envelope.message.kind})"
-        if isinstance(o.envelope.message, st.CompensateStep)
-        else o.envelope.type
-        for o in d.outgoing
+        f"{s.message.TYPE}({s.message.kind})" if isinstance(s.message, st.CompensateStep) else s.message.TYPE
+        for s in d.sends
     ]
 
 
@@ -58,7 +57,7 @@ def test_start_commands_the_first_step_with_the_request() -> None:
     saga, (d,) = play(start())
     assert saga is not None and saga.state == "RUNNING"
     assert sent(d) == ["sagas.SagaStarted", "reasoning.FormHypothesis"]
-    command = d.outgoing[1]
+    command = wired(d, "m0")[1]
     assert command.stream == "t:cmd:reasoning"
     assert isinstance(command.envelope.message, st.FormHypothesis)
     assert command.envelope.message.request.dataset == "sp500"
@@ -72,7 +71,7 @@ def test_happy_path_runs_the_four_steps_in_order_and_completes() -> None:
     assert sent(ds[2])[-1] == "ml.TrainModel"
     assert sent(ds[3])[-1] == "backtest.RunBacktest"
     assert sent(ds[4]) == ["sagas.StepCompleted", "sagas.SagaCompleted"]
-    backtest = ds[3].outgoing[-1].envelope.message
+    backtest = ds[3].sends[-1].message
     assert isinstance(backtest, st.RunBacktest)
     ref = replies.REF
     assert backtest.predictions == ref and backtest.signals == ref and backtest.dataset == ref
@@ -114,7 +113,7 @@ def test_late_duplicate_or_out_of_order_replies_change_nothing(history: list[Mes
     assert saga is not None
     version, state = saga.version, saga.state
     d = decide(saga, envelope_for(late, correlation_id=str(SAGA), message_id="late"), CTX)
-    assert d.outgoing == [], why
+    assert d.sends == [], why
     assert saga.collect_events() == [], why
     assert (saga.version, saga.state) == (version, state)
     assert d.note
@@ -134,10 +133,10 @@ def test_cancel_in_ml_compensates_ml_in_flight_then_codegen_and_reasoning() -> N
     assert saga is not None and saga.state == "ROLLED_BACK"
     # The ml attempt may still finish, so it is undone first, as the newest step.
     assert sent(ds[3]) == ["sagas.SagaCompensating", "steps.CompensateStep(ml)"]
-    compensating = ds[3].outgoing[0].envelope.message
+    compensating = ds[3].sends[0].message
     assert isinstance(compensating, sg.SagaCompensating)
     assert compensating.steps_to_compensate == ["ml", "codegen", "reasoning"]
-    assert ds[4].outgoing == [] and "late" in ds[4].note
+    assert ds[4].sends == [] and "late" in ds[4].note
     assert sent(ds[5]) == ["steps.CompensateStep(codegen)"]
     assert sent(ds[6]) == ["steps.CompensateStep(reasoning)"]
     assert saga.completed == ["reasoning", "codegen"]
@@ -155,21 +154,21 @@ def test_a_compensation_that_keeps_failing_ends_compensation_failed_after_its_re
     assert [sent(d) for d in ds[5:-1:2]] == [["steps.CompensateStep(codegen)"]] * 4, "retried with backoff"
     assert not any("steps.CompensateStep(reasoning)" in sent(d) for d in ds), "nothing else runs"
     after = decide(saga, envelope_for(compensated("reasoning"), correlation_id=str(SAGA)), CTX)
-    assert after.outgoing == []
+    assert after.sends == []
 
 
 def test_a_retryable_failure_is_retried_after_a_backoff() -> None:
     saga, ds = play(start(), failure("reasoning", retryable=True))
     assert saga is not None and saga.state == "RUNNING"
     assert sent(ds[1]) == ["sagas.StepFailed"]
-    failed = ds[1].outgoing[0].envelope.message
+    failed = ds[1].sends[0].message
     assert isinstance(failed, sg.SagaStepFailed) and failed.will_retry
     assert saga.deadline is not None and saga.deadline["kind"] == "retry" and saga.deadline["attempt"] == 2
     due = dt.datetime.fromisoformat(saga.deadline["due_at"])
     assert due == NOW + dt.timedelta(seconds=backoff_s(RESEARCH_V1.step("reasoning").retry, SAGA, "reasoning", 1))
     saga, ds = play(start(), failure("reasoning", retryable=True), timer("retry", "reasoning", 2))
     assert sent(ds[2]) == ["reasoning.FormHypothesis"]
-    command = ds[2].outgoing[0].envelope.message
+    command = ds[2].sends[0].message
     assert isinstance(command, st.FormHypothesis) and command.attempt == 2
 
 
@@ -218,13 +217,13 @@ def test_stale_timers_change_nothing(history: list[Message], fired: TimerFired, 
     assert saga is not None
     version = saga.version
     d = decide(saga, fired, CTX)
-    assert d.outgoing == [] and saga.collect_events() == [] and saga.version == version, why
+    assert d.sends == [] and saga.collect_events() == [] and saga.version == version, why
 
 
 def test_a_reply_to_an_attempt_that_timed_out_is_ignored() -> None:
     saga, ds = play(start(), timer("step_timeout", "reasoning", 1), success("reasoning", attempt=1))
     assert saga is not None and saga.completed == []
-    assert ds[-1].outgoing == [] and "late" in ds[-1].note
+    assert ds[-1].sends == [] and "late" in ds[-1].note
 
 
 def test_cancel_while_waiting_to_retry_compensates() -> None:
@@ -234,7 +233,7 @@ def test_cancel_while_waiting_to_retry_compensates() -> None:
     assert sent(ds[-1]) == ["sagas.SagaCompensating", "steps.CompensateStep(reasoning)"]
     assert saga.to_compensate == ["reasoning"]
     late_retry = decide(saga, timer("retry", "codegen", 2), CTX)
-    assert late_retry.outgoing == []
+    assert late_retry.sends == []
 
 
 def test_backoff_grows_and_its_jitter_is_deterministic() -> None:
@@ -255,7 +254,9 @@ def test_failure_of_the_first_step_rolls_back_at_once() -> None:
 def test_message_ids_are_stable_for_the_same_decision() -> None:
     _, first = play(start(), success("reasoning"))
     _, again = play(start(), success("reasoning"))
-    assert [o.envelope.message_id for o in first[1].outgoing] == [o.envelope.message_id for o in again[1].outgoing]
+    ids = [o.envelope.message_id for o in wired(first[1], "m1")]
+    assert ids == [o.envelope.message_id for o in wired(again[1], "m1")]
+    assert len(set(ids)) == len(ids) == 2
 
 
 def test_a_kind_with_a_stream_of_its_own_gets_its_commands_and_compensations_there() -> None:
@@ -263,9 +264,9 @@ def test_a_kind_with_a_stream_of_its_own_gets_its_commands_and_compensations_the
     steps = tuple(replace(s, kind=apart) if s.name == "reasoning" else s for s in RESEARCH_V1.steps)
     ctx = replace(CTX, workflows=WorkflowRegistry(Workflow("research", 1, steps)))
     _, ds = play(start(), success("reasoning"), failure("codegen"), ctx=ctx)
-    assert ds[0].outgoing[-1].stream == "t:cmd:reasoning.reasoning"
-    assert ds[1].outgoing[-1].stream == "t:cmd:codegen"
-    (compensate,) = (o for o in ds[2].outgoing if isinstance(o.envelope.message, st.CompensateStep))
+    assert wired(ds[0], "m0")[-1].stream == "t:cmd:reasoning.reasoning"
+    assert wired(ds[1], "m1")[-1].stream == "t:cmd:codegen"
+    (compensate,) = (o for o in wired(ds[2], "m2") if isinstance(o.envelope.message, st.CompensateStep))
     assert compensate.stream == "t:cmd:reasoning.reasoning" and compensate.envelope.message.kind == "reasoning"
 
 

@@ -16,7 +16,7 @@ from alphasaga_orchestrator.saga import Saga
 from alphasaga_shared.eventstore import RecordedEvent
 from alphasaga_shared.outbox import outbox_events
 from alphasaga_shared.wire import envelope_for
-from tests.support.saga_inputs import CTX, SAGA, compensated, failure, start, success, timer
+from tests.support.saga_inputs import CTX, SAGA, compensated, failure, start, success, timer, wired
 
 REPO = SagaRepository(store=None)  # type: ignore[arg-type]  # only its mapper is used
 
@@ -34,7 +34,7 @@ def record(*inputs: Any) -> tuple[list[RecordedEvent], list[RecordedEvent]]:
         pending = saga.collect_events() if saga is not None else []
         for row in REPO.to_new_events(pending, {}):
             events.append(_recorded(f"saga-{SAGA}", len(events) + 1, row.type, row.data, row.metadata, now))
-        for row in outbox_events(d.outgoing):
+        for row in outbox_events(wired(d, f"m{i}" if not isinstance(m, TimerFired) else m.message_id)):
             outbox.append(_recorded(f"outbox:{SAGA}", len(outbox) + 1, row.type, row.data, row.metadata, now))
     return events, outbox
 

@@ -25,7 +25,7 @@ from alphasaga_contracts import SagaState
 from alphasaga_contracts.research import ResearchRequest
 
 from .edge import HttpMiddleware
-from .security import idempotent_message_id
+from .security import data_path_refusal, idempotent_message_id
 
 INSTRUCTIONS = """AlphaSaga researches trading strategies on daily prices. submit_research starts a
 saga (reasoning, code generation, ML, backtest) and returns its id; wait_for_saga or get_saga
@@ -70,6 +70,8 @@ def build(resolve: Resolve) -> FastMCP:
         """Start a research saga on a dataset (see list_datasets) and return its id. The same
         idempotency_key always names the same saga."""
         c = await caller(ctx, "researcher")
+        if (refusal := data_path_refusal(c.principal, request)) is not None:
+            raise ToolError(refusal)
         message_id = idempotent_message_id(c.principal, idempotency_key) if idempotency_key else None
         submitted = await _call(c.client.submit(request, message_id=message_id))
         if c.accounts is not None:

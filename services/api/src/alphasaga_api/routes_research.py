@@ -15,10 +15,11 @@ from alphasaga_client import AlphaSaga, SagaFilter
 from alphasaga_client.accounts import Principal
 from alphasaga_contracts import SagaState
 from alphasaga_contracts.research import ResearchRequest
+from alphasaga_contracts.saga import WORKFLOW_NAME
 
 from . import models
 from .problems import Problem
-from .security import authorize, client_address, idempotent_message_id, limit, role, runtime
+from .security import authorize, client_address, data_path_refusal, idempotent_message_id, limit, role, runtime
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
 Caller = Annotated[Principal, Depends(authorize)]
@@ -37,11 +38,13 @@ async def submit(
     request: Request,
     body: ResearchRequest,
     who: Caller,
-    workflow: Annotated[str, Query(pattern=r"^[a-z][a-z0-9_-]{0,63}$")] = "research",
+    workflow: Annotated[str, Query(pattern=WORKFLOW_NAME)] = "research",
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> models.Submitted:
     """Submit a research request. The same ``Idempotency-Key`` from the same caller always
     names the same saga, however often it is retried."""
+    if (refusal := data_path_refusal(who, body)) is not None:
+        raise Problem(403, "forbidden", refusal)
     rt = runtime(request)
     await limit(request, "submit", who.subject, rt.api.submit_per_minute)
     await limit(request, "submit-ip", client_address(request), rt.api.submit_ip_per_minute)
@@ -74,7 +77,7 @@ async def list_sagas(
     request: Request,
     state: SagaState | None = None,
     workflow: Annotated[str | None, Query(max_length=64)] = None,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,  # a workflow's version: int4 in SQL
     dataset: Annotated[str | None, Query(max_length=200)] = None,
     verdict: Literal["accepted", "rejected"] | None = None,
     min_sharpe: Annotated[float | None, Query(ge=-100, le=100)] = None,

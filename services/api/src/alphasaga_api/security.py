@@ -10,6 +10,7 @@ from typing import Any, Literal
 from fastapi import Request
 
 from alphasaga_client.accounts import AuthFailed, Principal, Role
+from alphasaga_contracts.research import ResearchRequest
 
 from .problems import Problem
 from .runtime import Runtime
@@ -62,6 +63,16 @@ async def authenticate(request: Request) -> Principal:
 def _as_role(needed: Access) -> Role:
     assert needed != "public"
     return needed
+
+
+def data_path_refusal(principal: Principal, request: ResearchRequest) -> str | None:
+    """Why ``principal`` may not submit ``request``, if it may not. A ``data_path`` reads a
+    file on the servers: only an admin, who also decides what lies in the data directory,
+    names one; anyone else gives a built-in dataset. The answer names no path and no
+    setting of the server."""
+    if request.data_path is not None and not principal.may("admin"):
+        return f"data_path names a file on the server: only an admin may give one (the caller has {principal.role})"
+    return None
 
 
 def idempotent_message_id(principal: Principal, key: str) -> str:

@@ -141,8 +141,11 @@ class Backtest:
             started = time.perf_counter()
             report, chart, metrics, verdict = await asyncio.to_thread(evaluate, bars, signals, predictions, cmd)
             observed.BACKTEST_SECONDS.observe(time.perf_counter() - started, observed.exemplar())
-        except (BacktestError, KeyError) as exc:
-            raise StepError("invalid_input", f"cannot backtest: {exc}") from None
+        except (BacktestError, KeyError, ArithmeticError, ValueError) as exc:
+            # evaluate is a pure function of the command and its artifacts: what fails in it
+            # fails again on every redelivery, so it is the input's fault (an overflow, a
+            # non-finite metric), answered now rather than retried into a dead letter.
+            raise StepError("invalid_input", f"cannot backtest: {type(exc).__name__}: {exc}") from None
         report_ref = await self.artifacts.put(
             cmd.saga_id, cmd.step, "report.json", "report", report, "application/json"
         )

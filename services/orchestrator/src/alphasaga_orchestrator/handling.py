@@ -28,11 +28,11 @@ from alphasaga_shared.outbox import Relay
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, cap_text, derived_message_id, envelope_for
 
 from . import observe, tuning
-from .decide import Context, Incoming, decide, saga_id_for
+from .decide import Context, Incoming, TimerFired, decide, saga_id_for
 from .plan import Plan
 from .repository import SagaRepository
 from .saga import Saga
-from .sagastore import CONFLICTS, SagaStore
+from .storage import Conflict, SagaStorage
 from .workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 class Orchestrator:
     def __init__(
         self,
-        store: SagaStore,
+        store: SagaStorage,
         repo: SagaRepository,
         streams: Streams,
         workflows: WorkflowRegistry = DEFAULT_WORKFLOWS,
@@ -70,11 +70,11 @@ class Orchestrator:
         # repository in its shared mode) without the inputs already handled.
         try:
             await self._decide_and_commit(batch, check_inbox=False)
-        except CONFLICTS:
+        except Conflict:
             self._conflict_seen()
             try:
                 await self._decide_and_commit(batch, check_inbox=True)
-            except CONFLICTS as exc:
+            except Conflict as exc:
                 self._conflict_seen()
                 log.debug("batch of %d falls back to one by one: %s", len(items), exc)
                 return set()
@@ -87,7 +87,7 @@ class Orchestrator:
     async def apply(self, saga_id: uuid.UUID, incoming: Incoming) -> None:
         """Decide on one input and commit it once; decide again after a conflict."""
         attempts = AsyncRetrying(
-            retry=retry_if_exception_type(CONFLICTS),
+            retry=retry_if_exception_type(Conflict),
             stop=stop_after_attempt(tuning.MAX_CONFLICT_RETRIES),
             wait=wait_exponential_jitter(
                 multiplier=tuning.CONFLICT_BACKOFF_S,
@@ -104,7 +104,7 @@ class Orchestrator:
                     # inbox first only when a commit has failed.
                     retried = attempt.retry_state.attempt_number > 1
                     await self._decide_and_commit([(saga_id, incoming)], check_inbox=retried)
-        except CONFLICTS as exc:
+        except Conflict as exc:
             raise RuntimeError(
                 f"saga {saga_id}: gave up after {tuning.MAX_CONFLICT_RETRIES} conflicting commits"
             ) from exc
@@ -169,10 +169,9 @@ class Orchestrator:
         if not fresh:
             return
         loaded = await self.repo.take_many(list(dict.fromkeys(s for s, _ in fresh)))
-        now = dt.datetime.now(dt.UTC)
-        ctx = Context(self.streams, self.workflows, now=now)
+        ctx = Context(self.workflows, now=dt.datetime.now(dt.UTC))
         if not telemetry.tracing():
-            observed = await self._decide_and_commit_plan(fresh, loaded, ctx)
+            decided = await self._decide_and_commit_plan(fresh, loaded, ctx)
         else:
             # One span for the decisions and their commit, under the first saga's; a batch
             # links every message it decided on.
@@ -184,29 +183,23 @@ class Orchestrator:
                 parent=observe.root_ids(first_id, first_saga.traceparent if first_saga else _traceparent(first)),
                 links=telemetry.links_to([_traceparent(i) for _, i in fresh]),
             ):
-                observed = await self._decide_and_commit_plan(fresh, loaded, ctx)
-        observe.record(observed, now)
+                decided = await self._decide_and_commit_plan(fresh, loaded, ctx)
+        observe.record(decided)
 
     async def _decide_and_commit_plan(
         self,
         fresh: Sequence[tuple[uuid.UUID, Incoming]],
         loaded: Mapping[uuid.UUID, Saga | None],
         ctx: Context,
-    ) -> list[observe.Observed]:
-        plan = Plan(self.repo)
-        observed: list[observe.Observed] = []
+    ) -> list[observe.Decided]:
+        plan = Plan(self.repo, self.streams, traced=telemetry.tracing())
         for saga_id, incoming in fresh:
             before = plan.before(saga_id, loaded.get(saga_id))
-            was = observe.Before.of(before.saga)
             # The incoming message's trace: a new saga keeps it as its parent's, and with
             # tracing off the messages sent on carry it (a saga is one trace either way).
             traceparent = _traceparent(incoming)
             decision = decide(before.saga, incoming, dataclasses.replace(ctx, traceparent=traceparent))
-            if decision.saga is not None and telemetry.tracing():
-                decision.outgoing = observe.with_traceparents(decision.saga, decision.outgoing)
             plan.add(saga_id, incoming, decision, traceparent)
-            if (o := observe.observe(was, decision.saga, incoming, self.workflows)) is not None:
-                observed.append(o)
         if self.relay is None:
             await self._commit(plan, notify=True)
         else:
@@ -216,8 +209,8 @@ class Orchestrator:
                 await self._commit(plan, notify=not direct)
         for note in plan.notes:
             log.info(note)
-        return observed
+        return plan.decided
 
 
 def _traceparent(incoming: Incoming) -> str:
-    return incoming.traceparent if isinstance(incoming, Envelope) else ""
+    return "" if isinstance(incoming, TimerFired) else getattr(incoming, "traceparent", "")

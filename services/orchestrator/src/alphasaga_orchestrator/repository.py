@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.domain import Snapshot
+from eventsourcing.domain import Snapshot as AggregateSnapshot
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
@@ -23,9 +23,8 @@ from eventsourcing.persistence import (
 
 from alphasaga_shared.eventstore import JsonText, NewEvent, RecordedEvent
 
-from . import sagastore
 from .saga import Saga
-from .sagastore import SagaStore, saga_stream
+from .storage import SagaStorage, Snapshot, saga_stream
 
 
 def make_mapper() -> Mapper[uuid.UUID]:
@@ -49,7 +48,7 @@ class SagaRepository:
 
     def __init__(
         self,
-        store: SagaStore,
+        store: SagaStorage,
         *,
         snapshot_every: int = 100,
         cache_size: int = 0,
@@ -104,16 +103,9 @@ class SagaRepository:
                 )
         return sagas
 
-    async def load(self, saga_id: uuid.UUID, *, use_snapshot: bool = True) -> Saga | None:
-        """One saga as the store holds it now."""
-        saga: Saga | None = None
-        after = 0
-        if use_snapshot and (snap := await self.store.snapshot(saga_id)) is not None:
-            saga = self._from_snapshot(saga_id, snap.version, snap.type, snap.state)
-            after = snap.version
-        for row in await self.store.events_of(saga_id, after_version=after):
-            saga = self.to_domain_event(saga_id, row).mutate(saga)
-        return saga
+    async def load(self, saga_id: uuid.UUID) -> Saga | None:
+        """One saga as the store holds it now (from its snapshot and the events after it)."""
+        return (await self.load_many([saga_id]))[saga_id]
 
     def fold(self, saga_id: uuid.UUID, rows: Sequence[RecordedEvent]) -> Saga | None:
         saga: Saga | None = None
@@ -160,6 +152,6 @@ class SagaRepository:
         n = self.snapshot_every
         return n > 0 and new_version // n > old_version // n
 
-    def snapshot_of(self, saga: Saga) -> sagastore.Snapshot:
-        stored = self.mapper.to_stored_event(Snapshot.take(saga))
-        return sagastore.Snapshot(saga_stream(saga.id), saga.version, stored.topic, JsonText(stored.state.decode()))
+    def snapshot_of(self, saga: Saga) -> Snapshot:
+        stored = self.mapper.to_stored_event(AggregateSnapshot.take(saga))
+        return Snapshot(saga_stream(saga.id), saga.version, stored.topic, JsonText(stored.state.decode()))

@@ -79,6 +79,10 @@ class Saga(Aggregate):
         self.deadline: Deadline | None = None
         self.failure: str | None = None
         self.outputs: dict[str, Any] = {}
+        # The attempt of each step and compensation commanded last, and when: "step:<name>"
+        # or "compensation:<name>" -> {"attempt": n, "at": ISO 8601}. Observers time an
+        # attempt from it when it ends.
+        self.commanded: dict[str, dict[str, Any]] = {}
 
     # Every event but the first is a class with its own ``apply``, triggered by the method
     # below it: the ``@event`` decorator would inspect each call's arguments against the
@@ -98,6 +102,7 @@ class Saga(Aggregate):
             saga.current_attempt = self.attempt
             saga.attempts[self.step] = self.attempt
             saga.deadline = deadline(TimerKind.STEP_TIMEOUT, self.step, self.attempt, self.due_at)
+            _commanded(saga)[f"step:{self.step}"] = {"attempt": self.attempt, "at": self.timestamp.isoformat()}
 
     def command_step(self, step: str, attempt: int, message_id: str, due_at: str) -> None:
         self.trigger_event(self.StepCommanded, step=step, attempt=attempt, message_id=message_id, due_at=due_at)
@@ -182,6 +187,8 @@ class Saga(Aggregate):
             saga.compensating_step = self.step
             saga.compensation_attempt = self.attempt
             saga.deadline = deadline(TimerKind.COMPENSATION_TIMEOUT, self.step, self.attempt, self.due_at)
+            key = f"compensation:{self.step}"
+            _commanded(saga)[key] = {"attempt": self.attempt, "at": self.timestamp.isoformat()}
 
     def command_compensation(self, step: str, attempt: int, message_id: str, due_at: str) -> None:
         self.trigger_event(self.CompensationCommanded, step=step, attempt=attempt, message_id=message_id, due_at=due_at)
@@ -263,6 +270,12 @@ class Saga(Aggregate):
         """Whether the saga's pending deadline is this one (the reply or timer it expects)."""
         d = self.deadline
         return d is not None and d["kind"] == kind and d["step"] == step and d["attempt"] == attempt
+
+
+def _commanded(saga: Saga) -> dict[str, dict[str, Any]]:
+    """``saga.commanded``, also for a saga read from a snapshot taken before it existed."""
+    found: dict[str, dict[str, Any]] = saga.__dict__.setdefault("commanded", {})
+    return found
 
 
 def state_of(saga: Saga | None) -> dict[str, Any]:

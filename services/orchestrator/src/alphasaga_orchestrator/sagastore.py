@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import asyncpg
@@ -26,40 +26,31 @@ from alphasaga_shared.eventstore import (
     Conn,
     EventStore,
     JsonText,
-    NewEvent,
     RecordedEvent,
     outbox_channel,
     outbox_stream,
 )
 
 from .saga import TimerKind
+from .storage import (
+    SAGA_PREFIX,
+    Changes,
+    Conflict,
+    SagaMovedOn,
+    Snapshot,
+    StoredRow,
+    Timer,
+    saga_id_of_stream,
+    saga_stream,
+)
 
-SAGA_PREFIX = "saga-"
+__all__ = ["SAGA_PREFIX", "SagaMovedOn", "Snapshot", "Timer", "saga_id_of_stream", "saga_stream"]
+
 # The orchestrator's consumer name in the inbox table (shared with other consumers).
 INBOX = "orchestrator"
-
-
-def saga_stream(saga_id: uuid.UUID) -> str:
-    return f"{SAGA_PREFIX}{saga_id}"
-
-
-def saga_id_of_stream(stream_id: str) -> uuid.UUID | None:
-    """The saga a stream id names, or None for any other stream."""
-    if not stream_id.startswith(SAGA_PREFIX):
-        return None
-    try:
-        return uuid.UUID(stream_id.removeprefix(SAGA_PREFIX))
-    except ValueError:
-        return None
-
-
-class SagaMovedOn(Exception):
-    """A saga decided on is no longer at the version its decision started from."""
-
-
-# A message already in the inbox (its key), a saga that moved on since it was read (the
-# version guard below, or events' (stream_id, version) key): decide again on fresh state.
-CONFLICTS = (asyncpg.SerializationError, asyncpg.UniqueViolationError, SagaMovedOn)
+# A PostgreSQL error that means a concurrent change: the port's ``Conflict``.
+_RACES = (asyncpg.SerializationError, asyncpg.UniqueViolationError)
+CONFLICTS = (Conflict,)
 
 
 # --- the unit of work -------------------------------------------------------------------
@@ -114,41 +105,6 @@ FROM guard g
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Timer:
-    """A saga's pending deadline, as ``saga_timers`` indexes it."""
-
-    saga_id: uuid.UUID
-    due_at: dt.datetime
-    kind: TimerKind
-    step: str
-    attempt: int
-    version: int = 0  # the saga's version when the deadline was set
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    stream_id: str
-    version: int
-    type: str
-    state: JsonText
-
-
-@dataclass(slots=True)
-class Changes:
-    """What one commit writes. ``expected`` holds every saga decided on, with the version
-    its decision started from (the guard); ``events`` are (stream, expected version or
-    None for an outbox stream, ordinal within the commit, row)."""
-
-    inbox: list[str] = field(default_factory=list)
-    events: list[tuple[str, int | None, int, NewEvent]] = field(default_factory=list)
-    timers: list[Timer] = field(default_factory=list)
-    cleared_timers: list[uuid.UUID] = field(default_factory=list)
-    snapshots: list[Snapshot] = field(default_factory=list)
-    expected: dict[str, int] = field(default_factory=dict)
-    notify: bool = False
-
-
 # --- reading sagas ----------------------------------------------------------------------
 
 # Sagas by stream id and the version already known (0: none): for a known one the events
@@ -170,17 +126,6 @@ SELECT global_position, stream_id, version, event_id, type, data, metadata,
        transaction_id::text::bigint AS transaction_id, recorded_at
 FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version
 """
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRow:
-    """A saga's snapshot or one of its events, with its data as JSON text."""
-
-    snapshot: bool
-    saga_id: uuid.UUID
-    version: int
-    type: str
-    data: str
 
 
 # --- the saga list read model -----------------------------------------------------------
@@ -312,12 +257,20 @@ class SagaStore:
 
     async def commit(self, changes: Changes) -> None:
         """Write ``changes`` atomically; raises ``SagaMovedOn`` (writing nothing) when a saga
-        moved on since it was read, or one of ``CONFLICTS`` for a duplicate."""
+        moved on since it was read, or ``Conflict`` for a duplicate."""
+        try:
+            ok = await self._commit(changes)
+        except _RACES as exc:
+            raise Conflict(str(exc)) from exc
+        if not ok:
+            raise SagaMovedOn("a saga moved on since it was read; nothing was written")
+
+    async def _commit(self, changes: Changes) -> bool:
         e, t, s = changes.events, changes.timers, changes.snapshots
         small = len(changes.expected) <= self.small_commit_max
         pool = self.commit_pool if small else self.events.pool
         async with pool.acquire() as conn:
-            ok = await conn.fetchval(
+            ok: bool = await conn.fetchval(
                 COMMIT_SQL,
                 INBOX,
                 changes.inbox,
@@ -344,8 +297,7 @@ class SagaStore:
                 list(changes.expected.values()),
                 self._channel,
             )
-        if not ok:
-            raise SagaMovedOn("a saga moved on since it was read; nothing was written")
+        return ok
 
     # --- inbox ---
 
