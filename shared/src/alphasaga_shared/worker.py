@@ -1,7 +1,7 @@
 """The runtime of a worker service: turns step commands into replies.
 
 A worker registers a ``run`` and an ``undo`` for each step kind its service hosts
-(``KindHandlers``, as Temporal registers activities on a worker). ``run`` returns the
+(``handles(kind, run=…, undo=…)``, as Temporal registers activities on a worker). ``run`` returns the
 kind's result or raises ``StepError`` (a failure the orchestrator should know about: bad
 input, a broken rule, a limit). Any other exception is treated as transient: the bus
 redelivers the command, and dead-letters it after the cap. Replies get ids derived from
