@@ -28,7 +28,7 @@ from alphasaga_orchestrator.decide import Context, decide
 from alphasaga_orchestrator.repository import SagaRepository
 from alphasaga_orchestrator.saga import Saga
 from alphasaga_orchestrator.sagastore import SagaStore, saga_stream
-from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
+from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS, RESEARCH_V1
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.wire import envelope_for
@@ -43,8 +43,8 @@ WORKFLOW = {
             "name": "research",
             "version": 1,
             "steps": [
-                {"name": n, "service": n, "timeout_s": 60, "retry": {"max_attempts": 3, "backoff_s": 0}}
-                for n in ("reasoning", "codegen", "ml", "backtest")
+                {"name": s.name, "kind": s.kind.name, "timeout_s": 60, "retry": {"max_attempts": 3, "backoff_s": 0}}
+                for s in RESEARCH_V1.steps
             ],
         }
     ]

@@ -51,7 +51,7 @@ def history(
                 else:
                     inbox.append(replies.success(cmd.step, saga_id, cmd.step, cmd.attempt))
             elif isinstance(cmd, st.CompensateStep):
-                inbox.append(replies.COMPENSATED[cmd.step](saga_id=saga_id, step=cmd.step, attempt=cmd.attempt))
+                inbox.append(replies.compensated(cmd.kind, saga_id, cmd.step, cmd.attempt))
     return repo_events, outgoing
 
 

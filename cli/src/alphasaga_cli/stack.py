@@ -1,5 +1,6 @@
-"""Starts the five services as separate processes (``make run``, ``make up``), with
-embedded PostgreSQL and Valkey when no URLs are configured outside production."""
+"""Starts the services (``alphasaga_contracts.steps.Service``) as separate processes
+(``make run``, ``make up``), with embedded PostgreSQL and Valkey when no URLs are
+configured outside production."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alphasaga_contracts import Service
 from alphasaga_shared.config import Settings
 
 from .embedded import EmbeddedServers, start_embedded
 from .errors import CliError
 
-SERVICES = ("orchestrator", "reasoning", "codegen", "ml", "backtest")
+SERVICES = tuple(s.value for s in Service)
 # `alphasaga up` also starts the HTTP API (tests start it only where they use it).
 WITH_API = (*SERVICES, "api")
 # While services start: a line every so often saying which are still starting.

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphasaga_backtest.service import evaluate, make_spec
-from alphasaga_contracts import Streams
+from alphasaga_backtest.service import evaluate, make_handlers
+from alphasaga_contracts import Service, Streams
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import ArtifactRef, Constraints, ResearchRequest
 from alphasaga_shared.eventstore import ArtifactStore, EventStore
@@ -122,10 +122,11 @@ async def test_a_domain_error_is_invalid_input_not_retried_nor_dead_lettered(
         refs[name] = await artifacts.put(saga_id, "reasoning", f"{name}.csv", name, content, "text/csv")
     cmd = command(saga_id=saga_id, **refs)
     cmd = cmd.model_copy(update={"request": cmd.request.model_copy(update=absurd)})
-    worker = Worker(await make_spec(cast(ServiceContext, SimpleNamespace(store=store))), Streams("t"))
+    handlers = await make_handlers(cast(ServiceContext, SimpleNamespace(store=store)))
+    worker = Worker(Service.BACKTEST, handlers, Streams("t"))
     envelope = Envelope(message=cmd, message_id="m-1", correlation_id=str(saga_id), causation_id="", traceparent="")
     [reply] = await worker.handle(envelope, cast(Delivery, None))
     failed = reply.envelope.message
-    assert isinstance(failed, st.BacktestFailed), failed
+    assert isinstance(failed, st.StepFailed) and failed.kind == "backtest", failed
     assert failed.error_kind == "invalid_input" and not failed.retryable
     assert failed.error.startswith("cannot backtest:")

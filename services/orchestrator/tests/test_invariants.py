@@ -145,3 +145,18 @@ def test_an_unanswered_command_in_a_finished_saga_is_reported() -> None:
     renumbered = [dataclasses.replace(e, version=i + 1) for i, e in enumerate(without_reply)]
     problems = check(renumbered, outbox)
     assert any("without a reply" in p and "ml" in p for p in problems)
+
+
+def test_outbox_rows_of_before_step_kinds_and_of_now_pass_alike() -> None:
+    """A saga that was compensating across an upgrade: its first compensation went out
+    under the former per-service type name, the next as ``steps.CompensateStep``."""
+    events, outbox = record(*ROLLED_BACK)
+    first = next(i for i, r in enumerate(outbox) if r.type == "steps.CompensateStep")
+    body = {k: v for k, v in outbox[first].data.items() if k != "kind"}
+    outbox[first] = dataclasses.replace(outbox[first], type="codegen.CompensateStrategy", data=body)
+    assert [r.type for r in outbox if not r.type.startswith("sagas.")][-2:] == [
+        "codegen.CompensateStrategy",
+        "steps.CompensateStep",
+    ]
+    assert check(events, outbox) == []
+    assert check(events, [r for i, r in enumerate(outbox) if i != first]) != []  # it still counts

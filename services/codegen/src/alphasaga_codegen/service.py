@@ -14,13 +14,12 @@ from collections.abc import Callable, Sequence
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from alphasaga_contracts import Service
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import Hypothesis
 from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.eventstore import ArtifactStore
 from alphasaga_shared.runner import ServiceContext, StartupError
-from alphasaga_shared.worker import StepError, WorkerSpec
+from alphasaga_shared.worker import KindHandlers, StepError, handles
 
 from .domain import (
     LookaheadDetected,
@@ -189,16 +188,12 @@ class Codegen:
             saga_id=cmd.saga_id, step=cmd.step, attempt=cmd.attempt, code=code, signals=signals, sandbox=run.label
         )
 
-    async def undo(self, cmd: st.CompensateStrategy) -> None:
+    async def undo(self, cmd: st.CompensateStep) -> None:
         await self.artifacts.remove_step(cmd.saga_id, cmd.step)
 
 
-async def make_spec(ctx: ServiceContext) -> WorkerSpec:
+async def make_handlers(ctx: ServiceContext) -> list[KindHandlers]:
     settings = SandboxSettings()
     kind = await asyncio.to_thread(choose_sandbox, settings.mode, production=ctx.settings.production)
     codegen = Codegen(ArtifactStore(ctx.store.pool), settings.limits(), mode=kind)
-    return WorkerSpec(
-        service=Service.CODEGEN,
-        run=codegen.generate,
-        undo=codegen.undo,
-    )
+    return [handles(st.CODEGEN, run=codegen.generate, undo=codegen.undo)]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from alphasaga_contracts import WORKERS, Service
+from alphasaga_contracts import KINDS, Service
 from alphasaga_shared import metrics
 from alphasaga_shared.config import ConfigError, Settings
 from alphasaga_shared.eventstore import EventStore
@@ -75,9 +75,10 @@ class OrchestratorService:
             on_dead_letter=self.orchestrator.request_dead_lettered,
             traced=False,
         )
-        for worker in WORKERS:
+        for worker in KINDS.services():
             bus.subscribe(streams.events(worker), handle, batch_handler=batch, traced=False)
-            bus.watch(streams.commands(worker), worker.value)
+            for queue in KINDS.queues(worker):  # its kinds' command streams
+                bus.watch(streams.commands(queue), worker.value)
         if self.relay is not None:
             ctx.background.append(self.relay.run)
             metrics.on_scrape(self.relay.measure_backlog)

@@ -124,9 +124,9 @@ def decide(saga: Saga | None, incoming: Incoming, ctx: Context) -> Decision:
     return handler(d, saga, ctx.workflows.get(saga.workflow, saga.workflow_version), msg, ctx)
 
 
-# What a message does to a running or compensating saga, by message type. Step replies
-# are subclasses per service (``reasoning.HypothesisFormed`` is a ``StepSucceeded``):
-# they are found through their base class.
+# What a message does to a running or compensating saga, by message type. A kind's result
+# (``reasoning.HypothesisFormed`` is a ``StepSucceeded``) and a former type name's class
+# are found through their base class.
 MessageHandler = Callable[[Decision, Saga, Workflow, Any, Context], Decision]
 
 
@@ -318,13 +318,13 @@ def _next_compensation(d: Decision, saga: Saga, workflow: Workflow, ctx: Context
 def _command_compensation(d: Decision, saga: Saga, step: StepDefinition, attempt: int, ctx: Context) -> None:
     message_id = derived_message_id(str(saga.saga_id), step.name, "compensate", str(attempt))
     saga.command_compensation(step=step.name, attempt=attempt, message_id=message_id, due_at=_at(ctx, step.timeout_s))
-    command = step.compensate(saga_id=saga.saga_id, step=step.name, attempt=attempt)
+    command = st.CompensateStep(saga_id=saga.saga_id, step=step.name, kind=step.kind.name, attempt=attempt)
     d.sends.append(ToWorker(step, command, message_id))
 
 
 def _command(d: Decision, saga: Saga, step: StepDefinition, attempt: int, ctx: Context) -> None:
     message_id = derived_message_id(str(saga.saga_id), step.name, "attempt", str(attempt))
-    inputs: dict[str, Any] = {k: saga.context[k] for k in step.command_inputs() if k in saga.context}
+    inputs: dict[str, Any] = {k: saga.context[k] for k in step.inputs if k in saga.context}
     command = step.command.model_validate({"saga_id": saga.saga_id, "step": step.name, "attempt": attempt, **inputs})
     saga.command_step(step=step.name, attempt=attempt, message_id=message_id, due_at=_at(ctx, step.timeout_s))
     d.sends.append(ToWorker(step, command, message_id))

@@ -93,7 +93,7 @@ class Plan:
         out: list[Outgoing] = []
         for i, send in enumerate(decision.sends):
             if isinstance(send, ToWorker):
-                stream, message_id = self.streams.commands(send.step.service), send.message_id
+                stream, message_id = self.streams.commands(send.step.queue), send.message_id
                 kind = "step" if isinstance(send.message, st.StepCommand) else "compensation"
                 span = (
                     observe.attempt_ids(root, saga_id, kind, send.message.step, send.message.attempt) if root else None
