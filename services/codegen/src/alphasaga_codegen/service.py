@@ -9,8 +9,7 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +33,7 @@ from .domain import (
     SandboxMode,
     SandboxUnavailable,
     StrategyRejected,
+    UnreadableOutput,
     check_no_lookahead,
     render_strategy,
     resolve_sandbox,
@@ -51,11 +51,15 @@ class SandboxSettings(BaseSettings):
     cpu_seconds: int = 20
     memory_mb: int = 1024
     wall_seconds: float = 30.0
+    disk_mb: int = 32
     mode: SandboxMode = "auto"
 
     def limits(self) -> SandboxLimits:
         return SandboxLimits(
-            cpu_seconds=self.cpu_seconds, memory_bytes=self.memory_mb << 20, wall_seconds=self.wall_seconds
+            cpu_seconds=self.cpu_seconds,
+            memory_bytes=self.memory_mb << 20,
+            wall_seconds=self.wall_seconds,
+            disk_bytes=self.disk_mb << 20,
         )
 
 
@@ -79,6 +83,8 @@ def rejection(exc: StrategyRejected) -> StepError:
         return StepError("lookahead", f"generated code looks ahead: {exc}")
     if isinstance(exc, RenderError):
         return StepError("invalid_input", f"hypothesis cannot be rendered: {exc}")
+    if isinstance(exc, UnreadableOutput):
+        return StepError("invalid_input", f"generated code handed back what cannot be read: {exc}")
     return StepError("strategy_error", f"generated code failed: {exc}")
 
 
@@ -105,15 +111,11 @@ def choose_sandbox(mode: SandboxMode, *, production: bool) -> SandboxKind:
 
 
 class TracedSandbox(Sandbox):
-    """A span around each run of the generated code (the look-ahead proof runs it several times)."""
+    """A span around each job of the generated code (the look-ahead proof is one job of many runs)."""
 
-    def run(
-        self, source: str, bars: pd.DataFrame, *, lookahead: Mapping[str, Any] | None = None, validate: bool = True
-    ) -> SandboxResult:
-        with telemetry.span(
-            "sandbox run", {"alphasaga.sandbox": self.kind, "alphasaga.lookahead": lookahead is not None}
-        ):
-            return super().run(source, bars, lookahead=lookahead, validate=validate)
+    def run(self, source: str, runs: Sequence[tuple[str, pd.DataFrame]], *, validate: bool = True) -> SandboxResult:
+        with telemetry.span("sandbox run", {"alphasaga.sandbox": self.kind, "alphasaga.runs": len(runs)}):
+            return super().run(source, runs, validate=validate)
 
 
 def build_strategy(
@@ -140,7 +142,7 @@ class Codegen:
         self.artifacts = artifacts
         self.limits = limits
         self.render = render
-        # Each job gets a fresh runner; the next one is started while this one works.
+        # One zygote, started now, serves every job; each run is a fresh process it forks.
         self.sandbox = TracedSandbox(resolve_sandbox(mode), limits, ahead=ahead)
 
     async def generate(self, cmd: st.GenerateStrategy) -> st.StrategyGenerated:
@@ -163,6 +165,7 @@ class Codegen:
                 "cpu_seconds": self.limits.cpu_seconds,
                 "memory_bytes": self.limits.memory_bytes,
                 "wall_seconds": self.limits.wall_seconds,
+                "disk_bytes": self.limits.disk_bytes,
             },
             "wall_seconds": round(run.wall_seconds, 3),
             "cpu_seconds": round(run.cpu_seconds, 3),
