@@ -17,6 +17,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from . import telemetry
 from .bus import Bus
+from .conditions import CONDITIONS, Conditions
 from .config import ConfigError, Settings
 from .eventstore import EventStore
 from .health import HealthServer
@@ -42,6 +43,24 @@ class StartupError(RuntimeError):
 
 class BackgroundTaskFailed(RuntimeError):
     """A background loop failed for a reason that is not an outage: the process stops."""
+
+
+class ConditionOverdue(RuntimeError):
+    """A condition (``conditions.py``) held past its bound: the process stops, so that its
+    supervisor starts a fresh one."""
+
+
+WATCHDOG_PERIOD_S = 1.0
+
+
+async def watchdog(conditions: Conditions = CONDITIONS, period_s: float = WATCHDOG_PERIOD_S) -> None:
+    """Raise ``ConditionOverdue`` once any condition has held past its bound."""
+    while True:
+        overdue = conditions.overdue()
+        if overdue:
+            name, c = next(iter(overdue.items()))
+            raise ConditionOverdue(f"{name}: {c.reason} for {c.age():.0f} s (more than {c.bound_s:g} s)")
+        await asyncio.sleep(period_s)
 
 
 @dataclass
@@ -155,13 +174,16 @@ async def _serve(
     await setup(ctx)
     await ctx.bus.start()
     health.started = True
-    tasks += [asyncio.create_task(job(), name=_task_name(job)) for job in ctx.background]
+    tasks += [asyncio.create_task(job(), name=_task_name(job)) for job in (*ctx.background, watchdog)]
     log.info("%s ready (consumer %s, namespace %s)", ctx.name, ctx.settings.consumer, ctx.settings.namespace)
     print(f"alphasaga-{ctx.name}: ready", file=sys.stderr, flush=True)
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
     for t in tasks:
         if t.done() and not t.cancelled() and (exc := t.exception()) is not None:
+            if isinstance(exc, ConditionOverdue):
+                log.error("%s", exc)
+                raise exc
             log.error("background task %s failed: %r", t.get_name(), exc, exc_info=exc)
             raise BackgroundTaskFailed(f"{t.get_name()} failed: {type(exc).__name__}: {exc}") from exc
 
@@ -208,7 +230,7 @@ def run_service(name: str, setup: Callable[[ServiceContext], Awaitable[None]]) -
     except (ConfigError, StartupError) as exc:
         print(f"alphasaga-{name}: {exc}", file=sys.stderr)
         sys.exit(2)
-    except BackgroundTaskFailed as exc:
+    except (BackgroundTaskFailed, ConditionOverdue) as exc:
         print(f"alphasaga-{name}: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
