@@ -11,7 +11,7 @@ RUN := $(UV) run --frozen
 export UV_SYSTEM_CERTS ?= 1
 export UV_NATIVE_TLS ?= 1
 
-.PHONY: help sync peers run up test test-fast lint format schemas bench soak chaos clean base-image images infra-images container-test
+.PHONY: help sync peers run up test test-fast lint format schemas manifests bench soak chaos clean base-image images infra-images container-test
 
 help:
 	@echo "make run     - start every service (embedded Redis/Postgres unless URLs are set), run one saga, stop"
@@ -23,6 +23,7 @@ help:
 	@echo "make soak    - long load and soak tests (not run by make test or CI)"
 	@echo "make chaos   - database sessions cut under load (not run by make test or CI)"
 	@echo "make images  - one image per service, with docker or (no Docker engine) podman"
+	@echo "make manifests - write the deployment files that list the services (compose, k8s, prometheus)"
 	@echo "make base-image - a base image from Debian's packages, for machines without a registry"
 	@echo "make container-test - the services as containers: a saga, a killed ml, a stopped codegen"
 
@@ -54,7 +55,7 @@ up: sync
 lint: sync
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy contracts/src shared/src saga/src readmodel/src accounts/src client/src services/*/src cli/src bench
+	$(RUN) mypy contracts/src shared/src saga/src readmodel/src accounts/src client/src services/*/src cli/src bench infra/manifests.py
 
 format: sync
 	$(RUN) ruff format .
@@ -72,6 +73,10 @@ test-fast: sync
 schemas: sync
 	$(RUN) python -m alphasaga_contracts.schema_export
 
+# The deployment files that list the services and kinds (infra/manifests.py says which).
+manifests: sync
+	$(RUN) python infra/manifests.py
+
 bench: sync peers
 	$(RUN) python -m bench
 
@@ -81,8 +86,8 @@ soak: sync
 chaos: sync
 	$(RUN) pytest -m chaos -s
 # Images (docs/deployment.md). BASE_IMAGE=$(LOCAL_BASE) where no registry is reachable,
-# after `make base-image`.
-SERVICES := orchestrator reasoning codegen ml backtest
+# after `make base-image`. The services come from alphasaga_contracts.steps, read when used.
+SERVICES = $(shell $(RUN) python infra/manifests.py services)
 LOCAL_BASE := localhost/alphasaga/base:bookworm
 export BASE_IMAGE ?= docker.io/library/python:3.11-slim
 export IMAGE_PREFIX ?= localhost/alphasaga
@@ -91,7 +96,7 @@ export IMAGE_TAG ?= latest
 base-image:
 	infra/docker/base-image.sh "$$(infra/docker/engine.sh)" $(LOCAL_BASE)
 
-images:
+images: sync
 	infra/docker/build-images.sh $(SERVICES) api
 
 # Redis, PostgreSQL and Prometheus from Debian's packages on BASE_IMAGE, for compose and

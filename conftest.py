@@ -82,7 +82,6 @@ def settings(servers: Servers, namespace: str, schema: str, tmp_path: Path) -> I
         reclaim_idle_ms=300,
         reclaim_interval_ms=100,
         block_ms=100,
-        relay_poll_ms=20,
     )
     # In a thread of its own: the test's event loop may still be set in this one.
     cleaner = threading.Thread(target=asyncio.run, args=(_remove(servers, namespace, schema),))
@@ -113,7 +112,7 @@ def env(settings: Settings) -> dict[str, str]:
             "ALPHASAGA_RECLAIM_IDLE_MS": str(settings.reclaim_idle_ms),
             "ALPHASAGA_RECLAIM_INTERVAL_MS": str(settings.reclaim_interval_ms),
             "ALPHASAGA_BLOCK_MS": str(settings.block_ms),
-            "ALPHASAGA_RELAY_POLL_MS": str(settings.relay_poll_ms),
+            "ALPHASAGA_RELAY_POLL_MS": "20",
         }
     )
     out.pop("ALPHASAGA_CONSUMER", None)

@@ -1,7 +1,8 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|
-research ...]`` runs a subset. ``research`` needs no servers, so none are started when it runs alone.
+``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|``
+``research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no servers, so none are started when
+they run alone.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from . import api, bus, cli, cpu, e2e, eventstore, observability, orchestration, orphans, reads, research, saga
+from . import api, bus, cli, codegen, cpu, e2e, eventstore, observability, orchestration, orphans, reads, research, saga
 from .common import servers
 
 NEEDS_SERVERS = {
@@ -87,8 +88,10 @@ async def main(which: set[str]) -> None:
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)
+    if "codegen" in which:
+        print(codegen.markdown(codegen.measure()), flush=True)
 
 
 if __name__ == "__main__":
-    chosen = set(sys.argv[1:]) or NEEDS_SERVERS | {"research"}
+    chosen = set(sys.argv[1:]) or NEEDS_SERVERS | {"research", "codegen"}
     asyncio.run(main(chosen))

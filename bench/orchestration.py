@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import statistics
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from alphasaga_contracts.research import ResearchRequest
 
 from .common import Servers, percentile
 from .peers import Peer, PeerUnavailable, cpu_seconds, create, descendants, unavailable, versions
-from .saga import Stack, run_to_end
+from .saga import ROOT, Stack, run_to_end
 
 BURST = 1000
 ONE_IN_FLIGHT = 100
@@ -42,14 +44,17 @@ class AlphaSagaSystem:
 
     uses = ("postgres", "redis")
 
-    def __init__(self, s: Servers, orchestrators: int) -> None:
+    def __init__(self, s: Servers, orchestrators: int, root: Path | None = None) -> None:
         self.s = s
         self.orchestrators = orchestrators
+        self.root = root
         self.name = f"AlphaSaga, {orchestrators} orchestrator{'s' if orchestrators > 1 else ''}"
+        if root is not None:
+            self.name = f"{self.name}, before ({_commit(root)})"
         self.stack: Stack | None = None
 
     async def __aenter__(self) -> Self:
-        self.stack = Stack(self.s, self.orchestrators, {})
+        self.stack = Stack(self.s, self.orchestrators, {}, root=self.root or ROOT)
         await self.stack.ready()
         await asyncio.sleep(1)  # start-up work (migrations, groups) is not the burst's
         return self
@@ -208,11 +213,26 @@ def targets(results: Sequence[Figures]) -> list[str]:
     return out
 
 
+def _commit(root: Path) -> str:
+    out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or root.name
+
+
 async def report(s: Servers, rounds: int = 5) -> str:
+    """``ALPHASAGA_BENCH_BEFORE``, a checkout of another commit with its own ``.venv``
+    (``make sync`` there), adds that code's stack to every round: before and after a
+    change, interleaved in one run."""
     systems: list[tuple[Peer, Sequence[str], bool]] = [
         (AlphaSagaSystem(s, 1), AlphaSagaSystem.uses, True),
         (AlphaSagaSystem(s, 2), AlphaSagaSystem.uses, False),
     ]
+    before = os.environ.get("ALPHASAGA_BENCH_BEFORE")
+    if before:
+        root = Path(before).resolve()
+        systems[:0] = [
+            (AlphaSagaSystem(s, 1, root), AlphaSagaSystem.uses, True),
+            (AlphaSagaSystem(s, 2, root), AlphaSagaSystem.uses, False),
+        ]
     skipped: list[str] = []
     peer_kinds: list[tuple[str, Sequence[str]]] = [("restate", ()), ("dbos", ("postgres",))]
     for kind, uses in peer_kinds:

@@ -29,7 +29,7 @@ from alphasaga_orchestrator.repository import SagaRepository
 from alphasaga_orchestrator.sagastore import SagaStore
 from alphasaga_saga.aggregate import Saga
 from alphasaga_saga.streams import saga_stream
-from alphasaga_saga.workflow import DEFAULT_WORKFLOWS
+from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, RESEARCH_V1
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.wire import envelope_for
@@ -44,8 +44,8 @@ WORKFLOW = {
             "name": "research",
             "version": 1,
             "steps": [
-                {"name": n, "service": n, "timeout_s": 60, "retry": {"max_attempts": 3, "backoff_s": 0}}
-                for n in ("reasoning", "codegen", "ml", "backtest")
+                {"name": s.name, "kind": s.kind.name, "timeout_s": 60, "retry": {"max_attempts": 3, "backoff_s": 0}}
+                for s in RESEARCH_V1.steps
             ],
         }
     ]
@@ -63,8 +63,13 @@ class Stack:
         separate_relay: bool = False,
         separate_projector: bool = False,
         extra_env: dict[str, str] | None = None,
+        root: Path = ROOT,
     ) -> None:
+        """``root``: the checkout whose code the stack runs (another commit's, with its own
+        ``.venv``, to measure before and after in one run)."""
         self.settings = bench_settings(s)
+        self.root = root
+        self.python = sys.executable if root == ROOT else str(root / ".venv" / "bin" / "python")
         self.tmp = Path(tempfile.mkdtemp(prefix="alphasaga-bench-"))
         wf = self.tmp / "workflows.yaml"
         wf.write_text(yaml.safe_dump(WORKFLOW))
@@ -78,7 +83,7 @@ class Stack:
             "ALPHASAGA_BLOCK_MS": "100",
             "ALPHASAGA_LOG_LEVEL": "WARNING",
             "SIM_CONFIG": json.dumps(sim_config),
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(root),
             **(extra_env or {}),
         }
         env.pop("ALPHASAGA_CONSUMER", None)
@@ -94,9 +99,9 @@ class Stack:
             self.procs.append(self._spawn("alphasaga_orchestrator.projection", "projector.log"))
         self.procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "tests.support.sim_workers"],
+                [self.python, "-m", "tests.support.sim_workers"],
                 env=env,
-                cwd=ROOT,
+                cwd=root,
                 stdout=(self.tmp / "sim.log").open("w"),
                 stderr=subprocess.STDOUT,
             )
@@ -104,9 +109,9 @@ class Stack:
 
     def _spawn(self, module: str, log_name: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", module],
+            [self.python, "-m", module],
             env=self.env,
-            cwd=ROOT,
+            cwd=self.root,
             stdout=subprocess.DEVNULL,
             stderr=(self.tmp / log_name).open("w"),
         )
@@ -231,11 +236,15 @@ async def rebuild(s: Servers, n_events: int = 1000) -> dict[str, float]:
             await store.append(saga_stream(saga_id), repo.to_new_events(pending[i : i + 500], {}), expected_version=i)
         await sagas.save_snapshot(repo.snapshot_of(saga))
         out = {}
-        for label, use in (("without snapshot", False), ("with snapshot", True)):
+
+        async def without_snapshot(saga_id: uuid.UUID) -> Saga | None:
+            return repo.mapper.fold(saga_id, await sagas.events_of(saga_id))
+
+        for label, load in (("without snapshot", without_snapshot), ("with snapshot", repo.load)):
             runs = []
             for _ in range(7):
                 t = time.perf_counter()
-                loaded = await repo.load(saga_id, use_snapshot=use)
+                loaded = await load(saga_id)
                 runs.append((time.perf_counter() - t) * 1000)
                 assert loaded is not None and loaded.version == saga.version
             out[label] = statistics.median(runs)
@@ -252,7 +261,7 @@ def decision_cost(n: int = 2000) -> float:
     """Pure decide() for a whole saga, in microseconds per decision (no I/O)."""
     from tests.support import replies
 
-    ctx = Context(bench_settings(Servers("redis://x", "postgresql://x")).streams, DEFAULT_WORKFLOWS)
+    ctx = Context(DEFAULT_WORKFLOWS)
     started = time.perf_counter()
     for _ in range(n // 5):
         saga_id = uuid.uuid4()

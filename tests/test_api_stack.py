@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -71,8 +72,7 @@ def running(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Itera
         ALPHASAGA_NAMESPACE=ns,
         ALPHASAGA_DATABASE_SCHEMA=settings.database_schema,
         ALPHASAGA_DATA_DIR=str(settings.data_dir),
-        ALPHASAGA_API_PORT="0",
-        ALPHASAGA_API_HOST="127.0.0.1",
+        ALPHASAGA_API_PORT="0",  # and no ALPHASAGA_API_HOST: up's own default is 127.0.0.1
     )
     up = subprocess.Popen([str(ALPHASAGA), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     printed: dict[str, str] = {}
@@ -99,6 +99,19 @@ def running(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def test_up_printed_the_api_address_and_a_working_admin_key(running: Running) -> None:
     r = httpx.get(f"{running.url}/v1/users", headers=running.auth("admin"), timeout=30)
     assert r.status_code == 200, r.text  # an admin's route
+
+
+def test_up_listens_on_loopback_and_signs_with_its_data_directorys_key(running: Running) -> None:
+    """Not every address, and never the key that was in the source (issue #23)."""
+    log = (running.settings.data_dir / "logs" / "api.log").read_text()
+    assert "alphasaga-api: ready on http://127.0.0.1:" in log
+    r = httpx.post(f"{running.url}/v1/auth/login", json={"username": "ada", "password": "correct horse battery"})
+    claims = jwt.decode(r.json()["access_token"], options={"verify_signature": False})
+    kept = (running.settings.data_dir / "api-signing-key").read_text().strip()
+    for key, status in ((kept, 200), ("alphasaga-development-signing-key-not-secret", 401)):
+        forged = jwt.encode(claims, key, algorithm="HS256")
+        r = httpx.get(f"{running.url}/v1/sagas", headers={"Authorization": f"Bearer {forged}"}, timeout=30)
+        assert r.status_code == status, (key == kept, r.text)
 
 
 @asynccontextmanager
@@ -149,6 +162,17 @@ def completed(running: Running) -> dict[str, Any]:
             return {"saga_id": saga_id, "first": first, "rest": rest, "whole": whole}
 
     return asyncio.run(go())
+
+
+async def test_sse_resumed_after_the_terminal_event_ends_cleanly(running: Running, completed: dict[str, Any]) -> None:
+    last_id = completed["whole"][-1][0]
+    async with (
+        http(running, "viewer") as client,
+        client.stream("GET", f"/v1/sagas/{completed['saga_id']}/stream", headers={"Last-Event-ID": last_id}) as r,
+    ):
+        assert r.status_code == 200
+        text = "".join([chunk async for chunk in r.aiter_text()])
+    assert "event:" not in text and "id:" not in text, text  # nothing more, and no `event: timeout`
 
 
 def test_sse_resumes_from_last_event_id_without_loss_or_duplicates(completed: dict[str, Any]) -> None:

@@ -91,3 +91,25 @@ async def test_readiness_turns_false_as_soon_as_a_stop_begins(env: dict[str, str
     finally:
         release.touch()
         assert proc.stop() == 0, proc.text()
+
+
+async def test_a_condition_held_past_its_bound_turns_the_probes_and_stops_the_service_with_one_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    proc = Proc.module(
+        "tests.support.stuck_service",
+        {**env, "ALPHASAGA_HTTP_PORT": str(port), "ALPHASAGA_HTTP_HOST": "127.0.0.1", "STUCK_BOUND_S": "3"},
+        tmp_path / "stuck.log",
+    )
+    try:
+        await proc.wait_for("alphasaga-stuck: ready", timeout=60)
+        base = f"http://127.0.0.1:{port}"
+        status, body = get(f"{base}/health/ready")
+        assert status == 503 and "waiting for something that never comes" in json.loads(body)["conditions"]["stuck"]
+        code = proc.wait_exit(30)
+    finally:
+        proc.stop()
+    assert code == 1, proc.text()
+    last = proc.text().strip().splitlines()[-1]
+    assert last.startswith("alphasaga-stuck: stuck: waiting for something that never comes for"), proc.text()

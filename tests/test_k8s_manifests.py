@@ -1,6 +1,7 @@
 """The Kubernetes manifests (infra/k8s): every overlay renders with kustomize and passes
 the Kubernetes schemas strictly; then what no schema knows is checked against the code:
-the streams and groups KEDA watches, the probe paths, the settings, the stop deadline."""
+the streams and groups KEDA watches (from the step kinds), the probe paths, the settings,
+the stop deadline, the workflows (the built-in ones, copied)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ from pydantic_settings import BaseSettings
 
 from alphasaga_api.settings import ApiSettings
 from alphasaga_codegen.service import SandboxSettings
-from alphasaga_contracts import WORKERS, Service, Streams
+from alphasaga_contracts import KINDS, Service, Streams
+from alphasaga_orchestrator.settings import OrchestratorSettings
 from alphasaga_reasoning.service import LLMSettings
-from alphasaga_saga.workflow import load_workflows
+from alphasaga_saga.workflow import BUILT_IN, load_workflows
 from alphasaga_shared import runner
 from alphasaga_shared.config import Settings
 from alphasaga_shared.health import HealthServer
+from alphasaga_shared.outbox import RelaySettings
+from alphasaga_shared.worker import WorkerSettings
 from tests.support.helpers import ROOT
 
 K8S = ROOT / "infra" / "k8s"
@@ -38,12 +42,19 @@ KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
 STOP_DEADLINE_S = runner.stop_deadline_s(Settings())
 # Settings classes by the service that reads them, beside the shared ones.
 SERVICE_SETTINGS: dict[str, list[type[BaseSettings]]] = {
-    Service.CODEGEN: [SandboxSettings],
-    Service.REASONING: [LLMSettings],
+    **{s: [WorkerSettings] for s in KINDS.services()},
+    Service.CODEGEN: [WorkerSettings, SandboxSettings],
+    Service.REASONING: [WorkerSettings, LLMSettings],
+    Service.ORCHESTRATOR: [OrchestratorSettings, RelaySettings],
     "api": [ApiSettings],
 }
-# The deployables: the five services and the HTTP API.
-DEPLOYABLES = {s.value for s in Service} | {"api"}
+# The processes that read one worker command stream each: the service, and the stream of
+# each kind that has one of its own (named <service>-<kind>).
+WORKER_GROUPS = {
+    queue.replace(".", "-").replace("_", "-"): (s, queue) for s in KINDS.services() for queue in KINDS.queues(s)
+}
+# The deployables: the orchestrator, the workers and the HTTP API.
+DEPLOYABLES = {Service.ORCHESTRATOR.value, "api", *WORKER_GROUPS}
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed: cannot render")
 
@@ -119,7 +130,7 @@ def test_overlay_renders_and_passes_the_kubernetes_schemas_strictly(overlay: str
         except kubernetes_validate.ValidationError as exc:
             raise AssertionError(f"{doc['kind']}/{doc['metadata']['name']}: {exc.message}") from None
         checked += 1
-    assert checked >= len(Service) + 2  # Deployments, PDB, ConfigMaps at least
+    assert checked >= len(DEPLOYABLES) + 3  # Deployments, PDB, ConfigMaps at least
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -128,20 +139,28 @@ def test_each_worker_scales_on_the_stream_and_group_it_really_reads(overlay: str
     namespace = of_kind(docs, "ConfigMap")["alphasaga-settings"]["data"]["ALPHASAGA_NAMESPACE"]
     streams = Streams(namespace)
     scaled = of_kind(docs, "ScaledObject")
-    assert set(scaled) == {w.value for w in WORKERS}
+    assert set(scaled) == set(WORKER_GROUPS)
     auth = of_kind(docs, "TriggerAuthentication")
-    for worker in WORKERS:
-        spec = scaled[worker.value]["spec"]
-        assert spec["scaleTargetRef"]["name"] == worker.value
+    deployments = of_kind(docs, "Deployment")
+    for name, (service, queue) in WORKER_GROUPS.items():
+        spec = scaled[name]["spec"]
+        assert spec["scaleTargetRef"]["name"] == name
         assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
         triggers = spec["triggers"]
         assert {t["type"] for t in triggers} == {"redis-streams"}
         for t in triggers:
             # What the worker subscribes to: alphasaga_shared.worker.run_worker, group = service.
-            assert t["metadata"]["stream"] == streams.commands(worker)
-            assert t["metadata"]["consumerGroup"] == worker.value
+            assert t["metadata"]["stream"] == streams.commands(queue)
+            assert t["metadata"]["consumerGroup"] == service.value
             assert t["authenticationRef"]["name"] in auth
-        assert any("lagCount" in t["metadata"] for t in triggers), worker
+        assert any("lagCount" in t["metadata"] for t in triggers), name
+        (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        assert container["image"].rsplit("/", 1)[1].split(":")[0] == service.value
+        chosen = {e["name"]: e["value"] for e in container.get("env", [])}.get("ALPHASAGA_WORKER_KINDS")
+        if len(KINDS.queues(service)) > 1:  # each group serves only its stream's kinds
+            assert chosen == ",".join(k.name for k in KINDS.hosted_by(service) if k.queue == queue)
+        else:
+            assert chosen is None
     for worker in (Service.ML, Service.BACKTEST):
         assert scaled[worker.value]["spec"]["minReplicaCount"] == 0, worker
 
@@ -163,7 +182,8 @@ def test_deployments_probe_real_paths_set_real_settings_and_outlast_the_stop(ove
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             probe_paths.add(container[probe]["httpGet"]["path"])
         assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
-        known = setting_names(Settings).union(*(setting_names(s) for s in SERVICE_SETTINGS.get(name, [])))
+        service = WORKER_GROUPS[name][0] if name in WORKER_GROUPS else name
+        known = setting_names(Settings).union(*(setting_names(s) for s in SERVICE_SETTINGS.get(service, [])))
         unknown = env_names(container, docs) - known
         assert not unknown, f"{name} sets variables no settings class reads: {sorted(unknown)}"
     statuses = served_paths(probe_paths)
@@ -182,6 +202,7 @@ def test_the_orchestrator_keeps_a_replica_through_disruptions_and_loads_its_work
     assert pdb["spec"]["minAvailable"] == 1
     # The workflow file the orchestrator is pointed at parses with its own loader.
     (config_map,) = (c for n, c in of_kind(docs, "ConfigMap").items() if n.startswith("alphasaga-workflows"))
+    assert config_map["data"]["workflows.yaml"] == BUILT_IN.read_text(), "run `make manifests`"
     path = tmp_path / "workflows.yaml"
     path.write_text(config_map["data"]["workflows.yaml"])
     assert load_workflows(path).get("research", 1).name == "research"

@@ -46,7 +46,7 @@ async def test_incremental_projection_equals_a_full_rebuild(settings: Settings, 
             await projector.catch_up()
     for saga_id in sagas[::4]:  # compensations of the failed ones, newest first
         for step in ("codegen", "reasoning"):
-            done = replies.COMPENSATED[step](saga_id=saga_id, step=step, attempt=1)
+            done = replies.compensated(step, saga_id, step, 1)
             await orchestrator.apply(saga_id, envelope_for(done, correlation_id=str(saga_id)))
     await running_transactions_ended(store.pool)
     await projector.catch_up()

@@ -35,9 +35,7 @@ async def test_relay_crash_after_publish_republishes_and_the_inbox_drops_the_dup
             outbox_stream("client"), outbox_events([Outgoing(target, env_out)]), expected_version=None, conn=conn
         )
 
-    crashing = Proc.module(
-        "alphasaga_shared.outbox", {**env, "ALPHASAGA_FAULT": "relay_crash_after_publish"}, tmp_path / "relay1.log"
-    )
+    crashing = Proc.module("tests.support.crashing_relay", env, tmp_path / "relay1.log")
     assert crashing.wait_exit(60) == 137, crashing.text()
     assert await redis.xlen(target) == 1
     assert await store.load_position(RELAY_POSITION) == START, "the crash came before the position was saved"

@@ -180,3 +180,40 @@ async def test_concurrent_audit_records_are_all_committed_in_one_chain(accounts:
     verified = await accounts.verify_audit()
     assert verified.ok and verified.records == 51  # the fixture's user.create, and these
     assert sorted(int(r.target) for r in await accounts.audit.recent(100, action="probe")) == list(range(50))
+
+
+async def test_audit_details_are_stored_as_json_objects(accounts: Accounts, store: EventStore) -> None:
+    await accounts.create_key("ci", "viewer")
+    rows = await store.pool.fetch("SELECT jsonb_typeof(detail) AS kind, detail->>'role' AS role FROM audit_log")
+    assert {r["kind"] for r in rows} == {"object"}
+    assert "viewer" in {r["role"] for r in rows}  # queryable as a field, not a string to parse
+
+
+async def test_the_migration_turns_old_string_details_into_objects_and_the_chain_verifies(
+    accounts: Accounts, store: EventStore
+) -> None:
+    """Rows written before the fix held their detail as a JSON string inside jsonb; the
+    migration rewrites them as the objects they spell, and every hash still verifies."""
+    from importlib import resources
+
+    await accounts.record("cli", "user.create", "bob", role="viewer")
+    async with store.pool.acquire() as conn:  # as the old code stored it, past the trigger
+        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+        await conn.execute("UPDATE audit_log SET detail = to_jsonb(detail::text)")
+        await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+    kinds = await store.pool.fetch("SELECT DISTINCT jsonb_typeof(detail) AS kind FROM audit_log")
+    assert {r["kind"] for r in kinds} == {"string"}
+    migration = resources.files("alphasaga_accounts").joinpath("migrations/0003_audit_detail_objects.sql")
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute(migration.read_text())
+    kinds = await store.pool.fetch("SELECT DISTINCT jsonb_typeof(detail) AS kind FROM audit_log")
+    assert {r["kind"] for r in kinds} == {"object"}
+    assert (await accounts.verify_audit()).ok
+    with pytest.raises(asyncpg.exceptions.RestrictViolationError):  # append-only again
+        await store.pool.execute("UPDATE audit_log SET actor = 'x'")
+
+
+async def test_anything_but_a_refresh_token_is_refused(accounts: Accounts) -> None:
+    for presented in ("eyJhbGciOiJIUzI1NiJ9.eyJzaWQiOiJ4In0.c2ln", "ask_0123456789ab_secret", "", "x" * 3000):
+        with pytest.raises(AuthFailed, match="unknown refresh token"):
+            await accounts.refresh(presented)

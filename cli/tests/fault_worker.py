@@ -1,4 +1,4 @@
-"""The four workers in one process (tests.support.sim_workers' valid replies), with a
+"""The workers in one process (tests.support.sim_workers' valid replies), with a
 fault: FAULT_SERVICES (comma-separated) raise on every command, like a bug that the bus
 retries and then dead-letters. Restarted without it, the fault is "fixed"."""
 
@@ -8,7 +8,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 
-from alphasaga_contracts import WORKERS
+from alphasaga_contracts import KINDS
 from alphasaga_shared.bus import Bus, Handler
 from alphasaga_shared.config import Settings
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing
@@ -28,9 +28,10 @@ async def main() -> None:
     settings = Settings()
     faulty = {s for s in os.environ.get("FAULT_SERVICES", "").split(",") if s}
     bus = Bus(settings, service="fault-workers")
-    for service in WORKERS:
+    for service in KINDS.services():
         handler: Handler = failing(service) if service in faulty else make_handler(service, settings.streams, {})
-        bus.subscribe(settings.streams.commands(service), handler, group=str(service), dedupe=True, max_records=1)
+        for queue in KINDS.queues(service):
+            bus.subscribe(settings.streams.commands(queue), handler, group=str(service), dedupe=True, max_records=1)
     await serve_until_sigterm(bus, f"fault workers ready (faulty: {sorted(faulty)})")
 
 

@@ -15,6 +15,8 @@ from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator.decide import Context, decide
+from alphasaga_orchestrator.plan import Plan
+from alphasaga_orchestrator.repository import SagaRepository
 from alphasaga_saga.aggregate import Saga
 from alphasaga_saga.mapper import SagaMapper
 from alphasaga_saga.streams import saga_stream
@@ -34,27 +36,28 @@ def history(
 ) -> tuple[list[Any], list[Any]]:
     """A saga decided by the real ``decide()`` against workers that answer at once: it fails
     (non-retryably) at ``fail_at``, or is left waiting at ``stop_at``, or completes."""
-    ctx = Context(streams, DEFAULT_WORKFLOWS)
+    ctx = Context(DEFAULT_WORKFLOWS)
+    plan = Plan(SagaRepository(store=None), streams)  # type: ignore[arg-type]  # it only addresses here
     repo_events: list[Any] = []
     outgoing: list[Any] = []
     saga: Saga | None = None
     inbox: list[Message] = [sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))]
     while inbox:
-        message = inbox.pop(0)
-        d = decide(saga, envelope_for(message, correlation_id=str(saga_id)), ctx)
+        incoming = envelope_for(inbox.pop(0), correlation_id=str(saga_id))
+        d = decide(saga, incoming, ctx)
         assert d.saga is not None
         repo_events.extend(d.saga.collect_events())
-        outgoing.extend(d.outgoing)
+        outgoing.extend(plan.addressed(saga_id, d.saga, incoming.message_id, d, ""))
         saga = d.saga
-        for out in d.outgoing:
-            cmd = out.envelope.message
+        for send in d.sends:
+            cmd = send.message
             if isinstance(cmd, st.StepCommand) and cmd.step != stop_at:
                 if cmd.step == fail_at:
                     inbox.append(replies.failure(cmd.step, saga_id, cmd.step, cmd.attempt, retryable=False))
                 else:
                     inbox.append(replies.success(cmd.step, saga_id, cmd.step, cmd.attempt))
             elif isinstance(cmd, st.CompensateStep):
-                inbox.append(replies.COMPENSATED[cmd.step](saga_id=saga_id, step=cmd.step, attempt=cmd.attempt))
+                inbox.append(replies.compensated(cmd.kind, saga_id, cmd.step, cmd.attempt))
     return repo_events, outgoing
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from alphasaga_contracts import Streams, message_class, registered_types
+from alphasaga_contracts import KINDS, Streams, message_class, registered_types
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_contracts.schema_export import SCHEMA_DIR, render, schema_documents
 
@@ -20,11 +20,15 @@ def test_committed_schemas_match_the_models() -> None:
     assert drifted == [], f"schemas drifted from the models: {drifted} (run `make schemas`)"
 
 
-def test_every_saga_step_has_its_six_messages() -> None:
+def test_every_kind_has_its_command_and_result_and_failure_and_compensation_are_generic() -> None:
     types = registered_types()
-    for owner in ("reasoning", "codegen", "ml", "backtest"):
-        owned = [t for t in types if t.startswith(owner + ".")]
-        assert len(owned) == 6, owned
+    for kind in KINDS:
+        assert types[kind.command.TYPE] is kind.command and types[kind.result.TYPE] is kind.result
+    for service in KINDS.services():  # a worker service's types are its kinds' commands and results, no more
+        owned = {t for t in types if t.startswith(f"{service}.")}
+        assert owned == {cls.TYPE for k in KINDS.hosted_by(service) for cls in (k.command, k.result)}
+    generic = {t for t in types if t.startswith("steps.")}
+    assert generic == {"steps.StepFailed", "steps.CompensateStep", "steps.StepCompensated", "steps.CompensationFailed"}
     assert "orchestrator.StartResearch" in types and "orchestrator.CancelSaga" in types
     assert message_class("sagas.SagaCompleted").TYPE == "sagas.SagaCompleted"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds images with docker, or podman where no Docker engine runs.
-# Usage: infra/docker/build-images.sh NAME...   (a service, or redis, postgres, prometheus)
+# Usage: infra/docker/build-images.sh NAME...   (a service or the api, a folder of services/;
+# or redis, postgres, prometheus)
 # Environment: BASE_IMAGE (docker.io/library/python:3.11-slim), IMAGE_PREFIX (localhost/alphasaga),
 # IMAGE_TAG (latest), CA_BUNDLE (the machine's CA bundle, passed as the build secret `ca`),
 # ENGINE (detected).
@@ -26,13 +27,14 @@ for name in "$@"; do
   case "$name" in
     redis | postgres | prometheus)
       "$engine" build "${args[@]}" -f "infra/docker/$name.Dockerfile" -t "$prefix/$name:$tag" . ;;
-    orchestrator | reasoning | codegen | ml | backtest | api)
+    *)
+      # A service (or the api) is a workspace member under services/.
+      [ -f "services/$name/pyproject.toml" ] || { echo "unknown image: $name" >&2; exit 2; }
       version=$(sed -n 's/^version = "\(.*\)"/\1/p' "services/$name/pyproject.toml")
       "$engine" build "${args[@]}" -f infra/docker/service.Dockerfile \
         --build-arg "SERVICE=$name" --build-arg "VERSION=$version" \
         --build-arg "REVISION=$revision" --build-arg "SOURCE=$source" \
         -t "$prefix/$name:$tag" . ;;
-    *) echo "unknown image: $name" >&2; exit 2 ;;
   esac
   echo "built $prefix/$name:$tag in $((SECONDS - start)) s" >&2
 done

@@ -1,4 +1,4 @@
-# One image per service, from this one file (`make images` builds all five):
+# One image per service, from this one file (`make images` builds them all):
 #   docker build -f infra/docker/service.Dockerfile --build-arg SERVICE=ml -t alphasaga/ml .
 #   podman build --format docker -f infra/docker/service.Dockerfile --build-arg SERVICE=ml ...
 # `--format docker` on Podman: the OCI image format has no HEALTHCHECK.
@@ -11,6 +11,19 @@
 # used by the steps that download and never stored in a layer:
 #   --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt
 ARG BASE_IMAGE=docker.io/library/python:3.11-slim
+
+# The workspace's metadata alone: the lock and every member's pyproject.toml, whatever the
+# members are. The build stage copies it before the sources, so that its dependency layer
+# is rebuilt only when the metadata changes: a copy's cache key is its content, and the
+# times are fixed so that no engine can see a difference where there is none.
+FROM ${BASE_IMAGE} AS metadata
+COPY . /src
+RUN set -eu; \
+    mkdir /metadata; \
+    cd /src; \
+    cp uv.lock /metadata/; \
+    find . -name pyproject.toml -not -path './.*' -exec cp --parents {} /metadata/ \; ; \
+    find /metadata -exec touch -h -d @0 {} +
 
 FROM ${BASE_IMAGE} AS build
 ARG SERVICE
@@ -29,20 +42,7 @@ RUN --mount=type=secret,id=ca,required=false \
     /opt/uv/bin/pip install --no-cache-dir --disable-pip-version-check --quiet "uv==${UV_VERSION}"
 WORKDIR /src
 # The workspace's metadata first: the dependency layer is rebuilt only when it changes.
-COPY pyproject.toml uv.lock ./
-COPY contracts/pyproject.toml contracts/
-COPY shared/pyproject.toml shared/
-COPY saga/pyproject.toml saga/
-COPY readmodel/pyproject.toml readmodel/
-COPY accounts/pyproject.toml accounts/
-COPY client/pyproject.toml client/
-COPY cli/pyproject.toml cli/
-COPY services/orchestrator/pyproject.toml services/orchestrator/
-COPY services/reasoning/pyproject.toml services/reasoning/
-COPY services/codegen/pyproject.toml services/codegen/
-COPY services/ml/pyproject.toml services/ml/
-COPY services/backtest/pyproject.toml services/backtest/
-COPY services/api/pyproject.toml services/api/
+COPY --from=metadata /metadata/ ./
 # Only this service's locked dependencies (LightGBM comes with ml alone); no dev tools
 # and no embedded servers, which are an extra of shared that no service asks for.
 RUN --mount=type=secret,id=ca,required=false \

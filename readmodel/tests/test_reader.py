@@ -22,6 +22,7 @@ from alphasaga_saga.streams import saga_stream
 from alphasaga_shared.eventstore import EventStore, outbox_stream
 from alphasaga_shared.outbox import outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
+from tests.support.sessions import running_transactions_ended
 
 MAPPER = SagaMapper()
 
@@ -58,6 +59,7 @@ async def test_a_list_waits_for_the_projector_and_says_so_when_none_runs(store: 
     reader = SagaReader(ReadStore(store), timeout_s=0.5)
     assert await reader.sagas(SagaFilter()) == [], "an empty log needs no projector"
     saga_id = await started_saga(store)
+    await running_transactions_ended(store.pool)  # the saga's rows are readable in commit order
     with pytest.raises(ProjectionBehind, match="is a projector running"):
         await reader.sagas(SagaFilter())
 

@@ -86,7 +86,11 @@ def test_an_old_snapshot_loads_to_the_state_its_events_fold_to(snapshot: dict[st
     from_snapshot = REPO.from_snapshot(saga_id, snapshot["version"], snapshot["type"], json.dumps(snapshot["state"]))
     from_events = REPO.fold(saga_id, rows(snapshot["stream_id"])[: snapshot["version"]])
     assert from_events is not None
-    assert state_of(from_snapshot) == state_of(from_events)
+    # Snapshots taken before ``commanded`` existed lack it (the observers then leave the
+    # attempt in flight untimed, and the next command records it); all else is the same.
+    folded = state_of(from_events)
+    assert folded.pop("commanded")
+    assert state_of(from_snapshot) == folded
     assert from_snapshot.terminal == from_events.terminal
 
 

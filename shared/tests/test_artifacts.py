@@ -12,7 +12,7 @@ from alphasaga_contracts import Service, Streams
 from alphasaga_contracts import steps as st
 from alphasaga_shared.eventstore import ArtifactStore, EventStore, StepUndone
 from alphasaga_shared.wire import Delivery, envelope_for
-from alphasaga_shared.worker import Worker, WorkerSpec
+from alphasaga_shared.worker import Worker, handles
 
 ROUNDS = 100
 
@@ -57,21 +57,22 @@ async def test_a_worker_whose_step_was_undone_replies_failed_not_crashes(store: 
     artifacts = ArtifactStore(store.pool)
     saga = uuid.uuid4()
 
-    async def train(cmd: st.TrainModel) -> st.StepSucceeded:
+    async def train(cmd: st.TrainModel) -> st.ModelTrained:
         await artifacts.put(cmd.saga_id, cmd.step, "model", "model", b"weights", "application/octet-stream")
         raise AssertionError("an undone step must not get this far")
 
-    async def undo(cmd: st.CompensateModel) -> None:
+    async def undo(cmd: st.CompensateStep) -> None:
         await artifacts.remove_step(cmd.saga_id, cmd.step)
 
-    worker = Worker(WorkerSpec(Service.ML, run=train, undo=undo), Streams("t"))
+    worker = Worker(Service.ML, [handles(st.ML, run=train, undo=undo)], Streams("t"))
     delivery = Delivery(stream="t:cmd:ml", entry_id="1-0", fields={})
     (undone,) = await worker.handle(
-        envelope_for(st.CompensateModel(saga_id=saga, step="ml", attempt=1), correlation_id=str(saga)), delivery
+        envelope_for(st.CompensateStep(saga_id=saga, step="ml", kind="ml", attempt=1), correlation_id=str(saga)),
+        delivery,
     )
-    assert isinstance(undone.envelope.message, st.ModelCompensated)
+    assert isinstance(undone.envelope.message, st.StepCompensated) and undone.envelope.message.kind == "ml"
     late = st.TrainModel.model_construct(saga_id=saga, step="ml", attempt=1)  # its inputs play no part here
     (reply,) = await worker.handle(envelope_for(late, correlation_id=str(saga)), delivery)
-    assert isinstance(reply.envelope.message, st.TrainingFailed), reply
+    assert isinstance(reply.envelope.message, st.StepFailed) and reply.envelope.message.kind == "ml", reply
     assert reply.envelope.message.error_kind == "undone" and not reply.envelope.message.retryable
     assert await artifacts.list(saga) == []

@@ -8,8 +8,9 @@ import os
 from typing import Any
 
 from alphasaga_contracts import Service
+from alphasaga_contracts import steps as st
 from alphasaga_shared.runner import ServiceContext
-from alphasaga_shared.worker import WorkerSpec, run_worker
+from alphasaga_shared.worker import KindHandlers, handles, run_worker
 
 
 async def crash(_: Any) -> Any:
@@ -22,9 +23,9 @@ async def undo(_: Any) -> None:
     return None
 
 
-async def make_spec(ctx: ServiceContext) -> WorkerSpec:
-    return WorkerSpec(service=Service.CODEGEN, run=crash, undo=undo)
+async def make_handlers(ctx: ServiceContext) -> list[KindHandlers]:
+    return [handles(st.CODEGEN, run=crash, undo=undo)]
 
 
 if __name__ == "__main__":
-    run_worker(Service.CODEGEN, make_spec)
+    run_worker(Service.CODEGEN, make_handlers)

@@ -16,6 +16,7 @@ from alphasaga_contracts.research import ResearchRequest
 from alphasaga_saga.invariants import check_saga, kind
 from alphasaga_saga.mapper import SagaMapper
 from alphasaga_saga.streams import saga_id_of_stream, saga_stream
+from alphasaga_saga.workflow import RESEARCH_V1
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore, outbox_stream
 from tests.support.helpers import Proc, eventually
@@ -32,11 +33,14 @@ def workflow(
     compensation_attempts: int = 3,
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """The built-in research workflow's steps with short timeouts and retries, as a
+    workflow file's document."""
     steps = []
-    for name in ("reasoning", "codegen", "ml", "backtest"):
+    for step in RESEARCH_V1.steps:
+        name = step.name
         s: dict[str, Any] = {
             "name": name,
-            "service": name,
+            "kind": step.kind.name,
             "timeout_s": timeout_s,
             "retry": {"max_attempts": max_attempts, "backoff_s": backoff_s, "jitter": 0.2},
             "compensation_retry": {"max_attempts": compensation_attempts, "backoff_s": backoff_s / 2},
@@ -68,11 +72,10 @@ class Harness:
         self.procs.append(proc)
         return proc
 
-    def sim(self, **config: Any) -> Proc:
+    def sim(self, env: dict[str, str] | None = None, **config: Any) -> Proc:
         self._n += 1
-        proc = Proc.module(
-            "tests.support.sim_workers", {**self.env, "SIM_CONFIG": json.dumps(config)}, self.tmp / f"sim-{self._n}.log"
-        )
+        env = {**self.env, **(env or {}), "SIM_CONFIG": json.dumps(config)}
+        proc = Proc.module("tests.support.sim_workers", env, self.tmp / f"sim-{self._n}.log")
         self.procs.append(proc)
         return proc
 
@@ -80,10 +83,10 @@ class Harness:
         for p in procs:
             await p.wait_for("ready", timeout=60)
 
-    async def start(self, n: int = 1) -> list[uuid.UUID]:
+    async def start(self, n: int = 1, workflow: str = "research") -> list[uuid.UUID]:
         request = ResearchRequest(dataset="sp500")
         async with AlphaSaga(self.settings) as client:
-            return [(await client.submit(request)).saga_id for _ in range(n)]
+            return [(await client.submit(request, workflow=workflow)).saga_id for _ in range(n)]
 
     async def states(self, saga_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
         async with self.store.pool.acquire() as conn:

@@ -1,7 +1,10 @@
-"""Valid replies for every step, for tests that simulate the workers."""
+"""Valid replies for every step kind, for tests that simulate the workers."""
 
 from __future__ import annotations
 
+import datetime as dt
+import types
+import typing
 import uuid
 from typing import Any
 
@@ -15,6 +18,7 @@ from alphasaga_contracts.research import (
     SignalSpec,
     Verdict,
 )
+from alphasaga_contracts.steps import KINDS
 
 REF = ArtifactRef(sha256="a" * 64, kind="x", media_type="application/json", size=1)
 HYPOTHESIS = Hypothesis(
@@ -40,46 +44,63 @@ METRICS = ModelMetrics(
     auc=0.5, accuracy=0.5, log_loss=0.69, baseline_accuracy=0.5, baseline_log_loss=0.69, n_splits=5, n_predictions=100
 )
 
-SUCCESS: dict[str, Any] = {
-    "reasoning": lambda c: st.HypothesisFormed(**c, hypothesis=HYPOTHESIS, dataset=REF),
-    "codegen": lambda c: st.StrategyGenerated(**c, code=REF, signals=REF, sandbox="rlimits"),
-    "ml": lambda c: st.ModelTrained(**c, model=REF, predictions=REF, model_metrics=METRICS),
-    "backtest": lambda c: st.BacktestCompleted(
-        **c, report=REF, chart=REF, metrics={"sharpe": 1.0}, verdict=Verdict(accepted=True, reasons=[])
-    ),
-}
-FAILED = {
-    "reasoning": st.HypothesisFailed,
-    "codegen": st.StrategyFailed,
-    "ml": st.TrainingFailed,
-    "backtest": st.BacktestFailed,
-}
-COMPENSATED = {
-    "reasoning": st.HypothesisCompensated,
-    "codegen": st.StrategyCompensated,
-    "ml": st.ModelCompensated,
-    "backtest": st.BacktestCompensated,
-}
-COMPENSATION_FAILED = {
-    "reasoning": st.HypothesisCompensationFailed,
-    "codegen": st.StrategyCompensationFailed,
-    "ml": st.ModelCompensationFailed,
-    "backtest": st.BacktestCompensationFailed,
+VERDICT = Verdict(accepted=True, reasons=[])
+# A value of each type a kind's result holds, so that any kind's result can be simulated.
+SAMPLES: dict[Any, Any] = {
+    ArtifactRef: REF,
+    Hypothesis: HYPOTHESIS,
+    ModelMetrics: METRICS,
+    Verdict: VERDICT,
+    str: "simulated",
+    float: 1.0,
+    int: 1,
+    bool: True,
+    dt.date: dt.date(2020, 1, 2),
 }
 
 
-def success(service: str, saga_id: uuid.UUID, step: str, attempt: int) -> st.StepSucceeded:
-    reply: st.StepSucceeded = SUCCESS[service]({"saga_id": saga_id, "step": step, "attempt": attempt})
+def sample(annotation: Any) -> Any:
+    """A valid value for a field of this type: a metric for a dict of floats, one item for a
+    list, the first of a union's types that has a sample."""
+    if annotation in SAMPLES:
+        return SAMPLES[annotation]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict:
+        return {"sharpe": sample(args[1])}
+    if origin is list:
+        return [sample(args[0])]
+    if origin is typing.Literal:
+        return args[0]
+    if origin in (typing.Union, types.UnionType):
+        return sample(next(a for a in args if a is not type(None)))
+    raise TypeError(f"no sample value for {annotation!r}: add one to tests/support/replies.py SAMPLES")
+
+
+def success(kind: str, saga_id: uuid.UUID, step: str, attempt: int) -> st.StepSucceeded:
+    """The result of a step of ``kind``, its required outputs filled with sample values."""
+    result = KINDS[kind].result
+    ids = {"saga_id": saga_id, "step": step, "attempt": attempt}
+    outputs = {n: sample(f.annotation) for n, f in result.model_fields.items() if n not in ids and f.is_required()}
+    reply: st.StepSucceeded = result(**ids, **outputs)
     return reply
 
 
-def failure(service: str, saga_id: uuid.UUID, step: str, attempt: int, *, retryable: bool) -> st.StepFailed:
-    kind = "internal" if retryable else "invalid_input"
-    return FAILED[service](
+def failure(kind: str, saga_id: uuid.UUID, step: str, attempt: int, *, retryable: bool) -> st.StepFailed:
+    error_kind = "internal" if retryable else "invalid_input"
+    return st.StepFailed(
         saga_id=saga_id,
         step=step,
+        kind=kind,
         attempt=attempt,
-        error_kind=kind,
-        error=f"simulated {kind} failure",
+        error_kind=error_kind,
+        error=f"simulated {error_kind} failure",
         retryable=retryable,
     )
+
+
+def compensated(kind: str, saga_id: uuid.UUID, step: str, attempt: int) -> st.StepCompensated:
+    return st.StepCompensated(saga_id=saga_id, step=step, kind=kind, attempt=attempt)
+
+
+def compensation_failed(kind: str, saga_id: uuid.UUID, step: str, attempt: int, error: str) -> st.CompensationFailed:
+    return st.CompensationFailed(saga_id=saga_id, step=step, kind=kind, attempt=attempt, error=error)

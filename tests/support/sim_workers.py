@@ -1,13 +1,14 @@
-"""All four workers in one process, answering at once, for orchestrator tests.
+"""Every worker service, each serving every kind it hosts (``KINDS``), in one process,
+answering at once, for orchestrator tests.
 
 SIM_CONFIG (JSON) says how to misbehave; every random choice is a hash of the message
-id, so a run can be repeated:
-  fail_always: [services]        non-retryable failure on every attempt
+id, so a run can be repeated. A name is a service's (all its kinds) or a kind's:
+  fail_always: [names]           non-retryable failure on every attempt
   fail_rate: float               retryable failure of that share of attempts
-  silent: {service: [attempts]}  no reply to those attempts (the step times out); [0] = all
+  silent: {name: [attempts]}     no reply to those attempts (the step times out); [0] = all
   duplicate_rate: float          that share of replies is sent twice with the same message id,
                                  and once more under a new id (a redone reply)
-  compensation_fail: [services]  every compensation attempt fails
+  compensation_fail: [names]     every compensation attempt fails
   only: [services]               serve these services alone (another process serves the rest)
 """
 
@@ -21,7 +22,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from alphasaga_contracts import WORKERS, Streams
+from alphasaga_contracts import KINDS, Streams
 from alphasaga_contracts import steps as st
 from alphasaga_shared import telemetry
 from alphasaga_shared.bus import Bus
@@ -39,26 +40,30 @@ def chance(message_id: str, salt: str) -> float:
 def make_handler(service: str, streams: Streams, config: dict[str, Any]) -> Any:
     reply_stream = streams.events(service)
 
+    def named(kind: str, setting: str) -> bool:
+        return bool({service, kind} & set(config.get(setting, [])))
+
     async def handle(env: Envelope, delivery: Delivery) -> Sequence[Outgoing]:
         msg = env.message
         reply: st.StepMessage
-        if isinstance(msg, st.StepCommand):
-            silent = config.get("silent", {}).get(service, [])
-            if msg.attempt in silent or 0 in silent:
+        if isinstance(msg, st.StepCommand) and (kind := KINDS.of_command(type(msg))) is not None:
+            silent = config.get("silent", {})
+            attempts = silent.get(service, []) + silent.get(kind.name, [])
+            if msg.attempt in attempts or 0 in attempts:
                 return ()
-            if service in config.get("fail_always", []):
-                reply = replies.failure(service, msg.saga_id, msg.step, msg.attempt, retryable=False)
+            ids = (kind.name, msg.saga_id, msg.step, msg.attempt)
+            if named(kind.name, "fail_always"):
+                reply = replies.failure(*ids, retryable=False)
             elif chance(env.message_id, "fail") < config.get("fail_rate", 0.0):
-                reply = replies.failure(service, msg.saga_id, msg.step, msg.attempt, retryable=True)
+                reply = replies.failure(*ids, retryable=True)
             else:
-                reply = replies.success(service, msg.saga_id, msg.step, msg.attempt)
+                reply = replies.success(*ids)
         elif isinstance(msg, st.CompensateStep):
-            if service in config.get("compensation_fail", []):
-                reply = replies.COMPENSATION_FAILED[service](
-                    saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt, error="simulated: cannot undo"
-                )
+            ids = (msg.kind, msg.saga_id, msg.step, msg.attempt)
+            if named(msg.kind, "compensation_fail"):
+                reply = replies.compensation_failed(*ids, "simulated: cannot undo")
             else:
-                reply = replies.COMPENSATED[service](saga_id=msg.saga_id, step=msg.step, attempt=msg.attempt)
+                reply = replies.compensated(*ids)
         else:
             return ()
         one = envelope_for(
@@ -82,13 +87,10 @@ async def main() -> None:
     telemetry.setup_tracing("sim", settings.otlp_endpoint)  # as real workers do (the tracing bench)
     config = json.loads(os.environ.get("SIM_CONFIG", "{}"))
     bus = Bus(settings, service="sim")
-    for service in config.get("only", WORKERS):
-        bus.subscribe(
-            settings.streams.commands(service),
-            make_handler(service, settings.streams, config),
-            group=str(service),
-            dedupe=True,
-        )
+    for service in config.get("only", KINDS.services()):
+        handler = make_handler(service, settings.streams, config)
+        for queue in KINDS.queues(service):
+            bus.subscribe(settings.streams.commands(queue), handler, group=str(service), dedupe=True)
     await serve_until_sigterm(bus, f"sim workers ready {uuid.uuid4().hex[:4]}")
     telemetry.shutdown_tracing()
 

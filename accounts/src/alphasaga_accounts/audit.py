@@ -71,14 +71,13 @@ class Verification:
 
 
 def _record(row: asyncpg.Record) -> AuditRecord:
-    detail = row["detail"]
     return AuditRecord(
         at=row["at"],
         actor=row["actor"],
         action=row["action"],
         target=row["target"],
         outcome=row["outcome"],
-        detail=json.loads(detail) if isinstance(detail, str) else dict(detail),
+        detail=dict(row["detail"]),
         seq=row["seq"],
         prev_hash=row["prev_hash"],
         hash=row["hash"],
@@ -134,8 +133,9 @@ class AuditLog:
             rows, hashes = [], []
             for record in records:
                 digest = record.content_hash(prev)
+                # The pool's jsonb codec encodes the dict: encoding it here too stored a string.
                 rows.append((record.at, record.actor, record.action, record.target, record.outcome,
-                             json.dumps(record.detail), prev, digest))  # fmt: skip
+                             record.detail, prev, digest))  # fmt: skip
                 hashes.append(digest)
                 prev = digest
             await conn.executemany(

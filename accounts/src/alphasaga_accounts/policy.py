@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,8 +63,18 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+REFRESH_TOKEN_BYTES = 32
+_REFRESH_TOKEN = re.compile(rf"^[A-Za-z0-9_-]{{{len(secrets.token_urlsafe(REFRESH_TOKEN_BYTES))}}}$")
+
+
 def new_refresh_token() -> str:
-    return secrets.token_urlsafe(32)
+    return secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+
+
+def is_refresh_token(token: str) -> bool:
+    """Whether ``token`` has the shape of one ``new_refresh_token`` makes (an access token
+    or an API key has not), so that anything else is refused without a lookup."""
+    return _REFRESH_TOKEN.fullmatch(token) is not None
 
 
 def new_api_key() -> tuple[str, str]:

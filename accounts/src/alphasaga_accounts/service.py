@@ -206,6 +206,8 @@ class Accounts:
 
     async def refresh(self, token: str) -> Login:
         """Rotate a refresh token; a used one revokes its whole session."""
+        if not policy.is_refresh_token(token):  # an access token, a key, anything else
+            raise AuthFailed("unknown refresh token")
         now, new_token = self.clock(), policy.new_refresh_token()
         kind, row = await self.store.rotate(policy.digest(token), policy.digest(new_token), now)
         if kind == "unknown" or row is None:

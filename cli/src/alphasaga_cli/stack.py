@@ -1,9 +1,11 @@
-"""Starts the five services as separate processes (``make run``, ``make up``), with
-embedded PostgreSQL and Valkey when no URLs are configured outside production."""
+"""Starts the services (``alphasaga_contracts.steps.Service``) as separate processes
+(``make run``, ``make up``), with embedded PostgreSQL and Valkey when no URLs are
+configured outside production."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -12,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alphasaga_contracts import Service
 from alphasaga_shared.config import Settings
 
 from .embedded import EmbeddedServers, start_embedded
 from .errors import CliError
 
-SERVICES = ("orchestrator", "reasoning", "codegen", "ml", "backtest")
+SERVICES = tuple(s.value for s in Service)
 # `alphasaga up` also starts the HTTP API (tests start it only where they use it).
 WITH_API = (*SERVICES, "api")
 # While services start: a line every so often saying which are still starting.
@@ -28,10 +31,31 @@ SUPERVISE_EVERY_S = 0.5
 RESTART_BACKOFF_S = 1.0
 RESTART_BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 60.0
+# The api of a local stack answers this machine alone unless ALPHASAGA_API_HOST says otherwise.
+API_HOST = "127.0.0.1"
+SIGNING_KEY_FILE = "api-signing-key"
 
 
 class StackError(CliError):
     """The local stack did not start."""
+
+
+def signing_key(data_dir: Path) -> str:
+    """The api's signing key of this data directory: random, made by the first start and
+    kept beside the data (readable by its owner alone), so that tokens outlive a restart
+    and no two data directories share one. Production names its own key."""
+    path = data_dir / SIGNING_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another start made it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
 
 
 @dataclass
@@ -70,6 +94,10 @@ class Stack:
         env["ALPHASAGA_DATABASE_SCHEMA"] = self.settings.database_schema
         env["ALPHASAGA_DATA_DIR"] = str(self.settings.data_dir.resolve())  # users' files are read from here
         env.pop("ALPHASAGA_CONSUMER", None)  # each process names itself <host>-<pid>
+        if "api" in self.services:
+            env.setdefault("ALPHASAGA_API_HOST", API_HOST)
+            if not env.get("ALPHASAGA_API_SIGNING_KEY") and not self.settings.production:
+                env["ALPHASAGA_API_SIGNING_KEY"] = signing_key(self.settings.data_dir)
         env.update(self.extra_env)
         return env
 

@@ -112,7 +112,7 @@ class Core:
         if isinstance(saga, uuid.UUID):
             if await store.known(saga):
                 return saga
-            raise NotFound(f"no saga {saga} in schema {store.schema!r} (check ALPHASAGA_DATABASE_SCHEMA)")
+            raise NotFound(f"no saga {saga}", hint=f"in schema {store.schema!r}: check ALPHASAGA_DATABASE_SCHEMA")
         text = saga.strip().lower()
         try:
             saga_id = uuid.UUID(text)
@@ -128,7 +128,7 @@ class Core:
         if len(found) > 1:
             raise Ambiguous(f"saga id prefix {text!r} is ambiguous: give more characters")
         if not found:
-            raise NotFound(f"no saga {text} in schema {store.schema!r} (check ALPHASAGA_DATABASE_SCHEMA)")
+            raise NotFound(f"no saga {text}", hint=f"in schema {store.schema!r}: check ALPHASAGA_DATABASE_SCHEMA")
         return found[0]
 
 

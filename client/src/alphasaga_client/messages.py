@@ -26,15 +26,25 @@ def resolve_stream(name: str, streams: Streams) -> str:
 
 
 def home_streams(cls: type[Message], streams: Streams) -> set[str]:
-    """Where a message of this type belongs (and that stream's express lane)."""
+    """Where a message of this type belongs (and those streams' express lanes): a kind's
+    command on its kind's stream, its result on its service's; a generic step message
+    (``steps.CompensateStep``, ``steps.StepFailed``…) on any worker's."""
+    homes = _homes(cls, streams)
+    return homes | {f"{home}:express" for home in homes}
+
+
+def _homes(cls: type[Message], streams: Streams) -> set[str]:
     owner = cls.TYPE.split(".", 1)[0]
     if issubclass(cls, sg.SagaEvent):
-        home = streams.sagas
-    elif owner == "orchestrator" or issubclass(cls, st.StepCommand | st.CompensateStep):
-        home = streams.commands(owner)
-    else:
-        home = streams.events(owner)
-    return {home, f"{home}:express"}
+        return {streams.sagas}
+    if owner == "orchestrator":
+        return {streams.commands(owner)}
+    kind = st.KINDS.of_command(cls) or st.KINDS.of_result(cls)
+    if kind is not None:
+        return {streams.commands(kind.queue) if issubclass(cls, st.StepCommand) else streams.events(kind.service)}
+    if issubclass(cls, st.CompensateStep):
+        return {streams.commands(queue) for queue in st.KINDS.queues()}
+    return {streams.events(service) for service in st.KINDS.services()}
 
 
 def parse_body(text: str) -> Any:

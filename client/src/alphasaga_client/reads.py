@@ -154,9 +154,9 @@ class Reads(Core):
     def workflow_steps(self, workflow: str, version: int) -> list[str]:
         """The step names of a workflow version, as the orchestrator knows it
         (``ALPHASAGA_WORKFLOWS``); empty when it is unknown here."""
-        from alphasaga_saga.workflow import WorkflowFileError, load_workflows
+        from alphasaga_saga.workflow import WorkflowFileError, WorkflowSettings, load_workflows
 
         try:
-            return [st.name for st in load_workflows(self.settings.workflows).get(workflow, version).steps]
+            return [st.name for st in load_workflows(WorkflowSettings().workflows).get(workflow, version).steps]
         except (WorkflowFileError, KeyError):
             return []

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .text import STRICT, Text
+
 BUILTIN_DATASETS = ("sp500", "nasdaq", "aapl", "ibm", "msft", "goog")
+# The sane ranges of a request (issue #23): a value outside them is refused where the
+# request enters, never found out by a worker as an overflow. Dates stay inside what
+# pandas can hold (1677-2262) with room to spare.
+FIRST_DATE, LAST_DATE = dt.date(1900, 1, 1), dt.date(2100, 12, 31)
+MAX_TRIALS = 1_000_000
+MAX_SEED = 2**31 - 1  # LightGBM takes a 32-bit seed
+MAX_PATH_CHARS = 1024
+RequestDate = Annotated[
+    dt.date | None,
+    Field(
+        ge=FIRST_DATE,
+        le=LAST_DATE,
+        description=f"From {FIRST_DATE} to {LAST_DATE}",
+        json_schema_extra={"formatMinimum": FIRST_DATE.isoformat(), "formatMaximum": LAST_DATE.isoformat()},
+    ),
+]
 
 Objective = Literal["trend", "mean_reversion", "auto"]
 StrategyFamily = Literal["trend_following", "mean_reversion"]
@@ -18,29 +36,41 @@ Fill = Literal["close", "next_open"]
 
 
 class Value(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, **STRICT)
 
 
 class Constraints(Value):
     max_drawdown: float = Field(0.35, gt=0, le=1, description="Largest acceptable peak-to-trough loss, as a fraction")
-    min_sharpe: float = Field(0.3, description="Smallest acceptable annualised Sharpe ratio")
+    min_sharpe: float = Field(0.3, ge=-10, le=10, description="Smallest acceptable annualised Sharpe ratio")
 
 
 class ResearchRequest(Value):
     """What a researcher asks for. Exactly one of ``dataset`` or ``data_path``."""
 
-    dataset: str | None = Field(None, description=f"A built-in dataset: {', '.join(BUILTIN_DATASETS)}")
-    data_path: str | None = Field(None, description="A CSV or Parquet file with date, open, high, low, close[, volume]")
-    start: dt.date | None = None
-    end: dt.date | None = None
+    dataset: Text | None = Field(
+        None,
+        max_length=64,
+        description=f"A built-in dataset: {', '.join(BUILTIN_DATASETS)}",
+        examples=list(BUILTIN_DATASETS),
+    )
+    data_path: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PATH_CHARS,
+        description="A CSV or Parquet file with date, open, high, low, close[, volume], inside the server's data "
+        "directory (over HTTP: admins only)",
+    )
+    start: RequestDate = None
+    end: RequestDate = None
     objective: Objective = "auto"
     constraints: Constraints = Constraints()
     commission_bps: float = Field(5.0, ge=0, le=1000)
     slippage_bps: float = Field(2.0, ge=0, le=1000)
-    trials: int = Field(1, ge=1, description="Strategies tried so far, for the deflated Sharpe ratio")
+    trials: int = Field(1, ge=1, le=MAX_TRIALS, description="Strategies tried so far, for the deflated Sharpe ratio")
     trial_sharpe_std: float | None = Field(
         None,
         gt=0,
+        le=10,
         description="Spread (standard deviation) of the trials' annualised Sharpe ratios, for the deflated "
         "Sharpe ratio; unset: that of skill-less trials, the sampling spread of a Sharpe estimate",
     )
@@ -56,7 +86,7 @@ class ResearchRequest(Value):
         description="close: a decision at a bar's close fills at that close (returns from the next bar); "
         "next_open: it fills at the next bar's open",
     )
-    seed: int = 7
+    seed: int = Field(7, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _one_source(self) -> ResearchRequest:
@@ -91,15 +121,21 @@ class Measurements(Value):
     volatility_regime: VolatilityRegime
 
 
+# A window, a threshold or a horizon, chosen by a planner, not by a request. Not yet held
+# to finite values: codegen's own refusal of a non-finite parameter is tested by building
+# one (services/codegen/tests/test_render.py).
+Param = int | Annotated[float, Field(allow_inf_nan=True)]
+
+
 class FeatureSpec(Value):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     kind: FeatureKind
-    params: dict[str, int | float] = {}
+    params: dict[str, Param] = {}
 
 
 class SignalSpec(Value):
     kind: SignalKind
-    params: dict[str, int | float] = {}
+    params: dict[str, Param] = {}
 
 
 class Hypothesis(Value):

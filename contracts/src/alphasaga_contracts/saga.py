@@ -10,6 +10,10 @@ from pydantic import Field
 from .envelope import Message
 from .research import ResearchRequest
 from .states import SagaState
+from .text import Text
+
+# A workflow's name, as workflow files and the API's ?workflow= spell it.
+WORKFLOW_NAME = r"^[a-z][a-z0-9_-]{0,63}$"
 
 
 class StartResearch(Message):
@@ -18,7 +22,7 @@ class StartResearch(Message):
 
     TYPE = "orchestrator.StartResearch"
     saga_id: UUID | None = None
-    workflow: str = "research"
+    workflow: str = Field("research", pattern=WORKFLOW_NAME)
     request: ResearchRequest
 
 
@@ -31,7 +35,7 @@ def derived_saga_id(message_id: str) -> UUID:
 class CancelSaga(Message):
     TYPE = "orchestrator.CancelSaga"
     saga_id: UUID
-    reason: str = "cancelled by user"
+    reason: Text = Field("cancelled by user", max_length=1000)
 
 
 class SagaEvent(Message):

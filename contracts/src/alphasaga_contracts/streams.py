@@ -1,20 +1,10 @@
-"""Stream names, from one place. ``<namespace>:<kind>:<owner>``; dead letters on ``<stream>:dlq``."""
+"""Stream names, from one place. ``<namespace>:<cmd|evt>:<owner>``; dead letters on
+``<stream>:dlq``. The owners are the services and the step kinds' queues (``steps.KINDS``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class Service(StrEnum):
-    ORCHESTRATOR = "orchestrator"
-    REASONING = "reasoning"
-    CODEGEN = "codegen"
-    ML = "ml"
-    BACKTEST = "backtest"
-
-
-WORKERS = (Service.REASONING, Service.CODEGEN, Service.ML, Service.BACKTEST)
 DEFAULT_NAMESPACE = "alphasaga"
 
 
@@ -26,11 +16,12 @@ class Streams:
         if not self.namespace or not self.namespace.isascii() or " " in self.namespace:
             raise ValueError(f"namespace must be non-empty ASCII without spaces: {self.namespace!r}")
 
-    def commands(self, service: Service | str) -> str:
-        """Commands *to* a service (many writers for the orchestrator: it is the entry point)."""
-        return f"{self.namespace}:cmd:{service}"
+    def commands(self, owner: str) -> str:
+        """Commands *to* a service, or to a step kind's queue (``StepKind.queue``); many
+        writers for the orchestrator's: it is the entry point."""
+        return f"{self.namespace}:cmd:{owner}"
 
-    def events(self, service: Service | str) -> str:
+    def events(self, service: str) -> str:
         """Replies and events *from* a service; that service is the only writer."""
         return f"{self.namespace}:evt:{service}"
 

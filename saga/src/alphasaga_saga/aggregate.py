@@ -80,6 +80,10 @@ class Saga(Aggregate):
         self.deadline: Deadline | None = None
         self.failure: str | None = None
         self.outputs: dict[str, Any] = {}
+        # The attempt of each step and compensation commanded last, and when: "step:<name>"
+        # or "compensation:<name>" -> {"attempt": n, "at": ISO 8601}. Observers time an
+        # attempt from it when it ends.
+        self.commanded: dict[str, dict[str, Any]] = {}
 
     # Every event but the first is a class with its own ``apply``, triggered by the method
     # below it: the ``@event`` decorator would inspect each call's arguments against the
@@ -99,6 +103,7 @@ class Saga(Aggregate):
             saga.current_attempt = self.attempt
             saga.attempts[self.step] = self.attempt
             saga.deadline = deadline(TimerKind.STEP_TIMEOUT, self.step, self.attempt, self.due_at)
+            _commanded(saga)[f"step:{self.step}"] = {"attempt": self.attempt, "at": self.timestamp.isoformat()}
 
     def command_step(self, step: str, attempt: int, message_id: str, due_at: str) -> None:
         self.trigger_event(self.StepCommanded, step=step, attempt=attempt, message_id=message_id, due_at=due_at)
@@ -183,6 +188,8 @@ class Saga(Aggregate):
             saga.compensating_step = self.step
             saga.compensation_attempt = self.attempt
             saga.deadline = deadline(TimerKind.COMPENSATION_TIMEOUT, self.step, self.attempt, self.due_at)
+            key = f"compensation:{self.step}"
+            _commanded(saga)[key] = {"attempt": self.attempt, "at": self.timestamp.isoformat()}
 
     def command_compensation(self, step: str, attempt: int, message_id: str, due_at: str) -> None:
         self.trigger_event(self.CompensationCommanded, step=step, attempt=attempt, message_id=message_id, due_at=due_at)
@@ -266,11 +273,17 @@ class Saga(Aggregate):
         return d is not None and d["kind"] == kind and d["step"] == step and d["attempt"] == attempt
 
 
+def _commanded(saga: Saga) -> dict[str, dict[str, Any]]:
+    """``saga.commanded``, also for a saga read from a snapshot taken before it existed."""
+    found: dict[str, dict[str, Any]] = saga.__dict__.setdefault("commanded", {})
+    return found
+
+
 # Each stored event and snapshot names its class by a topic, which eventsourcing derives
 # from the module the class lives in. The aggregate was written in the orchestrator's
 # ``saga`` module: its topics are the log's format now, not a path to this code, so they
 # are pinned, and the log reads the same whichever package holds the aggregate
-# (docs/decisions/0009).
+# (docs/decisions/0012).
 STORED_MODULE = "alphasaga_orchestrator.saga"
 
 

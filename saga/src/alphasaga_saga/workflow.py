@@ -1,6 +1,8 @@
-"""Workflow definitions are data: an ordered list of steps, each with its service,
-command, replies, compensation, timeout and retry policy. A saga records the
-definition's version when it starts and finishes on that version."""
+"""Workflow definitions are data: an ordered list of steps, each naming its step kind
+(which fixes its command, its result and the stream its commands go to) with its timeout
+and retry policies. The built-in ones are ``workflows.yaml`` beside this module, the one
+source of every copy (``BUILT_IN``). A saga records the definition's version when it
+starts and finishes on that version."""
 
 from __future__ import annotations
 
@@ -9,10 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from alphasaga_contracts import Service
-from alphasaga_contracts import steps as s
-from alphasaga_contracts.steps import STEP_TYPES
+from alphasaga_contracts import steps as st
+from alphasaga_contracts.steps import KINDS, Service, StepKind
+
+BUILT_IN = Path(__file__).with_name("workflows.yaml")
+
+
+class WorkflowSettings(BaseSettings):
+    """Where the workflow definitions come from: the orchestrator runs sagas on them, a
+    front end shows a saga's steps from them."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPHASAGA_", extra="ignore")
+
+    workflows: Path | None = Field(None, description="A YAML file of workflow definitions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,20 +42,35 @@ class RetryPolicy:
 @dataclass(frozen=True, slots=True)
 class StepDefinition:
     name: str
-    service: Service
-    command: type[s.StepCommand]
-    succeeded: type[s.StepSucceeded]
-    failed: type[s.StepFailed]
-    compensate: type[s.CompensateStep]
-    compensated: type[s.StepCompensated]
-    compensation_failed: type[s.CompensationFailed]
+    kind: StepKind[Any, Any]
     timeout_s: float = 600.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     compensation_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=5))
+    # Taken from the kind once, not for every command sent: the owner of its command
+    # stream, and the command's fields that a saga fills from its context.
+    queue: str = field(init=False, compare=False)
+    inputs: tuple[str, ...] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "queue", self.kind.queue)
+        inputs = tuple(f for f in self.kind.command.model_fields if f not in st.ENVELOPE_FIELDS)
+        object.__setattr__(self, "inputs", inputs)
+
+    @property
+    def service(self) -> Service:
+        return self.kind.service
+
+    @property
+    def command(self) -> type[st.StepCommand]:
+        return self.kind.command
+
+    @property
+    def succeeded(self) -> type[st.StepSucceeded]:
+        return self.kind.result
 
     def command_inputs(self) -> list[str]:
         """The command's fields that a saga fills from its context."""
-        return [f for f in self.command.model_fields if f not in s.ENVELOPE_FIELDS]
+        return list(self.inputs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,45 +80,30 @@ class Workflow:
     steps: tuple[StepDefinition, ...]
 
     def step(self, name: str) -> StepDefinition:
-        for st in self.steps:
-            if st.name == name:
-                return st
+        for candidate in self.steps:
+            if candidate.name == name:
+                return candidate
         raise KeyError(f"workflow {self.name} v{self.version} has no step {name!r}")
 
     def index(self, name: str) -> int:
-        return [st.name for st in self.steps].index(name)
+        return [candidate.name for candidate in self.steps].index(name)
 
 
 def step(
     name: str,
-    service: Service,
+    kind: StepKind[Any, Any],
     timeout_s: float,
     *,
     retry: RetryPolicy | None = None,
     compensation_retry: RetryPolicy | None = None,
 ) -> StepDefinition:
-    t = STEP_TYPES[service]
     return StepDefinition(
         name,
-        service,
-        t.command,
-        t.succeeded,
-        t.failed,
-        t.compensate,
-        t.compensated,
-        t.compensation_failed,
+        kind,
         timeout_s=timeout_s,
         retry=retry or RetryPolicy(),
         compensation_retry=compensation_retry or RetryPolicy(max_attempts=5),
     )
-
-
-REASONING = step("reasoning", Service.REASONING, 300)
-CODEGEN = step("codegen", Service.CODEGEN, 300)
-ML = step("ml", Service.ML, 900)
-BACKTEST = step("backtest", Service.BACKTEST, 300)
-
-RESEARCH_V1 = Workflow("research", 1, (REASONING, CODEGEN, ML, BACKTEST))
 
 
 class WorkflowRegistry:
@@ -112,9 +126,6 @@ class WorkflowRegistry:
         return sorted(self._by_key.values(), key=lambda w: (w.name, w.version))
 
 
-DEFAULT_WORKFLOWS = WorkflowRegistry(RESEARCH_V1)
-
-
 class WorkflowFileError(ValueError):
     pass
 
@@ -132,41 +143,63 @@ def _policy(raw: dict[str, Any] | None, default: RetryPolicy) -> RetryPolicy:
     return RetryPolicy(**{**{f.name: getattr(default, f.name) for f in fields(RetryPolicy)}, **values})
 
 
+def _kind_of(raw: dict[str, Any]) -> StepKind[Any, Any]:
+    """The step's kind: ``kind:``, or, as files said before step kinds, ``service:`` for the
+    one kind that service hosts."""
+    name, service = raw.get("name"), raw.get("service")
+    if "kind" in raw:
+        try:
+            kind = KINDS[str(raw["kind"])]
+        except KeyError as exc:
+            raise WorkflowFileError(f"step {name!r}: {exc.args[0]}") from None
+        if service is not None and service != kind.service:
+            raise WorkflowFileError(f"step {name!r}: kind {kind.name} runs in {kind.service}, not {service}")
+        return kind
+    if service not in [s.value for s in Service]:
+        raise WorkflowFileError(f"step {name!r}: unknown service {service!r} (and no kind)")
+    hosted = KINDS.hosted_by(str(service))
+    if len(hosted) != 1:
+        what = "runs no saga step" if not hosted else f"hosts several kinds ({', '.join(k.name for k in hosted)})"
+        raise WorkflowFileError(f"step {name!r}: {service} {what}: name the step's kind")
+    return hosted[0]
+
+
+def _parse_step(raw: dict[str, Any]) -> StepDefinition:
+    kind = _kind_of(raw)
+    return step(
+        str(raw.get("name", kind.name)),
+        kind,
+        float(raw.get("timeout_s", 600.0)),
+        retry=_policy(raw.get("retry"), RetryPolicy()),
+        compensation_retry=_policy(raw.get("compensation_retry"), RetryPolicy(max_attempts=5)),
+    )
+
+
 def parse_workflows(document: dict[str, Any]) -> WorkflowRegistry:
-    """Workflows from a document such as ``workflows.example.yaml``."""
+    """Workflows from a document such as ``workflows.yaml``."""
     workflows: list[Workflow] = []
     for w in document.get("workflows") or []:
-        steps: list[StepDefinition] = []
-        for raw in w.get("steps") or []:
-            try:
-                service = Service(raw["service"])
-            except (KeyError, ValueError):
-                raise WorkflowFileError(f"step {raw.get('name')!r}: unknown service {raw.get('service')!r}") from None
-            if service not in STEP_TYPES:
-                raise WorkflowFileError(f"step {raw.get('name')!r}: {service} runs no saga step")
-            steps.append(
-                step(
-                    str(raw.get("name", service.value)),
-                    service,
-                    float(raw.get("timeout_s", 600.0)),
-                    retry=_policy(raw.get("retry"), RetryPolicy()),
-                    compensation_retry=_policy(raw.get("compensation_retry"), RetryPolicy(max_attempts=5)),
-                )
-            )
+        steps = tuple(_parse_step(raw) for raw in w.get("steps") or [])
         if not steps:
             raise WorkflowFileError(f"workflow {w.get('name')!r} v{w.get('version')} has no steps")
-        workflows.append(Workflow(str(w["name"]), int(w["version"]), tuple(steps)))
+        workflows.append(Workflow(str(w["name"]), int(w["version"]), steps))
     if not workflows:
         raise WorkflowFileError("no workflows defined")
     return WorkflowRegistry(*workflows)
 
 
-def load_workflows(path: Path | None) -> WorkflowRegistry:
-    """The workflows in ``path`` (``ALPHASAGA_WORKFLOWS``), or the built-in ones."""
-    if path is None:
-        return DEFAULT_WORKFLOWS
+def read_workflows(path: Path) -> WorkflowRegistry:
     try:
         document = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise WorkflowFileError(f"cannot read workflows from {path}: {exc}") from None
     return parse_workflows(document or {})
+
+
+DEFAULT_WORKFLOWS = read_workflows(BUILT_IN)
+RESEARCH_V1 = DEFAULT_WORKFLOWS.get("research", 1)
+
+
+def load_workflows(path: Path | None) -> WorkflowRegistry:
+    """The workflows in ``path`` (``ALPHASAGA_WORKFLOWS``), or the built-in ones."""
+    return DEFAULT_WORKFLOWS if path is None else read_workflows(path)

@@ -13,7 +13,7 @@ import pytest
 
 from alphasaga_api import openapi
 from alphasaga_api.app import create_app
-from alphasaga_api.settings import DEV_SIGNING_KEY, ApiSettings
+from alphasaga_api.settings import ApiSettings
 from alphasaga_shared.config import ConfigError, Settings
 
 from .conftest import PASSWORD, Api
@@ -257,7 +257,7 @@ def test_production_refuses_to_start_without_a_signing_key(settings: Settings) -
     with pytest.raises(ConfigError, match="ALPHASAGA_API_SIGNING_KEY"):
         create_app(production, ApiSettings(signing_key=None))
     with pytest.raises(ConfigError, match="at least"):
-        create_app(production, ApiSettings(signing_key=DEV_SIGNING_KEY))  # type: ignore[arg-type]
+        create_app(production, ApiSettings(signing_key="short and public"))  # type: ignore[arg-type]
 
 
 async def test_production_answers_only_health_without_credentials(settings: Settings) -> None:

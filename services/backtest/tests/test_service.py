@@ -1,19 +1,27 @@
 """The backtest step's evaluation on plain frames: metrics in and out of sample, the
-verdict on the out-of-sample part, the trials the saga counted, the sandbox named."""
+verdict on the out-of-sample part, the trials the saga counted, the sandbox named; and a
+domain error answered as the step's failure, never raised to the bus."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import uuid
+from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from alphasaga_backtest.service import evaluate
+from alphasaga_backtest.service import evaluate, make_handlers
+from alphasaga_contracts import Service, Streams
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import ArtifactRef, Constraints, ResearchRequest
+from alphasaga_shared.eventstore import ArtifactStore, EventStore
+from alphasaga_shared.runner import ServiceContext
+from alphasaga_shared.wire import Delivery, Envelope
+from alphasaga_shared.worker import Worker
 from tests.support.replies import HYPOTHESIS
 
 REF = ArtifactRef(sha256="0" * 64, kind="x", media_type="text/csv", size=0)
@@ -65,7 +73,7 @@ def test_the_verdict_is_taken_out_of_sample_and_the_report_has_both_parts() -> N
 
 def test_a_rejection_names_the_out_of_sample_figures() -> None:
     bars, signals, predictions = frames()
-    strict = ResearchRequest(dataset="sp500", constraints=Constraints(min_sharpe=50.0))
+    strict = ResearchRequest(dataset="sp500", constraints=Constraints(min_sharpe=10.0))
     _, _, metrics, verdict = evaluate(
         bars, signals, predictions, command(request=strict, out_of_sample_start=bars.index[420].date())
     )
@@ -93,3 +101,32 @@ def test_a_split_outside_the_bars_is_refused(start: dt.date) -> None:
     bars, signals, predictions = frames()
     with pytest.raises(ValueError, match="out-of-sample start"):
         evaluate(bars, signals, predictions, command(out_of_sample_start=start))
+
+
+@pytest.mark.parametrize(
+    "absurd",
+    [{"trials": 10**40}, {"trial_sharpe_std": 1e308}, {"trials": 10**400}],
+    ids=["non-finite-metrics", "overflow", "int-too-large"],
+)
+async def test_a_domain_error_is_invalid_input_not_retried_nor_dead_lettered(
+    store: EventStore, absurd: dict[str, object]
+) -> None:
+    """Values the contract now refuses at the edge, forced past it (``model_copy`` does not
+    validate): the worker still answers with the step's failure, invalid_input and not
+    retryable, instead of raising, which the bus would redeliver until it dead-letters."""
+    artifacts = ArtifactStore(store.pool)
+    saga_id = uuid.uuid4()
+    refs = {}
+    for name, frame in zip(("dataset", "signals", "predictions"), frames(), strict=True):
+        content = frame.to_csv(float_format="%.17g").encode()
+        refs[name] = await artifacts.put(saga_id, "reasoning", f"{name}.csv", name, content, "text/csv")
+    cmd = command(saga_id=saga_id, **refs)
+    cmd = cmd.model_copy(update={"request": cmd.request.model_copy(update=absurd)})
+    handlers = await make_handlers(cast(ServiceContext, SimpleNamespace(store=store)))
+    worker = Worker(Service.BACKTEST, handlers, Streams("t"))
+    envelope = Envelope(message=cmd, message_id="m-1", correlation_id=str(saga_id), causation_id="", traceparent="")
+    [reply] = await worker.handle(envelope, cast(Delivery, None))
+    failed = reply.envelope.message
+    assert isinstance(failed, st.StepFailed) and failed.kind == "backtest", failed
+    assert failed.error_kind == "invalid_input" and not failed.retryable
+    assert failed.error.startswith("cannot backtest:")

@@ -27,7 +27,8 @@ if __name__ == "__main__":
     bars = pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": close}, index=index)
     limits = SandboxLimits(cpu_seconds=600, memory_bytes=1 << 30, wall_seconds=900)
     sandbox = Sandbox(sys.argv[1], limits, ahead=False)  # type: ignore[arg-type]
-    threading.Thread(target=sandbox.run, args=(SLEEPER, bars), kwargs={"validate": False}, daemon=True).start()
-    time.sleep(5)  # the runner has started and is asleep in compute_features
+    job = (SLEEPER, [("on all bars", bars)])
+    threading.Thread(target=sandbox.run, args=job, kwargs={"validate": False}, daemon=True).start()
+    time.sleep(5)  # the zygote has started, and its run is asleep in compute_features
     print("holding", flush=True)
     time.sleep(3600)

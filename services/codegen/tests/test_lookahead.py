@@ -3,16 +3,20 @@ at the bars they happen; the causal twin and the rendered templates pass."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from alphasaga_codegen.domain import (
     GeneratedStrategy,
     LookaheadDetected,
+    Sandbox,
     SandboxLimits,
     check_no_lookahead,
     cut_points,
     generate_strategy,
+    resolve_sandbox,
 )
 from alphasaga_contracts.research import Hypothesis
 
@@ -55,6 +59,14 @@ PEEKS = {
 }
 
 
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    """One zygote for the module's checks, as codegen keeps one for its jobs."""
+    kept = Sandbox(resolve_sandbox(), SandboxLimits(cpu_seconds=10, memory_bytes=768 << 20, wall_seconds=20.0))
+    yield kept
+    kept.close()
+
+
 def test_cuts_cover_both_edges_densely_and_the_middle_evenly() -> None:
     cuts = cut_points(500, edge=8, middle=32, truncations=4)
     assert cuts.mirrored[:8] == tuple(range(8))
@@ -67,10 +79,10 @@ def test_cuts_cover_both_edges_densely_and_the_middle_evenly() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(PEEKS))
-def test_each_peek_is_caught_where_it_happens(name: str, bars: pd.DataFrame, limits: SandboxLimits) -> None:
+def test_each_peek_is_caught_where_it_happens(name: str, bars: pd.DataFrame, sandbox: Sandbox) -> None:
     source, first_bad = PEEKS[name]
     with pytest.raises(LookaheadDetected) as caught:
-        check_no_lookahead(source, bars, limits=limits)
+        check_no_lookahead(source, bars, sandbox=sandbox)
     detected = caught.value
     assert detected.cutoff_date >= detected.first_mismatch_date
     if first_bad is not None:
@@ -81,7 +93,7 @@ def test_each_peek_is_caught_where_it_happens(name: str, bars: pd.DataFrame, lim
 
 
 def test_the_causal_twin_passes_and_every_bar_is_compared(bars: pd.DataFrame, limits: SandboxLimits) -> None:
-    report = check_no_lookahead(CAUSAL, bars, limits=limits)
+    report = check_no_lookahead(CAUSAL, bars, limits=limits)  # a sandbox of its own, as a caller without one
     cuts = report.cuts
     assert report.runs == len(cuts.mirrored) + len(cuts.truncated) + 1
     assert max(cuts.mirrored) == len(bars) - 2  # every bar but the final one is compared

@@ -1,4 +1,5 @@
-"""The sandbox: runs rendered code, enforces each limit, and reports how it contained it."""
+"""The sandbox: runs rendered code, each run in a fresh process, enforces each limit, and
+reports how it contained it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from alphasaga_codegen.domain import (
     RuleViolation,
+    Sandbox,
     SandboxLimitExceeded,
     SandboxLimits,
     SandboxMode,
@@ -78,8 +80,10 @@ def test_reversion_strategy_runs_and_trades_both_ways(
 def test_result_reports_the_sandbox_and_timing(bars: pd.DataFrame, limits: SandboxLimits) -> None:
     result = run_strategy(FLAT, bars, limits=limits)
     assert result.sandbox == ("bubblewrap" if BWRAP else "namespaces") == resolve_sandbox()
-    assert result.runs == 1 and result.mismatch is None
-    assert 0 < result.compute_seconds < result.cpu_seconds <= result.wall_seconds + 1
+    assert result.runs == 1 and result.outputs[0] is result.frame
+    # A zygote started for this job alone: its start-up is the job's too.
+    assert 0 < result.job_cpu_seconds < result.cpu_seconds
+    assert result.wall_seconds > 0
     assert 0 < result.peak_memory_bytes < limits.memory_bytes
     forced = run_strategy(FLAT, bars, limits=limits, mode="rlimits")
     assert forced.sandbox == "rlimits" and "read-only mounts" not in forced.guards
@@ -104,12 +108,28 @@ def test_endless_loop_hits_the_cpu_limit(bars: pd.DataFrame, mode: SandboxMode) 
     assert caught.value.limit == "cpu_time"
 
 
-def test_endless_loop_hits_the_wall_clock_when_cpu_allows_more(bars: pd.DataFrame) -> None:
+@pytest.mark.parametrize("body", ["while True:\n        pass", "import time\n    time.sleep(600)"])
+def test_a_run_still_going_at_the_wall_clock_is_killed_and_the_next_job_gets_a_new_sandbox(
+    bars: pd.DataFrame, body: str
+) -> None:
+    sandbox = Sandbox(resolve_sandbox(), SandboxLimits(60, 768 << 20, 2.0))
+    try:
+        with pytest.raises(SandboxLimitExceeded) as caught:
+            sandbox.run(strategy(body), [("on all bars", bars)], validate=False)
+        assert caught.value.limit == "wall_clock"
+        assert sandbox.run(FLAT, [("on all bars", bars)]).frame.index.equals(bars.index)
+    finally:
+        sandbox.close()
+
+
+def test_the_cpu_limit_is_for_the_whole_job(bars: pd.DataFrame) -> None:
+    # Each run spins 0.7 s of CPU: the second still fits in 2 s, the third does not.
+    spin = "import time\n    while time.process_time() < 0.7:\n        pass\n    return pd.DataFrame(index=bars.index)"
+    sandbox = Sandbox(resolve_sandbox(), SandboxLimits(2, 768 << 20, 60.0), ahead=False)
     with pytest.raises(SandboxLimitExceeded) as caught:
-        run_strategy(
-            strategy("while True:\n        pass"), bars, limits=SandboxLimits(60, 768 << 20, 2.0), validate=False
-        )
-    assert caught.value.limit == "wall_clock"
+        sandbox.run(strategy(spin), [(f"run {i}", bars) for i in range(4)], validate=False)
+    assert caught.value.limit == "cpu_time"
+    assert "run 0" not in str(caught.value)
 
 
 @pytest.mark.parametrize("mode", CONFINED)
@@ -144,9 +164,27 @@ def test_contract_breaking_output_is_rejected(
         run_strategy(strategy("return pd.DataFrame(index=bars.index)", signal_body), bars, limits=limits)
 
 
-def test_nan_signal_is_accepted(bars: pd.DataFrame, limits: SandboxLimits) -> None:
+@pytest.mark.parametrize(
+    ("features_body", "message"),
+    [
+        ("return pd.DataFrame({'x': bars['close'] * np.inf}, index=bars.index)", "infinite"),
+        ("return pd.DataFrame({f'x{i}': bars['close'] for i in range(65)}, index=bars.index)", "at most 64"),
+        ("return pd.DataFrame({'a b': bars['close']}, index=bars.index)", "names must match"),
+    ],
+)
+def test_features_must_be_finite_or_nan_few_and_plainly_named(
+    features_body: str, message: str, bars: pd.DataFrame, limits: SandboxLimits
+) -> None:
+    with pytest.raises(StrategyOutputError, match=message):
+        run_strategy(strategy(features_body), bars, limits=limits)
+
+
+def test_nan_features_are_accepted_and_a_nan_signal_is_not(bars: pd.DataFrame, limits: SandboxLimits) -> None:
+    nan_feature = strategy("return pd.DataFrame({'x': bars['close'] * np.nan}, index=bars.index)")
+    assert run_strategy(nan_feature, bars, limits=limits).frame["x"].isna().all()
     source = strategy("return pd.DataFrame(index=bars.index)", "return pd.Series(np.nan, index=bars.index)")
-    assert run_strategy(source, bars, limits=limits).frame["signal"].isna().all()
+    with pytest.raises(StrategyOutputError, match="finite"):
+        run_strategy(source, bars, limits=limits)
 
 
 def test_bad_bars_are_refused(bars: pd.DataFrame) -> None:
@@ -154,6 +192,8 @@ def test_bad_bars_are_refused(bars: pd.DataFrame) -> None:
         run_strategy(FLAT, bars.reset_index())
     with pytest.raises(ValueError, match="date order"):
         run_strategy(FLAT, bars.iloc[::-1])
+    with pytest.raises(ValueError, match="numeric"):
+        run_strategy(FLAT, bars.assign(symbol="SPX"))
 
 
 def test_limits_that_cannot_work_are_refused() -> None:
@@ -161,6 +201,8 @@ def test_limits_that_cannot_work_are_refused() -> None:
         SandboxLimits(memory_bytes=64 << 20)
     with pytest.raises(ValueError, match="wall"):
         SandboxLimits(wall_seconds=float("inf"))
+    with pytest.raises(ValueError, match="disk"):
+        SandboxLimits(disk_bytes=1024)
 
 
 def test_asking_for_a_sandbox_that_cannot_run_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,14 +233,20 @@ def test_bubblewrap_has_no_network_and_a_read_only_filesystem(limits: SandboxLim
     assert probe.network_isolated
     assert probe.writable == (probe.workdir,)
     assert probe.writable_outside_workdir == ()
+    assert probe.readable == ()  # /etc/passwd, /etc/hosts, /home, /tmp…: not there at all
+    assert probe.processes == (1,)  # the run is the init of its own PID namespace
 
 
 @needs_namespaces
-def test_the_fallback_has_no_network_and_writes_only_its_work_directory(limits: SandboxLimits) -> None:
+def test_the_fallback_reads_no_host_file_writes_only_its_work_directory_and_has_no_network(
+    limits: SandboxLimits,
+) -> None:
     probe = probe_sandbox(limits=limits, mode="namespaces")
     assert probe.sandbox == "namespaces"
-    assert {"read-only mounts", "unprivileged"} <= set(probe.guards)
+    assert {"empty root", "unprivileged"} <= set(probe.guards)
     assert probe.interfaces == ("lo",)
     assert probe.network_isolated
     assert probe.writable == (probe.workdir,)
+    assert probe.readable == ()  # an empty root, as bubblewrap's: no host file is there
+    assert probe.processes == (1,)
     assert probe.uid != 0 or os.geteuid() != 0  # root drops to an unprivileged uid

@@ -18,7 +18,7 @@ from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import Hypothesis, ResearchRequest
 from alphasaga_shared.eventstore import ArtifactStore, EventStore
 from alphasaga_shared.wire import Delivery, envelope_for
-from alphasaga_shared.worker import Worker, WorkerSpec
+from alphasaga_shared.worker import Worker, handles
 from tests.support.replies import HYPOTHESIS
 
 # Tight, so that an infinite loop fails fast; the well-behaved code that must then still
@@ -64,7 +64,7 @@ async def test_bad_generated_code_fails_the_step_naming_the_rule_and_the_service
     saga_id = uuid.uuid4()
     dataset = await artifacts.put(saga_id, "reasoning", "dataset.csv", "dataset", write_frame(bars()), "text/csv")
     bad = Codegen(artifacts, LIMITS, render=tampered(extra), ahead=False)
-    worker = Worker(WorkerSpec(Service.CODEGEN, run=bad.generate, undo=bad.undo), Streams("t"))
+    worker = Worker(Service.CODEGEN, [handles(st.CODEGEN, run=bad.generate, undo=bad.undo)], Streams("t"))
     command = st.GenerateStrategy(
         saga_id=saga_id,
         step="codegen",
@@ -76,7 +76,7 @@ async def test_bad_generated_code_fails_the_step_naming_the_rule_and_the_service
     env = envelope_for(command, correlation_id=str(saga_id))
     (out,) = await worker.handle(env, Delivery(stream="t:cmd:codegen", entry_id="1-0", fields={}))
     reply = out.envelope.message
-    assert isinstance(reply, st.StrategyFailed), reply
+    assert isinstance(reply, st.StepFailed) and reply.kind == "codegen", reply
     assert reply.error_kind == kind
     assert named in reply.error
     if kind == "sandbox_limit":

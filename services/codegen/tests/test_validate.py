@@ -72,6 +72,30 @@ def test_a_plain_strategy_passes() -> None:
         ("def f(s):\n    return s.apply('to_pickle')", "attribute", "'to_pickle'"),
         ("def f(s):\n    return s.agg(['mean', 'to_csv'])", "attribute", "'to_csv'"),
         ("def f(s):\n    return s['__class__']", "string", "'__class__'"),
+        # Issue #24: what reaches pandas' name dispatch, and the evaluator's ways in.
+        ("def f(s):\n    n = 'mean'\n    return s.agg(n)", "dispatch", "not 'n'"),
+        ("def f(s):\n    return s.agg('me' + 'an')", "dispatch", "'me'"),
+        ("def f(s):\n    return s.apply(s.name)", "dispatch", "s.name"),
+        ("def f(s):\n    return s.agg(['mean', s.name])", "dispatch", "s.name"),
+        ("def f(s):\n    return s.agg({'close': s.name})", "dispatch", "s.name"),
+        ("def f(s):\n    return s.transform(*['mean'])", "dispatch", "*arguments"),
+        ("def f(s):\n    return s.agg(**{'func': 'mean'})", "dispatch", "**"),
+        ("def f(s):\n    return s.max(**{})", "dispatch", "**"),
+        ("def f(s, w):\n    return s.rolling(3, win_type=w).mean()", "dispatch", "literal"),
+        ("def f(s, w):\n    return s.rolling(3, 1, False, w).mean()", "dispatch", "literal"),
+        ("def f(s):\n    return s.rolling(3).mean(engine=s.name)", "dispatch", "'engine'"),
+        ("def f(s):\n    mean = 'max'\n    return s.agg(mean)", "dispatch", "not 'mean'"),
+        ("def f(df):\n    return df.agg('mean', local_dict={})", "keyword", "local_dict"),
+        ("def f(df):\n    return pd.concat([df], global_dict=1)", "keyword", "global_dict"),
+        ("def f(s):\n    return s.agg('EVAL')", "attribute", "'EVAL'"),
+        ("def f(df):\n    return df.pipe(len)", "attribute", "never allowed"),
+        ("def f(df):\n    return df.eval('a + 1')", "attribute", "'eval'"),
+        ("def f(df):\n    return df.to_parquet", "attribute", "never allowed"),
+        ("def f():\n    return 'to_csv'", "string", "'to_csv'"),
+        ("def f():\n    return ' Read_Pickle '", "string", "Read_Pickle"),
+        ("def f():\n    return '\uff31\uff35\uff25\uff32\uff39'", "string", "runs code"),
+        ("def f():\n    return 'local_dict'", "string", "local_dict"),
+        ("def f():\n    return '\uff3fclass'", "string", "private"),
         ("def f():\n    return print", "name", "'print'"),
         ("def f():\n    iter = 1\n    return iter", "name", "'iter'"),
         ("def f():\n    return undefined_name", "name", "never defined"),
@@ -103,6 +127,38 @@ def test_bad_code_is_rejected_with_the_rule_named(source: str, rule: str, mentio
     assert caught.value.rule == rule
     assert mentions in caught.value.detail
     assert rule in str(caught.value)
+
+
+def test_the_issue_24_reproducer_is_refused_at_every_step() -> None:
+    source = (
+        "import numpy as np\nimport pandas as pd\n\n"
+        "def compute_features(bars):\n"
+        '    n = "eval"\n'
+        '    bars.agg(n, 0, "@p.io.common.os.system(@c)", local_dict={"p": pd, "c": "id"})\n'
+        "    return pd.DataFrame(index=bars.index)\n\n"
+        "def compute_signal(bars, features):\n    return pd.Series(0.0, index=bars.index)\n"
+    )
+    assert {v.rule for v in find_violations(source)} == {"string", "dispatch", "keyword"}
+
+
+def test_functions_written_in_the_source_may_be_dispatched() -> None:
+    dispatched = (
+        "def helper(x):\n    return x\n\n"
+        "def uses(s):\n"
+        "    a = s.agg(np.mean)\n"
+        "    b = s.apply(helper)\n"
+        "    c = s.agg(['mean', len, lambda w: w.max()])\n"
+        "    d = s.agg({'close': 'mean', 'open': np.median})\n"
+        "    e = s.rolling(3, win_type='triang').mean()\n"
+        "    return s.transform(pd.isna), a, b, c, d, e\n"
+    )
+    assert find_violations(_with(dispatched)) == []
+
+
+def test_the_allow_list_holds_none_of_the_names_that_are_never_allowed() -> None:
+    from alphasaga_codegen.domain.validate import ALLOWED_ATTRIBUTES, IN_MEMORY_CONVERSIONS, NEVER_NAMES
+
+    assert {name for name in ALLOWED_ATTRIBUTES if NEVER_NAMES.fullmatch(name)} <= IN_MEMORY_CONVERSIONS
 
 
 def test_violations_carry_the_line_number() -> None:

@@ -8,7 +8,7 @@ import json
 import uuid
 from typing import Any
 
-from alphasaga_contracts import Service
+from alphasaga_contracts import Service, Streams
 from alphasaga_contracts.saga import CancelSaga
 from alphasaga_orchestrator.decide import TimerFired, decide
 from alphasaga_saga.aggregate import Saga
@@ -17,7 +17,7 @@ from alphasaga_saga.mapper import SagaMapper
 from alphasaga_shared.eventstore import RecordedEvent
 from alphasaga_shared.outbox import outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
-from tests.support.saga_inputs import CTX, SAGA, compensated, failure, start, success, timer
+from tests.support.saga_inputs import CTX, SAGA, compensated, failure, start, success, timer, wired
 
 REPO = SagaMapper()
 
@@ -35,7 +35,7 @@ def record(*inputs: Any) -> tuple[list[RecordedEvent], list[RecordedEvent]]:
         pending = saga.collect_events() if saga is not None else []
         for row in REPO.to_new_events(pending, {}):
             events.append(_recorded(f"saga-{SAGA}", len(events) + 1, row.type, row.data, row.metadata, now))
-        for row in outbox_events(d.outgoing):
+        for row in outbox_events(wired(d, f"m{i}" if not isinstance(m, TimerFired) else m.message_id)):
             outbox.append(_recorded(f"outbox:{SAGA}", len(outbox) + 1, row.type, row.data, row.metadata, now))
     return events, outbox
 
@@ -156,11 +156,27 @@ def test_a_start_recorded_in_the_outbox_by_a_submit_is_not_a_command() -> None:
         events, outbox = record(*history)
         now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         submitted = outbox_events(
-            [Outgoing(CTX.streams.commands(Service.ORCHESTRATOR), envelope_for(start(), correlation_id=str(SAGA)))]
+            [Outgoing(Streams("t").commands(Service.ORCHESTRATOR), envelope_for(start(), correlation_id=str(SAGA)))]
         )
         first = _recorded(f"outbox:{SAGA}", 1, submitted[0].type, submitted[0].data, submitted[0].metadata, now)
         with_start = [first, *(dataclasses.replace(r, version=r.version + 1) for r in outbox)]
         assert first.type == "orchestrator.StartResearch"
         assert check(events, with_start) == []
-        problems = check(events, [r for r in with_start if r.type != "reasoning.FormHypothesis"])
+        command = next(r for r in with_start if not r.type.startswith(("sagas.", "orchestrator.")))
+        problems = check(events, [r for r in with_start if r is not command])
         assert any("in the outbox 0 times" in p for p in problems)
+
+
+def test_outbox_rows_of_before_step_kinds_and_of_now_pass_alike() -> None:
+    """A saga that was compensating across an upgrade: its first compensation went out
+    under the former per-service type name, the next as ``steps.CompensateStep``."""
+    events, outbox = record(*ROLLED_BACK)
+    first = next(i for i, r in enumerate(outbox) if r.type == "steps.CompensateStep")
+    body = {k: v for k, v in outbox[first].data.items() if k != "kind"}
+    outbox[first] = dataclasses.replace(outbox[first], type="codegen.CompensateStrategy", data=body)
+    assert [r.type for r in outbox if not r.type.startswith("sagas.")][-2:] == [
+        "codegen.CompensateStrategy",
+        "steps.CompensateStep",
+    ]
+    assert check(events, outbox) == []
+    assert check(events, [r for i, r in enumerate(outbox) if i != first]) != []  # it still counts

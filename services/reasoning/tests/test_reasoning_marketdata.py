@@ -278,10 +278,15 @@ def test_a_users_file_is_read_only_from_inside_the_data_roots(tmp_path: Path, ma
         with pytest.raises(DataError, match="outside the data roots") as refused:
             load(escape)
         assert "date,open" not in str(refused.value), "the path is named, never the content"
+        # Anyone who can submit sees the saga's failure: it names no directory of the
+        # server's, and no setting (issue #23).
+        assert "ALPHASAGA_" not in str(refused.value)
+        assert str(root) not in str(refused.value).replace(repr(escape), "")
     with pytest.raises(DataError, match=r"not a usable path|cannot be read|not found"):
         load("x" * 300 + ".csv")  # a name too long for the file system
-    with pytest.raises(DataError, match="no data roots are configured"):
+    with pytest.raises(DataError, match="no data roots are configured") as refused:
         load_for_request(ResearchRequest(data_path=str(inside)))
+    assert "ALPHASAGA_" not in str(refused.value)
 
 
 # --------------------------------------------------------------------------- artifact format

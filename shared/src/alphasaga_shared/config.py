@@ -44,16 +44,9 @@ class Settings(BaseSettings):
     dead_consumer_idle_ms: int = Field(600_000, ge=1000)
     idempotency_ttl_s: int = Field(7 * 24 * 3600, ge=60)
 
-    workflows: Path | None = Field(None, description="A YAML file of workflow definitions (orchestrator)")
-    timer_poll_ms: int = Field(200, ge=1)
-    timer_batch: int = Field(200, ge=1, description="Due deadlines fired per pass")
-    snapshot_every: int = Field(100, ge=0, description="Snapshot a saga every N events; 0 = never")
-    saga_cache_size: int = Field(10_000, ge=0, description="Sagas an orchestrator keeps in memory; 0 = none")
-
-    run_relay: bool = Field(True, description="Run the outbox relay in the orchestrator process")
-    relay_batch: int = Field(500, ge=1)
-    relay_poll_ms: int = Field(50, ge=1)
-    run_projector: bool = Field(True, description="Keep the saga-summary projection in the orchestrator process")
+    # Orchestrator settings are the orchestrator's (``alphasaga_orchestrator.settings``), the
+    # relay's in ``outbox.RelaySettings``: a worker loads none of them. The projector's are
+    # read by the orchestrator and by the projector running alone.
     # Large batches under load: a saga's events then fall in fewer batches, so it is folded
     # and upserted fewer times (docs/decisions/0008).
     projection_batch: int = Field(5000, ge=1, description="Events the projector reads per pass")
@@ -77,8 +70,6 @@ class Settings(BaseSettings):
         1.0, ge=0, le=1, description="Share of sagas traced (parent-based: a saga is traced whole or not at all)"
     )
     log_level: str = "INFO"
-    # Fault injection for the crash tests; never set in production.
-    fault: Literal["relay_crash_after_publish"] | None = None
 
     @property
     def production(self) -> bool:

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 
 class ClientError(Exception):
-    """Something the caller can act on; the message is one line for a person."""
+    """Something the caller can act on; the message is one line for a person. A ``hint``
+    is for whoever runs this installation (where to look, which setting to check): the
+    CLI shows it, the HTTP API answers with ``public`` alone, which names nothing of the
+    server's configuration."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{message} ({hint})" if hint else message)
+        self.public = message
 
 
 class Forbidden(ClientError):

@@ -1,8 +1,9 @@
 """``/health/live``, ``/health/ready``, ``/health/startup`` and ``/metrics``: a small ASGI
 app served by uvicorn beside the service, in its event loop.
 
-Readiness asks what the service needs (each check given two seconds) and is false from
-the moment a stop begins. ``/metrics`` first runs the scrape-time refreshers
+Readiness asks what the service needs (each check given two seconds), is false while a
+condition holds (``conditions.py``: waiting out an outage, say) and from the moment a stop
+begins. Liveness is false once a condition has held past its bound. ``/metrics`` first runs the scrape-time refreshers
 (``metrics.on_scrape``), then answers in the format the scraper asks for: OpenMetrics,
 with exemplars, for Prometheus.
 """
@@ -21,6 +22,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 
 from . import metrics
+from .conditions import CONDITIONS, Condition, Conditions
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,9 @@ class _Server(uvicorn.Server):
 
 
 class HealthServer:
-    def __init__(self, checks: dict[str, Check]) -> None:
+    def __init__(self, checks: dict[str, Check], conditions: Conditions = CONDITIONS) -> None:
         self.checks = checks
+        self.conditions = conditions
         self.started = False  # set once the service is consuming
         self.draining = False  # set when a stop signal arrives: readiness answers no at once
         self._server: _Server | None = None
@@ -107,6 +110,10 @@ class HealthServer:
             encoder, content_type = choose_encoder(accept)
             return 200, content_type, encoder(REGISTRY)
         if path == "/health/live":
+            overdue = self.conditions.overdue()
+            if overdue:
+                body = json.dumps({"status": "not live", "conditions": _described(overdue)}).encode()
+                return 503, "application/json", body
             return 200, "application/json", b'{"status": "live"}'
         if path == "/health/startup":
             body = json.dumps({"status": "started" if self.started else "starting"}).encode()
@@ -115,7 +122,15 @@ class HealthServer:
             if self.draining:
                 return 503, "application/json", b'{"status": "draining"}'
             results = await self.ready()
-            ok = self.started and all(v == "ok" for v in results.values()) and not self.draining
-            body = json.dumps({"status": "ready" if ok else "not ready", "checks": results}).encode()
+            held = self.conditions.held()
+            ok = self.started and all(v == "ok" for v in results.values()) and not held and not self.draining
+            answer: dict[str, Any] = {"status": "ready" if ok else "not ready", "checks": results}
+            if held:
+                answer["conditions"] = _described(held)
+            body = json.dumps(answer).encode()
             return (200 if ok else 503), "application/json", body
         return 404, "application/json", b'{"error": "not found"}'
+
+
+def _described(conditions: dict[str, Condition]) -> dict[str, str]:
+    return {name: f"{c.reason} (for {c.age():.0f} s)" for name, c in conditions.items()}

@@ -8,13 +8,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alphasaga_contracts.envelope import (
     BODY,
@@ -27,7 +28,6 @@ from alphasaga_contracts.envelope import (
 )
 
 from . import metrics, telemetry
-from .config import Settings
 from .eventstore import (
     START,
     Checkpoint,
@@ -35,6 +35,7 @@ from .eventstore import (
     EventStore,
     JsonText,
     NewEvent,
+    OutboxRef,
     Position,
     RecordedEvent,
     outbox_channel,
@@ -149,7 +150,7 @@ class Relay:
         batch: int = 500,
         poll_ms: int = 50,
         save_every_ms: int = 100,
-        crash_after_publish: bool = False,
+        after_publish: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.redis = redis  # redis.asyncio.Redis; typed loosely to keep faststream out of here
@@ -172,8 +173,8 @@ class Relay:
         self._claimed: dict[uuid.UUID, _Claim] = {}
         self._skipped_unconfirmed: set[uuid.UUID] = set()
         self._handed_back: list[tuple[str, dict[str, str]]] = []
-        # Fault injection for the crash test: exit once published, before the position is saved.
-        self._crash_after_publish = crash_after_publish
+        # A test's hook between publishing and saving the position (the crash test exits there).
+        self._after_publish = after_publish
 
     @contextlib.asynccontextmanager
     async def publishing(self, rows: Sequence[NewEvent]) -> AsyncIterator[bool]:
@@ -270,6 +271,23 @@ class Relay:
         # Positions and ids first: the rows this process published directly are only
         # passed over, so their content need not be read again.
         refs = await self.store.read_outbox_refs(self._position, limit=self.batch, conn=self._session)
+        unclaimed = self._pass_over_claimed(refs)
+        handed_back, self._handed_back = self._handed_back, []
+        to_publish = list(handed_back)
+        if unclaimed:
+            to_publish += [wire_fields(row) for row in await self.store.by_positions(unclaimed, conn=self._session)]
+        if to_publish:
+            await self._send(to_publish, handed_back)
+        if refs:
+            self._position = refs[-1].position
+            metrics.RELAY_LAG.set(max(0.0, time.time() - refs[-1].recorded_at.timestamp()))
+        if time.monotonic() - self._saved_at >= self.save_every_s:
+            await self.save(self._session)
+        return len(refs)
+
+    def _pass_over_claimed(self, refs: Sequence[OutboxRef]) -> list[int]:
+        """The positions of ``refs`` no direct publish claimed; a claimed row whose publish
+        has not finished is remembered, so that no position is saved past it."""
         unclaimed: list[int] = []
         for ref in refs:
             claim = self._claimed.pop(ref.event_id, None)
@@ -277,29 +295,23 @@ class Relay:
                 unclaimed.append(ref.position.global_position)
             elif not claim.published:
                 self._skipped_unconfirmed.add(ref.event_id)  # its direct publish is still under way
-        handed_back, self._handed_back = self._handed_back, []
-        to_publish = list(handed_back)
-        if unclaimed:
-            to_publish += [wire_fields(row) for row in await self.store.by_positions(unclaimed, conn=self._session)]
-        if to_publish:
-            pipe = self.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
-            for stream, fields in to_publish:
-                pipe.xadd(stream, fields)
-            try:
-                await pipe.execute()
-            except BaseException:
-                # The position stays before the tail's rows; only handed-back rows need keeping.
-                self._handed_back[:0] = handed_back
-                raise
-            if self._crash_after_publish:
-                os._exit(137)
-            metrics.RELAYED.inc(len(to_publish))
-        if refs:
-            self._position = refs[-1].position
-            metrics.RELAY_LAG.set(max(0.0, time.time() - refs[-1].recorded_at.timestamp()))
-        if time.monotonic() - self._saved_at >= self.save_every_s:
-            await self.save(self._session)
-        return len(refs)
+        return unclaimed
+
+    async def _send(
+        self, to_publish: list[tuple[str, dict[str, str]]], handed_back: list[tuple[str, dict[str, str]]]
+    ) -> None:
+        pipe = self.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
+        for stream, fields in to_publish:
+            pipe.xadd(stream, fields)
+        try:
+            await pipe.execute()
+        except BaseException:
+            # The position stays before the tail's rows; only handed-back rows need keeping.
+            self._handed_back[:0] = handed_back
+            raise
+        if self._after_publish is not None:
+            self._after_publish()
+        metrics.RELAYED.inc(len(to_publish))
 
     async def save(self, conn: Conn | None) -> None:
         """Save the position, and the rows published directly past it, unless the position
@@ -350,46 +362,55 @@ class Relay:
             self._holding = True
             outage.passed()
             log.info("relay is publishing the outbox")
-            held_back_until, woken = 0.0, False
             try:
-                while True:
-                    if lost.is_set() or session.is_closed():
-                        raise LockLost("the relay lock's session was lost")
-                    read = await self.publish_once()
-                    if read >= self.batch:
-                        continue
-                    if woken and read == 0:
-                        # Woken for a commit it cannot read yet: the tail holds back rows
-                        # behind any transaction still running, so look again soon.
-                        held_back_until = time.monotonic() + HELD_BACK_S
-                    wait = HELD_BACK_POLL_S if time.monotonic() < held_back_until else self.poll_s
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
-                    # cancel that comes as the wake-up does (a stop right after a lost lock).
-                    try:
-                        async with asyncio.timeout(min(wait, self.poll_s)):
-                            await self._wake.wait()
-                        woken = True
-                    except TimeoutError:
-                        woken = False
-                    self._wake.clear()
+                await self._publish_while_held(session, lost)
             except SETTLE_ERRORS as exc:
                 if lost.is_set() or session.is_closed():  # cut in the middle of a read
                     raise LockLost("the relay lock's session was lost") from exc
                 raise
         finally:
-            self._holding = False
-            self._session = None
-            settling = asyncio.ensure_future(self._settle(session))
+            await self._let_go(session)
+
+    async def _publish_while_held(self, session: Conn, lost: asyncio.Event) -> None:
+        """Publish, waiting for a wake-up or the poll between passes, until the lock's
+        session is lost."""
+        held_back_until, woken = 0.0, False
+        while True:
+            if lost.is_set() or session.is_closed():
+                raise LockLost("the relay lock's session was lost")
+            read = await self.publish_once()
+            if read >= self.batch:
+                continue
+            if woken and read == 0:
+                # Woken for a commit it cannot read yet: the tail holds back rows
+                # behind any transaction still running, so look again soon.
+                held_back_until = time.monotonic() + HELD_BACK_S
+            wait = HELD_BACK_POLL_S if time.monotonic() < held_back_until else self.poll_s
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+            # cancel that comes as the wake-up does (a stop right after a lost lock).
             try:
-                await asyncio.shield(settling)
-            except asyncio.CancelledError:
-                await settling  # being stopped: still save where it got to (it takes < 1 s)
-                session.terminate()
-                raise
-            if session.is_closed():
-                session.terminate()
-            else:
-                await session.close(timeout=2)
+                async with asyncio.timeout(min(wait, self.poll_s)):
+                    await self._wake.wait()
+                woken = True
+            except TimeoutError:
+                woken = False
+            self._wake.clear()
+
+    async def _let_go(self, session: Conn) -> None:
+        """Stop publishing, save where it got to, and close the lock's session."""
+        self._holding = False
+        self._session = None
+        settling = asyncio.ensure_future(self._settle(session))
+        try:
+            await asyncio.shield(settling)
+        except asyncio.CancelledError:
+            await settling  # being stopped: still save where it got to (it takes < 1 s)
+            session.terminate()
+            raise
+        if session.is_closed():
+            session.terminate()
+        else:
+            await session.close(timeout=2)
 
     async def _settle(self, session: Conn) -> None:
         """On giving up the lock: let the direct publishes under way finish, then save the
@@ -424,23 +445,26 @@ class LockLost(ConnectionError):
 SETTLE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
-def relay_for(store: EventStore, redis: object, settings: Settings) -> Relay:
-    return Relay(
-        store,
-        redis,
-        batch=settings.relay_batch,
-        poll_ms=settings.relay_poll_ms,
-        crash_after_publish=settings.fault == "relay_crash_after_publish",
-    )
+class RelaySettings(BaseSettings):
+    """``ALPHASAGA_RELAY_*``: read by the processes that run a relay."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPHASAGA_RELAY_", extra="ignore")
+    batch: int = Field(500, ge=1, description="Outbox rows read per pass")
+    poll_ms: int = Field(50, ge=1, description="How often the tail looks when no NOTIFY woke it")
 
 
-def main() -> None:
+def relay_for(store: EventStore, redis: object, *, after_publish: Callable[[], None] | None = None) -> Relay:
+    settings = RelaySettings()
+    return Relay(store, redis, batch=settings.batch, poll_ms=settings.poll_ms, after_publish=after_publish)
+
+
+def main(after_publish: Callable[[], None] | None = None) -> None:
     """``python -m alphasaga_shared.outbox``: the relay alone (the orchestrator also runs one;
     only the holder of the relay lock publishes)."""
     from .runner import ServiceContext, run_service
 
     async def setup(ctx: ServiceContext) -> None:
-        relay = relay_for(ctx.store, await ctx.bus.connect(), ctx.settings)
+        relay = relay_for(ctx.store, await ctx.bus.connect(), after_publish=after_publish)
         ctx.background.append(relay.run)
         metrics.on_scrape(relay.measure_backlog)
 

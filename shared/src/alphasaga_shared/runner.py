@@ -17,6 +17,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from . import telemetry
 from .bus import Bus
+from .conditions import CONDITIONS, Conditions
 from .config import ConfigError, Settings
 from .eventstore import EventStore
 from .health import HealthServer
@@ -42,6 +43,24 @@ class StartupError(RuntimeError):
 
 class BackgroundTaskFailed(RuntimeError):
     """A background loop failed for a reason that is not an outage: the process stops."""
+
+
+class ConditionOverdue(RuntimeError):
+    """A condition (``conditions.py``) held past its bound: the process stops, so that its
+    supervisor starts a fresh one."""
+
+
+WATCHDOG_PERIOD_S = 1.0
+
+
+async def watchdog(conditions: Conditions = CONDITIONS, period_s: float = WATCHDOG_PERIOD_S) -> None:
+    """Raise ``ConditionOverdue`` once any condition has held past its bound."""
+    while True:
+        overdue = conditions.overdue()
+        if overdue:
+            name, c = next(iter(overdue.items()))
+            raise ConditionOverdue(f"{name}: {c.reason} for {c.age():.0f} s (more than {c.bound_s:g} s)")
+        await asyncio.sleep(period_s)
 
 
 @dataclass
@@ -108,7 +127,6 @@ async def wait_for_servers(redis_url: str, database_url: str, settings: Settings
 
 async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], settings: Settings) -> None:
     redis_url, database_url = required_urls(settings)
-    stop = asyncio.Event()
     connected: list[EventStore] = []
 
     async def ping_store() -> None:
@@ -128,6 +146,23 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
     bus = Bus(settings, service=name, redis_url=redis_url)
     health.checks["groups"] = bus.check_groups
     ctx = ServiceContext(name=name, settings=settings, bus=bus, store=store)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await _serve(ctx, setup, health, tasks)
+    finally:
+        log.info("%s stopping", name)
+        await _stop(ctx, health, tasks)
+
+
+async def _serve(
+    ctx: ServiceContext,
+    setup: Callable[[ServiceContext], Awaitable[None]],
+    health: HealthServer,
+    tasks: list[asyncio.Task[None]],
+) -> None:
+    """Set the service up, consume and run its background tasks until a stop signal, or
+    until a background task fails (``BackgroundTaskFailed``)."""
+    stop = asyncio.Event()
 
     def drain() -> None:
         health.draining = True  # probes see the stop while the bus and store still wind down
@@ -136,44 +171,46 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, drain)
-    tasks: list[asyncio.Task[None]] = []
+    await setup(ctx)
+    await ctx.bus.start()
+    health.started = True
+    tasks += [asyncio.create_task(job(), name=_task_name(job)) for job in (*ctx.background, watchdog)]
+    log.info("%s ready (consumer %s, namespace %s)", ctx.name, ctx.settings.consumer, ctx.settings.namespace)
+    print(f"alphasaga-{ctx.name}: ready", file=sys.stderr, flush=True)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for t in tasks:
+        if t.done() and not t.cancelled() and (exc := t.exception()) is not None:
+            if isinstance(exc, ConditionOverdue):
+                log.error("%s", exc)
+                raise exc
+            log.error("background task %s failed: %r", t.get_name(), exc, exc_info=exc)
+            raise BackgroundTaskFailed(f"{t.get_name()} failed: {type(exc).__name__}: {exc}") from exc
+
+
+async def _stop(ctx: ServiceContext, health: HealthServer, tasks: list[asyncio.Task[None]]) -> None:
+    """Every step of a stop has a deadline: a task or connection that does not let go must
+    not keep the process alive (work in flight stays pending for the reclaimer)."""
+    for t in tasks:
+        t.cancel()
+    deadline = ctx.settings.stop_timeout_s
+    if tasks:
+        _, stuck = await asyncio.wait(tasks, timeout=deadline)
+        for t in stuck:
+            log.warning("background task %s did not stop in time", t.get_name())
+    for t in tasks:
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            log.debug("background task %s ended with %r", t.get_name(), t.exception())
     try:
-        await setup(ctx)
-        await bus.start()
-        health.started = True
-        tasks = [asyncio.create_task(job(), name=_task_name(job)) for job in ctx.background]
-        log.info("%s ready (consumer %s, namespace %s)", name, settings.consumer, settings.namespace)
-        print(f"alphasaga-{name}: ready", file=sys.stderr, flush=True)
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for t in tasks:
-            if t.done() and not t.cancelled() and (exc := t.exception()) is not None:
-                log.error("background task %s failed: %r", t.get_name(), exc, exc_info=exc)
-                raise BackgroundTaskFailed(f"{t.get_name()} failed: {type(exc).__name__}: {exc}") from exc
-    finally:
-        log.info("%s stopping", name)
-        for t in tasks:
-            t.cancel()
-        # Every step of a stop has a deadline: a task or connection that does not let go
-        # must not keep the process alive (work in flight stays pending for the reclaimer).
-        deadline = settings.stop_timeout_s
-        if tasks:
-            _, stuck = await asyncio.wait(tasks, timeout=deadline)
-            for t in stuck:
-                log.warning("background task %s did not stop in time", t.get_name())
-        for t in tasks:
-            if t.done() and not t.cancelled() and t.exception() is not None:
-                log.debug("background task %s ended with %r", t.get_name(), t.exception())
-        try:
-            await asyncio.wait_for(bus.stop(), deadline)
-        except TimeoutError:
-            log.warning("the bus did not stop within %ss", deadline)
-        try:
-            await asyncio.wait_for(store.close(), deadline)
-        except TimeoutError:
-            log.warning("database connections still in use after %ss: closing them", deadline)
-            store.terminate()
-        await health.stop()
+        await asyncio.wait_for(ctx.bus.stop(), deadline)
+    except TimeoutError:
+        log.warning("the bus did not stop within %ss", deadline)
+    try:
+        await asyncio.wait_for(ctx.store.close(), deadline)
+    except TimeoutError:
+        log.warning("database connections still in use after %ss: closing them", deadline)
+        ctx.store.terminate()
+    await health.stop()
 
 
 def _task_name(job: Callable[[], object]) -> str:
@@ -193,7 +230,7 @@ def run_service(name: str, setup: Callable[[ServiceContext], Awaitable[None]]) -
     except (ConfigError, StartupError) as exc:
         print(f"alphasaga-{name}: {exc}", file=sys.stderr)
         sys.exit(2)
-    except BackgroundTaskFailed as exc:
+    except (BackgroundTaskFailed, ConditionOverdue) as exc:
         print(f"alphasaga-{name}: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -30,6 +30,7 @@ class StreamStats:
     def __init__(self, client: Redis, groups: Sequence[tuple[str, str]], dead_letters: dict[str, str]) -> None:
         self.client = client
         self.groups = list(groups)  # (stream, group)
+        self._wanted = set(self.groups)
         self.dead_letters = dead_letters  # stream -> its dead-letter stream
         self.reading: dict[str, list[Sample]] = {}
 
@@ -43,29 +44,12 @@ class StreamStats:
             for stream, group in self.groups:
                 pipe.xpending_range(stream, group, min="-", max="+", count=1)
             replies = await pipe.execute(raise_on_error=False)
-        now_ms = time.time() * 1000
         reading: dict[str, list[Sample]] = {
             k: [] for k in ("lag", "pending", "oldest", "consumers", "length", "dead", "oldest_age")
         }
-        wanted = set(self.groups)
         for i, stream in enumerate(streams):
-            info, length, dead = replies[3 * i : 3 * i + 3]
-            if not isinstance(length, Exception):
-                reading["length"].append(((stream,), float(length)))
-            if not isinstance(dead, Exception):
-                reading["dead"].append(((stream,), float(dead)))
-            if isinstance(info, Exception):
-                continue
-            for g in info:
-                group = _text(g["name"])
-                if (stream, group) not in wanted:
-                    continue
-                labels = (stream, group)
-                # ``lag`` is None when Redis cannot tell (after a deletion in the stream).
-                if g.get("lag") is not None:
-                    reading["lag"].append((labels, float(g["lag"])))
-                reading["pending"].append((labels, float(g["pending"])))
-                reading["consumers"].append((labels, float(g["consumers"])))
+            self._read_stream(reading, stream, *replies[3 * i : 3 * i + 3])
+        now_ms = time.time() * 1000
         for j, (stream, group) in enumerate(self.groups):
             oldest = replies[3 * len(streams) + j]
             if isinstance(oldest, Exception):
@@ -75,6 +59,25 @@ class StreamStats:
             reading["oldest"].append(((stream, group), idle_ms / 1000))
             reading["oldest_age"].append(((stream, group), max(0.0, age_ms) / 1000))
         self.reading = reading
+
+    def _read_stream(self, reading: dict[str, list[Sample]], stream: str, info: Any, length: Any, dead: Any) -> None:
+        """A stream's length, its dead letters, and its wanted groups' lag, pending and
+        consumers (each reply may be an error: that sample is left out)."""
+        if not isinstance(length, Exception):
+            reading["length"].append(((stream,), float(length)))
+        if not isinstance(dead, Exception):
+            reading["dead"].append(((stream,), float(dead)))
+        if isinstance(info, Exception):
+            return
+        for g in info:
+            labels = (stream, _text(g["name"]))
+            if labels not in self._wanted:
+                continue
+            # ``lag`` is None when Redis cannot tell (after a deletion in the stream).
+            if g.get("lag") is not None:
+                reading["lag"].append((labels, float(g["lag"])))
+            reading["pending"].append((labels, float(g["pending"])))
+            reading["consumers"].append((labels, float(g["consumers"])))
 
 
 class Watched(Collector):

@@ -7,7 +7,6 @@ and the bus dead-letters the entry at once.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,9 @@ from alphasaga_contracts.envelope import (
     TRACEPARENT,
     TYPE,
 )
+
+# Part of the wire contract, so defined with the headers; the runtime's callers find it here.
+from alphasaga_contracts.envelope import derived_message_id as derived_message_id
 
 REQUIRED = (MESSAGE_ID, TYPE, BODY)
 
@@ -70,22 +72,6 @@ class Delivery:
 
 def new_message_id() -> str:
     return str(uuid.uuid4())
-
-
-def derived_message_id(cause: str, *parts: str) -> str:
-    """A stable id for a message caused by ``cause``: redoing the work yields the same id,
-    so the receiver's inbox can recognise the duplicate.
-
-    The text of ``uuid.uuid5(NAMESPACE_URL, "cause/part/...")``, built without the
-    ``UUID`` object (on the orchestrator's hot path; docs/decisions/0008)."""
-    raw = bytearray(hashlib.sha1(_URL_NAMESPACE + "/".join((cause, *parts)).encode()).digest()[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
 
 
 def envelope_for(

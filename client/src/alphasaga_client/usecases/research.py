@@ -14,6 +14,7 @@ from alphasaga_shared.errors import Forbidden, NotFound
 from .caller import Caller, idempotent_message_id
 
 if TYPE_CHECKING:
+    from alphasaga_accounts import Principal
     from alphasaga_contracts.research import ResearchRequest
     from alphasaga_readmodel.summaries import SagaFilter, SagaSummary
     from alphasaga_shared.eventstore import ArtifactLink, Conn, RecordedEvent
@@ -43,8 +44,10 @@ async def submit_research(
     """Submit as a principal. The saga's owner and its start (an outbox row the relay
     publishes) are written in one transaction: no saga without an owner, nothing accepted
     lost. The same ``idempotency_key`` from the same caller always names the same saga,
-    recorded once."""
+    recorded once. Only an admin names a file on the servers (``data_path``)."""
     c.require("researcher")
+    if (refusal := data_path_refusal(c.principal, request)) is not None:
+        raise Forbidden(refusal)
     message_id = None if idempotency_key is None else idempotent_message_id(c.principal, idempotency_key)
 
     async def record_owner(conn: Conn, saga_id: uuid.UUID) -> bool:
@@ -54,6 +57,16 @@ async def submit_research(
         return recorded
 
     return await c.client.submit_recorded(request, record_owner, workflow=workflow, message_id=message_id)
+
+
+def data_path_refusal(principal: Principal, request: ResearchRequest) -> str | None:
+    """Why ``principal`` may not submit ``request``, if it may not. A ``data_path`` reads a
+    file on the servers: only an admin, who also decides what lies in the data directory,
+    names one; anyone else gives a built-in dataset. The answer names no path and no
+    setting of the server."""
+    if request.data_path is not None and not principal.may("admin"):
+        return f"data_path names a file on the server: only an admin may give one (the caller has {principal.role})"
+    return None
 
 
 async def cancel_saga(c: Caller, saga: str, *, via: str) -> Submitted:

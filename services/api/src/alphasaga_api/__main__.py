@@ -41,6 +41,7 @@ def main() -> None:
         access_log=False,
         lifespan="on",
         server_header=False,
+        **api.proxy_headers(),
     )
     server = uvicorn.Server(config)
     original_startup = server.startup

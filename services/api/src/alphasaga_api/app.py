@@ -7,16 +7,17 @@ import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from alphasaga_client import AlphaSaga
 from alphasaga_shared.config import Settings
 
-from . import problems, routes_admin, routes_auth, routes_ops, routes_research, routes_stream
-from .edge import BodyLimit, Edge
+from . import models, problems, routes_admin, routes_auth, routes_ops, routes_research, routes_stream
+from .edge import BodyLimit, Edge, LastWord, NotModified
 from .ratelimit import RateLimiter
 from .runtime import Runtime, Tokens
 from .settings import ApiSettings
+from .storable import storable_input
 
 TITLE = "AlphaSaga API"
 VERSION = "1.0.0"
@@ -25,6 +26,12 @@ DESCRIPTION = """Automated trading-strategy research as sagas, over HTTP.
 Authenticate with `Authorization: Bearer <token>`: an access token from `POST /v1/auth/login`,
 or an API key (`ask_…`). Each operation states the role it needs in `x-role`
 (public, viewer, researcher, admin). Errors are RFC 9457 `application/problem+json`."""
+PROBLEM = {"content": {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+# Every operation may answer with a problem: a client error, or the API or a server unavailable.
+PROBLEMS: dict[int | str, dict[str, object]] = {
+    "4XX": {"description": "A problem with the request (RFC 9457)", **PROBLEM},
+    "5XX": {"description": "A problem on the server's side (RFC 9457)", **PROBLEM},
+}
 
 
 def create_app(
@@ -69,29 +76,43 @@ def create_app(
             app.state.runtime = None
             await client.close()
 
-    app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title=TITLE,
+        version=VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses=PROBLEMS,
+        dependencies=[Depends(storable_input)],  # before every route's own parameters
+    )
     app.state.runtime = None
     problems.install(app)
     for module in (routes_auth, routes_research, routes_stream, routes_admin, routes_ops):
         app.include_router(module.router)
     if mcp_app is not None:
         app.mount("/mcp", mcp_app.app)
+    # Each added one wraps the ones before: LastWord is the outermost, NotModified the innermost.
+    app.add_middleware(NotModified)
     app.add_middleware(Edge)
-    app.add_middleware(BodyLimit, limit=api.max_body_bytes)  # outermost: before anything reads
-    _bearer_scheme(app)
+    app.add_middleware(BodyLimit, limit=api.max_body_bytes)  # before anything reads
+    app.add_middleware(LastWord)
+    _document(app)
     return app
 
 
-def _bearer_scheme(app: FastAPI) -> None:
-    """Declare the bearer scheme the operations' ``security`` refers to."""
+def _document(app: FastAPI) -> None:
+    """Declare the bearer scheme the operations' ``security`` refers to, and the problem
+    every error answer is."""
     original = app.openapi
 
     def openapi() -> dict[str, object]:
         if app.openapi_schema is None:
             schema = original()
-            schema.setdefault("components", {})["securitySchemes"] = {
+            components = schema.setdefault("components", {})
+            components["securitySchemes"] = {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "An access token or an API key"}
             }
+            problem = models.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.setdefault("schemas", {}).update({**problem.pop("$defs"), "Problem": problem})
             app.openapi_schema = schema
         return app.openapi_schema
 

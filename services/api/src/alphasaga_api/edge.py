@@ -1,5 +1,6 @@
-"""ASGI middleware at the edge: the body size limit, request metrics, and an audit record
-of every mutating call (the auth routes record their own, with more detail)."""
+"""ASGI middleware at the edge: the last word on unexpected errors, the body size limit,
+request metrics, an audit record of every mutating call (the auth routes record their own,
+with more detail), and conditional GETs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import problems
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +78,73 @@ class BodyLimit(HttpMiddleware):
 
 
 async def _too_large(scope: Scope, send: Send, limit: int) -> None:
-    import json
+    await problems.send(scope, send, 413, "body-too-large", f"the request body is over the {limit:,}-byte limit")
 
-    body = json.dumps(
-        {
-            "type": "https://alphasaga.dev/problems/body-too-large",
-            "title": "Body too large",
-            "status": 413,
-            "detail": f"the request body is over the {limit:,}-byte limit",
-            "instance": scope.get("path", ""),
-        }
-    ).encode()
-    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+
+class LastWord(HttpMiddleware):
+    """Answers an error nothing else handled with a 500 problem and one log line (its type
+    and an incident id), and ends there: nothing is re-raised to the server, so no
+    traceback reaches the log and a kept-alive connection stays usable. An error after the
+    answer began ends the answer where it is."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            detail = problems.unexpected(scope["method"], scope.get("path", ""), exc)
+            try:
+                if not started:
+                    await problems.send(scope, send, 500, "internal-error", detail)
+                else:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except Exception:  # the client is gone, or the answer cannot end here: the server closes it
+                log.warning("the answer to %s %s could not be ended", scope["method"], scope.get("path", ""))
+
+
+class NotModified(HttpMiddleware):
+    """A GET or HEAD whose ``If-None-Match`` names the answer's ETag (weak comparison,
+    RFC 9110 13.1.2) gets 304 with the validators and no body. Only a 200 is replaced, so
+    an authorisation or any other failure still answers as it would."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        wanted = dict(scope.get("headers") or []).get(b"if-none-match")
+        if scope["method"] not in ("GET", "HEAD") or wanted is None:
+            await self.app(scope, receive, send)
+            return
+        tags = {_weak(t) for t in wanted.split(b",")}
+        replaced = False
+
+        async def watched(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the body the 304 leaves out
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                headers = message.get("headers") or []
+                etag = dict(headers).get(b"etag")
+                if etag is not None and (b"*" in tags or _weak(etag) in tags):
+                    replaced = True
+                    kept = [(k, v) for k, v in headers if k in _VALIDATORS]
+                    await send({"type": "http.response.start", "status": 304, "headers": kept})
+                    await send({"type": "http.response.body", "body": b""})
+                    return
+            await send(message)
+
+        await self.app(scope, receive, watched)
+
+
+_VALIDATORS = frozenset({b"etag", b"cache-control", b"vary", b"expires", b"content-location", b"date"})
+
+
+def _weak(tag: bytes) -> bytes:
+    tag = tag.strip()
+    return tag[2:] if tag.startswith(b"W/") else tag
 
 
 class Edge(HttpMiddleware):

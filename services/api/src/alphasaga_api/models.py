@@ -15,6 +15,38 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FieldError(BaseModel):
+    field: str = Field(description="Where, as body.constraints.min_sharpe or query.dataset")
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem, the body of every error answer (``application/problem+json``)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldError] | None = Field(None, description="Each field refused, on a 400 or 422")
+
+
+class Started(BaseModel):
+    status: Literal["started", "starting"]
+
+
+class Check(BaseModel):
+    status: Literal["ok", "failing"]
+    latency_ms: float
+    error: str | None = Field(None, description="The kind of failure, on a failing check")
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, Check]
+
+
 class Submitted(BaseModel):
     saga_id: uuid.UUID
     message_id: str
@@ -49,7 +81,9 @@ class LoginBody(Body):
 
 
 class RefreshBody(Body):
-    refresh_token: str = Field(min_length=1, max_length=200)
+    # Long enough for anything a client may mistake for one (an access token is longer
+    # than a refresh token): the answer is then 401, not a validation error.
+    refresh_token: str = Field(min_length=1, max_length=4096)
 
 
 class Tokens(BaseModel):

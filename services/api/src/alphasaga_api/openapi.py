@@ -4,9 +4,12 @@ alphasaga_api.openapi`` writes it from the code; a test fails when the two diffe
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
+
+from pydantic import SecretStr
 
 from alphasaga_shared.config import Settings
 
@@ -17,8 +20,9 @@ def document() -> dict[str, Any]:
     from .app import create_app
     from .settings import ApiSettings
 
-    # Settings of the document only: nothing is connected to build it.
-    app = create_app(Settings(env="development"), ApiSettings(signing_key=None), with_mcp=False)
+    # Settings of the document only: nothing is connected, and nothing is signed, to build it.
+    unused_key = SecretStr(secrets.token_urlsafe(32))
+    app = create_app(Settings(env="development"), ApiSettings(signing_key=unused_key), with_mcp=False)
     return app.openapi()
 
 

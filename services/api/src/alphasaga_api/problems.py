@@ -4,6 +4,7 @@ about the code, with an id to find the log line by."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import Any
@@ -12,8 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import Scope, Send
 
 from alphasaga_accounts import AuthFailed, Locked
+from alphasaga_contracts.text import UNSTORABLE
 from alphasaga_shared import errors
 
 log = logging.getLogger(__name__)
@@ -40,18 +43,47 @@ class Problem(Exception):
         self.status, self.kind, self.detail, self.headers, self.extra = status, kind, detail, headers or {}, extra
 
 
-def problem(
-    request: Request, status: int, kind: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
-) -> JSONResponse:
-    body = {
+def document(status: int, kind: str, detail: str, instance: str, **extra: Any) -> dict[str, Any]:
+    """The problem's JSON body."""
+    return {
         "type": TYPE_BASE + kind,
         "title": kind.replace("-", " ").capitalize(),
         "status": status,
         "detail": detail,
-        "instance": request.url.path,
+        "instance": instance,
         **extra,
     }
+
+
+def instance(scope: Scope) -> str:
+    """The request's path as it was sent (percent-encoded, as a URI reference is), so that
+    a character the API refused is not spelled out again in its answer."""
+    raw: bytes | None = scope.get("raw_path")
+    return raw.decode("ascii", "replace") if raw else UNSTORABLE.sub("\ufffd", scope.get("path", ""))
+
+
+def problem(
+    request: Request, status: int, kind: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = document(status, kind, detail, instance(request.scope), **extra)
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+async def send(scope: Scope, send: Send, status: int, kind: str, detail: str) -> None:
+    """Answer with a problem from ASGI middleware, below the app's exception handlers."""
+    body = json.dumps(document(status, kind, detail, instance(scope))).encode()
+    headers = [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def unexpected(method: str, path: str, exc: Exception) -> str:
+    """Log an unexpected error as one line, its type and an incident id, and return the
+    detail to answer with. Never the exception's text or traceback: either may carry a
+    secret or an input."""
+    incident = uuid.uuid4().hex[:12]
+    log.error("unexpected %s on %s %s (incident %s)", type(exc).__name__, method, path, incident)
+    return f"an unexpected error (incident {incident})"
 
 
 def _field_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, str]]]:
@@ -85,22 +117,17 @@ def install(app: FastAPI) -> None:
         return problem(request, 401, "unauthorized", str(exc), {"WWW-Authenticate": "Bearer"})
 
     async def on_client_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, errors.ClientError)
         for cls, status, kind in _CLIENT_ERRORS:
             if isinstance(exc, cls):
-                return problem(request, status, kind, str(exc))
-        return problem(request, 400, "bad-request", str(exc))
-
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        incident = uuid.uuid4().hex[:12]
-        # The type only: an exception's text or traceback may carry a secret or an input.
-        log.error(
-            "unexpected %s on %s %s (incident %s)", type(exc).__name__, request.method, request.url.path, incident
-        )
-        return problem(request, 500, "internal-error", f"an unexpected error (incident {incident})")
+                return problem(request, status, kind, exc.public)  # without the operator's hint
+        return problem(request, 400, "bad-request", exc.public)
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(AuthFailed, on_auth)
     app.add_exception_handler(errors.ClientError, on_client_error)
-    app.add_exception_handler(Exception, on_unexpected)
+    # Anything else is answered by edge.LastWord: an ``Exception`` handler here would run in
+    # Starlette's ServerErrorMiddleware, which re-raises after answering, so that uvicorn
+    # logs the traceback and drops the kept-alive connection.

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from . import models
 from .security import authorize, role, runtime
 
 router = APIRouter(dependencies=[Depends(authorize)])
@@ -19,13 +20,21 @@ async def live() -> dict[str, str]:
     return {"status": "live"}
 
 
-@router.get("/health/startup", openapi_extra=role("public"))
+@router.get(
+    "/health/startup",
+    openapi_extra=role("public"),
+    responses={200: {"model": models.Started}, 503: {"model": models.Started, "description": "Still starting"}},
+)
 async def startup(request: Request) -> JSONResponse:
     started = getattr(request.app.state, "runtime", None) is not None
     return JSONResponse({"status": "started" if started else "starting"}, status_code=200 if started else 503)
 
 
-@router.get("/health/ready", openapi_extra=role("public"))
+@router.get(
+    "/health/ready",
+    openapi_extra=role("public"),
+    responses={200: {"model": models.Readiness}, 503: {"model": models.Readiness, "description": "A check fails"}},
+)
 async def ready(request: Request) -> JSONResponse:
     """Redis, PostgreSQL and the services' consumer groups, each with its latency."""
     probes = await runtime(request).client.checks()

@@ -16,6 +16,7 @@ from alphasaga_client import SagaFilter
 from alphasaga_client.usecases import research
 from alphasaga_contracts import SagaState
 from alphasaga_contracts.research import ResearchRequest
+from alphasaga_contracts.saga import WORKFLOW_NAME
 
 from . import models
 from .problems import Problem
@@ -33,7 +34,7 @@ async def submit(
     request: Request,
     body: ResearchRequest,
     who: Acting,
-    workflow: Annotated[str, Query(pattern=r"^[a-z][a-z0-9_-]{0,63}$")] = "research",
+    workflow: Annotated[str, Query(pattern=WORKFLOW_NAME)] = "research",
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> models.Submitted:
     """Submit a research request. The same ``Idempotency-Key`` from the same caller always
@@ -69,7 +70,7 @@ async def list_sagas(
     who: Acting,
     state: SagaState | None = None,
     workflow: Annotated[str | None, Query(max_length=64)] = None,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,  # a workflow's version: int4 in SQL
     dataset: Annotated[str | None, Query(max_length=200)] = None,
     verdict: Literal["accepted", "rejected"] | None = None,
     min_sharpe: Annotated[float | None, Query(ge=-100, le=100)] = None,

@@ -51,13 +51,15 @@ async def stream(
     resolved, ended = await research.stream_of(who, saga_id)  # a 404 before the stream starts
     timeout = ENDED_GRACE_S if ended and last_event_id else rt.api.stream_timeout_s
     return StreamingResponse(
-        _events(rt.client, resolved, last_event_id or "0-0", timeout),
+        _events(rt.client, resolved, last_event_id or "0-0", timeout, ended=ended),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
-async def _events(client: AlphaSaga, saga_id: uuid.UUID, after: str, timeout_s: float) -> AsyncIterator[str]:
+async def _events(
+    client: AlphaSaga, saga_id: uuid.UUID, after: str, timeout_s: float, *, ended: bool
+) -> AsyncIterator[str]:
     yield ": following\n\n"  # the headers and a first byte at once: the client knows it is connected
     frames: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -66,7 +68,10 @@ async def _events(client: AlphaSaga, saga_id: uuid.UUID, after: str, timeout_s: 
             async for item in client.follow(saga_id, after=after, timeout_s=timeout_s):
                 await frames.put(frame(item))
         except TimeoutError:
-            await frames.put("event: timeout\ndata: {}\n\n")
+            # A saga that had ended has nothing more: the stream just ends. A running one
+            # outlived the stream's time: say so, and the client resumes with Last-Event-ID.
+            if not ended:
+                await frames.put("event: timeout\ndata: {}\n\n")
         finally:
             await frames.put(None)
 

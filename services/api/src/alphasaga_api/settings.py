@@ -3,20 +3,22 @@ come from the shared ``ALPHASAGA_*`` settings like every other service's."""
 
 from __future__ import annotations
 
+import secrets
+from typing import Any
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alphasaga_shared.config import ConfigError, Settings
 
-# Development only: a fixed key lets `make up` and tests start without configuration. It
-# is public, so production refuses to start with it or without a key of its own.
-DEV_SIGNING_KEY = "alphasaga-development-signing-key-not-secret"
 MIN_SIGNING_KEY = 32
 
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALPHASAGA_API_", extra="ignore")
 
+    # Every address: the api's container is reached through its network. `alphasaga up`
+    # sets 127.0.0.1 unless told otherwise.
     host: str = "0.0.0.0"
     port: int | None = Field(
         None, ge=0, le=65535, description="Unset: ALPHASAGA_HTTP_PORT (the port every service's probes use), else 8080"
@@ -35,6 +37,16 @@ class ApiSettings(BaseSettings):
     )
     # An SSE stream ends after this long without the saga ending; a client resumes it.
     stream_timeout_s: float = Field(600.0, gt=0)
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty: none, the caller's address is the connection's",
+    )
+
+    def proxy_headers(self) -> dict[str, Any]:
+        """uvicorn's settings for forwarded headers: off unless proxies are named."""
+        proxies = [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+        return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies}
 
     def listen_port(self, settings: Settings) -> int:
         if self.port is not None:
@@ -47,9 +59,13 @@ class ApiSettings(BaseSettings):
         if settings.production:
             if not key:
                 raise ConfigError("ALPHASAGA_API_SIGNING_KEY is not set (required when ALPHASAGA_ENV=production)")
-            if key == DEV_SIGNING_KEY or len(key) < MIN_SIGNING_KEY:
+            if len(key) < MIN_SIGNING_KEY:
                 raise ConfigError(
                     f"ALPHASAGA_API_SIGNING_KEY must be a secret of at least {MIN_SIGNING_KEY} characters"
                 )
             return key
-        return key or DEV_SIGNING_KEY
+        if key:
+            return key
+        # No key in the source: without one, this process makes its own, and its tokens end
+        # with it (`alphasaga up` keeps one per data directory instead).
+        return secrets.token_urlsafe(48)

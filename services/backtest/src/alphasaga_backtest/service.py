@@ -11,14 +11,13 @@ import time
 
 import pandas as pd  # type: ignore[import-untyped]
 
-from alphasaga_contracts import Service
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import Verdict
 from alphasaga_shared import metrics as observed
 from alphasaga_shared import telemetry
 from alphasaga_shared.eventstore import ArtifactStore
 from alphasaga_shared.runner import ServiceContext
-from alphasaga_shared.worker import StepError, WorkerSpec
+from alphasaga_shared.worker import KindHandlers, StepError, handles
 
 from .domain import (
     BacktestError,
@@ -142,8 +141,11 @@ class Backtest:
             started = time.perf_counter()
             report, chart, metrics, verdict = await asyncio.to_thread(evaluate, bars, signals, predictions, cmd)
             observed.BACKTEST_SECONDS.observe(time.perf_counter() - started, observed.exemplar())
-        except (BacktestError, KeyError) as exc:
-            raise StepError("invalid_input", f"cannot backtest: {exc}") from None
+        except (BacktestError, KeyError, ArithmeticError, ValueError) as exc:
+            # evaluate is a pure function of the command and its artifacts: what fails in it
+            # fails again on every redelivery, so it is the input's fault (an overflow, a
+            # non-finite metric), answered now rather than retried into a dead letter.
+            raise StepError("invalid_input", f"cannot backtest: {type(exc).__name__}: {exc}") from None
         report_ref = await self.artifacts.put(
             cmd.saga_id, cmd.step, "report.json", "report", report, "application/json"
         )
@@ -158,14 +160,10 @@ class Backtest:
             verdict=verdict,
         )
 
-    async def undo(self, cmd: st.CompensateBacktest) -> None:
+    async def undo(self, cmd: st.CompensateStep) -> None:
         await self.artifacts.remove_step(cmd.saga_id, cmd.step)
 
 
-async def make_spec(ctx: ServiceContext) -> WorkerSpec:
+async def make_handlers(ctx: ServiceContext) -> list[KindHandlers]:
     backtest = Backtest(ArtifactStore(ctx.store.pool))
-    return WorkerSpec(
-        service=Service.BACKTEST,
-        run=backtest.run,
-        undo=backtest.undo,
-    )
+    return [handles(st.BACKTEST, run=backtest.run, undo=backtest.undo)]

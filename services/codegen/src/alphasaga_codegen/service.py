@@ -9,19 +9,17 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from alphasaga_contracts import Service
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import Hypothesis
 from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.eventstore import ArtifactStore
 from alphasaga_shared.runner import ServiceContext, StartupError
-from alphasaga_shared.worker import StepError, WorkerSpec
+from alphasaga_shared.worker import KindHandlers, StepError, handles
 
 from .domain import (
     LookaheadDetected,
@@ -35,6 +33,7 @@ from .domain import (
     SandboxMode,
     SandboxUnavailable,
     StrategyRejected,
+    UnreadableOutput,
     check_no_lookahead,
     render_strategy,
     resolve_sandbox,
@@ -52,11 +51,15 @@ class SandboxSettings(BaseSettings):
     cpu_seconds: int = 20
     memory_mb: int = 1024
     wall_seconds: float = 30.0
+    disk_mb: int = 32
     mode: SandboxMode = "auto"
 
     def limits(self) -> SandboxLimits:
         return SandboxLimits(
-            cpu_seconds=self.cpu_seconds, memory_bytes=self.memory_mb << 20, wall_seconds=self.wall_seconds
+            cpu_seconds=self.cpu_seconds,
+            memory_bytes=self.memory_mb << 20,
+            wall_seconds=self.wall_seconds,
+            disk_bytes=self.disk_mb << 20,
         )
 
 
@@ -80,6 +83,8 @@ def rejection(exc: StrategyRejected) -> StepError:
         return StepError("lookahead", f"generated code looks ahead: {exc}")
     if isinstance(exc, RenderError):
         return StepError("invalid_input", f"hypothesis cannot be rendered: {exc}")
+    if isinstance(exc, UnreadableOutput):
+        return StepError("invalid_input", f"generated code handed back what cannot be read: {exc}")
     return StepError("strategy_error", f"generated code failed: {exc}")
 
 
@@ -106,15 +111,11 @@ def choose_sandbox(mode: SandboxMode, *, production: bool) -> SandboxKind:
 
 
 class TracedSandbox(Sandbox):
-    """A span around each run of the generated code (the look-ahead proof runs it several times)."""
+    """A span around each job of the generated code (the look-ahead proof is one job of many runs)."""
 
-    def run(
-        self, source: str, bars: pd.DataFrame, *, lookahead: Mapping[str, Any] | None = None, validate: bool = True
-    ) -> SandboxResult:
-        with telemetry.span(
-            "sandbox run", {"alphasaga.sandbox": self.kind, "alphasaga.lookahead": lookahead is not None}
-        ):
-            return super().run(source, bars, lookahead=lookahead, validate=validate)
+    def run(self, source: str, runs: Sequence[tuple[str, pd.DataFrame]], *, validate: bool = True) -> SandboxResult:
+        with telemetry.span("sandbox run", {"alphasaga.sandbox": self.kind, "alphasaga.runs": len(runs)}):
+            return super().run(source, runs, validate=validate)
 
 
 def build_strategy(
@@ -141,7 +142,7 @@ class Codegen:
         self.artifacts = artifacts
         self.limits = limits
         self.render = render
-        # Each job gets a fresh runner; the next one is started while this one works.
+        # One zygote, started now, serves every job; each run is a fresh process it forks.
         self.sandbox = TracedSandbox(resolve_sandbox(mode), limits, ahead=ahead)
 
     async def generate(self, cmd: st.GenerateStrategy) -> st.StrategyGenerated:
@@ -164,6 +165,7 @@ class Codegen:
                 "cpu_seconds": self.limits.cpu_seconds,
                 "memory_bytes": self.limits.memory_bytes,
                 "wall_seconds": self.limits.wall_seconds,
+                "disk_bytes": self.limits.disk_bytes,
             },
             "wall_seconds": round(run.wall_seconds, 3),
             "cpu_seconds": round(run.cpu_seconds, 3),
@@ -186,16 +188,12 @@ class Codegen:
             saga_id=cmd.saga_id, step=cmd.step, attempt=cmd.attempt, code=code, signals=signals, sandbox=run.label
         )
 
-    async def undo(self, cmd: st.CompensateStrategy) -> None:
+    async def undo(self, cmd: st.CompensateStep) -> None:
         await self.artifacts.remove_step(cmd.saga_id, cmd.step)
 
 
-async def make_spec(ctx: ServiceContext) -> WorkerSpec:
+async def make_handlers(ctx: ServiceContext) -> list[KindHandlers]:
     settings = SandboxSettings()
     kind = await asyncio.to_thread(choose_sandbox, settings.mode, production=ctx.settings.production)
     codegen = Codegen(ArtifactStore(ctx.store.pool), settings.limits(), mode=kind)
-    return WorkerSpec(
-        service=Service.CODEGEN,
-        run=codegen.generate,
-        undo=codegen.undo,
-    )
+    return [handles(st.CODEGEN, run=codegen.generate, undo=codegen.undo)]

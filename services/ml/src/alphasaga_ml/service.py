@@ -10,12 +10,11 @@ import time
 
 import pandas as pd  # type: ignore[import-untyped]
 
-from alphasaga_contracts import Service
 from alphasaga_contracts import steps as st
 from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.eventstore import ArtifactStore
 from alphasaga_shared.runner import ServiceContext
-from alphasaga_shared.worker import StepError, WorkerSpec
+from alphasaga_shared.worker import KindHandlers, StepError, handles
 
 from .domain import TrainingError, train_walk_forward
 
@@ -66,14 +65,10 @@ class Ml:
             model_metrics=result.metrics,
         )
 
-    async def undo(self, cmd: st.CompensateModel) -> None:
+    async def undo(self, cmd: st.CompensateStep) -> None:
         await self.artifacts.remove_step(cmd.saga_id, cmd.step)
 
 
-async def make_spec(ctx: ServiceContext) -> WorkerSpec:
+async def make_handlers(ctx: ServiceContext) -> list[KindHandlers]:
     ml = Ml(ArtifactStore(ctx.store.pool))
-    return WorkerSpec(
-        service=Service.ML,
-        run=ml.train,
-        undo=ml.undo,
-    )
+    return [handles(st.ML, run=ml.train, undo=ml.undo)]

@@ -1,24 +1,38 @@
 """The orchestrator's parts wired together: the one place that knows which part takes
-which (the service's ``__main__`` and the tests both build it here)."""
+which. ``service`` builds the whole service (the service's ``__main__`` only runs it);
+``orchestrator`` builds the decision handler alone, for tests."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 import asyncpg
 
-from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
-from alphasaga_shared.config import Settings
+from alphasaga_contracts import KINDS, Service
+from alphasaga_readmodel.projector import SagaProjector
+from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, WorkflowFileError, WorkflowRegistry, load_workflows
+from alphasaga_shared import metrics
+from alphasaga_shared.config import ConfigError, Settings
 from alphasaga_shared.eventstore import EventStore
-from alphasaga_shared.outbox import Relay
+from alphasaga_shared.outbox import Relay, relay_for
+from alphasaga_shared.runner import DATABASE_UNREACHABLE, ServiceContext, StartupError
 
 from . import tuning
 from .handling import Orchestrator
+from .projection import projector
 from .repository import SagaRepository
 from .sagastore import SagaStore
+from .settings import OrchestratorSettings
+from .timers import Timers
+
+log = logging.getLogger(__name__)
 
 
 def orchestrator(
     events: EventStore,
     settings: Settings,
+    config: OrchestratorSettings | None = None,
     *,
     workflows: WorkflowRegistry = DEFAULT_WORKFLOWS,
     relay: Relay | None = None,
@@ -26,11 +40,83 @@ def orchestrator(
 ) -> Orchestrator:
     """An orchestrator over ``events``; ``commit_pool`` takes the commits of a few sagas
     (``tuning.COMMIT_POOL_SETTINGS``)."""
+    config = config or OrchestratorSettings()
     store = SagaStore(events, commit_pool=commit_pool, small_commit_max=tuning.GENERIC_PLAN_MAX_SAGAS)
     repo = SagaRepository(
         store,
-        snapshot_every=settings.snapshot_every,
-        cache_size=settings.saga_cache_size,
+        snapshot_every=config.snapshot_every,
+        cache_size=config.saga_cache_size,
         shared_window_s=tuning.SHARED_WINDOW_S,
     )
     return Orchestrator(store, repo, settings.streams, workflows, relay, max_error_chars=settings.max_error_chars)
+
+
+@dataclass
+class OrchestratorService:
+    """The service: the decision handler over its store, the relay (when it runs here), the
+    saga-list projector (likewise) and the deadlines' timers."""
+
+    settings: Settings
+    store: SagaStore
+    orchestrator: Orchestrator
+    relay: Relay | None
+    projector: SagaProjector | None
+    timers: Timers
+
+    def attach(self, ctx: ServiceContext) -> None:
+        """Subscribe to the request and reply streams, and add the background loops."""
+        streams, bus = self.settings.streams, ctx.bus
+        handle, batch = self.orchestrator.handle, self.orchestrator.decide_and_commit_batch
+        # No Redis-side guard: the orchestrator's inbox lives in PostgreSQL, in the same
+        # transaction as the events a message causes. Its spans are the sagas' (traced off).
+        bus.subscribe(
+            streams.commands(Service.ORCHESTRATOR),
+            handle,
+            batch_handler=batch,
+            on_dead_letter=self.orchestrator.request_dead_lettered,
+            traced=False,
+        )
+        for worker in KINDS.services():
+            bus.subscribe(streams.events(worker), handle, batch_handler=batch, traced=False)
+            for queue in KINDS.queues(worker):  # its kinds' command streams
+                bus.watch(streams.commands(queue), worker.value)
+        if self.relay is not None:
+            ctx.background.append(self.relay.run)
+            metrics.on_scrape(self.relay.measure_backlog)
+        if self.projector is not None:
+            ctx.background.append(self.projector.run)
+        ctx.background.append(self.timers.run)
+        metrics.on_scrape(self._timer_backlog)
+
+    async def _timer_backlog(self) -> None:
+        metrics.TIMER_BACKLOG.set(await self.store.timer_backlog())
+
+
+async def service(ctx: ServiceContext, config: OrchestratorSettings | None = None) -> OrchestratorService:
+    """The whole service over ``ctx``'s store and bus. A bad workflow file is a
+    ``ConfigError``; a commit pool that cannot be opened a ``StartupError``."""
+    config = config or OrchestratorSettings()
+    settings = ctx.settings
+    try:
+        workflows = load_workflows(config.workflows)
+    except WorkflowFileError as exc:
+        raise ConfigError(str(exc)) from None
+    for w in workflows.all():
+        log.info("workflow %s v%d: %s", w.name, w.version, " -> ".join(st.name for st in w.steps))
+    try:
+        commit_pool = await ctx.store.pool_with(
+            tuning.COMMIT_POOL_SETTINGS,
+            application_name="alphasaga-orchestrator-commits",
+            timeout=settings.connect_timeout_s,
+        )
+    except DATABASE_UNREACHABLE as exc:
+        raise StartupError(f"cannot open the commit pool on PostgreSQL: {exc or type(exc).__name__}") from None
+    # The relay also runs alone (python -m alphasaga_shared.outbox), the projector too
+    # (python -m alphasaga_orchestrator.projection): then they are off here.
+    relay = relay_for(ctx.store, await ctx.bus.connect()) if config.run_relay else None
+    handler = orchestrator(ctx.store, settings, config, workflows=workflows, relay=relay, commit_pool=commit_pool)
+    store = SagaStore(ctx.store)  # timers, on the event store's pool
+    timers = Timers(store, handler.apply, poll_s=config.timer_poll_ms / 1000, batch=config.timer_batch)
+    return OrchestratorService(
+        settings, store, handler, relay, projector(ctx, settings) if config.run_projector else None, timers
+    )

@@ -1,7 +1,10 @@
 """What the orchestrator does with one incoming message or one due timer: a function of
 the saga's state and the input. It calls the aggregate's methods (which record events)
-and returns the messages to send. No I/O and no clock: the time comes in ``Context``, the
-retry jitter from a hash, so the same input always gives the same decision."""
+and returns the domain messages to send: step commands and compensations for the workers
+of their kinds, lifecycle events for whoever follows sagas. Which stream each goes to and
+its envelope are the committing adapter's (``plan.py``). No I/O and no clock: the time
+comes in ``Context``, the retry jitter from a hash, so the same input always gives the
+same decision."""
 
 from __future__ import annotations
 
@@ -9,15 +12,15 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from alphasaga_contracts import Message, SagaState, Streams
+from alphasaga_contracts import Message, SagaState
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
+from alphasaga_contracts.envelope import derived_message_id
 from alphasaga_saga.aggregate import Saga, TimerKind
 from alphasaga_saga.workflow import RetryPolicy, StepDefinition, Workflow, WorkflowRegistry
-from alphasaga_shared.wire import Envelope, Outgoing, derived_message_id, envelope_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,23 +37,51 @@ class TimerFired:
         return f"timer:{self.saga_id}:{self.kind}:{self.step}:{self.attempt}"
 
 
-Incoming = Envelope | TimerFired
+class Received(Protocol):
+    """A message as it arrived (the bus's envelope is one): its contract model and its id."""
+
+    @property
+    def message(self) -> Message: ...
+
+    @property
+    def message_id(self) -> str: ...
+
+
+Incoming = Received | TimerFired
+
+
+@dataclass(frozen=True, slots=True)
+class ToWorker:
+    """A step's command or compensation, for the worker that hosts the step's kind. Its id
+    is recorded in the saga's event, so it is derived here, from what it is."""
+
+    step: StepDefinition
+    message: st.StepCommand | st.CompensateStep
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToFollowers:
+    """A saga's lifecycle event, or a request's rejection, for whoever follows sagas."""
+
+    message: sg.SagaEvent
+
+
+Send = ToWorker | ToFollowers
 
 
 @dataclass(slots=True)
 class Decision:
     saga: Saga | None
-    outgoing: list[Outgoing] = field(default_factory=list)
+    sends: list[Send] = field(default_factory=list)
     note: str = ""  # why nothing happened, for logs and tests
 
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    streams: Streams
     workflows: WorkflowRegistry
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    cause: str = ""  # set by decide() to the incoming message id: the causation id of what we send
-    traceparent: str = ""
+    traceparent: str = ""  # the incoming message's: a new saga keeps it as its parent trace
 
 
 def saga_id_for(message: Message, message_id: str) -> uuid.UUID:
@@ -72,7 +103,6 @@ def backoff_s(policy: RetryPolicy, saga_id: uuid.UUID, step: str, failed_attempt
 
 
 def decide(saga: Saga | None, incoming: Incoming, ctx: Context) -> Decision:
-    ctx = replace(ctx, cause=incoming.message_id)
     if isinstance(incoming, TimerFired):
         return _on_timer(saga, incoming, ctx)
     msg = incoming.message
@@ -93,9 +123,9 @@ def decide(saga: Saga | None, incoming: Incoming, ctx: Context) -> Decision:
     return handler(d, saga, ctx.workflows.get(saga.workflow, saga.workflow_version), msg, ctx)
 
 
-# What a message does to a running or compensating saga, by message type. Step replies
-# are subclasses per service (``reasoning.HypothesisFormed`` is a ``StepSucceeded``):
-# they are found through their base class.
+# What a message does to a running or compensating saga, by message type. A kind's result
+# (``reasoning.HypothesisFormed`` is a ``StepSucceeded``) and a former type name's class
+# are found through their base class.
 MessageHandler = Callable[[Decision, Saga, Workflow, Any, Context], Decision]
 
 
@@ -118,7 +148,7 @@ def _on_cancel(d: Decision, saga: Saga, workflow: Workflow, msg: sg.CancelSaga, 
     return d
 
 
-def _start(saga: Saga | None, msg: sg.StartResearch, env: Envelope, ctx: Context) -> Decision:
+def _start(saga: Saga | None, msg: sg.StartResearch, env: Received, ctx: Context) -> Decision:
     if saga is not None:
         return Decision(saga, note="saga already started")
     saga_id = saga_id_for(msg, env.message_id)
@@ -137,29 +167,18 @@ def _start(saga: Saga | None, msg: sg.StartResearch, env: Envelope, ctx: Context
     d = Decision(saga)
     _publish(
         d,
-        saga,
-        ctx,
         sg.SagaStarted(saga_id=saga_id, workflow=workflow.name, workflow_version=workflow.version, request=msg.request),
     )
     _command(d, saga, workflow.steps[0], 1, ctx)
     return d
 
 
-def rejected(saga_id: uuid.UUID, env: Envelope, reason: str, ctx: Context) -> Decision:
+def rejected(saga_id: uuid.UUID, env: Received, reason: str, ctx: Context) -> Decision:
     """Refuse a request that starts or changes no saga, and say so on the lifecycle stream
     so that whoever sent it learns why at once."""
-    event = sg.RequestRejected(saga_id=saga_id, request_type=env.type, message_id=env.message_id, reason=reason)
-    out = Outgoing(
-        ctx.streams.sagas,
-        envelope_for(
-            event,
-            correlation_id=str(saga_id),
-            causation_id=env.message_id,
-            message_id=derived_message_id(env.message_id, event.TYPE),
-            traceparent=env.traceparent,
-        ),
-    )
-    return Decision(None, [out], note=f"{env.type} rejected: {reason}")
+    kind = env.message.TYPE
+    event = sg.RequestRejected(saga_id=saga_id, request_type=kind, message_id=env.message_id, reason=reason)
+    return Decision(None, [ToFollowers(event)], note=f"{kind} rejected: {reason}")
 
 
 def _on_step_reply(
@@ -177,13 +196,13 @@ def _on_step_reply(
             return d
         outputs = msg.model_dump(mode="json", exclude=set(st.ENVELOPE_FIELDS))
         saga.step_succeeded(step=step.name, attempt=msg.attempt, outputs=outputs)
-        _publish(d, saga, ctx, sg.SagaStepCompleted(saga_id=saga.saga_id, step=step.name, attempt=msg.attempt))
+        _publish(d, sg.SagaStepCompleted(saga_id=saga.saga_id, step=step.name, attempt=msg.attempt))
         index = workflow.index(step.name)
         if index + 1 < len(workflow.steps):
             _command(d, saga, workflow.steps[index + 1], 1, ctx)
         else:
             saga.complete()
-            _publish(d, saga, ctx, sg.SagaCompleted(saga_id=saga.saga_id, outputs=outputs))
+            _publish(d, sg.SagaCompleted(saga_id=saga.saga_id, outputs=outputs))
         return d
     saga.step_failed(step=step.name, attempt=msg.attempt, error_kind=msg.error_kind, error=msg.error)
     retryable = msg.retryable and msg.error_kind not in step.retry.non_retryable
@@ -206,8 +225,6 @@ def _after_failed_attempt(
     will_retry = retryable and attempt < step.retry.max_attempts
     _publish(
         d,
-        saga,
-        ctx,
         sg.SagaStepFailed(saga_id=saga.saga_id, step=step.name, attempt=attempt, error=reason, will_retry=will_retry),
     )
     if not will_retry:
@@ -268,7 +285,7 @@ def _after_failed_compensation(
     policy = step.compensation_retry
     if attempt >= policy.max_attempts:
         saga.fail_compensation(step=step.name, error=f"{error} (after {attempt} attempts)")
-        _publish(d, saga, ctx, sg.SagaCompensationFailed(saga_id=saga.saga_id, step=step.name, error=error))
+        _publish(d, sg.SagaCompensationFailed(saga_id=saga.saga_id, step=step.name, error=error))
         return
     delay = backoff_s(policy, saga.saga_id, f"{step.name}/compensation", attempt)
     if delay <= 0:
@@ -283,8 +300,6 @@ def _begin_compensation(
     saga.start_compensation(reason=reason, interrupted=interrupted)
     _publish(
         d,
-        saga,
-        ctx,
         sg.SagaCompensating(saga_id=saga.saga_id, reason=reason, steps_to_compensate=list(saga.to_compensate)),
     )
     _next_compensation(d, saga, workflow, ctx)
@@ -294,7 +309,7 @@ def _next_compensation(d: Decision, saga: Saga, workflow: Workflow, ctx: Context
     """Compensate the newest completed step still to undo, or end the saga ROLLED_BACK."""
     if not saga.to_compensate:
         saga.roll_back()
-        _publish(d, saga, ctx, sg.SagaRolledBack(saga_id=saga.saga_id, reason=saga.failure or "rolled back"))
+        _publish(d, sg.SagaRolledBack(saga_id=saga.saga_id, reason=saga.failure or "rolled back"))
         return
     _command_compensation(d, saga, workflow.step(saga.to_compensate[0]), 1, ctx)
 
@@ -302,38 +317,24 @@ def _next_compensation(d: Decision, saga: Saga, workflow: Workflow, ctx: Context
 def _command_compensation(d: Decision, saga: Saga, step: StepDefinition, attempt: int, ctx: Context) -> None:
     message_id = derived_message_id(str(saga.saga_id), step.name, "compensate", str(attempt))
     saga.command_compensation(step=step.name, attempt=attempt, message_id=message_id, due_at=_at(ctx, step.timeout_s))
-    command = step.compensate(saga_id=saga.saga_id, step=step.name, attempt=attempt)
-    d.outgoing.append(_out(ctx.streams.commands(step.service), command, saga, message_id, ctx))
+    command = st.CompensateStep(saga_id=saga.saga_id, step=step.name, kind=step.kind.name, attempt=attempt)
+    d.sends.append(ToWorker(step, command, message_id))
 
 
 def _command(d: Decision, saga: Saga, step: StepDefinition, attempt: int, ctx: Context) -> None:
     message_id = derived_message_id(str(saga.saga_id), step.name, "attempt", str(attempt))
-    inputs: dict[str, Any] = {k: saga.context[k] for k in step.command_inputs() if k in saga.context}
+    inputs: dict[str, Any] = {k: saga.context[k] for k in step.inputs if k in saga.context}
     command = step.command.model_validate({"saga_id": saga.saga_id, "step": step.name, "attempt": attempt, **inputs})
     saga.command_step(step=step.name, attempt=attempt, message_id=message_id, due_at=_at(ctx, step.timeout_s))
-    d.outgoing.append(_out(ctx.streams.commands(step.service), command, saga, message_id, ctx))
+    d.sends.append(ToWorker(step, command, message_id))
 
 
 def _at(ctx: Context, seconds: float) -> str:
     return (ctx.now + dt.timedelta(seconds=seconds)).isoformat()
 
 
-def _publish(d: Decision, saga: Saga, ctx: Context, event: sg.SagaEvent) -> None:
-    message_id = derived_message_id(str(saga.saga_id), event.TYPE, str(saga.version + len(d.outgoing)))
-    d.outgoing.append(_out(ctx.streams.sagas, event, saga, message_id, ctx))
-
-
-def _out(stream: str, message: Message, saga: Saga, message_id: str, ctx: Context) -> Outgoing:
-    return Outgoing(
-        stream,
-        envelope_for(
-            message,
-            correlation_id=str(saga.saga_id),
-            causation_id=ctx.cause,
-            message_id=message_id,
-            traceparent=ctx.traceparent or saga.traceparent,
-        ),
-    )
+def _publish(d: Decision, event: sg.SagaEvent) -> None:
+    d.sends.append(ToFollowers(event))
 
 
 _HANDLERS: dict[type[Message], MessageHandler] = {

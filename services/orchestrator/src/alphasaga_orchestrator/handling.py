@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 
-import asyncpg
+from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from alphasaga_contracts import Streams
 from alphasaga_contracts import saga as sg
-from alphasaga_contracts.envelope import CORRELATION_ID, MESSAGE_ID, TYPE
+from alphasaga_contracts.envelope import BODY, CORRELATION_ID, MESSAGE_ID, TYPE
 from alphasaga_saga.aggregate import Saga
 from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
 from alphasaga_shared import metrics, telemetry
@@ -32,10 +33,10 @@ from alphasaga_shared.outbox import Relay, outbox_events
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, cap_text, derived_message_id, envelope_for
 
 from . import observe, tuning
-from .decide import Context, Incoming, decide, saga_id_for
+from .decide import Context, Incoming, TimerFired, decide, saga_id_for
 from .plan import Plan
 from .repository import SagaRepository
-from .sagastore import CONFLICTS, Changes, SagaStore
+from .storage import Changes, Conflict, SagaStorage
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 class Orchestrator:
     def __init__(
         self,
-        store: SagaStore,
+        store: SagaStorage,
         repo: SagaRepository,
         streams: Streams,
         workflows: WorkflowRegistry = DEFAULT_WORKFLOWS,
@@ -72,11 +73,11 @@ class Orchestrator:
         # repository in its shared mode) without the inputs already handled.
         try:
             await self._decide_and_commit(batch, check_inbox=False)
-        except CONFLICTS:
+        except Conflict:
             self._conflict_seen()
             try:
                 await self._decide_and_commit(batch, check_inbox=True)
-            except CONFLICTS as exc:
+            except Conflict as exc:
                 self._conflict_seen()
                 log.debug("batch of %d falls back to one by one: %s", len(items), exc)
                 return set()
@@ -89,7 +90,7 @@ class Orchestrator:
     async def apply(self, saga_id: uuid.UUID, incoming: Incoming) -> None:
         """Decide on one input and commit it once; decide again after a conflict."""
         attempts = AsyncRetrying(
-            retry=retry_if_exception_type(CONFLICTS),
+            retry=retry_if_exception_type(Conflict),
             stop=stop_after_attempt(tuning.MAX_CONFLICT_RETRIES),
             wait=wait_exponential_jitter(
                 multiplier=tuning.CONFLICT_BACKOFF_S,
@@ -106,7 +107,7 @@ class Orchestrator:
                     # inbox first only when a commit has failed.
                     retried = attempt.retry_state.attempt_number > 1
                     await self._decide_and_commit([(saga_id, incoming)], check_inbox=retried)
-        except CONFLICTS as exc:
+        except Conflict as exc:
             raise RuntimeError(
                 f"saga {saga_id}: gave up after {tuning.MAX_CONFLICT_RETRIES} conflicting commits"
             ) from exc
@@ -135,7 +136,7 @@ class Orchestrator:
                 async with self.relay.publishing(rows) as direct:
                     changes.notify = not direct
                     await self.store.commit(changes)
-        except asyncpg.UniqueViolationError:
+        except Conflict:
             return ()  # recorded already (its id derives from the dead letter's)
         except Exception as exc:  # the dead letter is safe; say so at once instead
             log.error("the refusal of dead letter %s could not be recorded (%s): told directly", dead_letter_id, exc)
@@ -144,22 +145,26 @@ class Orchestrator:
 
     def _rejection(self, delivery: Delivery, dead_letter_id: str) -> tuple[uuid.UUID, Outgoing] | None:
         fields = delivery.fields
-        try:
-            saga_id = uuid.UUID(fields.get(CORRELATION_ID, ""))
-        except ValueError:
+        saga_id = refused_saga(fields)
+        if saga_id is None:
             return None
         message_id = fields.get(MESSAGE_ID, "")
-        message_id = message_id[:200] if message_id.isascii() else ""
-        event = sg.RequestRejected(
-            saga_id=saga_id,
-            request_type=fields.get(TYPE, "")[:200],
-            message_id=message_id,
-            reason=cap_text(
-                f"dead letter {dead_letter_id} in {self.streams.dead_letters(delivery.stream)}: {delivery.error}",
-                self.max_error_chars,
-                "reason",
-            ),
-        )
+        message_id = message_id[:200] if message_id.isascii() and message_id.isprintable() else ""
+        request_type = fields.get(TYPE, "")[:200]
+        try:
+            event = sg.RequestRejected(
+                saga_id=saga_id,
+                request_type=request_type if request_type.isascii() and request_type.isprintable() else "",
+                message_id=message_id,
+                reason=cap_text(
+                    f"dead letter {dead_letter_id} in {self.streams.dead_letters(delivery.stream)}: {delivery.error}",
+                    self.max_error_chars,
+                    "reason",
+                ),
+            )
+        except ValidationError as exc:  # the notice is a courtesy: the dead letter is kept anyway
+            log.warning("no rejection sent for dead letter %s: %s", dead_letter_id, exc)
+            return None
         envelope = envelope_for(
             event,
             correlation_id=str(saga_id),
@@ -196,10 +201,9 @@ class Orchestrator:
         if not fresh:
             return
         loaded = await self.repo.take_many(list(dict.fromkeys(s for s, _ in fresh)))
-        now = dt.datetime.now(dt.UTC)
-        ctx = Context(self.streams, self.workflows, now=now)
+        ctx = Context(self.workflows, now=dt.datetime.now(dt.UTC))
         if not telemetry.tracing():
-            observed = await self._decide_and_commit_plan(fresh, loaded, ctx)
+            decided = await self._decide_and_commit_plan(fresh, loaded, ctx)
         else:
             # One span for the decisions and their commit, under the first saga's; a batch
             # links every message it decided on.
@@ -211,29 +215,23 @@ class Orchestrator:
                 parent=observe.root_ids(first_id, first_saga.traceparent if first_saga else _traceparent(first)),
                 links=telemetry.links_to([_traceparent(i) for _, i in fresh]),
             ):
-                observed = await self._decide_and_commit_plan(fresh, loaded, ctx)
-        observe.record(observed, now)
+                decided = await self._decide_and_commit_plan(fresh, loaded, ctx)
+        observe.record(decided)
 
     async def _decide_and_commit_plan(
         self,
         fresh: Sequence[tuple[uuid.UUID, Incoming]],
         loaded: Mapping[uuid.UUID, Saga | None],
         ctx: Context,
-    ) -> list[observe.Observed]:
-        plan = Plan(self.repo)
-        observed: list[observe.Observed] = []
+    ) -> list[observe.Decided]:
+        plan = Plan(self.repo, self.streams, traced=telemetry.tracing())
         for saga_id, incoming in fresh:
             before = plan.before(saga_id, loaded.get(saga_id))
-            was = observe.Before.of(before.saga)
             # The incoming message's trace: a new saga keeps it as its parent's, and with
             # tracing off the messages sent on carry it (a saga is one trace either way).
             traceparent = _traceparent(incoming)
             decision = decide(before.saga, incoming, dataclasses.replace(ctx, traceparent=traceparent))
-            if decision.saga is not None and telemetry.tracing():
-                decision.outgoing = observe.with_traceparents(decision.saga, decision.outgoing)
             plan.add(saga_id, incoming, decision, traceparent)
-            if (o := observe.observe(was, decision.saga, incoming, self.workflows)) is not None:
-                observed.append(o)
         if self.relay is None:
             await self._commit(plan, notify=True)
         else:
@@ -243,8 +241,31 @@ class Orchestrator:
                 await self._commit(plan, notify=not direct)
         for note in plan.notes:
             log.info(note)
-        return observed
+        return plan.decided
+
+
+def refused_saga(fields: Mapping[str, str]) -> uuid.UUID | None:
+    """The saga a request the bus could not handle names: its correlation id, else the
+    ``saga_id`` of its body, else, for a start, the saga its message id derives (the wire
+    format lets a producer leave the correlation id out)."""
+    for candidate in (fields.get(CORRELATION_ID, ""), _body_saga_id(fields.get(BODY, ""))):
+        try:
+            return uuid.UUID(candidate)
+        except ValueError:
+            continue
+    message_id = fields.get(MESSAGE_ID, "")
+    if fields.get(TYPE) == sg.StartResearch.TYPE and message_id:
+        return sg.derived_saga_id(message_id)
+    return None
+
+
+def _body_saga_id(body: str) -> str:
+    try:
+        value = json.loads(body).get("saga_id") if body.startswith("{") else None
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
 
 
 def _traceparent(incoming: Incoming) -> str:
-    return incoming.traceparent if isinstance(incoming, Envelope) else ""
+    return "" if isinstance(incoming, TimerFired) else getattr(incoming, "traceparent", "")

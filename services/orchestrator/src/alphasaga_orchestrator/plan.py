@@ -1,21 +1,33 @@
 """What a set of decisions will commit: each decision's events and outgoing messages are
 added as they are made, and ``changes`` turns the lot into the saga store's unit of work
-(with the timers and snapshots the sagas' new states call for)."""
+(with the timers and snapshots the sagas' new states call for).
+
+It is also the adapter between the decisions' domain messages and the wire: each step
+command goes to the command stream of its kind, each lifecycle event to the sagas
+stream, in an envelope naming the saga, the input that caused it and the span it belongs
+to. A lifecycle event's id is derived from its cause and its place in the decision, so
+that deciding the same input again gives the same ids.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from alphasaga_contracts import Streams
+from alphasaga_contracts import steps as st
 from alphasaga_saga.aggregate import Deadline, Saga, due_time
 from alphasaga_saga.streams import saga_stream
 from alphasaga_shared.eventstore import NewEvent, outbox_stream
 from alphasaga_shared.outbox import outbox_events
+from alphasaga_shared.wire import Envelope, Outgoing, derived_message_id
 
-from .decide import Decision, Incoming
+from . import observe
+from .decide import Decision, Incoming, ToWorker
 from .repository import SagaRepository
-from .sagastore import Changes, Timer
+from .storage import Changes, Timer
 
 
 @dataclass
@@ -26,15 +38,19 @@ class Touched:
     version: int
     state: str | None
     deadline: Deadline | None
+    commanded: dict[str, dict[str, Any]]
 
 
 @dataclass
 class Plan:
     repo: SagaRepository
+    streams: Streams
+    traced: bool = False
     message_ids: list[str] = field(default_factory=list)
     events: list[tuple[str, int | None, int, NewEvent]] = field(default_factory=list)
     touched: dict[uuid.UUID, Touched] = field(default_factory=dict)
     outbox: list[NewEvent] = field(default_factory=list)
+    decided: list[observe.Decided] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     _next_ord: dict[str, int] = field(default_factory=dict)
 
@@ -42,26 +58,56 @@ class Plan:
         """The saga as the plan's first decision on it saw it."""
         if saga_id not in self.touched:
             if loaded is None:
-                self.touched[saga_id] = Touched(None, 0, None, None)
+                self.touched[saga_id] = Touched(None, 0, None, None, {})
             else:
                 deadline = loaded.deadline.copy() if loaded.deadline else None
-                self.touched[saga_id] = Touched(loaded, loaded.version, loaded.state, deadline)
+                commanded = dict(getattr(loaded, "commanded", {}))
+                self.touched[saga_id] = Touched(loaded, loaded.version, loaded.state, deadline, commanded)
         return self.touched[saga_id]
 
     def add(self, saga_id: uuid.UUID, incoming: Incoming, decision: Decision, traceparent: str) -> None:
         touched = self.touched[saga_id]
-        touched.saga = decision.saga
+        saga = decision.saga
         self.message_ids.append(incoming.message_id)
         if decision.note:
             self.notes.append(f"saga {saga_id}: {decision.note}")
-        pending = decision.saga.collect_events() if decision.saga is not None else []
+        pending = saga.collect_events() if saga is not None else []
         if pending:
+            assert saga is not None
             meta = {"correlation_id": str(saga_id), "causation_id": incoming.message_id, "traceparent": traceparent}
             self._append(saga_stream(saga_id), touched.version, self.repo.to_new_events(pending, meta))
-        if decision.outgoing:
-            rows = outbox_events(decision.outgoing)
+            self.decided.append(observe.Decided(saga, pending, incoming, touched.commanded))
+            touched.commanded = dict(getattr(saga, "commanded", {}))
+        touched.saga = saga
+        if decision.sends:
+            rows = outbox_events(self.addressed(saga_id, saga, incoming.message_id, decision, traceparent))
             self._append(outbox_stream(str(saga_id)), None, rows)
             self.outbox.extend(rows)
+
+    def addressed(
+        self, saga_id: uuid.UUID, saga: Saga | None, cause: str, decision: Decision, traceparent: str
+    ) -> list[Outgoing]:
+        """The decision's messages on their streams, in their envelopes (``cause`` is the id
+        of the input decided on)."""
+        fallback = traceparent or (saga.traceparent if saga is not None else "")
+        root = observe.root_ids(saga_id, saga.traceparent) if self.traced and saga is not None else None
+        out: list[Outgoing] = []
+        for i, send in enumerate(decision.sends):
+            if isinstance(send, ToWorker):
+                stream, message_id = self.streams.commands(send.step.queue), send.message_id
+                kind = "step" if isinstance(send.message, st.StepCommand) else "compensation"
+                span = (
+                    observe.attempt_ids(root, saga_id, kind, send.message.step, send.message.attempt) if root else None
+                )
+            else:
+                stream, message_id, span = (
+                    self.streams.sagas,
+                    derived_message_id(cause, send.message.TYPE, str(i)),
+                    root,
+                )
+            env = Envelope(send.message, message_id, str(saga_id), cause, span.traceparent if span else fallback)
+            out.append(Outgoing(stream, env))
+        return out
 
     def _append(self, stream: str, expected: int | None, rows: Sequence[NewEvent]) -> None:
         for row in rows:

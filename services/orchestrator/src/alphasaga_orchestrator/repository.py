@@ -15,8 +15,7 @@ from alphasaga_saga.mapper import SagaMapper
 from alphasaga_saga.streams import saga_stream
 from alphasaga_shared.eventstore import NewEvent
 
-from . import sagastore
-from .sagastore import SagaStore
+from .storage import SagaStorage, Snapshot
 
 
 class SagaRepository:
@@ -33,7 +32,7 @@ class SagaRepository:
 
     def __init__(
         self,
-        store: SagaStore,
+        store: SagaStorage,
         *,
         snapshot_every: int = 100,
         cache_size: int = 0,
@@ -88,16 +87,9 @@ class SagaRepository:
                 )
         return sagas
 
-    async def load(self, saga_id: uuid.UUID, *, use_snapshot: bool = True) -> Saga | None:
-        """One saga as the store holds it now."""
-        saga: Saga | None = None
-        after = 0
-        if use_snapshot and (snap := await self.store.snapshot(saga_id)) is not None:
-            saga = self.mapper.from_snapshot(saga_id, snap.version, snap.type, snap.state)
-            after = snap.version
-        for row in await self.store.events_of(saga_id, after_version=after):
-            saga = self.mapper.to_domain_event(saga_id, row).mutate(saga)
-        return saga
+    async def load(self, saga_id: uuid.UUID) -> Saga | None:
+        """One saga as the store holds it now (from its snapshot and the events after it)."""
+        return (await self.load_many([saga_id]))[saga_id]
 
     # --- writing ---
 
@@ -108,6 +100,6 @@ class SagaRepository:
         n = self.snapshot_every
         return n > 0 and new_version // n > old_version // n
 
-    def snapshot_of(self, saga: Saga) -> sagastore.Snapshot:
+    def snapshot_of(self, saga: Saga) -> Snapshot:
         topic, state = self.mapper.snapshot(saga)
-        return sagastore.Snapshot(saga_stream(saga.id), saga.version, topic, state)
+        return Snapshot(saga_stream(saga.id), saga.version, topic, state)

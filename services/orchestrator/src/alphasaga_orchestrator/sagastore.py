@@ -13,10 +13,8 @@ read model's (``alphasaga_readmodel.store``).
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -26,22 +24,26 @@ from alphasaga_saga.streams import SAGA_PREFIX, saga_stream
 from alphasaga_shared.eventstore import (
     EventStore,
     JsonText,
-    NewEvent,
     RecordedEvent,
     outbox_channel,
 )
 
+from .storage import (
+    Changes,
+    Conflict,
+    SagaMovedOn,
+    Snapshot,
+    StoredRow,
+    Timer,
+)
+
+__all__ = ["SagaMovedOn", "Snapshot", "Timer"]
+
 # The orchestrator's consumer name in the inbox table (shared with other consumers).
 INBOX = "orchestrator"
-
-
-class SagaMovedOn(Exception):
-    """A saga decided on is no longer at the version its decision started from."""
-
-
-# A message already in the inbox (its key), a saga that moved on since it was read (the
-# version guard below, or events' (stream_id, version) key): decide again on fresh state.
-CONFLICTS = (asyncpg.SerializationError, asyncpg.UniqueViolationError, SagaMovedOn)
+# A PostgreSQL error that means a concurrent change: the port's ``Conflict``.
+_RACES = (asyncpg.SerializationError, asyncpg.UniqueViolationError)
+CONFLICTS = (Conflict,)
 
 
 # --- the unit of work -------------------------------------------------------------------
@@ -96,41 +98,6 @@ FROM guard g
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Timer:
-    """A saga's pending deadline, as ``saga_timers`` indexes it."""
-
-    saga_id: uuid.UUID
-    due_at: dt.datetime
-    kind: TimerKind
-    step: str
-    attempt: int
-    version: int = 0  # the saga's version when the deadline was set
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    stream_id: str
-    version: int
-    type: str
-    state: JsonText
-
-
-@dataclass(slots=True)
-class Changes:
-    """What one commit writes. ``expected`` holds every saga decided on, with the version
-    its decision started from (the guard); ``events`` are (stream, expected version or
-    None for an outbox stream, ordinal within the commit, row)."""
-
-    inbox: list[str] = field(default_factory=list)
-    events: list[tuple[str, int | None, int, NewEvent]] = field(default_factory=list)
-    timers: list[Timer] = field(default_factory=list)
-    cleared_timers: list[uuid.UUID] = field(default_factory=list)
-    snapshots: list[Snapshot] = field(default_factory=list)
-    expected: dict[str, int] = field(default_factory=dict)
-    notify: bool = False
-
-
 # --- reading sagas ----------------------------------------------------------------------
 
 # Sagas by stream id and the version already known (0: none): for a known one the events
@@ -146,17 +113,6 @@ WHERE e.version > CASE WHEN w.after > 0 THEN w.after
                        ELSE coalesce((SELECT s.version FROM snapshots s WHERE s.stream_id = w.stream_id), 0) END
 ORDER BY stream_id, snapshot DESC, version
 """
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRow:
-    """A saga's snapshot or one of its events, with its data as JSON text."""
-
-    snapshot: bool
-    saga_id: uuid.UUID
-    version: int
-    type: str
-    data: str
 
 
 class SagaStore:
@@ -190,12 +146,20 @@ class SagaStore:
 
     async def commit(self, changes: Changes) -> None:
         """Write ``changes`` atomically; raises ``SagaMovedOn`` (writing nothing) when a saga
-        moved on since it was read, or one of ``CONFLICTS`` for a duplicate."""
+        moved on since it was read, or ``Conflict`` for a duplicate."""
+        try:
+            ok = await self._commit(changes)
+        except _RACES as exc:
+            raise Conflict(str(exc)) from exc
+        if not ok:
+            raise SagaMovedOn("a saga moved on since it was read; nothing was written")
+
+    async def _commit(self, changes: Changes) -> bool:
         e, t, s = changes.events, changes.timers, changes.snapshots
         small = len(changes.expected) <= self.small_commit_max
         pool = self.commit_pool if small else self.events.pool
         async with pool.acquire() as conn:
-            ok = await conn.fetchval(
+            ok: bool = await conn.fetchval(
                 COMMIT_SQL,
                 INBOX,
                 changes.inbox,
@@ -222,8 +186,7 @@ class SagaStore:
                 list(changes.expected.values()),
                 self._channel,
             )
-        if not ok:
-            raise SagaMovedOn("a saga moved on since it was read; nothing was written")
+        return ok
 
     # --- inbox ---
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from alphasaga_shared.loops import is_transient, run_forever
 
 from .decide import Incoming, TimerFired
-from .sagastore import SagaStore
+from .storage import SagaStorage
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ FAILED_TIMER_RETRY_MAX_S = 60.0
 
 
 class Timers:
-    def __init__(self, store: SagaStore, apply: Apply, *, poll_s: float = 0.2, batch: int = 200) -> None:
+    def __init__(self, store: SagaStorage, apply: Apply, *, poll_s: float = 0.2, batch: int = 200) -> None:
         self.store = store
         self.apply = apply
         self.poll_s = poll_s

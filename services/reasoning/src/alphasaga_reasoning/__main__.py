@@ -5,11 +5,11 @@ from __future__ import annotations
 from alphasaga_contracts import Service
 from alphasaga_shared.worker import run_worker
 
-from .service import make_spec
+from .service import make_handlers
 
 
 def main() -> None:
-    run_worker(Service.REASONING, make_spec)
+    run_worker(Service.REASONING, make_handlers)
 
 
 if __name__ == "__main__":

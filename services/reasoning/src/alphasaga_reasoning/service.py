@@ -12,12 +12,11 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from alphasaga_contracts import Service
 from alphasaga_contracts import steps as st
 from alphasaga_shared import telemetry
 from alphasaga_shared.eventstore import ArtifactStore
 from alphasaga_shared.runner import ServiceContext
-from alphasaga_shared.worker import StepError, WorkerSpec
+from alphasaga_shared.worker import KindHandlers, StepError, handles
 
 from .domain import (
     DataError,
@@ -110,16 +109,12 @@ class Reasoning:
             out_of_sample_start=None if held_out is None else held_out.date(),
         )
 
-    async def undo(self, cmd: st.CompensateHypothesis) -> None:
+    async def undo(self, cmd: st.CompensateStep) -> None:
         await self.artifacts.remove_step(cmd.saga_id, cmd.step)
 
 
-async def make_spec(ctx: ServiceContext) -> WorkerSpec:
+async def make_handlers(ctx: ServiceContext) -> list[KindHandlers]:
     roots = DataSettings().roots()
     log.info("users' data files are read from %s only", ", ".join(str(r) for r in roots))
     reasoning = Reasoning(ArtifactStore(ctx.store.pool), choose_planner(LLMSettings()), roots)
-    return WorkerSpec(
-        service=Service.REASONING,
-        run=reasoning.form,
-        undo=reasoning.undo,
-    )
+    return [handles(st.REASONING, run=reasoning.form, undo=reasoning.undo)]

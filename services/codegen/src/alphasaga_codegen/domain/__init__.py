@@ -4,8 +4,9 @@ Plain functions with no messaging or storage, so the service layer only moves by
 
 ``render_strategy``      hypothesis -> readable Python module (Jinja2 templates)
 ``validate_strategy``    AST allow-list; raises ``RuleViolation``
-``run_strategy``         executes the entry points in a limited, network-less process
-``check_no_lookahead``   compares runs without the real future with the full-data run
+``run_strategy``         executes the entry points in a confined, limited process
+``check_no_lookahead``   runs each variant in a process of its own and compares them
+                         with the full-data run, here, outside the sandbox
 ``generate_strategy``    all four in order
 """
 
@@ -28,6 +29,7 @@ from .errors import (
     StrategyOutputError,
     StrategyRejected,
     StrategyRuntimeError,
+    UnreadableOutput,
 )
 from .lookahead import CutPoints, LookaheadReport, check_no_lookahead, cut_points
 from .render import hypothesis_sha256, render_strategy
@@ -68,6 +70,7 @@ __all__ = [
     "StrategyOutputError",
     "StrategyRejected",
     "StrategyRuntimeError",
+    "UnreadableOutput",
     "bubblewrap_available",
     "check_no_lookahead",
     "cut_points",
@@ -104,7 +107,7 @@ def generate_strategy(
     *,
     mode: SandboxMode = "auto",
 ) -> GeneratedStrategy:
-    """Render, validate, run and look-ahead-check ``h`` on ``bars`` in one sandbox run.
+    """Render, validate, run and look-ahead-check ``h`` on ``bars`` in one sandbox.
 
     Raises a ``StrategyRejected`` subclass when the strategy is unacceptable and a
     ``SandboxError`` when the sandbox itself fails.

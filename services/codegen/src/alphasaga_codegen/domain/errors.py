@@ -59,6 +59,12 @@ class StrategyOutputError(StrategyRuntimeError):
     """The entry points returned, but their output breaks the contract."""
 
 
+class UnreadableOutput(StrategyRejected):
+    """What the sandbox handed back cannot be accepted as an output at all: not a regular
+    file, larger than its cap, malformed, or not there whole by its deadline. The service
+    killed the sandbox; the code in it is hostile or broken, and retrying cannot help."""
+
+
 class LookaheadDetected(StrategyRejected):
     """Values computed without the real future differ from the full-data values.
 

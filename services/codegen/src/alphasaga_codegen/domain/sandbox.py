@@ -1,31 +1,34 @@
-"""Run strategy code in a separate, resource-limited Python process without network.
+"""Run strategy code in confined processes: a zygote per sandbox, a fresh process per run.
 
-Each run gets a fresh temporary directory holding the strategy, the bars (Parquet), a
-request and a copy of ``sandbox_runner.py``; the child writes its results there and
-nowhere else. Three kinds of containment (``docs/security.md`` has what each stops):
+A ``Sandbox`` starts one confined runner (``sandbox_runner.py``, the zygote), which
+imports numpy and pandas once and then forks a fresh process for every run. A job is one
+strategy run on one or more sets of bars (the look-ahead check's variants, the full data
+last); each run's process holds only the bars it was given, in a memfd, and hands its
+features and signal back in another. Nothing the service reads back is trusted
+(``untrusted``); the service, not the sandbox, compares the runs (``lookahead``). Three
+kinds of containment (``docs/security.md`` has what each stops):
 
 ``bubblewrap`` (the strong one, required in production)
-    ``bwrap`` with every namespace unshared (network, PID, IPC, UTS, user), all
-    capabilities dropped, and a root holding only read-only binds of the system and
-    Python directories plus the work directory, writable, at ``/sandbox``. Used when
-    ``bwrap`` is installed and a trial sandbox starts (user namespaces can be disabled
-    inside containers).
+    ``bwrap`` with every namespace unshared (network, PID, IPC, UTS, user) and a root
+    holding only read-only binds of the system and Python directories. The zygote keeps
+    CAP_SYS_ADMIN and CAP_SETPCAP of its user namespace, to give each run namespaces of
+    its own; every run drops them before the strategy starts.
 ``namespaces`` (the fallback)
-    ``unshare`` puts the runner in fresh mount, network, PID, IPC and UTS namespaces
-    (and a user namespace when the service is not root). The runner makes every mount
-    read-only but its work directory, then drops to ``UNPRIVILEGED_UID`` (service
-    running as root) or gives up every capability: no write outside the work directory,
-    no network, and every process it starts dies with it.
+    ``unshare`` puts the zygote in fresh mount, network, PID, IPC and UTS namespaces
+    (and a user namespace when the service is not root); the zygote builds the same
+    empty root as bubblewrap's and pivots into it. Runs drop to ``UNPRIVILEGED_UID``
+    (service running as root) or give up every capability.
 ``rlimits`` (only when asked for by name)
-    Resource limits and an empty environment, nothing else: the filesystem and network
-    are the service user's. Never chosen by ``auto``.
+    Resource limits, the seccomp filter and an empty environment, nothing else: the
+    filesystem and network are the service user's, and runs are not isolated from
+    each other, so the look-ahead check proves nothing there. Never chosen by ``auto``.
 
-In every kind the runner lowers RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and
-RLIMIT_CORE on itself before importing anything heavy, installs a seccomp filter when
-libseccomp is present (no sockets, no new processes), and the parent kills the whole
-process group when the wall-clock limit passes. CPU time includes interpreter start-up
-and the numpy/pandas imports (about 1 s), and the memory limit is address space,
-of which numpy, pandas and pyarrow need about 350 MiB before any data arrives.
+Each run's process is the init of a PID namespace of its own, with private mount and IPC
+namespaces, a tmpfs of ``disk_bytes`` as its work directory, RLIMIT_CPU (what is left of
+the job's CPU), RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_CORE, and a seccomp
+filter when libseccomp is present (no sockets, no new processes). When it ends, all it
+started ends with it. The service kills the whole sandbox at the wall-clock limit, on
+any other deadline, and on anything it cannot read back; the next job gets a new one.
 """
 
 from __future__ import annotations
@@ -38,27 +41,30 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from . import sandbox_runner as runner
+from . import untrusted
 from .errors import (
     SandboxError,
     SandboxLimitExceeded,
     SandboxUnavailable,
-    StrategyOutputError,
     StrategyRuntimeError,
+    UnreadableOutput,
 )
+from .untrusted import Deadline, Exited
 from .validate import validate_strategy
 
 SandboxKind = Literal["bubblewrap", "namespaces", "rlimits"]
@@ -66,23 +72,33 @@ SandboxMode = Literal["auto", "bubblewrap", "namespaces", "rlimits"]
 STRONG_SANDBOX: SandboxKind = "bubblewrap"
 
 RUNNER_PATH = Path(runner.__file__)
-BWRAP_WORKDIR = "/sandbox"
 # nobody: the uid the namespaces sandbox runs strategies as when the service is root.
 UNPRIVILEGED_UID = 65534
-STDERR_TAIL_CHARS = 4000
 # Measured: numpy + pandas + pyarrow start in 384 MiB of address space, not in 320.
 MIN_MEMORY_BYTES = 384 << 20
+# The zygote imports pandas and warms it up: about a second of CPU, much longer on a
+# busy machine. Not part of any job's wall-clock limit.
+START_SECONDS = 120.0
+# How long a killed or closed sandbox may take to be gone.
+END_SECONDS = 10.0
+ALL_BARS = "on all bars"
 _SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/ld.so.cache")
-_MEMORY_HINTS = ("MemoryError", "Cannot allocate memory", "bad_alloc", "out of memory")
+_NUMERIC_KINDS = "biuf"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Per-run limits. The defaults fit a few thousand daily bars with room to spare."""
+    """Limits of one job. The defaults fit a few thousand daily bars with room to spare.
+
+    ``cpu_seconds`` and ``wall_seconds`` are for the whole job (all its runs together);
+    ``memory_bytes`` (address space) and ``disk_bytes`` (the work directory) for each run.
+    """
 
     cpu_seconds: int = 20
     memory_bytes: int = 1 << 30
     wall_seconds: float = 30.0
+    disk_bytes: int = 32 << 20
 
     def __post_init__(self) -> None:
         if self.cpu_seconds < 1:
@@ -91,6 +107,8 @@ class SandboxLimits:
             raise ValueError(f"memory_bytes below {MIN_MEMORY_BYTES >> 20} MiB cannot even import pandas")
         if not (math.isfinite(self.wall_seconds) and self.wall_seconds > 0):
             raise ValueError("wall_seconds must be positive and finite")
+        if self.disk_bytes < 1 << 20:
+            raise ValueError("disk_bytes must be at least 1 MiB")
 
 
 DEFAULT_LIMITS = SandboxLimits()
@@ -98,29 +116,31 @@ DEFAULT_LIMITS = SandboxLimits()
 
 @dataclass(frozen=True, eq=False)
 class SandboxResult:
-    """Outputs of one sandboxed run.
+    """Outputs of one job.
 
-    ``frame`` holds the features and a ``signal`` column, indexed like the input bars.
-    ``guards`` lists what the runner put in force beyond the kind itself (``read-only
-    mounts``, ``unprivileged``, ``seccomp``). ``runs`` counts the strategy runs (the
-    look-ahead variants plus the full data), ``mismatch`` is the earliest difference a
-    variant showed (None: none). Times are seconds: ``wall_seconds`` for the whole
-    process including start-up, ``cpu_seconds`` as the child measured it,
-    ``compute_seconds`` for all the strategy runs, ``job_cpu_seconds`` for the CPU the
-    job used once handed over (without the runner's start-up and imports).
+    ``outputs`` holds each run's features and ``signal`` column, in the order of the
+    runs, indexed like their bars; ``frame`` is the last (the full data). ``guards``
+    lists what every run had in force beyond the kind itself (``empty root``,
+    ``unprivileged``, ``seccomp``). ``cpu_seconds`` is the CPU the sandbox used for the
+    job: every run's process and the zygote's part, plus the zygote's start-up when it
+    was started for this job; ``job_cpu_seconds`` is the same without the start-up.
     """
 
     sandbox: SandboxKind
     guards: tuple[str, ...]
-    frame: pd.DataFrame
-    runs: int
-    values_compared: int
-    mismatch: Mapping[str, Any] | None
+    outputs: tuple[pd.DataFrame, ...]
     wall_seconds: float
     cpu_seconds: float
-    compute_seconds: float
+    job_cpu_seconds: float
     peak_memory_bytes: int
-    job_cpu_seconds: float = math.nan
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self.outputs[-1]
+
+    @property
+    def runs(self) -> int:
+        return len(self.outputs)
 
     @property
     def label(self) -> str:
@@ -130,7 +150,7 @@ class SandboxResult:
 
 @dataclass(frozen=True)
 class SandboxProbe:
-    """What code inside the sandbox could reach, as the runner saw it."""
+    """What code inside the sandbox could reach, as a run saw it."""
 
     sandbox: SandboxKind
     guards: tuple[str, ...]
@@ -138,6 +158,8 @@ class SandboxProbe:
     interfaces: tuple[str, ...]
     connect_error: str | None
     writable: tuple[str, ...]
+    readable: tuple[str, ...]
+    processes: tuple[int, ...]
     workdir: str
     environment: tuple[str, ...]
 
@@ -151,18 +173,9 @@ class SandboxProbe:
         return tuple(path for path in self.writable if path != self.workdir)
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    returncode: int
-    timed_out: bool
-    wall_seconds: float
-    status: dict[str, Any] | None
-    stderr_tail: str
-
-
 @functools.cache
 def bubblewrap_available() -> bool:
-    """Whether a bubblewrap sandbox with our exact options starts a Python here.
+    """Whether a bubblewrap sandbox with our exact options starts and confines a run here.
 
     Probed once per process with the real mount layout, because ``bwrap`` being
     installed says nothing about user namespaces or /proc mounts being permitted.
@@ -172,17 +185,16 @@ def bubblewrap_available() -> bool:
 
 @functools.cache
 def namespaces_available() -> bool:
-    """Whether the fallback can create its namespaces and confine a runner here."""
+    """Whether the fallback can create its namespaces, its root and a confined run here."""
     return _unshare_executable() is not None and _trial("namespaces")
 
 
 def _trial(kind: SandboxKind) -> bool:
-    limits = SandboxLimits(cpu_seconds=20, memory_bytes=1 << 30, wall_seconds=30.0)
     try:
-        outcome = _execute(limits, kind, {"command": "probe"})
-    except OSError:
+        Sandbox(kind, SandboxLimits(), ahead=False).probe()
+    except (OSError, SandboxError, SandboxLimitExceeded, UnreadableOutput):
         return False
-    return outcome.returncode == 0 and outcome.status is not None and outcome.status.get("status") == "ok"
+    return True
 
 
 def resolve_sandbox(mode: SandboxMode = "auto") -> SandboxKind:
@@ -205,57 +217,33 @@ def run_strategy(
     bars: pd.DataFrame,
     *,
     limits: SandboxLimits = DEFAULT_LIMITS,
-    lookahead: Mapping[str, Any] | None = None,
     mode: SandboxMode = "auto",
     validate: bool = True,
 ) -> SandboxResult:
-    """Run the entry points of ``source`` on ``bars`` in a sandbox started for it.
+    """Run the entry points of ``source`` once on ``bars`` in a sandbox started for it.
 
     ``source`` is validated again first: the sandbox never executes code that has not
     passed the static rules (``validate=False`` exists for the escape-corpus tests, which
-    measure the sandbox alone). ``lookahead`` asks for the variants of
-    ``lookahead.check_no_lookahead`` in the same process, saving a start-up per variant.
-    A service running many strategies keeps a ``Sandbox`` instead.
+    measure the sandbox alone). A service running many strategies keeps a ``Sandbox``.
     """
-    return Sandbox(resolve_sandbox(mode), limits, ahead=False).run(source, bars, lookahead=lookahead, validate=validate)
-
-
-def _result(kind: SandboxKind, outcome: _Outcome, status: dict[str, Any], frame: pd.DataFrame) -> SandboxResult:
-    mismatch = status.get("mismatch")
-    return SandboxResult(
-        sandbox=kind,
-        guards=tuple(str(g) for g in status.get("guards", [])),
-        frame=frame,
-        runs=int(_number(status.get("runs"), default=1.0)),
-        values_compared=int(_number(status.get("values_compared"), default=0.0)),
-        mismatch=mismatch if isinstance(mismatch, dict) else None,
-        wall_seconds=outcome.wall_seconds,
-        cpu_seconds=_number(status.get("cpu_seconds")),
-        compute_seconds=_number(status.get("compute_seconds")),
-        peak_memory_bytes=int(_number(status.get("peak_rss_bytes"), default=0.0)),
-        job_cpu_seconds=_number(status.get("job_cpu_seconds")),
-    )
-
-
-def _number(value: object, default: float = math.nan) -> float:
-    """A statistic from the child's status, which is not trusted to be well-formed."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return default
-    return float(value)
+    sandbox = Sandbox(resolve_sandbox(mode), limits, ahead=False)
+    return sandbox.run(source, [(ALL_BARS, bars)], validate=validate)
 
 
 def probe_sandbox(*, limits: SandboxLimits = DEFAULT_LIMITS, mode: SandboxMode = "auto") -> SandboxProbe:
-    """Ask the runner what it can reach; for health checks and the sandbox's own tests."""
+    """Ask a run what it can reach; for health checks and the sandbox's own tests."""
     kind = resolve_sandbox(mode)
-    outcome = _execute(limits, kind, {"command": "probe"})
-    report = _require_success(outcome, limits)["probe"]
+    sandbox = Sandbox(kind, limits, ahead=False)
+    report, guards = sandbox.probe()
     return SandboxProbe(
         sandbox=kind,
-        guards=tuple(outcome.status.get("guards", []) if outcome.status else ()),
+        guards=guards,
         uid=int(report["uid"]),
         interfaces=tuple(report["interfaces"]),
         connect_error=report["connect_error"],
         writable=tuple(report["writable"]),
+        readable=tuple(report["readable"]),
+        processes=tuple(report["processes"]),
         workdir=report["workdir"],
         environment=tuple(report["environment"]),
     )
@@ -264,105 +252,26 @@ def probe_sandbox(*, limits: SandboxLimits = DEFAULT_LIMITS, mode: SandboxMode =
 def _check_bars(bars: pd.DataFrame) -> None:
     if not isinstance(bars, pd.DataFrame) or not isinstance(bars.index, pd.DatetimeIndex):
         raise ValueError("bars must be a DataFrame with a DatetimeIndex")
+    if bars.index.tz is not None:
+        raise ValueError("bars must have dates without a time zone")
     if len(bars) == 0 or "close" not in bars.columns:
         raise ValueError("bars must be non-empty and have a close column")
     if not (bars.index.is_monotonic_increasing and bars.index.is_unique):
         raise ValueError("bars must be in date order without repeated dates")
-    if not all(isinstance(column, str) for column in bars.columns):
-        raise ValueError("bar column names must be strings")
-
-
-@dataclass
-class _Started:
-    """A runner confined and waiting for its job in ``box``."""
-
-    kind: SandboxKind
-    limits: SandboxLimits
-    tmp: tempfile.TemporaryDirectory[str]
-    box: Path
-    process: subprocess.Popen[bytes]
-
-    def discard(self) -> None:
-        """End it unused (closing its stdin lets it exit) and remove its directory."""
-        with contextlib.suppress(OSError):
-            if self.process.stdin is not None:
-                self.process.stdin.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            _kill_group(self.process.pid)
-            self.process.wait()
-        self.tmp.cleanup()
-
-
-def _start(kind: SandboxKind, limits: SandboxLimits) -> _Started:
-    """Start a runner under ``kind``: it confines itself, imports, and waits for a job."""
-    tmp = tempfile.TemporaryDirectory(prefix="alphasaga-codegen-")
-    logs = Path(tmp.name)
-    box = logs / "box"
-    box.mkdir()
-    request: dict[str, Any] = {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes}
-    (box / runner.REQUEST_FILE).write_text(json.dumps(request))
-    shutil.copyfile(RUNNER_PATH, box / "runner.py")
-    if kind == "namespaces":
-        request["jail"] = {"uid": _prepare_for_uid(box, logs)}
-        (box / runner.REQUEST_FILE).write_text(json.dumps(request))
-    inner = BWRAP_WORKDIR if kind == "bubblewrap" else str(box)
-    command = [sys.executable, "-I", "-B", f"{inner}/runner.py", inner]
-    if kind == "bubblewrap":
-        command = [*_bubblewrap_prefix(box), *command]
-    elif kind == "namespaces":
-        command = [*_unshare_prefix(), *command]
-    with (logs / "stdout.txt").open("wb") as out, (logs / "stderr.txt").open("wb") as err:
-        process = subprocess.Popen(
-            command,
-            cwd=box,
-            env=_environment(inner),
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-    return _Started(kind=kind, limits=limits, tmp=tmp, box=box, process=process)
-
-
-def _finish(started: _Started, job: dict[str, Any]) -> _Outcome:
-    """Hand ``job`` (its files already in the box) to the runner and wait for it,
-    killing it at the wall-clock deadline, which counts from here."""
-    box, process, limits = started.box, started.process, started.limits
-    (box / runner.JOB_FILE).write_text(json.dumps(job))
-    begun = time.perf_counter()
-    timed_out = False
-    try:
-        assert process.stdin is not None
-        with contextlib.suppress(BrokenPipeError):  # it died early: its status says why
-            process.stdin.write(b"go\n")
-            process.stdin.close()
-        process.wait(timeout=limits.wall_seconds)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    finally:
-        # Also reached on KeyboardInterrupt or cancellation: never leave it running.
-        if process.poll() is None:
-            _kill_group(process.pid)
-            process.wait()
-    wall = time.perf_counter() - begun
-    return _Outcome(
-        returncode=process.returncode,
-        timed_out=timed_out,
-        wall_seconds=wall,
-        status=_read_status(box),
-        stderr_tail=(box.parent / "stderr.txt").read_text(errors="replace")[-STDERR_TAIL_CHARS:],
-    )
+    if not all(isinstance(column, str) for column in bars.columns.tolist()) or not bars.columns.is_unique:
+        raise ValueError("bar column names must be unique strings")
+    if any(dtype.kind not in _NUMERIC_KINDS for dtype in bars.dtypes.tolist()):
+        raise ValueError("bar columns must be numeric")
 
 
 class Sandbox:
-    """Runs jobs in one kind of sandbox, with the next runner started ahead of time.
+    """Runs jobs in one kind of sandbox, one at a time, through a zygote kept between jobs.
 
-    Every job still gets a fresh process and work directory; only their start-up
-    (interpreter, imports, confinement: about a second of CPU, most of it
-    ``import pandas``) is paid while the previous job runs or the service waits, not
-    when a job arrives. Thread-safe.
+    Every run still gets a fresh process, namespaces and work directory; only the
+    zygote's start-up (interpreter, imports, confinement: about a second of CPU, most of
+    it ``import pandas``) is shared, paid once ahead of the first job (``ahead``) and
+    again only after a job that had to kill the sandbox. With ``ahead=False`` each job
+    starts a zygote and ends it. Thread-safe.
     """
 
     def __init__(self, kind: SandboxKind, limits: SandboxLimits = DEFAULT_LIMITS, *, ahead: bool = True) -> None:
@@ -370,65 +279,259 @@ class Sandbox:
         self.limits = limits
         self.ahead = ahead
         self._lock = threading.Lock()
-        self._next: _Started | None = None
+        self._zygote: _Zygote | None = None
         if ahead:
+            self._zygote = _Zygote.start(kind, limits)
             atexit.register(self.close)
 
-    def run(
-        self,
-        source: str,
-        bars: pd.DataFrame,
-        *,
-        lookahead: Mapping[str, Any] | None = None,
-        validate: bool = True,
-    ) -> SandboxResult:
-        """``run_strategy`` in this sandbox."""
+    def run(self, source: str, runs: Sequence[tuple[str, pd.DataFrame]], *, validate: bool = True) -> SandboxResult:
+        """Run ``source`` once on each ``(label, bars)`` of ``runs``, each in a process of
+        its own; raise the first run's failure (its label says which run)."""
         if validate:
             validate_strategy(source)
-        _check_bars(bars)
+        if not runs:
+            raise ValueError("a job needs at least one set of bars")
+        for _, bars in runs:
+            _check_bars(bars)
+        return self._with_zygote(lambda zygote: zygote.job(source, runs))
+
+    def probe(self) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """What a run can reach (see ``sandbox_runner.probe``), and the guards in force."""
+        return self._with_zygote(lambda zygote: (zygote.probe(), zygote.guards))
+
+    def _with_zygote(self, work: Callable[[_Zygote], T]) -> T:
         with self._lock:
-            started, self._next = self._next, None
-            if started is None or started.process.poll() is not None:
-                if started is not None:  # died while waiting (killed, out of memory): a fresh one
-                    started.discard()
-                started = _start(self.kind, self.limits)
+            zygote, self._zygote = self._zygote, None
+            if zygote is None or zygote.process.poll() is not None:
+                if zygote is not None:  # died while waiting (killed, out of memory): a fresh one
+                    zygote.close()
+                zygote = _Zygote.start(self.kind, self.limits)
             try:
-                (started.box / runner.STRATEGY_FILE).write_text(source, encoding="utf-8")
-                bars.to_parquet(started.box / runner.BARS_FILE)
-                outcome = _finish(started, {"command": "run", "lookahead": dict(lookahead or {})})
-                status = _require_success(outcome, self.limits)
-                frame = _read_result(started.box, bars.index)
+                zygote.wait_ready()
+                return work(zygote)
             finally:
-                started.tmp.cleanup()
-                if self.ahead:
-                    self._next = _start(self.kind, self.limits)
-        return _result(self.kind, outcome, status, frame)
+                if self.ahead and not zygote.broken:
+                    self._zygote = zygote
+                else:
+                    zygote.close()
+                    if self.ahead:
+                        with contextlib.suppress(OSError):  # the next job tries again
+                            self._zygote = _Zygote.start(self.kind, self.limits)
 
     def close(self) -> None:
-        """Discard the runner started ahead, if any."""
+        """End the zygote, if any."""
         with self._lock:
-            if self._next is not None:
-                self._next.discard()
-                self._next = None
+            if self._zygote is not None:
+                self._zygote.close()
+                self._zygote = None
 
 
-def _execute(limits: SandboxLimits, kind: SandboxKind, job: dict[str, Any]) -> _Outcome:
-    """One runner, started and given ``job`` at once (probes and trials)."""
-    started = _start(kind, limits)
-    try:
-        return _finish(started, job)
-    finally:
-        started.tmp.cleanup()
+@dataclass(eq=False)
+class _Zygote:
+    """The service's end of one confined zygote: its process, control socket and files."""
+
+    kind: SandboxKind
+    limits: SandboxLimits
+    tmp: tempfile.TemporaryDirectory[str]
+    process: subprocess.Popen[bytes]
+    control: socket.socket
+    guards: tuple[str, ...] = ()
+    ready: bool = False
+    broken: bool = False
+    startup_cpu: float = 0.0
+    cpu: float = 0.0
+    jobs: int = 0
+
+    @classmethod
+    def start(cls, kind: SandboxKind, limits: SandboxLimits) -> _Zygote:
+        """Start a zygote under ``kind``: it confines itself, imports, and says ready."""
+        tmp = tempfile.TemporaryDirectory(prefix="alphasaga-codegen-")
+        logs = Path(tmp.name)
+        box = logs / "box"
+        box.mkdir()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        request: dict[str, Any] = {
+            "kind": kind,
+            "memory_bytes": limits.memory_bytes,
+            "disk_bytes": limits.disk_bytes,
+            "control_fd": theirs.fileno(),
+        }
+        if kind == "namespaces":
+            request["jail"] = {"uid": UNPRIVILEGED_UID if os.geteuid() == 0 else None}
+            request["root"] = [list(entry) for entry in _read_only_layout()]
+        (box / runner.REQUEST_FILE).write_text(json.dumps(request))
+        shutil.copyfile(RUNNER_PATH, box / "runner.py")
+        inner = runner.WORKDIR if kind == "bubblewrap" else str(box)
+        command = [sys.executable, "-I", "-B", f"{inner}/runner.py", inner]
+        if kind == "bubblewrap":
+            command = [*_bubblewrap_prefix(box), *command]
+        elif kind == "namespaces":
+            command = [*_unshare_prefix(), *command]
+        try:
+            with (logs / "stdout.txt").open("wb") as out, (logs / "stderr.txt").open("wb") as err:
+                process = subprocess.Popen(
+                    command,
+                    cwd=box,
+                    env=_environment(runner.WORKDIR if kind != "rlimits" else str(box)),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    pass_fds=(theirs.fileno(),),
+                    start_new_session=True,
+                )
+        except OSError:
+            ours.close()
+            tmp.cleanup()
+            raise
+        finally:
+            theirs.close()
+        return cls(kind=kind, limits=limits, tmp=tmp, process=process, control=ours)
+
+    def wait_ready(self) -> None:
+        """Wait for the zygote's ``ready``; a zygote that does not get there is killed."""
+        if self.ready:
+            return
+        message = self._reply(Deadline(START_SECONDS), lambda: SandboxError("the sandbox did not start in time"))
+        if message.get("state") != "ready":
+            self.kill()
+            raise SandboxError(f"the sandbox did not start: {str(message.get('detail'))[:300]}; {self.log_tail()}")
+        self.guards = tuple(str(guard) for guard in message.get("guards", []))[:8]
+        self.startup_cpu = self.cpu = untrusted.number(message.get("cpu_seconds"))
+        self.ready = True
+
+    def job(self, source: str, runs: Sequence[tuple[str, pd.DataFrame]]) -> SandboxResult:
+        limits = self.limits
+        deadline = Deadline(limits.wall_seconds)
+        begun, zygote_before = time.perf_counter(), self.cpu
+        self._load(source, deadline)
+        outputs, used, peak = [], 0.0, 0
+        for label, bars in runs:
+            cpu_limit = math.ceil(limits.cpu_seconds - used)
+            if cpu_limit < 1:
+                raise SandboxLimitExceeded("cpu_time", f"used more than {limits.cpu_seconds} s of CPU ({label})")
+            exited, data = self._run("strategy", bars, cpu_limit, deadline, label)
+            used += exited.cpu_seconds
+            peak = max(peak, exited.peak_rss_bytes)
+            untrusted.raise_for_exit(exited, data, label, cpu_limit)
+            outputs.append(untrusted.output_frame(data, bars.index, label, cpu_limit))
+        job_cpu = used + max(0.0, self.cpu - zygote_before)
+        startup = self.startup_cpu if self.jobs == 0 else 0.0
+        self.jobs += 1
+        return SandboxResult(
+            sandbox=self.kind,
+            guards=self.guards,
+            outputs=tuple(outputs),
+            wall_seconds=time.perf_counter() - begun,
+            cpu_seconds=job_cpu + startup,
+            job_cpu_seconds=job_cpu,
+            peak_memory_bytes=peak,
+        )
+
+    def probe(self) -> dict[str, Any]:
+        deadline = Deadline(self.limits.wall_seconds)
+        exited, data = self._run("probe", None, self.limits.cpu_seconds, deadline, "the probe")
+        untrusted.raise_for_exit(exited, data, "the probe", self.limits.cpu_seconds)
+        header, _ = untrusted.split_frame(data)
+        if header.get("status") != "ok" or not isinstance(header.get("probe"), dict):
+            untrusted.raise_for_status(header, "the probe", self.limits.cpu_seconds)
+        report: dict[str, Any] = header["probe"]
+        return report
+
+    def _load(self, source: str, deadline: Deadline) -> None:
+        """Hand the job's source to the zygote, which compiles it once."""
+        source_fd = os.memfd_create("strategy", os.MFD_CLOEXEC)
+        try:
+            _write_all(source_fd, source.encode("utf-8"))
+            self._send({"op": "source"}, [source_fd], deadline)
+        finally:
+            os.close(source_fd)
+        message = self._reply(deadline, lambda: UnreadableOutput("the sandbox did not take the strategy in time"))
+        if message.get("state") == "refused":
+            raise StrategyRuntimeError(f"the strategy does not compile: {str(message.get('detail'))[:300]}")
+        if message.get("state") != "loaded":
+            self.kill()
+            raise UnreadableOutput("the sandbox answered the strategy with something else than loaded")
+
+    def _run(
+        self, task: str, bars: pd.DataFrame | None, cpu_limit: int, deadline: Deadline, label: str
+    ) -> tuple[Exited, bytes]:
+        """One run in a fresh process: its bars in one memfd, its output in another."""
+        bars_fd = os.memfd_create("bars", os.MFD_CLOEXEC)
+        output_fd = os.memfd_create("output", os.MFD_CLOEXEC)
+        try:
+            if bars is not None:
+                _write_all(bars_fd, runner.encode_frame(bars))
+            self._send({"op": "run", "task": task, "cpu_seconds": cpu_limit}, [bars_fd, output_fd], deadline)
+            try:
+                exited = Exited.parse(self._reply(deadline, functools.partial(self._too_long, label)))
+            except UnreadableOutput:
+                self.kill()
+                raise
+            self.cpu = exited.zygote_cpu_seconds
+            rows = 0 if bars is None else len(bars)
+            cap = untrusted.HEADER_BYTES + 8 * rows * (untrusted.MAX_FEATURES + 2)
+            return exited, untrusted.read_regular_fd(output_fd, cap)
+        finally:
+            os.close(bars_fd)
+            os.close(output_fd)
+
+    def _too_long(self, label: str) -> SandboxLimitExceeded:
+        seconds = self.limits.wall_seconds
+        detail = f"still running after {seconds:g} s ({label}); the sandbox was killed"
+        return SandboxLimitExceeded("wall_clock", detail)
+
+    def _send(self, message: dict[str, Any], fds: list[int], deadline: Deadline) -> None:
+        try:
+            self.control.settimeout(max(deadline.remaining(), 0.001))
+            socket.send_fds(self.control, [json.dumps(message).encode()], fds)
+        except OSError as exc:  # the zygote is gone, or its socket is full
+            self.kill()
+            raise SandboxError(f"cannot reach the sandbox: {exc}; {self.log_tail()}") from None
+
+    def _reply(self, deadline: Deadline, on_timeout: Callable[[], Exception]) -> dict[str, Any]:
+        """The zygote's next message; any failure to get one kills the sandbox."""
+        try:
+            message = untrusted.receive(self.control, deadline)
+        except TimeoutError:
+            self.kill()
+            raise on_timeout() from None
+        except UnreadableOutput:
+            self.kill()
+            raise
+        if message is None:
+            self.kill()
+            raise SandboxError(f"the sandbox's runner ended unexpectedly; {self.log_tail()}")
+        return message
+
+    def log_tail(self) -> str:
+        """The end of the zygote's stderr, read as any file from the sandbox is."""
+        try:
+            data = untrusted.read_regular_file(Path(self.tmp.name) / "stderr.txt", untrusted.LOG_TAIL_BYTES)
+        except (OSError, UnreadableOutput) as exc:
+            return f"(no log: {exc})"
+        return data.decode(errors="replace").strip() or "(its log is empty)"
+
+    def kill(self) -> None:
+        """End the sandbox now: its process group, and with it every process inside."""
+        self.broken = True
+        _kill_group(self.process.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=END_SECONDS)
+        self.control.close()
+
+    def close(self) -> None:
+        """End it: closing the socket lets the zygote exit; the group is killed anyway."""
+        self.control.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=END_SECONDS)
+        self.kill()
+        self.tmp.cleanup()
 
 
-def _prepare_for_uid(box: Path, logs: Path) -> int | None:
-    """As root, hand the work directory to the uid the runner drops to; else None."""
-    if os.geteuid() != 0:
-        return None
-    logs.chmod(0o711)  # traversable, not listable, so the runner can reach its box
-    for path in [box, *box.iterdir()]:
-        os.chown(path, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
-    return UNPRIVILEGED_UID
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 @functools.cache
@@ -437,10 +540,10 @@ def _unshare_executable() -> str | None:
 
 
 def _unshare_prefix() -> list[str]:
-    """Fresh namespaces for the runner; a user namespace only when we are not root. It
+    """Fresh namespaces for the zygote; a user namespace only when we are not root. It
     runs in a session of its own (so that its group can be killed on stop), which also
     takes it out of the service's: ``setpriv --pdeathsig`` makes it die with the service,
-    killed with -9 or not, and ``--kill-child`` takes the runner with it."""
+    killed with -9 or not, and ``--kill-child`` takes the zygote with it."""
     setpriv = shutil.which("setpriv")
     args = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
     args += [_unshare_executable() or "unshare", "--mount", "--net", "--pid", "--ipc", "--uts"]
@@ -452,83 +555,12 @@ def _unshare_prefix() -> list[str]:
 
 def _kill_group(pgid: int) -> None:
     """SIGKILL the session we started; under bubblewrap the sandbox dies with bwrap."""
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _read_status(box: Path) -> dict[str, Any] | None:
-    try:
-        status = json.loads((box / runner.STATUS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return status if isinstance(status, dict) else None
-
-
-def _require_success(outcome: _Outcome, limits: SandboxLimits) -> dict[str, Any]:
-    """The runner's status when the run succeeded; otherwise raise what went wrong."""
-    if outcome.timed_out:
-        raise SandboxLimitExceeded("wall_clock", f"still running after {limits.wall_seconds:g} s; process group killed")
-    status = outcome.status
-    state = status.get("status") if status is not None else None
-    if status is not None and state == "ok" and outcome.returncode == 0:
-        return status
-    if status is not None and state == "cpu":
-        raise SandboxLimitExceeded("cpu_time", f"used more than {limits.cpu_seconds} s of CPU")
-    if status is not None and state == "memory":
-        raise SandboxLimitExceeded("memory", _memory_detail(limits, str(status.get("detail"))))
-    if status is not None and state == "error":
-        raise StrategyRuntimeError(str(status.get("detail")), str(status.get("traceback", "")))
-    if status is not None and state == "output":
-        raise StrategyOutputError(str(status.get("detail")))
-    if status is not None and state == "internal":
-        raise SandboxError(f"sandbox runner failed: {status.get('detail')}")
-    _raise_for_exit(outcome, limits)
-    raise SandboxError(f"sandbox runner exited with {outcome.returncode} and no status")
-
-
-def _raise_for_exit(outcome: _Outcome, limits: SandboxLimits) -> None:
-    """Explain a run that ended without a usable status from its exit code."""
-    code = outcome.returncode
-    # Killed children show as -N; bubblewrap reports its child's death as 128 + N.
-    signum = -code if code < 0 else code - 128 if code > 128 else None
-    tail = outcome.stderr_tail
-    if signum == signal.SIGXCPU:
-        raise SandboxLimitExceeded("cpu_time", f"used more than {limits.cpu_seconds} s of CPU")
-    if signum == signal.SIGKILL:
-        # Not our kill (that is the wall-clock case); RLIMIT_CPU's hard limit or the
-        # kernel's out-of-memory killer. SIGXCPU comes first, so it is memory.
-        raise SandboxLimitExceeded("memory", "killed by SIGKILL, most likely out of memory")
-    if any(hint in tail for hint in _MEMORY_HINTS):
-        raise SandboxLimitExceeded("memory", _memory_detail(limits, tail.strip()[-300:]))
-    if signum == signal.SIGXFSZ:
-        raise StrategyRuntimeError("wrote more output than the sandbox allows")
-    if tail.startswith("bwrap:"):
-        raise SandboxError(f"bubblewrap failed: {tail.strip()}")
-    if signum is not None:
-        raise StrategyRuntimeError(f"sandbox process died with signal {signum}", tail)
-    if code != 0:
-        raise StrategyRuntimeError(f"sandbox process exited with code {code}", tail)
-
-
-def _memory_detail(limits: SandboxLimits, detail: str) -> str:
-    return f"address space limited to {limits.memory_bytes >> 20} MiB: {detail}"
-
-
-def _read_result(box: Path, index: pd.DatetimeIndex) -> pd.DataFrame:
-    """Read the result back and re-check it: the child is not trusted to be honest."""
-    path = box / runner.RESULT_FILE
-    try:
-        frame = pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise SandboxError(f"cannot read sandbox result {path.name}: {exc}") from exc
-    if not frame.index.equals(index) or runner.SIGNAL_COLUMN not in frame.columns:
-        raise SandboxError(f"sandbox result {path.name} does not match the input bars")
-    frame.index = index
-    return frame
-
-
 def _environment(workdir: str) -> dict[str, str]:
-    """The child's whole environment: nothing inherited, one thread per library."""
+    """The zygote's whole environment: nothing inherited, one thread per library."""
     return {
         "PATH": "/usr/bin:/bin",
         "HOME": workdir,
@@ -550,22 +582,27 @@ def _bwrap_executable() -> str | None:
 
 
 def _bubblewrap_prefix(box: Path) -> list[str]:
-    """``bwrap`` options: fresh namespaces, read-only system, writable ``/sandbox``."""
+    """``bwrap`` options: fresh namespaces, read-only system, the box read-only at
+    ``/sandbox`` (each run mounts its own tmpfs over it)."""
     args = [
         _bwrap_executable() or "bwrap",
         "--unshare-all",
-        "--unshare-net",
+        "--unshare-user",
         "--die-with-parent",
         "--new-session",
+        # The zygote needs these two in its user namespace to give each run its own
+        # namespaces and to drop the bounding set there; runs keep nothing.
         "--cap-drop", "ALL",
+        "--cap-add", "CAP_SYS_ADMIN",
+        "--cap-add", "CAP_SETPCAP",
     ]  # fmt: skip
     for kind, source, target in _read_only_layout():
         args += [f"--{kind}", source, target]
     args += [
         "--proc", "/proc",
         "--dev", "/dev",
-        "--bind", str(box), BWRAP_WORKDIR,
-        "--chdir", BWRAP_WORKDIR,
+        "--ro-bind", str(box), runner.WORKDIR,
+        "--chdir", runner.WORKDIR,
         # bwrap builds the root on a writable tmpfs; freeze it once the layout exists.
         "--remount-ro", "/",
         "--remount-ro", "/dev",
@@ -581,6 +618,7 @@ def _read_only_layout() -> tuple[tuple[str, str, str], ...]:
     service's source tree or home directory. Directories are bound at their real path;
     every symlink on the way to them (``/bin -> usr/bin``, a venv's parent) is recreated,
     so the paths the interpreter knows itself by resolve inside as they do outside.
+    Both confined kinds build their root from it.
     """
     pending = [*_SYSTEM_PATHS, sys.prefix, sys.base_prefix, sys.exec_prefix]
     pending += [sys.base_exec_prefix, str(Path(sys.executable).resolve().parent.parent)]

@@ -31,10 +31,23 @@ Rules (the ``rule`` of the ``RuleViolation`` raised):
 ``name``            any other builtin outside ``ALLOWED_BUILTINS``, or a name the
                     strategy never defines
 ``attribute``       an attribute outside ``ALLOWED_ATTRIBUTES``, any attribute starting
-                    with ``_``, or a string handed to ``apply``/``agg``/``transform``
-                    (which look methods up by name) that is not an allowed attribute
-``string``          a string constant starting with ``_`` or containing ``__``: a name
-                    smuggled as data for something that looks names up
+                    with ``_``, ``eval``, ``query``, ``pipe`` and every ``read_*`` and
+                    ``to_*`` but the in-memory conversions; or a method name written as
+                    a string for ``apply``/``agg``/``aggregate``/``transform`` (which look
+                    methods up by name) that is not an allowed attribute
+``dispatch``        anything else given as the function of ``apply``/``agg``/
+                    ``aggregate``/``transform``: only a lambda, a function the strategy
+                    defines, an allowed builtin, a module's function (``np.mean``) or a
+                    literal method name, alone or in a list, tuple or dict, never a name
+                    held in a variable, built at run time or unpacked with ``*``; a
+                    window's ``win_type`` or ``method`` and any ``engine`` not written
+                    as a literal; ``**`` unpacking in any call
+``keyword``         ``local_dict``, ``global_dict`` or ``resolvers``: they hand objects
+                    to pandas' expression evaluator
+``string``          a string constant starting with ``_`` or containing ``__``, or one
+                    that names ``eval``, ``query``, ``pipe``, a ``read_*`` or a ``to_*``
+                    or one of the keywords above, in any case or Unicode spelling: a
+                    name smuggled as data for something that looks names up
 ``constant``        a number (or constant expression such as ``10**12``) larger than
                     ``MAX_CONSTANT``: sizes and loop counts come from the data
 ``recursion``       a function that calls itself, directly or through others
@@ -47,6 +60,11 @@ Rules (the ``rule`` of the ``RuleViolation`` raised):
 
 Allowed on purpose: ``lambda``, comprehensions, ``for`` loops, ``assert``, ``raise``,
 f-strings (their expressions are checked like any other), the walrus operator.
+
+Why ``dispatch`` is strict: pandas turns a string given to ``agg`` and its kin into
+``getattr(frame, name)``, so a name that reaches it at run time (``n = "ev" + "al"``,
+``"x_"[1] * 2``) is a call the checker never saw. Only names visible in the source as
+literals are checked, so only literals may reach those arguments.
 """
 
 from __future__ import annotations
@@ -54,7 +72,10 @@ from __future__ import annotations
 import ast
 import builtins
 import math
+import re
+import unicodedata
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from .errors import RuleViolation
 
@@ -121,8 +142,24 @@ ALLOWED_ATTRIBUTES = frozenset(
         "value_counts", "values", "year", "corr",
     }
 )  # fmt: skip
-# Methods that accept a method *name* as a string and look it up on the object.
-_STRING_DISPATCH = frozenset({"apply", "agg", "aggregate", "transform"})
+# Methods that accept a method *name* as a string and look it up on the object, and
+# where that argument is: its position and its keywords.
+DISPATCHERS: dict[str, tuple[int, frozenset[str]]] = {
+    method: (0, frozenset({"func", "arg"})) for method in ("apply", "agg", "aggregate", "transform")
+}
+# Arguments that pick an implementation by name (scipy's window functions, numba):
+# literals only.
+NAMED_CHOICES: dict[str, tuple[int | None, frozenset[str]]] = {
+    "rolling": (3, frozenset({"win_type", "method"})),
+    "interpolate": (0, frozenset({"method"})),
+}
+LITERAL_KEYWORDS = frozenset({"engine", "engine_kwargs"})
+# Keywords through which pandas.eval and DataFrame.query/eval reach arbitrary objects.
+REFUSED_KEYWORDS = frozenset({"local_dict", "global_dict", "resolvers"})
+# Names that run code, or read or write files, whatever object has them: refused as
+# attributes (but the in-memory conversions) and as strings, in any case or spelling.
+NEVER_NAMES = re.compile(r"eval|query|pipe|(?:to|read)_\w*|local_dict|global_dict|resolvers", re.ASCII)
+IN_MEMORY_CONVERSIONS = frozenset({"to_numpy", "to_list", "to_frame", "to_series", "to_datetime"})
 
 ALLOWED_NODES: frozenset[type[ast.AST]] = frozenset(
     {
@@ -157,6 +194,42 @@ def validate_strategy(source: str) -> None:
         raise violations[0]
 
 
+@dataclass(frozen=True)
+class _Scope:
+    """What names stand for wherever they appear, when nothing rebinds them.
+
+    ``modules``: import aliases; ``callables``: functions the strategy defines, names it
+    imports from a module, and allowed builtins. A name bound anywhere else (assigned,
+    a parameter, a loop target) is in neither, whatever it also is.
+    """
+
+    modules: frozenset[str]
+    callables: frozenset[str]
+
+    @classmethod
+    def of(cls, tree: ast.Module) -> _Scope:
+        modules, imported, defined, rebound = set(), set(), set(), set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                defined.add(node.name)
+            elif isinstance(node, ast.Import):
+                modules |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported |= {alias.asname or alias.name for alias in node.names}
+            elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                rebound.add(node.id)
+            elif isinstance(node, ast.arg):
+                rebound.add(node.arg)
+        callables = (defined | imported | ALLOWED_BUILTINS) - rebound - modules
+        return cls(modules=frozenset(modules - rebound - defined - imported), callables=frozenset(callables))
+
+    def is_module_function(self, node: ast.expr) -> bool:
+        """``np.mean``, ``pd.Series.mean``: an attribute chain rooted at a module."""
+        while isinstance(node, ast.Attribute):
+            node = node.value
+        return isinstance(node, ast.Name) and node.id in self.modules
+
+
 def find_violations(source: str) -> list[RuleViolation]:
     """Every rule violation in ``source``, ordered by line, for a complete report."""
     if len(source) > MAX_SOURCE_CHARS:
@@ -171,7 +244,7 @@ def find_violations(source: str) -> list[RuleViolation]:
         return [RuleViolation("syntax", f"cannot compile: {type(exc).__name__}")]
     try:
         found = [
-            *_check_nodes(tree),
+            *_check_nodes(tree, _Scope.of(tree)),
             *_check_names(tree),
             *_check_top_level(tree),
             *_check_module_state(tree),
@@ -185,7 +258,7 @@ def find_violations(source: str) -> list[RuleViolation]:
     return [violation for _, violation in ordered]
 
 
-def _check_nodes(tree: ast.Module) -> Iterator[RuleViolation]:
+def _check_nodes(tree: ast.Module, scope: _Scope) -> Iterator[RuleViolation]:
     for node in ast.walk(tree):
         line = getattr(node, "lineno", None)
         if type(node) not in ALLOWED_NODES:
@@ -200,7 +273,7 @@ def _check_nodes(tree: ast.Module) -> Iterator[RuleViolation]:
         if isinstance(node, ast.BinOp) and _magnitude(node) > MAX_CONSTANT:
             yield RuleViolation("constant", f"a constant expression above {MAX_CONSTANT:,}", line)
         if isinstance(node, ast.Call):
-            yield from _check_string_dispatch(node)
+            yield from _check_call(node, scope)
         if isinstance(node, ast.FunctionDef) and node.decorator_list:
             yield RuleViolation("node", f"decorator on {node.name!r} is not allowed", line)
         if isinstance(node, ast.FunctionDef | ast.Lambda):
@@ -239,13 +312,27 @@ def _check_identifier(name: str, line: int | None) -> Iterator[RuleViolation]:
 def _check_attribute(name: str, line: int | None) -> Iterator[RuleViolation]:
     if name.startswith("_"):
         yield RuleViolation("attribute", f"attribute {name!r} is private", line)
+    elif _never(name) and name not in IN_MEMORY_CONVERSIONS:
+        yield RuleViolation("attribute", f"attribute {name!r} is never allowed: it runs code or touches files", line)
     elif name not in ALLOWED_ATTRIBUTES:
         yield RuleViolation("attribute", f"attribute {name!r} is not allowed", line)
 
 
+def _never(text: str) -> bool:
+    """Whether ``text`` spells one of ``NEVER_NAMES``, in any case or Unicode form."""
+    return NEVER_NAMES.fullmatch(_folded(text)) is not None
+
+
+def _folded(text: str) -> str:
+    """``text`` as Python would read it as an identifier, caseless and trimmed."""
+    return unicodedata.normalize("NFKC", text).casefold().strip()
+
+
 def _check_constant(value: object, line: int | None) -> Iterator[RuleViolation]:
-    if isinstance(value, str) and (value.startswith("_") or "__" in value):
+    if isinstance(value, str) and (_folded(value).startswith("_") or "__" in _folded(value)):
         yield RuleViolation("string", f"string {value[:40]!r} looks like a private name", line)
+    elif isinstance(value, str) and _never(value):
+        yield RuleViolation("string", f"string {value[:40]!r} names what runs code or touches files", line)
     elif isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > MAX_CONSTANT:
         yield RuleViolation("constant", f"{value!r} is above {MAX_CONSTANT:,}", line)
 
@@ -280,16 +367,65 @@ def _log_magnitude(node: ast.expr) -> float | None:
     return max(left, right)
 
 
-def _check_string_dispatch(node: ast.Call) -> Iterator[RuleViolation]:
-    """``s.apply("name")`` calls ``getattr(s, "name")``: the name must be an allowed one."""
-    if not (isinstance(node.func, ast.Attribute) and node.func.attr in _STRING_DISPATCH):
+def _check_call(node: ast.Call, scope: _Scope) -> Iterator[RuleViolation]:
+    """The ``dispatch`` and ``keyword`` rules, for one call."""
+    line = node.lineno
+    yield from _check_keywords(node)
+    method = node.func.attr if isinstance(node.func, ast.Attribute) else ""
+    if method in DISPATCHERS:
+        if any(isinstance(argument, ast.Starred) for argument in node.args):
+            yield RuleViolation("dispatch", f"{method} with *arguments is not allowed", line)
+        for argument in _arguments(node, *DISPATCHERS[method]):
+            yield from _check_function(method, argument, scope, line)
+    if method in NAMED_CHOICES:
+        for argument in _arguments(node, *NAMED_CHOICES[method]):
+            if not isinstance(argument, ast.Constant):
+                yield RuleViolation("dispatch", f"{method} must choose its implementation with a literal", line)
+
+
+def _check_keywords(node: ast.Call) -> Iterator[RuleViolation]:
+    for keyword in node.keywords:
+        if keyword.arg is None:
+            yield RuleViolation("dispatch", "keyword arguments unpacked with ** are not allowed", node.lineno)
+        elif keyword.arg in REFUSED_KEYWORDS:
+            yield RuleViolation("keyword", f"{keyword.arg!r} hands objects to pandas' evaluator", node.lineno)
+        elif keyword.arg in LITERAL_KEYWORDS and not isinstance(keyword.value, ast.Constant):
+            yield RuleViolation("dispatch", f"{keyword.arg!r} must be written as a literal", node.lineno)
+
+
+def _arguments(node: ast.Call, position: int | None, keywords: frozenset[str]) -> list[ast.expr]:
+    """The arguments of ``node`` at ``position`` or named by one of ``keywords``."""
+    found = [k.value for k in node.keywords if k.arg in keywords]
+    if position is not None and len(node.args) > position:
+        found.append(node.args[position])
+    return found
+
+
+def _check_function(method: str, argument: ast.expr, scope: _Scope, line: int) -> Iterator[RuleViolation]:
+    """``s.agg(x)`` calls ``getattr(s, x)`` when ``x`` is a string: only what the source
+    shows as a function, or a literal allowed name, may be ``x``."""
+    if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+        if argument.value not in ALLOWED_ATTRIBUTES or _never(argument.value):
+            yield RuleViolation("attribute", f"{method} by name {argument.value!r} is not allowed", line)
         return
-    looked_up = [*node.args[:1], *(k.value for k in node.keywords if k.arg in ("func", "arg"))]
-    for argument in looked_up:
-        for inner in ast.walk(argument):
-            name = inner.value if isinstance(inner, ast.Constant) and isinstance(inner.value, str) else ""
-            if name and name not in ALLOWED_ATTRIBUTES:
-                yield RuleViolation("attribute", f"{node.func.attr} by name {name!r} is not allowed", node.lineno)
+    if isinstance(argument, ast.List | ast.Tuple):
+        for element in argument.elts:
+            yield from _check_function(method, element, scope, line)
+        return
+    if isinstance(argument, ast.Dict):
+        if any(key is None for key in argument.keys):
+            yield RuleViolation("dispatch", "dictionaries unpacked with ** are not allowed here", line)
+        for value in argument.values:
+            yield from _check_function(method, value, scope, line)
+        return
+    named = isinstance(argument, ast.Name) and argument.id in scope.callables
+    if not (isinstance(argument, ast.Lambda) or named or scope.is_module_function(argument)):
+        shown = ast.unparse(argument)[:40]
+        yield RuleViolation(
+            "dispatch",
+            f"{method} needs a lambda, a function or a literal method name, not {shown!r}",
+            line,
+        )
 
 
 def _check_import(node: ast.Import | ast.ImportFrom) -> Iterator[RuleViolation]:

@@ -38,7 +38,7 @@ Conventions
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Final
@@ -165,14 +165,49 @@ def train_walk_forward(
             f"unlabelled tail + {n_splits} splits x {MIN_TEST_ROWS_PER_SPLIT} test rows)"
         )
     names, x = _feature_matrix(bars, signals, include_signal=include_signal)
-    close = _close(bars)
-    y = make_labels(close, horizon)
+    y = make_labels(_close(bars), horizon)
     labelled = ~np.isnan(y)
+    blocks = _test_blocks(n, horizon=horizon, n_splits=n_splits, min_train=min_train)
+    proba, baseline, folds = _walk_forward(x, y, names, blocks, horizon=horizon, seed=seed, each_fold=each_fold)
+    scored = labelled & ~np.isnan(proba)
+    if not scored.any():
+        raise TrainingError("no labelled out-of-sample rows to score (are the closes missing?)")
+    final = _fit(x[labelled], y[labelled], names, seed)
+    metrics = _metrics(
+        y[scored],
+        proba[scored],
+        baseline[scored],
+        n_splits=len(folds),
+        importance=_importance(final, names),
+    )
+    predictions = pd.DataFrame({PROBA_COLUMN: proba}, index=bars.index)
+    return TrainingResult(
+        metrics=metrics,
+        model_text=final.model_to_string(),
+        predictions=predictions,
+        folds=tuple(folds),
+        feature_names=names,
+    )
 
-    proba = np.full(n, np.nan)
-    baseline = np.full(n, np.nan)
+
+def _walk_forward(
+    x: FloatArray,
+    y: FloatArray,
+    names: tuple[str, ...],
+    blocks: Iterable[tuple[int, int]],
+    *,
+    horizon: int,
+    seed: int,
+    each_fold: Callable[[int], AbstractContextManager[object]],
+) -> tuple[FloatArray, FloatArray, list[Fold]]:
+    """Each test block predicted by a model fitted on the labelled rows before its purge
+    gap: the out-of-sample probabilities, the base rate each block was up against, and
+    the folds."""
+    labelled = ~np.isnan(y)
+    proba = np.full(len(y), np.nan)
+    baseline = np.full(len(y), np.nan)
     folds: list[Fold] = []
-    for number, (first, last) in enumerate(_test_blocks(n, horizon=horizon, n_splits=n_splits, min_train=min_train)):
+    for number, (first, last) in enumerate(blocks):
         cutoff = first - horizon  # train on rows < cutoff: their labels end before `first`
         train_idx: IntArray = np.flatnonzero(labelled[:cutoff])
         if train_idx.size == 0:
@@ -193,26 +228,7 @@ def train_walk_forward(
                 base_rate=base_rate,
             )
         )
-
-    scored = labelled & ~np.isnan(proba)
-    if not scored.any():
-        raise TrainingError("no labelled out-of-sample rows to score (are the closes missing?)")
-    final = _fit(x[labelled], y[labelled], names, seed)
-    metrics = _metrics(
-        y[scored],
-        proba[scored],
-        baseline[scored],
-        n_splits=len(folds),
-        importance=_importance(final, names),
-    )
-    predictions = pd.DataFrame({PROBA_COLUMN: proba}, index=bars.index)
-    return TrainingResult(
-        metrics=metrics,
-        model_text=final.model_to_string(),
-        predictions=predictions,
-        folds=tuple(folds),
-        feature_names=names,
-    )
+    return proba, baseline, folds
 
 
 def load_model(text: str) -> lgb.Booster:

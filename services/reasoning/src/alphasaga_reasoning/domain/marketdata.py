@@ -227,6 +227,14 @@ def validate_ohlcv(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     0.0, as does an absent volume column."""
     if len(raw) == 0:
         raise DataError(f"{source}: no data rows")
+    out = _canonical(raw, source)
+    _check_prices(out, source)
+    _check_dates(out, source)
+    return out
+
+
+def _canonical(raw: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The frame indexed by date, with float prices and volume (0.0 where missing)."""
     names = _pick_columns(raw, source)
     frame = raw.reset_index(drop=True)
     dates = _parse_dates(frame[names["date"]], source)
@@ -238,7 +246,10 @@ def validate_ohlcv(raw: pd.DataFrame, source: str) -> pd.DataFrame:
         out["volume"] = volume.fillna(0.0).to_numpy()
     else:
         out["volume"] = 0.0
+    return out
 
+
+def _check_prices(out: pd.DataFrame, source: str) -> None:
     prices = out[list(PRICE_COLUMNS)].to_numpy()
     position = _first((prices <= 0).any(axis=1))
     if position is not None:
@@ -266,6 +277,8 @@ def validate_ohlcv(raw: pd.DataFrame, source: str) -> pd.DataFrame:
                 f"[low {_num(low[position])}, high {_num(high[position])}]"
             )
 
+
+def _check_dates(out: pd.DataFrame, source: str) -> None:
     stamps = out.index.to_numpy()
     steps = stamps[1:] - stamps[:-1]
     position = _first(steps < np.timedelta64(0))
@@ -279,7 +292,6 @@ def validate_ohlcv(raw: pd.DataFrame, source: str) -> pd.DataFrame:
         raise DataError(
             f"{source}: {_row(position + 1)}: duplicate date {_day(stamps[position + 1])} (same as {_row(position)})"
         )
-    return out
 
 
 def _day(stamp: np.datetime64) -> str:
@@ -329,11 +341,12 @@ def filter_dates(
 def confined(path: str, roots: Sequence[Path]) -> Path:
     """``path`` resolved (symlinks and ``..`` followed), provided it lies inside one of the
     data ``roots``; a relative path is taken from the first root. A path anywhere else,
-    or one the system cannot even resolve, is refused naming the path, never its content:
-    the request may come from anyone who can write to the stream."""
+    or one the system cannot even resolve, is refused naming the path, never its content,
+    nor the roots or the setting: the request may come from anyone who can write to the
+    stream, and the refusal is the saga's failure, which anyone who may read sagas sees."""
     name = path if len(path) <= 200 else f"{path[:200]}… ({len(path):,} characters)"
     if not roots:
-        raise DataError(f"file {name!r}: no data roots are configured (ALPHASAGA_DATA_ROOTS)")
+        raise DataError(f"file {name!r}: no data roots are configured on this server")
     try:
         resolved = (roots[0] / path).resolve()
         inside = any(resolved.is_relative_to(root.resolve()) for root in roots)
@@ -341,8 +354,7 @@ def confined(path: str, roots: Sequence[Path]) -> Path:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise DataError(f"file {name!r}: not a usable path: {reason}") from None
     if not inside:
-        where = ", ".join(str(r) for r in roots)
-        raise DataError(f"file {name!r}: outside the data roots ({where}); set ALPHASAGA_DATA_ROOTS to allow it")
+        raise DataError(f"file {name!r}: outside the data roots of this server")
     return resolved
 
 

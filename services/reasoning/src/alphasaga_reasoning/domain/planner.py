@@ -135,74 +135,33 @@ def _why_family(request: ResearchRequest, m: Measurements, family: StrategyFamil
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """A family's signal, features, label horizon and rules for one regime and bar count."""
+
+    signal: SignalSpec
+    features: list[FeatureSpec]
+    horizon: int
+    entry: str
+    exit: str
+    note: str
+
+
 def plan_hypothesis(request: ResearchRequest, m: Measurements) -> Hypothesis:
     """The rule-based hypothesis for a request and its measurements. Pure and
     deterministic: the same input always gives an identical Hypothesis."""
     family = choose_family(request, m)
     cap = _window_cap(m.n_bars)
-    regime = m.volatility_regime
-    vol_window = _clip(20, MIN_WINDOW, cap)
-    rsi_window = _clip(RSI_WINDOW, MIN_WINDOW, cap)
-    if family == "trend_following":
-        base = _TREND[regime]
-        slow = _clip(base.slow, MIN_WINDOW + 1, cap)
-        fast = _clip(min(base.fast, slow // 2), MIN_WINDOW, slow - 1)
-        signal = SignalSpec(kind="ma_crossover", params={"fast": fast, "slow": slow})
-        features = [
-            _feature("sma_ratio", fast),
-            _feature("sma_ratio", slow),
-            _feature("momentum", slow),
-            _feature("volatility", vol_window),
-            _feature("rsi", rsi_window),
-        ]
-        horizon = _clip(fast // 2, 1, MAX_LABEL_HORIZON)
-        entry = (
-            f"Go long when the {fast}-day simple moving average of the close crosses above "
-            f"the {slow}-day simple moving average."
-        )
-        exit_ = (
-            f"Go flat when the {fast}-day simple moving average crosses back below the "
-            f"{slow}-day simple moving average."
-        )
-        params_note = (
-            f"In a {regime} volatility regime the crossover uses {fast}/{slow}-day averages "
-            f"and the label looks {horizon} days ahead."
-        )
-    else:
-        rev = _REVERSION[regime]
-        window = _clip(rev.window, MIN_WINDOW + 1, cap)
-        signal = SignalSpec(
-            kind="zscore_reversion",
-            params={"window": window, "entry_z": rev.entry_z, "exit_z": rev.exit_z},
-        )
-        features = [
-            _feature("zscore", window),
-            _feature("rsi", rsi_window),
-            _feature("sma_ratio", window),
-            _feature("momentum", _clip(VR_LAG, MIN_WINDOW, cap)),
-            _feature("volatility", vol_window),
-        ]
-        horizon = _clip(window // 4, 1, MAX_LABEL_HORIZON)
-        entry = (
-            f"Go long when the close is more than {rev.entry_z:g} standard deviations below "
-            f"its {window}-day mean (z-score below -{rev.entry_z:g})."
-        )
-        exit_ = f"Go flat when the {window}-day z-score of the close rises back above -{rev.exit_z:g}."
-        params_note = (
-            f"In a {regime} volatility regime the z-score uses a {window}-day window, "
-            f"entering at {rev.entry_z:g} and exiting at {rev.exit_z:g} standard deviations, "
-            f"and the label looks {horizon} days ahead."
-        )
-    rationale = " ".join((_evidence(m), _why_family(request, m, family), params_note))
+    rules = (_trend_rules if family == "trend_following" else _reversion_rules)(m.volatility_regime, cap)
     families = 2 if request.objective == "auto" else 1
     hypothesis = Hypothesis(
         family=family,
-        features=_unique(features),
-        signal=signal,
-        entry_rule=entry,
-        exit_rule=exit_,
-        label_horizon=horizon,
-        rationale=rationale,
+        features=_unique(rules.features),
+        signal=rules.signal,
+        entry_rule=rules.entry,
+        exit_rule=rules.exit,
+        label_horizon=rules.horizon,
+        rationale=" ".join((_evidence(m), _why_family(request, m, family), rules.note)),
         measurements=m,
         planner="rules",
         # Its choice space: each family it could pick times that family's parameter sets.
@@ -212,6 +171,66 @@ def plan_hypothesis(request: ResearchRequest, m: Measurements) -> Hypothesis:
     if problems:  # a bug in the rules above, never the user's fault
         raise PlannerError("rule planner produced an invalid hypothesis: " + "; ".join(problems))
     return hypothesis
+
+
+def _trend_rules(regime: VolatilityRegime, cap: int) -> _Rules:
+    base = _TREND[regime]
+    slow = _clip(base.slow, MIN_WINDOW + 1, cap)
+    fast = _clip(min(base.fast, slow // 2), MIN_WINDOW, slow - 1)
+    horizon = _clip(fast // 2, 1, MAX_LABEL_HORIZON)
+    return _Rules(
+        signal=SignalSpec(kind="ma_crossover", params={"fast": fast, "slow": slow}),
+        features=[
+            _feature("sma_ratio", fast),
+            _feature("sma_ratio", slow),
+            _feature("momentum", slow),
+            _feature("volatility", _clip(20, MIN_WINDOW, cap)),
+            _feature("rsi", _clip(RSI_WINDOW, MIN_WINDOW, cap)),
+        ],
+        horizon=horizon,
+        entry=(
+            f"Go long when the {fast}-day simple moving average of the close crosses above "
+            f"the {slow}-day simple moving average."
+        ),
+        exit=(
+            f"Go flat when the {fast}-day simple moving average crosses back below the "
+            f"{slow}-day simple moving average."
+        ),
+        note=(
+            f"In a {regime} volatility regime the crossover uses {fast}/{slow}-day averages "
+            f"and the label looks {horizon} days ahead."
+        ),
+    )
+
+
+def _reversion_rules(regime: VolatilityRegime, cap: int) -> _Rules:
+    rev = _REVERSION[regime]
+    window = _clip(rev.window, MIN_WINDOW + 1, cap)
+    horizon = _clip(window // 4, 1, MAX_LABEL_HORIZON)
+    return _Rules(
+        signal=SignalSpec(
+            kind="zscore_reversion",
+            params={"window": window, "entry_z": rev.entry_z, "exit_z": rev.exit_z},
+        ),
+        features=[
+            _feature("zscore", window),
+            _feature("rsi", _clip(RSI_WINDOW, MIN_WINDOW, cap)),
+            _feature("sma_ratio", window),
+            _feature("momentum", _clip(VR_LAG, MIN_WINDOW, cap)),
+            _feature("volatility", _clip(20, MIN_WINDOW, cap)),
+        ],
+        horizon=horizon,
+        entry=(
+            f"Go long when the close is more than {rev.entry_z:g} standard deviations below "
+            f"its {window}-day mean (z-score below -{rev.entry_z:g})."
+        ),
+        exit=f"Go flat when the {window}-day z-score of the close rises back above -{rev.exit_z:g}.",
+        note=(
+            f"In a {regime} volatility regime the z-score uses a {window}-day window, "
+            f"entering at {rev.entry_z:g} and exiting at {rev.exit_z:g} standard deviations, "
+            f"and the label looks {horizon} days ahead."
+        ),
+    )
 
 
 def _is_int(value: int | float) -> bool:
@@ -232,42 +251,51 @@ def hypothesis_problems(h: Hypothesis, request: ResearchRequest) -> list[str]:
     expected = SIGNAL_FOR_FAMILY[h.family]
     if h.signal.kind != expected:
         problems.append(f"family {h.family} requires signal {expected}, got {h.signal.kind}")
-    params = h.signal.params
-    n_bars = h.measurements.n_bars
     windows: list[int] = []
-    if h.signal.kind == "ma_crossover":
+    problems += _signal_problems(h.signal, windows)
+    problems += _feature_problems(h.features, windows)
+    if h.label_horizon > MAX_LABEL_HORIZON:
+        problems.append(f"label_horizon {h.label_horizon} exceeds {MAX_LABEL_HORIZON}")
+    n_bars = h.measurements.n_bars
+    if windows and max(windows) >= n_bars:
+        problems.append(f"window {max(windows)} does not fit in {n_bars} bars")
+    return problems
+
+
+def _signal_problems(signal: SignalSpec, windows: list[int]) -> list[str]:
+    """What is wrong with the signal's params; its window goes into ``windows``."""
+    params = signal.params
+    if signal.kind == "ma_crossover":
         fast, slow = params.get("fast"), params.get("slow")
         if fast is None or slow is None or not (_is_int(fast) and _is_int(slow)):
-            problems.append("ma_crossover needs integer params fast and slow")
-        elif not MIN_WINDOW <= fast < slow:
-            problems.append(f"ma_crossover needs {MIN_WINDOW} <= fast < slow, got {fast}/{slow}")
-        else:
-            windows.append(int(slow))
-    else:
-        window, entry_z, exit_z = params.get("window"), params.get("entry_z"), params.get("exit_z")
-        if window is None or entry_z is None or exit_z is None or not _is_int(window):
-            problems.append("zscore_reversion needs integer window and numeric entry_z, exit_z")
-        elif window < MIN_WINDOW or not entry_z > exit_z >= 0:
-            problems.append(
-                f"zscore_reversion needs window >= {MIN_WINDOW} and entry_z > exit_z >= 0, "
-                f"got {window}, {entry_z}, {exit_z}"
-            )
-        else:
-            windows.append(int(window))
-    if not 1 <= len(h.features) <= 8:
-        problems.append(f"expected 1-8 features, got {len(h.features)}")
-    names = [f.name for f in h.features]
+            return ["ma_crossover needs integer params fast and slow"]
+        if not MIN_WINDOW <= fast < slow:
+            return [f"ma_crossover needs {MIN_WINDOW} <= fast < slow, got {fast}/{slow}"]
+        windows.append(int(slow))
+        return []
+    window, entry_z, exit_z = params.get("window"), params.get("entry_z"), params.get("exit_z")
+    if window is None or entry_z is None or exit_z is None or not _is_int(window):
+        return ["zscore_reversion needs integer window and numeric entry_z, exit_z"]
+    if window < MIN_WINDOW or not entry_z > exit_z >= 0:
+        needs = f"zscore_reversion needs window >= {MIN_WINDOW} and entry_z > exit_z >= 0"
+        return [f"{needs}, got {window}, {entry_z}, {exit_z}"]
+    windows.append(int(window))
+    return []
+
+
+def _feature_problems(features: list[FeatureSpec], windows: list[int]) -> list[str]:
+    """What is wrong with the features; their windows go into ``windows``."""
+    problems: list[str] = []
+    if not 1 <= len(features) <= 8:
+        problems.append(f"expected 1-8 features, got {len(features)}")
+    names = [f.name for f in features]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         problems.append(f"duplicate feature names: {', '.join(duplicates)}")
-    for feature in h.features:
+    for feature in features:
         window = feature.params.get("window")
         if window is None or not _is_int(window) or window < MIN_WINDOW:
             problems.append(f"feature {feature.name} needs an integer window >= {MIN_WINDOW}")
         else:
             windows.append(int(window))
-    if h.label_horizon > MAX_LABEL_HORIZON:
-        problems.append(f"label_horizon {h.label_horizon} exceeds {MAX_LABEL_HORIZON}")
-    if windows and max(windows) >= n_bars:
-        problems.append(f"window {max(windows)} does not fit in {n_bars} bars")
     return problems

@@ -1,0 +1,135 @@
+"""Taking over what a dead or failing consumer left pending (DESIGN.md §2: faststream's
+nack does nothing on Redis, and a restarted consumer never re-reads its own pending list).
+
+* The reclaimer claims entries idle past ``reclaim_idle_ms`` (``XAUTOCLAIM``) and feeds
+  them through the same chain as fresh reads, with their delivery counts from
+  ``XPENDING``; entries trimmed while pending are counted and logged, never dropped
+  silently. Consumers idle a long time and holding nothing are deleted.
+* The heartbeat re-claims to this consumer, every third of the idle time, the entries its
+  handlers are working on (``XCLAIM … JUSTID`` resets their idle time without counting a
+  delivery), so a slow handler is never taken for a dead one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis
+
+from .. import metrics
+from ..config import Settings
+from ..loops import run_forever
+from ..wire import Delivery, as_text
+
+if TYPE_CHECKING:
+    from .redis_streams import Subscription
+
+log = logging.getLogger("alphasaga_shared.bus")
+
+Process = Callable[["Subscription", list[Delivery]], Awaitable[Any]]
+
+
+class Reclaimer:
+    def __init__(
+        self, client: Redis, settings: Settings, subscriptions: Sequence[Subscription], process: Process
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.consumer = settings.consumer
+        self.subscriptions = subscriptions
+        self.process = process
+
+    async def keep_claimed(self) -> None:
+        """The heartbeat, forever."""
+        period = self.settings.reclaim_idle_ms / 3000
+
+        async def one_pass() -> bool:
+            for sub in self.subscriptions:
+                if sub.in_flight:
+                    await self.client.xclaim(
+                        sub.stream,
+                        sub.group,
+                        self.consumer,
+                        min_idle_time=0,
+                        message_ids=list[Any](sub.in_flight),
+                        justid=True,
+                    )
+            return False
+
+        await run_forever("bus heartbeat", one_pass, lambda: asyncio.sleep(period))
+
+    async def reclaim_forever(self) -> None:
+        period = self.settings.reclaim_interval_ms / 1000
+        last_cleanup = 0.0
+
+        async def one_pass() -> bool:
+            nonlocal last_cleanup
+            for sub in self.subscriptions:
+                while await self.reclaim_once(sub):
+                    pass
+            if time.monotonic() - last_cleanup > self.settings.dead_consumer_idle_ms / 2000:
+                last_cleanup = time.monotonic()
+                for sub in self.subscriptions:
+                    await self.remove_idle_consumers(sub)
+            return False
+
+        await run_forever("bus reclaimer", one_pass, lambda: asyncio.sleep(period))
+
+    async def reclaim_once(self, sub: Subscription) -> int:
+        """Claim and process one page of entries idle past ``reclaim_idle_ms``; returns how
+        many were claimed (0 when the pending list has been walked to its end)."""
+        reply = await self.client.xautoclaim(
+            sub.stream,
+            sub.group,
+            self.consumer,
+            min_idle_time=self.settings.reclaim_idle_ms,
+            start_id=sub.autoclaim_cursor,
+            count=self.settings.max_records,
+        )
+        cursor, entries = reply[0], reply[1]
+        deleted = reply[2] if len(reply) > 2 else []
+        sub.autoclaim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+        if deleted:
+            # Trimmed while pending: the entry is gone. Count it loudly, never silently.
+            metrics.LOST.labels(sub.stream).inc(len(deleted))
+            log.error("%d pending entries of %s were trimmed before processing: %s", len(deleted), sub.stream, deleted)
+        if not entries:
+            return 0
+        ids = [eid.decode() for eid, _ in entries]
+        counts = await self._delivery_counts(sub, ids)
+        deliveries = [
+            Delivery(stream=sub.stream, entry_id=eid, fields=as_text(data), delivery_count=counts.get(eid, 1))
+            for eid, (_, data) in zip(ids, entries, strict=True)
+        ]
+        metrics.RECLAIMED.labels(sub.stream, sub.group).inc(len(deliveries))
+        log.info("reclaimed %d idle entries of %s", len(deliveries), sub.stream)
+        await self.process(sub, deliveries)
+        return len(deliveries)
+
+    async def _delivery_counts(self, sub: Subscription, ids: list[str]) -> dict[str, int]:
+        rows = await self.client.xpending_range(
+            sub.stream, sub.group, min=ids[0], max=ids[-1], count=len(ids) + 1000, consumername=self.consumer
+        )
+        counts: dict[str, int] = {}
+        for r in rows:
+            mid = r["message_id"]
+            counts[mid.decode() if isinstance(mid, bytes) else str(mid)] = int(r["times_delivered"])
+        return counts
+
+    async def remove_idle_consumers(self, sub: Subscription) -> list[str]:
+        """Delete consumers of the group that hold nothing and have been idle a long time."""
+        removed: list[str] = []
+        for c in await self.client.xinfo_consumers(sub.stream, sub.group):
+            name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+            if name == self.consumer or int(c["pending"]) > 0:
+                continue
+            if int(c["idle"]) >= self.settings.dead_consumer_idle_ms:
+                await self.client.xgroup_delconsumer(sub.stream, sub.group, name)
+                removed.append(name)
+        if removed:
+            log.info("removed idle consumers of %s/%s: %s", sub.stream, sub.group, removed)
+        return removed

@@ -1,0 +1,384 @@
+"""The Redis Streams bus, on faststream's Redis broker.
+
+faststream reads batches for us (``StreamSub(batch=True, max_records=…)``) and owns the
+connection. What it leaves out (DESIGN.md §2) is here and beside it:
+
+* consumer groups are created at ``0`` before subscribing, so nothing written before
+  the group existed is skipped;
+* each batch goes through the middleware chain of ``chain.py`` (size guard, decoder,
+  idempotency guard, error policy with its delivery cap, tracing, timing), and what it
+  collected (outputs, "done" marks, dead letters, acks) is committed here in one
+  MULTI/EXEC, one round trip;
+* the reclaimer of ``reclaim.py`` takes over entries left pending by a dead or failing
+  consumer and feeds them through the same chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from faststream.message import StreamMessage
+from faststream.middlewares import AckPolicy
+from faststream.redis import RedisBroker, StreamSub
+from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
+from redis.connection import HiredisRespSerializer
+from redis.exceptions import ResponseError
+from redis.typing import EncodableT
+
+from .. import metrics
+from ..config import Settings
+from ..streamstats import WATCHED, StreamStats
+from ..wire import Delivery, MalformedMessage, Outgoing, as_text, cap_text, encode, entry_size
+from . import chain as ch
+from .reclaim import Reclaimer
+
+log = logging.getLogger("alphasaga_shared.bus")
+
+# What to tell the sender of a message that was just dead-lettered (its dead letter's
+# entry id given): a worker replies with the step's failure, so that the saga learns at
+# once instead of at the step's timeout.
+DeadLetterNotice = Callable[[Delivery, str], Sequence[Outgoing] | Awaitable[Sequence[Outgoing]]]
+
+
+@dataclass(slots=True)
+class Subscription:
+    stream: str
+    group: str
+    dedupe: bool
+    on_dead_letter: DeadLetterNotice | None = None
+    # The chain a batch of this subscription goes through (``chain.chain``).
+    run: ch.NextBatch | None = None
+    autoclaim_cursor: str = "0-0"
+    # Entries a handler is working on; the heartbeat keeps them claimed by this consumer.
+    in_flight: set[str] = field(default_factory=set)
+    # Metric children bound once: label lookups cost more than the increments.
+    m_processed: Any = None
+    m_duplicate: Any = None
+    m_dead: Any = None
+    m_failed: Any = None
+
+    def __post_init__(self) -> None:
+        self.m_processed = metrics.MESSAGES.labels(self.stream, self.group, "processed")
+        self.m_duplicate = metrics.MESSAGES.labels(self.stream, self.group, "duplicate")
+        self.m_dead = metrics.MESSAGES.labels(self.stream, self.group, "dead_lettered")
+        self.m_failed = metrics.MESSAGES.labels(self.stream, self.group, "failed")
+
+    def count(self, outcome: ch.BatchOutcome) -> None:
+        for n, child in (
+            (outcome.processed, self.m_processed),
+            (outcome.duplicates, self.m_duplicate),
+            (outcome.dead_lettered, self.m_dead),
+            (outcome.failed, self.m_failed),
+        ):
+            if n:
+                child.inc(n)
+
+
+async def ensure_group(client: Redis, stream: str, group: str) -> None:
+    """Create ``group`` at id 0 (faststream would create it at ``$``)."""
+    try:
+        await client.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def _parse(raw: Any) -> StreamMessage[Any]:
+    return StreamMessage(raw_message=raw, body=b"")
+
+
+async def _decode(msg: StreamMessage[Any]) -> Any:
+    raw = msg.raw_message
+    return list(zip(raw["message_ids"], raw["data"], strict=True))
+
+
+class HiredisPackingConnection(Connection):
+    """redis-py's asyncio connection packs each command in Python: about 18 µs for one of
+    our XADDs, on every message the relay and the workers send. hiredis, installed for
+    parsing replies, packs the same bytes in 2 µs, through the serializer redis-py's sync
+    client uses (docs/decisions/0008)."""
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        packed: list[bytes] = _HIREDIS_PACKER.pack(*args)  # type: ignore[arg-type]
+        return packed
+
+
+_HIREDIS_PACKER = HiredisRespSerializer()
+
+
+class Bus:
+    def __init__(self, settings: Settings, *, service: str, redis_url: str | None = None) -> None:
+        url = redis_url or settings.redis_url
+        if not url:
+            raise ValueError("a Redis URL is required")
+        self.settings = settings
+        self.service = service
+        self.consumer = settings.consumer
+        # TLS (rediss://) and Unix sockets keep redis-py's own connection classes.
+        packing: dict[str, Any] = (
+            {"connection_class": HiredisPackingConnection} if urlparse(url).scheme == "redis" else {}
+        )
+        self.broker = RedisBroker(
+            url,
+            logger=None,  # type: ignore[arg-type]  # None silences per-message logs
+            socket_connect_timeout=settings.connect_timeout_s,
+            **packing,
+        )
+        self._client: Redis | None = None
+        self._subscriptions: list[Subscription] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._started = False
+        self._stats: StreamStats | None = None
+        self._watched: list[tuple[str, str]] = []  # groups reported but not read
+
+    @property
+    def client(self) -> Redis:
+        if self._client is None:
+            raise RuntimeError("bus not connected: call connect() or start() first")
+        return self._client
+
+    async def connect(self) -> Redis:
+        if self._client is None:
+            self._client = await self.broker.connect()
+        return self._client
+
+    # --- publishing ----------------------------------------------------------------
+
+    async def publish(self, outgoing: Sequence[Outgoing]) -> list[str]:
+        """Publish in one round trip; returns the entry ids."""
+        if not outgoing:
+            return []
+        client = await self.connect()
+        entries = [(out.stream, self._encode(out)) for out in outgoing]
+        async with client.pipeline(transaction=False) as pipe:
+            for stream, fields in entries:
+                pipe.xadd(stream, fields)  # type: ignore[arg-type]
+            ids = await pipe.execute()
+        metrics.PUBLISHED.inc(len(outgoing))
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    # --- consuming -----------------------------------------------------------------
+
+    def subscribe(
+        self,
+        stream: str,
+        handler: ch.Handler,
+        *,
+        group: str | None = None,
+        dedupe: bool = False,
+        max_records: int | None = None,
+        batch_handler: ch.BatchHandler | None = None,
+        on_dead_letter: DeadLetterNotice | None = None,
+        traced: bool = True,
+    ) -> Subscription:
+        """Consume ``stream`` as one consumer of ``group`` (default: the service's name).
+
+        ``dedupe`` turns on the idempotency guard (for handlers whose effects are their
+        outgoing messages); ``batch_handler`` is offered each batch first; ``traced`` off
+        for a handler that makes spans of its own (the orchestrator's, under its sagas').
+        A batch is committed (outputs and acks) after its last message: services whose
+        handlers take long should read one message at a time (``max_records=1``)."""
+        if self._started:
+            raise RuntimeError("subscribe before start()")
+        sub = Subscription(stream=stream, group=group or self.service, dedupe=dedupe, on_dead_letter=on_dead_letter)
+        sub.run = ch.chain(
+            self._batch_middlewares(sub, batch_handler),
+            [
+                ch.ErrorPolicy(self.settings.delivery_cap),
+                ch.Traced(traced=traced),
+                ch.Timed(metrics.HANDLER_SECONDS.labels(stream, sub.group)),
+            ],
+            handler,
+            self._encode,
+        )
+        self._subscriptions.append(sub)
+
+        async def on_batch(body: Any) -> None:
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = body
+            deliveries = [Delivery(stream=stream, entry_id=eid.decode(), fields=as_text(data)) for eid, data in entries]
+            await self.process(sub, deliveries)
+
+        self.broker.subscriber(
+            stream=StreamSub(
+                stream,
+                group=sub.group,
+                consumer=self.consumer,
+                batch=True,
+                max_records=max_records or self.settings.max_records,
+                polling_interval=self.settings.block_ms,
+            ),
+            parser=_parse,
+            decoder=_decode,
+            ack_policy=AckPolicy.MANUAL,
+        )(on_batch)
+        return sub
+
+    def _batch_middlewares(self, sub: Subscription, batch_handler: ch.BatchHandler | None) -> list[ch.BatchMiddleware]:
+        middlewares: list[ch.BatchMiddleware] = [ch.SizeGuard(self.settings.max_entry_bytes), ch.decode_entries]
+        if sub.dedupe:
+
+            async def seen_before(message_ids: Sequence[str]) -> list[bool]:
+                marks = await self.client.mget([self._done_key(sub, m) for m in message_ids])
+                return [mark is not None for mark in marks]
+
+            middlewares.append(ch.Dedupe(seen_before))
+        middlewares.append(ch.InFlight(sub.in_flight))
+        if batch_handler is not None:
+            middlewares.append(ch.BatchFirst(batch_handler, sub.stream))
+        return middlewares
+
+    def watch(self, stream: str, group: str) -> None:
+        """Report ``group``'s state on ``stream`` with this bus's own (the orchestrator
+        watches its workers' groups, so that a group left with no consumer is seen)."""
+        self._watched.append((stream, group))
+
+    async def start(self) -> None:
+        client = await self.connect()
+        for sub in self._subscriptions:
+            await ensure_group(client, sub.stream, sub.group)
+        await self.broker.start()
+        self._started = True
+        if self._subscriptions:
+            groups = [(sub.stream, sub.group) for sub in self._subscriptions] + self._watched
+            dead = {stream: self.settings.streams.dead_letters(stream) for stream, _ in groups}
+            self._stats = StreamStats(client, groups, dead)
+            WATCHED.sources.append(self._stats)
+            reclaimer = Reclaimer(client, self.settings, self._subscriptions, self.process)
+            self._background = [
+                asyncio.create_task(reclaimer.reclaim_forever(), name="bus-reclaimer"),
+                asyncio.create_task(reclaimer.keep_claimed(), name="bus-heartbeat"),
+            ]
+
+    async def check_groups(self) -> None:
+        """Raise unless every group this bus reads exists (for readiness: a group deleted by
+        hand means nothing is consumed until it is made again)."""
+        for sub in self._subscriptions:
+            names = {
+                g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+                for g in await self.client.xinfo_groups(sub.stream)
+            }
+            if sub.group not in names:
+                raise LookupError(f"no group {sub.group} on {sub.stream}")
+
+    async def stop(self) -> None:
+        """Stop reading; entries in flight stay pending for the reclaimer of another process.
+
+        Each part gets a deadline (``Settings.stop_timeout_s``) and is then left behind with
+        a warning: stopping must not hang on a Redis call that never answers. ``asyncio.wait``
+        neither hangs nor swallows the caller's own cancellation."""
+        deadline = self.settings.stop_timeout_s
+        if self._stats is not None:
+            WATCHED.sources.remove(self._stats)
+            self._stats = None
+        background, self._background = self._background, []
+        for task in background:
+            task.cancel()
+        if background:
+            _, late = await asyncio.wait(background, timeout=deadline)
+            for task in late:
+                log.warning("bus task %s did not stop within %.0f s; left behind", task.get_name(), deadline)
+        broker_stop = asyncio.ensure_future(self.broker.stop())
+        _, late = await asyncio.wait([broker_stop], timeout=deadline)
+        if late:
+            log.warning("the broker did not stop within %.0f s; left behind", deadline)
+        elif (exc := broker_stop.exception()) is not None:
+            raise exc
+        self._client = None
+        self._started = False
+
+    async def process(self, sub: Subscription, deliveries: list[Delivery]) -> ch.BatchOutcome:
+        """One batch through the subscription's chain, then its commit. Never raises for a
+        bad message."""
+        assert sub.run is not None
+        batch = ch.Batch(deliveries)
+        await sub.run(batch)
+        for d in batch.dead:
+            log.error(
+                "dead-lettered %s from %s after %d deliveries: %s",
+                d.entry_id,
+                d.stream,
+                d.delivery_count,
+                cap_text(d.error or "", self.settings.max_error_chars, "error"),
+            )
+        if batch.ack or batch.outputs or batch.dead:
+            await self._commit(sub, batch)
+        sub.count(batch.outcome)
+        return batch.outcome
+
+    async def _commit(self, sub: Subscription, batch: ch.Batch) -> None:
+        """Outputs, done marks, dead letters and acks: one MULTI/EXEC, one round trip. Then
+        the notices of the dead letters, which need their entry ids (at least once: a
+        crash in between leaves the sender to its timeout, as before notices existed)."""
+        outputs, dead, ack = batch.outputs, batch.dead, batch.ack
+        done = batch.done if sub.dedupe else []
+        if not (outputs or done or dead):
+            await self.client.xack(sub.stream, sub.group, *ack)  # nothing to keep atomic with
+            return
+        ttl = self.settings.idempotency_ttl_s
+        async with self.client.pipeline(transaction=True) as pipe:
+            for stream, fields in outputs:
+                pipe.xadd(stream, fields)  # type: ignore[arg-type]
+            for message_id in done:
+                pipe.set(self._done_key(sub, message_id), b"1", ex=ttl)
+            for d in dead:
+                pipe.xadd(self.settings.streams.dead_letters(d.stream), self._dead_letter_fields(sub, d))  # type: ignore[arg-type]
+            if ack:
+                pipe.xack(sub.stream, sub.group, *ack)
+            results = await pipe.execute()
+        if outputs:
+            metrics.PUBLISHED.inc(len(outputs))
+        if dead and sub.on_dead_letter is not None:
+            first = len(outputs) + len(done)
+            await self._notify_dead(sub, dead, results[first : first + len(dead)])
+
+    async def _notify_dead(self, sub: Subscription, dead: list[Delivery], dead_ids: list[Any]) -> None:
+        """Tell whom ``sub`` names about its dead letters: what the notice returns is
+        published here; a notice may also record what it has to say itself (awaitable)."""
+        assert sub.on_dead_letter is not None
+        try:
+            notices: list[Outgoing] = []
+            for d, entry_id in zip(dead, dead_ids, strict=True):
+                found = sub.on_dead_letter(d, entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id))
+                notices.extend(await found if inspect.isawaitable(found) else found)
+            await self.publish(notices)
+        except Exception:  # a notice is a courtesy: the dead letter itself is safe
+            log.exception("could not send the notices of %d dead letters of %s", len(dead), sub.stream)
+
+    def _encode(self, out: Outgoing) -> dict[str, str]:
+        """The entry for ``out``; refused (``MalformedMessage``) when over the size limit."""
+        fields = encode(out.envelope)
+        size = entry_size(fields)
+        if size > self.settings.max_entry_bytes:
+            raise MalformedMessage(
+                f"{out.envelope.type} of {size:,} bytes for {out.stream} is over the"
+                f" {self.settings.max_entry_bytes:,}-byte limit: not published"
+            )
+        return fields
+
+    def _dead_letter_fields(self, sub: Subscription, d: Delivery) -> dict[str, str]:
+        # The original fields stay as they were; ours are prefixed so they cannot clash.
+        fields = dict(d.fields)
+        error = cap_text(d.error or "unknown error", self.settings.max_error_chars, "dlq_error")
+        fields.update(
+            {
+                "dlq_error": error.encode("ascii", "backslashreplace").decode(),
+                "dlq_delivery_count": str(d.delivery_count),
+                "dlq_source_stream": d.stream,
+                "dlq_source_id": d.entry_id,
+                "dlq_group": sub.group,
+                "dlq_consumer": self.consumer,
+                "dlq_at_ms": str(int(time.time() * 1000)),
+            }
+        )
+        return fields
+
+    def _done_key(self, sub: Subscription, message_id: str) -> str:
+        return f"{self.settings.namespace}:done:{sub.group}:{message_id}"
