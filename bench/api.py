@@ -93,11 +93,18 @@ def _http_part(url: str, key: str, method: str, path: str, body: Any, n: int, co
 
 
 def requests_part(
-    url: str, heads: list[bytes], payload: bytes, n: int, concurrency: int, seconds: float | None = None
+    url: str,
+    heads: list[bytes],
+    payload: bytes,
+    n: int,
+    concurrency: int,
+    seconds: float | None = None,
+    cap_s: float | None = None,
 ) -> list[float]:
     """``n`` requests (``heads`` in turn, each with ``payload``) over ``concurrency``
     keep-alive connections to ``url``, on an event loop of their own, begun within
-    ``seconds`` if given; their latencies."""
+    ``seconds`` if given; their latencies. With ``cap_s``, a request not answered by then
+    is given up (its connection replaced) and counted at ``cap_s``."""
     host, port = url.removeprefix("http://").split(":")
 
     async def go() -> list[float]:
@@ -112,16 +119,24 @@ def requests_part(
             head = heads[sent % len(heads)]
             sent += 1
             connection = await idle.get()
-            status = await connection.request(head, payload)
+            try:
+                async with asyncio.timeout(cap_s):
+                    status = await connection.request(head, payload)
+            except TimeoutError:
+                connection.writer.close()
+                connections.append(_Connection(*await asyncio.open_connection(host, int(port))))
+                idle.put_nowait(connections[-1])
+                return
             idle.put_nowait(connection)
             if status >= 400:
                 raise RuntimeError(f"{head.split(b' HTTP')[0].decode()}: {status}")
 
         try:
-            return await _callers(n, concurrency, one, seconds)
+            latencies = await _callers(n, concurrency, one, seconds)
         finally:
             for c in connections:
                 c.writer.close()
+        return latencies if cap_s is None else [min(x, cap_s) for x in latencies]
 
     return asyncio.run(go())
 
