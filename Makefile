@@ -55,7 +55,7 @@ up: sync
 lint: sync
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy contracts/src shared/src client/src services/*/src cli/src bench infra/manifests.py
+	$(RUN) mypy contracts/src shared/src saga/src readmodel/src accounts/src client/src services/*/src cli/src bench infra/manifests.py
 
 format: sync
 	$(RUN) ruff format .

@@ -33,13 +33,18 @@ def _summary(latencies: list[float], n: int, took: float) -> dict[str, float]:
     return {"per_s": n / took, "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
 
 
-async def _callers(n: int, concurrency: int, one: Callable[[], Awaitable[Any]]) -> list[float]:
+async def _callers(
+    n: int, concurrency: int, one: Callable[[], Awaitable[Any]], seconds: float | None = None
+) -> list[float]:
+    """``n`` calls of ``one`` by ``concurrency`` callers; with ``seconds``, none is begun
+    after that long (those under way end)."""
     latencies: list[float] = []
     left = n
+    until = None if seconds is None else time.perf_counter() + seconds
 
     async def caller() -> None:
         nonlocal left
-        while left > 0:
+        while left > 0 and (until is None or time.perf_counter() < until):
             left -= 1
             begun = time.perf_counter()
             await one()
@@ -62,6 +67,7 @@ class _Connection:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.body = b""  # the last answer's
 
     async def request(self, head: bytes, body: bytes) -> int:
         self.writer.write(head + body)
@@ -71,37 +77,66 @@ class _Connection:
             name, _, value = line.partition(b":")
             if name.lower() == b"content-length":
                 length = int(value)
-        await self.reader.readexactly(length)
+        self.body = await self.reader.readexactly(length)
         return int(status_line.split()[1])
 
 
 def _http_part(url: str, key: str, method: str, path: str, body: Any, n: int, concurrency: int) -> list[float]:
     """One load process's share: its own event loop and ``concurrency`` connections."""
-    host, port = url.removeprefix("http://").split(":")
+    host = url.removeprefix("http://").split(":")[0]
     payload = json.dumps(body).encode() if body is not None else b""
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
     ).encode()
+    return requests_part(url, [head], payload, n, concurrency)
+
+
+def requests_part(
+    url: str,
+    heads: list[bytes],
+    payload: bytes,
+    n: int,
+    concurrency: int,
+    seconds: float | None = None,
+    cap_s: float | None = None,
+) -> list[float]:
+    """``n`` requests (``heads`` in turn, each with ``payload``) over ``concurrency``
+    keep-alive connections to ``url``, on an event loop of their own, begun within
+    ``seconds`` if given; their latencies. With ``cap_s``, a request not answered by then
+    is given up (its connection replaced) and counted at ``cap_s``."""
+    host, port = url.removeprefix("http://").split(":")
 
     async def go() -> list[float]:
         connections = [_Connection(*await asyncio.open_connection(host, int(port))) for _ in range(concurrency)]
         idle = asyncio.Queue[_Connection]()
         for c in connections:
             idle.put_nowait(c)
+        sent = 0
 
         async def one() -> None:
+            nonlocal sent
+            head = heads[sent % len(heads)]
+            sent += 1
             connection = await idle.get()
-            status = await connection.request(head, payload)
+            try:
+                async with asyncio.timeout(cap_s):
+                    status = await connection.request(head, payload)
+            except TimeoutError:
+                connection.writer.close()
+                connections.append(_Connection(*await asyncio.open_connection(host, int(port))))
+                idle.put_nowait(connections[-1])
+                return
             idle.put_nowait(connection)
             if status >= 400:
-                raise RuntimeError(f"{method} {path}: {status}")
+                raise RuntimeError(f"{head.split(b' HTTP')[0].decode()}: {status}")
 
         try:
-            return await _callers(n, concurrency, one)
+            latencies = await _callers(n, concurrency, one, seconds)
         finally:
             for c in connections:
                 c.writer.close()
+        return latencies if cap_s is None else [min(x, cap_s) for x in latencies]
 
     return asyncio.run(go())
 

@@ -26,9 +26,10 @@ from alphasaga_contracts.envelope import TYPE
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator.decide import Context, decide
 from alphasaga_orchestrator.repository import SagaRepository
-from alphasaga_orchestrator.saga import Saga
-from alphasaga_orchestrator.sagastore import SagaStore, saga_stream
-from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS, RESEARCH_V1
+from alphasaga_orchestrator.sagastore import SagaStore
+from alphasaga_saga.aggregate import Saga
+from alphasaga_saga.streams import saga_stream
+from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, RESEARCH_V1
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.wire import envelope_for
@@ -237,7 +238,7 @@ async def rebuild(s: Servers, n_events: int = 1000) -> dict[str, float]:
         out = {}
 
         async def without_snapshot(saga_id: uuid.UUID) -> Saga | None:
-            return repo.fold(saga_id, await sagas.events_of(saga_id))
+            return repo.mapper.fold(saga_id, await sagas.events_of(saga_id))
 
         for label, load in (("without snapshot", without_snapshot), ("with snapshot", repo.load)):
             runs = []

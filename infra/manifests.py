@@ -25,7 +25,7 @@ from typing import Any
 
 from alphasaga_contracts import DEFAULT_NAMESPACE, Streams
 from alphasaga_contracts.steps import KINDS, Service, StepKind
-from alphasaga_orchestrator.workflow import BUILT_IN
+from alphasaga_saga.workflow import BUILT_IN
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = "Written by `make manifests` (infra/manifests.py) from alphasaga_contracts.steps: edit there."

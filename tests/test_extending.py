@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from alphasaga_contracts import Streams
-from alphasaga_orchestrator.workflow import BUILT_IN
+from alphasaga_saga.workflow import BUILT_IN
 from tests.support.harness import Harness
 from tests.support.helpers import ROOT
 from tests.support.walkthrough import FOLDER

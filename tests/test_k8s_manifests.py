@@ -23,8 +23,8 @@ from alphasaga_api.settings import ApiSettings
 from alphasaga_codegen.service import SandboxSettings
 from alphasaga_contracts import KINDS, Service, Streams
 from alphasaga_orchestrator.settings import OrchestratorSettings
-from alphasaga_orchestrator.workflow import BUILT_IN, load_workflows
 from alphasaga_reasoning.service import LLMSettings
+from alphasaga_saga.workflow import BUILT_IN, load_workflows
 from alphasaga_shared import runner
 from alphasaga_shared.config import Settings
 from alphasaga_shared.health import HealthServer

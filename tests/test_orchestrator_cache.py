@@ -12,8 +12,8 @@ from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator import bootstrap
 from alphasaga_orchestrator.handling import Orchestrator
-from alphasaga_orchestrator.invariants import check_saga
-from alphasaga_orchestrator.sagastore import saga_stream
+from alphasaga_saga.invariants import check_saga
+from alphasaga_saga.streams import saga_stream
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore, outbox_stream
 from alphasaga_shared.wire import Envelope, envelope_for
@@ -49,7 +49,7 @@ async def test_a_stale_cached_saga_is_decided_again_on_the_stored_one(settings: 
     assert saga.current_step == "ml"
     events = await store.read_stream(saga_stream(saga_id))
     outbox = await store.read_stream(outbox_stream(str(saga_id)))
-    assert check_saga(saga_id, events, outbox, fold=first.repo.fold) == []
+    assert check_saga(saga_id, events, outbox, fold=first.repo.mapper.fold) == []
 
 
 async def test_the_cache_serves_a_whole_saga_without_reading_it(settings: Settings, store: EventStore) -> None:

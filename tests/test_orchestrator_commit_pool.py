@@ -11,8 +11,8 @@ import asyncpg
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator import bootstrap
-from alphasaga_orchestrator.sagastore import saga_stream
 from alphasaga_orchestrator.tuning import COMMIT_POOL_SETTINGS, GENERIC_PLAN_MAX_SAGAS
+from alphasaga_saga.streams import saga_stream
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.wire import Delivery, Envelope, envelope_for

@@ -11,8 +11,8 @@ from typing import Any
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator import bootstrap
-from alphasaga_orchestrator.projection import SagaProjector
-from alphasaga_orchestrator.sagastore import SagaStore
+from alphasaga_readmodel.projector import SagaProjector
+from alphasaga_readmodel.store import ReadStore
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.wire import envelope_for
@@ -29,7 +29,7 @@ async def table(store: EventStore) -> list[dict[str, Any]]:
 
 async def test_incremental_projection_equals_a_full_rebuild(settings: Settings, store: EventStore) -> None:
     orchestrator = bootstrap.orchestrator(store, settings)
-    projector = SagaProjector(SagaStore(store), batch=7)  # small batches: sagas straddle them
+    projector = SagaProjector(ReadStore(store), batch=7)  # small batches: sagas straddle them
     sagas = [uuid.uuid4() for _ in range(40)]
     for saga_id in sagas:
         start = sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))
@@ -55,7 +55,7 @@ async def test_incremental_projection_equals_a_full_rebuild(settings: Settings, 
     assert {r["state"] for r in incremental} == {"COMPLETED", "ROLLED_BACK"}
     assert len(projector._cache) == 40, "sagas were folded forward"
 
-    assert await SagaProjector(SagaStore(store)).rebuild() == 40
+    assert await SagaProjector(ReadStore(store)).rebuild() == 40
     assert await table(store) == incremental
 
 
@@ -63,7 +63,7 @@ async def test_one_background_projector_works_at_a_time_and_another_takes_over_w
     settings: Settings, store: EventStore
 ) -> None:
     orchestrator = bootstrap.orchestrator(store, settings)
-    first, second = SagaProjector(SagaStore(store), poll_ms=20), SagaProjector(SagaStore(store), poll_ms=20)
+    first, second = SagaProjector(ReadStore(store), poll_ms=20), SagaProjector(ReadStore(store), poll_ms=20)
 
     async def start_saga() -> uuid.UUID:
         saga_id = uuid.uuid4()

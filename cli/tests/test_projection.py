@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from alphasaga_contracts import Message, Streams
 from alphasaga_contracts import saga as sg
@@ -13,14 +17,16 @@ from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator.decide import Context, decide
 from alphasaga_orchestrator.plan import Plan
 from alphasaga_orchestrator.repository import SagaRepository
-from alphasaga_orchestrator.saga import Saga
-from alphasaga_orchestrator.sagastore import SagaStore, saga_stream
-from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
+from alphasaga_saga.aggregate import Saga
+from alphasaga_saga.mapper import SagaMapper
+from alphasaga_saga.streams import saga_stream
+from alphasaga_saga.workflow import DEFAULT_WORKFLOWS
 from alphasaga_shared.eventstore import EventStore, NewEvent, outbox_stream
 from alphasaga_shared.outbox import outbox_events
 from alphasaga_shared.wire import envelope_for
 from cli.tests.clirunner import alphasaga
 from tests.support import replies
+from tests.support.helpers import Proc
 
 N_SAGAS = 1000
 
@@ -56,7 +62,7 @@ def history(
 
 
 async def seed(store: EventStore, streams: Streams, n: int) -> Counter[str]:
-    repo = SagaRepository(SagaStore(store))
+    repo = SagaMapper()
     scenarios = [(None, None), ("ml", None), (None, "codegen"), ("reasoning", None)]
     expected: Counter[str] = Counter()
     batch: list[tuple[str, list[NewEvent], str, list[NewEvent]]] = []
@@ -77,8 +83,20 @@ async def seed(store: EventStore, streams: Streams, n: int) -> Counter[str]:
     return expected
 
 
+@pytest.fixture
+async def projector(env: dict[str, str], tmp_path: Path) -> AsyncIterator[Proc]:
+    """The saga list's projector, as a deployment runs it: ``list`` only reads, and waits
+    for it to have read what was committed before."""
+    proc = Proc.module("alphasaga_orchestrator.projection", env, tmp_path / "projector.log")
+    try:
+        await proc.wait_for("ready", timeout=60)
+        yield proc
+    finally:
+        proc.stop()
+
+
 async def test_projections_rebuild_on_1000_sagas_reproduces_the_same_list(
-    env: dict[str, str], store: EventStore
+    env: dict[str, str], store: EventStore, projector: Proc
 ) -> None:
     expected = await seed(store, Streams(env["ALPHASAGA_NAMESPACE"]), N_SAGAS)
     before = alphasaga(env, "list", "--limit", "0", "--json").json()
@@ -109,7 +127,7 @@ async def test_projections_rebuild_on_1000_sagas_reproduces_the_same_list(
 
 
 async def test_the_projection_catches_up_incrementally_and_status_is_never_stale(
-    env: dict[str, str], store: EventStore
+    env: dict[str, str], store: EventStore, projector: Proc
 ) -> None:
     streams = Streams(env["ALPHASAGA_NAMESPACE"])
     await seed(store, streams, 3)

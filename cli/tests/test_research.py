@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 
 from alphasaga_cli.stack import Stack
-from alphasaga_orchestrator.repository import SagaRepository
-from alphasaga_orchestrator.saga import state_of
-from alphasaga_orchestrator.sagastore import SagaStore
+from alphasaga_saga.aggregate import state_of
+from alphasaga_saga.mapper import SagaMapper
 from alphasaga_shared.eventstore import EventStore, NewEvent
 from cli.tests.clirunner import Result, alphasaga, assert_one_line_error
 from conftest import Servers
@@ -157,7 +156,7 @@ async def test_replay_to_3_shows_the_state_after_the_third_event(
 ) -> None:
     _, saga_id = completed
     rows = await stack_store.read_stream(f"saga-{saga_id}")
-    expected = state_of(SagaRepository(SagaStore(stack_store)).fold(uuid.UUID(saga_id), rows[:3]))
+    expected = state_of(SagaMapper().fold(uuid.UUID(saga_id), rows[:3]))
     replayed = alphasaga(cli_env, "replay", saga_id, "--to", "3", "--json").json()
     assert len(replayed["events"]) == 3
     assert replayed["events"][-1]["state"] == expected
@@ -167,9 +166,7 @@ async def test_replay_to_3_shows_the_state_after_the_third_event(
     at = rows[2].recorded_at.isoformat()
     by_time = alphasaga(cli_env, "replay", saga_id, "--at", at, "--json").json()["events"]
     assert by_time[-1]["state"] == state_of(
-        SagaRepository(SagaStore(stack_store)).fold(
-            uuid.UUID(saga_id), [r for r in rows if r.recorded_at <= rows[2].recorded_at]
-        )
+        SagaMapper().fold(uuid.UUID(saga_id), [r for r in rows if r.recorded_at <= rows[2].recorded_at])
     )
 
     human = alphasaga(cli_env, "replay", saga_id, "--to", "3").out.splitlines()

@@ -52,7 +52,11 @@ RUN --mount=type=secret,id=ca,required=false \
     /opt/uv/bin/uv sync --frozen --no-dev --no-install-workspace --package "alphasaga-${SERVICE}"
 COPY contracts/src contracts/src
 COPY shared/src shared/src
-# The api is built over the client API.
+# The saga's domain and the read model (the orchestrator and the client); accounts and the
+# client API (the api).
+COPY saga/src saga/src
+COPY readmodel/src readmodel/src
+COPY accounts/src accounts/src
 COPY client/src client/src
 COPY services services
 # The workspace members themselves, built as wheels (hatchling comes from the index).

@@ -13,10 +13,10 @@ import yaml
 
 from alphasaga_client import AlphaSaga
 from alphasaga_contracts.research import ResearchRequest
-from alphasaga_orchestrator.invariants import check_saga, kind
-from alphasaga_orchestrator.repository import SagaRepository
-from alphasaga_orchestrator.sagastore import SagaStore, saga_id_of_stream, saga_stream
-from alphasaga_orchestrator.workflow import RESEARCH_V1
+from alphasaga_saga.invariants import check_saga, kind
+from alphasaga_saga.mapper import SagaMapper
+from alphasaga_saga.streams import saga_id_of_stream, saga_stream
+from alphasaga_saga.workflow import RESEARCH_V1
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore, outbox_stream
 from tests.support.helpers import Proc, eventually
@@ -55,7 +55,7 @@ class Harness:
         self, settings: Settings, env: dict[str, str], store: EventStore, redis: aioredis.Redis, tmp_path: Path
     ) -> None:
         self.settings, self.env, self.store, self.redis, self.tmp = settings, env, store, redis, tmp_path
-        self.repo = SagaRepository(SagaStore(store))
+        self.mapper = SagaMapper()
         self.procs: list[Proc] = []
         self._n = 0
 
@@ -124,7 +124,7 @@ class Harness:
                 s,
                 await self.store.read_stream(saga_stream(s)),
                 await self.store.read_stream(outbox_stream(str(s))),
-                fold=self.repo.fold,
+                fold=self.mapper.fold,
             )
             if problems:
                 found[s] = problems

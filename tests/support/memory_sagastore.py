@@ -21,9 +21,8 @@ from alphasaga_orchestrator.storage import (
     Snapshot,
     StoredRow,
     Timer,
-    saga_id_of_stream,
-    saga_stream,
 )
+from alphasaga_saga.streams import saga_id_of_stream, saga_stream
 from alphasaga_shared.eventstore import NewEvent
 
 

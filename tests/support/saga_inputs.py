@@ -12,8 +12,8 @@ from alphasaga_contracts.research import ResearchRequest
 from alphasaga_orchestrator.decide import Context, Decision, TimerFired
 from alphasaga_orchestrator.plan import Plan
 from alphasaga_orchestrator.repository import SagaRepository
-from alphasaga_orchestrator.saga import TimerKind
-from alphasaga_orchestrator.workflow import DEFAULT_WORKFLOWS
+from alphasaga_saga.aggregate import TimerKind
+from alphasaga_saga.workflow import DEFAULT_WORKFLOWS
 from alphasaga_shared.wire import Outgoing
 from tests.support import replies
 

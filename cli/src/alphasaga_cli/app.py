@@ -64,7 +64,7 @@ def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
 
 def failure(exc: BaseException) -> tuple[str, int] | None:
     """The line and exit code for an exception a user can act on; None for a bug."""
-    from alphasaga_client.errors import ClientError
+    from alphasaga_shared.errors import ClientError
 
     if isinstance(exc, CliError):
         return str(exc), exc.code

@@ -12,11 +12,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from alphasaga_orchestrator.sagastore import SagaFilter, SagaSummary
+    from alphasaga_readmodel.summaries import SagaFilter, SagaSummary
+    from alphasaga_shared.errors import (
+        Ambiguous,
+        ClientError,
+        Corrupt,
+        InvalidRequest,
+        InvalidTransition,
+        NotFound,
+        Unavailable,
+    )
 
-    from .api import AlphaSaga, Check, Detail, Lifecycle, LogFilter, Probe, Replay, Submitted
+    from .api import AlphaSaga
+    from .commands import Submitted
     from .deadletters import DeadLetter
-    from .errors import Ambiguous, ClientError, Corrupt, InvalidRequest, InvalidTransition, NotFound, Unavailable
+    from .operations import Probe
+    from .reads import Check, Detail, LogFilter, Replay
+    from .streams import Lifecycle
     from .timetravel import Frame
 
 __all__ = [
@@ -43,20 +55,20 @@ __all__ = [
 
 _WHERE = {
     "AlphaSaga": ".api",
-    "Check": ".api",
-    "Detail": ".api",
-    "Probe": ".api",
-    "Lifecycle": ".api",
-    "LogFilter": ".api",
-    "Replay": ".api",
-    "Submitted": ".api",
+    "Check": ".reads",
+    "Detail": ".reads",
+    "Probe": ".operations",
+    "Lifecycle": ".streams",
+    "LogFilter": ".reads",
+    "Replay": ".reads",
+    "Submitted": ".commands",
     "DeadLetter": ".deadletters",
     "Frame": ".timetravel",
-    "SagaFilter": "alphasaga_orchestrator.sagastore",
-    "SagaSummary": "alphasaga_orchestrator.sagastore",
+    "SagaFilter": "alphasaga_readmodel.summaries",
+    "SagaSummary": "alphasaga_readmodel.summaries",
     **dict.fromkeys(
         ("Ambiguous", "ClientError", "Corrupt", "InvalidRequest", "InvalidTransition", "NotFound", "Unavailable"),
-        ".errors",
+        "alphasaga_shared.errors",
     ),
 }
 

@@ -10,8 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import ValidationError
 
 from alphasaga_shared.config import Settings
-
-from .errors import InvalidRequest, Unavailable
+from alphasaga_shared.errors import InvalidRequest, Unavailable
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

@@ -13,9 +13,9 @@ import redis.asyncio as aioredis
 
 from alphasaga_contracts import Streams
 from alphasaga_contracts.envelope import CORRELATION_ID, MESSAGE_ID, TYPE
+from alphasaga_shared.errors import InvalidRequest, NotFound
 from alphasaga_shared.wire import as_text
 
-from .errors import InvalidRequest, NotFound
 from .messages import resolve_stream
 from .timefmt import iso
 

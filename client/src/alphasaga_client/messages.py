@@ -12,9 +12,8 @@ from alphasaga_contracts import Message, Streams, UnknownMessageType, message_cl
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.envelope import BODY, CAUSATION_ID, CORRELATION_ID, HEADER_FIELDS, MESSAGE_ID, SCHEMA, TYPE
+from alphasaga_shared.errors import InvalidRequest
 from alphasaga_shared.wire import Envelope, MalformedMessage, decode, encode
-
-from .errors import InvalidRequest
 
 _SHORT_KINDS = ("cmd:", "evt:")
 

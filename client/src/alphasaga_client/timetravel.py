@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from alphasaga_orchestrator.repository import SagaRepository, make_mapper
-from alphasaga_orchestrator.saga import Saga, state_of
+from alphasaga_saga.aggregate import Saga, state_of
+from alphasaga_saga.mapper import SagaMapper, make_mapper
 from alphasaga_shared.eventstore import RecordedEvent
 
 from .timefmt import iso
@@ -119,12 +119,12 @@ def diff(before: Any, after: Any, path: str = "") -> list[Change]:
     return [Change(path, before, after)]
 
 
-def frames(saga_id: uuid.UUID, rows: Sequence[RecordedEvent], repo: SagaRepository) -> Iterator[Frame]:
+def frames(saga_id: uuid.UUID, rows: Sequence[RecordedEvent], mapper: SagaMapper) -> Iterator[Frame]:
     saga: Saga | None = None
     previous: dict[str, Any] = {}
     for number, row in enumerate(rows, start=1):
         try:
-            saga = repo.to_domain_event(saga_id, row).mutate(saga)
+            saga = mapper.to_domain_event(saga_id, row).mutate(saga)
         except Exception as exc:
             raise ReplayError(number, row, exc) from exc
         frame = Frame.after(number, row, saga, previous)

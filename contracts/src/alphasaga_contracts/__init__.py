@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .states import SagaState
+from .states import SagaState, SubmissionState
 from .streams import DEFAULT_NAMESPACE, Streams
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ __all__ = [
     "SagaState",
     "Service",
     "Streams",
+    "SubmissionState",
     "UnknownMessageType",
     "message_class",
     "registered_types",

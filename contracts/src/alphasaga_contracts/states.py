@@ -23,3 +23,24 @@ class SagaState(StrEnum):
 
 
 _TERMINAL = frozenset({SagaState.COMPLETED, SagaState.ROLLED_BACK, SagaState.COMPENSATION_FAILED})
+
+
+class SubmissionState(StrEnum):
+    """Where a saga id stands before its saga exists: PENDING (its start is recorded, the
+    orchestrator has not started it yet), or REJECTED (the orchestrator refused to start it,
+    and said why; nothing more comes for this id). The saga list holds started sagas only."""
+
+    PENDING = "PENDING"
+    REJECTED = "REJECTED"
+
+    @property
+    def terminal(self) -> bool:
+        return self is SubmissionState.REJECTED
+
+
+def is_terminal(state: str) -> bool:
+    """Whether nothing more happens to a saga id in ``state`` (a saga's or a submission's)."""
+    for kind in (SagaState, SubmissionState):
+        if state in kind.__members__:
+            return kind(state).terminal
+    return False

@@ -47,6 +47,17 @@ class Api:
     def auth(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"} if role in self.keys else {}
 
+    async def sent(self, saga_id: str) -> dict[str, str]:
+        """What an accepted submit sends: its start, recorded in the saga id's outbox, as the
+        entry the relay publishes on the orchestrator's command stream."""
+        from alphasaga_shared.outbox import wire_fields
+
+        store = await self.runtime.client.event_store()
+        [start] = [r for r in await store.read_stream(f"outbox:{saga_id}") if r.type == "orchestrator.StartResearch"]
+        stream, fields = wire_fields(start)
+        assert stream == self.runtime.client.settings.streams.commands("orchestrator")
+        return fields
+
 
 @pytest.fixture
 def api_settings() -> ApiSettings:

@@ -14,8 +14,8 @@ from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.steps import StepKind
 from alphasaga_orchestrator.decide import Context, Decision, TimerFired, backoff_s, decide
-from alphasaga_orchestrator.saga import Saga
-from alphasaga_orchestrator.workflow import RESEARCH_V1, Workflow, WorkflowRegistry
+from alphasaga_saga.aggregate import Saga
+from alphasaga_saga.workflow import RESEARCH_V1, Workflow, WorkflowRegistry
 from alphasaga_shared.wire import decode, envelope_for
 from tests.support import replies
 from tests.support.saga_inputs import (

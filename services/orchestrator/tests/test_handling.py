@@ -15,9 +15,10 @@ from alphasaga_contracts.saga import derived_saga_id
 from alphasaga_orchestrator.decide import TimerFired
 from alphasaga_orchestrator.handling import Orchestrator, refused_saga
 from alphasaga_orchestrator.repository import SagaRepository
-from alphasaga_orchestrator.saga import Saga, TimerKind
-from alphasaga_orchestrator.storage import Conflict, saga_stream
+from alphasaga_orchestrator.storage import Conflict
 from alphasaga_orchestrator.timers import Timers
+from alphasaga_saga.aggregate import Saga, TimerKind
+from alphasaga_saga.streams import saga_stream
 from alphasaga_shared.eventstore import outbox_stream
 from alphasaga_shared.wire import Delivery, Envelope, envelope_for
 from tests.support.memory_sagastore import MemorySagaStore

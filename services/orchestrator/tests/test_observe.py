@@ -18,8 +18,8 @@ from alphasaga_orchestrator import observe
 from alphasaga_orchestrator.decide import Context, TimerFired, decide
 from alphasaga_orchestrator.plan import Plan
 from alphasaga_orchestrator.repository import SagaRepository
-from alphasaga_orchestrator.saga import Saga
-from alphasaga_orchestrator.workflow import WorkflowRegistry
+from alphasaga_saga.aggregate import Saga
+from alphasaga_saga.workflow import WorkflowRegistry
 from alphasaga_shared import telemetry
 from alphasaga_shared.wire import envelope_for
 from tests.support.saga_inputs import CTX, SAGA, compensated, failure, start, success, timer

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from alphasaga_contracts import steps as st
-from alphasaga_orchestrator.workflow import (
+from alphasaga_saga.workflow import (
     BUILT_IN,
     DEFAULT_WORKFLOWS,
     RESEARCH_V1,

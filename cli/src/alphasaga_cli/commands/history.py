@@ -151,7 +151,7 @@ def event_json(row: RecordedEvent) -> dict[str, Any]:
 
 def event_line(row: RecordedEvent) -> str:
     from alphasaga_client.timetravel import event_name, readable
-    from alphasaga_orchestrator.sagastore import saga_id_of_stream
+    from alphasaga_saga.streams import saga_id_of_stream
 
     if saga_id_of_stream(row.stream_id) is not None:
         what = event_name(row.type)

@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import Scope, Send
 
-from alphasaga_client import errors
-from alphasaga_client.accounts import AuthFailed, Locked
+from alphasaga_accounts import AuthFailed, Locked
 from alphasaga_contracts.text import UNSTORABLE
+from alphasaga_shared import errors
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://alphasaga.dev/problems/"
 
 _CLIENT_ERRORS: list[tuple[type[Exception], int, str]] = [
+    (errors.Forbidden, 403, "forbidden"),
     (errors.NotFound, 404, "not-found"),
     (errors.Ambiguous, 409, "ambiguous-id"),
     (errors.InvalidTransition, 409, "invalid-transition"),

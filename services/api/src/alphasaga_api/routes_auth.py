@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from alphasaga_client.accounts import Principal
-from alphasaga_client.accounts.service import Login
+from alphasaga_accounts import Principal
+from alphasaga_accounts.service import Login
 
 from . import models
 from .problems import Problem

@@ -1,5 +1,6 @@
 """Research and sagas: submit, list, detail, history, time travel, the live stream, cancel
-and artifacts. Each route calls the client API and shapes its answer; nothing more."""
+and artifacts. Each route calls a use case (``alphasaga_client.usecases``) and shapes its
+answer; nothing more."""
 
 from __future__ import annotations
 
@@ -11,46 +12,38 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 
-from alphasaga_client import AlphaSaga, SagaFilter
-from alphasaga_client.accounts import Principal
+from alphasaga_client import SagaFilter
+from alphasaga_client.usecases import research
 from alphasaga_contracts import SagaState
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_contracts.saga import WORKFLOW_NAME
 
 from . import models
 from .problems import Problem
-from .security import authorize, client_address, data_path_refusal, idempotent_message_id, limit, role, runtime
+from .security import Acting, authorize, client_address, limit, role, runtime
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
-Caller = Annotated[Principal, Depends(authorize)]
 # A saga id, or a unique prefix of one (at least 4 characters), as the CLI accepts.
 SagaId = Annotated[str, Path(pattern=r"^[0-9a-fA-F-]{4,36}$", description="A saga id or a unique prefix of one")]
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="The artifact's SHA-256, 64 lowercase hex digits")]
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,128}$"
 
 
-def _client(request: Request) -> AlphaSaga:
-    return runtime(request).client
-
-
 @router.post("/research", status_code=202, response_model=models.Submitted, openapi_extra=role("researcher"))
 async def submit(
     request: Request,
     body: ResearchRequest,
-    who: Caller,
+    who: Acting,
     workflow: Annotated[str, Query(pattern=WORKFLOW_NAME)] = "research",
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> models.Submitted:
     """Submit a research request. The same ``Idempotency-Key`` from the same caller always
-    names the same saga, however often it is retried."""
-    if (refusal := data_path_refusal(who, body)) is not None:
-        raise Problem(403, "forbidden", refusal)
+    names the same saga, however often it is retried. The saga id answers at once: PENDING
+    until the orchestrator starts it, REJECTED with its reason if it refuses to."""
     rt = runtime(request)
     await limit(request, "submit", who.subject, rt.api.submit_per_minute)
     await limit(request, "submit-ip", client_address(request), rt.api.submit_ip_per_minute)
-    message_id = None if idempotency_key is None else idempotent_message_id(who, idempotency_key)
-    submitted = await rt.client.submit(body, workflow=workflow, message_id=message_id)
-    await rt.accounts.own(submitted.saga_id, who)
+    submitted = await research.submit_research(who, body, workflow=workflow, idempotency_key=idempotency_key)
     sid = str(submitted.saga_id)
     return models.Submitted(
         saga_id=submitted.saga_id,
@@ -74,7 +67,7 @@ def _after(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
 
 @router.get("/sagas", response_model=models.SagaPage, openapi_extra=role("viewer"))
 async def list_sagas(
-    request: Request,
+    who: Acting,
     state: SagaState | None = None,
     workflow: Annotated[str | None, Query(max_length=64)] = None,
     version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,  # a workflow's version: int4 in SQL
@@ -107,7 +100,7 @@ async def list_sagas(
         oldest_first=sort == "oldest",
         after=_after(cursor) if cursor else None,
     )
-    rows = await _client(request).sagas(where)
+    rows = await research.list_sagas(who, where)
     page, more = rows[:limit], len(rows) > limit
     return models.SagaPage(
         items=[s.as_json(with_state=False) for s in page],
@@ -116,12 +109,15 @@ async def list_sagas(
 
 
 @router.get("/sagas/{saga_id}", response_model=models.SagaDetail, openapi_extra=role("viewer"))
-async def get_saga(request: Request, saga_id: SagaId) -> models.SagaDetail:
-    """The saga's status, its steps with their attempts and durations, its outcome and trace id."""
-    detail = await _client(request).detail(saga_id)
+async def get_saga(who: Acting, saga_id: SagaId) -> models.SagaDetail:
+    """The saga's status, its steps with their attempts and durations, its outcome and trace id.
+    A saga id submitted here answers before its saga exists: PENDING (with ``submitted_at``)
+    until the orchestrator starts it, or REJECTED, with the orchestrator's reason as the
+    outcome's ``failure``, when it refused to."""
+    detail = await research.saga_detail(who, saga_id)
     s = detail.summary
     outcome = None
-    if SagaState(s.state).terminal:
+    if s.terminal:
         outcome = {"state": s.state, "verdict": s.verdict, "metrics": s.metrics, "failure": s.failure}
     return models.SagaDetail(
         saga=s.as_json(with_state=False),
@@ -133,12 +129,12 @@ async def get_saga(request: Request, saga_id: SagaId) -> models.SagaDetail:
 
 @router.get("/sagas/{saga_id}/events", openapi_extra=role("viewer"))
 async def saga_events(
-    request: Request, saga_id: SagaId, after: Annotated[int, Query(ge=0, le=10_000_000)] = 0
+    who: Acting, saga_id: SagaId, after: Annotated[int, Query(ge=0, le=10_000_000)] = 0
 ) -> list[dict[str, Any]]:
     """The saga's own events, oldest first, after version ``after``."""
     from alphasaga_client.timetravel import event_name, readable
 
-    rows = await _client(request).events(saga_id, after_version=after)
+    rows = await research.saga_events(who, saga_id, after_version=after)
     return [
         {
             "version": r.version,
@@ -153,7 +149,7 @@ async def saga_events(
 
 @router.get("/sagas/{saga_id}/state", response_model=models.StateAt, openapi_extra=role("viewer"))
 async def saga_state(
-    request: Request,
+    who: Acting,
     saga_id: SagaId,
     version: Annotated[int | None, Query(ge=1, le=10_000_000)] = None,
     at: dt.datetime | None = None,
@@ -162,12 +158,7 @@ async def saga_state(
     ``at``), and what that event changed."""
     if at is not None and at.tzinfo is None:
         raise Problem(422, "invalid-request", "give ?at= with a time zone (2026-01-05T09:00:00Z)")
-    replay = await _client(request).replay(saga_id, to=version, at=at)
-    if not replay.frames:
-        raise Problem(404, "not-found", f"saga {replay.saga_id} had no event by then")
-    if version is not None and version > replay.total_events:
-        raise Problem(404, "not-found", f"saga {replay.saga_id} has {replay.total_events} events, not {version}")
-    frame = replay.frames[-1]
+    replay, frame = await research.state_at(who, saga_id, version=version, at=at)
     return models.StateAt(
         saga_id=replay.saga_id,
         version=frame.number,
@@ -180,19 +171,16 @@ async def saga_state(
 
 
 @router.post("/sagas/{saga_id}/cancel", status_code=202, openapi_extra=role("researcher"))
-async def cancel(request: Request, saga_id: SagaId, who: Caller) -> dict[str, str]:
-    """Cancel a running saga: a researcher its own, an admin any. 409 once it has ended."""
-    rt = runtime(request)
-    resolved = await rt.client.resolve(saga_id)
-    if not who.may("admin") and await rt.accounts.owner(resolved) != who.subject:
-        raise Problem(403, "forbidden", "a researcher may cancel only the sagas it submitted")
-    sent = await rt.client.cancel(resolved, reason=f"cancelled through the API by {who.subject}")
+async def cancel(saga_id: SagaId, who: Acting) -> dict[str, str]:
+    """Cancel a running saga: a researcher its own, an admin any. 409 once it has ended, and
+    while it has not started yet (PENDING)."""
+    sent = await research.cancel_saga(who, saga_id, via="through the API")
     return {"saga_id": str(sent.saga_id), "message_id": sent.message_id}
 
 
 @router.get("/sagas/{saga_id}/artifacts", openapi_extra=role("viewer"))
-async def artifacts(request: Request, saga_id: SagaId) -> list[dict[str, Any]]:
-    links = await _client(request).artifacts(saga_id)
+async def artifacts(who: Acting, saga_id: SagaId) -> list[dict[str, Any]]:
+    links = await research.artifacts(who, saga_id)
     return [
         {"step": a.step, "name": a.name, **a.ref.model_dump(), "href": f"/v1/artifacts/{a.ref.sha256}"} for a in links
     ]
@@ -204,11 +192,9 @@ async def artifacts(request: Request, saga_id: SagaId) -> list[dict[str, Any]]:
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "The artifact's bytes"}},
 )
-async def artifact(request: Request, sha256: Sha256) -> Response:
+async def artifact(who: Acting, sha256: Sha256) -> Response:
     """An artifact's content with its media type, checked against its hash before it is sent."""
-    client = _client(request)
-    content = await client.artifact(sha256)
-    media_type = await client.artifact_media_type(sha256)
+    content, media_type = await research.artifact(who, sha256)
     return Response(
         content,
         media_type=media_type,
@@ -217,6 +203,6 @@ async def artifact(request: Request, sha256: Sha256) -> Response:
 
 
 @router.get("/datasets", openapi_extra=role("viewer"))
-async def datasets(request: Request) -> list[str]:
+async def datasets(who: Acting) -> list[str]:
     """The built-in datasets a request may name."""
-    return list(_client(request).datasets())
+    return list(research.datasets(who))

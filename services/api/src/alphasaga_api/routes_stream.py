@@ -14,20 +14,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
 
-from alphasaga_client import AlphaSaga, Lifecycle, NotFound
-from alphasaga_contracts import SagaState
+from alphasaga_client import AlphaSaga, Lifecycle
+from alphasaga_client.usecases import research
 
 from .routes_research import SagaId
-from .security import authorize, role, runtime
+from .security import Acting, authorize, role, runtime
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
 ENTRY_ID = r"^\d{1,20}-\d{1,20}$"
 # A client that finds the saga already ended past its Last-Event-ID is told so this soon.
 ENDED_GRACE_S = 1.0
-# A saga exists once the orchestrator has recorded its request: a client that connects
-# right after submitting waits this long for that instead of getting a 404.
-JUST_SUBMITTED_S = 5.0
 # A comment line this often while nothing happens keeps intermediaries from closing the stream.
 HEARTBEAT_S = 15.0
 
@@ -45,32 +42,19 @@ def frame(item: Lifecycle) -> str:
 )
 async def stream(
     request: Request,
+    who: Acting,
     saga_id: SagaId,
     last_event_id: Annotated[str | None, Header(pattern=ENTRY_ID)] = None,
 ) -> StreamingResponse:
     """The saga's lifecycle events live, from its start or after ``Last-Event-ID``, until it ends."""
     rt = runtime(request)
-    client = rt.client
-    resolved = await _resolve_soon(client, saga_id)  # a 404 before the stream starts
-    ended = SagaState((await client.status(resolved)).state).terminal
+    resolved, ended = await research.stream_of(who, saga_id)  # a 404 before the stream starts
     timeout = ENDED_GRACE_S if ended and last_event_id else rt.api.stream_timeout_s
     return StreamingResponse(
-        _events(client, resolved, last_event_id or "0-0", timeout, ended=ended),
+        _events(rt.client, resolved, last_event_id or "0-0", timeout, ended=ended),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
-
-
-async def _resolve_soon(client: AlphaSaga, saga_id: str) -> uuid.UUID:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + JUST_SUBMITTED_S
-    while True:
-        try:
-            return await client.resolve(saga_id)
-        except NotFound:
-            if len(saga_id) != 36 or loop.time() > deadline:
-                raise
-            await asyncio.sleep(0.1)
 
 
 async def _events(

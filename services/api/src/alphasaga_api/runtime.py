@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import jwt
 
+from alphasaga_accounts import Accounts, AuthFailed
 from alphasaga_client import AlphaSaga
-from alphasaga_client.accounts import Accounts, AuthFailed
 
 from .ratelimit import RateLimiter
 from .settings import ApiSettings

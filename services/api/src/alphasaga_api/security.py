@@ -4,13 +4,12 @@ checks and the role table test cannot disagree."""
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import Request
+from fastapi import Depends, Request
 
-from alphasaga_client.accounts import AuthFailed, Principal, Role
-from alphasaga_contracts.research import ResearchRequest
+from alphasaga_accounts import AuthFailed, Principal, Role
+from alphasaga_client.usecases import Caller
 
 from .problems import Problem
 from .runtime import Runtime
@@ -65,20 +64,13 @@ def _as_role(needed: Access) -> Role:
     return needed
 
 
-def data_path_refusal(principal: Principal, request: ResearchRequest) -> str | None:
-    """Why ``principal`` may not submit ``request``, if it may not. A ``data_path`` reads a
-    file on the servers: only an admin, who also decides what lies in the data directory,
-    names one; anyone else gives a built-in dataset. The answer names no path and no
-    setting of the server."""
-    if request.data_path is not None and not principal.may("admin"):
-        return f"data_path names a file on the server: only an admin may give one (the caller has {principal.role})"
-    return None
+async def caller(request: Request, who: Annotated[Principal, Depends(authorize)]) -> Caller:
+    """The caller as the use cases take it: who it is, and the api's client and accounts."""
+    rt = runtime(request)
+    return Caller(who, rt.client, rt.accounts)
 
 
-def idempotent_message_id(principal: Principal, key: str) -> str:
-    """The message id of a submit retried with ``key``: the orchestrator derives the saga
-    from it, so one caller's key always names one saga, and two callers' keys never do."""
-    return "idem-" + hashlib.sha256(f"{principal.subject}\n{key}".encode()).hexdigest()[:40]
+Acting = Annotated[Caller, Depends(caller)]
 
 
 def client_address(request: Request) -> str:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from alphasaga_contracts import KINDS, Service
+from alphasaga_readmodel.projector import SagaProjector
+from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, WorkflowFileError, WorkflowRegistry, load_workflows
 from alphasaga_shared import metrics
 from alphasaga_shared.config import ConfigError, Settings
 from alphasaga_shared.eventstore import EventStore
@@ -18,12 +20,11 @@ from alphasaga_shared.runner import DATABASE_UNREACHABLE, ServiceContext, Startu
 
 from . import tuning
 from .handling import Orchestrator
-from .projection import SagaProjector
+from .projection import projector
 from .repository import SagaRepository
 from .sagastore import SagaStore
 from .settings import OrchestratorSettings
 from .timers import Timers
-from .workflow import DEFAULT_WORKFLOWS, WorkflowFileError, WorkflowRegistry, load_workflows
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +115,8 @@ async def service(ctx: ServiceContext, config: OrchestratorSettings | None = Non
     # (python -m alphasaga_orchestrator.projection): then they are off here.
     relay = relay_for(ctx.store, await ctx.bus.connect()) if config.run_relay else None
     handler = orchestrator(ctx.store, settings, config, workflows=workflows, relay=relay, commit_pool=commit_pool)
-    store = SagaStore(ctx.store)  # reads and timers, on the event store's pool
-    projector = (
-        SagaProjector(store, batch=settings.projection_batch, poll_ms=settings.projection_poll_ms)
-        if config.run_projector
-        else None
-    )
+    store = SagaStore(ctx.store)  # timers, on the event store's pool
     timers = Timers(store, handler.apply, poll_s=config.timer_poll_ms / 1000, batch=config.timer_batch)
-    return OrchestratorService(settings, store, handler, relay, projector, timers)
+    return OrchestratorService(
+        settings, store, handler, relay, projector(ctx, settings) if config.run_projector else None, timers
+    )

@@ -19,9 +19,8 @@ from alphasaga_contracts import Message, SagaState
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.envelope import derived_message_id
-
-from .saga import Saga, TimerKind
-from .workflow import RetryPolicy, StepDefinition, Workflow, WorkflowRegistry
+from alphasaga_saga.aggregate import Saga, TimerKind
+from alphasaga_saga.workflow import RetryPolicy, StepDefinition, Workflow, WorkflowRegistry
 
 
 @dataclass(frozen=True, slots=True)

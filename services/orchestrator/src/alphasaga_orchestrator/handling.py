@@ -25,17 +25,18 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from alphasaga_contracts import Streams
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.envelope import BODY, CORRELATION_ID, MESSAGE_ID, TYPE
+from alphasaga_saga.aggregate import Saga
+from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
 from alphasaga_shared import metrics, telemetry
-from alphasaga_shared.outbox import Relay
+from alphasaga_shared.eventstore import outbox_stream
+from alphasaga_shared.outbox import Relay, outbox_events
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, cap_text, derived_message_id, envelope_for
 
 from . import observe, tuning
 from .decide import Context, Incoming, TimerFired, decide, saga_id_for
 from .plan import Plan
 from .repository import SagaRepository
-from .saga import Saga
-from .storage import Conflict, SagaStorage
-from .workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
+from .storage import Changes, Conflict, SagaStorage
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +116,38 @@ class Orchestrator:
         self.repo.conflict_seen()
         metrics.CONFLICTS.inc()
 
-    def request_dead_lettered(self, delivery: Delivery, dead_letter_id: str) -> Sequence[Outgoing]:
-        """A request the bus dead-lettered (it breaks its contract, or kept failing): tell
-        its sender at once on the lifecycle stream, when the saga it names can be told."""
+    async def request_dead_lettered(self, delivery: Delivery, dead_letter_id: str) -> Sequence[Outgoing]:
+        """A request the bus dead-lettered (it breaks its contract, or kept failing): when it
+        named a saga id, record ``sagas.RequestRejected`` in that id's outbox, as a refused
+        decision is, so that the id answers REJECTED with the reason and the relay tells its
+        sender on the lifecycle stream. Told at once, straight from here, only when it
+        cannot be recorded."""
+        notice = self._rejection(delivery, dead_letter_id)
+        if notice is None:
+            return ()
+        saga_id, out = notice
+        rows = outbox_events([out])
+        changes = Changes(events=[(outbox_stream(str(saga_id)), None, n, row) for n, row in enumerate(rows, 1)])
+        try:
+            if self.relay is None:
+                changes.notify = True
+                await self.store.commit(changes)
+            else:
+                async with self.relay.publishing(rows) as direct:
+                    changes.notify = not direct
+                    await self.store.commit(changes)
+        except Conflict:
+            return ()  # recorded already (its id derives from the dead letter's)
+        except Exception as exc:  # the dead letter is safe; say so at once instead
+            log.error("the refusal of dead letter %s could not be recorded (%s): told directly", dead_letter_id, exc)
+            return [out]
+        return ()
+
+    def _rejection(self, delivery: Delivery, dead_letter_id: str) -> tuple[uuid.UUID, Outgoing] | None:
         fields = delivery.fields
         saga_id = refused_saga(fields)
         if saga_id is None:
-            return ()
+            return None
         message_id = fields.get(MESSAGE_ID, "")
         message_id = message_id[:200] if message_id.isascii() and message_id.isprintable() else ""
         request_type = fields.get(TYPE, "")[:200]
@@ -138,14 +164,14 @@ class Orchestrator:
             )
         except ValidationError as exc:  # the notice is a courtesy: the dead letter is kept anyway
             log.warning("no rejection sent for dead letter %s: %s", dead_letter_id, exc)
-            return ()
+            return None
         envelope = envelope_for(
             event,
             correlation_id=str(saga_id),
             causation_id=message_id,
             message_id=derived_message_id(message_id or dead_letter_id, event.TYPE),
         )
-        return [Outgoing(self.streams.sagas, envelope)]
+        return saga_id, Outgoing(self.streams.sagas, envelope)
 
     # --- deciding and committing ---
 

@@ -22,11 +22,11 @@ from typing import Any
 from alphasaga_contracts import SagaState
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.envelope import saga_trace_id
+from alphasaga_saga.aggregate import Saga
 from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.telemetry import SpanIds
 
 from .decide import Incoming, TimerFired
-from .saga import Saga
 
 
 def root_ids(saga_id: uuid.UUID, saga_traceparent: str) -> SpanIds:

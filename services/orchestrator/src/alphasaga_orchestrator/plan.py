@@ -18,6 +18,8 @@ from typing import Any
 
 from alphasaga_contracts import Streams
 from alphasaga_contracts import steps as st
+from alphasaga_saga.aggregate import Deadline, Saga, due_time
+from alphasaga_saga.streams import saga_stream
 from alphasaga_shared.eventstore import NewEvent, outbox_stream
 from alphasaga_shared.outbox import outbox_events
 from alphasaga_shared.wire import Envelope, Outgoing, derived_message_id
@@ -25,8 +27,7 @@ from alphasaga_shared.wire import Envelope, Outgoing, derived_message_id
 from . import observe
 from .decide import Decision, Incoming, ToWorker
 from .repository import SagaRepository
-from .saga import Deadline, Saga, due_time
-from .storage import Changes, Timer, saga_stream
+from .storage import Changes, Timer
 
 
 @dataclass

@@ -1,37 +1,21 @@
-"""Sagas in and out of the saga store: eventsourcing's Mapper (JSON transcoder, no
-compressor or cipher, so stored events stay readable in SQL), snapshots that bound the
-cost of rebuilding a long saga, and the cache of sagas this process last committed."""
+"""Sagas in and out of the saga store: rows through the saga's mapper
+(``alphasaga_saga.mapper``), snapshots that bound the cost of rebuilding a long saga, and
+the cache of sagas this process last committed."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.domain import Snapshot as AggregateSnapshot
-from eventsourcing.persistence import (
-    DatetimeAsISO,
-    DecimalAsStr,
-    JSONTranscoder,
-    Mapper,
-    StoredEvent,
-    UUIDAsHex,
-)
+from alphasaga_saga.aggregate import Saga
+from alphasaga_saga.mapper import SagaMapper
+from alphasaga_saga.streams import saga_stream
+from alphasaga_shared.eventstore import NewEvent
 
-from alphasaga_shared.eventstore import JsonText, NewEvent, RecordedEvent
-
-from .saga import Saga
-from .storage import SagaStorage, Snapshot, saga_stream
-
-
-def make_mapper() -> Mapper[uuid.UUID]:
-    transcoder = JSONTranscoder()
-    for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr()):
-        transcoder.register(transcoding)
-    return Mapper(transcoder=transcoder)
+from .storage import SagaStorage, Snapshot
 
 
 class SagaRepository:
@@ -55,7 +39,7 @@ class SagaRepository:
         shared_window_s: float = 10.0,
     ) -> None:
         self.store = store
-        self.mapper = make_mapper()
+        self.mapper = SagaMapper()
         self.snapshot_every = snapshot_every
         self.cache_size = cache_size
         self.shared_window_s = shared_window_s
@@ -96,9 +80,9 @@ class SagaRepository:
         sagas: dict[uuid.UUID, Saga | None] = {s: known.get(s) for s in saga_ids}
         for row in await self.store.load_rows(saga_ids, {s: saga.version for s, saga in known.items()}):
             if row.snapshot:
-                sagas[row.saga_id] = self._from_snapshot(row.saga_id, row.version, row.type, row.data)
+                sagas[row.saga_id] = self.mapper.from_snapshot(row.saga_id, row.version, row.type, row.data)
             else:
-                sagas[row.saga_id] = self._event(row.saga_id, row.version, row.type, row.data).mutate(
+                sagas[row.saga_id] = self.mapper.event(row.saga_id, row.version, row.type, row.data).mutate(
                     sagas[row.saga_id]
                 )
         return sagas
@@ -107,51 +91,15 @@ class SagaRepository:
         """One saga as the store holds it now (from its snapshot and the events after it)."""
         return (await self.load_many([saga_id]))[saga_id]
 
-    def fold(self, saga_id: uuid.UUID, rows: Sequence[RecordedEvent]) -> Saga | None:
-        saga: Saga | None = None
-        for row in rows:
-            saga = self.to_domain_event(saga_id, row).mutate(saga)
-        return saga
-
-    def to_domain_event(self, saga_id: uuid.UUID, row: RecordedEvent) -> Any:
-        """``row.data`` parsed, or as its JSON text (both are read)."""
-        data = row.data if isinstance(row.data, str) else json.dumps(row.data)
-        return self._event(saga_id, row.version, row.type, data)
-
-    def _event(self, saga_id: uuid.UUID, version: int, topic: str, data: str) -> Any:
-        stored = StoredEvent(originator_id=saga_id, originator_version=version, topic=topic, state=data.encode())
-        return self.mapper.to_domain_event(stored)
-
-    def _from_snapshot(self, saga_id: uuid.UUID, version: int, topic: str, state: str) -> Saga:
-        snapshot: Any = self._event(saga_id, version, topic, state)
-        saga: Saga = snapshot.mutate(None)
-        return saga
-
     # --- writing ---
 
     def to_new_events(self, pending: Sequence[Any], metadata: dict[str, Any]) -> list[NewEvent]:
-        rows: list[NewEvent] = []
-        for domain_event in pending:
-            stored = self.mapper.to_stored_event(domain_event)
-            originator = stored.originator_id
-            if not isinstance(originator, uuid.UUID):
-                originator = uuid.UUID(str(originator))
-            rows.append(
-                NewEvent(
-                    type=stored.topic,
-                    data=JsonText(stored.state.decode()),
-                    metadata=metadata,
-                    # The same decision always gives the same ids: a re-decided batch never
-                    # stores an event twice.
-                    event_id=uuid.uuid5(originator, str(stored.originator_version)),
-                )
-            )
-        return rows
+        return self.mapper.to_new_events(pending, metadata)
 
     def due_for_snapshot(self, old_version: int, new_version: int) -> bool:
         n = self.snapshot_every
         return n > 0 and new_version // n > old_version // n
 
     def snapshot_of(self, saga: Saga) -> Snapshot:
-        stored = self.mapper.to_stored_event(AggregateSnapshot.take(saga))
-        return Snapshot(saga_stream(saga.id), saga.version, stored.topic, JsonText(stored.state.decode()))
+        topic, state = self.mapper.snapshot(saga)
+        return Snapshot(saga_stream(saga.id), saga.version, topic, state)

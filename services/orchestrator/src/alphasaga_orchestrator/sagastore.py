@@ -4,47 +4,40 @@
   their outgoing messages (outbox rows), the inbox records, the timers and snapshots, in
   one statement;
 - the inbox (message ids already handled), the timers (``saga_timers``), the snapshots;
-- the sagas' read side: loading sagas, finding one by a prefix of its id, one saga's
-  events, and the ``saga_summaries`` read model that status and list read.
+- loading sagas to decide on: their snapshots and events.
 
 The event log itself is the event store's (``alphasaga_shared.eventstore``); this module
-builds on it, and saga stream ids are made here, by ``saga_stream``.
+builds on it. The saga list (``saga_summaries``) and the reads front ends need are the
+read model's (``alphasaga_readmodel.store``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
 from typing import Any
 
 import asyncpg
 
+from alphasaga_saga.aggregate import TimerKind
+from alphasaga_saga.streams import SAGA_PREFIX, saga_stream
 from alphasaga_shared.eventstore import (
-    Conn,
     EventStore,
     JsonText,
     RecordedEvent,
     outbox_channel,
-    outbox_stream,
 )
 
-from .saga import TimerKind
 from .storage import (
-    SAGA_PREFIX,
     Changes,
     Conflict,
     SagaMovedOn,
     Snapshot,
     StoredRow,
     Timer,
-    saga_id_of_stream,
-    saga_stream,
 )
 
-__all__ = ["SAGA_PREFIX", "SagaMovedOn", "Snapshot", "Timer", "saga_id_of_stream", "saga_stream"]
+__all__ = ["SagaMovedOn", "Snapshot", "Timer"]
 
 # The orchestrator's consumer name in the inbox table (shared with other consumers).
 INBOX = "orchestrator"
@@ -120,110 +113,6 @@ WHERE e.version > CASE WHEN w.after > 0 THEN w.after
                        ELSE coalesce((SELECT s.version FROM snapshots s WHERE s.stream_id = w.stream_id), 0) END
 ORDER BY stream_id, snapshot DESC, version
 """
-
-_STREAMS = """
-SELECT global_position, stream_id, version, event_id, type, data, metadata,
-       transaction_id::text::bigint AS transaction_id, recorded_at
-FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version
-"""
-
-
-# --- the saga list read model -----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SagaSummary:
-    """One row of ``saga_summaries``: a saga as status and list show it. The fields are the
-    table's columns, in order."""
-
-    saga_id: uuid.UUID
-    state: str
-    workflow: str
-    workflow_version: int
-    current_step: str | None
-    attempt: int
-    steps_completed: list[str]
-    failure: str | None
-    verdict: dict[str, Any] | None
-    metrics: dict[str, Any] | None
-    version: int
-    started_at: dt.datetime
-    updated_at: dt.datetime
-    saga_state: dict[str, Any] | JsonText  # JsonText when just folded: stored without re-encoding
-    dataset: str | None = None  # the request's dataset, or its data file's name
-
-    def as_json(self, *, with_state: bool = True) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in _SUMMARY_FIELDS if name != "saga_state"}
-        out.update(
-            saga_id=str(self.saga_id),
-            steps_completed=list(self.steps_completed),
-            started_at=self.started_at.isoformat(),
-            updated_at=self.updated_at.isoformat(),
-        )
-        if with_state:
-            out["saga_state"] = json.loads(self.saga_state) if isinstance(self.saga_state, str) else self.saga_state
-        return out
-
-    def args(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in _SUMMARY_FIELDS)
-
-
-_SUMMARY_FIELDS = tuple(f.name for f in fields(SagaSummary))
-_SUMMARY_COLUMNS = ", ".join(_SUMMARY_FIELDS)
-
-_UPSERT_SUMMARY = f"""
-INSERT INTO saga_summaries ({_SUMMARY_COLUMNS})
-VALUES ({", ".join(f"${n}" for n in range(1, len(_SUMMARY_FIELDS) + 1))})
-ON CONFLICT (saga_id) DO UPDATE SET
-    {", ".join(f"{name} = excluded.{name}" for name in _SUMMARY_FIELDS[1:])}
-WHERE saga_summaries.version <= excluded.version
-"""
-
-# Every filter is a bound parameter; NULL means "any".
-_LIST_WHERE = """
-WHERE ($1::text IS NULL OR state = $1)
-  AND ($2::text IS NULL OR workflow = $2)
-  AND ($3::int IS NULL OR workflow_version = $3)
-  AND ($4::timestamptz IS NULL OR started_at >= $4)
-  AND ($5::timestamptz IS NULL OR started_at < $5)
-  AND ($6::text IS NULL OR dataset = $6)
-  AND ($7::boolean IS NULL OR (verdict->>'accepted')::boolean = $7)
-  AND ($8::float8 IS NULL OR (metrics->>'sharpe')::float8 >= $8)
-  AND ($9::float8 IS NULL OR (metrics->>'sharpe')::float8 <= $9)
-"""
-# Keyset pagination: a page starts after the (started_at, saga_id) of the last row shown,
-# in the list's order, so that sagas started meanwhile neither repeat nor shift a page.
-_LIST_SUMMARIES = {
-    False: f"""SELECT {_SUMMARY_COLUMNS} FROM saga_summaries {_LIST_WHERE}
-  AND ($11::timestamptz IS NULL OR (started_at, saga_id) < ($11, $12::uuid))
-ORDER BY started_at DESC, saga_id DESC LIMIT $10""",
-    True: f"""SELECT {_SUMMARY_COLUMNS} FROM saga_summaries {_LIST_WHERE}
-  AND ($11::timestamptz IS NULL OR (started_at, saga_id) > ($11, $12::uuid))
-ORDER BY started_at, saga_id LIMIT $10""",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class SagaFilter:
-    """Which sagas a list shows; None means any."""
-
-    state: str | None = None
-    workflow: str | None = None
-    workflow_version: int | None = None
-    dataset: str | None = None
-    accepted: bool | None = None
-    min_sharpe: float | None = None
-    max_sharpe: float | None = None
-    started_after: dt.datetime | None = None
-    started_before: dt.datetime | None = None
-    limit: int | None = None
-    oldest_first: bool = False
-    # Rows after this (started_at, saga_id), in the list's order: the last row of a page.
-    after: tuple[dt.datetime, uuid.UUID] | None = None
-
-
-def _summary(r: asyncpg.Record) -> SagaSummary:
-    return SagaSummary(**dict(r))
 
 
 class SagaStore:
@@ -361,40 +250,6 @@ class SagaStore:
     async def events_of(self, saga_id: uuid.UUID, *, after_version: int = 0) -> list[RecordedEvent]:
         return await self.events.read_stream(saga_stream(saga_id), after_version=after_version)
 
-    async def outbox_of(self, saga_id: uuid.UUID, *, after_version: int = 0) -> list[RecordedEvent]:
-        """The messages the saga sent (its commands and lifecycle events), in order."""
-        return await self.events.read_stream(outbox_stream(str(saga_id)), after_version=after_version)
-
-    async def events_of_many(
-        self, saga_ids: Sequence[uuid.UUID], conn: Conn | None = None
-    ) -> dict[uuid.UUID, list[RecordedEvent]]:
-        """Each saga's whole stream, oldest first, in one query."""
-        args = [saga_stream(s) for s in saga_ids]
-        if conn is None:
-            async with self.events.pool.acquire() as c:
-                records = await c.fetch(_STREAMS, args)
-        else:
-            records = await conn.fetch(_STREAMS, args)
-        by_saga: dict[uuid.UUID, list[RecordedEvent]] = {}
-        for r in records:
-            row = RecordedEvent(**dict(r))
-            by_saga.setdefault(uuid.UUID(row.stream_id.removeprefix(SAGA_PREFIX)), []).append(row)
-        return by_saga
-
-    async def latest_version(self, saga_id: uuid.UUID) -> int:
-        """The number of the saga's events (0: no such saga)."""
-        version = await self._fetchval("SELECT max(version) FROM events WHERE stream_id = $1", saga_stream(saga_id))
-        return int(version or 0)
-
-    async def sagas_with_prefix(self, prefix: str, *, limit: int = 2) -> list[uuid.UUID]:
-        """Sagas whose id starts with ``prefix`` (hex digits and dashes only)."""
-        if not all(c in "0123456789abcdef-" for c in prefix):
-            return []
-        rows = await self._fetch(
-            "SELECT DISTINCT stream_id FROM events WHERE stream_id LIKE $1 LIMIT $2", f"{SAGA_PREFIX}{prefix}%", limit
-        )
-        return [uuid.UUID(r["stream_id"].removeprefix(SAGA_PREFIX)) for r in rows]
-
     # --- snapshots ---
 
     async def snapshot(self, saga_id: uuid.UUID) -> Snapshot | None:
@@ -417,47 +272,3 @@ class SagaStore:
                 snapshot.type,
                 snapshot.state,
             )
-
-    # --- summaries (the saga list) ---
-
-    @staticmethod
-    async def upsert_summaries(conn: Conn, summaries: Sequence[SagaSummary]) -> None:
-        """Write summaries; a row is never replaced by one folded from fewer events."""
-        if summaries:
-            await conn.executemany(_UPSERT_SUMMARY, [s.args() for s in summaries])
-
-    async def save_summary(self, summary: SagaSummary) -> None:
-        async with self.events.transaction() as conn:
-            await self.upsert_summaries(conn, [summary])
-
-    @staticmethod
-    async def clear_summaries(conn: Conn) -> None:
-        """Empty the read model (it is rebuilt from the log)."""
-        await conn.execute("DELETE FROM saga_summaries")
-
-    async def summary(self, saga_id: uuid.UUID) -> SagaSummary | None:
-        rows = await self._fetch(f"SELECT {_SUMMARY_COLUMNS} FROM saga_summaries WHERE saga_id = $1", saga_id)
-        return _summary(rows[0]) if rows else None
-
-    async def summaries(self, where: SagaFilter = SagaFilter()) -> list[SagaSummary]:
-        """Newest first, or oldest first."""
-        after_at, after_id = where.after or (None, None)
-        rows = await self._fetch(
-            _LIST_SUMMARIES[where.oldest_first],
-            where.state,
-            where.workflow,
-            where.workflow_version,
-            where.started_after,
-            where.started_before,
-            where.dataset,
-            where.accepted,
-            where.min_sharpe,
-            where.max_sharpe,
-            where.limit,
-            after_at,
-            after_id,
-        )
-        return [_summary(r) for r in rows]
-
-    async def count_summaries(self) -> int:
-        return int(await self._fetchval("SELECT count(*) FROM saga_summaries"))

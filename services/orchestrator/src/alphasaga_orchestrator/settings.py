@@ -1,18 +1,16 @@
 """The orchestrator's own settings (``ALPHASAGA_*``), which the workers never load; the
-runtime's (URLs, bus tuning, namespace) are ``alphasaga_shared.config.Settings``."""
+runtime's (URLs, bus tuning, namespace) are ``alphasaga_shared.config.Settings``, and where
+the workflows come from (``ALPHASAGA_WORKFLOWS``) is the saga package's, which front ends
+read too."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from alphasaga_saga.workflow import WorkflowSettings
 
 
-class OrchestratorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ALPHASAGA_", extra="ignore")
-
-    workflows: Path | None = Field(None, description="A YAML file of workflow definitions")
+class OrchestratorSettings(WorkflowSettings):
     timer_poll_ms: int = Field(200, ge=1)
     timer_batch: int = Field(200, ge=1, description="Due deadlines fired per pass")
     snapshot_every: int = Field(100, ge=0, description="Snapshot a saga every N events; 0 = never")

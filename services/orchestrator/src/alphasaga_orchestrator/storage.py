@@ -14,25 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from alphasaga_saga.aggregate import TimerKind
 from alphasaga_shared.eventstore import JsonText, NewEvent
-
-from .saga import TimerKind
-
-SAGA_PREFIX = "saga-"
-
-
-def saga_stream(saga_id: uuid.UUID) -> str:
-    return f"{SAGA_PREFIX}{saga_id}"
-
-
-def saga_id_of_stream(stream_id: str) -> uuid.UUID | None:
-    """The saga a stream id names, or None for any other stream."""
-    if not stream_id.startswith(SAGA_PREFIX):
-        return None
-    try:
-        return uuid.UUID(stream_id.removeprefix(SAGA_PREFIX))
-    except ValueError:
-        return None
 
 
 class Conflict(Exception):

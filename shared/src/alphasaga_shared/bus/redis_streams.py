@@ -16,9 +16,10 @@ connection. What it leaves out (DESIGN.md §2) is here and beside it:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -44,7 +45,7 @@ log = logging.getLogger("alphasaga_shared.bus")
 # What to tell the sender of a message that was just dead-lettered (its dead letter's
 # entry id given): a worker replies with the step's failure, so that the saga learns at
 # once instead of at the step's timeout.
-DeadLetterNotice = Callable[[Delivery, str], Sequence[Outgoing]]
+DeadLetterNotice = Callable[[Delivery, str], Sequence[Outgoing] | Awaitable[Sequence[Outgoing]]]
 
 
 @dataclass(slots=True)
@@ -339,13 +340,14 @@ class Bus:
             await self._notify_dead(sub, dead, results[first : first + len(dead)])
 
     async def _notify_dead(self, sub: Subscription, dead: list[Delivery], dead_ids: list[Any]) -> None:
+        """Tell whom ``sub`` names about its dead letters: what the notice returns is
+        published here; a notice may also record what it has to say itself (awaitable)."""
         assert sub.on_dead_letter is not None
-        notices = [
-            out
-            for d, entry_id in zip(dead, dead_ids, strict=True)
-            for out in sub.on_dead_letter(d, entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id))
-        ]
         try:
+            notices: list[Outgoing] = []
+            for d, entry_id in zip(dead, dead_ids, strict=True):
+                found = sub.on_dead_letter(d, entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id))
+                notices.extend(await found if inspect.isawaitable(found) else found)
             await self.publish(notices)
         except Exception:  # a notice is a courtesy: the dead letter itself is safe
             log.exception("could not send the notices of %d dead letters of %s", len(dead), sub.stream)

@@ -323,6 +323,11 @@ class EventStore:
             raise ConcurrencyError(stream_id, expected_version)
         return int(rows[-1]["version"])
 
+    async def notify_outbox(self, conn: Conn) -> None:
+        """Wake the relay for outbox rows appended in ``conn``'s transaction (delivered at its
+        commit, not at all if it rolls back)."""
+        await conn.execute("SELECT pg_notify($1, '')", outbox_channel(self.schema))
+
     async def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[RecordedEvent]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(

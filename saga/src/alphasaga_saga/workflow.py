@@ -11,11 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.steps import KINDS, Service, StepKind
 
 BUILT_IN = Path(__file__).with_name("workflows.yaml")
+
+
+class WorkflowSettings(BaseSettings):
+    """Where the workflow definitions come from: the orchestrator runs sagas on them, a
+    front end shows a saga's steps from them."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPHASAGA_", extra="ignore")
+
+    workflows: Path | None = Field(None, description="A YAML file of workflow definitions")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,10 @@ import datetime as dt
 import asyncpg
 import pytest
 
+from alphasaga_accounts import Accounts, AuthFailed, Disabled, Locked, SessionRevoked, WeakPassword, policy
 from alphasaga_client import AlphaSaga
-from alphasaga_client.accounts import Accounts, AuthFailed, Disabled, Locked, SessionRevoked, WeakPassword, policy
-from alphasaga_client.errors import InvalidRequest
 from alphasaga_shared.config import Settings
+from alphasaga_shared.errors import InvalidRequest
 from alphasaga_shared.eventstore import EventStore
 
 PASSWORD = "correct horse battery"
@@ -203,7 +203,7 @@ async def test_the_migration_turns_old_string_details_into_objects_and_the_chain
         await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
     kinds = await store.pool.fetch("SELECT DISTINCT jsonb_typeof(detail) AS kind FROM audit_log")
     assert {r["kind"] for r in kinds} == {"string"}
-    migration = resources.files("alphasaga_client.accounts").joinpath("migrations/0003_audit_detail_objects.sql")
+    migration = resources.files("alphasaga_accounts").joinpath("migrations/0003_audit_detail_objects.sql")
     async with store.pool.acquire() as conn, conn.transaction():
         await conn.execute(migration.read_text())
     kinds = await store.pool.fetch("SELECT DISTINCT jsonb_typeof(detail) AS kind FROM audit_log")

@@ -14,7 +14,9 @@ from typing import Any
 
 import asyncpg
 
-from ..errors import ClientError, InvalidRequest, NotFound
+from alphasaga_shared.errors import ClientError, InvalidRequest, NotFound
+from alphasaga_shared.eventstore import Conn
+
 from . import policy
 from .audit import AuditLog, AuditRecord, GroupCommit, Verification
 from .policy import ROLES, Role
@@ -277,8 +279,10 @@ class Accounts:
 
     # --- saga owners ---
 
-    async def own(self, saga_id: uuid.UUID, principal: Principal) -> None:
-        await self.store.set_owner(saga_id, principal.subject, self.clock())
+    async def own(self, saga_id: uuid.UUID, principal: Principal, conn: Conn | None = None) -> bool:
+        """Record ``principal`` as the saga's owner unless it has one; returns whether it
+        was recorded now. On ``conn``, in the transaction of the submit it belongs to."""
+        return await self.store.set_owner(saga_id, principal.subject, self.clock(), conn)
 
     async def owner(self, saga_id: uuid.UUID) -> str | None:
         return await self.store.owner(saga_id)

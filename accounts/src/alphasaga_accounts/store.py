@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from alphasaga_shared.eventstore import Conn
 from alphasaga_shared.eventstore.migrations import migrate
 
 LEDGER = "accounts_migrations"
@@ -185,14 +186,17 @@ class AccountStore:
 
     # --- saga owners ---
 
-    async def set_owner(self, saga_id: uuid.UUID, subject: str, now: dt.datetime) -> None:
-        """The first submitter stays the owner (a retried submit names the same saga)."""
-        await self.pool.execute(
+    async def set_owner(self, saga_id: uuid.UUID, subject: str, now: dt.datetime, conn: Conn | None = None) -> bool:
+        """The first submitter stays the owner (a retried submit names the same saga);
+        returns whether this call recorded it. On ``conn``, it commits with what else the
+        caller writes there (the submit itself)."""
+        status: str = await (conn or self.pool).execute(
             "INSERT INTO saga_owners (saga_id, subject, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             saga_id,
             subject,
             now,
         )
+        return status.endswith(" 1")
 
     async def owner(self, saga_id: uuid.UUID) -> str | None:
         value: Any = await self.pool.fetchval("SELECT subject FROM saga_owners WHERE saga_id = $1", saga_id)

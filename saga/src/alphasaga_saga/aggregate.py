@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.utils import get_topic
 
 from alphasaga_contracts import SagaState
 
@@ -276,6 +277,24 @@ def _commanded(saga: Saga) -> dict[str, dict[str, Any]]:
     """``saga.commanded``, also for a saga read from a snapshot taken before it existed."""
     found: dict[str, dict[str, Any]] = saga.__dict__.setdefault("commanded", {})
     return found
+
+
+# Each stored event and snapshot names its class by a topic, which eventsourcing derives
+# from the module the class lives in. The aggregate was written in the orchestrator's
+# ``saga`` module: its topics are the log's format now, not a path to this code, so they
+# are pinned, and the log reads the same whichever package holds the aggregate
+# (docs/decisions/0012).
+STORED_MODULE = "alphasaga_orchestrator.saga"
+
+
+def _pin_topics() -> None:
+    nested: list[type] = [v for v in vars(Saga).values() if isinstance(v, type) and issubclass(v, Aggregate.Event)]
+    for cls in [Saga, *nested]:
+        cls.TOPIC = f"{STORED_MODULE}:{cls.__qualname__}"  # type: ignore[attr-defined]
+        get_topic(cls)  # also registers the topic, so that reading it never imports the old module
+
+
+_pin_topics()
 
 
 def state_of(saga: Saga | None) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,14 @@ from typing import Any
 import pytest
 
 from alphasaga_contracts import SagaState
-from alphasaga_orchestrator.invariants import check_saga
-from alphasaga_orchestrator.repository import SagaRepository
-from alphasaga_orchestrator.saga import Saga, TimerKind, state_of
-from alphasaga_orchestrator.sagastore import saga_id_of_stream, saga_stream
+from alphasaga_saga.aggregate import Saga, TimerKind, state_of
+from alphasaga_saga.invariants import check_saga
+from alphasaga_saga.mapper import SagaMapper
+from alphasaga_saga.streams import saga_id_of_stream, saga_stream
 from alphasaga_shared.eventstore import RecordedEvent, outbox_stream
 
 LOG = json.loads((Path(__file__).parent / "fixtures" / "event_log_42a3597.json").read_text())
-REPO = SagaRepository(store=None)  # type: ignore[arg-type]  # only its mapper is used
+REPO = SagaMapper()
 
 
 def rows(stream_id: str) -> list[RecordedEvent]:
@@ -81,7 +83,7 @@ def test_an_old_pending_deadline_reads_as_a_typed_one() -> None:
 def test_an_old_snapshot_loads_to_the_state_its_events_fold_to(snapshot: dict[str, Any]) -> None:
     saga_id = saga_id_of_stream(snapshot["stream_id"])
     assert saga_id is not None
-    from_snapshot = REPO._from_snapshot(saga_id, snapshot["version"], snapshot["type"], json.dumps(snapshot["state"]))
+    from_snapshot = REPO.from_snapshot(saga_id, snapshot["version"], snapshot["type"], json.dumps(snapshot["state"]))
     from_events = REPO.fold(saga_id, rows(snapshot["stream_id"])[: snapshot["version"]])
     assert from_events is not None
     # Snapshots taken before ``commanded`` existed lack it (the observers then leave the
@@ -90,3 +92,39 @@ def test_an_old_snapshot_loads_to_the_state_its_events_fold_to(snapshot: dict[st
     assert folded.pop("commanded")
     assert state_of(from_snapshot) == folded
     assert from_snapshot.terminal == from_events.terminal
+
+
+def test_the_moved_aggregate_writes_the_topics_the_log_holds() -> None:
+    """The aggregate left the orchestrator's package; the topics it writes did not change,
+    so that the log and snapshots written before and after the move read the same."""
+    saga = Saga(saga_id=uuid.uuid4(), workflow="research", workflow_version=1, request={}, traceparent="")
+    saga.command_step("reasoning", 1, "m-1", "2026-01-01T00:00:00+00:00")
+    written = REPO.to_new_events(saga.collect_events(), {})
+    stored = {e["type"] for e in LOG["events"] if e["stream_id"].startswith("saga-")}
+    assert [r.type for r in written] == [
+        "alphasaga_orchestrator.saga:Saga.Started",
+        "alphasaga_orchestrator.saga:Saga.StepCommanded",
+    ]
+    assert {r.type for r in written} <= stored
+    assert json.loads(written[0].data)["originator_topic"] == "alphasaga_orchestrator.saga:Saga"
+    _, state = REPO.snapshot(saga)
+    assert json.loads(state)["topic"] == LOG["snapshots"][0]["state"]["topic"] == "alphasaga_orchestrator.saga:Saga"
+
+
+def test_reading_the_stored_topics_never_imports_the_orchestrator() -> None:
+    fixture = Path(__file__).parent / "fixtures" / "event_log_42a3597.json"
+    script = f"""
+import json, sys, uuid
+from alphasaga_saga.mapper import SagaMapper
+from alphasaga_shared.eventstore import RecordedEvent
+log = json.loads(open({str(fixture)!r}).read())
+saga = log["sagas"]["completed"]
+rows = [RecordedEvent(n, e["stream_id"], e["version"], uuid.UUID(e["event_id"]), e["type"], e["data"], e["metadata"],
+                      n, __import__("datetime").datetime.fromisoformat(e["recorded_at"]))
+        for n, e in enumerate(log["events"]) if e["stream_id"] == "saga-" + saga["saga_id"]]
+folded = SagaMapper().fold(uuid.UUID(saga["saga_id"]), rows)
+assert folded is not None and folded.state == "COMPLETED", folded
+assert not any(m.startswith("alphasaga_orchestrator") for m in sys.modules), "the orchestrator was imported"
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -1,5 +1,7 @@
-"""How the client API fails: one exception type per kind of answer a front end gives
-(the CLI turns each into one line and an exit code, the HTTP API into a status)."""
+"""How a request is refused: one exception type per kind of answer a front end gives (the
+CLI turns each into one line and an exit code, the HTTP API into a status, the MCP server
+into a tool error). Here, below every library a front end uses (the client API, the read
+model, accounts), so that each raises the same kinds; ``alphasaga_client`` exports them."""
 
 from __future__ import annotations
 
@@ -13,6 +15,10 @@ class ClientError(Exception):
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(f"{message} ({hint})" if hint else message)
         self.public = message
+
+
+class Forbidden(ClientError):
+    """An action the caller's role, or its ownership of the saga, does not allow."""
 
 
 class NotFound(ClientError):

@@ -1,0 +1,154 @@
+"""Acting on sagas: submit (straight to Redis, or recorded in the outbox), cancel, and
+publish any validated message."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from alphasaga_contracts import Service, SubmissionState
+from alphasaga_shared.errors import InvalidRequest, InvalidTransition
+
+from .core import Core, stream_tip, text_of
+
+if TYPE_CHECKING:
+    from alphasaga_contracts.research import ResearchRequest
+    from alphasaga_shared.eventstore import Conn
+    from alphasaga_shared.wire import Envelope
+
+# Writes what must commit with a recorded submit (its owner) on the submit's connection;
+# returns False when the saga id was submitted before (then nothing more is written).
+Record = Callable[["Conn", uuid.UUID], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    saga_id: uuid.UUID
+    message_id: str
+    # The request's entry on the orchestrator's command stream; empty for a submit recorded
+    # in the outbox, which the relay publishes after the commit.
+    entry_id: str
+    # The lifecycle stream's newest entry before the request was sent: following from
+    # here misses none of the saga's events.
+    follow_from: str = "0-0"
+
+
+class Commands(Core):
+    async def submit(
+        self,
+        request: ResearchRequest,
+        *,
+        workflow: str = "research",
+        saga_id: uuid.UUID | None = None,
+        message_id: str | None = None,
+    ) -> Submitted:
+        """Publish a research request. The same ``message_id`` (an idempotency key) always
+        names the same saga: without ``saga_id`` the orchestrator derives it from the id."""
+        env = self.start_envelope(request, workflow=workflow, saga_id=saga_id, message_id=message_id)
+        tip = await self.lifecycle_cursor()
+        entry_id = await self._send(self.settings.streams.commands(Service.ORCHESTRATOR), env)
+        return Submitted(uuid.UUID(env.correlation_id), env.message_id, entry_id, tip)
+
+    async def submit_recorded(
+        self, request: ResearchRequest, record: Record, *, workflow: str = "research", message_id: str | None = None
+    ) -> Submitted:
+        """Record a research request in the outbox (the stream ``outbox:<saga id>``) in one
+        PostgreSQL transaction with what ``record`` writes, and leave its publishing to the
+        relay, which any commit to the outbox wakes. Nothing accepted is then lost when Redis
+        forgets, and a crash leaves both writes or neither. A request whose saga id was
+        submitted before (``record`` says so) is not recorded again."""
+        from alphasaga_shared.eventstore import outbox_stream
+        from alphasaga_shared.outbox import outbox_events
+        from alphasaga_shared.wire import Outgoing
+
+        env = self.start_envelope(request, workflow=workflow, message_id=message_id)
+        self._entry(env)  # too large to be read: refused before anything is written
+        saga_id = uuid.UUID(env.correlation_id)
+        rows = outbox_events([Outgoing(self.settings.streams.commands(Service.ORCHESTRATOR), env)])
+        events = await self.event_store()
+        async with events.transaction() as conn:
+            if await record(conn, saga_id):
+                await events.append(outbox_stream(str(saga_id)), rows, expected_version=None, conn=conn)
+                await events.notify_outbox(conn)
+        return Submitted(saga_id, env.message_id, "")
+
+    def start_envelope(
+        self,
+        request: ResearchRequest,
+        *,
+        workflow: str = "research",
+        saga_id: uuid.UUID | None = None,
+        message_id: str | None = None,
+    ) -> Envelope:
+        """The ``StartResearch`` envelope of a research request."""
+        from alphasaga_contracts import saga as sg
+        from alphasaga_shared.wire import envelope_for
+
+        saga_id = saga_id or (sg.derived_saga_id(message_id) if message_id else uuid.uuid4())
+        message = sg.StartResearch(saga_id=saga_id, workflow=workflow, request=request)
+        return envelope_for(message, correlation_id=str(saga_id), message_id=message_id)
+
+    async def submit_many(self, requests: Sequence[ResearchRequest], *, workflow: str = "research") -> list[Submitted]:
+        """Publish many research requests in one round trip (a campaign, a burst)."""
+        from alphasaga_contracts import saga as sg
+        from alphasaga_shared.wire import envelope_for
+
+        tip = await self.lifecycle_cursor()
+        envelopes = []
+        for request in requests:
+            saga_id = uuid.uuid4()
+            message = sg.StartResearch(saga_id=saga_id, workflow=workflow, request=request)
+            envelopes.append(envelope_for(message, correlation_id=str(saga_id)))
+        stream = self.settings.streams.commands(Service.ORCHESTRATOR)
+        async with (await self.redis()).pipeline(transaction=False) as pipe:
+            for env in envelopes:
+                pipe.xadd(stream, self._entry(env))  # type: ignore[arg-type]
+            entry_ids = await pipe.execute()
+        return [
+            Submitted(uuid.UUID(env.correlation_id), env.message_id, text_of(entry_id), tip)
+            for env, entry_id in zip(envelopes, entry_ids, strict=True)
+        ]
+
+    async def cancel(self, saga: str | uuid.UUID, reason: str = "cancelled by user") -> Submitted:
+        """Ask the orchestrator to compensate a running saga; refuses one that has ended,
+        and one that has not started yet (the cancel could overtake its start)."""
+        from alphasaga_contracts import saga as sg
+        from alphasaga_shared.wire import envelope_for
+
+        saga_id = await self.resolve(saga)
+        current = await (await self.reader()).status(saga_id)
+        if current is not None and current.terminal:
+            raise InvalidTransition(f"saga {saga_id} already ended {current.state}: nothing to cancel")
+        if current is not None and current.state == SubmissionState.PENDING:
+            raise InvalidTransition(f"saga {saga_id} has not started yet: cancel it once it is RUNNING")
+        env = envelope_for(sg.CancelSaga(saga_id=saga_id, reason=reason), correlation_id=str(saga_id))
+        entry_id = await self._send(self.settings.streams.commands(Service.ORCHESTRATOR), env)
+        return Submitted(saga_id, env.message_id, entry_id)
+
+    async def publish(self, stream: str, envelope: Envelope) -> str:
+        """Publish a validated message (``messages.build_envelope``) to ``stream``; returns
+        the entry id."""
+        from .messages import resolve_stream
+
+        return await self._send(resolve_stream(stream, self.settings.streams), envelope)
+
+    async def lifecycle_cursor(self) -> str:
+        """The lifecycle stream's newest entry id: following from it misses nothing of a saga
+        whose request is sent afterwards."""
+        return await stream_tip(await self.redis(), self.settings.streams.sagas)
+
+    async def _send(self, stream: str, env: Envelope) -> str:
+        return text_of(await (await self.redis()).xadd(stream, self._entry(env)))  # type: ignore[arg-type]
+
+    def _entry(self, env: Envelope) -> dict[str, str]:
+        """The stream entry for ``env``, refused before anything is sent when it is larger
+        than the services accept (``ALPHASAGA_MAX_ENTRY_BYTES``)."""
+        from alphasaga_shared.wire import encode, entry_size
+
+        fields = encode(env)
+        size, limit = entry_size(fields), self.settings.max_entry_bytes
+        if size > limit:
+            raise InvalidRequest(f"{env.type} of {size:,} bytes is over the {limit:,}-byte limit: not sent")
+        return fields

@@ -1,0 +1,207 @@
+"""Every SQL statement of the read model: the ``saga_summaries`` table (the saga list), and
+the reads of a saga's streams that front ends need (its events, its outbox, a saga found
+by a prefix of its id, how far the log has got). The event log itself is the event
+store's (``alphasaga_shared.eventstore``); this module only reads it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from alphasaga_saga.streams import SAGA_PREFIX, saga_stream
+from alphasaga_shared.eventstore import OUTBOX_PREFIX, Conn, EventStore, Position, RecordedEvent, outbox_stream
+
+from .summaries import COLUMNS, SagaFilter, SagaSummary
+
+_COLUMN_LIST = ", ".join(COLUMNS)
+
+_UPSERT_SUMMARY = f"""
+INSERT INTO saga_summaries ({_COLUMN_LIST})
+VALUES ({", ".join(f"${n}" for n in range(1, len(COLUMNS) + 1))})
+ON CONFLICT (saga_id) DO UPDATE SET
+    {", ".join(f"{name} = excluded.{name}" for name in COLUMNS[1:])}
+WHERE saga_summaries.version <= excluded.version
+"""
+
+# The row and the number of the saga's events, in one round trip: a row behind the log
+# (the projector has not got there yet) is not the answer.
+_STATUS = f"""
+SELECT (SELECT max(version) FROM events WHERE stream_id = $2) AS latest, s.*
+FROM (SELECT 1) AS one LEFT JOIN (SELECT {_COLUMN_LIST} FROM saga_summaries WHERE saga_id = $1) AS s ON true
+"""
+
+# Every filter is a bound parameter; NULL means "any".
+_LIST_WHERE = """
+WHERE ($1::text IS NULL OR state = $1)
+  AND ($2::text IS NULL OR workflow = $2)
+  AND ($3::int IS NULL OR workflow_version = $3)
+  AND ($4::timestamptz IS NULL OR started_at >= $4)
+  AND ($5::timestamptz IS NULL OR started_at < $5)
+  AND ($6::text IS NULL OR dataset = $6)
+  AND ($7::boolean IS NULL OR (verdict->>'accepted')::boolean = $7)
+  AND ($8::float8 IS NULL OR (metrics->>'sharpe')::float8 >= $8)
+  AND ($9::float8 IS NULL OR (metrics->>'sharpe')::float8 <= $9)
+"""
+# Keyset pagination: a page starts after the (started_at, saga_id) of the last row shown,
+# in the list's order, so that sagas started meanwhile neither repeat nor shift a page.
+_LIST_SUMMARIES = {
+    False: f"""SELECT {_COLUMN_LIST} FROM saga_summaries {_LIST_WHERE}
+  AND ($11::timestamptz IS NULL OR (started_at, saga_id) < ($11, $12::uuid))
+ORDER BY started_at DESC, saga_id DESC LIMIT $10""",
+    True: f"""SELECT {_COLUMN_LIST} FROM saga_summaries {_LIST_WHERE}
+  AND ($11::timestamptz IS NULL OR (started_at, saga_id) > ($11, $12::uuid))
+ORDER BY started_at, saga_id LIMIT $10""",
+}
+
+_STREAMS = """
+SELECT global_position, stream_id, version, event_id, type, data, metadata,
+       transaction_id::text::bigint AS transaction_id, recorded_at
+FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version
+"""
+
+# The newest saga event that a reader of the log in commit order can see now (rows of
+# transactions still running are held back from it, as from the projector).
+_SAGA_LOG_HEAD = f"""
+SELECT transaction_id::text::bigint AS t, global_position AS g FROM events
+WHERE stream_id LIKE '{SAGA_PREFIX}%' AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id DESC, global_position DESC LIMIT 1
+"""
+
+_HEX = frozenset("0123456789abcdef-")
+
+
+def _summary(r: asyncpg.Record) -> SagaSummary:
+    return SagaSummary(**{name: r[name] for name in COLUMNS})
+
+
+class ReadStore:
+    """The read model's tables and reads, over the event store's database and schema."""
+
+    def __init__(self, events: EventStore) -> None:
+        self.events = events
+
+    @property
+    def schema(self) -> str:
+        return self.events.schema
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.events.pool.fetch(sql, *args)
+        return rows
+
+    # --- the saga list (saga_summaries) ---
+
+    @staticmethod
+    async def upsert_summaries(conn: Conn, summaries: Sequence[SagaSummary]) -> None:
+        """Write summaries; a row is never replaced by one folded from fewer events."""
+        if summaries:
+            await conn.executemany(_UPSERT_SUMMARY, [s.args() for s in summaries])
+
+    @staticmethod
+    async def clear_summaries(conn: Conn) -> None:
+        """Empty the read model (it is rebuilt from the log)."""
+        await conn.execute("DELETE FROM saga_summaries")
+
+    async def summary(self, saga_id: uuid.UUID) -> SagaSummary | None:
+        rows = await self._fetch(f"SELECT {_COLUMN_LIST} FROM saga_summaries WHERE saga_id = $1", saga_id)
+        return _summary(rows[0]) if rows else None
+
+    async def summary_and_version(self, saga_id: uuid.UUID) -> tuple[SagaSummary | None, int]:
+        """The saga's row (None when there is none yet) and the number of its events."""
+        rows = await self._fetch(_STATUS, saga_id, saga_stream(saga_id))
+        row = rows[0]
+        return (None if row["saga_id"] is None else _summary(row)), int(row["latest"] or 0)
+
+    async def summaries(self, where: SagaFilter | None = None) -> list[SagaSummary]:
+        """Newest first, or oldest first."""
+        where = where or SagaFilter()
+        after_at, after_id = where.after or (None, None)
+        rows = await self._fetch(
+            _LIST_SUMMARIES[where.oldest_first],
+            where.state,
+            where.workflow,
+            where.workflow_version,
+            where.started_after,
+            where.started_before,
+            where.dataset,
+            where.accepted,
+            where.min_sharpe,
+            where.max_sharpe,
+            where.limit,
+            after_at,
+            after_id,
+        )
+        return [_summary(r) for r in rows]
+
+    async def count_summaries(self) -> int:
+        return int(await self.events.pool.fetchval("SELECT count(*) FROM saga_summaries"))
+
+    # --- a saga's streams ---
+
+    async def known(self, saga_id: uuid.UUID) -> bool:
+        """Whether the saga id has a saga, or an outbox (a recorded start, a refusal)."""
+        return bool(
+            await self.events.pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = ANY($1::text[]))",
+                [saga_stream(saga_id), outbox_stream(str(saga_id))],
+            )
+        )
+
+    async def latest_version(self, saga_id: uuid.UUID) -> int:
+        """The number of the saga's events (0: no such saga)."""
+        version = await self.events.pool.fetchval(
+            "SELECT max(version) FROM events WHERE stream_id = $1", saga_stream(saga_id)
+        )
+        return int(version or 0)
+
+    async def sagas_with_prefix(self, prefix: str, *, limit: int = 2) -> list[uuid.UUID]:
+        """Saga ids starting with ``prefix`` (hex digits and dashes only) that have a saga or
+        an outbox, at most ``limit``."""
+        if not all(c in _HEX for c in prefix):
+            return []
+        rows = await self._fetch(
+            "SELECT DISTINCT stream_id FROM events WHERE stream_id LIKE $1 OR stream_id LIKE $2 LIMIT $3",
+            f"{SAGA_PREFIX}{prefix}%",
+            f"{OUTBOX_PREFIX}{prefix}%",
+            2 * limit,  # a saga id may have both streams
+        )
+        found: dict[uuid.UUID, None] = {}
+        for r in rows:
+            text = r["stream_id"].removeprefix(SAGA_PREFIX).removeprefix(OUTBOX_PREFIX)
+            try:
+                found[uuid.UUID(text)] = None
+            except ValueError:
+                continue  # an outbox whose correlation id is not a saga id
+        return list(found)[:limit]
+
+    async def events_of(self, saga_id: uuid.UUID, *, after_version: int = 0) -> list[RecordedEvent]:
+        return await self.events.read_stream(saga_stream(saga_id), after_version=after_version)
+
+    async def outbox_of(self, saga_id: uuid.UUID, *, after_version: int = 0) -> list[RecordedEvent]:
+        """The messages recorded for the saga id (its start when submitted through the
+        outbox, its commands, its lifecycle events, a refusal), in order."""
+        return await self.events.read_stream(outbox_stream(str(saga_id)), after_version=after_version)
+
+    async def events_of_many(
+        self, saga_ids: Sequence[uuid.UUID], conn: Conn | None = None
+    ) -> dict[uuid.UUID, list[RecordedEvent]]:
+        """Each saga's whole stream, oldest first, in one query."""
+        args = [saga_stream(s) for s in saga_ids]
+        if conn is None:
+            async with self.events.pool.acquire() as c:
+                records = await c.fetch(_STREAMS, args)
+        else:
+            records = await conn.fetch(_STREAMS, args)
+        by_saga: dict[uuid.UUID, list[RecordedEvent]] = {}
+        for r in records:
+            row = RecordedEvent(**dict(r))
+            by_saga.setdefault(uuid.UUID(row.stream_id.removeprefix(SAGA_PREFIX)), []).append(row)
+        return by_saga
+
+    async def saga_log_head(self) -> Position | None:
+        """Where the projector must have got to for the saga list to hold every saga event
+        committed so far; None when there is none."""
+        rows = await self._fetch(_SAGA_LOG_HEAD)
+        return Position(int(rows[0]["t"]), int(rows[0]["g"])) if rows else None

@@ -1,0 +1,73 @@
+"""The read model's store against a real PostgreSQL: the saga list's filters are bound
+parameters, a prefix is matched as hex only, a status reads the row and the number of the
+saga's events in one round trip."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from alphasaga_readmodel.store import ReadStore
+from alphasaga_readmodel.summaries import SagaFilter, SagaSummary
+from alphasaga_saga.streams import saga_id_of_stream, saga_stream
+from alphasaga_shared.eventstore import EventStore, JsonText, NewEvent
+
+
+def summary(state: str, dataset: str, accepted: bool | None, sharpe: float | None, started: dt.datetime) -> SagaSummary:
+    return SagaSummary(
+        saga_id=uuid.uuid4(),
+        state=state,
+        workflow="research",
+        workflow_version=1,
+        current_step=None,
+        attempt=0,
+        steps_completed=[],
+        failure=None,
+        verdict=None if accepted is None else {"accepted": accepted, "reasons": []},
+        metrics=None if sharpe is None else {"sharpe": sharpe},
+        version=1,
+        started_at=started,
+        updated_at=started,
+        saga_state=JsonText("{}"),
+        dataset=dataset,
+    )
+
+
+async def test_the_saga_list_filters_and_treats_every_value_as_data(store: EventStore) -> None:
+    sagas = ReadStore(store)
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    rows = [
+        summary("COMPLETED", "sp500", True, 0.8, t0),
+        summary("COMPLETED", "sp500", False, 0.1, t0 + dt.timedelta(hours=1)),
+        summary("ROLLED_BACK", "nasdaq", None, None, t0 + dt.timedelta(hours=2)),
+        summary("RUNNING", "sp500", None, None, t0 + dt.timedelta(hours=3)),
+    ]
+    async with store.transaction() as conn:
+        await sagas.upsert_summaries(conn, rows)
+
+    def ids(found: list[SagaSummary]) -> list[uuid.UUID]:
+        return [s.saga_id for s in found]
+
+    assert ids(await sagas.summaries()) == [r.saga_id for r in reversed(rows)], "newest first"
+    assert ids(await sagas.summaries(SagaFilter(state="COMPLETED"))) == [rows[1].saga_id, rows[0].saga_id]
+    assert ids(await sagas.summaries(SagaFilter(dataset="nasdaq"))) == [rows[2].saga_id]
+    assert ids(await sagas.summaries(SagaFilter(accepted=True))) == [rows[0].saga_id]
+    assert ids(await sagas.summaries(SagaFilter(min_sharpe=0.5))) == [rows[0].saga_id]
+    assert ids(await sagas.summaries(SagaFilter(max_sharpe=0.5))) == [rows[1].saga_id]
+    window = SagaFilter(started_after=t0 + dt.timedelta(minutes=30), started_before=t0 + dt.timedelta(hours=3))
+    assert ids(await sagas.summaries(window)) == [rows[2].saga_id, rows[1].saga_id]
+    assert ids(await sagas.summaries(SagaFilter(limit=1))) == [rows[3].saga_id]
+    hostile = "sp500' OR '1'='1"
+    assert await sagas.summaries(SagaFilter(dataset=hostile, state=hostile, workflow=hostile)) == []
+    assert await sagas.count_summaries() == 4
+
+
+async def test_a_prefix_is_matched_as_hex_only(store: EventStore) -> None:
+    sagas = ReadStore(store)
+    saga_id = uuid.UUID("3f1c2a9e-5b7d-4e0a-9c1b-2d3e4f5a6b7c")
+    await store.append(saga_stream(saga_id), [NewEvent("E", {"n": 1})], expected_version=0)
+    assert await sagas.sagas_with_prefix("3f1c") == [saga_id]
+    assert await sagas.sagas_with_prefix("3f1%") == [], "a LIKE wildcard is not a prefix"
+    assert await sagas.sagas_with_prefix("____") == []
+    assert saga_id_of_stream(saga_stream(saga_id)) == saga_id
+    assert saga_id_of_stream("outbox:3f1c2a9e-5b7d-4e0a-9c1b-2d3e4f5a6b7c") is None
