@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
@@ -25,12 +25,19 @@ from ..config import Settings
 from ..loops import run_forever
 from ..wire import Delivery, as_text
 
-if TYPE_CHECKING:
-    from .redis_streams import Subscription
-
 log = logging.getLogger("alphasaga_shared.bus")
 
-Process = Callable[["Subscription", list[Delivery]], Awaitable[Any]]
+
+class Subscription(Protocol):
+    """What the reclaimer needs of a subscription (``redis_streams.Subscription`` has it)."""
+
+    stream: str
+    group: str
+    autoclaim_cursor: str
+    in_flight: set[str]
+
+
+Process = Callable[[Any, list[Delivery]], Awaitable[Any]]
 
 
 class Reclaimer:
