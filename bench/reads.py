@@ -14,7 +14,6 @@ PostgreSQL transaction and the relay publishes the request."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -211,11 +210,12 @@ class Load:
         self.client = client
         self.submitted: list[uuid.UUID] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def _run(self) -> None:
         per_tick = int(RATE * TICK_S)
         next_at = time.perf_counter()
-        while True:
+        while not self._stopping.is_set():
             done = await self.client.submit_many([ResearchRequest(dataset="sp500")] * per_tick)
             self.submitted.extend(s.saga_id for s in done)
             next_at += TICK_S
@@ -225,10 +225,11 @@ class Load:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        """Stop after the batch under way: a cancel that lands inside redis-py's pipeline
+        is not always passed on, and the task would then run on."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
 
 
 class Counts:
