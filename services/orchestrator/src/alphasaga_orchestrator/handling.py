@@ -29,11 +29,12 @@ from alphasaga_saga.aggregate import Saga
 from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
 from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.eventstore import outbox_stream
+from alphasaga_shared.outages import OUTAGES, STORES
 from alphasaga_shared.outbox import Relay, outbox_events
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, cap_text, derived_message_id, envelope_for
 
 from . import observe, tuning
-from .decide import Context, Incoming, TimerFired, decide, saga_id_for
+from .decide import Context, Incoming, OutageSeen, TimerFired, decide, saga_id_for
 from .plan import Plan
 from .repository import SagaRepository
 from .storage import Changes, Conflict, SagaStorage
@@ -201,7 +202,7 @@ class Orchestrator:
         if not fresh:
             return
         loaded = await self.repo.take_many(list(dict.fromkeys(s for s, _ in fresh)))
-        ctx = Context(self.workflows, now=dt.datetime.now(dt.UTC))
+        ctx = Context(self.workflows, now=dt.datetime.now(dt.UTC), outages=outages_seen())
         if not telemetry.tracing():
             decided = await self._decide_and_commit_plan(fresh, loaded, ctx)
         else:
@@ -265,6 +266,18 @@ def _body_saga_id(body: str) -> str:
     except (ValueError, AttributeError):
         return ""
     return value if isinstance(value, str) else ""
+
+
+def outages_seen() -> tuple[OutageSeen, ...]:
+    """The outages this process waited out lately, for the decisions they explain."""
+
+    def at(t: float) -> dt.datetime:
+        return dt.datetime.fromtimestamp(t, dt.UTC)
+
+    return tuple(
+        OutageSeen(STORES.get(s.store, s.store), at(s.since), None if s.until is None else at(s.until))
+        for s in OUTAGES.recent()
+    )
 
 
 def _traceparent(incoming: Incoming) -> str:
