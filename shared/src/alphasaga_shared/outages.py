@@ -154,7 +154,8 @@ class Outages:
         return [*self._recent, *(s for s in self._open.values() if s not in self._recent)]
 
     def begin(self, store: str, exc: BaseException) -> Span:
-        """One more caller waits for ``store``; the first opens the outage."""
+        """One more caller waits for ``store``; the first opens the outage. Each ``begin`` is
+        matched by one ``end``: the outage is over when the last caller stops waiting."""
         self._waiting[store] = self._waiting.get(store, 0) + 1
         span = self._open.get(store)
         if span is None:
@@ -169,10 +170,10 @@ class Outages:
     def end(self, store: str, *, recovered: bool) -> None:
         """A caller stops waiting for ``store`` (it answered, or the caller gave up)."""
         left = self._waiting.get(store, 0) - 1
-        if left > 0 and not recovered:
+        if left > 0:  # another still waits: what answered this caller may not have been the store
             self._waiting[store] = left
             return
-        self._waiting.pop(store, None)  # a store that answered one caller is back for all
+        self._waiting.pop(store, None)
         span = self._open.pop(store, None)
         if span is None:
             return
@@ -194,9 +195,8 @@ class Outages:
             assert exc is not None
             store = classify(exc)
             assert store is not None
-            # Its first failure, or the store came back for another caller and went again.
-            if not waiting or self._open.get(waiting[0].store) is not waiting[0]:
-                waiting[:] = [self.begin(store, exc)]
+            if not waiting:  # its first failure: it waits from now on, until it returns
+                waiting.append(self.begin(store, exc))
             span = waiting[0]
             if deadline is not None and time.time() >= deadline:
                 raise Outlasted(span, exc) from exc

@@ -23,7 +23,6 @@ from redis.asyncio import Redis
 from .. import metrics
 from ..config import Settings
 from ..loops import run_forever
-from ..outages import OUTAGES
 from ..wire import Delivery, as_text
 
 log = logging.getLogger("alphasaga_shared.bus")
@@ -76,8 +75,6 @@ class Reclaimer:
 
         async def one_pass() -> bool:
             nonlocal last_cleanup
-            if OUTAGES.current():
-                return False  # taking more work now would only hold it too
             for sub in self.subscriptions:
                 while await self.reclaim_once(sub):
                     pass
