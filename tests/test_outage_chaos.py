@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -30,6 +32,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from alphasaga_cli.stack import Stack
+from alphasaga_client import AlphaSaga
 from alphasaga_contracts import saga as sg
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore, outbox_stream
@@ -137,6 +140,29 @@ async def _at_least(h: Harness, n: int) -> bool:
     return await steps_completed(h) >= n
 
 
+async def status_while_held(stack: Stack, h: Harness, sagas: list[uuid.UUID]) -> str:
+    """`alphasaga status` of a saga whose message a service holds, while PostgreSQL is down."""
+
+    async def one_held() -> uuid.UUID | None:
+        for s in sagas:
+            if await client.held(s):
+                return s
+        return None
+
+    async with AlphaSaga(h.settings) as client:
+        saga = await eventually(one_held, timeout=60, interval=0.1)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "alphasaga_cli", "status", str(saga)],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0, "the saga's state cannot be read while PostgreSQL is down"
+    return done.stdout + done.stderr
+
+
 async def test_a_postgresql_crash_of_10_s_during_20_real_sagas_loses_none(
     own_postgres: OwnPostgres, own_redis: OwnRedis, tmp_path: Path
 ) -> None:
@@ -145,7 +171,10 @@ async def test_a_postgresql_crash_of_10_s_during_20_real_sagas_loses_none(
         await in_flight(h)
         own_postgres.crash()
         down = time.monotonic()
-        await asyncio.sleep(OUTAGE_S)
+        shown = await status_while_held(stack, h, sagas)
+        print(f"alphasaga status during the outage:\n{shown}")
+        assert "waiting for PostgreSQL since" in shown and "cannot reach PostgreSQL" in shown, shown
+        await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down)))
         await asyncio.to_thread(own_postgres.start)
         back = time.monotonic()
         states, took = await recovery(h, sagas, back)

@@ -16,6 +16,7 @@ connection. What it leaves out (DESIGN.md §2) is here and beside it:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import logging
@@ -36,7 +37,7 @@ from redis.typing import EncodableT
 
 from .. import metrics
 from ..config import Settings
-from ..outages import OUTAGES, STORES, Span
+from ..outages import OUTAGES, STORES, Held, Span, held_key
 from ..streamstats import WATCHED, StreamStats
 from ..wire import Delivery, MalformedMessage, Outgoing, as_text, cap_text, encode, entry_size
 from . import chain as ch
@@ -412,19 +413,18 @@ class HeldBoard:
         env = d.envelope
         if env is None or not env.correlation_id:
             return
-        step = getattr(env.message, "step", "")
-        record = {
-            "service": self.group,
-            "consumer": self.bus.consumer,
-            "type": env.type,
-            "step": step,
-            "store": STORES.get(span.store, span.store),
-            "since": span.since,
-        }
+        held = Held(
+            service=self.group,
+            consumer=self.bus.consumer,
+            type=env.type,
+            step=str(getattr(env.message, "step", "")),
+            store=STORES.get(span.store, span.store),
+            since=span.since,
+        )
         key = held_key(self.bus.settings.namespace, env.correlation_id)
         try:
             async with self.bus.client.pipeline(transaction=True) as pipe:
-                pipe.hset(key, f"{self.bus.consumer}/{d.stream}/{d.entry_id}", json.dumps(record))
+                pipe.hset(key, f"{self.bus.consumer}/{d.stream}/{d.entry_id}", json.dumps(dataclasses.asdict(held)))
                 pipe.expire(key, self.TTL_S)
                 await asyncio.wait_for(pipe.execute(), 2.0)
         except Exception as exc:  # shown when possible; the log line and the condition say it anyway
@@ -439,7 +439,3 @@ class HeldBoard:
             await asyncio.wait_for(self.bus.client.hdel(key, f"{self.bus.consumer}/{d.stream}/{d.entry_id}"), 2.0)
         except Exception as exc:  # it expires on its own
             log.debug("could not clear held %s: %r", d.entry_id, exc)
-
-
-def held_key(namespace: str, saga: str) -> str:
-    return f"{namespace}:held:{saga}"
