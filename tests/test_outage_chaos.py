@@ -236,3 +236,25 @@ async def test_a_60_s_outage_past_30_s_deadlines_follows_the_retry_policy_and_na
         assert unnamed == [], "every attempt that failed says it was the outage"
         assert await dead_letters(h) == 0
         assert await h.violations(sagas) == {}
+
+
+async def test_past_alphasaga_outage_exit_s_a_service_exits_with_one_line(
+    own_postgres: OwnPostgres, own_redis: OwnRedis, tmp_path: Path
+) -> None:
+    async with real_stack(own_redis.url, own_postgres.url, tmp_path, {"ALPHASAGA_OUTAGE_EXIT_S": "5"}) as (stack, h):
+        await h.start(3)
+        await in_flight(h)
+        own_postgres.crash()
+        try:
+            orchestrator = stack.processes["orchestrator"]
+            code = await asyncio.to_thread(orchestrator.wait, 120)
+        finally:
+            await asyncio.to_thread(own_postgres.start)
+        last = (stack.log_dir / "orchestrator.log").read_text().strip().splitlines()[-1]
+        print(f"exit {code}: {last}")
+        assert code == 1
+        assert re.fullmatch(
+            r"alphasaga-orchestrator: outage:postgresql: waiting for PostgreSQL since \d\d:\d\d:\d\d UTC"
+            r" for \d+ s \(more than 5 s\)",
+            last,
+        ), last
