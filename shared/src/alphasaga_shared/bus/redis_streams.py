@@ -321,7 +321,9 @@ class Bus:
                 cap_text(d.error or "", self.settings.max_error_chars, "error"),
             )
         if batch.ack or batch.outputs or batch.dead:
-            # What the batch did is kept through an outage of Redis, not done again.
+            # What the batch did is kept through an outage of Redis, not done again. A commit
+            # whose reply was lost is sent again: its outputs keep their message ids, which
+            # the receivers' guards drop as duplicates.
             await OUTAGES.ride_out(lambda: self._commit(sub, batch))
         sub.count(batch.outcome)
         return batch.outcome
