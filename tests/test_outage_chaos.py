@@ -36,11 +36,12 @@ from alphasaga_client import AlphaSaga
 from alphasaga_contracts import saga as sg
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore, outbox_stream
-from tests.support.harness import Harness, workflow
+from tests.support.harness import TERMINAL_KINDS, Harness, workflow
 from tests.support.helpers import eventually, remove_stack_data
 from tests.support.own_servers import OwnPostgres, OwnRedis
 
-pytestmark = pytest.mark.chaos
+# Real services, real sagas and outages of a minute: longer than the suite's 300 s default.
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
 SAGAS = 20
 OUTAGE_S = 10.0
@@ -122,7 +123,11 @@ async def recovery(h: Harness, sagas: list[uuid.UUID], back: float) -> tuple[dic
     """Wait for every saga to end; what it took from the store's return: until the next
     step completed (the held work moved on), until the last saga ended."""
     done = await steps_completed(h)
-    await eventually(lambda: _at_least(h, done + 1), timeout=600, interval=0.05)
+
+    async def moved_on() -> bool:  # or nothing is left to move: the states then say why
+        return await steps_completed(h) > done or set((await h.states(sagas)).values()) <= set(TERMINAL_KINDS.values())
+
+    await eventually(moved_on, timeout=600, interval=0.05)
     moved = time.monotonic() - back
     states = await h.wait_terminal(sagas, timeout=600)
     return (
