@@ -151,7 +151,7 @@ class Outlasted(Exception):
 
 
 T = TypeVar("T")
-Hook = Callable[[str, Span], Awaitable[None]]  # (what, span): a held message shown elsewhere
+Hook = Callable[[str, Span], Awaitable[None]]  # (store, span): shows the held work elsewhere
 
 
 class Outages:
@@ -175,7 +175,7 @@ class Outages:
 
     def recent(self) -> list[Span]:
         """Outages open now or ended lately, oldest first (for the decisions they explain)."""
-        return [*self._recent, *(s for s in self._open.values() if s not in self._recent)]
+        return list(self._recent)
 
     def begin(self, store: str, exc: BaseException) -> Span:
         """One more caller waits for ``store``; the first opens the outage. Each ``begin`` is
