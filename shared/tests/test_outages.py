@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import asyncpg
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from alphasaga_contracts import saga as sg
 from alphasaga_shared.bus import chain as ch
@@ -40,7 +42,7 @@ async def raised(make: object) -> BaseException:
 async def test_refused_connections_of_either_client_are_outages_of_their_store() -> None:
     port = closed_port()
     pg = await raised(asyncpg.connect(f"postgresql://x@127.0.0.1:{port}/x", timeout=5))
-    client = aioredis.Redis(port=port, socket_connect_timeout=5)
+    client = aioredis.Redis(port=port, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0))  # refused at once
     rd = await raised(client.ping())
     await client.aclose()
     assert isinstance(pg, ConnectionRefusedError | OSError), repr(pg)
@@ -154,3 +156,13 @@ async def test_a_failure_that_is_no_outage_still_follows_the_delivery_cap() -> N
 
     await ch.ErrorPolicy(5, ch.OutagePolicy(outages=Outages(Conditions())))(batch, d, handler)
     assert [x.entry_id for x in batch.dead] == ["1-0"] and "ValueError" in (d.error or "")
+
+
+async def test_an_outage_its_last_caller_gave_up_on_goes_on_when_it_is_met_again() -> None:
+    outages = Outages(Conditions())
+    refused = asyncpg.CannotConnectNowError("the database system is shutting down")
+    first = outages.begin(POSTGRESQL, refused)
+    outages.end(POSTGRESQL, recovered=False)  # its deadline passed; the store never answered
+    assert outages.begin(POSTGRESQL, refused) is first and first.until is None
+    outages.end(POSTGRESQL, recovered=True)
+    assert outages.begin(POSTGRESQL, refused) is not first, "after it answered, a new outage"

@@ -110,6 +110,7 @@ class Span:
     since: float
     reason: str
     until: float | None = None
+    recovered: bool = False  # ended by the store answering (not by its last caller giving up)
 
     def describe(self) -> str:
         at = dt.datetime.fromtimestamp(self.since, dt.UTC).strftime("%H:%M:%S UTC")
@@ -182,13 +183,20 @@ class Outages:
         matched by one ``end``: the outage is over when the last caller stops waiting."""
         self._waiting[store] = self._waiting.get(store, 0) + 1
         span = self._open.get(store)
-        if span is None:
-            span = self._open[store] = Span(store, time.time(), f"{type(exc).__name__}: {exc}".strip(": "))
+        if span is not None:
+            return span
+        last = next((s for s in reversed(self._recent) if s.store == store), None)
+        if last is not None and not last.recovered:  # no one saw it come back: the same outage
+            span, span.until = last, None
+            log.info("%s: waiting for it again (%s)", span.describe(), f"{type(exc).__name__}: {exc}")
+        else:
+            span = Span(store, time.time(), f"{type(exc).__name__}: {exc}".strip(": "))
             self._recent.append(span)
-            name = STORES.get(store, store)
             log.warning("%s: waiting for it, holding the work that needs it (%s)", span.describe(), span.reason)
-            at = dt.datetime.fromtimestamp(span.since, dt.UTC).strftime("%H:%M:%S UTC")
-            self.conditions.begin(f"outage:{store}", f"waiting for {name} since {at}", bound_s=self.exit_after_s)
+        self._open[store] = span
+        at = dt.datetime.fromtimestamp(span.since, dt.UTC).strftime("%H:%M:%S UTC")
+        name = STORES.get(store, store)
+        self.conditions.begin(f"outage:{store}", f"waiting for {name} since {at}", bound_s=self.exit_after_s)
         return span
 
     def end(self, store: str, *, recovered: bool) -> None:
@@ -201,7 +209,7 @@ class Outages:
         span = self._open.pop(store, None)
         if span is None:
             return
-        span.until = time.time()
+        span.until, span.recovered = time.time(), recovered
         self.conditions.end(f"outage:{store}")
         verb = "back" if recovered else "no longer waited for"
         log.warning("%s %s after %.1f s", STORES.get(store, store), verb, span.until - span.since)
