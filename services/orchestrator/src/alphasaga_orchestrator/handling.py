@@ -121,15 +121,16 @@ class Orchestrator:
         """A request the bus dead-lettered (it breaks its contract, or kept failing): when it
         named a saga id, record ``sagas.RequestRejected`` in that id's outbox, as a refused
         decision is, so that the id answers REJECTED with the reason and the relay tells its
-        sender on the lifecycle stream. Told at once, straight from here, only when it
-        cannot be recorded."""
+        sender on the lifecycle stream. An outage of PostgreSQL is waited out; told at once,
+        straight from here, only when it cannot be recorded for another reason."""
         notice = self._rejection(delivery, dead_letter_id)
         if notice is None:
             return ()
         saga_id, out = notice
         rows = outbox_events([out])
         changes = Changes(events=[(outbox_stream(str(saga_id)), None, n, row) for n, row in enumerate(rows, 1)])
-        try:
+
+        async def record() -> None:
             if self.relay is None:
                 changes.notify = True
                 await self.store.commit(changes)
@@ -137,6 +138,9 @@ class Orchestrator:
                 async with self.relay.publishing(rows) as direct:
                     changes.notify = not direct
                     await self.store.commit(changes)
+
+        try:
+            await OUTAGES.ride_out(record)  # an outage is waited out, not answered for
         except Conflict:
             return ()  # recorded already (its id derives from the dead letter's)
         except Exception as exc:  # the dead letter is safe; say so at once instead
