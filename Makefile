@@ -21,7 +21,7 @@ help:
 	@echo "make bench   - benchmarks, AlphaSaga beside Restate and DBOS first; results go to docs/benchmarks.md by hand"
 	@echo "make peers   - install the peers group (Restate's SDK, DBOS) that make bench uses"
 	@echo "make soak    - long load and soak tests (not run by make test or CI)"
-	@echo "make chaos   - database sessions cut under load (not run by make test or CI)"
+	@echo "make chaos   - database sessions cut, PostgreSQL crashed and Redis stopped under load (not run by make test or CI)"
 	@echo "make images  - one image per service, with docker or (no Docker engine) podman"
 	@echo "make manifests - write the deployment files that list the services (compose, k8s, prometheus)"
 	@echo "make base-image - a base image from Debian's packages, for machines without a registry"

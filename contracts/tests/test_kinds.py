@@ -61,7 +61,8 @@ def test_the_registry_refuses_a_kind_it_could_not_route(
 
 def test_failure_and_compensation_name_their_kind_on_the_wire() -> None:
     compensate = st.CompensateStep(saga_id=SAGA, step="ml", kind="ml", attempt=2)
-    assert json.loads(compensate.model_dump_json()) == {"saga_id": str(SAGA), "step": "ml", "kind": "ml", "attempt": 2}
+    wire = {"saga_id": str(SAGA), "step": "ml", "kind": "ml", "attempt": 2, "deadline": None}
+    assert json.loads(compensate.model_dump_json()) == wire
     with pytest.raises(ValueError, match="kind"):
         st.StepFailed(saga_id=SAGA, step="ml", attempt=1, error_kind="internal", error="x")  # type: ignore[call-arg]
 

@@ -143,6 +143,11 @@ def per_service() -> dict[str, Any]:
                     f"sum by (loop) (rate(alphasaga_outages_total{s}[5m]))": "outage {{loop}}",
                 },
             ),
+            panel(
+                "Outage of a store waited out, so far",
+                {f"max by (store) (alphasaga_outage_seconds{s})": "{{store}}"},
+                "s",
+            ),
             panel("Consumers per group", {f"alphasaga_stream_consumers{s}": "{{group}} on {{stream}}"}),
             panel(
                 "Event-store commits (orchestrator)",

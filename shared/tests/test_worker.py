@@ -4,6 +4,7 @@ the kind they name, replies are the generic messages naming the kind."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -169,3 +170,26 @@ def test_a_dead_lettered_command_fails_its_step_only_when_this_worker_serves_its
     assert (
         worker.dead_lettered(Delivery(stream="t:cmd:reasoning", entry_id="2-0", fields={}, envelope=other), "9-1") == ()
     )
+
+
+def test_past_its_deadline_an_outage_fails_the_step_retryably_naming_the_outage(kinds: Kinds) -> None:
+    worker = kinds.worker()
+    due = dt.datetime(2026, 1, 1, 0, 5, tzinfo=dt.UTC)
+    command = st.FormHypothesis.model_construct(saga_id=SAGA, step="r", attempt=2, deadline=due)
+    held = Delivery(
+        stream="t:cmd:reasoning", entry_id="1-0", fields={}, envelope=envelope_for(command, correlation_id="c")
+    )
+    assert worker.deadline(held) == due.timestamp()
+    (out,) = worker.outlasted(held, "PostgreSQL unreachable since 00:04:00 UTC, past the deadline: refused")
+    failed = out.envelope.message
+    assert isinstance(failed, st.StepFailed) and (failed.error_kind, failed.retryable, failed.attempt) == (
+        "outage",
+        True,
+        2,
+    )
+    assert failed.error.startswith("PostgreSQL unreachable since 00:04:00 UTC")
+    undo = envelope_for(st.CompensateStep(saga_id=SAGA, step="r", kind="reasoning", deadline=due), correlation_id="c")
+    (out,) = worker.outlasted(Delivery(stream="t:cmd:reasoning", entry_id="2-0", fields={}, envelope=undo), "down")
+    assert isinstance(out.envelope.message, st.CompensationFailed) and out.envelope.message.error == "outage: down"
+    no_deadline = envelope_for(st.FormHypothesis.model_construct(saga_id=SAGA, step="r", attempt=1), correlation_id="c")
+    assert worker.deadline(Delivery(stream="t:cmd:reasoning", entry_id="3-0", fields={}, envelope=no_deadline)) is None

@@ -20,6 +20,8 @@ from .core import Core
 from .timetravel import Frame, ReplayError, frames, select
 
 if TYPE_CHECKING:
+    from alphasaga_shared.outages import Held
+
     from .timeline import Attempt
 
 
@@ -75,6 +77,16 @@ class Reads(Core):
         if summary is None:
             raise NotFound(f"no saga {saga_id}")
         return summary
+
+    async def held(self, saga_id: uuid.UUID) -> list[Held]:
+        """The saga's messages that services hold through an outage of a store, oldest first
+        (from Redis: shown while PostgreSQL is down; nothing is shown while Redis is)."""
+        import json
+
+        from alphasaga_shared.outages import Held, held_key
+
+        found = await (await self.redis()).hgetall(held_key(self.settings.namespace, str(saga_id)))
+        return sorted((Held(**json.loads(v)) for v in found.values()), key=lambda h: h.since)
 
     async def sagas(self, where: SagaFilter | None = None) -> list[SagaSummary]:
         """Sagas, newest first, from the saga list once it holds every saga event committed

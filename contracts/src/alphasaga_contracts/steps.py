@@ -58,6 +58,10 @@ class StepCommand(StepMessage):
     """A kind's command; a subclass per kind adds the inputs it needs."""
 
     attempt: int = Field(ge=1)
+    deadline: dt.datetime | None = Field(
+        None,
+        description="When the saga stops waiting for this attempt; a worker waits out an outage until then",
+    )
 
 
 class StepSucceeded(StepMessage):
@@ -84,6 +88,9 @@ class CompensateStep(StepMessage):
     TYPE = "steps.CompensateStep"
     kind: str = Field(pattern=NAME)
     attempt: int = Field(1, ge=1, description="The compensation's own attempt")
+    deadline: dt.datetime | None = Field(
+        None, description="When the saga stops waiting for this compensation; a worker waits out an outage until then"
+    )
 
 
 class StepCompensated(StepMessage):
@@ -99,7 +106,7 @@ class CompensationFailed(StepMessage):
     error: str
 
 
-ENVELOPE_FIELDS = frozenset({"saga_id", "step", "attempt"})
+ENVELOPE_FIELDS = frozenset({"saga_id", "step", "attempt", "deadline"})
 
 
 # --- the registry: a kind is declared once, beside its messages (below) ---------------

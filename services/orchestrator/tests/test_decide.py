@@ -13,7 +13,7 @@ from alphasaga_contracts import Message, Service
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.steps import StepKind
-from alphasaga_orchestrator.decide import Context, Decision, TimerFired, backoff_s, decide
+from alphasaga_orchestrator.decide import Context, Decision, OutageSeen, TimerFired, backoff_s, decide
 from alphasaga_saga.aggregate import Saga
 from alphasaga_saga.workflow import RESEARCH_V1, Workflow, WorkflowRegistry
 from alphasaga_shared.wire import decode, envelope_for
@@ -291,3 +291,31 @@ def test_replies_under_their_former_type_names_move_the_saga_as_the_generic_ones
     assert sent(ds[3])[-1] == "steps.CompensateStep(codegen)"
     assert sent(ds[5]) == ["steps.CompensateStep(codegen)"]
     assert sent(ds[6]) == ["steps.CompensateStep(reasoning)"]
+
+
+@pytest.mark.parametrize(
+    ("outage", "named"),
+    [
+        ((10, 70), "during an outage: PostgreSQL unreachable from 00:00:10 UTC for 60 s"),
+        ((200, None), "during an outage: PostgreSQL unreachable since 00:03:20 UTC"),
+        ((-100, -50), None),  # over before the attempt was commanded
+    ],
+)
+def test_a_step_timeout_after_an_outage_names_it_and_the_command_carries_its_deadline(
+    outage: tuple[int, int | None], named: str | None
+) -> None:
+    saga, (first,) = play(start())
+    command = first.sends[-1].message
+    assert isinstance(command, st.FormHypothesis)
+    timeout = RESEARCH_V1.step("reasoning").timeout_s
+    assert command.deadline == NOW + dt.timedelta(seconds=timeout)
+    since, until = (NOW + dt.timedelta(seconds=s) if s is not None else None for s in outage)
+    assert since is not None
+    late = replace(CTX, now=NOW + dt.timedelta(seconds=timeout + 5), outages=(OutageSeen("PostgreSQL", since, until),))
+    d = decide(saga, timer("step_timeout", "reasoning", 1), late)
+    [failed] = [s.message for s in d.sends if isinstance(s.message, sg.SagaStepFailed)]
+    assert failed.error.startswith(f"reasoning timed out after {timeout:g}s (attempt 1)")
+    if named is None:
+        assert "outage" not in failed.error, failed.error
+    else:
+        assert failed.error.endswith(named), failed.error

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         description="At start, wait this long for an unreachable Redis or PostgreSQL (not ready meanwhile);"
         " 0: fail at once",
     )
+    outage_exit_s: float = Field(
+        900.0,
+        gt=0,
+        description="An outage of Redis or PostgreSQL waited out longer than this fails liveness, and the service"
+        " exits with one line for its supervisor to restart it",
+    )
     stop_timeout_s: float = Field(5.0, gt=0, description="How long each part of a graceful stop may take")
     start_timeout_s: float = Field(
         120.0, gt=0, description="How long the local stack waits for services that make no progress starting"

@@ -18,6 +18,7 @@ import asyncpg
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from . import metrics
+from .outages import OUTAGES, classify
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Outage:
         self.name = name
         self.since: float | None = None
         self._counter = metrics.OUTAGES.labels(name)
+        self._store: str | None = None  # the store it waits for, when ``outages`` knows it
 
     def failed(self, state: RetryCallState) -> None:
         """tenacity's ``before_sleep``: a pass failed and will be retried."""
@@ -64,11 +66,18 @@ class Outage:
         self._counter.inc()
         exc = state.outcome.exception() if state.outcome is not None else None
         log.warning("%s: %s; retrying with backoff until it recovers", self.name, _reason(exc))
+        # The process's record of the outage (its condition, its metric, its decisions).
+        self._store = classify(exc) if exc is not None else None
+        if self._store is not None and exc is not None:
+            OUTAGES.begin(self._store, exc)
 
     def passed(self) -> None:
         if self.since is not None:
             log.warning("%s recovered after %.1f s", self.name, time.monotonic() - self.since)
             self.since = None
+        if self._store is not None:
+            OUTAGES.end(self._store, recovered=True)
+            self._store = None
 
 
 def retrying(outage: Outage, *, initial_backoff_s: float = 0.1, max_backoff_s: float = 5.0) -> AsyncRetrying:

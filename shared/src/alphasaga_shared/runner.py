@@ -22,6 +22,7 @@ from .config import ConfigError, Settings
 from .eventstore import EventStore
 from .health import HealthServer
 from .loops import Outage
+from .outages import OUTAGES
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ async def wait_for_servers(redis_url: str, database_url: str, settings: Settings
 
 async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], settings: Settings) -> None:
     redis_url, database_url = required_urls(settings)
+    OUTAGES.exit_after_s = settings.outage_exit_s
     connected: list[EventStore] = []
 
     async def ping_store() -> None:

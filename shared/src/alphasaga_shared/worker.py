@@ -3,8 +3,10 @@
 A worker registers a ``run`` and an ``undo`` for each step kind its service hosts
 (``handles(kind, run=…, undo=…)``, as Temporal registers activities on a worker). ``run`` returns the
 kind's result or raises ``StepError`` (a failure the orchestrator should know about: bad
-input, a broken rule, a limit). Any other exception is treated as transient: the bus
-redelivers the command, and dead-letters it after the cap. Replies get ids derived from
+input, a broken rule, a limit). An outage of a store is waited out by the bus until the
+command's deadline (then the step fails on it, retryable: ``outlasted``). Any other
+exception is treated as transient: the bus redelivers the command, and dead-letters it
+after the cap. Replies get ids derived from
 the command's id, and the bus's idempotency guard makes a redelivered command an ack
 rather than a second run.
 """
@@ -12,6 +14,7 @@ rather than a second run.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -195,6 +198,41 @@ class Worker:
             return ()
         return [self._reply(env, reply, env.traceparent)]
 
+    @staticmethod
+    def deadline(delivery: Delivery) -> float | None:
+        """When the saga stops waiting for this command (its timeout): the bus waits out an
+        outage until then (``chain.ErrorPolicy``)."""
+        msg = delivery.envelope.message if delivery.envelope is not None else None
+        due = getattr(msg, "deadline", None)
+        return due.timestamp() if isinstance(due, dt.datetime) else None
+
+    def outlasted(self, delivery: Delivery, reason: str) -> Sequence[Outgoing]:
+        """An outage outlasted the command's deadline: the step failed on it, retryable, and
+        the saga's retry policy decides, its record naming the outage."""
+        env = delivery.envelope
+        msg = env.message if env is not None else None
+        error = self._error(RuntimeError(reason))
+        reply: st.StepMessage
+        if env is None or msg is None:
+            return ()
+        if isinstance(msg, st.CompensateStep):
+            ids = {"saga_id": msg.saga_id, "step": msg.step, "kind": msg.kind, "attempt": msg.attempt}
+            reply = st.CompensationFailed(**ids, error=f"outage: {error}")
+        elif isinstance(msg, st.StepCommand) and type(msg) in self._by_command:
+            kind = self._by_command[type(msg)].kind.name
+            reply = st.StepFailed(
+                saga_id=msg.saga_id,
+                step=msg.step,
+                kind=kind,
+                attempt=msg.attempt,
+                error_kind="outage",
+                error=error,
+                retryable=True,
+            )
+        else:
+            return ()
+        return [self._reply(env, reply, env.traceparent)]
+
     def _reply(self, env: Envelope, reply: st.StepMessage, traceparent: str) -> Outgoing:
         return Outgoing(
             self.reply_stream,
@@ -229,6 +267,14 @@ def run_worker(service: Service, make_handlers: MakeHandlers) -> None:
             raise StartupError(str(exc)) from None
         log.info("serving %s on %s", ", ".join(h.kind.name for h in worker.handlers), ", ".join(worker.command_streams))
         for stream in worker.command_streams:
-            ctx.bus.subscribe(stream, worker.handle, dedupe=True, max_records=1, on_dead_letter=worker.dead_lettered)
+            ctx.bus.subscribe(
+                stream,
+                worker.handle,
+                dedupe=True,
+                max_records=1,
+                on_dead_letter=worker.dead_lettered,
+                deadline=worker.deadline,
+                on_outlasted=worker.outlasted,
+            )
 
     run_service(service.value, setup)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from alphasaga_client import AlphaSaga, SagaSummary
     from alphasaga_contracts import ResearchRequest
+    from alphasaga_shared.outages import Held
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 SagaArg = Annotated[str, typer.Argument(help="Saga id, or a unique prefix of it", show_default=False)]
@@ -190,27 +191,62 @@ def watch(
 
 
 def status(saga: SagaArg, as_json: JsonFlag = False) -> None:
-    """Show a saga's current state.
+    """Show a saga's current state, and what of it a service holds through an outage.
 
-    Read from the saga list, caught up with the event log first.
+    Read from the saga list, caught up with the event log first. While PostgreSQL is
+    down, a full saga id still shows the messages held for it ("waiting for PostgreSQL
+    since ..."), then the error.
 
     Example: alphasaga status 3f1c2a9e --json
     """
+    from alphasaga_client import Unavailable
 
-    async def go(client: AlphaSaga) -> SagaSummary:
-        return await client.status(saga)
+    async def go(client: AlphaSaga) -> tuple[SagaSummary | Unavailable, list[Held]]:
+        try:
+            summary = await client.status(saga)
+        except Unavailable as exc:
+            held = await _held(client, saga)
+            if not held:
+                raise
+            return exc, held
+        return summary, await _held(client, summary.saga_id)
 
-    summary = with_client(go)
+    summary, held = with_client(go)
+    waiting = [h.describe() for h in held]
+    if not isinstance(summary, Exception):
+        _show_status(summary, waiting, as_json=as_json)
+        return
+    if as_json:
+        print_json({"saga_id": saga, "state": None, "waiting": waiting})
+    else:
+        table(["", ""], [["saga", saga], *(["waiting", w] for w in waiting)])
+    raise summary
+
+
+async def _held(client: AlphaSaga, saga: str | uuid.UUID) -> list[Held]:
+    """The saga's held messages; none for an id that is not whole (a prefix is resolved in
+    PostgreSQL) or while Redis cannot be reached (the status says so in its own error)."""
+    from alphasaga_client import Unavailable
+
+    try:
+        saga_id = saga if isinstance(saga, uuid.UUID) else uuid.UUID(saga)
+        return await client.held(saga_id)
+    except (ValueError, Unavailable):
+        return []
+
+
+def _show_status(summary: SagaSummary, waiting: list[str], *, as_json: bool) -> None:
     state = summary.saga_state if isinstance(summary.saga_state, dict) else json.loads(summary.saga_state)
     trace = trace_link(summary.saga_id, str(state.get("traceparent") or ""))
     if as_json:
-        print_json({**summary.as_json(), "trace_id": trace.split(" ")[0]})
+        print_json({**summary.as_json(), "trace_id": trace.split(" ")[0], "waiting": waiting})
         return
     rows = [
         ["saga", str(summary.saga_id)],
         ["state", summary.state],
         ["workflow", f"{summary.workflow} v{summary.workflow_version}"],
         ["step", f"{summary.current_step} (attempt {summary.attempt})" if summary.current_step else "-"],
+        *(["waiting", w] for w in waiting),
         ["completed", ", ".join(summary.steps_completed) or "-"],
         ["started", iso(summary.started_at)],
         [

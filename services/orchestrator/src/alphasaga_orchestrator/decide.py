@@ -19,7 +19,7 @@ from alphasaga_contracts import Message, SagaState
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.envelope import derived_message_id
-from alphasaga_saga.aggregate import Saga, TimerKind
+from alphasaga_saga.aggregate import Saga, TimerKind, due_time
 from alphasaga_saga.workflow import RetryPolicy, StepDefinition, Workflow, WorkflowRegistry
 
 
@@ -78,10 +78,30 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
+class OutageSeen:
+    """An outage of a store this orchestrator waited out (``until`` None: still on)."""
+
+    store: str  # its name for people: "PostgreSQL"
+    since: dt.datetime
+    until: dt.datetime | None = None
+
+    def overlaps(self, start: dt.datetime, end: dt.datetime) -> bool:
+        return self.since <= end and (self.until is None or self.until >= start)
+
+    def describe(self) -> str:
+        at = self.since.strftime("%H:%M:%S UTC")
+        if self.until is None:
+            return f"{self.store} unreachable since {at}"
+        return f"{self.store} unreachable from {at} for {(self.until - self.since).total_seconds():.0f} s"
+
+
+@dataclass(frozen=True, slots=True)
 class Context:
     workflows: WorkflowRegistry
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     traceparent: str = ""  # the incoming message's: a new saga keeps it as its parent trace
+    # Outages seen lately: a deadline that passed during one says so in its reason.
+    outages: tuple[OutageSeen, ...] = ()
 
 
 def saga_id_for(message: Message, message_id: str) -> uuid.UUID:
@@ -247,18 +267,30 @@ def _on_timer(saga: Saga | None, timer: TimerFired, ctx: Context) -> Decision:
     workflow = ctx.workflows.get(saga.workflow, saga.workflow_version)
     step = workflow.step(timer.step)
     if timer.kind == TimerKind.STEP_TIMEOUT:
+        during = _outages_during(saga, step, ctx)
         saga.step_timed_out(step=step.name, attempt=timer.attempt)
-        reason = f"{step.name} timed out after {step.timeout_s:g}s (attempt {timer.attempt})"
+        reason = f"{step.name} timed out after {step.timeout_s:g}s (attempt {timer.attempt}){during}"
         _after_failed_attempt(d, saga, workflow, step, timer.attempt, True, reason, ctx)
     elif timer.kind == TimerKind.RETRY:
         _command(d, saga, step, timer.attempt, ctx)
     elif timer.kind == TimerKind.COMPENSATION_TIMEOUT:
-        error = f"no reply within {step.timeout_s:g}s"
+        error = f"no reply within {step.timeout_s:g}s{_outages_during(saga, step, ctx)}"
         saga.compensation_attempt_failed(step=step.name, attempt=timer.attempt, error=error)
         _after_failed_compensation(d, saga, step, timer.attempt, error, ctx)
     else:  # TimerKind.COMPENSATION_RETRY
         _command_compensation(d, saga, step, timer.attempt, ctx)
     return d
+
+
+def _outages_during(saga: Saga, step: StepDefinition, ctx: Context) -> str:
+    """ "; during an outage: PostgreSQL unreachable from …" when one overlapped the attempt
+    whose deadline passed, so that the saga's record says why (issue #31)."""
+    pending = saga.deadline
+    if pending is None or not ctx.outages:
+        return ""
+    due = due_time(pending)
+    seen = [o.describe() for o in ctx.outages if o.overlaps(due - dt.timedelta(seconds=step.timeout_s), ctx.now)]
+    return f"; during an outage: {', '.join(seen)}" if seen else ""
 
 
 def _on_compensation_reply(
@@ -316,16 +348,23 @@ def _next_compensation(d: Decision, saga: Saga, workflow: Workflow, ctx: Context
 
 def _command_compensation(d: Decision, saga: Saga, step: StepDefinition, attempt: int, ctx: Context) -> None:
     message_id = derived_message_id(str(saga.saga_id), step.name, "compensate", str(attempt))
-    saga.command_compensation(step=step.name, attempt=attempt, message_id=message_id, due_at=_at(ctx, step.timeout_s))
-    command = st.CompensateStep(saga_id=saga.saga_id, step=step.name, kind=step.kind.name, attempt=attempt)
+    due = ctx.now + dt.timedelta(seconds=step.timeout_s)
+    saga.command_compensation(step=step.name, attempt=attempt, message_id=message_id, due_at=due.isoformat())
+    command = st.CompensateStep(
+        saga_id=saga.saga_id, step=step.name, kind=step.kind.name, attempt=attempt, deadline=due
+    )
     d.sends.append(ToWorker(step, command, message_id))
 
 
 def _command(d: Decision, saga: Saga, step: StepDefinition, attempt: int, ctx: Context) -> None:
     message_id = derived_message_id(str(saga.saga_id), step.name, "attempt", str(attempt))
     inputs: dict[str, Any] = {k: saga.context[k] for k in step.inputs if k in saga.context}
-    command = step.command.model_validate({"saga_id": saga.saga_id, "step": step.name, "attempt": attempt, **inputs})
-    saga.command_step(step=step.name, attempt=attempt, message_id=message_id, due_at=_at(ctx, step.timeout_s))
+    # The deadline is the timeout's: a worker waits out an outage until then, not after.
+    due = ctx.now + dt.timedelta(seconds=step.timeout_s)
+    command = step.command.model_validate(
+        {"saga_id": saga.saga_id, "step": step.name, "attempt": attempt, "deadline": due, **inputs}
+    )
+    saga.command_step(step=step.name, attempt=attempt, message_id=message_id, due_at=due.isoformat())
     d.sends.append(ToWorker(step, command, message_id))
 
 

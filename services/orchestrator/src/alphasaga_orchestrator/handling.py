@@ -29,11 +29,12 @@ from alphasaga_saga.aggregate import Saga
 from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
 from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.eventstore import outbox_stream
+from alphasaga_shared.outages import OUTAGES, STORES
 from alphasaga_shared.outbox import Relay, outbox_events
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, cap_text, derived_message_id, envelope_for
 
 from . import observe, tuning
-from .decide import Context, Incoming, TimerFired, decide, saga_id_for
+from .decide import Context, Incoming, OutageSeen, TimerFired, decide, saga_id_for
 from .plan import Plan
 from .repository import SagaRepository
 from .storage import Changes, Conflict, SagaStorage
@@ -120,15 +121,16 @@ class Orchestrator:
         """A request the bus dead-lettered (it breaks its contract, or kept failing): when it
         named a saga id, record ``sagas.RequestRejected`` in that id's outbox, as a refused
         decision is, so that the id answers REJECTED with the reason and the relay tells its
-        sender on the lifecycle stream. Told at once, straight from here, only when it
-        cannot be recorded."""
+        sender on the lifecycle stream. An outage of PostgreSQL is waited out; told at once,
+        straight from here, only when it cannot be recorded for another reason."""
         notice = self._rejection(delivery, dead_letter_id)
         if notice is None:
             return ()
         saga_id, out = notice
         rows = outbox_events([out])
         changes = Changes(events=[(outbox_stream(str(saga_id)), None, n, row) for n, row in enumerate(rows, 1)])
-        try:
+
+        async def record() -> None:
             if self.relay is None:
                 changes.notify = True
                 await self.store.commit(changes)
@@ -136,6 +138,9 @@ class Orchestrator:
                 async with self.relay.publishing(rows) as direct:
                     changes.notify = not direct
                     await self.store.commit(changes)
+
+        try:
+            await OUTAGES.ride_out(record)  # an outage is waited out, not answered for
         except Conflict:
             return ()  # recorded already (its id derives from the dead letter's)
         except Exception as exc:  # the dead letter is safe; say so at once instead
@@ -201,7 +206,7 @@ class Orchestrator:
         if not fresh:
             return
         loaded = await self.repo.take_many(list(dict.fromkeys(s for s, _ in fresh)))
-        ctx = Context(self.workflows, now=dt.datetime.now(dt.UTC))
+        ctx = Context(self.workflows, now=dt.datetime.now(dt.UTC), outages=outages_seen())
         if not telemetry.tracing():
             decided = await self._decide_and_commit_plan(fresh, loaded, ctx)
         else:
@@ -265,6 +270,18 @@ def _body_saga_id(body: str) -> str:
     except (ValueError, AttributeError):
         return ""
     return value if isinstance(value, str) else ""
+
+
+def outages_seen() -> tuple[OutageSeen, ...]:
+    """The outages this process waited out lately, for the decisions they explain."""
+
+    def at(t: float) -> dt.datetime:
+        return dt.datetime.fromtimestamp(t, dt.UTC)
+
+    return tuple(
+        OutageSeen(STORES.get(s.store, s.store), at(s.since), None if s.until is None else at(s.until))
+        for s in OUTAGES.recent()
+    )
 
 
 def _traceparent(incoming: Incoming) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .. import metrics, telemetry
+from ..outages import OUTAGES, Outages, Outlasted, Span, classify
 from ..wire import Delivery, Envelope, MalformedMessage, Outgoing, decode, entry_size
 
 log = logging.getLogger("alphasaga_shared.bus")
@@ -224,8 +225,11 @@ class BatchFirst:
         if batch.deliveries:
             try:
                 handled = await self.handler(batch.deliveries)
-            except Exception:  # the batch path failed: every message is still handled below
-                log.exception("batch handler failed on %s; handling one by one", self.stream)
+            except Exception as exc:  # the batch path failed: every message is still handled below
+                if classify(exc) is None:
+                    log.exception("batch handler failed on %s; handling one by one", self.stream)
+                else:  # the error policy holds each message until the store is back
+                    log.info("batch handler met an outage on %s; handling one by one", self.stream)
                 handled = set()
             rest: list[Delivery] = []
             for d in batch.deliveries:
@@ -240,31 +244,88 @@ class BatchFirst:
 # --- delivery middlewares ------------------------------------------------------------
 
 
-class ErrorPolicy:
-    """What a failing handler means for its message. A message the handler finds invalid
-    (``MalformedMessage``) will never succeed: dead-lettered now. Any other failure leaves
-    it pending for the reclaimer, until its deliveries reach the cap."""
+class HeldBoard(Protocol):
+    """Where messages held through an outage are shown (``alphasaga status``)."""
 
-    def __init__(self, delivery_cap: int) -> None:
+    async def show(self, d: Delivery, span: Span) -> None: ...
+
+    async def clear(self, d: Delivery) -> None: ...
+
+
+# A delivery's deadline in wall-clock seconds (a step command's), or None: no deadline.
+Deadline = Callable[[Delivery], float | None]
+# What to send for a delivery whose deadline an outage outlasted (acked then).
+OutlastedNotice = Callable[[Delivery, str], Sequence[Outgoing]]
+
+
+@dataclass(frozen=True, slots=True)
+class OutagePolicy:
+    """How a subscription waits out an outage: until the delivery's ``deadline``, if it
+    has one, then ``outlasted`` answers for it; ``board`` shows what is held."""
+
+    outages: Outages = OUTAGES
+    deadline: Deadline | None = None
+    outlasted: OutlastedNotice | None = None
+    board: HeldBoard | None = None
+
+
+class ErrorPolicy:
+    """What a failing handler means for its message: the one place that decides.
+
+    * An outage of a store (``outages.classify``) is no failure of the message: it is held
+      here and handled again with backoff, never given back to Redis (so no delivery is
+      counted), until the store answers. Past the delivery's deadline the outage's notice
+      answers for it and it is acked; without a deadline it is held until the store is back
+      (or the process exits at ``ALPHASAGA_OUTAGE_EXIT_S``).
+    * A message the handler finds invalid (``MalformedMessage``) will never succeed:
+      dead-lettered now.
+    * Any other failure leaves it pending for the reclaimer, until its deliveries reach
+      the cap."""
+
+    def __init__(self, delivery_cap: int, outage: OutagePolicy | None = None, encode: Encode | None = None) -> None:
         self.delivery_cap = delivery_cap
+        self.outage = outage or OutagePolicy()
+        if self.outage.outlasted is not None and encode is None:
+            raise ValueError("an error policy that answers for outlasted messages needs their encoder")
+        self.encode = encode
 
     async def __call__(self, batch: Batch, d: Delivery, call_next: NextDelivery) -> None:
+        policy = self.outage
+        shown = False
+
+        async def show(store: str, span: Span) -> None:
+            nonlocal shown
+            if policy.board is not None:
+                shown = True
+                await policy.board.show(d, span)
+
         try:
-            await call_next(batch, d)
+            deadline = policy.deadline(d) if policy.deadline is not None and policy.outlasted is not None else None
+            await policy.outages.ride_out(functools.partial(call_next, batch, d), deadline=deadline, hook=show)
+        except Outlasted as exc:
+            assert policy.outlasted is not None and self.encode is not None
+            log.warning("gave up waiting on %s from %s: %s", d.entry_id, d.stream, exc)
+            batch.handled(d, [(out.stream, self.encode(out)) for out in policy.outlasted(d, str(exc))])
         except Exception as exc:  # a handler bug must not stop the service
-            error = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, MalformedMessage) or d.delivery_count >= self.delivery_cap:
-                batch.dead_letter(d, error)
-                return
-            batch.failed(d, error)
-            log.warning(
-                "handler failed on %s (delivery %d of %d), will retry: %s",
-                d.entry_id,
-                d.delivery_count,
-                self.delivery_cap,
-                error,
-                exc_info=exc,
-            )
+            self._failed(batch, d, exc)
+        finally:
+            if shown and policy.board is not None:
+                await policy.board.clear(d)
+
+    def _failed(self, batch: Batch, d: Delivery, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, MalformedMessage) or d.delivery_count >= self.delivery_cap:
+            batch.dead_letter(d, error)
+            return
+        batch.failed(d, error)
+        log.warning(
+            "handler failed on %s (delivery %d of %d), will retry: %s",
+            d.entry_id,
+            d.delivery_count,
+            self.delivery_cap,
+            error,
+            exc_info=exc,
+        )
 
 
 class Traced:

@@ -104,8 +104,11 @@ class Reclaimer:
             # Trimmed while pending: the entry is gone. Count it loudly, never silently.
             metrics.LOST.labels(sub.stream).inc(len(deleted))
             log.error("%d pending entries of %s were trimmed before processing: %s", len(deleted), sub.stream, deleted)
+        claimed = len(entries)
+        # An entry this process holds through an outage is its own, not one to take over.
+        entries = [(eid, data) for eid, data in entries if eid.decode() not in sub.in_flight]
         if not entries:
-            return 0
+            return claimed
         ids = [eid.decode() for eid, _ in entries]
         counts = await self._delivery_counts(sub, ids)
         deliveries = [
@@ -115,7 +118,7 @@ class Reclaimer:
         metrics.RECLAIMED.labels(sub.stream, sub.group).inc(len(deliveries))
         log.info("reclaimed %d idle entries of %s", len(deliveries), sub.stream)
         await self.process(sub, deliveries)
-        return len(deliveries)
+        return claimed
 
     async def _delivery_counts(self, sub: Subscription, ids: list[str]) -> dict[str, int]:
         rows = await self.client.xpending_range(

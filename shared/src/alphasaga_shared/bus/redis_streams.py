@@ -16,7 +16,9 @@ connection. What it leaves out (DESIGN.md §2) is here and beside it:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,6 +37,7 @@ from redis.typing import EncodableT
 
 from .. import metrics
 from ..config import Settings
+from ..outages import OUTAGES, STORES, Held, Span, held_key
 from ..streamstats import WATCHED, StreamStats
 from ..wire import Delivery, MalformedMessage, Outgoing, as_text, cap_text, encode, entry_size
 from . import chain as ch
@@ -178,12 +181,16 @@ class Bus:
         batch_handler: ch.BatchHandler | None = None,
         on_dead_letter: DeadLetterNotice | None = None,
         traced: bool = True,
+        deadline: ch.Deadline | None = None,
+        on_outlasted: ch.OutlastedNotice | None = None,
     ) -> Subscription:
         """Consume ``stream`` as one consumer of ``group`` (default: the service's name).
 
         ``dedupe`` turns on the idempotency guard (for handlers whose effects are their
         outgoing messages); ``batch_handler`` is offered each batch first; ``traced`` off
         for a handler that makes spans of its own (the orchestrator's, under its sagas').
+        A handler that meets an outage is held until the store is back, or until the
+        message's ``deadline``, when ``on_outlasted`` answers for it (chain.ErrorPolicy).
         A batch is committed (outputs and acks) after its last message: services whose
         handlers take long should read one message at a time (``max_records=1``)."""
         if self._started:
@@ -192,7 +199,11 @@ class Bus:
         sub.run = ch.chain(
             self._batch_middlewares(sub, batch_handler),
             [
-                ch.ErrorPolicy(self.settings.delivery_cap),
+                ch.ErrorPolicy(
+                    self.settings.delivery_cap,
+                    ch.OutagePolicy(deadline=deadline, outlasted=on_outlasted, board=HeldBoard(self, sub.group)),
+                    self._encode,
+                ),
                 ch.Traced(traced=traced),
                 ch.Timed(metrics.HANDLER_SECONDS.labels(stream, sub.group)),
             ],
@@ -226,7 +237,8 @@ class Bus:
         if sub.dedupe:
 
             async def seen_before(message_ids: Sequence[str]) -> list[bool]:
-                marks = await self.client.mget([self._done_key(sub, m) for m in message_ids])
+                keys = [self._done_key(sub, m) for m in message_ids]
+                marks = await OUTAGES.ride_out(lambda: self.client.mget(keys))
                 return [mark is not None for mark in marks]
 
             middlewares.append(ch.Dedupe(seen_before))
@@ -309,7 +321,10 @@ class Bus:
                 cap_text(d.error or "", self.settings.max_error_chars, "error"),
             )
         if batch.ack or batch.outputs or batch.dead:
-            await self._commit(sub, batch)
+            # What the batch did is kept through an outage of Redis, not done again. A commit
+            # whose reply was lost is sent again: its outputs keep their message ids, which
+            # the receivers' guards drop as duplicates.
+            await OUTAGES.ride_out(lambda: self._commit(sub, batch))
         sub.count(batch.outcome)
         return batch.outcome
 
@@ -382,3 +397,47 @@ class Bus:
 
     def _done_key(self, sub: Subscription, message_id: str) -> str:
         return f"{self.settings.namespace}:done:{sub.group}:{message_id}"
+
+
+class HeldBoard:
+    """Shows the messages held through an outage, for ``alphasaga status``: a hash per saga
+    (the message's correlation id), ``<namespace>:held:<saga>``, one field per held entry.
+    It expires unless refreshed by each retry, so a process that died holding leaves
+    nothing behind. Best effort: when Redis itself is down, nothing is shown."""
+
+    TTL_S = 30
+
+    def __init__(self, bus: Bus, group: str) -> None:
+        self.bus = bus
+        self.group = group
+
+    async def show(self, d: Delivery, span: Span) -> None:
+        env = d.envelope
+        if env is None or not env.correlation_id:
+            return
+        held = Held(
+            service=self.group,
+            consumer=self.bus.consumer,
+            type=env.type,
+            step=str(getattr(env.message, "step", "")),
+            store=STORES.get(span.store, span.store),
+            since=span.since,
+        )
+        key = held_key(self.bus.settings.namespace, env.correlation_id)
+        try:
+            async with self.bus.client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, f"{self.bus.consumer}/{d.stream}/{d.entry_id}", json.dumps(dataclasses.asdict(held)))
+                pipe.expire(key, self.TTL_S)
+                await asyncio.wait_for(pipe.execute(), 2.0)
+        except Exception as exc:  # shown when possible; the log line and the condition say it anyway
+            log.debug("could not show held %s: %r", d.entry_id, exc)
+
+    async def clear(self, d: Delivery) -> None:
+        env = d.envelope
+        if env is None or not env.correlation_id:
+            return
+        key = held_key(self.bus.settings.namespace, env.correlation_id)
+        try:
+            await asyncio.wait_for(self.bus.client.hdel(key, f"{self.bus.consumer}/{d.stream}/{d.entry_id}"), 2.0)
+        except Exception as exc:  # it expires on its own
+            log.debug("could not clear held %s: %r", d.entry_id, exc)
