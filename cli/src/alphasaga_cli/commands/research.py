@@ -140,9 +140,12 @@ def submit(
     request, file_workflow = load_request(file, overrides)
 
     async def go(client: AlphaSaga) -> int:
-        # Connected to both first: a saga is never submitted that we then cannot watch.
-        await client.connect(database=wait)
-        submitted = await client.submit(request, workflow=workflow or file_workflow or "research")
+        # The start is recorded in PostgreSQL (an outbox row the relay publishes), as the
+        # API's is: nothing this command accepted is lost when Redis forgets (decision 0014).
+        await client.connect()
+        submitted = await client.submit_recorded(
+            request, _nothing_more, workflow=workflow or file_workflow or "research"
+        )
         if not wait:
             if as_json:
                 print_json({"saga_id": str(submitted.saga_id), "message_id": submitted.message_id})
@@ -154,6 +157,11 @@ def submit(
         return OK if progress.state == SagaState.COMPLETED else NOT_COMPLETED
 
     raise typer.Exit(with_client(go))
+
+
+async def _nothing_more(_conn: object, _saga_id: uuid.UUID) -> bool:
+    """A submit from the command line has no owner to record with its start."""
+    return True
 
 
 def watch(
