@@ -74,6 +74,8 @@ class Subscription:
         self.m_duplicate = metrics.MESSAGES.labels(self.stream, self.group, "duplicate")
         self.m_dead = metrics.MESSAGES.labels(self.stream, self.group, "dead_lettered")
         self.m_failed = metrics.MESSAGES.labels(self.stream, self.group, "failed")
+        # Exported at 0 from the start, so that the first re-creation is an increase.
+        metrics.GROUPS_RECREATED.labels(self.stream, self.group)
 
     def count(self, outcome: ch.BatchOutcome) -> None:
         for n, child in (
