@@ -227,3 +227,25 @@ async def test_redis_down_30_s_then_back_with_its_data(h: Harness, own_redis: Ow
 
     await disrupted(h, 20, ResearchRequest(dataset="sp500"), down_30_s, expect={"COMPLETED"}, label="down 30 s")
     assert orchestrator.popen.poll() is None and sim.popen.poll() is None, "every service reconnected"
+
+
+async def test_a_group_that_cannot_be_made_again_ends_the_process_with_one_line(
+    h: Harness, own_redis: OwnRedis
+) -> None:
+    """A Redis that forgot a group and refuses to make it again (here: the service's user
+    lost the right to XGROUP, as a read-only replica or a full one refuses it): not live
+    past ALPHASAGA_GROUP_RECOVERY_S, and the process exits with one line naming it."""
+    await h.redis.execute_command("ACL", "SETUSER", "svc", "on", ">pw", "~*", "&*", "+@all")
+    url = own_redis.url.replace("redis://", "redis://svc:pw@")
+    orchestrator = h.orchestrator(h.workflows_file(workflow()), ALPHASAGA_REDIS_URL=url, ALPHASAGA_GROUP_RECOVERY_S="2")
+    await h.ready(orchestrator)
+    stream = h.settings.streams.commands("orchestrator")
+    await h.redis.execute_command("ACL", "SETUSER", "svc", "-xgroup")
+    await h.redis.xgroup_destroy(stream, "orchestrator")
+    assert orchestrator.wait_exit(60) == 1
+    text = orchestrator.text()
+    assert text.count(f"could not make consumer group orchestrator on {stream} again") == 1, text[-3000:]
+    last = text.strip().splitlines()[-1]
+    assert last.startswith(
+        f"alphasaga-orchestrator: consumer_groups: consumer group orchestrator on {stream} is gone"
+    ), last

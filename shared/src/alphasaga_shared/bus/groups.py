@@ -78,6 +78,7 @@ class GroupKeeper:
         """``sub``'s group was found gone: make it again and read on. An error that is not
         an outage leaves the condition held, to be tried again on the next pass."""
         key = (sub.stream, sub.group)
+        first = key not in self._missing  # a failure is logged once, not on every pass
         self._missing.add(key)
         self.conditions.begin(CONDITION, f"consumer group {sub.group} on {sub.stream} is gone", bound_s=self.recovery_s)
         try:
@@ -87,7 +88,8 @@ class GroupKeeper:
             if is_transient(exc):
                 self._settled(key)  # an outage: the loops' matter, not a missing group
                 raise
-            log.error("could not make consumer group %s on %s again: %s", sub.group, sub.stream, exc)
+            if first:
+                log.error("could not make consumer group %s on %s again: %s", sub.group, sub.stream, exc)
             return
         if created:
             metrics.GROUPS_RECREATED.labels(sub.stream, sub.group).inc()
