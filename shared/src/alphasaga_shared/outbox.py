@@ -288,7 +288,7 @@ class Relay:
         await self._sentinel.begin()
         ahead = [event_id for event_id, claim in self._claimed.items() if claim.published]
         ended = sorted(terminal_event_types())
-        rows = await self.store.unfinished_outbox(ended, self._position, ahead, conn=self._session)
+        rows = latest_first(await self.store.unfinished_outbox(ended, self._position, ahead, conn=self._session))
         fields = [wire_fields(row) for row in rows]
         for start in range(0, len(fields), self.batch):
             await self._send(fields[start : start + self.batch], [])
@@ -471,6 +471,15 @@ class Relay:
                         await self.save(fresh)
                     finally:
                         fresh.terminate()
+
+
+def latest_first(rows: Sequence[RecordedEvent]) -> list[RecordedEvent]:
+    """``rows`` (in commit order) with what each correlation's last transaction wrote first,
+    then the rest, each part in commit order: after Redis forgot, the messages a saga waits
+    on (its last decision's) are queued before those that only make work done again."""
+    last = {row.stream_id: row.transaction_id for row in rows}
+    newest = [row for row in rows if row.transaction_id == last[row.stream_id]]
+    return newest + [row for row in rows if row.transaction_id != last[row.stream_id]]
 
 
 class LockLost(ConnectionError):
