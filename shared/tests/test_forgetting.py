@@ -69,3 +69,25 @@ async def test_a_group_that_cannot_be_made_again_holds_the_condition(redis: aior
 
     await GroupKeeper(redis, 0.01, restart, conditions).heal(_Sub(stream, "g"))
     assert CONDITION in conditions.held()
+
+
+def test_each_sagas_last_decision_is_published_again_first() -> None:
+    import datetime as dt
+    import uuid
+
+    from alphasaga_shared.eventstore import RecordedEvent
+    from alphasaga_shared.outbox import latest_first
+
+    def row(position: int, stream: str, tx: int) -> RecordedEvent:
+        now = dt.datetime.now(dt.UTC)
+        return RecordedEvent(position, stream, position, uuid.uuid4(), "t", "{}", {}, tx, now)
+
+    a1, b1, a2, a3, b2 = (
+        row(1, "outbox:a", 10),
+        row(2, "outbox:b", 11),
+        row(3, "outbox:a", 12),
+        row(4, "outbox:a", 12),
+        row(5, "outbox:b", 13),
+    )
+    assert latest_first([a1, b1, a2, a3, b2]) == [a2, a3, b2, a1, b1]
+    assert latest_first([]) == []
