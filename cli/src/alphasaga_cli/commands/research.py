@@ -19,9 +19,12 @@ from ..session import with_client
 from ..timefmt import iso, parse_when, seconds
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from rich.console import Group
 
     from alphasaga_client import AlphaSaga, SagaSummary
+    from alphasaga_contracts import ResearchRequest
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 SagaArg = Annotated[str, typer.Argument(help="Saga id, or a unique prefix of it", show_default=False)]
@@ -138,14 +141,19 @@ def submit(
         "seed": seed,
     }
     request, file_workflow = load_request(file, overrides)
+    raise typer.Exit(with_client(_submitter(request, workflow or file_workflow or "research", wait, timeout, as_json)))
+
+
+def _submitter(
+    request: ResearchRequest, workflow: str, wait: bool, timeout: float, as_json: bool
+) -> Callable[[AlphaSaga], Awaitable[int]]:
+    """Submit, then print the id, or with ``wait`` follow the saga to its end."""
 
     async def go(client: AlphaSaga) -> int:
         # The start is recorded in PostgreSQL (an outbox row the relay publishes), as the
         # API's is: nothing this command accepted is lost when Redis forgets (decision 0014).
         await client.connect()
-        submitted = await client.submit_recorded(
-            request, _nothing_more, workflow=workflow or file_workflow or "research"
-        )
+        submitted = await client.submit_recorded(request, _nothing_more, workflow=workflow)
         if not wait:
             if as_json:
                 print_json({"saga_id": str(submitted.saga_id), "message_id": submitted.message_id})
@@ -156,7 +164,7 @@ def submit(
         progress = await watch_until_end(client, submitted.saga_id, timeout=timeout, as_json=as_json)
         return OK if progress.state == SagaState.COMPLETED else NOT_COMPLETED
 
-    raise typer.Exit(with_client(go))
+    return go
 
 
 async def _nothing_more(_conn: object, _saga_id: uuid.UUID) -> bool:
