@@ -97,3 +97,21 @@ def test_replay_shows_event_data_without_the_event_stores_encodings() -> None:
     saga_id = uuid.uuid4()
     stored = {"saga_id": {"_type_": "uuid_hex", "_data_": saga_id.hex}, "step": "ml", "attempt": 2}
     assert readable(stored) == {"saga_id": saga_id, "step": "ml", "attempt": 2}
+
+
+async def test_a_request_sent_straight_to_redis_and_never_read_is_unknown_and_says_why(client: AlphaSaga) -> None:
+    """No orchestrator reads it (as if Redis had lost it first): nothing in PostgreSQL."""
+    submitted = await client.submit(ResearchRequest(dataset="sp500"))
+    with pytest.raises(TimeoutError, match="unknown after 1s: nothing recorded its start in PostgreSQL"):
+        async for _ in client.watch(submitted.saga_id, timeout_s=1.0):
+            raise AssertionError("no saga to watch")
+    with pytest.raises(NotFound, match="sent straight to Redis"):
+        await client.status(submitted.saga_id)
+
+
+async def test_a_recorded_start_is_pending_without_redis_knowing_it(client: AlphaSaga) -> None:
+    async def no_owner(_conn: object, _saga_id: uuid.UUID) -> bool:
+        return True
+
+    submitted = await client.submit_recorded(ResearchRequest(dataset="sp500"), no_owner)
+    assert (await client.status(submitted.saga_id)).state == "PENDING"

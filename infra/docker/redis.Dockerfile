@@ -12,4 +12,5 @@ USER redis
 WORKDIR /data
 EXPOSE 6379
 HEALTHCHECK --interval=5s --timeout=3s --retries=10 CMD ["redis-cli", "ping"]
-CMD ["redis-server", "--appendonly", "yes", "--protected-mode", "no", "--dir", "/data"]
+CMD ["redis-server", "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", \
+     "--protected-mode", "no", "--dir", "/data"]

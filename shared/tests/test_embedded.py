@@ -77,3 +77,60 @@ def test_a_run_after_one_killed_with_minus_9_still_stops_the_server(tmp_path: Pa
         holder.kill()
         if server is not None and pid_running(server):
             os.kill(server, signal.SIGTERM)
+
+
+def test_up_restarts_an_embedded_valkey_that_died_on_its_address_and_says_so(tmp_path: Path) -> None:
+    import redis
+
+    from alphasaga_cli.embedded import start_embedded
+
+    servers = start_embedded(tmp_path, redis=True, postgres=False, say=lambda _: None)
+    try:
+        (valkey,) = servers.revivable
+        said: list[str] = []
+        servers.revive(said.append)
+        assert said == [], "nothing to do while it runs"
+        client = redis.Redis.from_url(servers.redis_url or "")
+        os.kill(int(client.info("server")["process_id"]), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while valkey.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        servers.revive(said.append)
+        assert said == ["embedded Valkey is not running; restarting it", "embedded Valkey restarted"], said
+        servers.revive(said.append)
+        assert len(said) == 2, f"alive again: nothing more to do ({said})"
+        assert client.ping(), "the same URL answers again"
+    finally:
+        servers.stop()
+
+
+def test_up_restarts_an_embedded_postgresql_that_died_and_says_so(tmp_path: Path) -> None:
+    import asyncio
+
+    import asyncpg
+
+    from alphasaga_cli.embedded import start_embedded
+
+    servers = start_embedded(tmp_path, redis=False, postgres=True, say=lambda _: None)
+    try:
+        (pg,) = servers.revivable
+        os.kill(_postmaster_pid(tmp_path), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pg.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        said: list[str] = []
+        servers.revive(said.append)
+        assert said == ["embedded PostgreSQL is not running; restarting it", "embedded PostgreSQL restarted"], said
+        servers.revive(said.append)
+        assert len(said) == 2, f"alive again: nothing more to do ({said})"
+
+        async def answers() -> int:
+            conn = await asyncpg.connect(servers.database_url)
+            try:
+                return int(await conn.fetchval("SELECT 1"))
+            finally:
+                await conn.close()
+
+        assert asyncio.run(answers()) == 1, "the same URL answers again"
+    finally:
+        servers.stop()

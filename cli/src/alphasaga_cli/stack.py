@@ -158,6 +158,8 @@ class Stack:
             received = signal.sigtimedwait(stop_signals, SUPERVISE_EVERY_S)
             if received is not None:
                 return signal.Signals(received.si_signo)
+            if self._embedded is not None:
+                self._embedded.revive(self.say)
             now = time.monotonic()
             for name, proc in self.processes.items():
                 if proc.poll() is None:

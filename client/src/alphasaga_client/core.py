@@ -112,7 +112,9 @@ class Core:
         if isinstance(saga, uuid.UUID):
             if await store.known(saga):
                 return saga
-            raise NotFound(f"no saga {saga}", hint=f"in schema {store.schema!r}: check ALPHASAGA_DATABASE_SCHEMA")
+            raise NotFound(
+                f"no saga {saga}: {UNRECORDED}", hint=f"in schema {store.schema!r}: check ALPHASAGA_DATABASE_SCHEMA"
+            )
         text = saga.strip().lower()
         try:
             saga_id = uuid.UUID(text)
@@ -130,6 +132,13 @@ class Core:
         if not found:
             raise NotFound(f"no saga {text}", hint=f"in schema {store.schema!r}: check ALPHASAGA_DATABASE_SCHEMA")
         return found[0]
+
+
+# Why a saga id may be unknown: said wherever one is looked for and not found.
+UNRECORDED = (
+    "nothing recorded its start in PostgreSQL; a request sent straight to Redis (redis-cli,"
+    " AlphaSaga.submit) is lost if Redis forgets it before the orchestrator reads it: submit it again"
+)
 
 
 def text_of(entry_id: bytes | str) -> str:

@@ -14,7 +14,7 @@ from alphasaga_contracts import SubmissionState
 from alphasaga_readmodel.summaries import submission_summary
 from alphasaga_shared.errors import Corrupt, InvalidRequest
 
-from .core import Core, stream_tip
+from .core import UNRECORDED, Core, stream_tip
 from .timetravel import Frame
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ class Streams(Core):
                 if folded is not None and folded.terminal:
                     return
             if deadline is not None and time.monotonic() > deadline:
+                if number == 0 and not await store.known(saga_id):
+                    raise TimeoutError(f"saga {saga_id} is unknown after {timeout_s:.0f}s: {UNRECORDED}")
                 raise TimeoutError(f"saga {saga_id} is still {previous.get('state', 'PENDING')} after {timeout_s:.0f}s")
             await asyncio.sleep(poll_s)
 

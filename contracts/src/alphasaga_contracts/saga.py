@@ -108,3 +108,16 @@ class RequestRejected(SagaEvent):
     @classmethod
     def is_terminal(cls) -> bool:
         return True
+
+
+def terminal_event_types() -> frozenset[str]:
+    """The types of the lifecycle events after which nothing more comes for a saga id: an
+    outbox that holds one belongs to a saga (or a refused request) that has ended."""
+    found: set[str] = set()
+    pending: list[type[SagaEvent]] = [SagaEvent]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls is not SagaEvent and cls.is_terminal():
+            found.add(cls.TYPE)
+    return frozenset(found)

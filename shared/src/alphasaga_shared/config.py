@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_error_chars: int = Field(2000, ge=100, description="Error texts in dead letters and replies are cut to this")
     dead_consumer_idle_ms: int = Field(600_000, ge=1000)
     idempotency_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+    group_recovery_s: float = Field(
+        30.0, gt=0, description="A consumer group Redis forgot and not made again within this: not live, exit"
+    )
 
     # Orchestrator settings are the orchestrator's (``alphasaga_orchestrator.settings``), the
     # relay's in ``outbox.RelaySettings``: a worker loads none of them. The projector's are

@@ -37,6 +37,11 @@ LOST = Counter(
     "Pending entries found deleted (trimmed) before they were processed; should stay 0",
     ["stream"],
 )
+GROUPS_RECREATED = Counter(
+    "alphasaga_bus_groups_recreated_total",
+    "Consumer groups found gone (Redis forgot them) and made again at 0, by stream and group",
+    ["stream", "group"],
+)
 HANDLER_SECONDS = Histogram(
     "alphasaga_handler_seconds", "Time spent in a message handler", ["stream", "group"], buckets=FAST
 )
@@ -62,6 +67,10 @@ TIMER_BACKLOG = Gauge("alphasaga_timer_backlog", "Saga deadlines already due and
 
 # --- storage ---
 RELAYED = Counter("alphasaga_relayed_total", "Outbox messages published by the relay")
+REPUBLISHED = Counter(
+    "alphasaga_relay_republished_total",
+    "Outbox rows of unfinished sagas published again because Redis forgot or was restarted (docs/runbooks.md)",
+)
 RELAY_LAG = Gauge("alphasaga_relay_lag_seconds", "Age of the newest outbox row the relay published")
 OUTBOX_BACKLOG = Gauge("alphasaga_outbox_backlog", "Outbox rows committed and not yet passed by the relay")
 COMMIT_SECONDS = Histogram(

@@ -41,6 +41,7 @@ from .eventstore import (
     outbox_channel,
 )
 from .loops import Outage, retrying
+from .sentinel import Sentinel
 from .wire import Outgoing
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ SETTLE_WAIT_S = 0.2
 # A claim the tail has not met after this long was met before it was made (the row was
 # published twice, which receivers deduplicate): forget it.
 CLAIM_TTL_S = 60.0
+# How often the lock holder asks whether Redis forgot what it published (sentinel.py).
+SENTINEL_CHECK_S = 1.0
 
 
 def outbox_events(outgoing: Sequence[Outgoing]) -> list[NewEvent]:
@@ -151,6 +154,7 @@ class Relay:
         poll_ms: int = 50,
         save_every_ms: int = 100,
         after_publish: Callable[[], None] | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.store = store
         self.redis = redis  # redis.asyncio.Redis; typed loosely to keep faststream out of here
@@ -175,6 +179,9 @@ class Relay:
         self._handed_back: list[tuple[str, dict[str, str]]] = []
         # A test's hook between publishing and saving the position (the crash test exits there).
         self._after_publish = after_publish
+        # Whether Redis forgot (None: not watched, for tests of the publishing paths alone).
+        self._sentinel = Sentinel(redis, namespace) if namespace is not None else None
+        self._sentinel_checked = 0.0
 
     @contextlib.asynccontextmanager
     async def publishing(self, rows: Sequence[NewEvent]) -> AsyncIterator[bool]:
@@ -264,6 +271,33 @@ class Relay:
         for event_id in checkpoint.published_ahead:
             self._claimed.setdefault(event_id, _Claim(now, published=True))
         self._saved = checkpoint
+
+    async def republish_if_forgotten(self) -> int:
+        """When Redis forgot what was published (``sentinel.py``), publish again, at once,
+        every outbox row of every correlation not ended that was published: those up to the
+        position and those published directly past it (the tail publishes the rest);
+        returns how many rows."""
+        if self._sentinel is None or self._position is None:
+            return 0
+        self._sentinel_checked = time.monotonic()
+        why = await self._sentinel.forgotten()
+        if why is None:
+            return 0
+        from alphasaga_contracts.saga import terminal_event_types
+
+        await self._sentinel.begin()
+        ahead = [event_id for event_id, claim in self._claimed.items() if claim.published]
+        ended = sorted(terminal_event_types())
+        rows = latest_first(await self.store.unfinished_outbox(ended, self._position, ahead, conn=self._session))
+        fields = [wire_fields(row) for row in rows]
+        for start in range(0, len(fields), self.batch):
+            await self._send(fields[start : start + self.batch], [])
+        metrics.REPUBLISHED.inc(len(rows))
+        if not await self._sentinel.done():
+            self._sentinel_checked = 0.0  # forgotten again meanwhile: look again at once
+        sagas = len({row.stream_id for row in rows})
+        log.warning("Redis forgot: %s; re-published %d outbox rows of %d unfinished sagas", why, len(rows), sagas)
+        return len(rows)
 
     async def publish_once(self) -> int:
         if self._position is None:
@@ -378,6 +412,8 @@ class Relay:
         while True:
             if lost.is_set() or session.is_closed():
                 raise LockLost("the relay lock's session was lost")
+            if time.monotonic() - self._sentinel_checked >= SENTINEL_CHECK_S:
+                await self.republish_if_forgotten()
             read = await self.publish_once()
             if read >= self.batch:
                 continue
@@ -437,6 +473,15 @@ class Relay:
                         fresh.terminate()
 
 
+def latest_first(rows: Sequence[RecordedEvent]) -> list[RecordedEvent]:
+    """``rows`` (in commit order) with what each correlation's last transaction wrote first,
+    then the rest, each part in commit order: after Redis forgot, the messages a saga waits
+    on (its last decision's) are queued before those that only make work done again."""
+    last = {row.stream_id: row.transaction_id for row in rows}
+    newest = [row for row in rows if row.transaction_id == last[row.stream_id]]
+    return newest + [row for row in rows if row.transaction_id != last[row.stream_id]]
+
+
 class LockLost(ConnectionError):
     """The session holding the relay lock is gone: another relay may hold it now."""
 
@@ -453,9 +498,13 @@ class RelaySettings(BaseSettings):
     poll_ms: int = Field(50, ge=1, description="How often the tail looks when no NOTIFY woke it")
 
 
-def relay_for(store: EventStore, redis: object, *, after_publish: Callable[[], None] | None = None) -> Relay:
+def relay_for(
+    store: EventStore, redis: object, namespace: str, *, after_publish: Callable[[], None] | None = None
+) -> Relay:
     settings = RelaySettings()
-    return Relay(store, redis, batch=settings.batch, poll_ms=settings.poll_ms, after_publish=after_publish)
+    return Relay(
+        store, redis, batch=settings.batch, poll_ms=settings.poll_ms, after_publish=after_publish, namespace=namespace
+    )
 
 
 def main(after_publish: Callable[[], None] | None = None) -> None:
@@ -464,7 +513,7 @@ def main(after_publish: Callable[[], None] | None = None) -> None:
     from .runner import ServiceContext, run_service
 
     async def setup(ctx: ServiceContext) -> None:
-        relay = relay_for(ctx.store, await ctx.bus.connect(), after_publish=after_publish)
+        relay = relay_for(ctx.store, await ctx.bus.connect(), ctx.settings.namespace, after_publish=after_publish)
         ctx.background.append(relay.run)
         metrics.on_scrape(relay.measure_backlog)
 

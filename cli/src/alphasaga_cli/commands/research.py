@@ -151,9 +151,10 @@ def _submitter(
     """Submit, then print the id, or with ``wait`` follow the saga to its end."""
 
     async def go(client: AlphaSaga) -> int:
-        # Connected to both first: a saga is never submitted that we then cannot watch.
-        await client.connect(database=wait)
-        submitted = await client.submit(request, workflow=workflow)
+        # The start is recorded in PostgreSQL (an outbox row the relay publishes), as the
+        # API's is: nothing this command accepted is lost when Redis forgets (decision 0014).
+        await client.connect()
+        submitted = await client.submit_recorded(request, _nothing_more, workflow=workflow)
         if not wait:
             if as_json:
                 print_json({"saga_id": str(submitted.saga_id), "message_id": submitted.message_id})
@@ -165,6 +166,11 @@ def _submitter(
         return OK if progress.state == SagaState.COMPLETED else NOT_COMPLETED
 
     return go
+
+
+async def _nothing_more(_conn: object, _saga_id: uuid.UUID) -> bool:
+    """A submit from the command line has no owner to record with its start."""
+    return True
 
 
 def watch(

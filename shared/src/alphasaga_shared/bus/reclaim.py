@@ -5,6 +5,8 @@ nack does nothing on Redis, and a restarted consumer never re-reads its own pend
   them through the same chain as fresh reads, with their delivery counts from
   ``XPENDING``; entries trimmed while pending are counted and logged, never dropped
   silently. Consumers idle a long time and holding nothing are deleted.
+* A group found gone (Redis forgot it) on the way is handed to the keeper
+  (``groups.py``), which makes it again; so is one whose reader stopped.
 * The heartbeat re-claims to this consumer, every third of the idle time, the entries its
   handlers are working on (``XCLAIM … JUSTID`` resets their idle time without counting a
   delivery), so a slow handler is never taken for a dead one.
@@ -19,11 +21,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from .. import metrics
 from ..config import Settings
 from ..loops import run_forever
 from ..wire import Delivery, as_text
+from .groups import GroupKeeper, is_group_gone
 
 log = logging.getLogger("alphasaga_shared.bus")
 
@@ -35,6 +39,7 @@ class Subscription(Protocol):
     group: str
     autoclaim_cursor: str
     in_flight: set[str]
+    reader: Any
 
 
 Process = Callable[[Any, list[Delivery]], Awaitable[Any]]
@@ -42,9 +47,15 @@ Process = Callable[[Any, list[Delivery]], Awaitable[Any]]
 
 class Reclaimer:
     def __init__(
-        self, client: Redis, settings: Settings, subscriptions: Sequence[Subscription], process: Process
+        self,
+        client: Redis,
+        settings: Settings,
+        subscriptions: Sequence[Subscription],
+        process: Process,
+        keeper: GroupKeeper | None = None,
     ) -> None:
         self.client = client
+        self.keeper = keeper
         self.settings = settings
         self.consumer = settings.consumer
         self.subscriptions = subscriptions
@@ -57,14 +68,18 @@ class Reclaimer:
         async def one_pass() -> bool:
             for sub in self.subscriptions:
                 if sub.in_flight:
-                    await self.client.xclaim(
-                        sub.stream,
-                        sub.group,
-                        self.consumer,
-                        min_idle_time=0,
-                        message_ids=list[Any](sub.in_flight),
-                        justid=True,
-                    )
+                    try:
+                        await self.client.xclaim(
+                            sub.stream,
+                            sub.group,
+                            self.consumer,
+                            min_idle_time=0,
+                            message_ids=list[Any](sub.in_flight),
+                            justid=True,
+                        )
+                    except ResponseError as exc:
+                        if not is_group_gone(exc):
+                            raise  # gone: nothing to keep claimed; the reclaimer makes it again
             return False
 
         await run_forever("bus heartbeat", one_pass, lambda: asyncio.sleep(period))
@@ -75,16 +90,30 @@ class Reclaimer:
 
         async def one_pass() -> bool:
             nonlocal last_cleanup
+            if self.keeper is not None:
+                await self.keeper.heal_stopped(self.subscriptions, lambda sub: sub.reader is None or sub.reader.running)
             for sub in self.subscriptions:
-                while await self.reclaim_once(sub):
-                    pass
+                await self._guarded(sub, self._reclaim_all)
             if time.monotonic() - last_cleanup > self.settings.dead_consumer_idle_ms / 2000:
                 last_cleanup = time.monotonic()
                 for sub in self.subscriptions:
-                    await self.remove_idle_consumers(sub)
+                    await self._guarded(sub, self.remove_idle_consumers)
             return False
 
         await run_forever("bus reclaimer", one_pass, lambda: asyncio.sleep(period))
+
+    async def _reclaim_all(self, sub: Subscription) -> None:
+        while await self.reclaim_once(sub):
+            pass
+
+    async def _guarded(self, sub: Subscription, work: Callable[[Subscription], Awaitable[object]]) -> None:
+        """``work`` on ``sub``; a group found gone on the way goes to the keeper."""
+        try:
+            await work(sub)
+        except ResponseError as exc:
+            if self.keeper is None or not is_group_gone(exc):
+                raise
+            await self.keeper.heal(sub)
 
     async def reclaim_once(self, sub: Subscription) -> int:
         """Claim and process one page of entries idle past ``reclaim_idle_ms``; returns how

@@ -10,7 +10,8 @@ connection. What it leaves out (DESIGN.md §2) is here and beside it:
   collected (outputs, "done" marks, dead letters, acks) is committed here in one
   MULTI/EXEC, one round trip;
 * the reclaimer of ``reclaim.py`` takes over entries left pending by a dead or failing
-  consumer and feeds them through the same chain.
+  consumer and feeds them through the same chain;
+* the keeper of ``groups.py`` makes a group Redis forgot again, and restarts its reader.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..outages import OUTAGES, STORES, Held, Span, held_key
 from ..streamstats import WATCHED, StreamStats
 from ..wire import Delivery, MalformedMessage, Outgoing, as_text, cap_text, encode, entry_size
 from . import chain as ch
+from .groups import GroupKeeper
 from .reclaim import Reclaimer
 
 log = logging.getLogger("alphasaga_shared.bus")
@@ -62,6 +64,8 @@ class Subscription:
     autoclaim_cursor: str = "0-0"
     # Entries a handler is working on; the heartbeat keeps them claimed by this consumer.
     in_flight: set[str] = field(default_factory=set)
+    # faststream's subscriber that reads the group (restarted after the group was made again).
+    reader: Any = None
     # Metric children bound once: label lookups cost more than the increments.
     m_processed: Any = None
     m_duplicate: Any = None
@@ -73,6 +77,8 @@ class Subscription:
         self.m_duplicate = metrics.MESSAGES.labels(self.stream, self.group, "duplicate")
         self.m_dead = metrics.MESSAGES.labels(self.stream, self.group, "dead_lettered")
         self.m_failed = metrics.MESSAGES.labels(self.stream, self.group, "failed")
+        # Exported at 0 from the start, so that the first re-creation is an increase.
+        metrics.GROUPS_RECREATED.labels(self.stream, self.group)
 
     def count(self, outcome: ch.BatchOutcome) -> None:
         for n, child in (
@@ -217,7 +223,7 @@ class Bus:
             deliveries = [Delivery(stream=stream, entry_id=eid.decode(), fields=as_text(data)) for eid, data in entries]
             await self.process(sub, deliveries)
 
-        self.broker.subscriber(
+        sub.reader = reader = self.broker.subscriber(
             stream=StreamSub(
                 stream,
                 group=sub.group,
@@ -229,7 +235,8 @@ class Bus:
             parser=_parse,
             decoder=_decode,
             ack_policy=AckPolicy.MANUAL,
-        )(on_batch)
+        )
+        reader(on_batch)
         return sub
 
     def _batch_middlewares(self, sub: Subscription, batch_handler: ch.BatchHandler | None) -> list[ch.BatchMiddleware]:
@@ -263,11 +270,18 @@ class Bus:
             dead = {stream: self.settings.streams.dead_letters(stream) for stream, _ in groups}
             self._stats = StreamStats(client, groups, dead)
             WATCHED.sources.append(self._stats)
-            reclaimer = Reclaimer(client, self.settings, self._subscriptions, self.process)
+            keeper = GroupKeeper(client, self.settings.group_recovery_s, self._restart_reader)
+            reclaimer = Reclaimer(client, self.settings, self._subscriptions, self.process, keeper)
             self._background = [
                 asyncio.create_task(reclaimer.reclaim_forever(), name="bus-reclaimer"),
                 asyncio.create_task(reclaimer.keep_claimed(), name="bus-heartbeat"),
             ]
+
+    async def _restart_reader(self, sub: Subscription) -> None:
+        """Start ``sub``'s faststream subscriber again if it stopped (it stops for good when
+        its read meets ``NOGROUP``); its group exists again by now."""
+        if self._started and sub.reader is not None and not sub.reader.running:
+            await sub.reader.start()
 
     async def check_groups(self) -> None:
         """Raise unless every group this bus reads exists (for readiness: a group deleted by

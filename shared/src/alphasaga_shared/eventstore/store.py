@@ -154,6 +154,15 @@ SELECT {_COLUMNS_DATA_AS_TEXT} FROM events
 WHERE global_position = ANY($1::bigint[]) ORDER BY transaction_id, global_position
 """
 _TAIL_PREFIX_TEXT = _TAIL_PREFIX.replace(_COLUMNS, _COLUMNS_DATA_AS_TEXT, 1)
+# The outbox rows up to a position (and those given by id) of the outbox streams that hold
+# none of the given (terminal) types: what the relay publishes again when Redis forgot.
+_UNFINISHED_OUTBOX = f"""
+SELECT {_COLUMNS_DATA_AS_TEXT} FROM events o
+WHERE o.stream_id LIKE '{OUTBOX_PREFIX}%'
+  AND ((o.transaction_id, o.global_position) <= ($2::text::xid8, $3::bigint) OR o.event_id = ANY($4::uuid[]))
+  AND NOT EXISTS (SELECT 1 FROM events t WHERE t.stream_id = o.stream_id AND t.type = ANY($1::text[]))
+ORDER BY o.transaction_id, o.global_position
+"""
 
 
 def process_application_name(name: str) -> str:
@@ -389,6 +398,18 @@ class EventStore:
                 after.global_position,
             )
         return int(count)
+
+    async def unfinished_outbox(
+        self, ended: Sequence[str], upto: Position, also: Sequence[uuid.UUID] = (), *, conn: Conn | None = None
+    ) -> list[RecordedEvent]:
+        """The outbox rows up to ``upto`` in commit order, and those whose ids are in ``also``,
+        of the correlations whose outbox holds no row of a type in ``ended``, their data as
+        JSON text. It reads the whole outbox: for a rare recovery, not a loop."""
+        async with self._using(conn) as c:
+            rows = await c.fetch(
+                _UNFINISHED_OUTBOX, list(ended), str(upto.transaction_id), upto.global_position, list(also)
+            )
+        return [_row(r) for r in rows]
 
     async def by_positions(self, positions: Sequence[int], *, conn: Conn | None = None) -> list[RecordedEvent]:
         """Rows by global position, in commit order, their data as JSON text."""
