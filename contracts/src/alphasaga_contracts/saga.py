@@ -23,6 +23,9 @@ class StartResearch(Message):
     TYPE = "orchestrator.StartResearch"
     saga_id: UUID | None = None
     workflow: str = Field("research", pattern=WORKFLOW_NAME)
+    workflow_version: int | None = Field(
+        None, ge=1, description="The workflow's version to run; unset: its newest that is not a preview"
+    )
     request: ResearchRequest
 
 
