@@ -43,10 +43,14 @@ class Commands(Core):
         workflow: str = "research",
         saga_id: uuid.UUID | None = None,
         message_id: str | None = None,
+        workflow_version: int | None = None,
     ) -> Submitted:
         """Publish a research request. The same ``message_id`` (an idempotency key) always
-        names the same saga: without ``saga_id`` the orchestrator derives it from the id."""
-        env = self.start_envelope(request, workflow=workflow, saga_id=saga_id, message_id=message_id)
+        names the same saga: without ``saga_id`` the orchestrator derives it from the id.
+        ``workflow_version`` picks a version (a preview); unset, the newest that is not one."""
+        env = self.start_envelope(
+            request, workflow=workflow, saga_id=saga_id, message_id=message_id, workflow_version=workflow_version
+        )
         tip = await self.lifecycle_cursor()
         entry_id = await self._send(self.settings.streams.commands(Service.ORCHESTRATOR), env)
         return Submitted(uuid.UUID(env.correlation_id), env.message_id, entry_id, tip)
@@ -81,16 +85,21 @@ class Commands(Core):
         workflow: str = "research",
         saga_id: uuid.UUID | None = None,
         message_id: str | None = None,
+        workflow_version: int | None = None,
     ) -> Envelope:
         """The ``StartResearch`` envelope of a research request."""
         from alphasaga_contracts import saga as sg
         from alphasaga_shared.wire import envelope_for
 
         saga_id = saga_id or (sg.derived_saga_id(message_id) if message_id else uuid.uuid4())
-        message = sg.StartResearch(saga_id=saga_id, workflow=workflow, request=request)
+        message = sg.StartResearch(
+            saga_id=saga_id, workflow=workflow, workflow_version=workflow_version, request=request
+        )
         return envelope_for(message, correlation_id=str(saga_id), message_id=message_id)
 
-    async def submit_many(self, requests: Sequence[ResearchRequest], *, workflow: str = "research") -> list[Submitted]:
+    async def submit_many(
+        self, requests: Sequence[ResearchRequest], *, workflow: str = "research", workflow_version: int | None = None
+    ) -> list[Submitted]:
         """Publish many research requests in one round trip (a campaign, a burst)."""
         from alphasaga_contracts import saga as sg
         from alphasaga_shared.wire import envelope_for
@@ -99,7 +108,9 @@ class Commands(Core):
         envelopes = []
         for request in requests:
             saga_id = uuid.uuid4()
-            message = sg.StartResearch(saga_id=saga_id, workflow=workflow, request=request)
+            message = sg.StartResearch(
+                saga_id=saga_id, workflow=workflow, workflow_version=workflow_version, request=request
+            )
             envelopes.append(envelope_for(message, correlation_id=str(saga_id)))
         stream = self.settings.streams.commands(Service.ORCHESTRATOR)
         async with (await self.redis()).pipeline(transaction=False) as pipe:

@@ -106,6 +106,9 @@ def submit(
     trials: Annotated[int | None, typer.Option(help="Strategies tried so far (deflated Sharpe)")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
     workflow: Annotated[str | None, typer.Option(help="Workflow name (default research)")] = None,
+    workflow_version: Annotated[
+        int | None, typer.Option(help="Workflow version, e.g. 2 for research's DAG preview (default: the newest)")
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Show progress until the saga ends; exit 0 if it completed")
     ] = False,
@@ -142,7 +145,9 @@ def submit(
     async def go(client: AlphaSaga) -> int:
         # Connected to both first: a saga is never submitted that we then cannot watch.
         await client.connect(database=wait)
-        submitted = await client.submit(request, workflow=workflow or file_workflow or "research")
+        submitted = await client.submit(
+            request, workflow=workflow or file_workflow or "research", workflow_version=workflow_version
+        )
         if not wait:
             if as_json:
                 print_json({"saga_id": str(submitted.saga_id), "message_id": submitted.message_id})
