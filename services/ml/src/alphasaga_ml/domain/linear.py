@@ -58,11 +58,11 @@ class LinearModel:
 def fit_linear(x: FloatArray, y: FloatArray, names: tuple[str, ...], seed: int) -> LinearModel:
     """Fit on these rows only. A column with no value here gets mean 0 and scale 1; a
     training set of one class gives zero coefficients and that class's log-odds, clipped."""
-    with np.errstate(all="ignore"):
-        mean = np.nanmean(x, axis=0) if len(x) else np.zeros(x.shape[1])
-        scale = np.nanstd(x, axis=0) if len(x) else np.ones(x.shape[1])
-    mean = np.where(np.isfinite(mean), mean, 0.0)
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    seen = ~np.isnan(x)
+    count = np.maximum(seen.sum(axis=0), 1)
+    mean = np.where(seen, x, 0.0).sum(axis=0) / count
+    spread = np.sqrt(np.where(seen, (x - mean) ** 2, 0.0).sum(axis=0) / count)
+    scale = np.where(spread > 0, spread, 1.0)
     model = LinearModel(names, mean, scale, np.zeros(x.shape[1]), 0.0)
     if len(np.unique(y)) < 2:
         rate = float(np.clip(np.mean(y) if len(y) else 0.5, 1e-6, 1 - 1e-6))
