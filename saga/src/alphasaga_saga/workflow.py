@@ -101,30 +101,45 @@ class Workflow:
     # newest version that is not one.
     preview: bool = False
     _needs: dict[str, tuple[str, ...]] = field(init=False, compare=False, repr=False)
+    _by_name: dict[str, StepDefinition] = field(init=False, compare=False, repr=False)
+    _branchy: frozenset[str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {s.name: s for s in self.steps})
         needs: dict[str, tuple[str, ...]] = {}
         for i, s in enumerate(self.steps):
             needs[s.name] = s.needs if s.needs is not None else ((self.steps[i - 1].name,) if i else ())
         object.__setattr__(self, "_needs", needs)
+        branchy = {
+            s.name
+            for s in self.steps
+            if s.fan_out is not None
+            or any(self._by_name[n].fan_out is not None for n in needs[s.name] if n in self._by_name)
+        }
+        object.__setattr__(self, "_branchy", frozenset(branchy))
         problem = _dag_problem(self)
         if problem is not None:
             raise WorkflowFileError(f"workflow {self.name} v{self.version}: {problem}")
 
     def step(self, name: str) -> StepDefinition:
         """The definition of step ``name``, or of the step a branch (``ml[linear]``) is of."""
-        base = split_branch(name)[0]
-        for candidate in self.steps:
-            if candidate.name == base:
-                return candidate
-        raise KeyError(f"workflow {self.name} v{self.version} has no step {name!r}")
+        found = self._by_name.get(name) or self._by_name.get(split_branch(name)[0])
+        if found is None:
+            raise KeyError(f"workflow {self.name} v{self.version} has no step {name!r}")
+        return found
 
     def index(self, name: str) -> int:
         return [candidate.name for candidate in self.steps].index(name)
 
     def needs(self, name: str) -> tuple[str, ...]:
         """The steps ``name`` needs, as declared (or the step before it)."""
-        return self._needs[split_branch(name)[0]]
+        found = self._needs.get(name)
+        return found if found is not None else self._needs[split_branch(name)[0]]
+
+    def takes_branches(self, name: str) -> bool:
+        """Whether step ``name`` fans out or needs a step that does (its inputs then come
+        from branches too, ``dag.branch_inputs``)."""
+        return split_branch(name)[0] in self._branchy
 
     def is_chain(self) -> bool:
         return all(s.fan_out is None for s in self.steps) and all(

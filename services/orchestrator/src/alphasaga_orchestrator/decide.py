@@ -214,9 +214,10 @@ def _on_step_reply(
 def _advance(d: Decision, saga: Saga, workflow: Workflow, ctx: Context) -> None:
     """Start every step whose needs are met and that has not started (planning the
     branches of a fan-out first), or complete the saga when every step has succeeded."""
+    planned = saga.planned()  # the saga's own record: a fan-out below adds to it
     for step in workflow.steps:
-        if step.fan_out is not None and step.name not in saga.planned():
-            if not dag.ready_to_fan_out(workflow, saga.planned(), saga.completed, step):
+        if step.fan_out is not None and step.name not in planned:
+            if not dag.ready_to_fan_out(workflow, planned, saga.completed, step):
                 continue
             try:
                 items = dag.items_at(saga.context, step.fan_out.over)
@@ -224,11 +225,11 @@ def _advance(d: Decision, saga: Saga, workflow: Workflow, ctx: Context) -> None:
                 _begin_compensation(d, saga, workflow, ctx, f"{step.name} cannot fan out: {exc}")
                 return
             saga.fan_out(step=step.name, items=items)
-        for name in dag.instances(step, saga.planned()) or []:
-            ready = name not in saga.attempts and dag.needs_met(workflow, saga.planned(), saga.completed, name)
+        for name in dag.instances(step, planned) or []:
+            ready = name not in saga.attempts and dag.needs_met(workflow, planned, saga.completed, name)
             if ready and not _command(d, saga, workflow, name, 1, ctx):
                 return
-    everything = dag.all_instances(workflow, saga.planned())
+    everything = dag.all_instances(workflow, planned)
     if everything is not None and set(everything) <= set(saga.completed):
         saga.complete()
         _publish(d, sg.SagaCompleted(saga_id=saga.saga_id, outputs=saga.outputs))
@@ -360,7 +361,7 @@ def _command(d: Decision, saga: Saga, workflow: Workflow, name: str, attempt: in
     step = workflow.step(name)
     message_id = derived_message_id(str(saga.saga_id), name, "attempt", str(attempt))
     inputs: dict[str, Any] = {k: saga.context[k] for k in step.inputs if k in saga.context}
-    if step.fan_out is not None or any(workflow.step(n).fan_out is not None for n in workflow.needs(name)):
+    if workflow.takes_branches(name):
         extra = dag.branch_inputs(workflow, saga.planned(), saga.completed, saga.branch_results(), name)
         inputs.update({k: v for k, v in extra.items() if k in step.inputs})
     try:
