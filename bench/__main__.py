@@ -1,8 +1,8 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|dag|``
-``research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no servers, so none are started when
-they run alone.
+``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|``
+``dag|dagreal|research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no servers, so none are
+started when they run alone.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ NEEDS_SERVERS = {
     "reads",
     "observability",
     "dag",
+    "dagreal",
 }
 
 
@@ -103,6 +104,8 @@ async def main(which: set[str]) -> None:
                 print(reads.markdown(await reads.measure(s)), flush=True)
             if "dag" in which:
                 print(dag.markdown(await dag.measure(s)), flush=True)
+            if "dagreal" in which:
+                print(dag.real_markdown(await dag.real(s)), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)

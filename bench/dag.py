@@ -11,9 +11,11 @@ v1 and v2 on the same stack, so that a machine that slows down slows both alike.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from alphasaga_client import AlphaSaga
@@ -25,7 +27,7 @@ from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, Workflow
 from alphasaga_shared.wire import envelope_for
 
 from .common import Servers, percentile
-from .saga import Stack, run_to_end
+from .saga import ROOT, Stack, run_to_end
 
 V1, V2 = DEFAULT_WORKFLOWS.get("research", 1), DEFAULT_WORKFLOWS.get("research", 2)
 INSTANCES = {1: 4, 2: 7}
@@ -143,3 +145,112 @@ def markdown(r: dict[int, dict[str, float]]) -> str:
             f"| {m['decide_us']:.1f} µs |"
         )
     return "\n".join(lines) + "\n"
+
+
+# --- research v2 on the real services: the ml branches with one and with two ml processes
+
+
+async def real(s: Servers, runs: int = 3) -> dict[str, dict[str, float]]:
+    """research v1 and v2 on sp500 through the real services, alternating, ``runs`` each
+    after a warm-up, first with one ml process, then with a second one added. From each
+    saga's events: its wall time, and its ml phase (the first ml command to the last ml
+    success)."""
+    import subprocess
+    import sys
+
+    from alphasaga_cli.stack import Stack as Services
+
+    from .common import cleanup, stack_settings
+
+    settings = stack_settings(s, "benchdag")
+    services = Services(settings, say=lambda _: None)
+    services.start(timeout=120)
+    extra: subprocess.Popen[bytes] | None = None
+    out: dict[str, dict[str, float]] = {}
+    try:
+        async with AlphaSaga(settings) as client:
+            await _real_saga(client, 2)  # warm-up: first imports and data loads
+            for processes in (1, 2):
+                if processes == 2:
+                    log = services.log_dir / "ml-2.log"
+                    extra = subprocess.Popen(  # noqa: ASYNC220
+                        [sys.executable, "-m", "alphasaga_ml"],
+                        env=services.env(),
+                        stdout=log.open("wb"),
+                        stderr=subprocess.STDOUT,
+                    )
+                    await _ready(log)
+                rows: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+                for _ in range(runs):
+                    for version in (1, 2):
+                        rows[version].append(await _real_saga(client, version))
+                for version, timed in rows.items():
+                    out[f"v{version}, {processes} ml process{'es' if processes > 1 else ''}"] = {
+                        "wall_s": statistics.median(t[0] for t in timed),
+                        "ml_s": statistics.median(t[1] for t in timed),
+                    }
+    finally:
+        if extra is not None:
+            extra.terminate()
+            extra.wait(20)
+        services.stop()
+        await cleanup(s, settings.namespace, settings.database_schema)
+    return out
+
+
+async def _real_saga(client: AlphaSaga, version: int) -> tuple[float, float]:
+    submitted = await client.submit(ResearchRequest(dataset="sp500"), workflow_version=version)
+    ends = [u.event async for u in client.follow(submitted.saga_id, after=submitted.follow_from, timeout_s=600)]
+    assert isinstance(ends[-1], sg.SagaCompleted), ends[-1]
+    rows = await client.events(submitted.saga_id)
+    ml = [r for r in rows if r.type.endswith(("StepCommanded", "StepSucceeded")) and r.data["step"].startswith("ml")]
+    wall = (rows[-1].recorded_at - rows[0].recorded_at).total_seconds()
+    return wall, (ml[-1].recorded_at - ml[0].recorded_at).total_seconds()
+
+
+async def _ready(log: Path) -> None:
+    """Until the process writing ``log`` says it is ready."""
+    import asyncio
+
+    for _ in range(600):
+        if "alphasaga-ml: ready" in log.read_text(errors="replace"):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"the second ml process did not start: {log.read_text()[-2000:]}")
+
+
+def real_markdown(r: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "## research v1 and v2 on sp500, the real services (issue #25)\n",
+        "Medians of the runs; times from each saga's events (first to last; first ml command to last ml success).\n",
+        "| saga, ml processes | wall time | ml phase |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {name} | {m['wall_s']:.2f} s | {m['ml_s']:.2f} s |" for name, m in r.items()]
+    return "\n".join(lines) + "\n"
+
+
+# --- decide() on research v1 before and after the DAG engine, in one run --------------
+
+
+def decide_before_and_after(before: Path, rounds: int = 5) -> dict[str, float]:
+    """``bench.saga.decision_cost`` (research v1, µs per decision) in another checkout
+    (``before``, with its own .venv) and in this one, rounds interleaved; the medians of
+    the rounds, each the least of three passes."""
+    import subprocess
+
+    code = "from bench.saga import decision_cost; print(min(decision_cost(2000) for _ in range(3)))"
+    runs: dict[str, list[float]] = {"before": [], "after": []}
+    for _ in range(rounds):
+        for label, root in (("before", before), ("after", ROOT)):
+            python = root / ".venv" / "bin" / "python"
+            done = subprocess.run(
+                [str(python), "-c", code],
+                cwd=root,
+                env={**os.environ, "PYTHONPATH": str(root)},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            runs[label].append(float(done.stdout.strip().splitlines()[-1]))
+    return {label: statistics.median(values) for label, values in runs.items()}

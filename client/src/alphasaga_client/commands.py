@@ -56,7 +56,13 @@ class Commands(Core):
         return Submitted(uuid.UUID(env.correlation_id), env.message_id, entry_id, tip)
 
     async def submit_recorded(
-        self, request: ResearchRequest, record: Record, *, workflow: str = "research", message_id: str | None = None
+        self,
+        request: ResearchRequest,
+        record: Record,
+        *,
+        workflow: str = "research",
+        message_id: str | None = None,
+        workflow_version: int | None = None,
     ) -> Submitted:
         """Record a research request in the outbox (the stream ``outbox:<saga id>``) in one
         PostgreSQL transaction with what ``record`` writes, and leave its publishing to the
@@ -67,7 +73,7 @@ class Commands(Core):
         from alphasaga_shared.outbox import outbox_events
         from alphasaga_shared.wire import Outgoing
 
-        env = self.start_envelope(request, workflow=workflow, message_id=message_id)
+        env = self.start_envelope(request, workflow=workflow, message_id=message_id, workflow_version=workflow_version)
         self._entry(env)  # too large to be read: refused before anything is written
         saga_id = uuid.UUID(env.correlation_id)
         rows = outbox_events([Outgoing(self.settings.streams.commands(Service.ORCHESTRATOR), env)])

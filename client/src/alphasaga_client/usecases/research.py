@@ -40,6 +40,7 @@ async def submit_research(
     workflow: str = "research",
     idempotency_key: str | None = None,
     between_writes: FaultHook | None = None,
+    workflow_version: int | None = None,
 ) -> Submitted:
     """Submit as a principal. The saga's owner and its start (an outbox row the relay
     publishes) are written in one transaction: no saga without an owner, nothing accepted
@@ -56,7 +57,9 @@ async def submit_research(
             await between_writes()
         return recorded
 
-    return await c.client.submit_recorded(request, record_owner, workflow=workflow, message_id=message_id)
+    return await c.client.submit_recorded(
+        request, record_owner, workflow=workflow, message_id=message_id, workflow_version=workflow_version
+    )
 
 
 def data_path_refusal(principal: Principal, request: ResearchRequest) -> str | None:

@@ -35,6 +35,9 @@ async def submit(
     body: ResearchRequest,
     who: Acting,
     workflow: Annotated[str, Query(pattern=WORKFLOW_NAME)] = "research",
+    workflow_version: Annotated[
+        int | None, Query(ge=1, le=1_000_000, description="A version to run (a preview); default: the newest")
+    ] = None,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> models.Submitted:
     """Submit a research request. The same ``Idempotency-Key`` from the same caller always
@@ -43,7 +46,9 @@ async def submit(
     rt = runtime(request)
     await limit(request, "submit", who.subject, rt.api.submit_per_minute)
     await limit(request, "submit-ip", client_address(request), rt.api.submit_ip_per_minute)
-    submitted = await research.submit_research(who, body, workflow=workflow, idempotency_key=idempotency_key)
+    submitted = await research.submit_research(
+        who, body, workflow=workflow, idempotency_key=idempotency_key, workflow_version=workflow_version
+    )
     sid = str(submitted.saga_id)
     return models.Submitted(
         saga_id=submitted.saga_id,
