@@ -316,6 +316,10 @@ class Saga(Aggregate):
         d = _deadlines(self).get(_key(kind, step))
         return d is not None and d["kind"] == kind and d["attempt"] == attempt
 
+    def has_pending(self) -> bool:
+        """Whether any step or compensation is out, or waits for its next attempt."""
+        return bool(_deadlines(self))
+
     def in_flight(self) -> list[str]:
         """The steps whose attempt is out and unanswered."""
         return [d["step"] for d in _deadlines(self).values() if d["kind"] == TimerKind.STEP_TIMEOUT]
@@ -362,8 +366,11 @@ def _branch_outputs(saga: Saga) -> dict[str, dict[str, Any]]:
 
 
 def _earliest(saga: Saga) -> None:
-    pending = _deadlines(saga).values()
-    saga.deadline = min(pending, key=due_time) if pending else None
+    pending = _deadlines(saga)
+    if len(pending) <= 1:  # a chain's case: no time to parse
+        saga.deadline = next(iter(pending.values()), None)
+    else:
+        saga.deadline = min(pending.values(), key=due_time)
 
 
 def _put(saga: Saga, pending: Deadline) -> None:

@@ -13,7 +13,7 @@ on the first ``first`` of them to succeed.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from .workflow import StepDefinition, Workflow, branch_name, split_branch
@@ -82,10 +82,10 @@ def instance_needs(workflow: Workflow, fanned: Fanned, name: str) -> list[str]:
     return out
 
 
-def needs_met(workflow: Workflow, fanned: Fanned, completed: Sequence[str], name: str) -> bool:
+def needs_met(workflow: Workflow, fanned: Fanned, done: Collection[str], name: str) -> bool:
     """Whether instance ``name`` may start: every need done (a fan-in: its ``first``)."""
     base, item = split_branch(name)
-    step, done = workflow.step(base), set(completed)
+    step = workflow.step(base)
     for n in workflow.needs(base):
         need = workflow.step(n)
         if need.fan_out is None or (item is not None and _paired(step, need)):
@@ -97,7 +97,7 @@ def needs_met(workflow: Workflow, fanned: Fanned, completed: Sequence[str], name
     return True
 
 
-def _fan_in_met(step: StepDefinition, need: StepDefinition, fanned: Fanned, done: set[str]) -> bool:
+def _fan_in_met(step: StepDefinition, need: StepDefinition, fanned: Fanned, done: Collection[str]) -> bool:
     branches = instances(need, fanned)
     if branches is None:
         return False

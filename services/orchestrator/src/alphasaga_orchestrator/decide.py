@@ -216,6 +216,8 @@ def _advance(d: Decision, saga: Saga, workflow: Workflow, ctx: Context) -> None:
     branches of a fan-out first), or complete the saga when every step has succeeded."""
     planned = saga.planned()  # the saga's own record: a fan-out below adds to it
     for step in workflow.steps:
+        if step.fan_out is None and step.name in saga.attempts:
+            continue  # started already (the common case, cheaply)
         if step.fan_out is not None and step.name not in planned:
             if not dag.ready_to_fan_out(workflow, planned, saga.completed, step):
                 continue
@@ -229,6 +231,8 @@ def _advance(d: Decision, saga: Saga, workflow: Workflow, ctx: Context) -> None:
             ready = name not in saga.attempts and dag.needs_met(workflow, planned, saga.completed, name)
             if ready and not _command(d, saga, workflow, name, 1, ctx):
                 return
+    if saga.has_pending():
+        return  # a step still runs or waits for its retry
     everything = dag.all_instances(workflow, planned)
     if everything is not None and set(everything) <= set(saga.completed):
         saga.complete()
