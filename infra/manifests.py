@@ -131,7 +131,12 @@ spec:
           envFrom:
             - configMapRef: {{name: alphasaga-settings}}
             - secretRef: {{name: alphasaga-urls}}
-{env}          startupProbe:
+{env}{_probes_limits_and_volumes(d)}"""
+
+
+def _probes_limits_and_volumes(d: Deploy) -> str:
+    """The part of a worker's pod that is the same for every worker but its sizes."""
+    return f"""          startupProbe:
             httpGet: {{path: /health/startup, port: http}}
             periodSeconds: 5
             failureThreshold: 36

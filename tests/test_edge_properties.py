@@ -5,9 +5,8 @@ five real services running. Every request ends in one of three ways:
 
 - a 4xx problem at the API;
 - a saga that ends (COMPLETED, ROLLED_BACK or COMPENSATION_FAILED) with its reason;
-- a rejection the caller can query: today ``sagas.RequestRejected`` on the lifecycle
-  stream for the saga id the request named (the read model's REJECTED status is another
-  change's).
+- a rejection the caller can query: ``sagas.RequestRejected`` on the lifecycle stream for
+  the saga id the request named.
 
 Never a 5xx, never a dead letter made from a valid request, never a saga that does not
 appear."""
@@ -125,7 +124,7 @@ def start(saga_id: uuid.UUID, request_json: str, *, correlated: bool = True) -> 
 
 async def test_a_refused_start_without_a_correlation_id_is_answered_too(stack: Stack) -> None:
     """The wire format makes correlation_id optional; a start that breaks its contract and
-    names its saga only in its body is dead-lettered, and its saga id never answers."""
+    names its saga only in its body is still answered for that saga id."""
     async with AlphaSaga(stack.settings) as client:
         after = await client.lifecycle_cursor()
         saga_id = uuid.uuid4()

@@ -288,3 +288,14 @@ def test_a_saga_is_refused_an_unknown_version() -> None:
     run = Run()
     d = run(start(9))
     assert d.saga is None and "unknown workflow 'research v9'" in d.note
+
+
+def test_without_its_definition_a_sequential_log_is_held_to_a_chain_and_a_parallel_one_is_reported() -> None:
+    chain = Run()
+    chain(start(1), ok("reasoning"), ok("codegen"), ok("ml"), ok("backtest"))
+    empty = parse_workflows({"workflows": [{"name": "other", "version": 1, "steps": [{"kind": "reasoning"}]}]})
+    assert check_saga(SAGA, chain.events, chain.outbox, fold=REPO.fold, workflows=empty) == []
+    dag_run = Run()
+    dag_run(start(), ok("reasoning"), ok("codegen"))
+    found = check_saga(SAGA, dag_run.events, dag_run.outbox, fold=REPO.fold, workflows=empty)
+    assert found == ["workflow research v2 is not among the definitions given: its DAG cannot be checked"]

@@ -14,6 +14,8 @@ from ..timefmt import iso, parse_when
 from .research import JsonFlag, SagaArg
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from alphasaga_client import AlphaSaga, Check, Frame, Replay
     from alphasaga_shared.eventstore import RecordedEvent
 
@@ -76,21 +78,28 @@ def replay(
         _print_check(with_client(checked), as_json)
         return
 
+    _print_replay(_replayed(saga, to, at_t), to, at_t, diff, as_json)
+
+
+def _replayed(saga: str, to: int | None, at: datetime | None) -> Replay:
     async def replayed(client: AlphaSaga) -> Replay:
-        return await client.replay(saga, to=to, at=at_t)
+        return await client.replay(saga, to=to, at=at)
 
     try:
-        result = with_client(replayed)
+        return with_client(replayed)
     except Exception as exc:
         from alphasaga_client import Corrupt
 
         if isinstance(exc, Corrupt):
             raise CliError(f"{exc} (see `alphasaga replay {saga} --check`)", NOT_COMPLETED) from None
         raise
+
+
+def _print_replay(result: Replay, to: int | None, at: datetime | None, diff: bool, as_json: bool) -> None:
     if to is not None and to > result.total_events:
         echo(f"note: saga {result.saga_id} has {result.total_events} events, showing all of them", err=True)
     if not result.frames:
-        echo(f"note: no event of saga {result.saga_id} was recorded by {iso(at_t) if at_t else '?'}", err=True)
+        echo(f"note: no event of saga {result.saga_id} was recorded by {iso(at) if at else '?'}", err=True)
     traceparent = str(result.frames[0].state.get("traceparent") or "") if result.frames else ""
     trace = trace_link(result.saga_id, traceparent)
     if as_json:

@@ -19,9 +19,12 @@ from ..session import with_client
 from ..timefmt import iso, parse_when, seconds
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from rich.console import Group
 
     from alphasaga_client import AlphaSaga, SagaSummary
+    from alphasaga_contracts import ResearchRequest
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 SagaArg = Annotated[str, typer.Argument(help="Saga id, or a unique prefix of it", show_default=False)]
@@ -141,13 +144,19 @@ def submit(
         "seed": seed,
     }
     request, file_workflow = load_request(file, overrides)
+    chosen = workflow or file_workflow or "research"
+    raise typer.Exit(with_client(_submitter(request, chosen, workflow_version, wait, timeout, as_json)))
+
+
+def _submitter(
+    request: ResearchRequest, workflow: str, workflow_version: int | None, wait: bool, timeout: float, as_json: bool
+) -> Callable[[AlphaSaga], Awaitable[int]]:
+    """Submit, then print the id, or with ``wait`` follow the saga to its end."""
 
     async def go(client: AlphaSaga) -> int:
         # Connected to both first: a saga is never submitted that we then cannot watch.
         await client.connect(database=wait)
-        submitted = await client.submit(
-            request, workflow=workflow or file_workflow or "research", workflow_version=workflow_version
-        )
+        submitted = await client.submit(request, workflow=workflow, workflow_version=workflow_version)
         if not wait:
             if as_json:
                 print_json({"saga_id": str(submitted.saga_id), "message_id": submitted.message_id})
@@ -158,7 +167,7 @@ def submit(
         progress = await watch_until_end(client, submitted.saga_id, timeout=timeout, as_json=as_json)
         return OK if progress.state == SagaState.COMPLETED else NOT_COMPLETED
 
-    raise typer.Exit(with_client(go))
+    return go
 
 
 def watch(

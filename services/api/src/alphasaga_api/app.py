@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
 
@@ -18,6 +19,9 @@ from .ratelimit import RateLimiter
 from .runtime import Runtime, Tokens
 from .settings import ApiSettings
 from .storable import storable_input
+
+if TYPE_CHECKING:
+    from .mcp_server import HttpMcp
 
 TITLE = "AlphaSaga API"
 VERSION = "1.0.0"
@@ -51,31 +55,7 @@ def create_app(
 
         mcp_app = http_app()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = AlphaSaga(
-            settings, application_name="alphasaga-api", pool_size=api.pool_size, redis_connections=api.redis_connections
-        )
-        try:
-            await client.connect()
-            accounts = await client.accounts(now)
-            accounts.refresh_ttl = dt.timedelta(seconds=api.refresh_ttl_s)
-            app.state.runtime = Runtime(
-                client=client,
-                accounts=accounts,
-                limiter=RateLimiter(client.redis, settings.namespace, clock=lambda: now().timestamp()),
-                tokens=Tokens(signing_key, dt.timedelta(seconds=api.access_ttl_s), now),
-                api=api,
-            )
-            if mcp_app is not None:
-                async with mcp_app.running():
-                    yield
-            else:
-                yield
-        finally:
-            app.state.runtime = None
-            await client.close()
-
+    lifespan = _lifespan(settings, api, Tokens(signing_key, dt.timedelta(seconds=api.access_ttl_s), now), now, mcp_app)
     app = FastAPI(
         title=TITLE,
         version=VERSION,
@@ -97,6 +77,43 @@ def create_app(
     app.add_middleware(LastWord)
     _document(app)
     return app
+
+
+def _lifespan(
+    settings: Settings,
+    api: ApiSettings,
+    tokens: Tokens,
+    now: Callable[[], dt.datetime],
+    mcp_app: HttpMcp | None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Connect the client and build the runtime the routes share; close them at the end."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = AlphaSaga(
+            settings, application_name="alphasaga-api", pool_size=api.pool_size, redis_connections=api.redis_connections
+        )
+        try:
+            await client.connect()
+            accounts = await client.accounts(now)
+            accounts.refresh_ttl = dt.timedelta(seconds=api.refresh_ttl_s)
+            app.state.runtime = Runtime(
+                client=client,
+                accounts=accounts,
+                limiter=RateLimiter(client.redis, settings.namespace, clock=lambda: now().timestamp()),
+                tokens=tokens,
+                api=api,
+            )
+            if mcp_app is not None:
+                async with mcp_app.running():
+                    yield
+            else:
+                yield
+        finally:
+            app.state.runtime = None
+            await client.close()
+
+    return lifespan
 
 
 def _document(app: FastAPI) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import io
 import time
+from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped]
 
@@ -21,6 +22,7 @@ from alphasaga_shared.worker import KindHandlers, StepError, handles
 
 from .domain import (
     BacktestError,
+    BacktestResult,
     annual_to_period_variance,
     build_report,
     compute_metrics,
@@ -73,16 +75,7 @@ def evaluate(
         metrics = compute_metrics(result, trials=trials, trial_sharpe_variance=variance)
         index = result.returns.index
         split = split_position(index, cmd.out_of_sample_start)
-        parts = {} if split is None else {"in_sample": period(result, 1, split), "out_of_sample": period(result, split)}
-        periods = {
-            name: {
-                "start": part.returns.index[1],
-                "end": part.returns.index[-1],
-                "bars": len(part.returns) - 1,
-                "metrics": compute_metrics(part, trials=trials, trial_sharpe_variance=variance),
-            }
-            for name, part in parts.items()
-        }
+        periods = _periods(result, split, trials, variance)
     judged = periods.get("out_of_sample", {"start": index[0], "end": index[-1], "metrics": metrics})
     verdict = judge(judged["metrics"], request.constraints).model_copy(
         update={
@@ -95,19 +88,7 @@ def evaluate(
     flat = dict(metrics)
     for name, part in periods.items():
         flat.update({f"{name}.{key}": value for key, value in part["metrics"].items()})
-    parameters = {
-        "commission_bps": request.commission_bps,
-        "slippage_bps": request.slippage_bps,
-        "fill": request.fill,
-        "gate_threshold": GATE_THRESHOLD,
-        "trials": trials,
-        "trials_before_this_saga": request.trials - 1,
-        "planner_candidates": trials - request.trials + 1,
-        "trial_sharpe_std": request.trial_sharpe_std,
-        "out_of_sample_fraction": request.out_of_sample_fraction,
-        "constraints": request.constraints.model_dump(),
-        "saga_id": str(cmd.saga_id),
-    }
+    parameters = _parameters(cmd, trials)
     notes = {
         "deflated_sharpe": deflated_sharpe_label(trials, variance),
         "fill": FILL_NOTES[request.fill],
@@ -122,6 +103,38 @@ def evaluate(
             split=None if split is None else index[split],
         )
     return report, chart, flat, verdict
+
+
+def _periods(result: BacktestResult, split: int | None, trials: int, variance: float | None) -> dict[str, Any]:
+    """In-sample and out-of-sample metrics, each with its first and last date."""
+    parts = {} if split is None else {"in_sample": period(result, 1, split), "out_of_sample": period(result, split)}
+    return {
+        name: {
+            "start": part.returns.index[1],
+            "end": part.returns.index[-1],
+            "bars": len(part.returns) - 1,
+            "metrics": compute_metrics(part, trials=trials, trial_sharpe_variance=variance),
+        }
+        for name, part in parts.items()
+    }
+
+
+def _parameters(cmd: st.RunBacktest, trials: int) -> dict[str, Any]:
+    """What the report says the backtest was run with."""
+    request = cmd.request
+    return {
+        "commission_bps": request.commission_bps,
+        "slippage_bps": request.slippage_bps,
+        "fill": request.fill,
+        "gate_threshold": GATE_THRESHOLD,
+        "trials": trials,
+        "trials_before_this_saga": request.trials - 1,
+        "planner_candidates": trials - request.trials + 1,
+        "trial_sharpe_std": request.trial_sharpe_std,
+        "out_of_sample_fraction": request.out_of_sample_fraction,
+        "constraints": request.constraints.model_dump(),
+        "saga_id": str(cmd.saga_id),
+    }
 
 
 FILL_NOTES = {

@@ -121,6 +121,8 @@ def _x_values(index: pd.Index) -> Any:
     return np.arange(len(index))
 
 
+# Complexity 12: one branch per type a report may hold, in the order they must be tried
+# (bool before int, numpy scalars before the Python types they become).
 def _plain(value: Any) -> Any:
     """Turn numpy, pandas, pydantic and date values into plain JSON values."""
     if isinstance(value, BaseModel):
