@@ -287,7 +287,7 @@ def test_a_definition_that_is_no_runnable_dag_is_refused(steps: list[dict[str, A
 def test_a_saga_is_refused_an_unknown_version() -> None:
     run = Run()
     d = run(start(9))
-    assert d.saga is None and "unknown workflow 'research v9'" in d.note
+    assert d.saga is None and "unknown workflow 'research v9' (versions known: v1, v2)" in d.note
 
 
 def test_without_its_definition_a_sequential_log_is_held_to_a_chain_and_a_parallel_one_is_reported() -> None:

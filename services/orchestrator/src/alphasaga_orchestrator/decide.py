@@ -158,9 +158,7 @@ def _start(saga: Saga | None, msg: sg.StartResearch, env: Received, ctx: Context
         else:
             workflow = ctx.workflows.get(msg.workflow, msg.workflow_version)
     except KeyError:
-        known = ", ".join(f"{w.name} v{w.version}" for w in ctx.workflows.all())
-        asked = msg.workflow if msg.workflow_version is None else f"{msg.workflow} v{msg.workflow_version}"
-        return rejected(saga_id, env, f"unknown workflow {asked!r} (known: {known})", ctx)
+        return rejected(saga_id, env, _unknown_workflow(msg, ctx.workflows), ctx)
     saga = Saga(
         saga_id=saga_id,
         workflow=workflow.name,
@@ -175,6 +173,14 @@ def _start(saga: Saga | None, msg: sg.StartResearch, env: Received, ctx: Context
     )
     _advance(d, saga, workflow, ctx)
     return d
+
+
+def _unknown_workflow(msg: sg.StartResearch, workflows: WorkflowRegistry) -> str:
+    if msg.workflow_version is None:
+        known = ", ".join(sorted({w.name for w in workflows.all()}))
+        return f"unknown workflow {msg.workflow!r} (known: {known})"
+    versions = ", ".join(f"v{w.version}" for w in workflows.all() if w.name == msg.workflow) or "none"
+    return f"unknown workflow '{msg.workflow} v{msg.workflow_version}' (versions known: {versions})"
 
 
 def rejected(saga_id: uuid.UUID, env: Received, reason: str, ctx: Context) -> Decision:
