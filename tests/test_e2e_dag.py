@@ -138,3 +138,33 @@ async def test_a_failed_ml_branch_rolls_back_the_other_and_the_earlier_steps(cli
     )
     assert "ml[linear]" not in compensated, "the failed branch did nothing to undo"
     assert await problems(client, saga_id) == []
+
+
+async def test_a_fork_from_ml_reuses_the_artifacts_before_it_and_the_diff_names_where_it_parts(
+    client: AlphaSaga, stack: Stack
+) -> None:
+    submitted = await client.submit(ResearchRequest(dataset="sp500"))  # research v1
+    ends = [
+        u.event async for u in client.follow(submitted.saga_id, after=submitted.follow_from, timeout_s=SAGA_TIMEOUT)
+    ]
+    assert isinstance(ends[-1], sg.SagaCompleted), ends[-1]
+    source = submitted.saga_id
+    fork = await client.fork(source, "ml", {"model_kind": "linear"})
+    ends = [u.event async for u in client.follow(fork.saga_id, after=fork.follow_from, timeout_s=SAGA_TIMEOUT)]
+    assert isinstance(ends[-1], sg.SagaCompleted), ends[-1]
+    rows = await client.events(fork.saga_id)
+    assert rows[0].data["forked_from"]["saga_id"] == str(source)
+    store = await client.saga_store()
+    sent = {}
+    for saga in (source, fork.saga_id):
+        sent[saga] = next(r.data for r in await store.outbox_of(saga) if r.type == "ml.TrainModel")
+    for ref in ("dataset", "signals"):  # content-addressed: the fork names the very same artifacts
+        assert sent[fork.saga_id][ref]["sha256"] == sent[source][ref]["sha256"]
+    assert sent[fork.saga_id]["model_kind"] == "linear"
+    found = await client.diff(source, fork.saga_id)
+    d = found.first_divergence
+    assert d is not None and d.a_event == d.b_event == "StepCommanded"
+    assert [c.path for c in d.changes] == ["inputs.model_kind"]
+    differing = [s.step for s in found.steps]
+    print(f"\nfirst divergence: a #{d.a_number} b #{d.b_number} {d.a_event}; steps differing: {differing}")
+    assert await problems(client, fork.saga_id) == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alphasaga_contracts import Service, SubmissionState
 from alphasaga_shared.errors import InvalidRequest, InvalidTransition
@@ -127,6 +127,23 @@ class Commands(Core):
             Submitted(uuid.UUID(env.correlation_id), env.message_id, text_of(entry_id), tip)
             for env, entry_id in zip(envelopes, entry_ids, strict=True)
         ]
+
+    async def fork(self, saga: str | uuid.UUID, from_step: str, changes: dict[str, Any] | None = None) -> Submitted:
+        """Start a new saga from ``from_step`` of ``saga``: the steps it needs are reused
+        (their outputs and artifacts, not run again), ``changes`` (``request.<field>`` or a
+        dotted path in the saga's context) applied (``forking.plan_fork``)."""
+        from alphasaga_saga.workflow import WorkflowSettings, load_workflows
+        from alphasaga_shared.wire import envelope_for
+
+        from .forking import plan_fork
+
+        source = await self.resolve(saga)
+        rows = await (await self.saga_store()).events_of(source)
+        message = plan_fork(source, rows, load_workflows(WorkflowSettings().workflows), from_step, changes or {})
+        env = envelope_for(message, correlation_id=str(message.saga_id))
+        tip = await self.lifecycle_cursor()
+        entry_id = await self._send(self.settings.streams.commands(Service.ORCHESTRATOR), env)
+        return Submitted(uuid.UUID(env.correlation_id), env.message_id, entry_id, tip)
 
     async def cancel(self, saga: str | uuid.UUID, reason: str = "cancelled by user") -> Submitted:
         """Ask the orchestrator to compensate a running saga; refuses one that has ended,

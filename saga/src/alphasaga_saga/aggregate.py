@@ -65,9 +65,16 @@ class Saga(Aggregate):
 
     @event("Started")
     def __init__(
-        self, saga_id: UUID, workflow: str, workflow_version: int, request: dict[str, Any], traceparent: str
+        self,
+        saga_id: UUID,
+        workflow: str,
+        workflow_version: int,
+        request: dict[str, Any],
+        traceparent: str,
+        forked_from: dict[str, Any] | None = None,  # absent from sagas started before forks
     ) -> None:
         self.workflow = workflow
+        self.forked_from = forked_from
         self.workflow_version = workflow_version
         self.traceparent = traceparent
         self.state = SagaState.RUNNING
@@ -170,6 +177,28 @@ class Saga(Aggregate):
     def schedule_retry(self, step: str, attempt: int, due_at: str) -> None:
         self.trigger_event(self.RetryScheduled, step=step, attempt=attempt, due_at=due_at)
 
+    class StepsReused(Aggregate.Event):
+        """A fork took these steps' outputs from the saga it was forked from (they count as
+        done, and are not this saga's to undo), then changed ``overrides`` in the context."""
+
+        outputs: dict[str, dict[str, Any]]
+        overrides: dict[str, Any]
+        from_saga: str
+
+        def apply(self, saga: Saga) -> None:
+            for step, outputs in self.outputs.items():
+                if "[" in step:
+                    _branch_outputs(saga)[step] = outputs
+                else:
+                    saga.context.update(outputs)
+                saga.completed.append(step)
+                _reused(saga).append(step)
+            for path, value in self.overrides.items():
+                _set_path(saga.context, path, value)
+
+    def reuse(self, outputs: dict[str, dict[str, Any]], overrides: dict[str, Any], from_saga: str) -> None:
+        self.trigger_event(self.StepsReused, outputs=outputs, overrides=overrides, from_saga=from_saga)
+
     class FannedOut(Aggregate.Event):
         """A step planned one branch per item (``step[item]``)."""
 
@@ -204,9 +233,9 @@ class Saga(Aggregate):
             _earliest(saga)
             interrupted = getattr(self, "interrupted", None)  # absent from events stored before it
             in_flight = getattr(self, "in_flight", None) or []
-            saga.to_compensate = (
-                ([interrupted] if interrupted else []) + list(in_flight) + list(reversed(saga.completed))
-            )
+            reused = set(_reused(saga))  # another saga's work: not this one's to undo
+            done = [s for s in reversed(saga.completed) if s not in reused]
+            saga.to_compensate = ([interrupted] if interrupted else []) + list(in_flight) + done
 
     def start_compensation(self, reason: str, in_flight: list[str] | None = None) -> None:
         """``in_flight``: the steps whose attempt may still finish; one is recorded as
@@ -355,6 +384,23 @@ def _deadlines(saga: Saga) -> dict[str, Deadline]:
     return found
 
 
+def _reused(saga: Saga) -> list[str]:
+    found: list[str] = saga.__dict__.setdefault("reused", [])
+    return found
+
+
+def _set_path(context: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``a.b.c`` in ``context``, copying each dict on the way (the events' own data is
+    never changed in place)."""
+    head, _, rest = path.partition(".")
+    if not rest:
+        context[head] = value
+        return
+    inner = dict(context.get(head) or {})
+    _set_path(inner, rest, value)
+    context[head] = inner
+
+
 def _fanned(saga: Saga) -> dict[str, list[str]]:
     found: dict[str, list[str]] = saga.__dict__.setdefault("fanned", {})
     return found
@@ -411,8 +457,9 @@ def state_of(saga: Saga | None) -> dict[str, Any]:
 
 def state_json(saga: Saga) -> str:
     """``state_of`` as JSON text (what the saga-summary projection stores)."""
-    for materialise in (_deadlines, _fanned, _branch_outputs):  # also on a saga from an old snapshot
+    for materialise in (_deadlines, _fanned, _branch_outputs, _reused):  # also on a saga from an old snapshot
         materialise(saga)
+    saga.__dict__.setdefault("forked_from", None)
     public = {k: v for k, v in vars(saga).items() if not k.startswith("_")}
     public["saga_id"] = str(saga.id)
     public["version"] = saga.version

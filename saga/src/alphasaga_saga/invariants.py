@@ -213,17 +213,21 @@ def _check_dag(events: Sequence[RecordedEvent], workflow: Workflow) -> list[str]
     fanned: dict[str, list[str]] = {}
     to_undo: set[str] = set()
     undone: set[str] = set()
+    reused: set[str] = set()
     for e in events:
         k, d = kind(e), e.data
         if k == "FannedOut":
             fanned[d["step"]] = list(d["items"])
+        elif k == "StepsReused":  # a fork's: done, and another saga's to undo
+            completed += list(d["outputs"])
+            reused |= set(d["outputs"])
         elif k == "StepSucceeded":
             completed.append(d["step"])
         elif k == "StepCommanded":
             problems += _needs_problem(workflow, fanned, completed, d["step"])
         elif k == "CompensationStarted":
             to_undo = {d["interrupted"]} if d.get("interrupted") else set()
-            to_undo |= set(d.get("in_flight") or []) | set(completed)
+            to_undo |= set(d.get("in_flight") or []) | (set(completed) - reused)
         elif k == "StepCompensated":
             undone.add(d["step"])
         elif k == "CompensationCommanded" and int(d["attempt"]) == 1:

@@ -136,6 +136,10 @@ class Workflow:
         found = self._needs.get(name)
         return found if found is not None else self._needs[split_branch(name)[0]]
 
+    def order(self, names: set[str] | frozenset[str]) -> list[str]:
+        """``names`` in the order the definition lists them."""
+        return [s.name for s in self.steps if s.name in names]
+
     def takes_branches(self, name: str) -> bool:
         """Whether step ``name`` fans out or needs a step that does (its inputs then come
         from branches too, ``dag.branch_inputs``)."""

@@ -159,20 +159,50 @@ def _start(saga: Saga | None, msg: sg.StartResearch, env: Received, ctx: Context
             workflow = ctx.workflows.get(msg.workflow, msg.workflow_version)
     except KeyError:
         return rejected(saga_id, env, _unknown_workflow(msg, ctx.workflows), ctx)
+    problem = _fork_problem(workflow, msg.fork) if msg.fork is not None else None
+    if problem is not None:
+        return rejected(saga_id, env, problem, ctx)
+    fork = msg.fork
+    forked_from = (
+        None if fork is None else {"saga_id": str(fork.saga_id), "version": fork.version, "step": fork.from_step}
+    )
     saga = Saga(
         saga_id=saga_id,
         workflow=workflow.name,
         workflow_version=workflow.version,
         request=msg.request.model_dump(mode="json"),
         traceparent=ctx.traceparent,
+        forked_from=forked_from,
     )
     d = Decision(saga)
     _publish(
         d,
         sg.SagaStarted(saga_id=saga_id, workflow=workflow.name, workflow_version=workflow.version, request=msg.request),
     )
+    if fork is not None:
+        saga.reuse(outputs=fork.reused, overrides=fork.overrides, from_saga=str(fork.saga_id))
     _advance(d, saga, workflow, ctx)
     return d
+
+
+def _fork_problem(workflow: Workflow, fork: sg.Fork) -> str | None:
+    """Why a fork cannot start on ``workflow``: it must reuse exactly the steps its step
+    needs, none of them fanned out, and change only values the steps use or produce."""
+    try:
+        workflow.step(fork.from_step)
+    except KeyError as exc:
+        return f"cannot fork from {fork.from_step}: {exc.args[0]}"
+    needed = dag.ancestors(workflow, {}, fork.from_step)
+    if set(fork.reused) != needed:
+        return f"a fork from {fork.from_step} reuses {sorted(needed)}, not {sorted(fork.reused)}"
+    if any(workflow.step(s).fan_out is not None for s in needed):
+        return f"cannot fork from {fork.from_step}: a step it needs fans out (not supported yet)"
+    known = {k for outputs in fork.reused.values() for k in outputs}
+    known |= {i for s in workflow.steps if s.name not in needed for i in s.inputs}
+    unknown = sorted(p for p in fork.overrides if p.split(".", 1)[0] not in known or p.startswith("request."))
+    if unknown:
+        return f"a fork changes only the reused outputs or the later steps' inputs, not {unknown}"
+    return None
 
 
 def _unknown_workflow(msg: sg.StartResearch, workflows: WorkflowRegistry) -> str:
@@ -221,8 +251,9 @@ def _advance(d: Decision, saga: Saga, workflow: Workflow, ctx: Context) -> None:
     """Start every step whose needs are met and that has not started (planning the
     branches of a fan-out first), or complete the saga when every step has succeeded."""
     planned = saga.planned()  # the saga's own record: a fan-out below adds to it
+    started = saga.attempts.keys() | saga.completed  # completed without an attempt: a fork's reused steps
     for step in workflow.steps:
-        if step.fan_out is None and step.name in saga.attempts:
+        if step.fan_out is None and step.name in started:
             continue  # started already (the common case, cheaply)
         if step.fan_out is not None and step.name not in planned:
             if not dag.ready_to_fan_out(workflow, planned, saga.completed, step):
@@ -234,7 +265,7 @@ def _advance(d: Decision, saga: Saga, workflow: Workflow, ctx: Context) -> None:
                 return
             saga.fan_out(step=step.name, items=items)
         for name in dag.instances(step, planned) or []:
-            ready = name not in saga.attempts and dag.needs_met(workflow, planned, saga.completed, name)
+            ready = name not in started and dag.needs_met(workflow, planned, saga.completed, name)
             if ready and not _command(d, saga, workflow, name, 1, ctx):
                 return
     if saga.has_pending():
