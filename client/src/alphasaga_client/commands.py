@@ -69,11 +69,15 @@ class Commands(Core):
         relay, which any commit to the outbox wakes. Nothing accepted is then lost when Redis
         forgets, and a crash leaves both writes or neither. A request whose saga id was
         submitted before (``record`` says so) is not recorded again."""
+        env = self.start_envelope(request, workflow=workflow, message_id=message_id, workflow_version=workflow_version)
+        return await self._start_recorded(env, record)
+
+    async def _start_recorded(self, env: Envelope, record: Record) -> Submitted:
+        """A start's envelope written to the outbox with what ``record`` writes, in one transaction."""
         from alphasaga_shared.eventstore import outbox_stream
         from alphasaga_shared.outbox import outbox_events
         from alphasaga_shared.wire import Outgoing
 
-        env = self.start_envelope(request, workflow=workflow, message_id=message_id, workflow_version=workflow_version)
         self._entry(env)  # too large to be read: refused before anything is written
         saga_id = uuid.UUID(env.correlation_id)
         rows = outbox_events([Outgoing(self.settings.streams.commands(Service.ORCHESTRATOR), env)])
@@ -128,18 +132,36 @@ class Commands(Core):
             for env, entry_id in zip(envelopes, entry_ids, strict=True)
         ]
 
-    async def fork(self, saga: str | uuid.UUID, from_step: str, changes: dict[str, Any] | None = None) -> Submitted:
-        """Start a new saga from ``from_step`` of ``saga``: the steps it needs are reused
-        (their outputs and artifacts, not run again), ``changes`` (``request.<field>`` or a
-        dotted path in the saga's context) applied (``forking.plan_fork``)."""
+    async def plan_fork(
+        self, saga: str | uuid.UUID, from_step: str, changes: dict[str, Any], *, message_id: str | None = None
+    ) -> Any:
+        """The ``StartResearch`` of a fork of ``saga`` from ``from_step`` (``forking.plan_fork``);
+        the same ``message_id`` always names the same new saga."""
+        from alphasaga_contracts import saga as sg
         from alphasaga_saga.workflow import WorkflowSettings, load_workflows
-        from alphasaga_shared.wire import envelope_for
 
         from .forking import plan_fork
 
         source = await self.resolve(saga)
         rows = await (await self.saga_store()).events_of(source)
-        message = plan_fork(source, rows, load_workflows(WorkflowSettings().workflows), from_step, changes or {})
+        new_id = sg.derived_saga_id(message_id) if message_id else uuid.uuid4()
+        workflows = load_workflows(WorkflowSettings().workflows)
+        return plan_fork(source, rows, workflows, from_step, changes, new_id=new_id)
+
+    async def start_recorded(self, message: Any, record: Record, *, message_id: str | None = None) -> Submitted:
+        """A planned start (a fork's) recorded in the outbox with what ``record`` writes."""
+        from alphasaga_shared.wire import envelope_for
+
+        env = envelope_for(message, correlation_id=str(message.saga_id), message_id=message_id)
+        return await self._start_recorded(env, record)
+
+    async def fork(self, saga: str | uuid.UUID, from_step: str, changes: dict[str, Any] | None = None) -> Submitted:
+        """Start a new saga from ``from_step`` of ``saga``: the steps it needs are reused
+        (their outputs and artifacts, not run again), ``changes`` (``request.<field>`` or a
+        dotted path in the saga's context) applied (``forking.plan_fork``)."""
+        from alphasaga_shared.wire import envelope_for
+
+        message = await self.plan_fork(saga, from_step, changes or {})
         env = envelope_for(message, correlation_id=str(message.saga_id))
         tip = await self.lifecycle_cursor()
         entry_id = await self._send(self.settings.streams.commands(Service.ORCHESTRATOR), env)

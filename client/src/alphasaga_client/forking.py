@@ -29,6 +29,8 @@ def plan_fork(
     workflows: WorkflowRegistry,
     from_step: str,
     changes: Mapping[str, Any],
+    *,
+    new_id: uuid.UUID | None = None,
 ) -> sg.StartResearch:
     if not rows or event_name(rows[0].type) != "Started":
         raise InvalidRequest(f"saga {source} has no history to fork")
@@ -61,9 +63,8 @@ def plan_fork(
         reused={step: outputs[step] for step in workflow.order(needed)},
         overrides=overrides,
     )
-    new_id = uuid.uuid4()
     return sg.StartResearch(
-        saga_id=new_id,
+        saga_id=new_id or uuid.uuid4(),
         workflow=workflow.name,
         workflow_version=workflow.version,
         request=checked,
