@@ -51,6 +51,24 @@ WORKFLOW = {
     ]
 }
 
+# The same workflow as files said it before step kinds (issue #22), one kind per service.
+WORKFLOW_BY_SERVICE = {
+    "workflows": [
+        {
+            **WORKFLOW["workflows"][0],
+            "steps": [
+                {
+                    "name": s.name,
+                    "service": s.kind.service.value,
+                    "timeout_s": 60,
+                    "retry": {"max_attempts": 3, "backoff_s": 0},
+                }
+                for s in RESEARCH_V1.steps
+            ],
+        }
+    ]
+}
+
 
 class Stack:
     """n orchestrators and the simulated workers as processes, in their own namespace."""
@@ -74,7 +92,8 @@ class Stack:
         self.python = sys.executable if root == ROOT else str(root / ".venv" / "bin" / "python")
         self.tmp = Path(tempfile.mkdtemp(prefix="alphasaga-bench-"))
         wf = self.tmp / "workflows.yaml"
-        wf.write_text(yaml.safe_dump(workflows or WORKFLOW))
+        # Another checkout may predate step kinds: it gets the form every version reads.
+        wf.write_text(yaml.safe_dump(workflows or (WORKFLOW if root == ROOT else WORKFLOW_BY_SERVICE)))
         env = {
             **os.environ,
             "ALPHASAGA_REDIS_URL": s.redis_url,

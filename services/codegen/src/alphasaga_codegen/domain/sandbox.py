@@ -595,6 +595,12 @@ def _bubblewrap_prefix(box: Path) -> list[str]:
         "--cap-drop", "ALL",
         "--cap-add", "CAP_SYS_ADMIN",
         "--cap-add", "CAP_SETPCAP",
+        # The zygote is uid 0 of its own user namespace (mapped to the service's uid), as
+        # it is anyway when the service is root: for any other uid, bubblewrap would add a
+        # second user namespace to map it, in which the zygote may not return to its PID
+        # namespace (setns) after making a run's. Runs give up every capability.
+        "--uid", "0",
+        "--gid", "0",
     ]  # fmt: skip
     for kind, source, target in _read_only_layout():
         args += [f"--{kind}", source, target]

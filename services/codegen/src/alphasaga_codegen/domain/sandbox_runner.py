@@ -53,7 +53,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType, ModuleType
-from typing import Any, NoReturn
+from typing import Any
 
 REQUEST_FILE = "request.json"
 WORKDIR = "/sandbox"
@@ -131,6 +131,7 @@ class Zygote:
     guards: list[str] = field(default_factory=list)
     code: CodeType | None = None
     seccomp: bytes | None = None
+    pid_namespace: int | None = None
     box: Path = Path(WORKDIR)
 
     @property
@@ -176,6 +177,8 @@ def prepare(zygote: Zygote) -> None:
     warm_up()
     if zygote.seccomp is not None:
         zygote.guards.append("seccomp")
+    if zygote.isolated:
+        zygote.pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     _check(_libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "make the zygote undumpable")
     # Objects that exist now are never collected: the collector then leaves the pages
     # each run shares with the zygote alone, instead of copying them all.
@@ -240,7 +243,7 @@ def fork_run(zygote: Zygote, message: dict[str, Any], fds: list[int]) -> dict[st
     bars_fd, output_fd = fds
     workdir = Path(WORKDIR) if zygote.isolated else Path(tempfile.mkdtemp(dir=zygote.box))
     try:
-        pid = _fork(zygote, output_fd)
+        pid = _fork(zygote)
         if pid == 0:
             run_child(zygote, message, workdir, bars_fd, output_fd)
     finally:
@@ -259,33 +262,20 @@ def fork_run(zygote: Zygote, message: dict[str, Any], fds: list[int]) -> dict[st
     }
 
 
-def _fork(zygote: Zygote, output_fd: int) -> int:
-    """Fork; when isolated, the child is the init of a new PID namespace.
-
-    A short-lived middle process makes the namespace, so that the zygote's own stays as
-    it is: going back to it with ``setns`` needs a privilege that bubblewrap started by
-    an unprivileged user (as in the service's container) does not give. The middle
-    waits for the run and ends as it ended; ``wait4`` in the zygote counts both.
-    """
-    pid = os.fork()
-    if pid != 0 or not zygote.isolated:
-        return pid
+def _fork(zygote: Zygote) -> int:
+    """Fork, the child into a new PID namespace of which it is the init (when isolated)."""
+    if zygote.pid_namespace is None:
+        return os.fork()
+    libc = _libc()
+    _check(libc.unshare(CLONE_NEWPID), "new PID namespace")
+    pid = -1
     try:
-        _check(_libc().unshare(CLONE_NEWPID), "new PID namespace")
-        run = os.fork()
-    except BaseException as exc:
-        _finish(output_fd, {"status": "internal", "detail": f"{type(exc).__name__}: {exc}"[:DETAIL_CHARS]})
-    if run == 0:
-        return 0
-    _end_as(os.waitpid(run, 0)[1])
-
-
-def _end_as(status: int) -> NoReturn:
-    """End this process with the exit status of the child it waited for."""
-    if os.WIFSIGNALED(status):
-        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
-        os.kill(os.getpid(), os.WTERMSIG(status))
-    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 70)
+        pid = os.fork()
+    finally:
+        if pid != 0:
+            # Back to our own namespace for the next child: unshare goes one level only.
+            _check(libc.setns(zygote.pid_namespace, CLONE_NEWPID), "leave the run's PID namespace")
+    return pid
 
 
 def _cpu_seconds() -> float:
