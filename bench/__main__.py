@@ -1,8 +1,8 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
 ``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|``
-``research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no servers, so none are started when
-they run alone.
+``dag|dagreal|research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no servers, so none are
+started when they run alone.
 """
 
 from __future__ import annotations
@@ -13,7 +13,22 @@ import sys
 import time
 from typing import Any
 
-from . import api, bus, cli, codegen, cpu, e2e, eventstore, observability, orchestration, orphans, reads, research, saga
+from . import (
+    api,
+    bus,
+    cli,
+    codegen,
+    cpu,
+    dag,
+    e2e,
+    eventstore,
+    observability,
+    orchestration,
+    orphans,
+    reads,
+    research,
+    saga,
+)
 from .common import servers
 
 NEEDS_SERVERS = {
@@ -30,6 +45,8 @@ NEEDS_SERVERS = {
     "api",
     "reads",
     "observability",
+    "dag",
+    "dagreal",
 }
 
 
@@ -85,6 +102,10 @@ async def main(which: set[str]) -> None:
                 print(api.markdown(await api.measure(s)), flush=True)
             if "reads" in which:
                 print(reads.markdown(await reads.measure(s)), flush=True)
+            if "dag" in which:
+                print(dag.markdown(await dag.measure(s)), flush=True)
+            if "dagreal" in which:
+                print(dag.real_markdown(await dag.real(s)), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)

@@ -82,16 +82,18 @@ class Stack:
         separate_projector: bool = False,
         extra_env: dict[str, str] | None = None,
         root: Path = ROOT,
+        workflows: dict[str, Any] | None = None,
     ) -> None:
         """``root``: the checkout whose code the stack runs (another commit's, with its own
-        ``.venv``, to measure before and after in one run)."""
+        ``.venv``, to measure before and after in one run); ``workflows``: a workflow file's
+        document (default: research v1 with no backoff)."""
         self.settings = bench_settings(s)
         self.root = root
         self.python = sys.executable if root == ROOT else str(root / ".venv" / "bin" / "python")
         self.tmp = Path(tempfile.mkdtemp(prefix="alphasaga-bench-"))
         wf = self.tmp / "workflows.yaml"
         # Another checkout may predate step kinds: it gets the form every version reads.
-        wf.write_text(yaml.safe_dump(WORKFLOW if root == ROOT else WORKFLOW_BY_SERVICE))
+        wf.write_text(yaml.safe_dump(workflows or (WORKFLOW if root == ROOT else WORKFLOW_BY_SERVICE)))
         env = {
             **os.environ,
             "ALPHASAGA_REDIS_URL": s.redis_url,
@@ -135,7 +137,7 @@ class Stack:
             stderr=(self.tmp / log_name).open("w"),
         )
 
-    async def burst(self, s: Servers, n: int) -> float:
+    async def burst(self, s: Servers, n: int, version: int | None = None) -> float:
         """Submit n sagas at once, as a burst of users would; seconds until the last one
         ended, as a client sees it: its terminal lifecycle event on the sagas stream (read
         there rather than counted in PostgreSQL, whose CPU the benchmarks measure)."""
@@ -147,7 +149,7 @@ class Stack:
             cursor = last[0][0] if last else b"0-0"
             requests = [ResearchRequest(dataset="sp500")] * n
             started = time.perf_counter()
-            await client.submit_many(requests)
+            await client.submit_many(requests, workflow_version=version)
             ended = 0
             while ended < n:
                 reply: Any = await redis.xread({stream: cursor}, count=1000, block=1000)
@@ -183,9 +185,9 @@ class Stack:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-async def run_to_end(client: AlphaSaga, request: ResearchRequest) -> uuid.UUID:
+async def run_to_end(client: AlphaSaga, request: ResearchRequest, version: int | None = None) -> uuid.UUID:
     """Submit one request and follow its saga until it ends."""
-    submitted = await client.submit(request)
+    submitted = await client.submit(request, workflow_version=version)
     async for _ in client.follow(submitted.saga_id, after=submitted.follow_from, timeout_s=30):
         pass
     saga_id: uuid.UUID = submitted.saga_id

@@ -283,3 +283,35 @@ def test_an_unknown_saga_is_one_line_and_exit_2(cli_env: dict[str, str]) -> None
     for args in (["status", unknown], ["replay", unknown], ["artifacts", unknown], ["watch", unknown]):
         assert_one_line_error(alphasaga(cli_env, *args), contains=f"no saga {unknown}")
     assert_one_line_error(alphasaga(cli_env, "status", "not-a-saga"), contains="is not a saga id")
+
+
+def test_fork_from_ml_runs_ml_again_with_the_change_and_diff_names_where_the_two_part(
+    cli_env: dict[str, str], completed: tuple[Result, str]
+) -> None:
+    _, source = completed
+    forked = alphasaga(
+        cli_env,
+        "fork",
+        source,
+        "--from-step",
+        "ml",
+        "--set",
+        "model_kind=linear",
+        "--wait",
+        "--json",
+        "--timeout",
+        SAGA_TIMEOUT,
+        timeout=float(SAGA_TIMEOUT),
+    )
+    assert forked.code == 0, forked
+    fork_id = json.loads(forked.out)["saga_id"]
+    shown = alphasaga(cli_env, "diff", source, fork_id, "--json")
+    assert shown.code == 0, shown
+    found = json.loads(shown.out)
+    first = found["first_divergence"]
+    assert first["a"]["event"] == first["b"]["event"] == "StepCommanded"
+    assert first["changes"] == [{"path": "inputs.model_kind", "before": "lightgbm", "after": "linear"}]
+    assert [s["step"] for s in found["steps"]][:1] == ["ml"], "reasoning and codegen were reused, not run again"
+    plain = alphasaga(cli_env, "diff", source, fork_id)
+    assert "first divergence: a #" in plain.out and 'input model_kind: "lightgbm" -> "linear"' in plain.out
+    assert_one_line_error(alphasaga(cli_env, "fork", source, "--from-step", "nothing"), contains="no step 'nothing'")

@@ -16,7 +16,13 @@ from alphasaga_contracts.research import ResearchRequest
 from alphasaga_saga.invariants import check_saga, kind
 from alphasaga_saga.mapper import SagaMapper
 from alphasaga_saga.streams import saga_id_of_stream, saga_stream
-from alphasaga_saga.workflow import RESEARCH_V1
+from alphasaga_saga.workflow import (
+    DEFAULT_WORKFLOWS,
+    RESEARCH_V1,
+    WorkflowFileError,
+    WorkflowRegistry,
+    parse_workflows,
+)
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore, outbox_stream
 from tests.support.helpers import Proc, eventually
@@ -50,6 +56,26 @@ def workflow(
     return {"name": "research", "version": version, "steps": steps}
 
 
+def workflow_v2(*, timeout_s: float = 2.0, max_attempts: int = 3, backoff_s: float = 0.1) -> dict[str, Any]:
+    """The built-in research v2 (a DAG: ml and backtest fanned out over the request's
+    models, then select) with short timeouts and retries, as a workflow file's document."""
+    built_in = DEFAULT_WORKFLOWS.get("research", 2)
+    steps = []
+    for step in built_in.steps:
+        s: dict[str, Any] = {
+            "name": step.name,
+            "kind": step.kind.name,
+            "timeout_s": timeout_s,
+            "needs": list(built_in.needs(step.name)),
+            "retry": {"max_attempts": max_attempts, "backoff_s": backoff_s, "jitter": 0.2},
+            "compensation_retry": {"max_attempts": 3, "backoff_s": backoff_s / 2},
+        }
+        if step.fan_out is not None:
+            s["for_each"] = {"in": step.fan_out.over, "as": step.fan_out.as_}
+        steps.append(s)
+    return {"name": "research", "version": 2, "steps": steps}
+
+
 class Harness:
     def __init__(
         self, settings: Settings, env: dict[str, str], store: EventStore, redis: aioredis.Redis, tmp_path: Path
@@ -58,9 +84,11 @@ class Harness:
         self.mapper = SagaMapper()
         self.procs: list[Proc] = []
         self._n = 0
+        self._definitions: dict[tuple[str, int], dict[str, Any]] = {}
 
     def workflows_file(self, *definitions: dict[str, Any]) -> Path:
         self._n += 1
+        self._definitions.update({(d["name"], int(d["version"])): d for d in definitions})
         path = self.tmp / f"workflows{self._n}.yaml"
         path.write_text(yaml.safe_dump({"workflows": list(definitions)}))
         return path
@@ -83,10 +111,30 @@ class Harness:
         for p in procs:
             await p.wait_for("ready", timeout=60)
 
-    async def start(self, n: int = 1, workflow: str = "research") -> list[uuid.UUID]:
+    async def start(self, n: int = 1, workflow: str = "research", version: int | None = None) -> list[uuid.UUID]:
         request = ResearchRequest(dataset="sp500")
         async with AlphaSaga(self.settings) as client:
-            return [(await client.submit(request, workflow=workflow)).saga_id for _ in range(n)]
+            return [
+                (await client.submit(request, workflow=workflow, workflow_version=version)).saga_id for _ in range(n)
+            ]
+
+    def workflows(self) -> WorkflowRegistry:
+        """The definitions the orchestrators were given (every file written), or the built-in
+        ones. A definition naming a kind this process does not know (one a test's worker
+        processes add) is left out: the checker then holds its sagas to a chain's rules if
+        they ran one step at a time, and reports them otherwise."""
+        if not self._definitions:
+            return DEFAULT_WORKFLOWS
+        known = []
+        for d in self._definitions.values():
+            try:
+                parse_workflows({"workflows": [d]})
+            except WorkflowFileError as exc:
+                if "no step kind" not in str(exc):
+                    raise
+                continue
+            known.append(d)
+        return parse_workflows({"workflows": known}) if known else DEFAULT_WORKFLOWS
 
     async def states(self, saga_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
         async with self.store.pool.acquire() as conn:
@@ -125,6 +173,7 @@ class Harness:
                 await self.store.read_stream(saga_stream(s)),
                 await self.store.read_stream(outbox_stream(str(s))),
                 fold=self.mapper.fold,
+                workflows=self.workflows(),
             )
             if problems:
                 found[s] = problems

@@ -2,8 +2,10 @@
 answering at once, for orchestrator tests.
 
 SIM_CONFIG (JSON) says how to misbehave; every random choice is a hash of the message
-id, so a run can be repeated. A name is a service's (all its kinds) or a kind's:
+id, so a run can be repeated. A name is a service's (all its kinds), a kind's, or a step's
+(a branch's too: ``ml[linear]``):
   fail_always: [names]           non-retryable failure on every attempt
+  delay_s: {name: seconds}       wait that long before answering a command of it
   fail_rate: float               retryable failure of that share of attempts
   silent: {name: [attempts]}     no reply to those attempts (the step times out); [0] = all
   duplicate_rate: float          that share of replies is sent twice with the same message id,
@@ -41,20 +43,24 @@ def chance(message_id: str, salt: str) -> float:
 def make_handler(service: str, streams: Streams, config: dict[str, Any]) -> Any:
     reply_stream = streams.events(service)
 
-    def named(kind: str, setting: str) -> bool:
-        return bool({service, kind} & set(config.get(setting, [])))
+    def named(kind: str, setting: str, step: str = "") -> bool:
+        return bool({service, kind, step} & set(config.get(setting, [])))
 
     async def handle(env: Envelope, delivery: Delivery) -> Sequence[Outgoing]:
         msg = env.message
         reply: st.StepMessage
         await asyncio.sleep(config.get("delay_s", 0.0))
         if isinstance(msg, st.StepCommand) and (kind := KINDS.of_command(type(msg))) is not None:
+            delays = config.get("delay_s", {})
+            delay = max([float(delays.get(n, 0.0)) for n in (service, kind.name, msg.step)])
+            if delay > 0:
+                await asyncio.sleep(delay)
             silent = config.get("silent", {})
-            attempts = silent.get(service, []) + silent.get(kind.name, [])
+            attempts = silent.get(service, []) + silent.get(kind.name, []) + silent.get(msg.step, [])
             if msg.attempt in attempts or 0 in attempts:
                 return ()
             ids = (kind.name, msg.saga_id, msg.step, msg.attempt)
-            if named(kind.name, "fail_always"):
+            if named(kind.name, "fail_always", msg.step):
                 reply = replies.failure(*ids, retryable=False)
             elif chance(env.message_id, "fail") < config.get("fail_rate", 0.0):
                 reply = replies.failure(*ids, retryable=True)
@@ -62,7 +68,7 @@ def make_handler(service: str, streams: Streams, config: dict[str, Any]) -> Any:
                 reply = replies.success(*ids)
         elif isinstance(msg, st.CompensateStep):
             ids = (msg.kind, msg.saga_id, msg.step, msg.attempt)
-            if named(msg.kind, "compensation_fail"):
+            if named(msg.kind, "compensation_fail", msg.step):
                 reply = replies.compensation_failed(*ids, "simulated: cannot undo")
             else:
                 reply = replies.compensated(*ids)

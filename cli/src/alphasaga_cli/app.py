@@ -13,7 +13,7 @@ import sys
 import typer
 import typer.core
 
-from .commands import accounts, dlq, history, projections, research, stack, streams
+from .commands import accounts, dlq, history, projections, research, runs, stack, streams
 from .errors import FAILED, NOT_COMPLETED, CliError, one_line
 
 # Help is formatted by click (rich_markup_mode=None below), yet typer loads rich whenever
@@ -42,6 +42,8 @@ app.command()(streams.tail)
 app.command()(streams.types)
 app.command()(research.cancel)
 app.command()(research.artifacts)
+app.command()(runs.fork)
+app.command()(runs.diff)
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(projections.app, name="projections")
 app.add_typer(accounts.users, name="users")

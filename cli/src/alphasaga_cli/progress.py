@@ -86,6 +86,8 @@ class Progress:
         if not isinstance(step, str):
             reason = row.data.get("reason")
             return [f"{_words(frame.event)}: {reason}"] if reason else []
+        if frame.event == "FannedOut":  # a step of a DAG: a line per branch from now on
+            return self._fanned_out(step, [str(i) for i in row.data.get("items") or []], row.recorded_at)
         line = self.steps.setdefault(step, StepLine(step))
         status, ends = _STEP_STATUS.get(frame.event, (_words(frame.event), False))
         if frame.event == "CompensationCommanded" or line.started is None:
@@ -98,6 +100,13 @@ class Progress:
         if frame.event == "StepFailed" and row.data.get("error"):
             return [line.render(row.recorded_at) + f"  {row.data['error']}"]
         return [line.render(row.recorded_at)]
+
+    def _fanned_out(self, step: str, items: list[str], at: dt.datetime) -> list[str]:
+        line = self.steps.setdefault(step, StepLine(step))
+        line.status, line.started, line.ended = f"over {', '.join(items)}", at, at
+        for item in items:
+            self.steps.setdefault(f"{step}[{item}]", StepLine(f"{step}[{item}]"))
+        return [line.render(at)]
 
     def outcome(self) -> dict[str, Any]:
         """What ``submit --wait`` and ``watch`` print at the end (and as JSON)."""

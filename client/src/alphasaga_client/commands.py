@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alphasaga_contracts import Service, SubmissionState
 from alphasaga_shared.errors import InvalidRequest, InvalidTransition
@@ -43,27 +43,41 @@ class Commands(Core):
         workflow: str = "research",
         saga_id: uuid.UUID | None = None,
         message_id: str | None = None,
+        workflow_version: int | None = None,
     ) -> Submitted:
         """Publish a research request. The same ``message_id`` (an idempotency key) always
-        names the same saga: without ``saga_id`` the orchestrator derives it from the id."""
-        env = self.start_envelope(request, workflow=workflow, saga_id=saga_id, message_id=message_id)
+        names the same saga: without ``saga_id`` the orchestrator derives it from the id.
+        ``workflow_version`` picks a version (a preview); unset, the newest that is not one."""
+        env = self.start_envelope(
+            request, workflow=workflow, saga_id=saga_id, message_id=message_id, workflow_version=workflow_version
+        )
         tip = await self.lifecycle_cursor()
         entry_id = await self._send(self.settings.streams.commands(Service.ORCHESTRATOR), env)
         return Submitted(uuid.UUID(env.correlation_id), env.message_id, entry_id, tip)
 
     async def submit_recorded(
-        self, request: ResearchRequest, record: Record, *, workflow: str = "research", message_id: str | None = None
+        self,
+        request: ResearchRequest,
+        record: Record,
+        *,
+        workflow: str = "research",
+        message_id: str | None = None,
+        workflow_version: int | None = None,
     ) -> Submitted:
         """Record a research request in the outbox (the stream ``outbox:<saga id>``) in one
         PostgreSQL transaction with what ``record`` writes, and leave its publishing to the
         relay, which any commit to the outbox wakes. Nothing accepted is then lost when Redis
         forgets, and a crash leaves both writes or neither. A request whose saga id was
         submitted before (``record`` says so) is not recorded again."""
+        env = self.start_envelope(request, workflow=workflow, message_id=message_id, workflow_version=workflow_version)
+        return await self._start_recorded(env, record)
+
+    async def _start_recorded(self, env: Envelope, record: Record) -> Submitted:
+        """A start's envelope written to the outbox with what ``record`` writes, in one transaction."""
         from alphasaga_shared.eventstore import outbox_stream
         from alphasaga_shared.outbox import outbox_events
         from alphasaga_shared.wire import Outgoing
 
-        env = self.start_envelope(request, workflow=workflow, message_id=message_id)
         self._entry(env)  # too large to be read: refused before anything is written
         saga_id = uuid.UUID(env.correlation_id)
         rows = outbox_events([Outgoing(self.settings.streams.commands(Service.ORCHESTRATOR), env)])
@@ -81,16 +95,21 @@ class Commands(Core):
         workflow: str = "research",
         saga_id: uuid.UUID | None = None,
         message_id: str | None = None,
+        workflow_version: int | None = None,
     ) -> Envelope:
         """The ``StartResearch`` envelope of a research request."""
         from alphasaga_contracts import saga as sg
         from alphasaga_shared.wire import envelope_for
 
         saga_id = saga_id or (sg.derived_saga_id(message_id) if message_id else uuid.uuid4())
-        message = sg.StartResearch(saga_id=saga_id, workflow=workflow, request=request)
+        message = sg.StartResearch(
+            saga_id=saga_id, workflow=workflow, workflow_version=workflow_version, request=request
+        )
         return envelope_for(message, correlation_id=str(saga_id), message_id=message_id)
 
-    async def submit_many(self, requests: Sequence[ResearchRequest], *, workflow: str = "research") -> list[Submitted]:
+    async def submit_many(
+        self, requests: Sequence[ResearchRequest], *, workflow: str = "research", workflow_version: int | None = None
+    ) -> list[Submitted]:
         """Publish many research requests in one round trip (a campaign, a burst)."""
         from alphasaga_contracts import saga as sg
         from alphasaga_shared.wire import envelope_for
@@ -99,7 +118,9 @@ class Commands(Core):
         envelopes = []
         for request in requests:
             saga_id = uuid.uuid4()
-            message = sg.StartResearch(saga_id=saga_id, workflow=workflow, request=request)
+            message = sg.StartResearch(
+                saga_id=saga_id, workflow=workflow, workflow_version=workflow_version, request=request
+            )
             envelopes.append(envelope_for(message, correlation_id=str(saga_id)))
         stream = self.settings.streams.commands(Service.ORCHESTRATOR)
         async with (await self.redis()).pipeline(transaction=False) as pipe:
@@ -110,6 +131,41 @@ class Commands(Core):
             Submitted(uuid.UUID(env.correlation_id), env.message_id, text_of(entry_id), tip)
             for env, entry_id in zip(envelopes, entry_ids, strict=True)
         ]
+
+    async def plan_fork(
+        self, saga: str | uuid.UUID, from_step: str, changes: dict[str, Any], *, message_id: str | None = None
+    ) -> Any:
+        """The ``StartResearch`` of a fork of ``saga`` from ``from_step`` (``forking.plan_fork``);
+        the same ``message_id`` always names the same new saga."""
+        from alphasaga_contracts import saga as sg
+        from alphasaga_saga.workflow import WorkflowSettings, load_workflows
+
+        from .forking import plan_fork
+
+        source = await self.resolve(saga)
+        rows = await (await self.saga_store()).events_of(source)
+        new_id = sg.derived_saga_id(message_id) if message_id else uuid.uuid4()
+        workflows = load_workflows(WorkflowSettings().workflows)
+        return plan_fork(source, rows, workflows, from_step, changes, new_id=new_id)
+
+    async def start_recorded(self, message: Any, record: Record, *, message_id: str | None = None) -> Submitted:
+        """A planned start (a fork's) recorded in the outbox with what ``record`` writes."""
+        from alphasaga_shared.wire import envelope_for
+
+        env = envelope_for(message, correlation_id=str(message.saga_id), message_id=message_id)
+        return await self._start_recorded(env, record)
+
+    async def fork(self, saga: str | uuid.UUID, from_step: str, changes: dict[str, Any] | None = None) -> Submitted:
+        """Start a new saga from ``from_step`` of ``saga``: the steps it needs are reused
+        (their outputs and artifacts, not run again), ``changes`` (``request.<field>`` or a
+        dotted path in the saga's context) applied (``forking.plan_fork``)."""
+        from alphasaga_shared.wire import envelope_for
+
+        message = await self.plan_fork(saga, from_step, changes or {})
+        env = envelope_for(message, correlation_id=str(message.saga_id))
+        tip = await self.lifecycle_cursor()
+        entry_id = await self._send(self.settings.streams.commands(Service.ORCHESTRATOR), env)
+        return Submitted(uuid.UUID(env.correlation_id), env.message_id, entry_id, tip)
 
     async def cancel(self, saga: str | uuid.UUID, reason: str = "cancelled by user") -> Submitted:
         """Ask the orchestrator to compensate a running saga; refuses one that has ended,

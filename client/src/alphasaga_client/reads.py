@@ -22,6 +22,7 @@ from .timetravel import Frame, ReplayError, frames, select
 if TYPE_CHECKING:
     from alphasaga_shared.outages import Held
 
+    from .rundiff import RunDiff
     from .timeline import Attempt
 
 
@@ -162,6 +163,17 @@ class Reads(Core):
         from alphasaga_readmodel.projector import SagaProjector
 
         return await SagaProjector(await self.saga_store()).rebuild()
+
+    async def diff(self, a: str | uuid.UUID, b: str | uuid.UUID) -> RunDiff:
+        """Where two sagas' logs part, and step by step what differs (``rundiff``)."""
+        from .rundiff import Side, compare
+
+        store = await self.saga_store()
+        sides = []
+        for saga in (a, b):
+            saga_id = await self.resolve(saga)
+            sides.append(Side(saga_id, await store.events_of(saga_id), await store.outbox_of(saga_id)))
+        return compare(sides[0], sides[1])
 
     def workflow_steps(self, workflow: str, version: int) -> list[str]:
         """The step names of a workflow version, as the orchestrator knows it

@@ -33,6 +33,8 @@ FeatureKind = Literal["sma_ratio", "momentum", "zscore", "volatility", "rsi"]
 SignalKind = Literal["ma_crossover", "zscore_reversion"]
 VolatilityRegime = Literal["low", "normal", "high"]
 Fill = Literal["close", "next_open"]
+ModelKind = Literal["lightgbm", "linear"]
+MODEL_KINDS: tuple[ModelKind, ...] = ("lightgbm", "linear")
 
 
 class Value(BaseModel):
@@ -87,9 +89,18 @@ class ResearchRequest(Value):
         "next_open: it fills at the next bar's open",
     )
     seed: int = Field(7, ge=0, le=MAX_SEED)
+    models: list[ModelKind] = Field(
+        default_factory=lambda: list(MODEL_KINDS),
+        min_length=1,
+        max_length=2,
+        description="The model kinds a workflow that fans out over models trains side by side (research v2); "
+        "research v1 trains lightgbm only",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ResearchRequest:
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models repeat: {self.models}")
         if (self.dataset is None) == (self.data_path is None):
             raise ValueError("give exactly one of dataset or data_path")
         if self.dataset is not None and self.dataset not in BUILTIN_DATASETS:

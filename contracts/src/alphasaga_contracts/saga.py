@@ -8,12 +8,25 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from pydantic import Field
 
 from .envelope import Message
-from .research import ResearchRequest
+from .research import ResearchRequest, Value
 from .states import SagaState
 from .text import Text
 
 # A workflow's name, as workflow files and the API's ?workflow= spell it.
 WORKFLOW_NAME = r"^[a-z][a-z0-9_-]{0,63}$"
+
+
+class Fork(Value):
+    """Where a fork starts from: the source saga (and its version when forked), the step it
+    runs again from, the outputs of the steps that step needs (reused, not run), and the
+    values it changes in the saga's context (a dotted path: ``model_kind``,
+    ``hypothesis.label_horizon``)."""
+
+    saga_id: UUID
+    version: int = Field(ge=1)
+    from_step: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    reused: dict[str, dict[str, Any]]
+    overrides: dict[str, Any] = {}
 
 
 class StartResearch(Message):
@@ -23,7 +36,11 @@ class StartResearch(Message):
     TYPE = "orchestrator.StartResearch"
     saga_id: UUID | None = None
     workflow: str = Field("research", pattern=WORKFLOW_NAME)
+    workflow_version: int | None = Field(
+        None, ge=1, description="The workflow's version to run; unset: its newest that is not a preview"
+    )
     request: ResearchRequest
+    fork: Fork | None = Field(None, description="Set by a fork (alphasaga fork): the steps it reuses")
 
 
 def derived_saga_id(message_id: str) -> UUID:

@@ -32,10 +32,12 @@ from uuid import UUID
 from pydantic import Field
 
 from .envelope import Message, register_alias
-from .research import ArtifactRef, Hypothesis, ModelMetrics, ResearchRequest, Verdict
+from .research import ArtifactRef, Hypothesis, ModelKind, ModelMetrics, ResearchRequest, Value, Verdict
 
 ErrorKind = str  # e.g. "invalid_input", "rule_violation", "sandbox_limit", "internal"
 NAME = r"^[a-z][a-z0-9_]*$"  # of a step, a kind or a service
+# A step in a saga: its name, and for a branch of a fanned-out step the item in brackets.
+STEP = r"^[a-z][a-z0-9_]*(\[[a-z0-9][a-z0-9_.-]{0,63}\])?$"
 
 
 class Service(StrEnum):
@@ -51,7 +53,7 @@ class Service(StrEnum):
 
 class StepMessage(Message):
     saga_id: UUID
-    step: str = Field(pattern=NAME)
+    step: str = Field(pattern=STEP, description="The step, or a fanned-out step's branch: ml[linear]")
 
 
 class StepCommand(StepMessage):
@@ -253,6 +255,7 @@ class TrainModel(StepCommand):
     hypothesis: Hypothesis
     dataset: ArtifactRef
     signals: ArtifactRef
+    model_kind: ModelKind = Field("lightgbm", description="What to train, each walk-forward in the same way")
 
 
 class ModelTrained(StepSucceeded):
@@ -291,6 +294,40 @@ class BacktestCompleted(StepSucceeded):
 
 
 BACKTEST = KINDS.add(StepKind("backtest", Service.BACKTEST, RunBacktest, BacktestCompleted))
+
+
+# --- kind select, in service backtest ----------------------------------------------------
+
+
+class BacktestOutcome(Value):
+    """A backtest branch's outputs, as a fan-in receives them."""
+
+    report: ArtifactRef
+    chart: ArtifactRef
+    metrics: dict[str, float]
+    verdict: Verdict
+
+
+class SelectModel(StepCommand):
+    """Choose the best of the backtests a fan-in waited for, by out-of-sample deflated Sharpe."""
+
+    TYPE = "backtest.SelectModel"
+    request: ResearchRequest
+    backtest: dict[str, BacktestOutcome] = Field(min_length=1, description="Each branch's item -> its backtest")
+
+
+class ModelSelected(StepSucceeded):
+    TYPE = "backtest.ModelSelected"
+    selected: str = Field(description="The branch chosen (its item, e.g. linear)")
+    criterion: str = Field(description="The metric it was chosen by, e.g. out_of_sample.deflated_sharpe")
+    compared: dict[str, float] = Field(description="Each branch's value of the criterion")
+    report: ArtifactRef
+    chart: ArtifactRef
+    metrics: dict[str, float]
+    verdict: Verdict
+
+
+SELECT = KINDS.add(StepKind("select", Service.BACKTEST, SelectModel, ModelSelected))
 
 # --- former type names ---------------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """The saga aggregate (eventsourcing's domain model, used in memory).
 
 Its state is only ever the fold of its events; the methods below record events and
-apply them. Deciding *which* to call is ``decide.py``'s job. ``deadline`` is the one
-pending timer a saga can have (a step's timeout, a retry's backoff, a compensation's
-timeout or backoff); the orchestrator mirrors it into the ``saga_timers`` index.
+apply them. Deciding *which* to call is ``decide.py``'s job. ``deadlines`` holds a
+pending timer per step or compensation in flight (its timeout, a retry's backoff), since
+the branches of a DAG run side by side; ``deadline`` is the earliest of them, the one the
+orchestrator mirrors into the ``saga_timers`` index (one row per saga, as before: when it
+fires, the next earliest takes its place).
 
 States and deadlines are stored as plain JSON (a state's name, a deadline's fields), as
 they always were: a snapshot or an event written by an older version folds the same.
@@ -63,9 +65,16 @@ class Saga(Aggregate):
 
     @event("Started")
     def __init__(
-        self, saga_id: UUID, workflow: str, workflow_version: int, request: dict[str, Any], traceparent: str
+        self,
+        saga_id: UUID,
+        workflow: str,
+        workflow_version: int,
+        request: dict[str, Any],
+        traceparent: str,
+        forked_from: dict[str, Any] | None = None,  # absent from sagas started before forks
     ) -> None:
         self.workflow = workflow
+        self.forked_from = forked_from
         self.workflow_version = workflow_version
         self.traceparent = traceparent
         self.state = SagaState.RUNNING
@@ -84,6 +93,12 @@ class Saga(Aggregate):
         # or "compensation:<name>" -> {"attempt": n, "at": ISO 8601}. Observers time an
         # attempt from it when it ends.
         self.commanded: dict[str, dict[str, Any]] = {}
+        # Pending timers by "step:<name>" / "compensation:<name>"; ``deadline`` is the earliest.
+        self.deadlines: dict[str, Deadline] = {}
+        # The items each fanned-out step planned, and the outputs of each branch (kept apart
+        # from ``context``, where the branches' same-named outputs would overwrite each other).
+        self.fanned: dict[str, list[str]] = {}
+        self.branch_outputs: dict[str, dict[str, Any]] = {}
 
     # Every event but the first is a class with its own ``apply``, triggered by the method
     # below it: the ``@event`` decorator would inspect each call's arguments against the
@@ -102,7 +117,7 @@ class Saga(Aggregate):
             saga.current_step = self.step
             saga.current_attempt = self.attempt
             saga.attempts[self.step] = self.attempt
-            saga.deadline = deadline(TimerKind.STEP_TIMEOUT, self.step, self.attempt, self.due_at)
+            _put(saga, deadline(TimerKind.STEP_TIMEOUT, self.step, self.attempt, self.due_at))
             _commanded(saga)[f"step:{self.step}"] = {"attempt": self.attempt, "at": self.timestamp.isoformat()}
 
     def command_step(self, step: str, attempt: int, message_id: str, due_at: str) -> None:
@@ -114,11 +129,15 @@ class Saga(Aggregate):
         outputs: dict[str, Any]
 
         def apply(self, saga: Saga) -> None:
-            saga.context.update(self.outputs)
+            if "[" in self.step:  # a branch: ``ml[linear]``
+                _branch_outputs(saga)[self.step] = self.outputs
+            else:
+                saga.context.update(self.outputs)
             saga.completed.append(self.step)
             saga.outputs = self.outputs
-            saga.current_step = None
-            saga.deadline = None
+            if saga.current_step == self.step:
+                saga.current_step = None
+            _drop(saga, f"step:{self.step}")
 
     def step_succeeded(self, step: str, attempt: int, outputs: dict[str, Any]) -> None:
         self.trigger_event(self.StepSucceeded, step=step, attempt=attempt, outputs=outputs)
@@ -131,7 +150,7 @@ class Saga(Aggregate):
 
         def apply(self, saga: Saga) -> None:
             saga.failure = f"{self.step} failed ({self.error_kind}): {self.error}"
-            saga.deadline = None
+            _drop(saga, f"step:{self.step}")
 
     def step_failed(self, step: str, attempt: int, error_kind: str, error: str) -> None:
         self.trigger_event(self.StepFailed, step=step, attempt=attempt, error_kind=error_kind, error=error)
@@ -142,7 +161,7 @@ class Saga(Aggregate):
 
         def apply(self, saga: Saga) -> None:
             saga.failure = f"{self.step} timed out (attempt {self.attempt})"
-            saga.deadline = None
+            _drop(saga, f"step:{self.step}")
 
     def step_timed_out(self, step: str, attempt: int) -> None:
         self.trigger_event(self.StepTimedOut, step=step, attempt=attempt)
@@ -153,10 +172,44 @@ class Saga(Aggregate):
         due_at: str
 
         def apply(self, saga: Saga) -> None:
-            saga.deadline = deadline(TimerKind.RETRY, self.step, self.attempt, self.due_at)
+            _put(saga, deadline(TimerKind.RETRY, self.step, self.attempt, self.due_at))
 
     def schedule_retry(self, step: str, attempt: int, due_at: str) -> None:
         self.trigger_event(self.RetryScheduled, step=step, attempt=attempt, due_at=due_at)
+
+    class StepsReused(Aggregate.Event):
+        """A fork took these steps' outputs from the saga it was forked from (they count as
+        done, and are not this saga's to undo), then changed ``overrides`` in the context."""
+
+        outputs: dict[str, dict[str, Any]]
+        overrides: dict[str, Any]
+        from_saga: str
+
+        def apply(self, saga: Saga) -> None:
+            for step, outputs in self.outputs.items():
+                if "[" in step:
+                    _branch_outputs(saga)[step] = outputs
+                else:
+                    saga.context.update(outputs)
+                saga.completed.append(step)
+                _reused(saga).append(step)
+            for path, value in self.overrides.items():
+                _set_path(saga.context, path, value)
+
+    def reuse(self, outputs: dict[str, dict[str, Any]], overrides: dict[str, Any], from_saga: str) -> None:
+        self.trigger_event(self.StepsReused, outputs=outputs, overrides=overrides, from_saga=from_saga)
+
+    class FannedOut(Aggregate.Event):
+        """A step planned one branch per item (``step[item]``)."""
+
+        step: str
+        items: list[str]
+
+        def apply(self, saga: Saga) -> None:
+            _fanned(saga)[self.step] = list(self.items)
+
+    def fan_out(self, step: str, items: list[str]) -> None:
+        self.trigger_event(self.FannedOut, step=step, items=items)
 
     # --- compensation ----------------------------------------------------------------
 
@@ -166,17 +219,33 @@ class Saga(Aggregate):
         # undone too, first, as the newest; undoing is idempotent and harmless for a step
         # that did nothing. Events stored before this field fold the same.
         interrupted: str | None = None
+        # Every step in flight when a DAG's saga stopped (branches running side by side),
+        # undone like ``interrupted``. Events stored before this field fold the same.
+        in_flight: list[str] | None = None
 
         def apply(self, saga: Saga) -> None:
             saga.state = SagaState.COMPENSATING
             saga.failure = self.reason
             saga.current_step = None
-            saga.deadline = None
+            deadlines = _deadlines(saga)
+            for key in [k for k in deadlines if k.startswith("step:")]:  # no step starts again
+                del deadlines[key]
+            _earliest(saga)
             interrupted = getattr(self, "interrupted", None)  # absent from events stored before it
-            saga.to_compensate = ([interrupted] if interrupted else []) + list(reversed(saga.completed))
+            in_flight = getattr(self, "in_flight", None) or []
+            reused = set(_reused(saga))  # another saga's work: not this one's to undo
+            done = [s for s in reversed(saga.completed) if s not in reused]
+            saga.to_compensate = ([interrupted] if interrupted else []) + list(in_flight) + done
 
-    def start_compensation(self, reason: str, interrupted: str | None = None) -> None:
-        self.trigger_event(self.CompensationStarted, reason=reason, interrupted=interrupted)
+    def start_compensation(self, reason: str, in_flight: list[str] | None = None) -> None:
+        """``in_flight``: the steps whose attempt may still finish; one is recorded as
+        ``interrupted``, as a linear saga always did, more as ``in_flight``."""
+        steps = list(in_flight or [])
+        if len(steps) <= 1:
+            interrupted = steps[0] if steps else None
+            self.trigger_event(self.CompensationStarted, reason=reason, interrupted=interrupted)
+        else:
+            self.trigger_event(self.CompensationStarted, reason=reason, interrupted=None, in_flight=steps)
 
     class CompensationCommanded(Aggregate.Event):
         step: str
@@ -187,7 +256,7 @@ class Saga(Aggregate):
         def apply(self, saga: Saga) -> None:
             saga.compensating_step = self.step
             saga.compensation_attempt = self.attempt
-            saga.deadline = deadline(TimerKind.COMPENSATION_TIMEOUT, self.step, self.attempt, self.due_at)
+            _put(saga, deadline(TimerKind.COMPENSATION_TIMEOUT, self.step, self.attempt, self.due_at))
             key = f"compensation:{self.step}"
             _commanded(saga)[key] = {"attempt": self.attempt, "at": self.timestamp.isoformat()}
 
@@ -200,7 +269,7 @@ class Saga(Aggregate):
         error: str
 
         def apply(self, saga: Saga) -> None:
-            saga.deadline = None
+            _drop(saga, f"compensation:{self.step}")
 
     def compensation_attempt_failed(self, step: str, attempt: int, error: str) -> None:
         self.trigger_event(self.CompensationAttemptFailed, step=step, attempt=attempt, error=error)
@@ -211,7 +280,7 @@ class Saga(Aggregate):
         due_at: str
 
         def apply(self, saga: Saga) -> None:
-            saga.deadline = deadline(TimerKind.COMPENSATION_RETRY, self.step, self.attempt, self.due_at)
+            _put(saga, deadline(TimerKind.COMPENSATION_RETRY, self.step, self.attempt, self.due_at))
 
     def schedule_compensation_retry(self, step: str, attempt: int, due_at: str) -> None:
         self.trigger_event(self.CompensationRetryScheduled, step=step, attempt=attempt, due_at=due_at)
@@ -221,8 +290,9 @@ class Saga(Aggregate):
 
         def apply(self, saga: Saga) -> None:
             saga.to_compensate.remove(self.step)
-            saga.compensating_step = None
-            saga.deadline = None
+            if saga.compensating_step == self.step:
+                saga.compensating_step = None
+            _drop(saga, f"compensation:{self.step}")
 
     def step_compensated(self, step: str) -> None:
         self.trigger_event(self.StepCompensated, step=step)
@@ -232,6 +302,7 @@ class Saga(Aggregate):
     class Completed(Aggregate.Event):
         def apply(self, saga: Saga) -> None:
             saga.state = SagaState.COMPLETED
+            _deadlines(saga).clear()
             saga.deadline = None
 
     def complete(self) -> None:
@@ -240,6 +311,7 @@ class Saga(Aggregate):
     class RolledBack(Aggregate.Event):
         def apply(self, saga: Saga) -> None:
             saga.state = SagaState.ROLLED_BACK
+            _deadlines(saga).clear()
             saga.deadline = None
 
     def roll_back(self) -> None:
@@ -253,6 +325,7 @@ class Saga(Aggregate):
             saga.state = SagaState.COMPENSATION_FAILED
             saga.failure = f"compensation of {self.step} failed: {self.error}"
             saga.compensating_step = None
+            _deadlines(saga).clear()
             saga.deadline = None
 
     def fail_compensation(self, step: str, error: str) -> None:
@@ -268,15 +341,92 @@ class Saga(Aggregate):
         return SagaState(self.state).terminal
 
     def waiting_for(self, kind: TimerKind, step: str, attempt: int) -> bool:
-        """Whether the saga's pending deadline is this one (the reply or timer it expects)."""
-        d = self.deadline
-        return d is not None and d["kind"] == kind and d["step"] == step and d["attempt"] == attempt
+        """Whether one of the saga's pending deadlines is this one (a reply or timer it expects)."""
+        d = _deadlines(self).get(_key(kind, step))
+        return d is not None and d["kind"] == kind and d["attempt"] == attempt
+
+    def has_pending(self) -> bool:
+        """Whether any step or compensation is out, or waits for its next attempt."""
+        return bool(_deadlines(self))
+
+    def in_flight(self) -> list[str]:
+        """The steps whose attempt is out and unanswered."""
+        return [d["step"] for d in _deadlines(self).values() if d["kind"] == TimerKind.STEP_TIMEOUT]
+
+    def compensation_pending(self, step: str) -> bool:
+        """Whether ``step``'s compensation is out, or waiting for its next attempt."""
+        return f"compensation:{step}" in _deadlines(self)
+
+    def planned(self) -> dict[str, list[str]]:
+        return _fanned(self)
+
+    def branch_results(self) -> dict[str, dict[str, Any]]:
+        return _branch_outputs(self)
 
 
 def _commanded(saga: Saga) -> dict[str, dict[str, Any]]:
     """``saga.commanded``, also for a saga read from a snapshot taken before it existed."""
     found: dict[str, dict[str, Any]] = saga.__dict__.setdefault("commanded", {})
     return found
+
+
+def _key(kind: TimerKind | str, step: str) -> str:
+    compensation = kind in (TimerKind.COMPENSATION_TIMEOUT, TimerKind.COMPENSATION_RETRY)
+    return f"{'compensation' if compensation else 'step'}:{step}"
+
+
+def _deadlines(saga: Saga) -> dict[str, Deadline]:
+    """``saga.deadlines``; a snapshot taken before it existed had one ``deadline`` at most."""
+    if "deadlines" not in saga.__dict__:
+        d = saga.deadline
+        saga.__dict__["deadlines"] = {_key(d["kind"], d["step"]): d} if d is not None else {}
+    found: dict[str, Deadline] = saga.__dict__["deadlines"]
+    return found
+
+
+def _reused(saga: Saga) -> list[str]:
+    found: list[str] = saga.__dict__.setdefault("reused", [])
+    return found
+
+
+def _set_path(context: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``a.b.c`` in ``context``, copying each dict on the way (the events' own data is
+    never changed in place)."""
+    head, _, rest = path.partition(".")
+    if not rest:
+        context[head] = value
+        return
+    inner = dict(context.get(head) or {})
+    _set_path(inner, rest, value)
+    context[head] = inner
+
+
+def _fanned(saga: Saga) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = saga.__dict__.setdefault("fanned", {})
+    return found
+
+
+def _branch_outputs(saga: Saga) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = saga.__dict__.setdefault("branch_outputs", {})
+    return found
+
+
+def _earliest(saga: Saga) -> None:
+    pending = _deadlines(saga)
+    if len(pending) <= 1:  # a chain's case: no time to parse
+        saga.deadline = next(iter(pending.values()), None)
+    else:
+        saga.deadline = min(pending.values(), key=due_time)
+
+
+def _put(saga: Saga, pending: Deadline) -> None:
+    _deadlines(saga)[_key(pending["kind"], pending["step"])] = pending
+    _earliest(saga)
+
+
+def _drop(saga: Saga, key: str) -> None:
+    _deadlines(saga).pop(key, None)
+    _earliest(saga)
 
 
 # Each stored event and snapshot names its class by a topic, which eventsourcing derives
@@ -307,6 +457,9 @@ def state_of(saga: Saga | None) -> dict[str, Any]:
 
 def state_json(saga: Saga) -> str:
     """``state_of`` as JSON text (what the saga-summary projection stores)."""
+    for materialise in (_deadlines, _fanned, _branch_outputs, _reused):  # also on a saga from an old snapshot
+        materialise(saga)
+    saga.__dict__.setdefault("forked_from", None)
     public = {k: v for k, v in vars(saga).items() if not k.startswith("_")}
     public["saga_id"] = str(saga.id)
     public["version"] = saga.version

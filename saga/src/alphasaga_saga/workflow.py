@@ -1,8 +1,11 @@
-"""Workflow definitions are data: an ordered list of steps, each naming its step kind
-(which fixes its command, its result and the stream its commands go to) with its timeout
-and retry policies. The built-in ones are ``workflows.yaml`` beside this module, the one
-source of every copy (``BUILT_IN``). A saga records the definition's version when it
-starts and finishes on that version."""
+"""Workflow definitions are data: a DAG of steps, each naming its step kind (which fixes
+its command, its result and the stream its commands go to) with its timeout and retry
+policies, the steps it ``needs``, and optionally a fan-out over a list in the saga's
+context (one branch per item) or a fan-in on the first ``k`` branches of what it needs.
+A step that says nothing of its needs needs the step before it, so a linear workflow is
+a chain (docs/decisions/0015). The built-in ones are ``workflows.yaml`` beside this
+module, the one source of every copy (``BUILT_IN``). A saga records the definition's
+version when it starts and finishes on that version."""
 
 from __future__ import annotations
 
@@ -40,12 +43,28 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class FanOut:
+    """One branch of a step per item of a list in the saga's context: ``over`` is its path
+    there (``request.models``), ``as_`` the command input each branch gets its item in
+    (None: the item only names the branch, ``ml[linear]``)."""
+
+    over: str
+    as_: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StepDefinition:
     name: str
     kind: StepKind[Any, Any]
     timeout_s: float = 600.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     compensation_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=5))
+    # None: the step before (a chain); () : none, the step starts with the saga.
+    needs: tuple[str, ...] | None = None
+    fan_out: FanOut | None = None
+    # A fan-in on a fanned-out need starts after its first ``first`` branches succeeded
+    # (None: all of them).
+    first: int | None = None
     # Taken from the kind once, not for every command sent: the owner of its command
     # stream, and the command's fields that a saga fills from its context.
     queue: str = field(init=False, compare=False)
@@ -78,15 +97,95 @@ class Workflow:
     name: str
     version: int
     steps: tuple[StepDefinition, ...]
+    # A preview version is started only when a request names it; the default is the
+    # newest version that is not one.
+    preview: bool = False
+    _needs: dict[str, tuple[str, ...]] = field(init=False, compare=False, repr=False)
+    _by_name: dict[str, StepDefinition] = field(init=False, compare=False, repr=False)
+    _branchy: frozenset[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {s.name: s for s in self.steps})
+        needs: dict[str, tuple[str, ...]] = {}
+        for i, s in enumerate(self.steps):
+            needs[s.name] = s.needs if s.needs is not None else ((self.steps[i - 1].name,) if i else ())
+        object.__setattr__(self, "_needs", needs)
+        branchy = {
+            s.name
+            for s in self.steps
+            if s.fan_out is not None
+            or any(self._by_name[n].fan_out is not None for n in needs[s.name] if n in self._by_name)
+        }
+        object.__setattr__(self, "_branchy", frozenset(branchy))
+        problem = _dag_problem(self)
+        if problem is not None:
+            raise WorkflowFileError(f"workflow {self.name} v{self.version}: {problem}")
 
     def step(self, name: str) -> StepDefinition:
-        for candidate in self.steps:
-            if candidate.name == name:
-                return candidate
-        raise KeyError(f"workflow {self.name} v{self.version} has no step {name!r}")
+        """The definition of step ``name``, or of the step a branch (``ml[linear]``) is of."""
+        found = self._by_name.get(name) or self._by_name.get(split_branch(name)[0])
+        if found is None:
+            raise KeyError(f"workflow {self.name} v{self.version} has no step {name!r}")
+        return found
 
     def index(self, name: str) -> int:
         return [candidate.name for candidate in self.steps].index(name)
+
+    def needs(self, name: str) -> tuple[str, ...]:
+        """The steps ``name`` needs, as declared (or the step before it)."""
+        found = self._needs.get(name)
+        return found if found is not None else self._needs[split_branch(name)[0]]
+
+    def order(self, names: set[str] | frozenset[str]) -> list[str]:
+        """``names`` in the order the definition lists them."""
+        return [s.name for s in self.steps if s.name in names]
+
+    def takes_branches(self, name: str) -> bool:
+        """Whether step ``name`` fans out or needs a step that does (its inputs then come
+        from branches too, ``dag.branch_inputs``)."""
+        return split_branch(name)[0] in self._branchy
+
+    def is_chain(self) -> bool:
+        return all(s.fan_out is None for s in self.steps) and all(
+            self._needs[s.name] == ((self.steps[i - 1].name,) if i else ()) for i, s in enumerate(self.steps)
+        )
+
+
+def branch_name(step: str, item: str) -> str:
+    return f"{step}[{item}]"
+
+
+def split_branch(name: str) -> tuple[str, str | None]:
+    """``ml[linear]`` -> (``ml``, ``linear``); ``codegen`` -> (``codegen``, None)."""
+    if name.endswith("]") and "[" in name:
+        base, _, item = name[:-1].partition("[")
+        return base, item
+    return name, None
+
+
+# Complexity 11: one rule per way a definition can be wrong, each with its own message.
+def _dag_problem(workflow: Workflow) -> str | None:
+    """Why the steps do not make a DAG that can run, or None."""
+    names = [s.name for s in workflow.steps]
+    if len(set(names)) != len(names):
+        return f"step names repeat: {names}"
+    seen: set[str] = set()
+    for s in workflow.steps:
+        needs = workflow.needs(s.name)
+        unknown = [n for n in needs if n not in names]
+        if unknown:
+            return f"step {s.name!r} needs unknown step(s) {unknown}"
+        later = [n for n in needs if n not in seen]
+        if later:  # steps are listed in an order their needs allow, so no cycle can form
+            return f"step {s.name!r} needs {later}, listed after it (or itself)"
+        if s.first is not None:
+            fanned = [n for n in needs if workflow.step(n).fan_out is not None]
+            if s.first < 1 or not fanned:
+                return f"step {s.name!r}: first: {s.first} needs a fanned-out step to wait for and k >= 1"
+        if s.fan_out is not None and s.fan_out.as_ is not None and s.fan_out.as_ not in s.inputs:
+            return f"step {s.name!r}: its command has no input {s.fan_out.as_!r} to put each item in"
+        seen.add(s.name)
+    return None
 
 
 def step(
@@ -96,6 +195,9 @@ def step(
     *,
     retry: RetryPolicy | None = None,
     compensation_retry: RetryPolicy | None = None,
+    needs: tuple[str, ...] | None = None,
+    fan_out: FanOut | None = None,
+    first: int | None = None,
 ) -> StepDefinition:
     return StepDefinition(
         name,
@@ -103,6 +205,9 @@ def step(
         timeout_s=timeout_s,
         retry=retry or RetryPolicy(),
         compensation_retry=compensation_retry or RetryPolicy(max_attempts=5),
+        needs=needs,
+        fan_out=fan_out,
+        first=first,
     )
 
 
@@ -117,7 +222,8 @@ class WorkflowRegistry:
             raise KeyError(f"unknown workflow {name} v{version}") from None
 
     def latest(self, name: str) -> Workflow:
-        versions = [w for (n, _), w in self._by_key.items() if n == name]
+        """The version a request that names none starts: the newest that is not a preview."""
+        versions = [w for (n, _), w in self._by_key.items() if n == name and not w.preview]
         if not versions:
             raise KeyError(f"unknown workflow {name!r}")
         return max(versions, key=lambda w: w.version)
@@ -164,14 +270,35 @@ def _kind_of(raw: dict[str, Any]) -> StepKind[Any, Any]:
     return hosted[0]
 
 
+_STEP_KEYS = {"name", "kind", "service", "timeout_s", "retry", "compensation_retry", "needs", "for_each", "first"}
+
+
+def _fan_out(name: str, raw: Any) -> FanOut | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("in"), str) or set(raw) - {"in", "as"}:
+        raise WorkflowFileError(f"step {name!r}: for_each is {{in: <path in the context>, as: <command input>}}")
+    return FanOut(raw["in"], None if raw.get("as") is None else str(raw["as"]))
+
+
 def _parse_step(raw: dict[str, Any]) -> StepDefinition:
     kind = _kind_of(raw)
+    name = str(raw.get("name", kind.name))
+    unknown = set(raw) - _STEP_KEYS
+    if unknown:
+        raise WorkflowFileError(f"step {name!r}: unknown setting(s) {', '.join(sorted(unknown))}")
+    needs = raw.get("needs")
+    if needs is not None and (not isinstance(needs, list) or not all(isinstance(n, str) for n in needs)):
+        raise WorkflowFileError(f"step {name!r}: needs is a list of step names")
     return step(
-        str(raw.get("name", kind.name)),
+        name,
         kind,
         float(raw.get("timeout_s", 600.0)),
         retry=_policy(raw.get("retry"), RetryPolicy()),
         compensation_retry=_policy(raw.get("compensation_retry"), RetryPolicy(max_attempts=5)),
+        needs=None if needs is None else tuple(needs),
+        fan_out=_fan_out(name, raw.get("for_each")),
+        first=None if raw.get("first") is None else int(raw["first"]),
     )
 
 
@@ -182,7 +309,7 @@ def parse_workflows(document: dict[str, Any]) -> WorkflowRegistry:
         steps = tuple(_parse_step(raw) for raw in w.get("steps") or [])
         if not steps:
             raise WorkflowFileError(f"workflow {w.get('name')!r} v{w.get('version')} has no steps")
-        workflows.append(Workflow(str(w["name"]), int(w["version"]), steps))
+        workflows.append(Workflow(str(w["name"]), int(w["version"]), steps, preview=bool(w.get("preview", False))))
     if not workflows:
         raise WorkflowFileError("no workflows defined")
     return WorkflowRegistry(*workflows)

@@ -24,6 +24,7 @@ SAGA = str(uuid.uuid4())
 SHA = "ab" * 32
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/research"): {"dataset": "sp500"},
+    ("POST", "/v1/sagas/{saga_id}/fork"): {"from_step": "ml", "set": {"model_kind": "linear"}},
     ("POST", "/v1/users"): {"username": "new-user", "password": PASSWORD, "role": "viewer"},
     ("PATCH", "/v1/users/{username}"): {"status": "active"},
     ("POST", "/v1/keys"): {"name": "k", "role": "viewer"},
@@ -301,3 +302,12 @@ async def test_dead_letters_listed_read_redriven_and_deleted(api: Api, redis: An
     assert (await api.http.delete(f"/v1/dead-letters/{second}", headers=admin)).status_code == 204
     assert (await api.http.get("/v1/dead-letters", headers=admin)).json() == []
     assert (await api.http.get(f"/v1/dead-letters/{second}", headers=admin)).status_code == 404
+
+
+async def test_a_fork_of_no_saga_is_not_found_and_a_bad_change_is_refused(api: Api) -> None:
+    missing = await api.http.post(f"/v1/sagas/{SAGA}/fork", json={"from_step": "ml"}, headers=api.auth("researcher"))
+    assert missing.status_code == 404, missing.text
+    bad = await api.http.post(
+        f"/v1/sagas/{SAGA}/fork", json={"from_step": "ml", "set": {"Not A Path": 1}}, headers=api.auth("researcher")
+    )
+    assert bad.status_code == 422 and "set" in bad.text, bad.text

@@ -38,7 +38,7 @@ def test_a_file_step_gets_its_messages_from_its_kind() -> None:
     registry = parse_workflows({"workflows": [{"name": "quick", "version": 1, "steps": [{"kind": "ml"}]}]})
     step = registry.get("quick", 1).step("ml")
     assert step.kind is st.ML and step.command is st.TrainModel and step.succeeded is st.ModelTrained
-    assert step.command_inputs() == ["request", "hypothesis", "dataset", "signals"]
+    assert step.command_inputs() == ["request", "hypothesis", "dataset", "signals", "model_kind"]
 
 
 def test_a_file_of_before_step_kinds_names_the_service_of_the_one_kind() -> None:

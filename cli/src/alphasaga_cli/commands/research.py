@@ -110,6 +110,9 @@ def submit(
     trials: Annotated[int | None, typer.Option(help="Strategies tried so far (deflated Sharpe)")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
     workflow: Annotated[str | None, typer.Option(help="Workflow name (default research)")] = None,
+    workflow_version: Annotated[
+        int | None, typer.Option(help="Workflow version, e.g. 2 for research's DAG preview (default: the newest)")
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Show progress until the saga ends; exit 0 if it completed")
     ] = False,
@@ -142,11 +145,12 @@ def submit(
         "seed": seed,
     }
     request, file_workflow = load_request(file, overrides)
-    raise typer.Exit(with_client(_submitter(request, workflow or file_workflow or "research", wait, timeout, as_json)))
+    chosen = workflow or file_workflow or "research"
+    raise typer.Exit(with_client(_submitter(request, chosen, workflow_version, wait, timeout, as_json)))
 
 
 def _submitter(
-    request: ResearchRequest, workflow: str, wait: bool, timeout: float, as_json: bool
+    request: ResearchRequest, workflow: str, workflow_version: int | None, wait: bool, timeout: float, as_json: bool
 ) -> Callable[[AlphaSaga], Awaitable[int]]:
     """Submit, then print the id, or with ``wait`` follow the saga to its end."""
 
@@ -154,7 +158,9 @@ def _submitter(
         # The start is recorded in PostgreSQL (an outbox row the relay publishes), as the
         # API's is: nothing this command accepted is lost when Redis forgets (decision 0014).
         await client.connect()
-        submitted = await client.submit_recorded(request, _nothing_more, workflow=workflow)
+        submitted = await client.submit_recorded(
+            request, _nothing_more, workflow=workflow, workflow_version=workflow_version
+        )
         if not wait:
             if as_json:
                 print_json({"saga_id": str(submitted.saga_id), "message_id": submitted.message_id})

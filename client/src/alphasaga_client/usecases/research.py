@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alphasaga_shared.errors import Forbidden, NotFound
 
@@ -40,6 +40,7 @@ async def submit_research(
     workflow: str = "research",
     idempotency_key: str | None = None,
     between_writes: FaultHook | None = None,
+    workflow_version: int | None = None,
 ) -> Submitted:
     """Submit as a principal. The saga's owner and its start (an outbox row the relay
     publishes) are written in one transaction: no saga without an owner, nothing accepted
@@ -56,7 +57,28 @@ async def submit_research(
             await between_writes()
         return recorded
 
-    return await c.client.submit_recorded(request, record_owner, workflow=workflow, message_id=message_id)
+    return await c.client.submit_recorded(
+        request, record_owner, workflow=workflow, message_id=message_id, workflow_version=workflow_version
+    )
+
+
+async def fork_saga(
+    c: Caller, saga: str, from_step: str, changes: dict[str, Any], *, idempotency_key: str | None = None
+) -> Submitted:
+    """Fork as a principal: a researcher forks any saga it may read; the new saga is its
+    own, recorded with its start as a submit's is. A fork keeps its source's request, so a
+    request that names a file on the server is an admin's to fork."""
+    c.require("researcher")
+    message_id = None if idempotency_key is None else idempotent_message_id(c.principal, idempotency_key)
+    message = await c.client.plan_fork(saga, from_step, changes, message_id=message_id)
+    if (refusal := data_path_refusal(c.principal, message.request)) is not None:
+        raise Forbidden(refusal)
+
+    async def record_owner(conn: Conn, saga_id: uuid.UUID) -> bool:
+        recorded: bool = await c.accounts.own(saga_id, c.principal, conn)
+        return recorded
+
+    return await c.client.start_recorded(message, record_owner, message_id=message_id)
 
 
 def data_path_refusal(principal: Principal, request: ResearchRequest) -> str | None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 class Body(BaseModel):
@@ -45,6 +45,19 @@ class Check(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not ready"]
     checks: dict[str, Check]
+
+
+class ForkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_step: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64, description="Run again from this step")
+    set: dict[
+        Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,7}$", max_length=200)], Any
+    ] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="path -> value: request.<field>, or a value in the saga's context (model_kind)",
+    )
 
 
 class Submitted(BaseModel):

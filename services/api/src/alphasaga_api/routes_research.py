@@ -35,6 +35,9 @@ async def submit(
     body: ResearchRequest,
     who: Acting,
     workflow: Annotated[str, Query(pattern=WORKFLOW_NAME)] = "research",
+    workflow_version: Annotated[
+        int | None, Query(ge=1, le=1_000_000, description="A version to run (a preview); default: the newest")
+    ] = None,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> models.Submitted:
     """Submit a research request. The same ``Idempotency-Key`` from the same caller always
@@ -43,7 +46,34 @@ async def submit(
     rt = runtime(request)
     await limit(request, "submit", who.subject, rt.api.submit_per_minute)
     await limit(request, "submit-ip", client_address(request), rt.api.submit_ip_per_minute)
-    submitted = await research.submit_research(who, body, workflow=workflow, idempotency_key=idempotency_key)
+    submitted = await research.submit_research(
+        who, body, workflow=workflow, idempotency_key=idempotency_key, workflow_version=workflow_version
+    )
+    sid = str(submitted.saga_id)
+    return models.Submitted(
+        saga_id=submitted.saga_id,
+        message_id=submitted.message_id,
+        links={"self": f"/v1/sagas/{sid}", "stream": f"/v1/sagas/{sid}/stream", "events": f"/v1/sagas/{sid}/events"},
+    )
+
+
+@router.post(
+    "/sagas/{saga_id}/fork", status_code=202, response_model=models.Submitted, openapi_extra=role("researcher")
+)
+async def fork(
+    request: Request,
+    saga_id: SagaId,
+    body: models.ForkRequest,
+    who: Acting,
+    idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
+) -> models.Submitted:
+    """Start a new saga from a step of this one (as ``alphasaga fork``): the steps that step
+    needs are reused, with their artifacts; ``set`` changes ``request.<field>`` or a value in
+    the saga's context by its path. Limited as submits are."""
+    rt = runtime(request)
+    await limit(request, "submit", who.subject, rt.api.submit_per_minute)
+    await limit(request, "submit-ip", client_address(request), rt.api.submit_ip_per_minute)
+    submitted = await research.fork_saga(who, saga_id, body.from_step, body.set, idempotency_key=idempotency_key)
     sid = str(submitted.saga_id)
     return models.Submitted(
         saga_id=submitted.saga_id,

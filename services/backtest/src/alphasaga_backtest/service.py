@@ -33,6 +33,7 @@ from .domain import (
     render_chart,
     run_backtest,
 )
+from .domain.selection import SelectionError, select
 
 # Take the strategy's side only where the model is at least this sure of it.
 GATE_THRESHOLD = 0.5
@@ -177,6 +178,35 @@ class Backtest:
         await self.artifacts.remove_step(cmd.saga_id, cmd.step)
 
 
+async def choose(cmd: st.SelectModel) -> st.ModelSelected:
+    """The better of the backtests (``domain.selection``), with every candidate's figure. It
+    stores nothing: the chosen branch's report and chart are referred to, not copied."""
+    try:
+        selected, criterion, compared = select({item: b.metrics for item, b in cmd.backtest.items()})
+    except SelectionError as exc:
+        raise StepError("invalid_input", str(exc)) from None
+    chosen = cmd.backtest[selected]
+    return st.ModelSelected(
+        saga_id=cmd.saga_id,
+        step=cmd.step,
+        attempt=cmd.attempt,
+        selected=selected,
+        criterion=criterion,
+        compared=compared,
+        report=chosen.report,
+        chart=chosen.chart,
+        metrics=chosen.metrics,
+        verdict=chosen.verdict,
+    )
+
+
+async def nothing_to_undo(cmd: st.CompensateStep) -> None:
+    """Selecting stores nothing and changes nothing."""
+
+
 async def make_handlers(ctx: ServiceContext) -> list[KindHandlers]:
     backtest = Backtest(ArtifactStore(ctx.store.pool))
-    return [handles(st.BACKTEST, run=backtest.run, undo=backtest.undo)]
+    return [
+        handles(st.BACKTEST, run=backtest.run, undo=backtest.undo),
+        handles(st.SELECT, run=choose, undo=nothing_to_undo),
+    ]

@@ -29,6 +29,11 @@ def write_frame(frame: pd.DataFrame) -> bytes:
     return text.encode()
 
 
+# LightGBM's text format, or the linear model's JSON.
+MODEL_FILES = {"lightgbm": "model.txt", "linear": "model.json"}
+MEDIA = {"lightgbm": "text/plain", "linear": "application/json"}
+
+
 class Ml:
     def __init__(self, artifacts: ArtifactStore) -> None:
         self.artifacts = artifacts
@@ -45,13 +50,19 @@ class Ml:
                     signals,
                     horizon=cmd.hypothesis.label_horizon,
                     seed=cmd.request.seed,
+                    model=cmd.model_kind,
                     each_fold=lambda number: telemetry.span("fold", {"alphasaga.fold": number}),
                 )
                 metrics.ML_TRAINING_SECONDS.observe(time.perf_counter() - started, metrics.exemplar())
         except TrainingError as exc:
             raise StepError("invalid_input", str(exc)) from None
         model = await self.artifacts.put(
-            cmd.saga_id, cmd.step, "model.txt", "model", result.model_text.encode(), "text/plain"
+            cmd.saga_id,
+            cmd.step,
+            MODEL_FILES[cmd.model_kind],
+            "model",
+            result.model_text.encode(),
+            MEDIA[cmd.model_kind],
         )
         predictions = await self.artifacts.put(
             cmd.saga_id, cmd.step, "predictions.csv", "predictions", write_frame(result.predictions), "text/csv"

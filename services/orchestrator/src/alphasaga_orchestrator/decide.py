@@ -15,11 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from alphasaga_contracts import Message, SagaState
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.envelope import derived_message_id
-from alphasaga_saga.aggregate import Saga, TimerKind, due_time
+from alphasaga_saga import dag
+from alphasaga_saga.aggregate import Saga, TimerKind
 from alphasaga_saga.workflow import RetryPolicy, StepDefinition, Workflow, WorkflowRegistry
 
 
@@ -161,10 +164,7 @@ def _on_cancel(d: Decision, saga: Saga, workflow: Workflow, msg: sg.CancelSaga, 
     if saga.state != SagaState.RUNNING:
         d.note = "already compensating"
         return d
-    # A step attempt still waiting for its reply may finish after all: undo it too.
-    dl = saga.deadline
-    in_flight = dl["step"] if dl is not None and dl["kind"] == TimerKind.STEP_TIMEOUT else None
-    _begin_compensation(d, saga, workflow, ctx, f"cancelled: {msg.reason}", interrupted=in_flight)
+    _begin_compensation(d, saga, workflow, ctx, f"cancelled: {msg.reason}")
     return d
 
 
@@ -173,24 +173,64 @@ def _start(saga: Saga | None, msg: sg.StartResearch, env: Received, ctx: Context
         return Decision(saga, note="saga already started")
     saga_id = saga_id_for(msg, env.message_id)
     try:
-        workflow = ctx.workflows.latest(msg.workflow)
+        if msg.workflow_version is None:
+            workflow = ctx.workflows.latest(msg.workflow)
+        else:
+            workflow = ctx.workflows.get(msg.workflow, msg.workflow_version)
     except KeyError:
-        known = ", ".join(sorted({w.name for w in ctx.workflows.all()}))
-        return rejected(saga_id, env, f"unknown workflow {msg.workflow!r} (known: {known})", ctx)
+        return rejected(saga_id, env, _unknown_workflow(msg, ctx.workflows), ctx)
+    problem = _fork_problem(workflow, msg.fork) if msg.fork is not None else None
+    if problem is not None:
+        return rejected(saga_id, env, problem, ctx)
+    fork = msg.fork
+    forked_from = (
+        None if fork is None else {"saga_id": str(fork.saga_id), "version": fork.version, "step": fork.from_step}
+    )
     saga = Saga(
         saga_id=saga_id,
         workflow=workflow.name,
         workflow_version=workflow.version,
         request=msg.request.model_dump(mode="json"),
         traceparent=ctx.traceparent,
+        forked_from=forked_from,
     )
     d = Decision(saga)
     _publish(
         d,
         sg.SagaStarted(saga_id=saga_id, workflow=workflow.name, workflow_version=workflow.version, request=msg.request),
     )
-    _command(d, saga, workflow.steps[0], 1, ctx)
+    if fork is not None:
+        saga.reuse(outputs=fork.reused, overrides=fork.overrides, from_saga=str(fork.saga_id))
+    _advance(d, saga, workflow, ctx)
     return d
+
+
+def _fork_problem(workflow: Workflow, fork: sg.Fork) -> str | None:
+    """Why a fork cannot start on ``workflow``: it must reuse exactly the steps its step
+    needs, none of them fanned out, and change only values the steps use or produce."""
+    try:
+        workflow.step(fork.from_step)
+    except KeyError as exc:
+        return f"cannot fork from {fork.from_step}: {exc.args[0]}"
+    needed = dag.ancestors(workflow, {}, fork.from_step)
+    if set(fork.reused) != needed:
+        return f"a fork from {fork.from_step} reuses {sorted(needed)}, not {sorted(fork.reused)}"
+    if any(workflow.step(s).fan_out is not None for s in needed):
+        return f"cannot fork from {fork.from_step}: a step it needs fans out (not supported yet)"
+    known = {k for outputs in fork.reused.values() for k in outputs}
+    known |= {i for s in workflow.steps if s.name not in needed for i in s.inputs}
+    unknown = sorted(p for p in fork.overrides if p.split(".", 1)[0] not in known or p.startswith("request."))
+    if unknown:
+        return f"a fork changes only the reused outputs or the later steps' inputs, not {unknown}"
+    return None
+
+
+def _unknown_workflow(msg: sg.StartResearch, workflows: WorkflowRegistry) -> str:
+    if msg.workflow_version is None:
+        known = ", ".join(sorted({w.name for w in workflows.all()}))
+        return f"unknown workflow {msg.workflow!r} (known: {known})"
+    versions = ", ".join(f"v{w.version}" for w in workflows.all() if w.name == msg.workflow) or "none"
+    return f"unknown workflow '{msg.workflow} v{msg.workflow_version}' (versions known: {versions})"
 
 
 def rejected(saga_id: uuid.UUID, env: Received, reason: str, ctx: Context) -> Decision:
@@ -215,48 +255,74 @@ def _on_step_reply(
             d.note = f"{msg.TYPE} does not answer step {step.name}"
             return d
         outputs = msg.model_dump(mode="json", exclude=set(st.ENVELOPE_FIELDS))
-        saga.step_succeeded(step=step.name, attempt=msg.attempt, outputs=outputs)
-        _publish(d, sg.SagaStepCompleted(saga_id=saga.saga_id, step=step.name, attempt=msg.attempt))
-        index = workflow.index(step.name)
-        if index + 1 < len(workflow.steps):
-            _command(d, saga, workflow.steps[index + 1], 1, ctx)
-        else:
-            saga.complete()
-            _publish(d, sg.SagaCompleted(saga_id=saga.saga_id, outputs=outputs))
+        saga.step_succeeded(step=msg.step, attempt=msg.attempt, outputs=outputs)
+        _publish(d, sg.SagaStepCompleted(saga_id=saga.saga_id, step=msg.step, attempt=msg.attempt))
+        _advance(d, saga, workflow, ctx)
         return d
-    saga.step_failed(step=step.name, attempt=msg.attempt, error_kind=msg.error_kind, error=msg.error)
+    saga.step_failed(step=msg.step, attempt=msg.attempt, error_kind=msg.error_kind, error=msg.error)
     retryable = msg.retryable and msg.error_kind not in step.retry.non_retryable
     _after_failed_attempt(
-        d, saga, workflow, step, msg.attempt, retryable, f"{step.name} failed ({msg.error_kind}): {msg.error}", ctx
+        d, saga, workflow, msg.step, msg.attempt, retryable, f"{msg.step} failed ({msg.error_kind}): {msg.error}", ctx
     )
     return d
+
+
+def _advance(d: Decision, saga: Saga, workflow: Workflow, ctx: Context) -> None:
+    """Start every step whose needs are met and that has not started (planning the
+    branches of a fan-out first), or complete the saga when every step has succeeded."""
+    planned = saga.planned()  # the saga's own record: a fan-out below adds to it
+    started = saga.attempts.keys() | saga.completed  # completed without an attempt: a fork's reused steps
+    for step in workflow.steps:
+        if step.fan_out is None and step.name in started:
+            continue  # started already (the common case, cheaply)
+        if step.fan_out is not None and step.name not in planned:
+            if not dag.ready_to_fan_out(workflow, planned, saga.completed, step):
+                continue
+            try:
+                items = dag.items_at(saga.context, step.fan_out.over)
+            except dag.FanOutError as exc:
+                _begin_compensation(d, saga, workflow, ctx, f"{step.name} cannot fan out: {exc}")
+                return
+            saga.fan_out(step=step.name, items=items)
+        for name in dag.instances(step, planned) or []:
+            ready = name not in started and dag.needs_met(workflow, planned, saga.completed, name)
+            if ready and not _command(d, saga, workflow, name, 1, ctx):
+                return
+    if saga.has_pending():
+        return  # a step still runs or waits for its retry
+    everything = dag.all_instances(workflow, planned)
+    if everything is not None and set(everything) <= set(saga.completed):
+        saga.complete()
+        _publish(d, sg.SagaCompleted(saga_id=saga.saga_id, outputs=saga.outputs))
 
 
 def _after_failed_attempt(
     d: Decision,
     saga: Saga,
     workflow: Workflow,
-    step: StepDefinition,
+    name: str,
     attempt: int,
     retryable: bool,
     reason: str,
     ctx: Context,
 ) -> None:
+    """After a failed attempt of step (or branch) ``name``: another, or compensation."""
+    step = workflow.step(name)
     will_retry = retryable and attempt < step.retry.max_attempts
     _publish(
         d,
-        sg.SagaStepFailed(saga_id=saga.saga_id, step=step.name, attempt=attempt, error=reason, will_retry=will_retry),
+        sg.SagaStepFailed(saga_id=saga.saga_id, step=name, attempt=attempt, error=reason, will_retry=will_retry),
     )
     if not will_retry:
         if retryable:
             reason = f"{reason}; gave up after {attempt} attempts"
         _begin_compensation(d, saga, workflow, ctx, reason)
         return
-    delay = backoff_s(step.retry, saga.saga_id, step.name, attempt)
+    delay = backoff_s(step.retry, saga.saga_id, name, attempt)
     if delay <= 0:
-        _command(d, saga, step, attempt + 1, ctx)
+        _command(d, saga, workflow, name, attempt + 1, ctx)
     else:
-        saga.schedule_retry(step=step.name, attempt=attempt + 1, due_at=_at(ctx, delay))
+        saga.schedule_retry(step=name, attempt=attempt + 1, due_at=_at(ctx, delay))
 
 
 def _on_timer(saga: Saga | None, timer: TimerFired, ctx: Context) -> Decision:
@@ -265,31 +331,30 @@ def _on_timer(saga: Saga | None, timer: TimerFired, ctx: Context) -> Decision:
         d.note = f"stale timer {timer.kind} for {timer.step} attempt {timer.attempt}"
         return d
     workflow = ctx.workflows.get(saga.workflow, saga.workflow_version)
-    step = workflow.step(timer.step)
+    name, step = timer.step, workflow.step(timer.step)
     if timer.kind == TimerKind.STEP_TIMEOUT:
-        during = _outages_during(saga, step, ctx)
-        saga.step_timed_out(step=step.name, attempt=timer.attempt)
-        reason = f"{step.name} timed out after {step.timeout_s:g}s (attempt {timer.attempt}){during}"
-        _after_failed_attempt(d, saga, workflow, step, timer.attempt, True, reason, ctx)
+        during = _outages_during(step, ctx)
+        saga.step_timed_out(step=name, attempt=timer.attempt)
+        reason = f"{name} timed out after {step.timeout_s:g}s (attempt {timer.attempt}){during}"
+        _after_failed_attempt(d, saga, workflow, name, timer.attempt, True, reason, ctx)
     elif timer.kind == TimerKind.RETRY:
-        _command(d, saga, step, timer.attempt, ctx)
+        _command(d, saga, workflow, name, timer.attempt, ctx)
     elif timer.kind == TimerKind.COMPENSATION_TIMEOUT:
-        error = f"no reply within {step.timeout_s:g}s{_outages_during(saga, step, ctx)}"
-        saga.compensation_attempt_failed(step=step.name, attempt=timer.attempt, error=error)
-        _after_failed_compensation(d, saga, step, timer.attempt, error, ctx)
+        error = f"no reply within {step.timeout_s:g}s{_outages_during(step, ctx)}"
+        saga.compensation_attempt_failed(step=name, attempt=timer.attempt, error=error)
+        _after_failed_compensation(d, saga, workflow, name, timer.attempt, error, ctx)
     else:  # TimerKind.COMPENSATION_RETRY
-        _command_compensation(d, saga, step, timer.attempt, ctx)
+        _command_compensation(d, saga, step, name, timer.attempt, ctx)
     return d
 
 
-def _outages_during(saga: Saga, step: StepDefinition, ctx: Context) -> str:
+def _outages_during(step: StepDefinition, ctx: Context) -> str:
     """ "; during an outage: PostgreSQL unreachable from …" when one overlapped the attempt
-    whose deadline passed, so that the saga's record says why (issue #31)."""
-    pending = saga.deadline
-    if pending is None or not ctx.outages:
+    whose deadline passed now, so that the saga's record says why (issue #31)."""
+    if not ctx.outages:
         return ""
-    due = due_time(pending)
-    seen = [o.describe() for o in ctx.outages if o.overlaps(due - dt.timedelta(seconds=step.timeout_s), ctx.now)]
+    started = ctx.now - dt.timedelta(seconds=step.timeout_s)
+    seen = [o.describe() for o in ctx.outages if o.overlaps(started, ctx.now)]
     return f"; during an outage: {', '.join(seen)}" if seen else ""
 
 
@@ -301,10 +366,9 @@ def _on_compensation_reply(
     ):
         d.note = f"late or duplicate compensation reply for {msg.step} attempt {msg.attempt}"
         return d
-    step = workflow.step(msg.step)
     if isinstance(msg, st.CompensationFailed):
         saga.compensation_attempt_failed(step=msg.step, attempt=msg.attempt, error=msg.error)
-        _after_failed_compensation(d, saga, step, msg.attempt, msg.error, ctx)
+        _after_failed_compensation(d, saga, workflow, msg.step, msg.attempt, msg.error, ctx)
         return d
     saga.step_compensated(step=msg.step)
     _next_compensation(d, saga, workflow, ctx)
@@ -312,24 +376,25 @@ def _on_compensation_reply(
 
 
 def _after_failed_compensation(
-    d: Decision, saga: Saga, step: StepDefinition, attempt: int, error: str, ctx: Context
+    d: Decision, saga: Saga, workflow: Workflow, name: str, attempt: int, error: str, ctx: Context
 ) -> None:
+    step = workflow.step(name)
     policy = step.compensation_retry
     if attempt >= policy.max_attempts:
-        saga.fail_compensation(step=step.name, error=f"{error} (after {attempt} attempts)")
-        _publish(d, sg.SagaCompensationFailed(saga_id=saga.saga_id, step=step.name, error=error))
+        saga.fail_compensation(step=name, error=f"{error} (after {attempt} attempts)")
+        _publish(d, sg.SagaCompensationFailed(saga_id=saga.saga_id, step=name, error=error))
         return
-    delay = backoff_s(policy, saga.saga_id, f"{step.name}/compensation", attempt)
+    delay = backoff_s(policy, saga.saga_id, f"{name}/compensation", attempt)
     if delay <= 0:
-        _command_compensation(d, saga, step, attempt + 1, ctx)
+        _command_compensation(d, saga, step, name, attempt + 1, ctx)
     else:
-        saga.schedule_compensation_retry(step=step.name, attempt=attempt + 1, due_at=_at(ctx, delay))
+        saga.schedule_compensation_retry(step=name, attempt=attempt + 1, due_at=_at(ctx, delay))
 
 
-def _begin_compensation(
-    d: Decision, saga: Saga, workflow: Workflow, ctx: Context, reason: str, interrupted: str | None = None
-) -> None:
-    saga.start_compensation(reason=reason, interrupted=interrupted)
+def _begin_compensation(d: Decision, saga: Saga, workflow: Workflow, ctx: Context, reason: str) -> None:
+    """Stop the saga: no step starts again, and the steps still in flight (which may finish
+    after all) are undone with those that succeeded."""
+    saga.start_compensation(reason=reason, in_flight=saga.in_flight())
     _publish(
         d,
         sg.SagaCompensating(saga_id=saga.saga_id, reason=reason, steps_to_compensate=list(saga.to_compensate)),
@@ -338,34 +403,52 @@ def _begin_compensation(
 
 
 def _next_compensation(d: Decision, saga: Saga, workflow: Workflow, ctx: Context) -> None:
-    """Compensate the newest completed step still to undo, or end the saga ROLLED_BACK."""
+    """Compensate every step still to undo that no other one still to undo needs (newest
+    first along each chain of needs; independent branches side by side), or end the saga
+    ROLLED_BACK when none is left."""
     if not saga.to_compensate:
         saga.roll_back()
         _publish(d, sg.SagaRolledBack(saga_id=saga.saga_id, reason=saga.failure or "rolled back"))
         return
-    _command_compensation(d, saga, workflow.step(saga.to_compensate[0]), 1, ctx)
+    planned = saga.planned()
+    waiting = set(saga.to_compensate)
+    blocked: set[str] = set()
+    for name in saga.to_compensate:
+        blocked |= dag.ancestors(workflow, planned, name) & waiting
+    for name in saga.to_compensate:
+        if name not in blocked and not saga.compensation_pending(name):
+            _command_compensation(d, saga, workflow.step(name), name, 1, ctx)
 
 
-def _command_compensation(d: Decision, saga: Saga, step: StepDefinition, attempt: int, ctx: Context) -> None:
-    message_id = derived_message_id(str(saga.saga_id), step.name, "compensate", str(attempt))
+def _command_compensation(d: Decision, saga: Saga, step: StepDefinition, name: str, attempt: int, ctx: Context) -> None:
+    message_id = derived_message_id(str(saga.saga_id), name, "compensate", str(attempt))
     due = ctx.now + dt.timedelta(seconds=step.timeout_s)
-    saga.command_compensation(step=step.name, attempt=attempt, message_id=message_id, due_at=due.isoformat())
-    command = st.CompensateStep(
-        saga_id=saga.saga_id, step=step.name, kind=step.kind.name, attempt=attempt, deadline=due
-    )
+    saga.command_compensation(step=name, attempt=attempt, message_id=message_id, due_at=due.isoformat())
+    command = st.CompensateStep(saga_id=saga.saga_id, step=name, kind=step.kind.name, attempt=attempt, deadline=due)
     d.sends.append(ToWorker(step, command, message_id))
 
 
-def _command(d: Decision, saga: Saga, step: StepDefinition, attempt: int, ctx: Context) -> None:
-    message_id = derived_message_id(str(saga.saga_id), step.name, "attempt", str(attempt))
+def _command(d: Decision, saga: Saga, workflow: Workflow, name: str, attempt: int, ctx: Context) -> bool:
+    """Command an attempt of step (or branch) ``name``; False when its inputs do not make a
+    valid command, and the saga is compensating instead."""
+    step = workflow.step(name)
+    message_id = derived_message_id(str(saga.saga_id), name, "attempt", str(attempt))
     inputs: dict[str, Any] = {k: saga.context[k] for k in step.inputs if k in saga.context}
+    if workflow.takes_branches(name):
+        extra = dag.branch_inputs(workflow, saga.planned(), saga.completed, saga.branch_results(), name)
+        inputs.update({k: v for k, v in extra.items() if k in step.inputs})
     # The deadline is the timeout's: a worker waits out an outage until then, not after.
     due = ctx.now + dt.timedelta(seconds=step.timeout_s)
-    command = step.command.model_validate(
-        {"saga_id": saga.saga_id, "step": step.name, "attempt": attempt, "deadline": due, **inputs}
-    )
-    saga.command_step(step=step.name, attempt=attempt, message_id=message_id, due_at=due.isoformat())
+    try:
+        command = step.command.model_validate(
+            {"saga_id": saga.saga_id, "step": name, "attempt": attempt, "deadline": due, **inputs}
+        )
+    except ValidationError as exc:
+        _begin_compensation(d, saga, workflow, ctx, f"{name}: its inputs make no valid command: {exc}")
+        return False
+    saga.command_step(step=name, attempt=attempt, message_id=message_id, due_at=due.isoformat())
     d.sends.append(ToWorker(step, command, message_id))
+    return True
 
 
 def _at(ctx: Context, seconds: float) -> str:

@@ -1,4 +1,5 @@
-"""Purged walk-forward training of a LightGBM direction classifier.
+"""Purged walk-forward training of a direction classifier: LightGBM, or a logistic
+regression (``model="linear"``, ``linear.py``), fitted and scored the same way.
 
 Why walk-forward and purged: a backtest gated by these probabilities is only honest if
 every probability comes from a model that could have existed at that bar. So each
@@ -32,8 +33,8 @@ Conventions
 * AUC is reported as 0.5 when the scored labels hold a single class (undefined).
 * Feature importance: total gain per feature in the final model, normalised to sum 1
   (all zeros if the model made no split at all).
-* Models are stored as LightGBM's text format (``model_to_string``), never pickled:
-  loading a text model cannot execute code.
+* Models are stored as LightGBM's text format (``model_to_string``), or the linear
+  model's JSON, never pickled: loading a text model cannot execute code.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import lightgbm as lgb
 import numpy as np
@@ -51,6 +52,8 @@ from lightgbm.basic import LightGBMError
 from sklearn.metrics import roc_auc_score
 
 from alphasaga_contracts.research import ModelMetrics
+
+from .linear import fit_linear
 
 SIGNAL_COLUMN: Final = "signal"
 PROBA_COLUMN: Final = "proba"
@@ -149,6 +152,7 @@ def train_walk_forward(
     min_train: int = 250,
     include_signal: bool = True,
     each_fold: Callable[[int], AbstractContextManager[object]] = lambda _: nullcontext(),
+    model: str = "lightgbm",
 ) -> TrainingResult:
     """Train with purged expanding-window walk-forward validation, then on all labels.
     ``each_fold`` wraps the work of each fold (the service traces it).
@@ -156,6 +160,8 @@ def train_walk_forward(
     Raises ``TrainingError`` before any fitting if there are too few rows.
     """
     _check_arguments(horizon=horizon, n_splits=n_splits, min_train=min_train)
+    if model not in MODELS:
+        raise TrainingError(f"unknown model {model!r} (known: {', '.join(MODELS)})")
     n = len(bars)
     needed = required_rows(horizon=horizon, n_splits=n_splits, min_train=min_train)
     if n < needed:
@@ -168,22 +174,24 @@ def train_walk_forward(
     y = make_labels(_close(bars), horizon)
     labelled = ~np.isnan(y)
     blocks = _test_blocks(n, horizon=horizon, n_splits=n_splits, min_train=min_train)
-    proba, baseline, folds = _walk_forward(x, y, names, blocks, horizon=horizon, seed=seed, each_fold=each_fold)
+    proba, baseline, folds = _walk_forward(
+        x, y, names, blocks, horizon=horizon, seed=seed, each_fold=each_fold, model=model
+    )
     scored = labelled & ~np.isnan(proba)
     if not scored.any():
         raise TrainingError("no labelled out-of-sample rows to score (are the closes missing?)")
-    final = _fit(x[labelled], y[labelled], names, seed)
+    final = _fit(x[labelled], y[labelled], names, seed, model)
     metrics = _metrics(
         y[scored],
         proba[scored],
         baseline[scored],
         n_splits=len(folds),
-        importance=_importance(final, names),
+        importance=final.importance(),
     )
     predictions = pd.DataFrame({PROBA_COLUMN: proba}, index=bars.index)
     return TrainingResult(
         metrics=metrics,
-        model_text=final.model_to_string(),
+        model_text=final.text(),
         predictions=predictions,
         folds=tuple(folds),
         feature_names=names,
@@ -199,6 +207,7 @@ def _walk_forward(
     horizon: int,
     seed: int,
     each_fold: Callable[[int], AbstractContextManager[object]],
+    model: str,
 ) -> tuple[FloatArray, FloatArray, list[Fold]]:
     """Each test block predicted by a model fitted on the labelled rows before its purge
     gap: the out-of-sample probabilities, the base rate each block was up against, and
@@ -213,8 +222,8 @@ def _walk_forward(
         if train_idx.size == 0:
             raise TrainingError(f"no labelled training rows before row {first}")
         with each_fold(number):
-            booster = _fit(x[train_idx], y[train_idx], names, seed)
-            proba[first : last + 1] = _predict(booster, x[first : last + 1])
+            fitted = _fit(x[train_idx], y[train_idx], names, seed, model)
+            proba[first : last + 1] = fitted.predict(x[first : last + 1])
         base_rate = float(y[train_idx].mean())
         baseline[first : last + 1] = base_rate
         folds.append(
@@ -288,13 +297,45 @@ def _test_blocks(n: int, *, horizon: int, n_splits: int, min_train: int) -> list
     return blocks
 
 
-def _fit(x: FloatArray, y: FloatArray, names: tuple[str, ...], seed: int) -> lgb.Booster:
+class Fitted(Protocol):
+    """A model fitted on one training set."""
+
+    def predict(self, x: FloatArray) -> FloatArray: ...
+
+    def text(self) -> str: ...
+
+    def importance(self) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class _Trees:
+    booster: lgb.Booster
+    names: tuple[str, ...]
+
+    def predict(self, x: FloatArray) -> FloatArray:
+        return np.asarray(self.booster.predict(x), dtype=np.float64)
+
+    def text(self) -> str:
+        text: str = self.booster.model_to_string()
+        return text
+
+    def importance(self) -> dict[str, float]:
+        return _importance(self.booster, self.names)
+
+
+def _fit_trees(x: FloatArray, y: FloatArray, names: tuple[str, ...], seed: int) -> Fitted:
     data = lgb.Dataset(x, label=y, feature_name=list(names), params={"verbosity": -1})
-    return lgb.train(lgb_params(seed), data, num_boost_round=NUM_BOOST_ROUND)
+    return _Trees(lgb.train(lgb_params(seed), data, num_boost_round=NUM_BOOST_ROUND), names)
 
 
-def _predict(booster: lgb.Booster, x: FloatArray) -> FloatArray:
-    return np.asarray(booster.predict(x), dtype=np.float64)
+MODELS: Final[dict[str, Callable[[FloatArray, FloatArray, tuple[str, ...], int], Fitted]]] = {
+    "lightgbm": _fit_trees,
+    "linear": fit_linear,
+}
+
+
+def _fit(x: FloatArray, y: FloatArray, names: tuple[str, ...], seed: int, model: str) -> Fitted:
+    return MODELS[model](x, y, names, seed)
 
 
 def _log_loss(y: FloatArray, p: FloatArray) -> float:
