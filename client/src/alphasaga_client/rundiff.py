@@ -34,7 +34,8 @@ _NOT_THE_WORK = frozenset(
         "traceparent",
     }
 )
-_ENVELOPE = frozenset({"saga_id", "step", "attempt"})
+# A command's deadline is its timeout's due time (issue #31): when, not what.
+_ENVELOPE = frozenset({"saga_id", "step", "attempt", "deadline"})
 
 
 @dataclass(frozen=True, slots=True)
