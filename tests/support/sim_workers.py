@@ -5,14 +5,14 @@ SIM_CONFIG (JSON) says how to misbehave; every random choice is a hash of the me
 id, so a run can be repeated. A name is a service's (all its kinds), a kind's, or a step's
 (a branch's too: ``ml[linear]``):
   fail_always: [names]           non-retryable failure on every attempt
-  delay_s: {name: seconds}       wait that long before answering a command of it
+  delay_s: {name: seconds}       wait that long before answering a command of it; or
+  delay_s: float                 work this long on every message (so that sagas are in flight)
   fail_rate: float               retryable failure of that share of attempts
   silent: {name: [attempts]}     no reply to those attempts (the step times out); [0] = all
   duplicate_rate: float          that share of replies is sent twice with the same message id,
                                  and once more under a new id (a redone reply)
   compensation_fail: [names]     every compensation attempt fails
   only: [services]               serve these services alone (another process serves the rest)
-  delay_s: float                 work this long on each command (so that sagas are in flight)
 """
 
 from __future__ import annotations
@@ -49,12 +49,12 @@ def make_handler(service: str, streams: Streams, config: dict[str, Any]) -> Any:
     async def handle(env: Envelope, delivery: Delivery) -> Sequence[Outgoing]:
         msg = env.message
         reply: st.StepMessage
-        await asyncio.sleep(config.get("delay_s", 0.0))
+        delays = config.get("delay_s", 0.0)
+        if isinstance(delays, int | float):
+            await asyncio.sleep(delays)
         if isinstance(msg, st.StepCommand) and (kind := KINDS.of_command(type(msg))) is not None:
-            delays = config.get("delay_s", {})
-            delay = max([float(delays.get(n, 0.0)) for n in (service, kind.name, msg.step)])
-            if delay > 0:
-                await asyncio.sleep(delay)
+            if isinstance(delays, dict):
+                await asyncio.sleep(max(float(delays.get(n, 0.0)) for n in (service, kind.name, msg.step)))
             silent = config.get("silent", {})
             attempts = silent.get(service, []) + silent.get(kind.name, []) + silent.get(msg.step, [])
             if msg.attempt in attempts or 0 in attempts:
