@@ -27,6 +27,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from alphasaga_contracts import Service, Streams
 from alphasaga_contracts import saga as sg
+from alphasaga_contracts import steps as st
 from alphasaga_contracts.steps import KINDS
 from alphasaga_shared import acl
 from alphasaga_shared.config import Settings
@@ -325,6 +326,57 @@ async def test_every_service_runs_its_bus_on_its_own_user(
 
 async def _value(value: Any) -> Any:
     return value
+
+
+def step_failed(kind: str) -> dict[str, str]:
+    msg = st.StepFailed(saga_id=uuid.uuid4(), step=kind, kind=kind, attempt=1, error_kind="internal", error="forged?")
+    return encode(envelope_for(msg, correlation_id=str(msg.saga_id)))
+
+
+async def test_what_the_acl_cannot_say_the_orchestrator_refuses(
+    settings: Settings, users: Users, redis: aioredis.Redis, namespace: str
+) -> None:
+    """The ACL lets the front ends add to the orchestrator's stream and codegen to its own
+    reply stream, whatever they add: a step's reply from the front end, and codegen's
+    answer for ml's kind, are dead-lettered by the orchestrator's bus before any decision."""
+    from alphasaga_orchestrator.admission import refusal
+    from alphasaga_shared.bus import Bus
+    from alphasaga_shared.wire import Delivery, Envelope, Outgoing
+
+    streams = Streams(namespace)
+    handled: list[tuple[str, str]] = []
+
+    async def handle(env: Envelope, d: Delivery) -> Sequence[Outgoing]:
+        handled.append((d.stream, env.type))
+        return []
+
+    bus = Bus(as_user(settings, users, ORCHESTRATOR), service=ORCHESTRATOR)
+    for stream in (streams.commands(ORCHESTRATOR), streams.events("codegen")):
+        bus.subscribe(stream, handle, admit=refusal(streams))
+    await bus.start()
+    try:
+        api, codegen = users.clients[acl.FRONT_END], users.clients["codegen"]
+        await api.xadd(streams.commands(ORCHESTRATOR), step_failed("reasoning"))  # type: ignore[arg-type]
+        await codegen.xadd(streams.events("codegen"), step_failed("ml"))  # type: ignore[arg-type]
+        await api.xadd(streams.commands(ORCHESTRATOR), cancel())  # type: ignore[arg-type]
+        await codegen.xadd(streams.events("codegen"), step_failed("codegen"))  # type: ignore[arg-type]
+        await eventually(lambda: _value(len(handled) >= 2), timeout=30)
+        dead = {}
+        for stream in (streams.commands(ORCHESTRATOR), streams.events("codegen")):
+            dead[stream] = await eventually(lambda s=stream: redis.xrange(streams.dead_letters(s)), timeout=30)  # type: ignore[misc]
+    finally:
+        await bus.stop()
+    assert sorted(handled) == sorted(
+        [(streams.commands(ORCHESTRATOR), sg.CancelSaga.TYPE), (streams.events("codegen"), st.StepFailed.TYPE)]
+    )
+    errors = {s: [f[b"dlq_error"].decode() for _, f in entries] for s, entries in dead.items()}
+    assert errors == {
+        streams.commands(ORCHESTRATOR): [
+            f"refused: steps.StepFailed is not a request: {streams.commands(ORCHESTRATOR)} takes only "
+            "StartResearch and CancelSaga"
+        ],
+        streams.events("codegen"): ["refused: steps.StepFailed answers kind ml, which ml hosts, not codegen"],
+    }
 
 
 async def test_the_front_ends_and_the_relays_own_calls_work_on_their_users(
