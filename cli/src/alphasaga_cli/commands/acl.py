@@ -1,4 +1,5 @@
-"""``alphasaga acl``: the Redis users of least privilege, one per service (issue #30)."""
+"""``alphasaga acl``: the Redis users and PostgreSQL roles of least privilege, one per service
+(issue #30)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import typer
 
 from ..errors import CliError
 
-app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Redis ACL users, one per service.")
+app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Redis users and PostgreSQL roles, one per service."
+)
 
 
 def read_passwords(directory: Path) -> dict[str, str]:
@@ -49,3 +52,22 @@ def render(
     except ValueError as exc:  # a namespace the stream contract refuses
         raise CliError(str(exc)) from None
     typer.echo(text, nl=False)
+
+
+@app.command()
+def roles(
+    schema: Annotated[
+        str | None, typer.Option(help="Database schema (default: ALPHASAGA_DATABASE_SCHEMA, else public)")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="Prefix of the role names")] = "alphasaga_",
+) -> None:
+    """Print the SQL that creates one PostgreSQL role per service (NOLOGIN) with the
+    grants its work needs on the schema's tables, and the row policy that lets the front
+    ends add only starts to the outbox. Run it as the tables' owner after the migrations."""
+    from alphasaga_accounts.roles import GRANTS as ACCOUNTS
+    from alphasaga_shared.eventstore.roles import GRANTS as EVENT_STORE
+    from alphasaga_shared.eventstore.roles import render as render_roles
+
+    from ..session import settings
+
+    typer.echo(render_roles(schema or settings().database_schema, prefix, (EVENT_STORE, ACCOUNTS)), nl=False)
