@@ -7,17 +7,26 @@ denied`` (or a row policy's refusal) for every other. The roles come from the co
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from alphasaga_accounts.roles import GRANTS as ACCOUNT_GRANTS
-from alphasaga_accounts.store import migrate_accounts
+from alphasaga_accounts.store import AccountStore, migrate_accounts
+from alphasaga_contracts import saga as sg
+from alphasaga_contracts.research import ResearchRequest
 from alphasaga_contracts.steps import KINDS
-from alphasaga_shared.eventstore import EventStore
+from alphasaga_shared.eventstore import EventStore, outbox_stream
+from alphasaga_shared.eventstore.artifacts import ArtifactStore
 from alphasaga_shared.eventstore.roles import GRANTS, render
+from alphasaga_shared.eventstore.store import _create_pool
+from alphasaga_shared.outbox import outbox_events
+from alphasaga_shared.wire import Outgoing, envelope_for
+from conftest import Servers
 
 ORCHESTRATOR, API = "orchestrator", "api"
 WORKERS = frozenset(w.value for w in KINDS.services())
@@ -117,3 +126,55 @@ async def test_every_statement_outside_a_roles_rights_is_denied(
             if got != expected:
                 wrong.append(f"{who}: {statement[:90]}: {got}, not {expected}")
     assert not wrong, "\n".join(wrong)
+
+
+def role_url(database_url: str, role: str) -> str:
+    parts = urlsplit(database_url)
+    return urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}"))
+
+
+async def test_the_workers_and_the_front_ends_own_code_runs_on_their_roles(
+    roles: dict[str, str], store: EventStore, schema: str, servers: Servers
+) -> None:
+    """A worker stores and undoes its artifacts, and the front ends record a start in the
+    outbox with its owner, each through the modules that do it, connected as its role
+    (the server trusts local connections, so a role needs only LOGIN here)."""
+    async with store.pool.acquire() as conn:
+        for role in roles.values():
+            await conn.execute(f'ALTER ROLE "{role}" LOGIN')
+    saga_id = uuid.uuid4()
+    worker = await asyncpg.create_pool(
+        role_url(servers.database_url, roles["ml"]), min_size=1, max_size=2, server_settings={"search_path": schema}
+    )
+    try:
+        artifacts = ArtifactStore(worker)
+        await artifacts.put(saga_id, "ml", "model", "model", b"weights", "application/octet-stream")
+        assert [a.name for a in await artifacts.list(saga_id)] == ["model"]
+        assert await artifacts.remove_step(saga_id, "ml") == 1
+    finally:
+        await worker.close()
+    # Not EventStore.connect: it applies migrations, which a service's role may not (it
+    # may not create a schema): the migrations are the tables' owner's (docs/security.md).
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await EventStore.connect(role_url(servers.database_url, roles[API]), schema)
+    dsn = role_url(servers.database_url, roles[API])
+    front = EventStore(await _create_pool(dsn, schema, 1, 2, 10.0, {}), schema, dsn)
+    try:
+        start = sg.StartResearch(saga_id=saga_id, workflow="research", request=ResearchRequest(dataset="sp500"))
+        rows = outbox_events([Outgoing(f"ns:cmd:{ORCHESTRATOR}", envelope_for(start, correlation_id=str(saga_id)))])
+        async with front.transaction() as conn:
+            await AccountStore(front.pool).set_owner(saga_id, "someone", dt.datetime.now(dt.UTC), conn=conn)
+            await front.append(outbox_stream(str(saga_id)), rows, expected_version=None, conn=conn)
+            await front.notify_outbox(conn)
+        forged = outbox_events(
+            [
+                Outgoing(
+                    "ns:evt:sagas",
+                    envelope_for(sg.SagaCompleted(saga_id=saga_id, outputs={}), correlation_id=str(saga_id)),
+                )
+            ]
+        )
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+            await front.append(outbox_stream(str(saga_id)), forged, expected_version=1)
+    finally:
+        await front.close()
