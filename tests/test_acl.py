@@ -253,6 +253,20 @@ async def test_the_issues_forgeries_fail(users: Users, namespace: str) -> None:
     assert await outcome(lambda: api.xadd(streams.commands(ORCHESTRATOR), forged())) == "ok"  # type: ignore[arg-type]
 
 
+async def test_a_namespace_with_glob_characters_grants_its_own_keys_only(redis: aioredis.Redis, namespace: str) -> None:
+    """A namespace may hold ``*``: its patterns are escaped, or ``t*`` would grant ``tX``'s."""
+    glob_namespace, name = f"{namespace}*", f"{namespace}-glob"
+    (ml,) = (u for u in acl.users(glob_namespace) if u.name == "ml")
+    await redis.execute_command("ACL", "SETUSER", name, "reset", "on", f">{uuid.uuid4().hex}", *ml.rules().split())
+    try:
+        ours = await redis.execute_command("ACL", "DRYRUN", name, "XADD", f"{glob_namespace}:evt:ml", "*", "a", "b")
+        theirs = await redis.execute_command("ACL", "DRYRUN", name, "XADD", f"{namespace}X:evt:ml", "*", "a", "b")
+    finally:
+        await redis.execute_command("ACL", "DELUSER", name)
+    assert _text(ours) == "OK"
+    assert "no permissions" in _text(theirs)
+
+
 # --- each service's own code under its user ----------------------------------------------------
 
 
