@@ -67,6 +67,19 @@ async def test_the_decoder_dead_letters_what_breaks_the_wire_format_or_the_contr
     assert all((d.error or "").startswith("malformed:") for d in batch.dead)
 
 
+async def test_admit_dead_letters_at_once_what_the_subscriber_does_not_take_from_its_stream() -> None:
+    def refusal(d: Delivery) -> str | None:
+        assert d.envelope is not None  # it runs after decoding
+        return "not here" if isinstance(d.envelope.message, sg.CancelSaga) and d.entry_id == "2-0" else None
+
+    batch = ch.Batch([decoded(1), decoded(2), decoded(3)])
+    rest = Recorder()
+    await ch.Admit(refusal)(batch, rest)
+    assert rest.seen == [["1-0", "3-0"]]
+    assert [(d.entry_id, d.error) for d in batch.dead] == [("2-0", "refused: not here")]
+    assert batch.ack == ["2-0"] and batch.outcome.dead_lettered == 1
+
+
 async def test_the_idempotency_guard_acks_what_was_done_before_or_twice_in_one_batch() -> None:
     asked: list[Sequence[str]] = []
 

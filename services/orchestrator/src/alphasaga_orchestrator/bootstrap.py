@@ -19,6 +19,7 @@ from alphasaga_shared.outbox import Relay, relay_for
 from alphasaga_shared.runner import DATABASE_UNREACHABLE, ServiceContext, StartupError
 
 from . import tuning
+from .admission import refusal
 from .handling import Orchestrator
 from .projection import projector
 from .repository import SagaRepository
@@ -67,6 +68,7 @@ class OrchestratorService:
         """Subscribe to the request and reply streams, and add the background loops."""
         streams, bus = self.settings.streams, ctx.bus
         handle, batch = self.orchestrator.handle, self.orchestrator.decide_and_commit_batch
+        admit = refusal(streams)  # its stream takes requests only; a worker's, that worker's replies only
         # No Redis-side guard: the orchestrator's inbox lives in PostgreSQL, in the same
         # transaction as the events a message causes. Its spans are the sagas' (traced off).
         bus.subscribe(
@@ -75,9 +77,10 @@ class OrchestratorService:
             batch_handler=batch,
             on_dead_letter=self.orchestrator.request_dead_lettered,
             traced=False,
+            admit=admit,
         )
         for worker in KINDS.services():
-            bus.subscribe(streams.events(worker), handle, batch_handler=batch, traced=False)
+            bus.subscribe(streams.events(worker), handle, batch_handler=batch, traced=False, admit=admit)
             for queue in KINDS.queues(worker):  # its kinds' command streams
                 bus.watch(streams.commands(queue), worker.value)
         if self.relay is not None:

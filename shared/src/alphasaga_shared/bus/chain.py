@@ -173,6 +173,30 @@ async def decode_entries(batch: Batch, call_next: NextBatch) -> None:
     await call_next(batch)
 
 
+# Why the subscriber does not take this decoded message from its stream, or None.
+Refusal = Callable[[Delivery], str | None]
+
+
+class Admit:
+    """Dead-letters at once what the subscriber does not take from this stream. Redis's ACL
+    says who may add to a stream, not what they add (docs/security.md): the reader says
+    which messages belong there."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        self.refusal = refusal
+
+    async def __call__(self, batch: Batch, call_next: NextBatch) -> None:
+        keep: list[Delivery] = []
+        for d in batch.deliveries:
+            why = self.refusal(d)
+            if why is None:
+                keep.append(d)
+            else:
+                batch.dead_letter(d, f"refused: {why}")
+        batch.deliveries = keep
+        await call_next(batch)
+
+
 class Dedupe:
     """The idempotency guard, for handlers whose effects are their outgoing messages: a
     message handled before (or twice in one batch) is acked, not handled again. What is

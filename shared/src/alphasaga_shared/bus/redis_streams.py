@@ -189,6 +189,7 @@ class Bus:
         traced: bool = True,
         deadline: ch.Deadline | None = None,
         on_outlasted: ch.OutlastedNotice | None = None,
+        admit: ch.Refusal | None = None,
     ) -> Subscription:
         """Consume ``stream`` as one consumer of ``group`` (default: the service's name).
 
@@ -198,12 +199,14 @@ class Bus:
         A handler that meets an outage is held until the store is back, or until the
         message's ``deadline``, when ``on_outlasted`` answers for it (chain.ErrorPolicy).
         A batch is committed (outputs and acks) after its last message: services whose
-        handlers take long should read one message at a time (``max_records=1``)."""
+        handlers take long should read one message at a time (``max_records=1``).
+        ``admit`` says why a decoded message does not belong on this stream: it is then
+        dead-lettered before any handler sees it."""
         if self._started:
             raise RuntimeError("subscribe before start()")
         sub = Subscription(stream=stream, group=group or self.service, dedupe=dedupe, on_dead_letter=on_dead_letter)
         sub.run = ch.chain(
-            self._batch_middlewares(sub, batch_handler),
+            self._batch_middlewares(sub, batch_handler, admit),
             [
                 ch.ErrorPolicy(
                     self.settings.delivery_cap,
@@ -239,8 +242,12 @@ class Bus:
         reader(on_batch)
         return sub
 
-    def _batch_middlewares(self, sub: Subscription, batch_handler: ch.BatchHandler | None) -> list[ch.BatchMiddleware]:
+    def _batch_middlewares(
+        self, sub: Subscription, batch_handler: ch.BatchHandler | None, admit: ch.Refusal | None
+    ) -> list[ch.BatchMiddleware]:
         middlewares: list[ch.BatchMiddleware] = [ch.SizeGuard(self.settings.max_entry_bytes), ch.decode_entries]
+        if admit is not None:
+            middlewares.append(ch.Admit(admit))
         if sub.dedupe:
 
             async def seen_before(message_ids: Sequence[str]) -> list[bool]:

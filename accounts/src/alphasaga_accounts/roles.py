@@ -1,0 +1,11 @@
+"""What each PostgreSQL role may do on the accounts tables (``alphasaga_shared.eventstore.
+roles``): the front ends own them; no service reads them. The audit log's append-only
+triggers stay the second wall."""
+
+from __future__ import annotations
+
+FRONT_END = "api"
+ALL = "SELECT, INSERT, UPDATE, DELETE"
+GRANTS: dict[str, dict[str, str]] = {
+    table: {FRONT_END: ALL} for table in ("users", "sessions", "refresh_tokens", "api_keys", "saga_owners")
+} | {"audit_log": {FRONT_END: "SELECT, INSERT"}}

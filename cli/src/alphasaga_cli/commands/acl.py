@@ -1,0 +1,73 @@
+"""``alphasaga acl``: the Redis users and PostgreSQL roles of least privilege, one per service
+(issue #30)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import CliError
+
+app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Redis users and PostgreSQL roles, one per service."
+)
+
+
+def read_passwords(directory: Path) -> dict[str, str]:
+    """One file per user, named as the user without its prefix (``ml``, ``api``, ``admin``):
+    how Kubernetes mounts a secret's keys. Users without a file are rendered off."""
+    if not directory.is_dir():
+        raise CliError(f"--passwords {directory}: not a directory")
+    found = {}
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            password = path.read_text().strip()
+            if not password:
+                raise CliError(f"--passwords: {path} is empty")
+            found[path.name] = password
+    return found
+
+
+@app.command()
+def render(
+    namespace: Annotated[
+        str | None, typer.Option(help="Stream namespace (default: ALPHASAGA_NAMESPACE, else alphasaga)")
+    ] = None,
+    passwords: Annotated[
+        Path | None, typer.Option(help="Directory with one password file per user; without it every user is off")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="Prefix of the user names")] = "alphasaga-",
+) -> None:
+    """Print the ACL file (Redis's aclfile format): each service may touch only its
+    streams and keys, and only admin may run FLUSHDB, CONFIG, KEYS or DEBUG."""
+    from alphasaga_shared.acl import render as render_acl
+
+    from ..session import settings
+
+    ns = namespace or settings().namespace
+    try:
+        text = render_acl(ns, read_passwords(passwords) if passwords else None, prefix=prefix)
+    except ValueError as exc:  # a namespace the stream contract refuses
+        raise CliError(str(exc)) from None
+    typer.echo(text, nl=False)
+
+
+@app.command()
+def roles(
+    schema: Annotated[
+        str | None, typer.Option(help="Database schema (default: ALPHASAGA_DATABASE_SCHEMA, else public)")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="Prefix of the role names")] = "alphasaga_",
+) -> None:
+    """Print the SQL that creates one PostgreSQL role per service (NOLOGIN) with the
+    grants its work needs on the schema's tables, and the row policy that lets the front
+    ends add only starts to the outbox. Run it as the tables' owner after the migrations."""
+    from alphasaga_accounts.roles import GRANTS as ACCOUNTS
+    from alphasaga_shared.eventstore.roles import GRANTS as EVENT_STORE
+    from alphasaga_shared.eventstore.roles import render as render_roles
+
+    from ..session import settings
+
+    typer.echo(render_roles(schema or settings().database_schema, prefix, (EVENT_STORE, ACCOUNTS)), nl=False)
