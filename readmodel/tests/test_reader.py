@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import uuid
 
+import asyncpg
 import pytest
 
 from alphasaga_contracts import saga as sg
@@ -51,6 +52,7 @@ async def test_a_status_behind_the_projector_is_folded_in_memory_and_writes_noth
     assert status.state == "RUNNING" and status.dataset == "sp500"
     assert await rows_in_table(store) == 0, "a reader never writes the saga list"
 
+    await running_transactions_ended(store.pool)  # the projector reads in commit order
     await SagaProjector(ReadStore(store)).catch_up()
     assert await reader.status(saga_id) == await ReadStore(store).summary(saga_id)
 
@@ -69,6 +71,35 @@ async def test_a_list_waits_for_the_projector_and_says_so_when_none_runs(store: 
         listed = await SagaReader(ReadStore(store), timeout_s=30).sagas(SagaFilter())
         assert [s.saga_id for s in listed] == [saga_id]
     finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+async def test_a_list_holds_a_saga_committed_while_an_older_transaction_is_open(store: EventStore) -> None:
+    """A transaction left open elsewhere holds the projector back; a list waits for it
+    rather than answer without the saga committed before the call."""
+    projector = SagaProjector(ReadStore(store), poll_ms=20)
+    running = asyncio.create_task(projector.run())
+    older = await store.pool.acquire()
+    transaction = older.transaction()
+    await transaction.start()
+    try:
+        await older.fetchval("SELECT pg_current_xact_id()")  # holds the snapshot's xmin back
+        saga_id = await started_saga(store)
+
+        async def end_the_older_one() -> None:
+            await asyncio.sleep(0.5)
+            await transaction.rollback()
+
+        ending = asyncio.create_task(end_the_older_one())
+        listed = await SagaReader(ReadStore(store), timeout_s=30).sagas(SagaFilter())
+        await ending
+        assert [s.saga_id for s in listed] == [saga_id]
+    finally:
+        with contextlib.suppress(asyncpg.InterfaceError):  # ended already
+            await transaction.rollback()
+        await store.pool.release(older)
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running

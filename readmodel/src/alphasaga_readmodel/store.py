@@ -64,9 +64,13 @@ FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version
 
 # The newest saga event that a reader of the log in commit order can see now (rows of
 # transactions still running are held back from it, as from the projector).
+# Every saga event this reader can see, committed: also those of transactions above the
+# snapshot's xmin (the projector gets to them once the older transactions end). Cut at
+# xmin, a transaction left open anywhere on the server made a list answer at once without
+# a saga committed before the call.
 _SAGA_LOG_HEAD = f"""
 SELECT transaction_id::text::bigint AS t, global_position AS g FROM events
-WHERE stream_id LIKE '{SAGA_PREFIX}%' AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+WHERE stream_id LIKE '{SAGA_PREFIX}%'
 ORDER BY transaction_id DESC, global_position DESC LIMIT 1
 """
 
