@@ -55,7 +55,11 @@ class AlphaSagaSystem:
 
     async def __aenter__(self) -> Self:
         self.stack = Stack(self.s, self.orchestrators, {}, root=self.root or ROOT)
-        await self.stack.ready()
+        try:
+            await self.stack.ready()
+        except BaseException:
+            await self.stack.cleanup(self.s)  # a stack that never got ready leaves nothing running
+            raise
         await asyncio.sleep(1)  # start-up work (migrations, groups) is not the burst's
         return self
 
