@@ -38,6 +38,9 @@ from . import floor
 from .common import Servers, bench_settings, cleanup, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
+# A burst that has not ended by then never will (its requests were refused, say).
+BURST_TIMEOUT_S = 600.0
+
 WORKFLOW = {
     "workflows": [
         {
@@ -150,8 +153,10 @@ class Stack:
             requests = [ResearchRequest(dataset="sp500")] * n
             started = time.perf_counter()
             await client.submit_many(requests, workflow_version=version)
-            ended = 0
+            ended, give_up = 0, time.monotonic() + BURST_TIMEOUT_S
             while ended < n:
+                if time.monotonic() > give_up:
+                    raise RuntimeError(f"{ended} of {n} sagas ended within {BURST_TIMEOUT_S:g} s: see the stack's logs")
                 reply: Any = await redis.xread({stream: cursor}, count=1000, block=1000)
                 for _, entries in reply:
                     cursor = entries[-1][0]
