@@ -322,7 +322,7 @@ def _after_failed_attempt(
     if delay <= 0:
         _command(d, saga, workflow, name, attempt + 1, ctx)
     else:
-        saga.schedule_retry(step=name, attempt=attempt + 1, due_at=_at(ctx, delay))
+        saga.schedule_retry(step=name, attempt=attempt + 1, due_at=_due(ctx, delay).isoformat())
 
 
 def _on_timer(saga: Saga | None, timer: TimerFired, ctx: Context) -> Decision:
@@ -388,7 +388,7 @@ def _after_failed_compensation(
     if delay <= 0:
         _command_compensation(d, saga, step, name, attempt + 1, ctx)
     else:
-        saga.schedule_compensation_retry(step=name, attempt=attempt + 1, due_at=_at(ctx, delay))
+        saga.schedule_compensation_retry(step=name, attempt=attempt + 1, due_at=_due(ctx, delay).isoformat())
 
 
 def _begin_compensation(d: Decision, saga: Saga, workflow: Workflow, ctx: Context, reason: str) -> None:
@@ -422,7 +422,7 @@ def _next_compensation(d: Decision, saga: Saga, workflow: Workflow, ctx: Context
 
 def _command_compensation(d: Decision, saga: Saga, step: StepDefinition, name: str, attempt: int, ctx: Context) -> None:
     message_id = derived_message_id(str(saga.saga_id), name, "compensate", str(attempt))
-    due = ctx.now + dt.timedelta(seconds=step.timeout_s)
+    due = _due(ctx, step.timeout_s)
     saga.command_compensation(step=name, attempt=attempt, message_id=message_id, due_at=due.isoformat())
     command = st.CompensateStep(saga_id=saga.saga_id, step=name, kind=step.kind.name, attempt=attempt, deadline=due)
     d.sends.append(ToWorker(step, command, message_id))
@@ -438,7 +438,7 @@ def _command(d: Decision, saga: Saga, workflow: Workflow, name: str, attempt: in
         extra = dag.branch_inputs(workflow, saga.planned(), saga.completed, saga.branch_results(), name)
         inputs.update({k: v for k, v in extra.items() if k in step.inputs})
     # The deadline is the timeout's: a worker waits out an outage until then, not after.
-    due = ctx.now + dt.timedelta(seconds=step.timeout_s)
+    due = _due(ctx, step.timeout_s)
     try:
         command = step.command.model_validate(
             {"saga_id": saga.saga_id, "step": name, "attempt": attempt, "deadline": due, **inputs}
@@ -451,8 +451,8 @@ def _command(d: Decision, saga: Saga, workflow: Workflow, name: str, attempt: in
     return True
 
 
-def _at(ctx: Context, seconds: float) -> str:
-    return (ctx.now + dt.timedelta(seconds=seconds)).isoformat()
+def _due(ctx: Context, seconds: float) -> dt.datetime:
+    return ctx.now + dt.timedelta(seconds=seconds)
 
 
 def _publish(d: Decision, event: sg.SagaEvent) -> None:
