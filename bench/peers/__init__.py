@@ -7,7 +7,7 @@ what it made (data dirs, the DBOS database). ``unavailable(kind)`` says in one l
 why a kind cannot run here, so that a bench can skip it and go on. ``python -m
 bench.peers`` runs each available peer once on its own.
 
-The peer packages (restate-sdk, hypercorn, dbos, httpx) are the ``peers`` dependency
+The peer packages (restate-sdk, hypercorn, dbos, aiohttp) are the ``peers`` dependency
 group, installed by ``make bench`` only: nothing here imports them at module level.
 """
 
@@ -17,8 +17,10 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import shutil
 import socket
 import statistics
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,7 @@ PEERS_DIR = ROOT / ".alphasaga" / "peers"
 DBOS_REPLY = "@@bench-reply "
 
 _TICKS = os.sysconf("SC_CLK_TCK")
-_MODULES = {"restate": ("restate", "hypercorn", "httpx", "h2"), "dbos": ("dbos", "asyncpg")}
+_MODULES = {"restate": ("restate", "hypercorn", "aiohttp"), "dbos": ("dbos", "asyncpg")}
 
 
 class Peer(Protocol):
@@ -99,11 +101,13 @@ def unavailable(kind: str) -> str | None:
 
 def create(kind: str, database_url: str) -> list[Peer]:
     """The settings of a kind to measure: Restate with its default partition count
-    and with 4 partitions; DBOS on its own database of ``database_url``'s server."""
+    and with 4 partitions, each driven by every client of ``restate.CLIENTS`` that is
+    installed; DBOS on its own database of ``database_url``'s server."""
     if kind == "restate":
-        from .restate import RestatePeer
+        from .restate import CLIENTS, RestatePeer, h2load_unavailable
 
-        return [RestatePeer(partitions=None), RestatePeer(partitions=4)]
+        clients = [c for c in CLIENTS if c != "h2load" or h2load_unavailable() is None]
+        return [RestatePeer(partitions=p, client=c) for p in (None, 4) for c in clients]
     if kind == "dbos":
         from .dbos import DbosPeer
 
@@ -154,6 +158,15 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total / _TICKS
 
 
+def client_cpu_seconds() -> float:
+    """CPU seconds so far of the bench process, which is the client of every system
+    it drives (its threads included), and of the children it has waited for (h2load)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 @dataclass(frozen=True)
 class PeerResult:
     name: str
@@ -161,6 +174,7 @@ class PeerResult:
     p50_ms: float  # one in flight
     p99_ms: float
     cpu_ms: float  # the peer's own processes during the burst, per workflow
+    client_cpu_ms: float  # the client driving the burst, per workflow
 
 
 async def measure(peer: Peer, burst_n: int = 1000, one_n: int = 100, settle: float = 1.0) -> PeerResult:
@@ -170,8 +184,9 @@ async def measure(peer: Peer, burst_n: int = 1000, one_n: int = 100, settle: flo
     peer still does for that burst (flushes, clean-up), as bench/cpu.py does for ours.
     """
     latencies = await peer.one_in_flight(one_n)
-    before = cpu_seconds(peer.pids())
+    before, client_before = cpu_seconds(peer.pids()), client_cpu_seconds()
     seconds = await peer.burst(burst_n)
+    client = client_cpu_seconds() - client_before
     await asyncio.sleep(settle)
     used = cpu_seconds(peer.pids()) - before
     return PeerResult(
@@ -180,6 +195,7 @@ async def measure(peer: Peer, burst_n: int = 1000, one_n: int = 100, settle: flo
         p50_ms=float(statistics.median(latencies)),
         p99_ms=float(statistics.quantiles(latencies, n=100, method="inclusive")[98]),
         cpu_ms=used / burst_n * 1000,
+        client_cpu_ms=client / burst_n * 1000,
     )
 
 
@@ -191,10 +207,18 @@ def versions() -> dict[str, str]:
     for dist in ("restate-sdk", "hypercorn", "dbos"):
         with contextlib.suppress(PackageNotFoundError):
             out[dist] = version(dist)
-    if importlib.util.find_spec("httpx") is not None:
+    if importlib.util.find_spec("aiohttp") is not None:
         from .restate import server_version
 
         found = server_version()
         if found:
             out["restate-server"] = found
+        out["aiohttp"] = version("aiohttp")
+    h2load = shutil.which("h2load")
+    if h2load is not None:
+        import subprocess
+
+        line = subprocess.run([h2load, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+        if line:
+            out["h2load"] = line.split()[-1]
     return out

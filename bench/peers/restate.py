@@ -3,8 +3,19 @@ its pid is the server's) on loopback ports chosen at start, a fresh data dir per
 run, fsync on (Restate's default), and the Python SDK service of
 ``restate_service`` served by hypercorn, registered through the admin API.
 
-A workflow is one call of ``BenchFlow/run`` on the ingress: the HTTP response
-arrives once all four steps are journaled and the handler has returned.
+A workflow is one call of ``BenchFlow/run`` on the ingress. Three clients drive it,
+each a setting of its own in the table (issue #28: the peer must not be held back by
+its load generator, and the table shows each client's CPU):
+
+- ``run``: aiohttp, HTTP/1.1 keep-alive, ``POST /BenchFlow/run``, whose response
+  arrives once all four steps are journaled and the handler has returned;
+- ``send``: aiohttp, ``POST /BenchFlow/run/send`` (accepted once durably enqueued),
+  then ``GET /restate/invocation/{id}/attach``, which answers with the result;
+- ``h2load``: nghttp2's load generator (C, HTTP/2 with prior knowledge) for the
+  burst; one in flight is then aiohttp's ``run``, as h2load gives no percentiles.
+
+httpx over HTTP/2, the client of the first runs, spent about 2.6 ms of CPU a request
+and capped Restate on two cores (docs/benchmarks.md, issue #28).
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO
 
-import httpx
+import aiohttp
 
 from . import PEERS_DIR, ROOT, PeerUnavailable, StartedPeer, descendants, free_port
 
@@ -31,6 +42,20 @@ INSTALL_DIR = PEERS_DIR / "restate"
 PACKAGE = "@restatedev/restate-server@1.7"
 SERVICE_APP = "bench.peers.restate_service:app"
 START_TIMEOUT = 60.0
+# aiohttp's connections to the ingress. HTTP/1.1 holds one request a connection, so a
+# burst has this many in flight (with ``send``, this many attaches); a thousand connects
+# at once would overflow the ingress's accept backlog, and the kernel's SYN retries
+# (1 s, 3 s, ...) would then be measured instead of Restate.
+CONNECTIONS = 256
+# h2load: connections and streams per connection (HTTP/2); 8 x 128 holds a burst of
+# 1,000 in flight at once.
+H2LOAD_CONNECTIONS = 8
+H2LOAD_STREAMS = 128
+CLIENTS = {
+    "run": "aiohttp /run",
+    "send": "aiohttp /send + attach",
+    "h2load": "h2load /run",
+}
 
 
 def server_binary() -> Path | None:
@@ -77,18 +102,30 @@ def server_version() -> str | None:
     return out.strip().split()[-1] if out.strip() else None
 
 
+def h2load_unavailable() -> str | None:
+    if shutil.which("h2load") is None:
+        return "h2load is not installed (Debian's nghttp2-client): Restate runs with aiohttp's clients alone"
+    return None
+
+
 class RestatePeer(StartedPeer):
-    def __init__(self, partitions: int | None = None) -> None:
+    def __init__(self, partitions: int | None = None, client: str = "run") -> None:
         """``partitions`` None keeps Restate's default (24 in 1.7); otherwise the
-        partition count the fresh cluster is provisioned with."""
+        partition count the fresh cluster is provisioned with. ``client`` is a key of
+        ``CLIENTS``."""
+        if client not in CLIENTS:
+            raise ValueError(f"unknown Restate client {client!r} (known: {', '.join(CLIENTS)})")
         self.partitions = partitions
-        self.name = "Restate (default partitions)" if partitions is None else f"Restate ({partitions} partitions)"
+        self.client = client
+        parts = "default partitions" if partitions is None else f"{partitions} partitions"
+        self.name = f"Restate ({parts}), {CLIENTS[client]}"
         self._procs: list[subprocess.Popen[bytes]] = []
         self._logs: list[IO[bytes]] = []
         self._names: dict[int, str] = {}
         self._dir: Path | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._ingress = ""
+        self._ingress_port = 0
         self._seq = 0
 
     async def _start(self) -> None:
@@ -128,17 +165,12 @@ class RestatePeer(StartedPeer):
             "service.log",
         )
 
-        self._client = httpx.AsyncClient(
-            # HTTP/2 without TLS (prior knowledge), which the ingress accepts: a burst is
-            # then streams on a few connections. A thousand HTTP/1.1 connects at once
-            # overflowed the ingress's accept backlog, and the SYN retries (1 s, 3 s, ...)
-            # measured the kernel, not Restate (29 workflows/s instead of ~190).
-            http1=False,
-            http2=True,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=2000, keepalive_expiry=120),
-            timeout=httpx.Timeout(300.0, connect=60.0),
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=CONNECTIONS, keepalive_timeout=120),
+            timeout=aiohttp.ClientTimeout(total=300.0, connect=60.0),
         )
         self._ingress = f"http://127.0.0.1:{ingress}"
+        self._ingress_port = ingress
         await self._until(lambda: self._get(f"http://127.0.0.1:{admin}/health"), "the admin API")
         await self._until(lambda: self._register(f"http://127.0.0.1:{admin}", service), "the deployment registration")
         await self._until(self._one, "a first workflow")
@@ -163,7 +195,7 @@ class RestatePeer(StartedPeer):
             try:
                 if await attempt():
                     return
-            except httpx.HTTPError as e:
+            except (aiohttp.ClientError, TimeoutError) as e:
                 last = f"{type(e).__name__} {e}"
             await asyncio.sleep(0.2)
         raise PeerUnavailable(f"{self.name}: no {what} within {START_TIMEOUT:.0f} s ({last or self._tail()})")
@@ -177,33 +209,93 @@ class RestatePeer(StartedPeer):
         return " | ".join(lines)[:300]
 
     async def _get(self, url: str) -> bool:
-        assert self._client is not None
-        return (await self._client.get(url)).status_code == 200
+        assert self._session is not None
+        async with self._session.get(url) as r:
+            await r.read()
+            return r.status == 200
 
     async def _register(self, admin: str, service_port: int) -> bool:
-        assert self._client is not None
-        r = await self._client.post(f"{admin}/deployments", json={"uri": f"http://127.0.0.1:{service_port}"})
-        return r.status_code in (200, 201)
+        assert self._session is not None
+        body = {"uri": f"http://127.0.0.1:{service_port}"}
+        async with self._session.post(f"{admin}/deployments", json=body) as r:
+            await r.read()
+            return r.status in (200, 201)
 
     async def _one(self) -> bool:
-        assert self._client is not None
+        """One workflow through ``/run``: True once it returned, False while the
+        ingress does not know the service yet."""
+        assert self._session is not None
         self._seq += 1
-        r = await self._client.post(f"{self._ingress}/BenchFlow/run", json=self._seq)
-        if r.status_code != 200:
-            # Until the new deployment reaches the ingress it answers 404; other errors are real.
-            if r.status_code == 404:
-                return False
-            raise PeerUnavailable(f"{self.name}: a workflow answered {r.status_code}: {r.text[:200]}")
-        return True
+        async with self._session.post(f"{self._ingress}/BenchFlow/run", json=self._seq) as r:
+            text = await r.text()
+            if r.status == 200:
+                return True
+        # Until the new deployment reaches the ingress it answers 404; other errors are real.
+        if r.status == 404:
+            return False
+        raise PeerUnavailable(f"{self.name}: a workflow answered {r.status}: {text[:200]}")
+
+    async def _send(self) -> str:
+        """Enqueue one workflow; its invocation id."""
+        assert self._session is not None
+        self._seq += 1
+        async with self._session.post(f"{self._ingress}/BenchFlow/run/send", json=self._seq) as r:
+            body = await r.json(content_type=None)
+            if r.status not in (200, 202):
+                raise RuntimeError(f"{self.name}: a send answered {r.status}: {str(body)[:200]}")
+        return str(body["invocationId"])
+
+    async def _attach(self, invocation: str) -> None:
+        assert self._session is not None
+        async with self._session.get(f"{self._ingress}/restate/invocation/{invocation}/attach") as r:
+            text = await r.text()
+            if r.status != 200:
+                raise RuntimeError(f"{self.name}: attach answered {r.status}: {text[:200]}")
 
     async def burst(self, n: int) -> float:
-        # One request a workflow, all at once: each one's response is its completion.
         started = time.perf_counter()
+        if self.client == "h2load":
+            return await self._h2load(n)
+        if self.client == "send":
+            ids = await asyncio.gather(*(self._send() for _ in range(n)))
+            await asyncio.gather(*(self._attach(i) for i in ids))
+            return time.perf_counter() - started
+        # One request a workflow, all at once: each one's response is its completion.
         results = await asyncio.gather(*(self._one() for _ in range(n)))
         elapsed = time.perf_counter() - started
         if not all(results):
             raise RuntimeError(f"{self.name}: {results.count(False)} of {n} workflows were not accepted")
         return elapsed
+
+    async def _h2load(self, n: int) -> float:
+        """A burst of ``n`` from h2load, a child process: its CPU is in this process's
+        reaped-children time once it has been waited for, which the bench reads."""
+        assert self._dir is not None
+        body = self._dir / "body.json"
+        body.write_text("1")
+        cmd = [
+            "h2load",
+            f"-n{n}",
+            f"-c{H2LOAD_CONNECTIONS}",
+            f"-m{H2LOAD_STREAMS}",
+            f"--data={body}",
+            "-H",
+            "content-type: application/json",
+            f"{self._ingress}/BenchFlow/run",
+        ]
+        started = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        out, _ = await proc.communicate()
+        elapsed = time.perf_counter() - started
+        text = out.decode(errors="replace")
+        # "requests: 1000 total, 1000 started, 1000 done, 1000 succeeded, 0 failed, ..."
+        # and "status codes: 1000 2xx, ...": anything short of n 2xx is a failed burst.
+        ok = next((line for line in text.splitlines() if line.startswith("status codes:")), "")
+        if proc.returncode != 0 or not ok.split(":", 1)[1].strip().startswith(f"{n} 2xx"):
+            raise RuntimeError(f"{self.name}: h2load did not complete {n} workflows: {text[-400:]}")
+        return _h2load_seconds(text) or elapsed
 
     async def one_in_flight(self, n: int, warmup: int = 5) -> list[float]:
         latencies: list[float] = []
@@ -219,9 +311,9 @@ class RestatePeer(StartedPeer):
         return descendants(p.pid for p in self._procs if p.poll() is None)
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         # Remembered now: once hypercorn's parent has gone, /proc no longer links its workers to it.
         live = self.pids() - {p.pid for p in self._procs}
         for p in reversed(self._procs):  # the service first: the server may still be calling it
@@ -244,3 +336,16 @@ class RestatePeer(StartedPeer):
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+def _h2load_seconds(report: str) -> float | None:
+    """h2load's own time from its first request to its last response ("finished in
+    1.23s, ..." or "... in 850.12ms, ..."), which leaves out its process start."""
+    for line in report.splitlines():
+        if line.startswith("finished in "):
+            figure = line.removeprefix("finished in ").split(",", 1)[0].strip()
+            if figure.endswith("ms"):
+                return float(figure[:-2]) / 1000
+            if figure.endswith("s"):
+                return float(figure[:-1])
+    return None
