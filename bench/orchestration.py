@@ -22,10 +22,13 @@ import os
 import statistics
 import subprocess
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from alphasaga_client import AlphaSaga
 from alphasaga_contracts.research import ResearchRequest
@@ -55,7 +58,7 @@ class AlphaSagaSystem:
         self.stack: Stack | None = None
 
     async def __aenter__(self) -> Self:
-        self.stack = Stack(self.s, self.orchestrators, {}, root=self.root or ROOT)
+        self.stack = Stack(self.s, self.orchestrators, {}, root=self.root or ROOT, metrics=True)
         try:
             await self.stack.ready()
         except BaseException:
@@ -87,6 +90,29 @@ class AlphaSagaSystem:
         assert self.stack is not None
         return descendants(p.pid for p in self.stack.procs)
 
+    async def commits(self) -> tuple[float, float] | None:
+        """Commits so far and the inputs they carried, summed over the orchestrators
+        (``alphasaga_eventstore_commit_inputs``); None where the code has no such metric."""
+        assert self.stack is not None
+        count = total = 0.0
+        found = False
+        for url in self.stack.metrics_urls:
+            text = await asyncio.to_thread(_fetch, url)
+            for family in text_string_to_metric_families(text):
+                if family.name == "alphasaga_eventstore_commit_inputs":
+                    found = True
+                    for sample in family.samples:
+                        if sample.name.endswith("_count"):
+                            count += sample.value
+                        elif sample.name.endswith("_sum"):
+                            total += sample.value
+        return (count, total) if found else None
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return str(r.read().decode())
+
 
 def server_pids(kinds: Sequence[str]) -> set[int]:
     """Every process of the PostgreSQL and/or Redis servers on this machine."""
@@ -114,6 +140,7 @@ class Figures:
     latencies: list[list[float]] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
     client_cpu_ms: list[float] = field(default_factory=list)
+    inputs_per_commit: list[float] = field(default_factory=list)  # during the burst
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -147,9 +174,15 @@ async def one_round(system: Peer, uses: Sequence[str], figures: Figures, latency
     async with system:
         if latency:
             figures.latencies.append(await system.one_in_flight(ONE_IN_FLIGHT))
+        commits = system.commits if isinstance(system, AlphaSagaSystem) else None
+        commits_before = await commits() if commits else None
         before, client_before = cpu_seconds(system.pids() | server_pids(uses)), client_cpu_seconds()
         seconds = await system.burst(BURST)
         client = client_cpu_seconds() - client_before
+        commits_after = await commits() if commits else None
+        if commits_before is not None and commits_after is not None and commits_after[0] > commits_before[0]:
+            n, inputs = (a - b for a, b in zip(commits_after, commits_before, strict=True))
+            figures.inputs_per_commit.append(inputs / n)
         await asyncio.sleep(SETTLE_S)
         # Listed again: a process started during the burst (a backend, a hypercorn worker)
         # counts too, and one that ended counts in its parent's reaped-children time.
@@ -190,6 +223,12 @@ def markdown(results: Sequence[Figures], skipped: Sequence[str], rounds: int) ->
             f"| {f.name} | {f.rate:,.0f}{_spread(f.rates, ',.0f')} | {lat} | {f.cpu:.1f} ms{_spread(f.cpu_ms, '.1f')}"
             f" | {f.client_cpu:.2f} ms{_spread(f.client_cpu_ms, '.2f')} | {f.whole_cpu:.1f} ms |"
         )
+    batched = [f for f in results if f.inputs_per_commit]
+    if batched:
+        lines.append("\nGroup commit: inputs decided on per commit during the burst (one at a time, it is 1):")
+        for f in batched:
+            mean = statistics.median(f.inputs_per_commit)
+            lines.append(f"- {f.name}: {mean:.1f}{_spread(f.inputs_per_commit, '.1f')}")
     for reason in skipped:
         lines.append(f"\n- not measured: {reason}")
     lines += ["", *targets(results)]

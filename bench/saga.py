@@ -36,6 +36,7 @@ from alphasaga_shared.wire import envelope_for
 
 from . import floor
 from .common import Servers, bench_settings, cleanup, percentile
+from .peers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # A burst that has not ended by then never will (its requests were refused, say).
@@ -86,10 +87,12 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         root: Path = ROOT,
         workflows: dict[str, Any] | None = None,
+        metrics: bool = False,
     ) -> None:
         """``root``: the checkout whose code the stack runs (another commit's, with its own
         ``.venv``, to measure before and after in one run); ``workflows``: a workflow file's
-        document (default: research v1 with no backoff)."""
+        document (default: research v1 with no backoff); ``metrics``: each orchestrator
+        serves /metrics on a port of its own, listed in ``metrics_urls``."""
         self.settings = bench_settings(s)
         self.root = root
         self.python = sys.executable if root == ROOT else str(root / ".venv" / "bin" / "python")
@@ -116,7 +119,14 @@ class Stack:
         if separate_projector:
             env["ALPHASAGA_RUN_PROJECTOR"] = "false"
         self.env = env
-        self.procs = [self._spawn("alphasaga_orchestrator", f"o{i}.log") for i in range(orchestrators)]
+        self.metrics_urls: list[str] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for i in range(orchestrators):
+            port: dict[str, str] = {}
+            if metrics:
+                port = {"ALPHASAGA_HTTP_PORT": str(free_port())}
+                self.metrics_urls.append(f"http://127.0.0.1:{port['ALPHASAGA_HTTP_PORT']}/metrics")
+            self.procs.append(self._spawn("alphasaga_orchestrator", f"o{i}.log", port))
         if separate_relay:
             self.procs.append(self._spawn("alphasaga_shared.outbox", "relay.log"))
         if separate_projector:
@@ -131,10 +141,10 @@ class Stack:
             )
         )
 
-    def _spawn(self, module: str, log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, module: str, log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [self.python, "-m", module],
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=self.root,
             stdout=subprocess.DEVNULL,
             stderr=(self.tmp / log_name).open("w"),

@@ -76,6 +76,12 @@ OUTBOX_BACKLOG = Gauge("alphasaga_outbox_backlog", "Outbox rows committed and no
 COMMIT_SECONDS = Histogram(
     "alphasaga_eventstore_commit_seconds", "One orchestrator commit (events, outbox, inbox, timers)", buckets=FAST
 )
+# Group commit: with many sagas in flight one commit carries a batch's decisions.
+COMMIT_INPUTS = Histogram(
+    "alphasaga_eventstore_commit_inputs",
+    "Inputs (messages) decided on and stored by one orchestrator commit",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
 CONFLICTS = Counter("alphasaga_conflicts_total", "Commits refused by a concurrent change and decided again")
 OUTAGES = Counter(
     "alphasaga_outages_total",

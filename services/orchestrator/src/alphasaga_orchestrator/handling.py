@@ -185,6 +185,7 @@ class Orchestrator:
         with telemetry.span("saga commit"):
             await self.store.commit(plan.changes(notify=notify))
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started, metrics.exemplar())
+            metrics.COMMIT_INPUTS.observe(len(plan.message_ids))
         # Cached before the rows are published, so that the replies they bring meet it.
         for t in plan.touched.values():
             if t.saga is not None:
