@@ -1,6 +1,6 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|``
+``python -m bench [orchestration|levers|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|``
 ``dag|dagreal|research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no servers, so none are
 started when they run alone.
 """
@@ -22,6 +22,7 @@ from . import (
     dag,
     e2e,
     eventstore,
+    levers,
     observability,
     orchestration,
     orphans,
@@ -33,6 +34,7 @@ from .common import servers
 
 NEEDS_SERVERS = {
     "orchestration",
+    "levers",
     "bus",
     "latency",
     "eventstore",
@@ -64,6 +66,8 @@ async def main(which: set[str]) -> None:
             print(f"redis {s.redis_url}, postgres {s.database_url.split('@')[-1]}\n")
             if "orchestration" in which:
                 print(await orchestration.report(s), flush=True)
+            if "levers" in which:
+                print(await levers.report(s), flush=True)
             if "bus" in which:
                 print("## Bus throughput (median of 3, 20,000 messages, consumer in-process)\n")
                 print(table(await bus.throughput(s, 20_000)), "\n", flush=True)

@@ -48,17 +48,41 @@ class AlphaSagaSystem:
 
     uses = ("postgres", "redis")
 
-    def __init__(self, s: Servers, orchestrators: int, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        s: Servers,
+        orchestrators: int,
+        root: Path | None = None,
+        *,
+        lever: str = "",
+        extra_env: dict[str, str] | None = None,
+        apart: bool = False,
+    ) -> None:
+        """``lever``, ``extra_env`` and ``apart`` (the relay and the projector in processes
+        of their own) name and set one lever of bench/levers.py."""
         self.s = s
         self.orchestrators = orchestrators
         self.root = root
+        self.extra_env = extra_env
+        self.apart = apart
         self.name = f"AlphaSaga, {orchestrators} orchestrator{'s' if orchestrators > 1 else ''}"
         if root is not None:
             self.name = f"{self.name}, before ({_commit(root)})"
+        if lever:
+            self.name = f"{self.name}, {lever}"
         self.stack: Stack | None = None
 
     async def __aenter__(self) -> Self:
-        self.stack = Stack(self.s, self.orchestrators, {}, root=self.root or ROOT, metrics=True)
+        self.stack = Stack(
+            self.s,
+            self.orchestrators,
+            {},
+            root=self.root or ROOT,
+            metrics=True,
+            extra_env=self.extra_env,
+            separate_relay=self.apart,
+            separate_projector=self.apart,
+        )
         try:
             await self.stack.ready()
         except BaseException:

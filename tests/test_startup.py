@@ -131,3 +131,25 @@ async def test_a_worker_started_while_postgres_is_down_waits_not_ready_and_recov
         worker.stop()
         if proxy is not None:
             proxy.close()
+
+
+async def test_a_service_runs_on_uvloop_when_asked(env: dict[str, str], tmp_path: Path) -> None:
+    """ALPHASAGA_EVENT_LOOP=uvloop (a lever of issue #28, measured by `make bench levers`)
+    starts the service on uvloop's loop, which its ready line names."""
+    worker = Proc.module(
+        "alphasaga_backtest",
+        {**env, "ALPHASAGA_EVENT_LOOP": "uvloop", "ALPHASAGA_LOG_LEVEL": "INFO"},
+        tmp_path / "worker.log",
+    )
+    try:
+        await worker.wait_for("alphasaga-backtest: ready", timeout=90)
+        assert "event loop uvloop" in worker.text(), worker.text()[-2000:]
+    finally:
+        worker.stop()
+
+
+def test_an_unknown_event_loop_is_one_line_and_exit_2() -> None:
+    code, err, _ = run([sys.executable, "-m", "alphasaga_backtest"], {"ALPHASAGA_EVENT_LOOP": "trio"})
+    assert code == 2, err
+    expected = "ALPHASAGA_EVENT_LOOP: Input should be 'asyncio' or 'uvloop' (got 'trio')"
+    assert err == f"alphasaga-backtest: invalid setting: {expected}", err

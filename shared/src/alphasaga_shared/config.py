@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     start_timeout_s: float = Field(
         120.0, gt=0, description="How long the local stack waits for services that make no progress starting"
     )
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        "asyncio",
+        description="The services' event loop: asyncio's own, or uvloop's (libuv); make bench levers measures both",
+    )
     http_port: int | None = Field(None, description="Health and metrics; unset = no HTTP server")
     http_host: str = "0.0.0.0"
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP collector (Jaeger's :4318); unset = no tracing")

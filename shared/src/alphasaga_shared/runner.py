@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from . import telemetry
@@ -177,7 +178,14 @@ async def _serve(
     await ctx.bus.start()
     health.started = True
     tasks += [asyncio.create_task(job(), name=_task_name(job)) for job in (*ctx.background, watchdog)]
-    log.info("%s ready (consumer %s, namespace %s)", ctx.name, ctx.settings.consumer, ctx.settings.namespace)
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    log.info(
+        "%s ready (consumer %s, namespace %s, event loop %s)",
+        ctx.name,
+        ctx.settings.consumer,
+        ctx.settings.namespace,
+        loop,
+    )
     print(f"alphasaga-{ctx.name}: ready", file=sys.stderr, flush=True)
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -221,14 +229,31 @@ def _task_name(job: Callable[[], object]) -> str:
     return type(owner).__name__.lower() if owner is not None else getattr(job, "__name__", "background")
 
 
+def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if settings.event_loop == "uvloop":
+        import uvloop  # a dependency of this package: a missing one is an install error, not a fallback
+
+        return uvloop.new_event_loop
+    return None
+
+
 def run_service(name: str, setup: Callable[[ServiceContext], Awaitable[None]]) -> None:
     """Entry point of every service's ``__main__``. Exits 2 with one line when a
-    dependency is missing or unreachable."""
-    settings = Settings()
+    dependency is missing or unreachable, or a setting is invalid."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        wrong = "; ".join(
+            f"ALPHASAGA_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e['input']!r})"
+            for e in exc.errors()
+        )
+        print(f"alphasaga-{name}: invalid setting: {wrong}", file=sys.stderr)
+        sys.exit(2)
     telemetry.setup_logging(name, settings.log_level)
     telemetry.setup_tracing(name, settings.otlp_endpoint, settings.trace_sample_ratio)
     try:
-        asyncio.run(_run(name, setup, settings))
+        with asyncio.Runner(loop_factory=_loop_factory(settings)) as runner:
+            runner.run(_run(name, setup, settings))
     except (ConfigError, StartupError) as exc:
         print(f"alphasaga-{name}: {exc}", file=sys.stderr)
         sys.exit(2)
