@@ -178,13 +178,12 @@ async def _serve(
     await ctx.bus.start()
     health.started = True
     tasks += [asyncio.create_task(job(), name=_task_name(job)) for job in (*ctx.background, watchdog)]
-    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     log.info(
         "%s ready (consumer %s, namespace %s, event loop %s)",
         ctx.name,
         ctx.settings.consumer,
         ctx.settings.namespace,
-        loop,
+        type(loop).__module__.split(".")[0],
     )
     print(f"alphasaga-{ctx.name}: ready", file=sys.stderr, flush=True)
     stopped = asyncio.create_task(stop.wait())
