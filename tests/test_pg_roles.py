@@ -22,8 +22,8 @@ from alphasaga_contracts.research import ResearchRequest
 from alphasaga_contracts.steps import KINDS
 from alphasaga_shared.eventstore import EventStore, outbox_stream
 from alphasaga_shared.eventstore.artifacts import ArtifactStore
+from alphasaga_shared.eventstore.migrations import SchemaBehind
 from alphasaga_shared.eventstore.roles import GRANTS, render
-from alphasaga_shared.eventstore.store import _create_pool
 from alphasaga_shared.outbox import outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 from conftest import Servers
@@ -50,6 +50,9 @@ POLICY: dict[str, frozenset[str]] = {
     "UPDATE events SET type = 'x'": frozenset(),  # append-only: no one is granted it
     "DELETE FROM events": frozenset(),
     "SELECT count(*) FROM events": frozenset({ORCHESTRATOR, API}),
+    "SELECT count(*) FROM schema_migrations": EVERYONE,  # read at start: is the schema current?
+    "SELECT count(*) FROM accounts_migrations": frozenset({API}),
+    "DELETE FROM schema_migrations": frozenset(),
     "INSERT INTO inbox (consumer, message_id) VALUES ('orchestrator', 'm1')": frozenset({ORCHESTRATOR}),
     "DELETE FROM saga_timers": frozenset({ORCHESTRATOR}),
     "DELETE FROM snapshots": frozenset({ORCHESTRATOR}),
@@ -153,12 +156,17 @@ async def test_the_workers_and_the_front_ends_own_code_runs_on_their_roles(
         assert await artifacts.remove_step(saga_id, "ml") == 1
     finally:
         await worker.close()
-    # Not EventStore.connect: it applies migrations, which a service's role may not (it
-    # may not create a schema): the migrations are the tables' owner's (docs/security.md).
-    with pytest.raises(asyncpg.InsufficientPrivilegeError):
-        await EventStore.connect(role_url(servers.database_url, roles[API]), schema)
+    # A current schema is only read at start: the role connects as a service does; one
+    # that lacks a migration is refused with what to run (the owner's step).
     dsn = role_url(servers.database_url, roles[API])
-    front = EventStore(await _create_pool(dsn, schema, 1, 2, 10.0, {}), schema, dsn)
+    async with store.pool.acquire() as conn:
+        last = await conn.fetchrow(
+            "DELETE FROM schema_migrations WHERE number = (SELECT max(number) FROM schema_migrations) RETURNING *"
+        )
+        with pytest.raises(SchemaBehind, match="alphasaga migrate"):
+            await EventStore.connect(dsn, schema)
+        await conn.execute("INSERT INTO schema_migrations SELECT ($1::schema_migrations).*", last)
+    front = await EventStore.connect(dsn, schema, max_size=2)
     try:
         start = sg.StartResearch(saga_id=saga_id, workflow="research", request=ResearchRequest(dataset="sp500"))
         rows = outbox_events([Outgoing(f"ns:cmd:{ORCHESTRATOR}", envelope_for(start, correlation_id=str(saga_id)))])

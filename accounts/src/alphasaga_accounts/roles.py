@@ -8,4 +8,7 @@ FRONT_END = "api"
 ALL = "SELECT, INSERT, UPDATE, DELETE"
 GRANTS: dict[str, dict[str, str]] = {
     table: {FRONT_END: ALL} for table in ("users", "sessions", "refresh_tokens", "api_keys", "saga_owners")
-} | {"audit_log": {FRONT_END: "SELECT, INSERT"}}
+} | {
+    "audit_log": {FRONT_END: "SELECT, INSERT"},
+    "accounts_migrations": {FRONT_END: "SELECT"},  # read at start (alphasaga migrate applies them)
+}

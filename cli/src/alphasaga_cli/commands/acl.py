@@ -57,7 +57,7 @@ def render(
 @app.command()
 def roles(
     schema: Annotated[
-        str | None, typer.Option(help="Database schema (default: ALPHASAGA_DATABASE_SCHEMA, else public)")
+        str | None, typer.Option(help="Database schema (default: ALPHASAGA_DATABASE_SCHEMA, else alphasaga)")
     ] = None,
     prefix: Annotated[str, typer.Option(help="Prefix of the role names")] = "alphasaga_",
 ) -> None:
@@ -71,3 +71,42 @@ def roles(
     from ..session import settings
 
     typer.echo(render_roles(schema or settings().database_schema, prefix, (EVENT_STORE, ACCOUNTS)), nl=False)
+
+
+def migrate(
+    schema: Annotated[
+        str | None, typer.Option(help="Database schema (default: ALPHASAGA_DATABASE_SCHEMA, else alphasaga)")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="Prefix of the role names")] = "alphasaga_",
+    logins: Annotated[
+        Path | None,
+        typer.Option(help="Directory with one password file per role (orchestrator, ml, api…): those roles may log in"),
+    ] = None,
+) -> None:
+    """The owner step: apply every migration, create the services' roles with their grants
+    and give the roles in --logins a login, as ALPHASAGA_DATABASE_URL's user (the tables'
+    owner). The services then log in as their roles and only check that the schema is
+    current. Running it again changes nothing but the passwords.
+
+    Example: ALPHASAGA_DATABASE_URL=postgresql://owner@db/alphasaga alphasaga migrate --logins /run/secrets/pg
+    """
+    import asyncio
+
+    from ..principals import migrate_as_owner
+    from ..session import settings
+
+    config = settings()
+    if not config.database_url:
+        raise CliError("ALPHASAGA_DATABASE_URL is not set: the owner's URL, whose user may create the tables")
+    try:
+        applied = asyncio.run(
+            migrate_as_owner(
+                config.database_url,
+                schema or config.database_schema,
+                prefix,
+                read_passwords(logins) if logins else None,
+            )
+        )
+    except ValueError as exc:  # a password file for no such role
+        raise CliError(str(exc)) from None
+    typer.echo(f"migrations applied: {', '.join(applied) or 'none (already current)'}; roles {prefix}* granted")

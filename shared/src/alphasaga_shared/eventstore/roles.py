@@ -26,6 +26,9 @@ FRONT_END = "api"
 ALL = "SELECT, INSERT, UPDATE, DELETE"
 START = "orchestrator.StartResearch"  # the one row type a front end records (its outbox row)
 GRANTS: dict[str, dict[str, str]] = {
+    # Every service reads the ledger at start: a current schema needs no more (the owner
+    # migrates it: ``alphasaga migrate``).
+    "schema_migrations": {ORCHESTRATOR: "SELECT", WORKER: "SELECT", FRONT_END: "SELECT"},
     "events": {ORCHESTRATOR: "SELECT, INSERT", FRONT_END: "SELECT, INSERT"},
     "subscription_positions": {ORCHESTRATOR: ALL, FRONT_END: "SELECT"},
     "inbox": {ORCHESTRATOR: ALL},
