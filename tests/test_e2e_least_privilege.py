@@ -69,14 +69,20 @@ def _field(entry: Any, name: str) -> Any:
     return pairs.get(name)
 
 
-async def database_logins(owner_url: str) -> dict[str, str]:
-    """PostgreSQL's sessions: the role each service's connections log in as, by application."""
+async def database_logins(owner_url: str, pids: dict[str, int]) -> dict[str, set[str]]:
+    """The roles each service's PostgreSQL sessions log in as (``pg_stat_activity``): its
+    sessions are named after it and its pid (other stacks share the server)."""
     conn = await asyncpg.connect(owner_url)
     try:
         rows = await conn.fetch("SELECT application_name, usename FROM pg_stat_activity WHERE usename IS NOT NULL")
     finally:
         await conn.close()
-    return {r["application_name"].split(" ")[0]: r["usename"] for r in rows}
+    found: dict[str, set[str]] = {service: set() for service in pids}
+    for r in rows:
+        for service, pid in pids.items():
+            if r["application_name"].endswith(f" pid={pid}"):
+                found[service].add(r["usename"])
+    return found
 
 
 async def test_a_research_saga_completes_with_every_service_on_its_own_login(stack: Stack) -> None:
@@ -93,9 +99,8 @@ async def test_a_research_saga_completes_with_every_service_on_its_own_login(sta
     redis = await redis_logins(stack.redis_url)
     assert {f"{ns}-{s}" for s in SERVICES} <= redis["users"], redis["users"]
     assert not {u for u in redis["denied"] if u.startswith(f"{ns}-")}, "a service was refused something it needs"
-    sessions = await database_logins(stack.database_url)
-    for service in SERVICES:
-        assert sessions.get(f"alphasaga-{service}") == f"{schema}_{service}", sessions
+    sessions = await database_logins(stack.database_url, {s: p.pid for s, p in stack.processes.items()})
+    assert sessions == {s: {f"{schema}_{s}"} for s in SERVICES}, sessions
 
 
 def test_the_stack_removes_the_logins_it_made(servers: Servers, tmp_path: Any) -> None:

@@ -17,11 +17,7 @@ LEDGER = "accounts_migrations"
 
 async def migrate_accounts(pool: asyncpg.Pool, schema: str) -> list[str]:
     async with pool.acquire() as conn:
-        return await migrate_accounts_on(conn, schema)
-
-
-async def migrate_accounts_on(conn: Conn, schema: str) -> list[str]:
-    return await migrate(conn, schema, package=__package__, ledger=LEDGER)  # type: ignore[arg-type]
+        return await migrate(conn, schema, package=__package__, ledger=LEDGER)  # type: ignore[arg-type]
 
 
 class AccountStore:

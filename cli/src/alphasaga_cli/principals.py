@@ -19,13 +19,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import redis.asyncio as aioredis
 
-from alphasaga_accounts.roles import GRANTS as ACCOUNT_GRANTS
-from alphasaga_accounts.store import migrate_accounts_on
+from alphasaga_accounts.roles import TABLES as ACCOUNT_TABLES
 from alphasaga_shared.acl import ADMIN, users
-from alphasaga_shared.eventstore.migrations import migrate
-from alphasaga_shared.eventstore.roles import GRANTS as EVENT_STORE_GRANTS
-from alphasaga_shared.eventstore.roles import render as render_roles
-from alphasaga_shared.eventstore.roles import role_names
+from alphasaga_shared.eventstore.roles import EVENT_STORE, provision, role_names
 
 SECRETS_DIR = "secrets"
 
@@ -148,22 +144,10 @@ def _ident(name: str) -> str:
 async def migrate_as_owner(
     owner_url: str, schema: str, prefix: str, logins: Mapping[str, str] | None = None
 ) -> list[str]:
-    """The owner step (``alphasaga migrate``): every migration, the roles with their grants
-    (``alphasaga acl roles``), and ``LOGIN`` with a password for each role in ``logins``
-    (by unprefixed name). Running it again changes nothing but the passwords."""
+    """The owner step: the event store's and the accounts' migrations and roles
+    (``alphasaga_shared.eventstore.roles.provision``), with a login for each role in ``logins``."""
     conn = await asyncpg.connect(owner_url)
     try:
-        applied = await migrate(conn, schema)
-        applied += await migrate_accounts_on(conn, schema)
-        await conn.execute(render_roles(schema, prefix, (EVENT_STORE_GRANTS, ACCOUNT_GRANTS)))
-        names = role_names(prefix)
-        unknown = sorted(set(logins or {}) - set(names))
-        if unknown:
-            raise ValueError(f"logins for no such role: {', '.join(unknown)} (roles: {', '.join(names)})")
-        for name, password in (logins or {}).items():
-            # ALTER ROLE takes no parameters: the password is quoted as a literal.
-            literal = "'" + password.replace("'", "''") + "'"
-            await conn.execute(f"ALTER ROLE {_ident(names[name])} LOGIN PASSWORD {literal}")
+        return await provision(conn, schema, prefix, (EVENT_STORE, ACCOUNT_TABLES), logins)
     finally:
         await conn.close()
-    return applied
