@@ -97,12 +97,13 @@ class Engine:
     def volumes(self) -> set[str]:
         return set(self.run("volume", "ls", "-q").stdout.split())
 
-    def down(self, network: str) -> None:
-        """Remove the run's containers (with their anonymous volumes) and its network."""
+    def down(self, *networks: str) -> None:
+        """Remove the run's containers (with their anonymous volumes) and its networks."""
         for name in reversed(self.created):
             self.run("rm", "-f", "-v", name, check=False, timeout=60)
         self.created.clear()
         ids = self.run("ps", "-a", "-q", "--filter", f"label={self.label}", check=False).stdout.split()
         if ids:
             self.run("rm", "-f", "-v", *ids, check=False, timeout=60)
-        self.run("network", "rm", network, check=False)
+        for network in networks:
+            self.run("network", "rm", network, check=False)

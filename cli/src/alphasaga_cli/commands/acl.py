@@ -39,6 +39,9 @@ def render(
         Path | None, typer.Option(help="Directory with one password file per user; without it every user is off")
     ] = None,
     prefix: Annotated[str, typer.Option(help="Prefix of the user names")] = "alphasaga-",
+    anonymous_ping: Annotated[
+        bool, typer.Option(help="The default user may PING (a health check without a password) and nothing else")
+    ] = False,
 ) -> None:
     """Print the ACL file (Redis's aclfile format): each service may touch only its
     streams and keys, and only admin may run FLUSHDB, CONFIG, KEYS or DEBUG."""
@@ -48,7 +51,9 @@ def render(
 
     ns = namespace or settings().namespace
     try:
-        text = render_acl(ns, read_passwords(passwords) if passwords else None, prefix=prefix)
+        text = render_acl(
+            ns, read_passwords(passwords) if passwords else None, prefix=prefix, anonymous_ping=anonymous_ping
+        )
     except ValueError as exc:  # a namespace the stream contract refuses
         raise CliError(str(exc)) from None
     typer.echo(text, nl=False)
