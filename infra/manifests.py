@@ -330,6 +330,7 @@ def compose_services() -> str:
     <<: *service
     image: ${{{service.upper()}_IMAGE:-localhost/alphasaga/{service}:latest}}
     build: {{context: ., dockerfile: infra/docker/service.Dockerfile, args: {{SERVICE: {service}, BASE_IMAGE: {base}}}}}
+    env_file: [.secrets/env/{service}.env]
 """
             + COMPOSE_EXTRA.get(service, "")
         )
@@ -344,6 +345,34 @@ COMPOSE_EXTRA = {
     security_opt: ["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"]
 """,
 }
+
+
+def compose_tls() -> str:
+    """``docker-compose.tls.yml``: Redis and PostgreSQL on TLS alone, with the certificates
+    of ``make certs`` (each server's copy, ``make compose-secrets TLS=1``), and every
+    service (and the api) given the CA its URLs name."""
+    services = "".join(f"  {s}: {{volumes: [./.secrets/tls-redis/ca.crt:/tls/ca.crt:ro]}}\n" for s in [*Service, "api"])
+    return f"""# {GENERATED}
+# Compose's TLS variant (issue #30): make certs && make compose-secrets TLS=1, then
+#   docker compose -f docker-compose.yml -f docker-compose.tls.yml up -d
+# Redis listens on TLS alone; PostgreSQL turns TLS on, which every URL requires (verify-full).
+services:
+  redis:
+    command: ["redis-server", "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
+              "--protected-mode", "no", "--dir", "/data", "--aclfile", "/run/alphasaga/users.acl",
+              "--port", "0", "--tls-port", "6379", "--tls-cert-file", "/tls/server.crt",
+              "--tls-key-file", "/tls/server.key", "--tls-ca-cert-file", "/tls/ca.crt", "--tls-auth-clients", "no"]
+    volumes: [./.secrets/tls-redis:/tls:ro]
+    healthcheck:
+      test: ["CMD", "redis-cli", "--tls", "--cacert", "/tls/ca.crt", "ping"]
+  postgres:
+    command: ["postgres", "-c", "ssl=on", "-c", "ssl_cert_file=/tls/server.crt", "-c", "ssl_key_file=/tls/server.key"]
+    volumes: [./.secrets/tls-postgres:/tls:ro]
+  migrate:
+    environment:
+      ALPHASAGA_DATABASE_URL: postgresql://alphasaga:${{POSTGRES_PASSWORD:-alphasaga}}@postgres:5432/alphasaga?sslmode=verify-full&sslrootcert=/tls/ca.crt
+    volumes: [./.secrets/tls-redis/ca.crt:/tls/ca.crt:ro]
+{services}"""
 
 
 def compose(current: str) -> str:
@@ -361,6 +390,7 @@ def generate() -> dict[Path, str]:
         ROOT / "infra/k8s/base/workflows.yaml": BUILT_IN.read_text(),
         ROOT / "infra/k8s/overlays/prod/images/kustomization.yaml": prod_images(),
         ROOT / "infra/k8s/overlays/dev/secrets.yaml": dev_secrets(),
+        ROOT / "docker-compose.tls.yml": compose_tls(),
         ROOT / "infra/prometheus/prometheus.yml": prometheus_yml(),
         compose_file: compose(compose_file.read_text()),
     }
