@@ -486,3 +486,34 @@ def test_the_rendered_file_is_what_a_redis_server_loads_and_nothing_else_gets_in
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_with_anonymous_ping_a_client_without_a_login_may_ping_and_nothing_else(tmp_path: Path) -> None:
+    """``--anonymous-ping`` (the embedded Valkey, compose's and the container test's health
+    checks): the default user answers PING and is refused everything else."""
+    import redis as sync_redis
+
+    text = acl.render("ns1", {"ml": uuid.uuid4().hex}, anonymous_ping=True)
+    (tmp_path / "users.acl").write_text(text)
+    socket = tmp_path / "redis.sock"
+    config = ["--port", "0", "--unixsocket", str(socket), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    server = subprocess.Popen(
+        ["redis-server", *config, "--aclfile", str(tmp_path / "users.acl")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(600):
+            if socket.exists() or server.poll() is not None:
+                break
+            time.sleep(0.1)
+        anonymous = sync_redis.Redis(unix_socket_path=str(socket))
+        assert anonymous.ping()
+        for forbidden in (lambda: anonymous.xadd("ns1:evt:sagas", {"a": "b"}), lambda: anonymous.get("x")):
+            with pytest.raises(NoPermissionError):
+                forbidden()
+        with pytest.raises(NoPermissionError):
+            anonymous.execute_command("ACL", "WHOAMI")  # type: ignore[no-untyped-call]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
