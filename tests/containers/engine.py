@@ -39,7 +39,10 @@ class Engine:
         return self.run("image", "inspect", image, check=False).returncode == 0
 
     def network(self, name: str) -> None:
-        self.run("network", "create", "--label", self.label, name)
+        """A bridge of the run's own. Podman's bridges reach one another unless isolated;
+        Docker's never do."""
+        isolate = ["--opt", "isolate=true"] if self.cmd == "podman" else []
+        self.run("network", "create", "--label", self.label, *isolate, name)
 
     def start(self, name: str, image: str, *args: str, command: tuple[str, ...] = ()) -> None:
         """Start a detached container on the run's label; ``args`` are options of ``run``."""
