@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
         env = urls(login, redis_pw[login], role_pw[login], tls=args.tls)
         write(SECRETS / "env" / f"{login}.env", "".join(f"{k}={v}\n" for k, v in env.items()), 0o600)
     host = urls("api", redis_pw["api"], role_pw["api"], tls=args.tls, host="127.0.0.1")
-    write(SECRETS / "host.env", "".join(f"export {k}={v}\n" for k, v in host.items()), 0o600)
+    write(SECRETS / "host.env", "".join(f'export {k}="{v}"\n' for k, v in host.items()), 0o600)
     if args.tls:
         server_copies(args.certs)
     print(f"wrote {SECRETS.relative_to(ROOT)}/ ({'TLS' if args.tls else 'plain'} URLs); the CLI: . .secrets/host.env")
