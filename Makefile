@@ -117,7 +117,7 @@ infra-images:
 	infra/docker/build-images.sh redis postgres prometheus
 
 container-test: sync
-	infra/docker/build-images.sh redis postgres $(SERVICES)
+	infra/docker/build-images.sh redis postgres $(SERVICES) api
 	$(RUN) pytest -m containers tests/containers -v
 
 clean:
