@@ -15,19 +15,15 @@ app = typer.Typer(
 )
 
 
-def read_passwords(directory: Path) -> dict[str, str]:
+def read_passwords(directory: Path, option: str = "--passwords") -> dict[str, str]:
     """One file per user, named as the user without its prefix (``ml``, ``api``, ``admin``):
     how Kubernetes mounts a secret's keys. Users without a file are rendered off."""
-    if not directory.is_dir():
-        raise CliError(f"--passwords {directory}: not a directory")
-    found = {}
-    for path in sorted(directory.iterdir()):
-        if path.is_file() and not path.name.startswith("."):
-            password = path.read_text().strip()
-            if not password:
-                raise CliError(f"--passwords: {path} is empty")
-            found[path.name] = password
-    return found
+    from alphasaga_shared.mounted import read_secret_files
+
+    try:
+        return read_secret_files(directory)
+    except ValueError as exc:
+        raise CliError(f"{option}: {exc}") from None
 
 
 @app.command()
@@ -109,7 +105,7 @@ def migrate(
                 config.database_url,
                 schema or config.database_schema,
                 prefix,
-                read_passwords(logins) if logins else None,
+                read_passwords(logins, "--logins") if logins else None,
             )
         )
     except ValueError as exc:  # a password file for no such role

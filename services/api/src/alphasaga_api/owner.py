@@ -19,21 +19,9 @@ import asyncpg
 from alphasaga_accounts.roles import TABLES as ACCOUNT_TABLES
 from alphasaga_shared.config import Settings, redact
 from alphasaga_shared.eventstore.roles import EVENT_STORE, provision
+from alphasaga_shared.mounted import read_secret_files
 
 DEFAULT_PREFIX = "alphasaga_"
-
-
-def read_logins(directory: Path) -> dict[str, str]:
-    """One password per file, named as the role without its prefix; dot files (a mounted
-    Secret's ``..data``) are skipped."""
-    found = {}
-    for path in sorted(directory.iterdir()):
-        if path.is_file() and not path.name.startswith("."):
-            password = path.read_text().strip()
-            if not password:
-                raise ValueError(f"{path} is empty")
-            found[path.name] = password
-    return found
 
 
 async def run(settings: Settings, prefix: str, logins: dict[str, str]) -> list[str]:
@@ -54,7 +42,7 @@ def main() -> None:
     prefix = os.environ.get("ALPHASAGA_ROLE_PREFIX", DEFAULT_PREFIX)
     directory = os.environ.get("ALPHASAGA_LOGINS_DIR")
     try:
-        logins = read_logins(Path(directory)) if directory else {}
+        logins = read_secret_files(Path(directory)) if directory else {}
         applied = asyncio.run(run(settings, prefix, logins))
     except (ValueError, ConnectionError, OSError) as exc:
         print(f"alphasaga-migrate: {exc}", file=sys.stderr)
