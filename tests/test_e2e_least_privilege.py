@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,17 +31,23 @@ SAGA_TIMEOUT = 300
 SERVICES = [s.value for s in Service]
 
 
-@pytest.fixture(scope="module")
-def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def on_own_logins(servers: Servers, data_dir: Path) -> Settings:
+    """A stack of a namespace and schema of its own that makes each service's logins."""
     ns = f"lp{uuid.uuid4().hex[:8]}"
-    settings = Settings(
+    return Settings(
         redis_url=servers.redis_url,
         database_url=servers.database_url,
         namespace=ns,
         database_schema=f"t_{ns}",
-        data_dir=tmp_path_factory.mktemp("least-privilege"),
+        data_dir=data_dir,
         service_users="on",
     )
+
+
+@pytest.fixture(scope="module")
+def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    settings = on_own_logins(servers, tmp_path_factory.mktemp("least-privilege"))
+    ns = settings.namespace
     s = Stack(settings, say=print)
     try:
         s.start(timeout=120)
@@ -103,16 +110,9 @@ async def test_a_research_saga_completes_with_every_service_on_its_own_login(sta
     assert sessions == {s: {f"{schema}_{s}"} for s in SERVICES}, sessions
 
 
-def test_the_stack_removes_the_logins_it_made(servers: Servers, tmp_path: Any) -> None:
-    ns = f"lp{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        redis_url=servers.redis_url,
-        database_url=servers.database_url,
-        namespace=ns,
-        database_schema=f"t_{ns}",
-        data_dir=tmp_path,
-        service_users="on",
-    )
+def test_the_stack_removes_the_logins_it_made(servers: Servers, tmp_path: Path) -> None:
+    settings = on_own_logins(servers, tmp_path)
+    ns = settings.namespace
     stack = Stack(settings, say=print, services=())
     try:
         stack.start(timeout=60)
