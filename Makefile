@@ -11,7 +11,7 @@ RUN := $(UV) run --frozen
 export UV_SYSTEM_CERTS ?= 1
 export UV_NATIVE_TLS ?= 1
 
-.PHONY: help sync peers run up test test-fast lint format schemas manifests bench soak chaos clean base-image images infra-images container-test
+.PHONY: help sync peers run up test test-fast lint format schemas manifests bench soak chaos clean base-image images infra-images container-test certs compose-secrets
 
 help:
 	@echo "make run     - start every service (embedded Redis/Postgres unless URLs are set), run one saga, stop"
@@ -24,6 +24,8 @@ help:
 	@echo "make chaos   - database sessions cut, PostgreSQL crashed and Redis stopped under load (not run by make test or CI)"
 	@echo "make images  - one image per service, with docker or (no Docker engine) podman"
 	@echo "make manifests - write the deployment files that list the services (compose, k8s, prometheus)"
+	@echo "make compose-secrets - each service's login for compose in .secrets/ (TLS=1: for docker-compose.tls.yml)"
+	@echo "make certs   - a local CA and a Redis/PostgreSQL certificate in .tls/ (TLS runs; never committed)"
 	@echo "make base-image - a base image from Debian's packages, for machines without a registry"
 	@echo "make container-test - the services as containers: a saga, a killed ml, a stopped codegen"
 
@@ -93,6 +95,16 @@ export BASE_IMAGE ?= docker.io/library/python:3.11-slim
 export IMAGE_PREFIX ?= localhost/alphasaga
 export IMAGE_TAG ?= latest
 
+# A local CA and a certificate for Redis and PostgreSQL in .tls/ (git-ignored; TLS_DIR=… elsewhere):
+# compose's TLS variant and the container test use them (docs/deployment.md, "TLS").
+TLS_DIR ?= .tls
+certs:
+	infra/tls/make-certs.sh $(TLS_DIR)
+
+# The logins compose runs with, in .secrets/ (git-ignored): TLS=1 for docker-compose.tls.yml.
+compose-secrets: sync
+	$(RUN) python infra/compose_secrets.py $(if $(TLS),--tls)
+
 base-image:
 	infra/docker/base-image.sh "$$(infra/docker/engine.sh)" $(LOCAL_BASE)
 
@@ -105,7 +117,7 @@ infra-images:
 	infra/docker/build-images.sh redis postgres prometheus
 
 container-test: sync
-	infra/docker/build-images.sh redis postgres $(SERVICES)
+	infra/docker/build-images.sh redis postgres $(SERVICES) api
 	$(RUN) pytest -m containers tests/containers -v
 
 clean:

@@ -81,6 +81,74 @@ class WorkerGroup:
         return self.queue.replace(".", "-").replace("_", "-")
 
 
+def login_secret(login: str) -> str:
+    """The Secret that holds a login's ALPHASAGA_REDIS_URL and ALPHASAGA_DATABASE_URL."""
+    return f"alphasaga-login-{login}"
+
+
+def logins() -> list[str]:
+    """Every login a deployment runs with: the orchestrator, each worker service, the api."""
+    return [Service.ORCHESTRATOR.value, *(s.value for s in KINDS.services()), "api"]
+
+
+def dev_secrets() -> str:
+    """The dev overlay's Secrets: a login per service for an in-cluster Redis and PostgreSQL
+    named redis and postgres, with development passwords. The base and prod hold none:
+    prod's come from the secret store (docs/deployment.md)."""
+    head = f"""# {GENERATED}
+# Development values only: the prod overlay has no Secrets, each comes from the secret
+# store under the same name (docs/deployment.md, "Kubernetes").
+"""
+    docs = []
+    for login in logins():
+        docs.append(f"""apiVersion: v1
+kind: Secret
+metadata:
+  name: {login_secret(login)}
+type: Opaque
+stringData:
+  ALPHASAGA_REDIS_URL: redis://alphasaga-{login}:dev-{login}@redis:6379/0
+  ALPHASAGA_DATABASE_URL: postgresql://alphasaga_{login}:dev-{login}@postgres:5432/alphasaga
+""")
+    passwords = "".join(f"  {login}: dev-{login}\n" for login in logins())
+    docs.append(f"""# The owner step (the alphasaga-migrate Job): the tables' owner, and the password each
+# role gets.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: alphasaga-owner
+type: Opaque
+stringData:
+  ALPHASAGA_DATABASE_URL: postgresql://alphasaga:alphasaga@postgres:5432/alphasaga
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: alphasaga-role-passwords
+type: Opaque
+stringData:
+{passwords}""")
+    docs.append("""# KEDA reads Redis itself and wants host:port, not a URL.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: alphasaga-keda-redis
+type: Opaque
+stringData:
+  address: redis:6379
+""")
+    docs.append("""# The api's token signing key (production: openssl rand -base64 48, from the secret store).
+apiVersion: v1
+kind: Secret
+metadata:
+  name: alphasaga-api
+type: Opaque
+stringData:
+  ALPHASAGA_API_SIGNING_KEY: development-only-signing-key-replace-me-in-production
+""")
+    return head + "---\n".join(docs)
+
+
 def worker_groups() -> list[WorkerGroup]:
     groups = []
     for service in KINDS.services():
@@ -130,7 +198,8 @@ spec:
           ports: [{{name: http, containerPort: 8000}}]
           envFrom:
             - configMapRef: {{name: alphasaga-settings}}
-            - secretRef: {{name: alphasaga-urls}}
+            # Its own Redis user and PostgreSQL role (docs/security.md), by reference only.
+            - secretRef: {{name: {login_secret(group.service.value)}}}
 {env}{_probes_limits_and_volumes(d)}"""
 
 
@@ -198,7 +267,7 @@ spec:
 
 
 def keda_yaml() -> str:
-    streams = Streams(DEFAULT_NAMESPACE)  # as ALPHASAGA_NAMESPACE in settings.yaml
+    streams = Streams(DEFAULT_NAMESPACE)  # as ALPHASAGA_NAMESPACE in settings/settings.yaml
     head = f"""# {GENERATED}
 # Autoscaling of the workers with KEDA, pinned to KEDA 2.16: the redis-streams scaler's
 # fields (lagCount, activationLagCount, pendingEntriesCount) and its TriggerAuthentication
@@ -261,6 +330,7 @@ def compose_services() -> str:
     <<: *service
     image: ${{{service.upper()}_IMAGE:-localhost/alphasaga/{service}:latest}}
     build: {{context: ., dockerfile: infra/docker/service.Dockerfile, args: {{SERVICE: {service}, BASE_IMAGE: {base}}}}}
+    env_file: [.secrets/env/{service}.env]
 """
             + COMPOSE_EXTRA.get(service, "")
         )
@@ -277,6 +347,34 @@ COMPOSE_EXTRA = {
 }
 
 
+def compose_tls() -> str:
+    """``docker-compose.tls.yml``: Redis and PostgreSQL on TLS alone, with the certificates
+    of ``make certs`` (each server's copy, ``make compose-secrets TLS=1``), and every
+    service (and the api) given the CA its URLs name."""
+    services = "".join(f"  {s}: {{volumes: [./.secrets/tls-redis/ca.crt:/tls/ca.crt:ro]}}\n" for s in [*Service, "api"])
+    return f"""# {GENERATED}
+# Compose's TLS variant (issue #30): make certs && make compose-secrets TLS=1, then
+#   docker compose -f docker-compose.yml -f docker-compose.tls.yml up -d
+# Redis listens on TLS alone; PostgreSQL turns TLS on, which every URL requires (verify-full).
+services:
+  redis:
+    command: ["redis-server", "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
+              "--protected-mode", "no", "--dir", "/data", "--aclfile", "/run/alphasaga/users.acl",
+              "--port", "0", "--tls-port", "6379", "--tls-cert-file", "/tls/server.crt",
+              "--tls-key-file", "/tls/server.key", "--tls-ca-cert-file", "/tls/ca.crt", "--tls-auth-clients", "no"]
+    volumes: [./.secrets/tls-redis:/tls:ro]
+    healthcheck:
+      test: ["CMD", "redis-cli", "--tls", "--cacert", "/tls/ca.crt", "ping"]
+  postgres:
+    command: ["postgres", "-c", "ssl=on", "-c", "ssl_cert_file=/tls/server.crt", "-c", "ssl_key_file=/tls/server.key"]
+    volumes: [./.secrets/tls-postgres:/tls:ro]
+  migrate:
+    environment:
+      ALPHASAGA_DATABASE_URL: postgresql://alphasaga:${{POSTGRES_PASSWORD:-alphasaga}}@postgres:5432/alphasaga?sslmode=verify-full&sslrootcert=/tls/ca.crt
+    volumes: [./.secrets/tls-redis/ca.crt:/tls/ca.crt:ro]
+{services}"""
+
+
 def compose(current: str) -> str:
     """``docker-compose.yml`` with the services' part between the markers written anew."""
     begin, end = current.index(COMPOSE_BEGIN) + len(COMPOSE_BEGIN), current.index(COMPOSE_END)
@@ -291,6 +389,8 @@ def generate() -> dict[Path, str]:
         ROOT / "infra/k8s/base/keda.yaml": keda_yaml(),
         ROOT / "infra/k8s/base/workflows.yaml": BUILT_IN.read_text(),
         ROOT / "infra/k8s/overlays/prod/images/kustomization.yaml": prod_images(),
+        ROOT / "infra/k8s/overlays/dev/secrets.yaml": dev_secrets(),
+        ROOT / "docker-compose.tls.yml": compose_tls(),
         ROOT / "infra/prometheus/prometheus.yml": prometheus_yml(),
         compose_file: compose(compose_file.read_text()),
     }

@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -450,13 +451,7 @@ def test_the_rendered_file_is_what_a_redis_server_loads_and_nothing_else_gets_in
     assert done.returncode == 0, done.stderr
     assert "ml-" not in done.stdout  # only the passwords' hashes
     (tmp_path / "users.acl").write_text(done.stdout)
-    socket = tmp_path / "redis.sock"
-    config = ["--port", "0", "--unixsocket", str(socket), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
-    server = subprocess.Popen(
-        ["redis-server", *config, "--aclfile", str(tmp_path / "users.acl")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    socket = tmp_path / "redis.sock"  # where redis_on_a_socket listens
 
     def client(user: str | None = None, password: str | None = None) -> sync_redis.Redis:
         if user and password is None:
@@ -465,12 +460,7 @@ def test_the_rendered_file_is_what_a_redis_server_loads_and_nothing_else_gets_in
         once = Retry(NoBackoff(), 0)  # a refusal is the answer, not a fault to try again
         return sync_redis.Redis(unix_socket_path=str(socket), username=name, password=password, retry=once)
 
-    try:
-        for _ in range(600):  # until it listens (a busy machine: up to a minute)
-            if socket.exists() or server.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert server.poll() is None, "redis-server refused the rendered file"
+    with redis_on_a_socket(tmp_path, tmp_path / "users.acl"):
         refused = (sync_redis.ResponseError, sync_redis.ConnectionError)
         with pytest.raises(refused, match=r"NOAUTH|authenticated"):
             client().xadd("ns1:evt:sagas", {"a": "b"})
@@ -483,6 +473,40 @@ def test_the_rendered_file_is_what_a_redis_server_loads_and_nothing_else_gets_in
         with pytest.raises(NoPermissionError):
             ml.flushdb()
         assert client(acl.ADMIN).flushdb()
+
+
+def test_with_anonymous_ping_a_client_without_a_login_may_ping_and_nothing_else(tmp_path: Path) -> None:
+    """``--anonymous-ping`` (the embedded Valkey, compose's and the container test's health
+    checks): the default user answers PING and is refused everything else."""
+    import redis as sync_redis
+
+    (tmp_path / "users.acl").write_text(acl.render("ns1", {"ml": uuid.uuid4().hex}, anonymous_ping=True))
+    with redis_on_a_socket(tmp_path, tmp_path / "users.acl") as socket:
+        anonymous = sync_redis.Redis(unix_socket_path=str(socket))
+        assert anonymous.ping()
+        for forbidden in (lambda: anonymous.xadd("ns1:evt:sagas", {"a": "b"}), lambda: anonymous.get("x")):
+            with pytest.raises(NoPermissionError):
+                forbidden()
+        with pytest.raises(NoPermissionError):
+            anonymous.execute_command("ACL", "WHOAMI")  # type: ignore[no-untyped-call]
+
+
+@contextmanager
+def redis_on_a_socket(directory: Path, aclfile: Path) -> Iterator[Path]:
+    """A redis-server of the test's own loading ``aclfile``, on a Unix socket in
+    ``directory``; yields the socket once it listens."""
+    socket = directory / "redis.sock"
+    config = ["--port", "0", "--unixsocket", str(socket), "--save", "", "--appendonly", "no", "--dir", str(directory)]
+    server = subprocess.Popen(
+        ["redis-server", *config, "--aclfile", str(aclfile)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(600):  # until it listens (a busy machine: up to a minute)
+            if socket.exists() or server.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert server.poll() is None, "redis-server refused the rendered file"
+        yield socket
     finally:
         server.terminate()
         server.wait(timeout=30)

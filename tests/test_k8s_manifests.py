@@ -206,3 +206,142 @@ def test_the_orchestrator_keeps_a_replica_through_disruptions_and_loads_its_work
     path = tmp_path / "workflows.yaml"
     path.write_text(config_map["data"]["workflows.yaml"])
     assert load_workflows(path).get("research", 1).name == "research"
+
+
+# --- least privilege (issue #30) -------------------------------------------------------
+
+LOGINS = {Service.ORCHESTRATOR.value, *(s.value for s in KINDS.services()), "api"}
+
+
+def workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] in ("Deployment", "Job")]
+
+
+def secret_refs(workload: dict[str, Any]) -> set[str]:
+    spec = workload["spec"]["template"]["spec"]
+    names = {s["secretRef"]["name"] for c in spec["containers"] for s in c.get("envFrom", []) if "secretRef" in s}
+    return names | {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+
+
+def login_of(workload: dict[str, Any]) -> str:
+    """The service a workload runs as: a worker Deployment per stream runs as its service."""
+    name = workload["metadata"]["name"]
+    return WORKER_GROUPS[name][0].value if name in WORKER_GROUPS else name
+
+
+def test_prod_holds_no_secret_and_each_service_takes_its_own_login_by_reference() -> None:
+    prod, dev = render("prod"), render("dev")
+    assert not of_kind(prod, "Secret"), "prod's Secrets come from the secret store"
+    for workload in workloads(prod):
+        logins = {r for r in secret_refs(workload) if r.startswith("alphasaga-login-")}
+        if workload["kind"] == "Job":  # the owner step logs in as the tables' owner
+            assert logins == set() and "alphasaga-owner" in secret_refs(workload)
+            continue
+        assert logins == {f"alphasaga-login-{login_of(workload)}"}, workload["metadata"]["name"]
+        assert "alphasaga-owner" not in secret_refs(workload)
+    assert {login_of(w) for w in workloads(prod) if w["kind"] == "Deployment"} == LOGINS
+    # dev brings every Secret the workloads reference, with URLs naming the login's user
+    secrets = of_kind(dev, "Secret")
+    for workload in workloads(dev):
+        assert secret_refs(workload) <= set(secrets), workload["metadata"]["name"]
+    for login in LOGINS:
+        urls = secrets[f"alphasaga-login-{login}"]["stringData"]
+        assert f"//alphasaga-{login}:" in urls["ALPHASAGA_REDIS_URL"]
+        assert f"//alphasaga_{login}:" in urls["ALPHASAGA_DATABASE_URL"]
+
+
+def meets_restricted(workload: dict[str, Any]) -> list[str]:
+    """What in a pod template breaks Pod Security `restricted` (the rules a manifest can break)."""
+    spec = workload["spec"]["template"]["spec"]
+    pod = spec.get("securityContext", {})
+    wrong = []
+    for c in spec["containers"]:
+        ctx = {**pod, **c.get("securityContext", {})}
+        if not ctx.get("runAsNonRoot"):
+            wrong.append(f"{c['name']}: runAsNonRoot")
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            wrong.append(f"{c['name']}: allowPrivilegeEscalation")
+        if ctx.get("capabilities", {}).get("drop") != ["ALL"] or ctx.get("capabilities", {}).get("add"):
+            wrong.append(f"{c['name']}: capabilities")
+        if ctx.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            wrong.append(f"{c['name']}: seccomp")
+        if ctx.get("appArmorProfile", {}).get("type") == "Unconfined" or ctx.get("procMount") == "Unmasked":
+            wrong.append(f"{c['name']}: apparmor/procMount")
+        if ctx.get("privileged"):
+            wrong.append(f"{c['name']}: privileged")
+    if any(v.get("hostPath") for v in spec.get("volumes", [])) or spec.get("hostNetwork"):
+        wrong.append("host access")
+    return wrong
+
+
+def test_prod_namespaces_enforce_pod_security_and_every_pod_meets_its_namespaces_level() -> None:
+    docs = render("prod")
+    namespaces = of_kind(docs, "Namespace")
+    labels = namespaces["alphasaga"]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
+    sandbox = namespaces["alphasaga-sandbox"]["metadata"]["labels"]
+    assert sandbox["pod-security.kubernetes.io/warn"] == "restricted"
+    by_namespace: dict[str, set[str]] = {}
+    for workload in workloads(docs):
+        by_namespace.setdefault(workload["metadata"]["namespace"], set()).add(workload["metadata"]["name"])
+        if workload["metadata"]["namespace"] == "alphasaga":
+            assert not meets_restricted(workload), (workload["metadata"]["name"], meets_restricted(workload))
+    # codegen alone runs where `restricted` is not enforced, and it is why
+    assert by_namespace["alphasaga-sandbox"] == {Service.CODEGEN.value}
+    assert meets_restricted(of_kind(docs, "Deployment")[Service.CODEGEN.value])
+    # what codegen takes whole is in its namespace too
+    here = {(d["kind"], d["metadata"]["name"]) for d in docs if d["metadata"].get("namespace") == "alphasaga-sandbox"}
+    assert {
+        ("ConfigMap", "alphasaga-settings"),
+        ("ScaledObject", "codegen"),
+        ("TriggerAuthentication", "alphasaga-redis"),
+    } <= here
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def peers(rule: dict[str, Any], direction: str) -> set[tuple[str, str, int]]:
+    """(peer, protocol, port) for each peer and port of a rule; a missing list is anything."""
+    names = set()
+    for peer in rule.get("from" if direction == "ingress" else "to", [{}]):
+        labels = peer.get("podSelector", {}).get("matchLabels", {})
+        names.add(labels.get("app.kubernetes.io/name") or labels.get("k8s-app") or ("anywhere" if not peer else "?"))
+    ports = [(p.get("protocol", "TCP"), p["port"]) for p in rule.get("ports", [])]
+    return {(n, proto, port) for n in names for proto, port in ports}
+
+
+def allowed(docs: list[dict[str, Any]], workload: dict[str, Any], direction: str) -> set[tuple[str, str, int]]:
+    ns, labels = workload["metadata"]["namespace"], workload["spec"]["template"]["metadata"]["labels"]
+    flows: set[tuple[str, str, int]] = set()
+    for policy in of_kind_all(docs, "NetworkPolicy"):
+        spec = policy["spec"]
+        if policy["metadata"]["namespace"] != ns or not selects(spec["podSelector"], labels):
+            continue
+        assert direction.capitalize() in spec["policyTypes"] or direction not in spec
+        for rule in spec.get(direction, []):
+            flows |= peers(rule, direction)
+    return flows
+
+
+def of_kind_all(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_prod_network_policy_denies_all_but_the_named_flows() -> None:
+    docs = render("prod")
+    policies = of_kind_all(docs, "NetworkPolicy")
+    ours = {w["metadata"]["name"] for w in workloads(docs)}
+    for ns in {w["metadata"]["namespace"] for w in workloads(docs)}:
+        deny = [p for p in policies if p["metadata"]["namespace"] == ns and p["metadata"]["name"] == "default-deny"]
+        assert deny and deny[0]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, ns
+    servers = {("kube-dns", "UDP", 53), ("kube-dns", "TCP", 53), ("redis", "TCP", 6379), ("postgresql", "TCP", 5432)}
+    for workload in workloads(docs):
+        name = workload["metadata"]["name"]
+        assert allowed(docs, workload, "egress") == servers, name
+        inbound = {("prometheus", "TCP", 8000)} | ({("anywhere", "TCP", 8000)} if name == "api" else set())
+        assert allowed(docs, workload, "ingress") == inbound, name
+        # nothing between the services: no rule names one of our pods as a peer
+        assert not {peer for peer, _, _ in allowed(docs, workload, "egress") | inbound} & ours, name

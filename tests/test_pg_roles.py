@@ -8,8 +8,12 @@ denied`` (or a row policy's refusal) for every other. The roles come from the co
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -22,8 +26,8 @@ from alphasaga_contracts.research import ResearchRequest
 from alphasaga_contracts.steps import KINDS
 from alphasaga_shared.eventstore import EventStore, outbox_stream
 from alphasaga_shared.eventstore.artifacts import ArtifactStore
+from alphasaga_shared.eventstore.migrations import SchemaBehind
 from alphasaga_shared.eventstore.roles import GRANTS, render
-from alphasaga_shared.eventstore.store import _create_pool
 from alphasaga_shared.outbox import outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 from conftest import Servers
@@ -50,6 +54,9 @@ POLICY: dict[str, frozenset[str]] = {
     "UPDATE events SET type = 'x'": frozenset(),  # append-only: no one is granted it
     "DELETE FROM events": frozenset(),
     "SELECT count(*) FROM events": frozenset({ORCHESTRATOR, API}),
+    "SELECT count(*) FROM schema_migrations": EVERYONE,  # read at start: is the schema current?
+    "SELECT count(*) FROM accounts_migrations": frozenset({API}),
+    "DELETE FROM schema_migrations": frozenset(),
     "INSERT INTO inbox (consumer, message_id) VALUES ('orchestrator', 'm1')": frozenset({ORCHESTRATOR}),
     "DELETE FROM saga_timers": frozenset({ORCHESTRATOR}),
     "DELETE FROM snapshots": frozenset({ORCHESTRATOR}),
@@ -153,12 +160,17 @@ async def test_the_workers_and_the_front_ends_own_code_runs_on_their_roles(
         assert await artifacts.remove_step(saga_id, "ml") == 1
     finally:
         await worker.close()
-    # Not EventStore.connect: it applies migrations, which a service's role may not (it
-    # may not create a schema): the migrations are the tables' owner's (docs/security.md).
-    with pytest.raises(asyncpg.InsufficientPrivilegeError):
-        await EventStore.connect(role_url(servers.database_url, roles[API]), schema)
+    # A current schema is only read at start: the role connects as a service does; one
+    # that lacks a migration is refused with what to run (the owner's step).
     dsn = role_url(servers.database_url, roles[API])
-    front = EventStore(await _create_pool(dsn, schema, 1, 2, 10.0, {}), schema, dsn)
+    async with store.pool.acquire() as conn:
+        last = await conn.fetchrow(
+            "DELETE FROM schema_migrations WHERE number = (SELECT max(number) FROM schema_migrations) RETURNING *"
+        )
+        with pytest.raises(SchemaBehind, match="alphasaga migrate"):
+            await EventStore.connect(dsn, schema)
+        await conn.execute("INSERT INTO schema_migrations SELECT ($1::schema_migrations).*", last)
+    front = await EventStore.connect(dsn, schema, max_size=2)
     try:
         start = sg.StartResearch(saga_id=saga_id, workflow="research", request=ResearchRequest(dataset="sp500"))
         rows = outbox_events([Outgoing(f"ns:cmd:{ORCHESTRATOR}", envelope_for(start, correlation_id=str(saga_id)))])
@@ -178,3 +190,49 @@ async def test_the_workers_and_the_front_ends_own_code_runs_on_their_roles(
             await front.append(outbox_stream(str(saga_id)), forged, expected_version=1)
     finally:
         await front.close()
+
+
+async def test_the_owner_step_migrates_grants_and_gives_logins_to_the_roles_named(
+    servers: Servers, schema: str, tmp_path: Path
+) -> None:
+    """``python -m alphasaga_api.owner`` (compose's ``migrate``, the k8s Job) as the owner: a
+    fresh schema is migrated, every role is granted, and the roles with a password file may
+    log in; the others stay NOLOGIN. Run twice: the second run changes nothing."""
+    logins = tmp_path / "logins"
+    logins.mkdir()
+    for role in ("ml", API):
+        (logins / role).write_text(f"pw-{uuid.uuid4().hex}\n")
+    prefix = f"{schema}_"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ALPHASAGA_")},
+        "ALPHASAGA_DATABASE_URL": servers.database_url,
+        "ALPHASAGA_DATABASE_SCHEMA": schema,
+        "ALPHASAGA_ROLE_PREFIX": prefix,
+        "ALPHASAGA_LOGINS_DIR": str(logins),
+    }
+    conn = await asyncpg.connect(servers.database_url)
+    try:
+        for attempt in (1, 2):
+            done = subprocess.run(
+                [sys.executable, "-m", "alphasaga_api.owner"], env=env, capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode == 0, done.stderr
+            assert ("0 migrations applied" in done.stderr) == (attempt == 2), done.stderr
+        can_login = dict(
+            await conn.fetch("SELECT rolname, rolcanlogin FROM pg_roles WHERE starts_with(rolname, $1)", prefix)
+        )
+        assert can_login == {f"{prefix}{r}": r in ("ml", API) for r in EVERYONE}
+        ml = await asyncpg.connect(role_url(servers.database_url, f"{prefix}ml"))
+        try:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await ml.execute(f'SELECT count(*) FROM "{schema}".events')
+            assert await ml.fetchval(f'SELECT count(*) FROM "{schema}".artifacts') == 0
+        finally:
+            await ml.close()
+    finally:
+        for role in EVERYONE:
+            if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", f"{prefix}{role}"):
+                await conn.execute(f'DROP OWNED BY "{prefix}{role}"')
+                await conn.execute(f'DROP ROLE "{prefix}{role}"')
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()

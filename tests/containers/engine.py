@@ -39,7 +39,10 @@ class Engine:
         return self.run("image", "inspect", image, check=False).returncode == 0
 
     def network(self, name: str) -> None:
-        self.run("network", "create", "--label", self.label, name)
+        """A bridge of the run's own. Podman's bridges reach one another unless isolated;
+        Docker's never do."""
+        isolate = ["--opt", "isolate=true"] if self.cmd == "podman" else []
+        self.run("network", "create", "--label", self.label, *isolate, name)
 
     def start(self, name: str, image: str, *args: str, command: tuple[str, ...] = ()) -> None:
         """Start a detached container on the run's label; ``args`` are options of ``run``."""
@@ -97,12 +100,13 @@ class Engine:
     def volumes(self) -> set[str]:
         return set(self.run("volume", "ls", "-q").stdout.split())
 
-    def down(self, network: str) -> None:
-        """Remove the run's containers (with their anonymous volumes) and its network."""
+    def down(self, *networks: str) -> None:
+        """Remove the run's containers (with their anonymous volumes) and its networks."""
         for name in reversed(self.created):
             self.run("rm", "-f", "-v", name, check=False, timeout=60)
         self.created.clear()
         ids = self.run("ps", "-a", "-q", "--filter", f"label={self.label}", check=False).stdout.split()
         if ids:
             self.run("rm", "-f", "-v", *ids, check=False, timeout=60)
-        self.run("network", "rm", network, check=False)
+        for network in networks:
+            self.run("network", "rm", network, check=False)

@@ -4,8 +4,17 @@ triggers stay the second wall."""
 
 from __future__ import annotations
 
+from alphasaga_shared.eventstore.roles import Tables
+
+from .store import LEDGER
+
 FRONT_END = "api"
 ALL = "SELECT, INSERT, UPDATE, DELETE"
 GRANTS: dict[str, dict[str, str]] = {
     table: {FRONT_END: ALL} for table in ("users", "sessions", "refresh_tokens", "api_keys", "saga_owners")
-} | {"audit_log": {FRONT_END: "SELECT, INSERT"}}
+} | {
+    "audit_log": {FRONT_END: "SELECT, INSERT"},
+    LEDGER: {FRONT_END: "SELECT"},  # read at start (alphasaga migrate applies them)
+}
+
+TABLES = Tables(__package__ or "alphasaga_accounts", LEDGER, GRANTS)

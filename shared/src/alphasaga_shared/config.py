@@ -6,6 +6,7 @@ import os
 import socket
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,18 @@ class ConfigError(RuntimeError):
     """A setting is missing or wrong; the message says which, in one line."""
 
 
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALPHASAGA_", extra="ignore")
 
@@ -26,6 +39,12 @@ class Settings(BaseSettings):
     database_schema: str = Field("alphasaga", pattern=r"^[a-z_][a-z0-9_]*$")
     namespace: str = "alphasaga"
     data_dir: Path = Path(".alphasaga")
+    service_users: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="The local stack (make run/up): each service on a Redis user and PostgreSQL role of its own."
+        " auto: on the embedded servers only; on: also on the servers the URLs name (made for the run, removed"
+        " after); off: every service logs in as the URLs say",
+    )
     consumer: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     # Bus tuning (DESIGN.md §2): reads are batched, failed entries are reclaimed after

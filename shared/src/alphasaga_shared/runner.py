@@ -19,8 +19,9 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from . import telemetry
 from .bus import Bus
 from .conditions import CONDITIONS, Conditions
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, redact
 from .eventstore import EventStore
+from .eventstore.migrations import SchemaBehind
 from .health import HealthServer
 from .loops import Outage
 from .outages import OUTAGES
@@ -91,7 +92,7 @@ async def check_redis(url: str, timeout: float) -> None:
     try:
         await asyncio.wait_for(client.ping(), timeout)
     except Exception as exc:
-        raise StartupError(f"cannot reach Redis at {url}: {exc or type(exc).__name__}") from None
+        raise StartupError(f"cannot reach Redis at {redact(url)}: {exc or type(exc).__name__}") from None
     finally:
         await client.aclose()
 
@@ -104,8 +105,10 @@ async def connect_store(url: str, settings: Settings, name: str) -> EventStore:
             ),
             settings.connect_timeout_s * 2,
         )
+    except SchemaBehind as exc:  # not an outage: waiting would not help
+        raise ConfigError(str(exc)) from None
     except DATABASE_UNREACHABLE as exc:
-        raise StartupError(f"cannot reach PostgreSQL at {url}: {exc or type(exc).__name__}") from None
+        raise StartupError(f"cannot reach PostgreSQL at {redact(url)}: {exc or type(exc).__name__}") from None
 
 
 async def wait_for_servers(redis_url: str, database_url: str, settings: Settings, name: str) -> EventStore:

@@ -64,7 +64,7 @@ async def write_results(client: AlphaSaga, dest: Path, outcome: SagaEvent) -> Pa
 
 
 def _submit_and_wait(stack: Stack, request: ResearchRequest, timeout: float) -> int:
-    config = stack.settings.model_copy(update={"redis_url": stack.redis_url, "database_url": stack.database_url})
+    config = stack.front_end_settings()
 
     async def go(client: AlphaSaga) -> int:
         from alphasaga_contracts import saga as sg
@@ -117,7 +117,7 @@ def _print_api_access(stack: Stack) -> None:
 
     if stack.settings.production:
         return
-    config = stack.settings.model_copy(update={"redis_url": stack.redis_url, "database_url": stack.database_url})
+    config = stack.front_end_settings()
 
     async def go(client: AlphaSaga) -> str:
         _, key = await (await client.accounts()).create_key("alphasaga up (development)", "admin", actor="stack")
@@ -141,8 +141,11 @@ def up() -> None:
     stack = Stack(settings(), say=echo, services=WITH_API)
     try:
         stack.start()
-        echo(f"ALPHASAGA_REDIS_URL={stack.redis_url}")
-        echo(f"ALPHASAGA_DATABASE_URL={stack.database_url}")
+        front_end = stack.front_end_settings()
+        echo(f"ALPHASAGA_REDIS_URL={front_end.redis_url}")
+        echo(f"ALPHASAGA_DATABASE_URL={front_end.database_url}")
+        if front_end.redis_url != stack.redis_url:
+            echo(f"(the front ends' Redis user; admin's, for `alphasaga tail` and `dlq redrive`: {stack.redis_url})")
         _print_api_access(stack)
         echo("press Ctrl-C to stop; a service that exits is started again")
         # Blocked after the children started (they inherit the mask), so that the signal is

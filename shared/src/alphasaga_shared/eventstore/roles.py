@@ -14,10 +14,15 @@ cannot write a saga's events or another message into the outbox."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
 
 from alphasaga_contracts import Service
 from alphasaga_contracts.steps import KINDS
+
+from .migrations import migrate
 
 ORCHESTRATOR = Service.ORCHESTRATOR.value
 WORKER = "worker"  # every worker service's role gets these
@@ -26,6 +31,9 @@ FRONT_END = "api"
 ALL = "SELECT, INSERT, UPDATE, DELETE"
 START = "orchestrator.StartResearch"  # the one row type a front end records (its outbox row)
 GRANTS: dict[str, dict[str, str]] = {
+    # Every service reads the ledger at start: a current schema needs no more (the owner
+    # migrates it: ``alphasaga migrate``).
+    "schema_migrations": {ORCHESTRATOR: "SELECT", WORKER: "SELECT", FRONT_END: "SELECT"},
     "events": {ORCHESTRATOR: "SELECT, INSERT", FRONT_END: "SELECT, INSERT"},
     "subscription_positions": {ORCHESTRATOR: ALL, FRONT_END: "SELECT"},
     "inbox": {ORCHESTRATOR: ALL},
@@ -92,3 +100,42 @@ def _event_rows(schema: str, roles: Mapping[str, str]) -> list[str]:
         lines.append(f"DROP POLICY IF EXISTS {_ident(name)} ON {events};")
         lines.append(f"CREATE POLICY {_ident(name)} ON {events} {rule};")
     return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """A package's tables: its migrations (``package``'s folder, numbered in ``ledger``) and
+    what each role may do on them."""
+
+    package: str | None  # None: the event store's own
+    ledger: str
+    grants: Mapping[str, Mapping[str, str]]
+
+
+EVENT_STORE = Tables(None, "schema_migrations", GRANTS)
+
+
+async def provision(
+    conn: asyncpg.Connection,
+    schema: str,
+    prefix: str,
+    tables: Sequence[Tables],
+    logins: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The owner step (``alphasaga migrate``), on a connection of the tables' owner: every
+    package's migrations, the roles with their grants (``render``), and ``LOGIN`` with a
+    password for each role in ``logins`` (by unprefixed name). Returns the migrations
+    applied; running it again changes nothing but the passwords."""
+    names = role_names(prefix)
+    unknown = sorted(set(logins or {}) - set(names))
+    if unknown:
+        raise ValueError(f"logins for no such role: {', '.join(unknown)} (roles: {', '.join(names)})")
+    applied: list[str] = []
+    for t in tables:
+        applied += await migrate(conn, schema, package=t.package, ledger=t.ledger)
+    await conn.execute(render(schema, prefix, [t.grants for t in tables]))
+    for name, password in (logins or {}).items():
+        # ALTER ROLE takes no parameters: the password goes in as a quoted literal.
+        literal = "'" + password.replace("'", "''") + "'"
+        await conn.execute(f"ALTER ROLE {_ident(names[name])} LOGIN PASSWORD {literal}")
+    return applied
