@@ -120,14 +120,30 @@ class SagaProjector:
             self._cache.popitem(last=False)
 
     async def rebuild(self) -> int:
-        """Empty the table, forget the position and fold the whole log again; returns the
-        number of sagas in the rebuilt table."""
+        """Empty the table, forget the position and fold the whole log again, the archived
+        sagas included; returns the number of sagas in the rebuilt table."""
         async with self.events.transaction(lock=PROJECTION) as conn:
             await self.store.clear_summaries(conn)
             await self.events.forget_position(PROJECTION, conn)
         self._cache.clear()
+        await self._project_archived()
         await self.catch_up()
         return await self.store.count_summaries()
+
+    async def _project_archived(self, page: int = 500) -> None:
+        """Fold the archived sagas, which the log no longer holds, from the archive."""
+        archive, after = self.store.archive, None
+        while manifests := await archive.manifests(after=after, limit=page):
+            after = manifests[-1].saga_id
+            streams = await archive.saga_streams([m.saga_id for m in manifests])
+            summaries = []
+            for saga_id, rows in streams.items():
+                saga = self.mapper.fold(saga_id, rows)
+                assert saga is not None  # an archived saga has events (its manifest says how many)
+                summaries.append(summarise(saga, rows))
+            async with self.events.transaction(lock=PROJECTION) as conn:
+                await self.store.upsert_summaries(conn, summaries)
+                await self.store.mark_archived(conn, list(streams))
 
     async def run(self) -> None:
         """Project forever (a background task of the orchestrator), while this process holds

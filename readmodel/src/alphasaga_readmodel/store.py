@@ -5,6 +5,7 @@ store's (``alphasaga_shared.eventstore``); this module only reads it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,7 @@ import asyncpg
 
 from alphasaga_saga.streams import SAGA_PREFIX, saga_stream
 from alphasaga_shared.eventstore import OUTBOX_PREFIX, Conn, EventStore, Position, RecordedEvent, outbox_stream
+from alphasaga_shared.eventstore.archive import Archive
 
 from .summaries import COLUMNS, SagaFilter, SagaSummary
 
@@ -76,6 +78,21 @@ ORDER BY transaction_id DESC, global_position DESC LIMIT 1
 
 _HEX = frozenset("0123456789abcdef-")
 
+# Finished sagas the archive has not taken yet, that ended before a time: the longest ended
+# first, a page after a (time, saga id) keyset.
+_TO_ARCHIVE = """
+SELECT saga_id, updated_at FROM saga_summaries
+WHERE archived_at IS NULL AND state = ANY($1::text[]) AND updated_at < $2
+  AND ($4::timestamptz IS NULL OR (updated_at, saga_id) > ($4, $5::uuid))
+ORDER BY updated_at, saga_id LIMIT $3
+"""
+
+
+def _uuid_bounds(prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """The smallest and largest saga ids that start with ``prefix`` (hex digits, dashes)."""
+    digits = prefix.replace("-", "")[:32]
+    return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+
 
 def _summary(r: asyncpg.Record) -> SagaSummary:
     return SagaSummary(**{name: r[name] for name in COLUMNS})
@@ -86,6 +103,7 @@ class ReadStore:
 
     def __init__(self, events: EventStore) -> None:
         self.events = events
+        self.archive = Archive(events)
 
     @property
     def schema(self) -> str:
@@ -145,11 +163,14 @@ class ReadStore:
     # --- a saga's streams ---
 
     async def known(self, saga_id: uuid.UUID) -> bool:
-        """Whether the saga id has a saga, or an outbox (a recorded start, a refusal)."""
+        """Whether the saga id has a saga, or an outbox (a recorded start, a refusal), or a
+        row of the list (an archived saga's)."""
         return bool(
             await self.events.pool.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = ANY($1::text[]))",
+                "SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = ANY($1::text[]))"
+                " OR EXISTS (SELECT 1 FROM saga_summaries WHERE saga_id = $2)",
                 [saga_stream(saga_id), outbox_stream(str(saga_id))],
+                saga_id,
             )
         )
 
@@ -172,6 +193,15 @@ class ReadStore:
             2 * limit,  # a saga id may have both streams
         )
         found: dict[uuid.UUID, None] = {}
+        low, high = _uuid_bounds(prefix)
+        archived = await self._fetch(
+            "SELECT saga_id FROM saga_summaries WHERE saga_id BETWEEN $1 AND $2 AND archived_at IS NOT NULL"
+            " ORDER BY saga_id LIMIT $3",
+            low,
+            high,
+            limit,
+        )
+        found.update(dict.fromkeys(r["saga_id"] for r in archived))
         for r in rows:
             text = r["stream_id"].removeprefix(SAGA_PREFIX).removeprefix(OUTBOX_PREFIX)
             try:
@@ -180,13 +210,26 @@ class ReadStore:
                 continue  # an outbox whose correlation id is not a saga id
         return list(found)[:limit]
 
-    async def events_of(self, saga_id: uuid.UUID, *, after_version: int = 0) -> list[RecordedEvent]:
-        return await self.events.read_stream(saga_stream(saga_id), after_version=after_version)
+    async def events_of(
+        self, saga_id: uuid.UUID, *, after_version: int = 0, archived: bool = False
+    ) -> list[RecordedEvent]:
+        """The saga's events: hot, or, when none are, archived; only the archived copy with
+        ``archived``."""
+        return await self._stream(saga_stream(saga_id), after_version, archived)
 
-    async def outbox_of(self, saga_id: uuid.UUID, *, after_version: int = 0) -> list[RecordedEvent]:
+    async def outbox_of(
+        self, saga_id: uuid.UUID, *, after_version: int = 0, archived: bool = False
+    ) -> list[RecordedEvent]:
         """The messages recorded for the saga id (its start when submitted through the
-        outbox, its commands, its lifecycle events, a refusal), in order."""
-        return await self.events.read_stream(outbox_stream(str(saga_id)), after_version=after_version)
+        outbox, its commands, its lifecycle events, a refusal), in order; archived as
+        ``events_of``."""
+        return await self._stream(outbox_stream(str(saga_id)), after_version, archived)
+
+    async def _stream(self, stream_id: str, after_version: int, archived: bool) -> list[RecordedEvent]:
+        rows = [] if archived else await self.events.read_stream(stream_id, after_version=after_version)
+        if not rows:  # a saga the archive took moves whole: its rows are all hot or all archived
+            rows = await self.archive.read_stream(stream_id, after_version=after_version)
+        return rows
 
     async def events_of_many(
         self, saga_ids: Sequence[uuid.UUID], conn: Conn | None = None
@@ -203,6 +246,33 @@ class ReadStore:
             row = RecordedEvent(**dict(r))
             by_saga.setdefault(uuid.UUID(row.stream_id.removeprefix(SAGA_PREFIX)), []).append(row)
         return by_saga
+
+    # --- the archive's marks ---
+
+    async def to_archive(
+        self,
+        states: Sequence[str],
+        ended_before: dt.datetime,
+        limit: int,
+        after: tuple[dt.datetime, uuid.UUID] | None = None,
+    ) -> list[tuple[dt.datetime, uuid.UUID]]:
+        """Sagas in ``states`` (the final ones) that ended before ``ended_before`` and are
+        not archived yet, the longest ended first (a page after ``after``), each with the
+        time it ended."""
+        after_at, after_id = after or (None, None)
+        rows = await self._fetch(_TO_ARCHIVE, list(states), ended_before, limit, after_at, after_id)
+        return [(r["updated_at"], r["saga_id"]) for r in rows]
+
+    async def archive_lag(self, states: Sequence[str], ended_before: dt.datetime) -> float:
+        """How long, in seconds, the longest-waiting saga due for the archive (in ``states``,
+        ended before ``ended_before``, not archived) has been due: 0 when none is."""
+        oldest = await self.to_archive(states, ended_before, 1)
+        return (ended_before - oldest[0][0]).total_seconds() if oldest else 0.0
+
+    @staticmethod
+    async def mark_archived(conn: Conn, saga_ids: Sequence[uuid.UUID]) -> None:
+        """Note that these sagas' events are archived (in the archive's transaction)."""
+        await conn.execute("UPDATE saga_summaries SET archived_at = now() WHERE saga_id = ANY($1::uuid[])", saga_ids)
 
     async def saga_log_head(self) -> Position | None:
         """Where the projector must have got to for the saga list to hold every saga event
