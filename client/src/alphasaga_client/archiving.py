@@ -10,14 +10,11 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from alphasaga_contracts import SagaState
 from alphasaga_saga.aggregate import ending_topics
 from alphasaga_shared.errors import InvalidRequest, NotFound
-from alphasaga_shared.eventstore.archive import Archive, Manifest, Totals
+from alphasaga_shared.eventstore.archive import Archive, Manifest, Totals, due_before
 
 from .core import Core
-
-FINAL_STATES = sorted(s.value for s in SagaState if s.terminal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +41,6 @@ class ArchiveCheck:
     problems: list[str]
 
 
-def retention_cutoff(hot_days: float, now: dt.datetime | None = None) -> dt.datetime:
-    """Sagas that ended before this are due for the archive."""
-    return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=hot_days)
-
-
 class Archiving(Core):
     def _hot_days(self, hot_days: float | None) -> float:
         days = hot_days if hot_days is not None else self.settings.retention_hot_days
@@ -66,7 +58,7 @@ class Archiving(Core):
         """Move every saga that ended more than ``hot_days`` (the policy's by default) ago to
         the archive, up to ``limit`` sagas, ``archive_batch`` per transaction, the longest
         ended first. Each batch is all or nothing: moved, checked and marked in the read model."""
-        cutoff = retention_cutoff(self._hot_days(hot_days), now)
+        cutoff = due_before(self._hot_days(hot_days), now)
         store = await self.saga_store()
         archive, events = Archive(store.events), store.events
         run = ArchiveRun(cutoff, 0, 0, 0, [])
@@ -74,7 +66,7 @@ class Archiving(Core):
         ended = ending_topics()
         while limit is None or run.sagas < limit:
             size = self.settings.archive_batch if limit is None else min(self.settings.archive_batch, limit - run.sagas)
-            due = await store.to_archive(FINAL_STATES, cutoff, size, after)
+            due = await store.to_archive(cutoff, size, after)
             if not due:
                 break
             after = due[-1]
@@ -89,8 +81,8 @@ class Archiving(Core):
         archive holds."""
         days = hot_days if hot_days is not None else self.settings.retention_hot_days
         store = await self.saga_store()
-        cutoff = None if days is None else retention_cutoff(self._hot_days(days), now)
-        lag = 0.0 if cutoff is None else await store.archive_lag(FINAL_STATES, cutoff)
+        cutoff = None if days is None else due_before(self._hot_days(days), now)
+        lag = 0.0 if cutoff is None else await store.archive_lag(cutoff)
         return ArchiveStatus(days, cutoff, lag, await Archive(store.events).totals())
 
     async def archive_verify(self, saga: str | uuid.UUID | None = None, *, sample: int | None = None) -> ArchiveCheck:

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from alphasaga_contracts import SagaState
 from alphasaga_saga.streams import SAGA_PREFIX, saga_stream
 from alphasaga_shared.eventstore import OUTBOX_PREFIX, Conn, EventStore, Position, RecordedEvent, outbox_stream
 from alphasaga_shared.eventstore.archive import Archive
@@ -77,6 +78,7 @@ ORDER BY transaction_id DESC, global_position DESC LIMIT 1
 """
 
 _HEX = frozenset("0123456789abcdef-")
+_FINAL_STATES = sorted(s.value for s in SagaState if s.terminal)
 
 # Finished sagas the archive has not taken yet, that ended before a time: the longest ended
 # first, a page after a (time, saga id) keyset.
@@ -250,23 +252,18 @@ class ReadStore:
     # --- the archive's marks ---
 
     async def to_archive(
-        self,
-        states: Sequence[str],
-        ended_before: dt.datetime,
-        limit: int,
-        after: tuple[dt.datetime, uuid.UUID] | None = None,
+        self, ended_before: dt.datetime, limit: int, after: tuple[dt.datetime, uuid.UUID] | None = None
     ) -> list[tuple[dt.datetime, uuid.UUID]]:
-        """Sagas in ``states`` (the final ones) that ended before ``ended_before`` and are
-        not archived yet, the longest ended first (a page after ``after``), each with the
-        time it ended."""
+        """Sagas that ended (in a final state) before ``ended_before`` and are not archived
+        yet, the longest ended first (a page after ``after``), each with the time it ended."""
         after_at, after_id = after or (None, None)
-        rows = await self._fetch(_TO_ARCHIVE, list(states), ended_before, limit, after_at, after_id)
+        rows = await self._fetch(_TO_ARCHIVE, _FINAL_STATES, ended_before, limit, after_at, after_id)
         return [(r["updated_at"], r["saga_id"]) for r in rows]
 
-    async def archive_lag(self, states: Sequence[str], ended_before: dt.datetime) -> float:
-        """How long, in seconds, the longest-waiting saga due for the archive (in ``states``,
-        ended before ``ended_before``, not archived) has been due: 0 when none is."""
-        oldest = await self.to_archive(states, ended_before, 1)
+    async def archive_lag(self, ended_before: dt.datetime) -> float:
+        """How long, in seconds, the longest-waiting saga due for the archive (ended before
+        ``ended_before``, not archived) has been due: 0 when none is."""
+        oldest = await self.to_archive(ended_before, 1)
         return (ended_before - oldest[0][0]).total_seconds() if oldest else 0.0
 
     @staticmethod

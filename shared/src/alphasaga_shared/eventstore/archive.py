@@ -59,6 +59,11 @@ WHERE last.type = ANY($2::text[]) AND last.recorded_at < $3
 """
 
 
+def due_before(hot_days: float, now: dt.datetime | None = None) -> dt.datetime:
+    """The retention policy's cut: a saga that ended before it is due for the archive."""
+    return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=hot_days)
+
+
 def streams_of(saga_id: uuid.UUID) -> list[str]:
     return [f"{SAGA_PREFIX}{saga_id}", outbox_stream(str(saga_id))]
 
