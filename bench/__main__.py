@@ -1,8 +1,8 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
 ``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|``
-``dag|dagreal|snapshots|research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no servers, so none are
-started when they run alone.
+``dag|dagreal|snapshots|archive|research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no
+servers, so none are started when they run alone.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from . import (
     api,
+    archive,
     bus,
     cli,
     codegen,
@@ -49,6 +50,7 @@ NEEDS_SERVERS = {
     "dag",
     "dagreal",
     "snapshots",
+    "archive",
 }
 
 
@@ -110,6 +112,8 @@ async def main(which: set[str]) -> None:
                 print(dag.real_markdown(await dag.real(s)), flush=True)
             if "snapshots" in which:
                 print(snapshots.markdown(await snapshots.measure(s)), flush=True)
+            if "archive" in which:
+                print(archive.markdown(await archive.measure(s)), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)
