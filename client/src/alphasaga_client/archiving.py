@@ -66,11 +66,12 @@ class Archiving(Core):
         ended = ending_topics()
         while limit is None or run.sagas < limit:
             size = self.settings.archive_batch if limit is None else min(self.settings.archive_batch, limit - run.sagas)
-            due = await store.to_archive(cutoff, size, after)
-            if not due:
-                break
-            after = due[-1]
             async with events.transaction() as conn:
+                await archive.lock(conn)  # chosen under the lock: no saga another run moved meanwhile
+                due = await store.to_archive(cutoff, size, after, conn=conn)
+                if not due:
+                    break
+                after = due[-1]
                 moved = await archive.move(conn, [saga_id for _, saga_id in due], ended=ended, before=cutoff)
                 await store.mark_archived(conn, [m.saga_id for m in moved])
             run = _counted(run, moved, {saga_id for _, saga_id in due})

@@ -252,12 +252,17 @@ class ReadStore:
     # --- the archive's marks ---
 
     async def to_archive(
-        self, ended_before: dt.datetime, limit: int, after: tuple[dt.datetime, uuid.UUID] | None = None
+        self,
+        ended_before: dt.datetime,
+        limit: int,
+        after: tuple[dt.datetime, uuid.UUID] | None = None,
+        conn: Conn | None = None,
     ) -> list[tuple[dt.datetime, uuid.UUID]]:
         """Sagas that ended (in a final state) before ``ended_before`` and are not archived
         yet, the longest ended first (a page after ``after``), each with the time it ended."""
         after_at, after_id = after or (None, None)
-        rows = await self._fetch(_TO_ARCHIVE, _FINAL_STATES, ended_before, limit, after_at, after_id)
+        args = (_FINAL_STATES, ended_before, limit, after_at, after_id)
+        rows = await (conn.fetch(_TO_ARCHIVE, *args) if conn is not None else self._fetch(_TO_ARCHIVE, *args))
         return [(r["updated_at"], r["saga_id"]) for r in rows]
 
     async def archive_lag(self, ended_before: dt.datetime) -> float:

@@ -106,7 +106,7 @@ class Archive:
         ``ended``) before ``before`` to the archive, in ``conn``'s transaction (the caller's,
         so that what it records beside, the read model's mark, commits with the move).
         Returns their manifests; raises ``ArchiveMismatch`` when a copy differs."""
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.events.lock_key("archive"))
+        await self.lock(conn)
         finished = [r["saga_id"] for r in await conn.fetch(_FINISHED, list(saga_ids), list(ended), before)]
         if not finished:
             return []
@@ -125,6 +125,11 @@ class Archive:
             if copied.get(saga_id) != manifest:
                 raise ArchiveMismatch(f"saga {saga_id}: the archived copy {copied.get(saga_id)} is not {manifest}")
         return list(hot.values())
+
+    async def lock(self, conn: Conn) -> None:
+        """One move at a time, until ``conn``'s transaction ends (taking it again is free): a
+        caller that chooses its sagas after taking it never chooses one another moved."""
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.events.lock_key("archive"))
 
     async def _summarise(self, conn: Conn, saga_ids: Sequence[uuid.UUID], table: str) -> list[Manifest]:
         rows = await conn.fetch(_SUMMARISE.format(table=table), list(saga_ids))
