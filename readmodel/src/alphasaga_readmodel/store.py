@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -59,10 +60,21 @@ ORDER BY started_at DESC, saga_id DESC LIMIT $10""",
 ORDER BY started_at, saga_id LIMIT $10""",
 }
 
-_STREAMS = """
-SELECT global_position, stream_id, version, event_id, type, data, metadata,
-       transaction_id::text::bigint AS transaction_id, recorded_at
-FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version
+# Where the projector resumes a saga it does not hold: its newest snapshot (the saga store
+# writes them, every ALPHASAGA_SNAPSHOT_EVERY events), with the times of its first event and
+# of the snapshot's own, then only the events after it; a long saga is not folded from its
+# start (docs/decisions/0018).
+_SNAPSHOTS = """
+SELECT s.stream_id, s.version, s.type, s.state::text AS state,
+       (SELECT e.recorded_at FROM events e WHERE e.stream_id = s.stream_id AND e.version = 1) AS started_at,
+       (SELECT e.recorded_at FROM events e WHERE e.stream_id = s.stream_id AND e.version = s.version) AS taken_at
+FROM snapshots s WHERE s.stream_id = ANY($1::text[])
+"""
+_STREAMS_AFTER = """
+SELECT e.global_position, e.stream_id, e.version, e.event_id, e.type, e.data::text AS data, e.metadata,
+       e.transaction_id::text::bigint AS transaction_id, e.recorded_at
+FROM unnest($1::text[], $2::int[]) AS w(stream_id, after) JOIN events e USING (stream_id)
+WHERE e.version > w.after ORDER BY e.stream_id, e.version
 """
 
 # The newest saga event that a reader of the log in commit order can see now (rows of
@@ -94,6 +106,23 @@ def _uuid_bounds(prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
     """The smallest and largest saga ids that start with ``prefix`` (hex digits, dashes)."""
     digits = prefix.replace("-", "")[:32]
     return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where to fold a saga from: its snapshot (None: its first event), and the events after."""
+
+    snapshot: SnapshotRow | None
+    rows: list[RecordedEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRow:
+    version: int
+    type: str
+    state: str
+    started_at: dt.datetime | None  # the saga's first event's time (None: its events are gone)
+    taken_at: dt.datetime | None  # the time of the event the snapshot was taken after
 
 
 def _summary(r: asyncpg.Record) -> SagaSummary:
@@ -233,22 +262,6 @@ class ReadStore:
             rows = await self.archive.read_stream(stream_id, after_version=after_version)
         return rows
 
-    async def events_of_many(
-        self, saga_ids: Sequence[uuid.UUID], conn: Conn | None = None
-    ) -> dict[uuid.UUID, list[RecordedEvent]]:
-        """Each saga's whole stream, oldest first, in one query."""
-        args = [saga_stream(s) for s in saga_ids]
-        if conn is None:
-            async with self.events.pool.acquire() as c:
-                records = await c.fetch(_STREAMS, args)
-        else:
-            records = await conn.fetch(_STREAMS, args)
-        by_saga: dict[uuid.UUID, list[RecordedEvent]] = {}
-        for r in records:
-            row = RecordedEvent(**dict(r))
-            by_saga.setdefault(uuid.UUID(row.stream_id.removeprefix(SAGA_PREFIX)), []).append(row)
-        return by_saga
-
     # --- the archive's marks ---
 
     async def to_archive(
@@ -275,6 +288,25 @@ class ReadStore:
     async def mark_archived(conn: Conn, saga_ids: Sequence[uuid.UUID]) -> None:
         """Note that these sagas' events are archived (in the archive's transaction)."""
         await conn.execute("UPDATE saga_summaries SET archived_at = now() WHERE saga_id = ANY($1::uuid[])", saga_ids)
+
+    @staticmethod
+    async def resume_points(conn: Conn, saga_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Resume]:
+        """Each saga's newest snapshot, if any, and the events after it (after its first
+        event's, without one), in one transaction's view."""
+        streams = [saga_stream(s) for s in saga_ids]
+        snapshots = {
+            r["stream_id"]: SnapshotRow(r["version"], r["type"], r["state"], r["started_at"], r["taken_at"])
+            for r in await conn.fetch(_SNAPSHOTS, streams)
+        }
+        after = [snapshots[s].version if s in snapshots else 0 for s in streams]
+        rows: dict[str, list[RecordedEvent]] = {}
+        for r in await conn.fetch(_STREAMS_AFTER, streams, after):
+            rows.setdefault(r["stream_id"], []).append(RecordedEvent(**dict(r)))
+        return {
+            saga_id: Resume(snapshots.get(stream), rows.get(stream, []))
+            for saga_id, stream in zip(saga_ids, streams, strict=True)
+            if stream in snapshots or stream in rows
+        }
 
     async def saga_log_head(self) -> Position | None:
         """Where the projector must have got to for the saga list to hold every saga event
