@@ -1,5 +1,5 @@
 """The archive's scheduled job (infra/k8s/base/archive.yaml): in every overlay a CronJob
-that runs ``python -m alphasaga_client.archiving`` in the api's image, one at a time,
+that runs ``python -m alphasaga_client.archive_job`` in the api's image, one at a time,
 suspended until a policy is set, setting only variables the settings read; and that module,
 run as the job runs it, refuses in one line without a policy and archives with one."""
 
@@ -24,7 +24,7 @@ def test_the_archive_runs_daily_one_at_a_time_and_waits_for_a_policy(overlay: st
     assert job["suspend"] is True and job["concurrencyPolicy"] == "Forbid"
     pod = job["jobTemplate"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"][-2:] == ["-m", "alphasaga_client.archiving"]
+    assert container["command"][-2:] == ["-m", "alphasaga_client.archive_job"]
     assert container["image"].rsplit("/", 1)[1].split(":")[0] == "api"  # the image that holds the client
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["restartPolicy"] == "Never"
     assert not env_names(container, docs) - setting_names(Settings)
@@ -32,7 +32,7 @@ def test_the_archive_runs_daily_one_at_a_time_and_waits_for_a_policy(overlay: st
 
 def run_job(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "alphasaga_client.archiving"], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "alphasaga_client.archive_job"], env=env, capture_output=True, text=True, timeout=120
     )
 
 

@@ -116,37 +116,3 @@ def _counted(run: ArchiveRun, moved: list[Manifest], due: set[uuid.UUID]) -> Arc
         run.outbox + sum(m.outbox for m in moved),
         [*run.skipped, *sorted(skipped)],
     )
-
-
-def main() -> None:
-    """``python -m alphasaga_client.archiving``: one ``archive run`` under the deployment's
-    policy, for a scheduler whose image holds the client but not the CLI (the Kubernetes
-    CronJob, infra/k8s/base/archive.yaml). A refusal is one line and exit code 2."""
-    import asyncio
-    import sys
-
-    from alphasaga_shared.config import ConfigError
-    from alphasaga_shared.errors import ClientError
-
-    from .api import AlphaSaga
-    from .connections import load_settings
-
-    async def go() -> ArchiveRun:
-        async with AlphaSaga(load_settings(), application_name="alphasaga-archive") as client:
-            return await client.archive_run()
-
-    try:
-        run = asyncio.run(go())
-    except (ClientError, ConfigError) as exc:
-        print(f"alphasaga-archive: {exc}", file=sys.stderr)
-        sys.exit(2)
-    print(
-        f"alphasaga-archive: archived {run.sagas} sagas that ended before {run.cutoff.isoformat()}:"
-        f" {run.events} events and {run.outbox} outgoing messages"
-    )
-    for saga_id in run.skipped:
-        print(f"alphasaga-archive: left hot: saga {saga_id}: its log does not end it before the cut", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    main()
