@@ -1,8 +1,8 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [orchestration|levers|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|``
-``dag|dagreal|research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no servers, so none are
-started when they run alone.
+``python -m bench [orchestration|levers|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|``
+``observability|dag|dagreal|snapshots|archive|research|codegen ...]`` runs a subset. ``research`` and ``codegen``
+need no servers, so none are started when they run alone.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from . import (
     api,
+    archive,
     bus,
     cli,
     codegen,
@@ -29,6 +30,7 @@ from . import (
     reads,
     research,
     saga,
+    snapshots,
 )
 from .common import servers
 
@@ -49,6 +51,8 @@ NEEDS_SERVERS = {
     "observability",
     "dag",
     "dagreal",
+    "snapshots",
+    "archive",
 }
 
 
@@ -110,6 +114,10 @@ async def main(which: set[str]) -> None:
                 print(dag.markdown(await dag.measure(s)), flush=True)
             if "dagreal" in which:
                 print(dag.real_markdown(await dag.real(s)), flush=True)
+            if "snapshots" in which:
+                print(snapshots.markdown(await snapshots.measure(s)), flush=True)
+            if "archive" in which:
+                print(archive.markdown(await archive.measure(s)), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)

@@ -2,7 +2,7 @@
 created on the real server under names of this test's own and dropped afterwards. Each
 statement runs as each role (``SET LOCAL ROLE``) in a transaction rolled back, and must
 succeed exactly for the roles the policy below names, and fail with ``permission
-denied`` (or a row policy's refusal) for every other. The roles come from the contract
+denied`` (or a row policy's refusal, or an append-only trigger's) for every other. The roles come from the contract
 (``KINDS``): a new worker service gets its rows by itself."""
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from alphasaga_shared.outbox import outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 from conftest import Servers
 
-ORCHESTRATOR, API = "orchestrator", "api"
+ORCHESTRATOR, API, ARCHIVE = "orchestrator", "api", "archive"
 WORKERS = frozenset(w.value for w in KINDS.services())
-EVERYONE = frozenset({ORCHESTRATOR, API, *WORKERS})
+EVERYONE = frozenset({ORCHESTRATOR, API, ARCHIVE, *WORKERS})
 SHA = "0" * 64
 
 
@@ -53,16 +53,24 @@ POLICY: dict[str, frozenset[str]] = {
     event(f"outbox:{uuid.uuid4()}", "ml.TrainModel"): frozenset({ORCHESTRATOR}),
     "UPDATE events SET type = 'x'": frozenset(),  # append-only: no one is granted it
     "DELETE FROM events": frozenset(),
-    "SELECT count(*) FROM events": frozenset({ORCHESTRATOR, API}),
     "SELECT count(*) FROM schema_migrations": EVERYONE,  # read at start: is the schema current?
     "SELECT count(*) FROM accounts_migrations": frozenset({API}),
     "DELETE FROM schema_migrations": frozenset(),
+    "SELECT count(*) FROM events": frozenset({ORCHESTRATOR, API, ARCHIVE}),
+    "SELECT count(*) FROM archived_events": frozenset({ORCHESTRATOR, API, ARCHIVE}),
+    "INSERT INTO archived_events SELECT * FROM events": frozenset({ARCHIVE}),
+    "DELETE FROM archived_events": frozenset(),
+    (
+        "INSERT INTO archive_manifests (saga_id, events, outbox, sha256, finished_at)"
+        f" VALUES ('{uuid.uuid4()}', 1, 0, '{SHA}', now())"
+    ): frozenset({ARCHIVE}),
+    "UPDATE saga_summaries SET archived_at = now()": frozenset({ORCHESTRATOR, ARCHIVE}),
     "INSERT INTO inbox (consumer, message_id) VALUES ('orchestrator', 'm1')": frozenset({ORCHESTRATOR}),
     "DELETE FROM saga_timers": frozenset({ORCHESTRATOR}),
     "DELETE FROM snapshots": frozenset({ORCHESTRATOR}),
     "UPDATE subscription_positions SET epoch = epoch + 1": frozenset({ORCHESTRATOR}),
     "DELETE FROM saga_summaries": frozenset({ORCHESTRATOR}),
-    "SELECT count(*) FROM saga_summaries": frozenset({ORCHESTRATOR, API}),
+    "SELECT count(*) FROM saga_summaries": frozenset({ORCHESTRATOR, API, ARCHIVE}),
     f"INSERT INTO undone_steps (saga_id, step) VALUES ('{uuid.uuid4()}', 'ml')": frozenset({ORCHESTRATOR, *WORKERS}),
     (
         f"WITH b AS (INSERT INTO artifact_blobs (sha256, media_type, size, content) VALUES ('{SHA}', 'x', 1, 'x')"
@@ -115,6 +123,8 @@ async def run_as(conn: asyncpg.Connection, role: str, schema: str, statement: st
         return "ok"
     except asyncpg.InsufficientPrivilegeError as exc:
         return "denied" if "permission denied" in str(exc) or "row-level security" in str(exc) else f"{exc}"
+    except asyncpg.RestrictViolationError as exc:  # granted DELETE, refused by an append-only trigger
+        return "denied" if "append-only" in str(exc) else f"{exc}"
     except asyncpg.PostgresError as exc:
         return f"{type(exc).__name__}: {exc}"
     finally:
@@ -236,3 +246,34 @@ async def test_the_owner_step_migrates_grants_and_gives_logins_to_the_roles_name
                 await conn.execute(f'DROP ROLE "{prefix}{role}"')
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
+
+
+async def test_the_archive_role_moves_a_finished_saga_and_can_delete_nothing_else(
+    roles: dict[str, str], store: EventStore, schema: str, servers: Servers
+) -> None:
+    """``alphasaga archive run``'s statements, connected as the archive role: the move passes;
+    the same role's plain DELETE of a saga not archived is refused by the trigger."""
+    from alphasaga_readmodel.store import ReadStore
+    from alphasaga_saga.aggregate import ending_topics
+    from alphasaga_shared.eventstore import NewEvent
+    from alphasaga_shared.eventstore.archive import Archive
+
+    finished, other = uuid.uuid4(), uuid.uuid4()
+    for saga_id in (finished, other):
+        await store.append(f"saga-{saga_id}", [NewEvent(ending_topics()[0], {})], expected_version=0)
+    async with store.pool.acquire() as conn:
+        await conn.execute(f'ALTER ROLE "{roles[ARCHIVE]}" LOGIN')
+    dsn = role_url(servers.database_url, roles[ARCHIVE])
+    archivist = EventStore(await _create_pool(dsn, schema, 1, 2, 10.0, {}), schema, dsn)
+    try:
+        async with archivist.transaction() as conn:
+            moved = await Archive(archivist).move(
+                conn, [finished], ended=ending_topics(), before=dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+            )
+            await ReadStore.mark_archived(conn, [finished])
+        assert [m.saga_id for m in moved] == [finished]
+        with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+            await archivist.pool.execute("DELETE FROM events WHERE stream_id = $1", f"saga-{other}")
+    finally:
+        await archivist.close()
+    assert await store.read_stream(f"saga-{finished}") == [] and len(await store.read_stream(f"saga-{other}")) == 1

@@ -13,7 +13,7 @@ import sys
 import typer
 import typer.core
 
-from .commands import accounts, acl, dlq, history, projections, research, runs, stack, streams
+from .commands import accounts, acl, archive, dlq, history, projections, research, runs, stack, streams
 from .errors import FAILED, NOT_COMPLETED, CliError, one_line
 
 # Help is formatted by click (rich_markup_mode=None below), yet typer loads rich whenever
@@ -48,6 +48,7 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(acl.app, name="acl")
 app.command()(acl.migrate)
 app.add_typer(projections.app, name="projections")
+app.add_typer(archive.app, name="archive")
 app.add_typer(accounts.users, name="users")
 app.add_typer(accounts.keys, name="keys")
 app.add_typer(accounts.audit, name="audit")

@@ -11,7 +11,7 @@ that only reads the event store never needs Redis, and the other way round::
 
 Its methods are grouped by concern, one module each: ``commands`` (submit, cancel,
 publish), ``reads`` (status, list, detail, events, replay, check, the log), ``streams``
-(follow, watch, tail), ``artifacts``, and ``operations`` (dead letters, health checks),
+(follow, watch, tail), ``artifacts``, ``archiving`` (retention), and ``operations`` (dead letters, health checks),
 over ``core`` (settings, connections, finding a saga).
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .archiving import Archiving
 from .artifacts import Artifacts
 from .commands import Commands
 from .operations import DeadLetters, Health
@@ -27,5 +28,5 @@ from .streams import Streams
 
 
 @dataclass
-class AlphaSaga(Commands, Reads, Streams, Artifacts, DeadLetters, Health):
+class AlphaSaga(Commands, Reads, Streams, Artifacts, Archiving, DeadLetters, Health):
     """The client API (see the module docstring)."""

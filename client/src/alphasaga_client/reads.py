@@ -114,11 +114,21 @@ class Reads(Core):
         saga_id = await self.resolve(saga)
         return await (await self.saga_store()).events_of(saga_id, after_version=after_version)
 
-    async def replay(self, saga: str | uuid.UUID, *, to: int | None = None, at: dt.datetime | None = None) -> Replay:
+    async def replay(
+        self,
+        saga: str | uuid.UUID,
+        *,
+        to: int | None = None,
+        at: dt.datetime | None = None,
+        from_archive: bool = False,
+    ) -> Replay:
         """Time travel: the saga's events up to the ``to``-th and no later than ``at``, each
-        with the state after it and what it changed."""
+        with the state after it and what it changed; with ``from_archive``, the archived
+        copy's (an archived saga's events are read from the archive anyway)."""
         saga_id = await self.resolve(saga)
-        rows = await (await self.saga_store()).events_of(saga_id)
+        rows = await (await self.saga_store()).events_of(saga_id, archived=from_archive)
+        if from_archive and not rows:
+            raise NotFound(f"saga {saga_id} is not archived")
         try:
             replayed = list(frames(saga_id, select(rows, to=to, at=at), (await self.reader()).mapper))
         except ReplayError as exc:

@@ -26,7 +26,7 @@ from alphasaga_saga.mapper import SagaMapper
 from alphasaga_saga.streams import SAGA_PREFIX, saga_id_of_stream
 from alphasaga_shared.eventstore import Conn, RecordedEvent
 
-from .store import ReadStore
+from .store import ReadStore, Resume
 from .summaries import SagaSummary, summarise, summary_of
 
 log = logging.getLogger(__name__)
@@ -120,14 +120,30 @@ class SagaProjector:
             self._cache.popitem(last=False)
 
     async def rebuild(self) -> int:
-        """Empty the table, forget the position and fold the whole log again; returns the
-        number of sagas in the rebuilt table."""
+        """Empty the table, forget the position and fold the whole log again, the archived
+        sagas included; returns the number of sagas in the rebuilt table."""
         async with self.events.transaction(lock=PROJECTION) as conn:
             await self.store.clear_summaries(conn)
             await self.events.forget_position(PROJECTION, conn)
         self._cache.clear()
+        await self._project_archived()
         await self.catch_up()
         return await self.store.count_summaries()
+
+    async def _project_archived(self, page: int = 500) -> None:
+        """Fold the archived sagas, which the log no longer holds, from the archive."""
+        archive, after = self.store.archive, None
+        while manifests := await archive.manifests(after=after, limit=page):
+            after = manifests[-1].saga_id
+            streams = await archive.saga_streams([m.saga_id for m in manifests])
+            summaries = []
+            for saga_id, rows in streams.items():
+                saga = self.mapper.fold(saga_id, rows)
+                assert saga is not None  # an archived saga has events (its manifest says how many)
+                summaries.append(summarise(saga, rows))
+            async with self.events.transaction(lock=PROJECTION) as conn:
+                await self.store.upsert_summaries(conn, summaries)
+                await self.store.mark_archived(conn, list(streams))
 
     async def run(self) -> None:
         """Project forever (a background task of the orchestrator), while this process holds
@@ -176,13 +192,26 @@ class SagaProjector:
             else:
                 summaries.append(summary_of(*folded))
         if missed:
-            for saga_id, rows in (await self.store.events_of_many(missed, conn)).items():
+            for saga_id, resume in (await self.store.resume_points(conn, missed)).items():
                 try:
-                    saga = self.mapper.fold(saga_id, rows)
+                    saga, started_at, updated_at = self._resumed(saga_id, resume)
                 except Exception as exc:  # one unreadable saga must not stop the projection
                     log.error("saga %s cannot be folded, left out of saga_summaries: %s", saga_id, exc)
                     continue
-                if saga is not None:
-                    self._remember(saga_id, saga, rows[0].recorded_at, rows[-1].recorded_at)
-                    summaries.append(summarise(saga, rows))
+                self._remember(saga_id, saga, started_at, updated_at)
+                summaries.append(summary_of(saga, started_at, updated_at))
         await self.store.upsert_summaries(conn, summaries)
+
+    def _resumed(self, saga_id: uuid.UUID, resume: Resume) -> tuple[Saga, dt.datetime, dt.datetime]:
+        """A saga the cache does not hold, folded from its snapshot (if any) and the events
+        after it, with its first and last times: a long saga costs its state, not its log."""
+        snap, rows = resume.snapshot, resume.rows
+        saga = None if snap is None else self.mapper.from_snapshot(saga_id, snap.version, snap.type, snap.state)
+        for row in rows:
+            saga = self.mapper.to_domain_event(saga_id, row).mutate(saga)
+        assert saga is not None  # a resume point has a snapshot or events
+        if snap is None:
+            return saga, rows[0].recorded_at, rows[-1].recorded_at
+        if snap.started_at is None or snap.taken_at is None:
+            raise ValueError(f"its snapshot at version {snap.version} has no events under it")
+        return saga, snap.started_at, rows[-1].recorded_at if rows else snap.taken_at

@@ -5,14 +5,18 @@ store's (``alphasaga_shared.eventstore``); this module only reads it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from alphasaga_contracts import SagaState
 from alphasaga_saga.streams import SAGA_PREFIX, saga_stream
 from alphasaga_shared.eventstore import OUTBOX_PREFIX, Conn, EventStore, Position, RecordedEvent, outbox_stream
+from alphasaga_shared.eventstore.archive import Archive
 
 from .summaries import COLUMNS, SagaFilter, SagaSummary
 
@@ -56,10 +60,21 @@ ORDER BY started_at DESC, saga_id DESC LIMIT $10""",
 ORDER BY started_at, saga_id LIMIT $10""",
 }
 
-_STREAMS = """
-SELECT global_position, stream_id, version, event_id, type, data, metadata,
-       transaction_id::text::bigint AS transaction_id, recorded_at
-FROM events WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version
+# Where the projector resumes a saga it does not hold: its newest snapshot (the saga store
+# writes them, every ALPHASAGA_SNAPSHOT_EVERY events), with the times of its first event and
+# of the snapshot's own, then only the events after it; a long saga is not folded from its
+# start (docs/decisions/0018).
+_SNAPSHOTS = """
+SELECT s.stream_id, s.version, s.type, s.state::text AS state,
+       (SELECT e.recorded_at FROM events e WHERE e.stream_id = s.stream_id AND e.version = 1) AS started_at,
+       (SELECT e.recorded_at FROM events e WHERE e.stream_id = s.stream_id AND e.version = s.version) AS taken_at
+FROM snapshots s WHERE s.stream_id = ANY($1::text[])
+"""
+_STREAMS_AFTER = """
+SELECT e.global_position, e.stream_id, e.version, e.event_id, e.type, e.data::text AS data, e.metadata,
+       e.transaction_id::text::bigint AS transaction_id, e.recorded_at
+FROM unnest($1::text[], $2::int[]) AS w(stream_id, after) JOIN events e USING (stream_id)
+WHERE e.version > w.after ORDER BY e.stream_id, e.version
 """
 
 # The newest saga event that a reader of the log in commit order can see now (rows of
@@ -75,6 +90,39 @@ ORDER BY transaction_id DESC, global_position DESC LIMIT 1
 """
 
 _HEX = frozenset("0123456789abcdef-")
+_FINAL_STATES = sorted(s.value for s in SagaState if s.terminal)
+
+# Finished sagas the archive has not taken yet, that ended before a time: the longest ended
+# first, a page after a (time, saga id) keyset.
+_TO_ARCHIVE = """
+SELECT saga_id, updated_at FROM saga_summaries
+WHERE archived_at IS NULL AND state = ANY($1::text[]) AND updated_at < $2
+  AND ($4::timestamptz IS NULL OR (updated_at, saga_id) > ($4, $5::uuid))
+ORDER BY updated_at, saga_id LIMIT $3
+"""
+
+
+def _uuid_bounds(prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """The smallest and largest saga ids that start with ``prefix`` (hex digits, dashes)."""
+    digits = prefix.replace("-", "")[:32]
+    return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where to fold a saga from: its snapshot (None: its first event), and the events after."""
+
+    snapshot: SnapshotRow | None
+    rows: list[RecordedEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRow:
+    version: int
+    type: str
+    state: str
+    started_at: dt.datetime | None  # the saga's first event's time (None: its events are gone)
+    taken_at: dt.datetime | None  # the time of the event the snapshot was taken after
 
 
 def _summary(r: asyncpg.Record) -> SagaSummary:
@@ -86,6 +134,7 @@ class ReadStore:
 
     def __init__(self, events: EventStore) -> None:
         self.events = events
+        self.archive = Archive(events)
 
     @property
     def schema(self) -> str:
@@ -145,11 +194,14 @@ class ReadStore:
     # --- a saga's streams ---
 
     async def known(self, saga_id: uuid.UUID) -> bool:
-        """Whether the saga id has a saga, or an outbox (a recorded start, a refusal)."""
+        """Whether the saga id has a saga, or an outbox (a recorded start, a refusal), or a
+        row of the list (an archived saga's)."""
         return bool(
             await self.events.pool.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = ANY($1::text[]))",
+                "SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = ANY($1::text[]))"
+                " OR EXISTS (SELECT 1 FROM saga_summaries WHERE saga_id = $2)",
                 [saga_stream(saga_id), outbox_stream(str(saga_id))],
+                saga_id,
             )
         )
 
@@ -172,6 +224,15 @@ class ReadStore:
             2 * limit,  # a saga id may have both streams
         )
         found: dict[uuid.UUID, None] = {}
+        low, high = _uuid_bounds(prefix)
+        archived = await self._fetch(
+            "SELECT saga_id FROM saga_summaries WHERE saga_id BETWEEN $1 AND $2 AND archived_at IS NOT NULL"
+            " ORDER BY saga_id LIMIT $3",
+            low,
+            high,
+            limit,
+        )
+        found.update(dict.fromkeys(r["saga_id"] for r in archived))
         for r in rows:
             text = r["stream_id"].removeprefix(SAGA_PREFIX).removeprefix(OUTBOX_PREFIX)
             try:
@@ -180,29 +241,72 @@ class ReadStore:
                 continue  # an outbox whose correlation id is not a saga id
         return list(found)[:limit]
 
-    async def events_of(self, saga_id: uuid.UUID, *, after_version: int = 0) -> list[RecordedEvent]:
-        return await self.events.read_stream(saga_stream(saga_id), after_version=after_version)
+    async def events_of(
+        self, saga_id: uuid.UUID, *, after_version: int = 0, archived: bool = False
+    ) -> list[RecordedEvent]:
+        """The saga's events: hot, or, when none are, archived; only the archived copy with
+        ``archived``."""
+        return await self._stream(saga_stream(saga_id), after_version, archived)
 
-    async def outbox_of(self, saga_id: uuid.UUID, *, after_version: int = 0) -> list[RecordedEvent]:
+    async def outbox_of(
+        self, saga_id: uuid.UUID, *, after_version: int = 0, archived: bool = False
+    ) -> list[RecordedEvent]:
         """The messages recorded for the saga id (its start when submitted through the
-        outbox, its commands, its lifecycle events, a refusal), in order."""
-        return await self.events.read_stream(outbox_stream(str(saga_id)), after_version=after_version)
+        outbox, its commands, its lifecycle events, a refusal), in order; archived as
+        ``events_of``."""
+        return await self._stream(outbox_stream(str(saga_id)), after_version, archived)
 
-    async def events_of_many(
-        self, saga_ids: Sequence[uuid.UUID], conn: Conn | None = None
-    ) -> dict[uuid.UUID, list[RecordedEvent]]:
-        """Each saga's whole stream, oldest first, in one query."""
-        args = [saga_stream(s) for s in saga_ids]
-        if conn is None:
-            async with self.events.pool.acquire() as c:
-                records = await c.fetch(_STREAMS, args)
-        else:
-            records = await conn.fetch(_STREAMS, args)
-        by_saga: dict[uuid.UUID, list[RecordedEvent]] = {}
-        for r in records:
-            row = RecordedEvent(**dict(r))
-            by_saga.setdefault(uuid.UUID(row.stream_id.removeprefix(SAGA_PREFIX)), []).append(row)
-        return by_saga
+    async def _stream(self, stream_id: str, after_version: int, archived: bool) -> list[RecordedEvent]:
+        rows = [] if archived else await self.events.read_stream(stream_id, after_version=after_version)
+        if not rows:  # a saga the archive took moves whole: its rows are all hot or all archived
+            rows = await self.archive.read_stream(stream_id, after_version=after_version)
+        return rows
+
+    # --- the archive's marks ---
+
+    async def to_archive(
+        self,
+        ended_before: dt.datetime,
+        limit: int,
+        after: tuple[dt.datetime, uuid.UUID] | None = None,
+        conn: Conn | None = None,
+    ) -> list[tuple[dt.datetime, uuid.UUID]]:
+        """Sagas that ended (in a final state) before ``ended_before`` and are not archived
+        yet, the longest ended first (a page after ``after``), each with the time it ended."""
+        after_at, after_id = after or (None, None)
+        args = (_FINAL_STATES, ended_before, limit, after_at, after_id)
+        rows = await (conn.fetch(_TO_ARCHIVE, *args) if conn is not None else self._fetch(_TO_ARCHIVE, *args))
+        return [(r["updated_at"], r["saga_id"]) for r in rows]
+
+    async def archive_lag(self, ended_before: dt.datetime) -> float:
+        """How long, in seconds, the longest-waiting saga due for the archive (ended before
+        ``ended_before``, not archived) has been due: 0 when none is."""
+        oldest = await self.to_archive(ended_before, 1)
+        return (ended_before - oldest[0][0]).total_seconds() if oldest else 0.0
+
+    @staticmethod
+    async def mark_archived(conn: Conn, saga_ids: Sequence[uuid.UUID]) -> None:
+        """Note that these sagas' events are archived (in the archive's transaction)."""
+        await conn.execute("UPDATE saga_summaries SET archived_at = now() WHERE saga_id = ANY($1::uuid[])", saga_ids)
+
+    @staticmethod
+    async def resume_points(conn: Conn, saga_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Resume]:
+        """Each saga's newest snapshot, if any, and the events after it (after its first
+        event's, without one), in one transaction's view."""
+        streams = [saga_stream(s) for s in saga_ids]
+        snapshots = {
+            r["stream_id"]: SnapshotRow(r["version"], r["type"], r["state"], r["started_at"], r["taken_at"])
+            for r in await conn.fetch(_SNAPSHOTS, streams)
+        }
+        after = [snapshots[s].version if s in snapshots else 0 for s in streams]
+        rows: dict[str, list[RecordedEvent]] = {}
+        for r in await conn.fetch(_STREAMS_AFTER, streams, after):
+            rows.setdefault(r["stream_id"], []).append(RecordedEvent(**dict(r)))
+        return {
+            saga_id: Resume(snapshots.get(stream), rows.get(stream, []))
+            for saga_id, stream in zip(saga_ids, streams, strict=True)
+            if stream in snapshots or stream in rows
+        }
 
     async def saga_log_head(self) -> Position | None:
         """Where the projector must have got to for the saga list to hold every saga event

@@ -447,6 +447,12 @@ def _pin_topics() -> None:
 _pin_topics()
 
 
+def ending_topics() -> list[str]:
+    """The stored types of the events that end a saga: the archive moves only sagas whose
+    newest event is one of them."""
+    return sorted(getattr(Saga, name).TOPIC for name in ENDING_EVENTS)
+
+
 def state_of(saga: Saga | None) -> dict[str, Any]:
     """The saga's state as plain JSON-able data (for replay, status and tests)."""
     if saga is None:

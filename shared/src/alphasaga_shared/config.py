@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     projection_batch: int = Field(5000, ge=1, description="Events the projector reads per pass")
     projection_poll_ms: int = Field(200, ge=1)
 
+    # Retention (docs/decisions/0018): a finished saga's events stay in the hot table this many
+    # days after it ended; then `alphasaga archive run` moves them to the archive. Unset: all
+    # stay hot, and nothing is due.
+    retention_hot_days: float | None = Field(
+        None, gt=0, description="Days a finished saga's events stay hot before they are due for the archive"
+    )
+    archive_batch: int = Field(200, ge=1, le=10_000, description="Sagas moved to the archive per transaction")
+
     connect_timeout_s: float = Field(5.0, gt=0)
     wait_for_servers_s: float = Field(
         0.0,

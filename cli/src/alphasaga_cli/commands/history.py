@@ -53,19 +53,25 @@ def replay(
     check_: Annotated[
         bool, typer.Option("--check", help="Fold again and run the invariant checker; exit 1 on any violation")
     ] = False,
+    from_archive: Annotated[
+        bool, typer.Option("--from-archive", help="Read the archived copy of the saga's events (alphasaga archive)")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Replay a saga's events one by one, each with the state after it.
 
     Time travel: --to N or --at TIME stops at a point, --diff shows only what each event
     changed, --check folds the events again and runs the invariant checker (exit 1 on a
-    violation). Reads only the event store.
+    violation). Reads only the event store: an archived saga's events come from the archive,
+    and --from-archive reads only there.
 
     Example: alphasaga replay 3f1c2a9e --to 3
 
     Example: alphasaga replay 3f1c2a9e --diff
 
     Example: alphasaga replay 3f1c2a9e --check
+
+    Example: alphasaga replay 3f1c2a9e --from-archive --json
     """
     if check_ and (to is not None or at is not None):
         raise CliError("--check reads the whole history: leave out --to and --at")
@@ -78,12 +84,12 @@ def replay(
         _print_check(with_client(checked), as_json)
         return
 
-    _print_replay(_replayed(saga, to, at_t), to, at_t, diff, as_json)
+    _print_replay(_replayed(saga, to, at_t, from_archive), to, at_t, diff, as_json)
 
 
-def _replayed(saga: str, to: int | None, at: datetime | None) -> Replay:
+def _replayed(saga: str, to: int | None, at: datetime | None, from_archive: bool) -> Replay:
     async def replayed(client: AlphaSaga) -> Replay:
-        return await client.replay(saga, to=to, at=at)
+        return await client.replay(saga, to=to, at=at, from_archive=from_archive)
 
     try:
         return with_client(replayed)

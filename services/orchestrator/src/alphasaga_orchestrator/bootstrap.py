@@ -11,10 +11,12 @@ import asyncpg
 
 from alphasaga_contracts import KINDS, Service
 from alphasaga_readmodel.projector import SagaProjector
+from alphasaga_readmodel.store import ReadStore
 from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, WorkflowFileError, WorkflowRegistry, load_workflows
 from alphasaga_shared import metrics
 from alphasaga_shared.config import ConfigError, Settings
 from alphasaga_shared.eventstore import EventStore
+from alphasaga_shared.eventstore.archive import due_before
 from alphasaga_shared.outbox import Relay, relay_for
 from alphasaga_shared.runner import DATABASE_UNREACHABLE, ServiceContext, StartupError
 
@@ -90,9 +92,18 @@ class OrchestratorService:
             ctx.background.append(self.projector.run)
         ctx.background.append(self.timers.run)
         metrics.on_scrape(self._timer_backlog)
+        if self.settings.retention_hot_days is not None:
+            metrics.on_scrape(self._archive_lag)
 
     async def _timer_backlog(self) -> None:
         metrics.TIMER_BACKLOG.set(await self.store.timer_backlog())
+
+    async def _archive_lag(self) -> None:
+        # The archive is run by `alphasaga archive run` (a job of its own, with the archive's
+        # role): the orchestrator, always up and scraped, says whether it keeps up.
+        assert self.settings.retention_hot_days is not None
+        due = due_before(self.settings.retention_hot_days)
+        metrics.ARCHIVE_LAG.set(await ReadStore(self.store.events).archive_lag(due))
 
 
 async def service(ctx: ServiceContext, config: OrchestratorSettings | None = None) -> OrchestratorService:

@@ -10,7 +10,13 @@ triggers stay the second wall: no role is granted UPDATE or DELETE on ``events``
 The front ends record a start's outbox row in ``events`` in the same transaction as its
 owner (docs/decisions/0013), so ``api`` may INSERT into ``events``: row-level security
 limits that to ``orchestrator.StartResearch`` rows of ``outbox:`` streams, so a front end
-cannot write a saga's events or another message into the outbox."""
+cannot write a saga's events or another message into the outbox.
+
+The ``archive`` role runs ``alphasaga archive run`` (docs/decisions/0018): it reads the saga
+list and marks its rows archived, copies finished sagas' rows to the archive and DELETEs
+them from ``events``, which only the archive's path passes (the table's trigger checks every
+row removed against its archived copy). Nobody else may write the archive; everyone who
+reads the log may read it."""
 
 from __future__ import annotations
 
@@ -27,19 +33,22 @@ from .migrations import migrate
 ORCHESTRATOR = Service.ORCHESTRATOR.value
 WORKER = "worker"  # every worker service's role gets these
 FRONT_END = "api"
+ARCHIVIST = "archive"  # the retention job (alphasaga archive run)
 
 ALL = "SELECT, INSERT, UPDATE, DELETE"
 START = "orchestrator.StartResearch"  # the one row type a front end records (its outbox row)
 GRANTS: dict[str, dict[str, str]] = {
     # Every service reads the ledger at start: a current schema needs no more (the owner
     # migrates it: ``alphasaga migrate``).
-    "schema_migrations": {ORCHESTRATOR: "SELECT", WORKER: "SELECT", FRONT_END: "SELECT"},
-    "events": {ORCHESTRATOR: "SELECT, INSERT", FRONT_END: "SELECT, INSERT"},
+    "schema_migrations": {ORCHESTRATOR: "SELECT", WORKER: "SELECT", FRONT_END: "SELECT", ARCHIVIST: "SELECT"},
+    "events": {ORCHESTRATOR: "SELECT, INSERT", FRONT_END: "SELECT, INSERT", ARCHIVIST: "SELECT, DELETE"},
     "subscription_positions": {ORCHESTRATOR: ALL, FRONT_END: "SELECT"},
     "inbox": {ORCHESTRATOR: ALL},
     "saga_timers": {ORCHESTRATOR: ALL, FRONT_END: "SELECT"},
     "snapshots": {ORCHESTRATOR: ALL, FRONT_END: "SELECT"},
-    "saga_summaries": {ORCHESTRATOR: ALL, FRONT_END: "SELECT"},
+    "saga_summaries": {ORCHESTRATOR: ALL, FRONT_END: "SELECT", ARCHIVIST: "SELECT, UPDATE"},
+    "archived_events": {ARCHIVIST: "SELECT, INSERT", ORCHESTRATOR: "SELECT", FRONT_END: "SELECT"},
+    "archive_manifests": {ARCHIVIST: "SELECT, INSERT", ORCHESTRATOR: "SELECT", FRONT_END: "SELECT"},
     "undone_steps": {ORCHESTRATOR: ALL, WORKER: "SELECT, INSERT", FRONT_END: "SELECT"},
     "artifact_blobs": {WORKER: "SELECT, INSERT, DELETE", FRONT_END: "SELECT"},
     "artifacts": {WORKER: ALL, FRONT_END: "SELECT"},
@@ -48,7 +57,7 @@ GRANTS: dict[str, dict[str, str]] = {
 
 def role_names(prefix: str) -> dict[str, str]:
     """Each service's role (and the front ends'), by unprefixed name."""
-    names = [ORCHESTRATOR, *(w.value for w in KINDS.services()), FRONT_END]
+    names = [ORCHESTRATOR, *(w.value for w in KINDS.services()), FRONT_END, ARCHIVIST]
     return {n: f"{prefix}{n}" for n in names}
 
 
@@ -84,12 +93,14 @@ def render(schema: str, prefix: str, grants: Iterable[Mapping[str, Mapping[str, 
 
 def _event_rows(schema: str, roles: Mapping[str, str]) -> list[str]:
     """Row-level security on ``events``: the orchestrator any row, the front ends read any
-    and add only starts to an outbox stream. The tables' owner (the migrations) is not
+    and add only starts to an outbox stream, the archive any row (its grants say what it may
+    do with them: read and move to the archive). The tables' owner (the migrations) is not
     subject to it."""
     events = f"{_ident(schema)}.events"
     orchestrator, front = _ident(roles[ORCHESTRATOR]), _ident(roles[FRONT_END])
     policies = {  # policy name -> its rule
         f"{roles[ORCHESTRATOR]}_rows": f"FOR ALL TO {orchestrator} USING (true) WITH CHECK (true)",
+        f"{roles[ARCHIVIST]}_rows": f"FOR ALL TO {_ident(roles[ARCHIVIST])} USING (true)",
         f"{roles[FRONT_END]}_reads": f"FOR SELECT TO {front} USING (true)",
         f"{roles[FRONT_END]}_records_starts": (
             f"FOR INSERT TO {front} WITH CHECK (stream_id LIKE 'outbox:%' AND type = '{START}')"
