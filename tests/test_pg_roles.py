@@ -264,7 +264,7 @@ async def test_the_archive_role_moves_a_finished_saga_and_can_delete_nothing_els
     async with store.pool.acquire() as conn:
         await conn.execute(f'ALTER ROLE "{roles[ARCHIVE]}" LOGIN')
     dsn = role_url(servers.database_url, roles[ARCHIVE])
-    archivist = EventStore(await _create_pool(dsn, schema, 1, 2, 10.0, {}), schema, dsn)
+    archivist = await EventStore.connect(dsn, schema, max_size=2)
     try:
         async with archivist.transaction() as conn:
             moved = await Archive(archivist).move(
