@@ -86,6 +86,9 @@ def login_secret(login: str) -> str:
     return f"alphasaga-login-{login}"
 
 
+ARCHIVE_LOGIN = "archive"  # the retention job's PostgreSQL role (docs/decisions/0018)
+
+
 def logins() -> list[str]:
     """Every login a deployment runs with: the orchestrator, each worker service, the api."""
     return [Service.ORCHESTRATOR.value, *(s.value for s in KINDS.services()), "api"]
@@ -110,7 +113,16 @@ stringData:
   ALPHASAGA_REDIS_URL: redis://alphasaga-{login}:dev-{login}@redis:6379/0
   ALPHASAGA_DATABASE_URL: postgresql://alphasaga_{login}:dev-{login}@postgres:5432/alphasaga
 """)
-    passwords = "".join(f"  {login}: dev-{login}\n" for login in logins())
+    # The retention CronJob (base/archive.yaml) logs in to PostgreSQL alone, as the archive role.
+    docs.append(f"""apiVersion: v1
+kind: Secret
+metadata:
+  name: {login_secret(ARCHIVE_LOGIN)}
+type: Opaque
+stringData:
+  ALPHASAGA_DATABASE_URL: postgresql://alphasaga_{ARCHIVE_LOGIN}:dev-{ARCHIVE_LOGIN}@postgres:5432/alphasaga
+""")
+    passwords = "".join(f"  {login}: dev-{login}\n" for login in [*logins(), ARCHIVE_LOGIN])
     docs.append(f"""# The owner step (the alphasaga-migrate Job): the tables' owner, and the password each
 # role gets.
 apiVersion: v1
