@@ -182,14 +182,19 @@ function sagaPage() {
     });
   }
 
-  document.getElementById("cancel")?.addEventListener("click", async (ev) => {
+  // Delegated: the live refresh replaces the button with a fresh one.
+  let armed = false;
+  document.addEventListener("click", async (ev) => {
+    const button = ev.target.closest("#cancel");
+    if (!button) return;
     const out = document.getElementById("action-result");
-    const button = ev.currentTarget;
-    if (button.dataset.armed !== "yes") {
-      button.dataset.armed = "yes";
+    if (!armed) {
+      armed = true;
       button.textContent = "Confirm: cancel this saga";
+      out.textContent = "Press again to cancel the saga.";
       return;
     }
+    armed = false;
     const res = await act("POST", `/explorer/sagas/${sagaId}/cancel`);
     out.textContent = res.ok ? "Cancel sent." : problemText(res);
   });
