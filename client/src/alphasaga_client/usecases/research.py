@@ -96,6 +96,7 @@ def data_path_refusal(principal: Principal, request: ResearchRequest) -> str | N
 async def cancel_saga(c: Caller, saga: str, *, via: str) -> Submitted:
     """Cancel as a principal: a researcher its own sagas, an admin any. ``via`` says how
     the cancel came (it is the saga's recorded reason, with who asked)."""
+    c.require("researcher")  # before the saga is looked up: a viewer learns nothing of it
     saga_id = await c.client.resolve(saga)
     if (refusal := await cancel_refusal(c, saga_id)) is not None:
         raise Forbidden(refusal)
