@@ -78,6 +78,8 @@ async def test_a_viewer_may_not_submit_cancel_or_see_dead_letters(api: Api) -> N
     assert (await api.http.post("/explorer/research", json={"dataset": "sp500"}, headers=h)).status_code == 403
     saga_id = uuid.uuid4()
     assert (await api.http.post(f"/explorer/sagas/{saga_id}/cancel", headers=h)).status_code == 403
+    fork = {"from_step": "ml", "set": {}}
+    assert (await api.http.post(f"/explorer/sagas/{saga_id}/fork", json=fork, headers=h)).status_code == 403
     assert (await api.http.post("/explorer/dead-letters/1-0/redrive", headers=h)).status_code == 403
     r = await api.http.get("/explorer/dead-letters")
     assert r.status_code == 200 and "needs the admin role" in r.text

@@ -1,5 +1,5 @@
-"""The explorer's routes: pages (HTML), the fragments its scripts swap in, its two live
-streams and its actions. Each calls a use case and renders its answer; the rules (who may
+"""The explorer's routes: pages (HTML), the fragments its scripts swap in, its live
+stream and its actions. Each calls a use case and renders its answer; the rules (who may
 cancel, who may redrive) are the use cases'."""
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from alphasaga_contracts import SagaState
 from alphasaga_contracts.envelope import CORRELATION_ID, TYPE
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_readmodel.summaries import SagaSummary
-from alphasaga_shared.errors import NotFound
 
+from .. import models
 from ..problems import Problem
 from ..routes_admin import EntryId, Stream
 from ..routes_research import SagaId, Sha256
@@ -254,6 +254,8 @@ async def saga_page(
         shown=shown,
         frame=views.frame(frame) if frame else None,
         may_cancel=may_cancel,
+        may_fork=c.principal.may("researcher") and summary.terminal,
+        steps=list(dict.fromkeys(a.step for a in detail.attempts)),
         artifacts=artifacts,
         code=views.code(artifacts),
         model=views.model(rows),
@@ -271,6 +273,16 @@ async def saga_state(
         raise Problem(401, "unauthorized", "sign in to the explorer first")
     replay, frame = await research.state_at(c, saga_id, version=version)
     return _page(request, "state.html", c, frame=views.frame(frame), total=replay.total_events)
+
+
+@router.post("/sagas/{saga_id}/fork")
+async def fork(request: Request, saga_id: SagaId, body: models.ForkRequest, c: Acting) -> dict[str, str]:
+    """Run the saga again from a step (Temporal's "reset"), limited as submits are."""
+    rt = runtime(request)
+    await limit(request, "submit", c.subject, rt.api.submit_per_minute)
+    await limit(request, "submit-ip", client_address(request), rt.api.submit_ip_per_minute)
+    submitted = await research.fork_saga(c, saga_id, body.from_step, body.set)
+    return {"saga_id": str(submitted.saga_id), "href": f"/explorer/sagas/{submitted.saga_id}"}
 
 
 @router.post("/sagas/{saga_id}/cancel", status_code=202)
@@ -344,8 +356,3 @@ async def system_page(request: Request, c: Page) -> Response:
         return _sign_in(request)
     probes, lags = await asyncio.gather(system.readiness(c), system.group_lags(c))
     return _page(request, "system.html", c, probes=probes, lags=lags)
-
-
-@router.get("/sagas")
-async def no_saga() -> Response:
-    raise NotFound("name a saga: /explorer/sagas/<id>")

@@ -32,10 +32,31 @@ function signOut() {
 
 // --- the saga list ---
 
+// The state each lifecycle event puts a saga in (contracts/…/states.py).
+const STATE_OF = {
+  "sagas.SagaStarted": "RUNNING",
+  "sagas.SagaCompensating": "COMPENSATING",
+  "sagas.SagaCompleted": "COMPLETED",
+  "sagas.SagaRolledBack": "ROLLED_BACK",
+  "sagas.SagaCompensationFailed": "COMPENSATION_FAILED",
+};
+
+function showState(tr, state) {
+  const badge = tr.querySelector(".state");
+  if (tr.dataset.state === state || !badge) return;
+  tr.dataset.state = state;
+  badge.textContent = state;
+  badge.className = `state state-${state.toLowerCase()}`;
+  tr.classList.remove("flash");
+  void tr.offsetWidth; // restart the highlight
+  tr.classList.add("flash");
+}
+
 function listPage() {
   const holder = document.querySelector("[data-live-list]");
   if (!holder) return;
   let sortKey = null, sortDir = 1, inFlight = false, again = false, pending = [];
+  const patched = new Map(); // saga id -> the state an event showed, and when
   const status = document.getElementById("live-status");
 
   function applySort() {
@@ -82,12 +103,19 @@ function listPage() {
     if (inFlight) { again = true; return; }
     inFlight = true;
     const taken = pending; pending = [];
+    const begun = Date.now();
     try {
       const before = new Map([...holder.querySelectorAll("tr[data-saga]")].map((tr) => [tr.dataset.saga, tr.dataset.state]));
       const focusedSaga = document.activeElement && document.activeElement.closest("tr[data-saga]")?.dataset.saga;
       const r = await fetch("/explorer/rows?" + new URLSearchParams(location.search).toString());
       if (!r.ok) { status.textContent = `refresh failed (${r.status})`; return; }
       holder.innerHTML = await r.text();
+      // A state shown from an event that came after this fetch began is newer than the rows.
+      for (const [saga, p] of patched) {
+        const tr = holder.querySelector(`tr[data-saga="${saga}"]`);
+        if (p.at > begun && tr) showState(tr, p.state);
+        else patched.delete(saga);
+      }
       applySort();
       holder.querySelectorAll("tr[data-saga]").forEach((tr) => {
         if (before.get(tr.dataset.saga) !== tr.dataset.state) tr.classList.add("flash");
@@ -112,7 +140,16 @@ function listPage() {
     const data = JSON.parse(ev.data);
     const arrival = { saga_id: data.saga_id, type: data.type, received: Date.now() };
     window.explorerLive.arrivals.push(arrival);
-    pending.push(arrival);
+    // A state the event names is shown at once; the refresh then brings the rest (the
+    // step, the verdict, new rows, the counts) as the read model has it.
+    const tr = holder.querySelector(`tr[data-saga="${data.saga_id}"]`);
+    if (tr && STATE_OF[data.type]) {
+      showState(tr, STATE_OF[data.type]);
+      patched.set(data.saga_id, { state: STATE_OF[data.type], at: Date.now() });
+      window.explorerLive.updates.push({ ...arrival, shown: Date.now(), state: tr.dataset.state });
+    } else {
+      pending.push(arrival);
+    }
     refresh();
   });
 
@@ -199,6 +236,23 @@ function sagaPage() {
     out.textContent = res.ok ? "Cancel sent." : problemText(res);
   });
 
+  document.getElementById("fork-form")?.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const form = ev.currentTarget, out = document.getElementById("action-result");
+    const data = new FormData(form), set = {};
+    const path = String(data.get("path") || "").trim();
+    if (path) {
+      const raw = String(data.get("value") || "");
+      try { set[path] = JSON.parse(raw); } catch (e) { set[path] = raw; } // a number, true, or text
+    }
+    const res = await act("POST", `/explorer/sagas/${sagaId}/fork`, { from_step: data.get("from_step"), set });
+    if (!res.ok) { out.textContent = problemText(res); return; }
+    out.innerHTML = "";
+    const a = document.createElement("a");
+    a.href = res.json.href; a.id = "forked"; a.textContent = `Forked as ${res.json.saga_id}`;
+    out.appendChild(a);
+  });
+
   // Live: on each of this saga's lifecycle events, the page's live parts are fetched again.
   if (root.dataset.terminal === "yes") return;
   let busy = false, dirty = false;
@@ -222,10 +276,15 @@ function sagaPage() {
         if (following) await showVersion(Number(slider.max), { push: false });
         else showVersion(Number(slider.value), { push: false });
       }
-      if (freshRoot && freshRoot.dataset.terminal === "yes") { root.dataset.terminal = "yes"; source.close(); }
+      if (freshRoot && freshRoot.dataset.terminal === "yes") {
+        root.dataset.terminal = "yes";
+        source.close();
+        dirty = false;
+      }
     } finally {
       busy = false;
       if (dirty) { dirty = false; reload(); }
+      else if (root.dataset.terminal === "yes") root.dataset.settled = "yes"; // nothing more will change
     }
   }
   const source = new EventSource("/explorer/live");
