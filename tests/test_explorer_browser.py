@@ -346,6 +346,7 @@ def test_a_viewer_sees_no_cancel_button_and_a_forged_cancel_gets_403(browser: An
     viewer = sign_in(browser, stack, "vera")
     saga_id = submit_from_page(owner, start="2010-01-01")
     owner.click("#submitted")
+    owner.wait_for_selector("#version")  # started (a page opened before reloads once it has events)
     owner.wait_for_selector("#cancel")  # the owner may cancel its running saga
     viewer.goto(f"{stack.url}sagas/{saga_id}")
     viewer.wait_for_selector("#timeline")
@@ -354,7 +355,9 @@ def test_a_viewer_sees_no_cancel_button_and_a_forged_cancel_gets_403(browser: An
 
     owner.click("#cancel")
     owner.click("#cancel")  # the confirm step
-    owner.wait_for_function("document.getElementById('action-result').textContent.startsWith('Press') === false")
+    owner.wait_for_function(
+        "(t => t !== '' && !t.startsWith('Press'))(document.getElementById('action-result').textContent)"
+    )
     assert owner.text_content("#action-result") == "Cancel sent."
     owner.wait_for_selector("#saga[data-settled=yes]", timeout=WAIT_MS)
     assert owner.locator("#cancel").count() == 0
@@ -398,6 +401,7 @@ def test_the_dead_letter_page_redrives_a_message(browser: Any, stack: Stack) -> 
         return bool(letters)
 
     page = sign_in(browser, stack)  # the admin, with the key `make up` printed
+    shot(page, "list-all")  # every saga the tests ran, for docs/explorer.md
     _until(dead_lettered)
     entry = letters[0]["entry_id"]
     page.goto(f"{stack.url}dead-letters")

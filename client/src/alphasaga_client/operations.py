@@ -101,16 +101,7 @@ class Health(Core):
         return out
 
     async def _groups_present(self) -> None:
-        redis = await self.redis()
-        missing = []
-        for service in Service:
-            stream = self.settings.streams.commands(service)
-            try:
-                groups: Any = await redis.xinfo_groups(stream)
-            except Exception:  # no such stream yet: nobody has subscribed
-                groups = []
-            if not any(text_of(g["name"]) == str(service) for g in groups):
-                missing.append(str(service))
+        missing = [g.service for g in await self.group_lags() if not g.present]
         if missing:
             raise LookupError(f"no consumer group for {', '.join(missing)}")
 

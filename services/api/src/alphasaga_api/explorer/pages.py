@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -29,12 +28,11 @@ from .. import models
 from ..problems import Problem
 from ..routes_admin import EntryId, Stream
 from ..routes_research import SagaId, Sha256
-from ..routes_stream import ENTRY_ID, HEARTBEAT_S
+from ..routes_stream import ENTRY_ID, with_heartbeat
 from ..security import client_address, limit, runtime
 from . import filters, session, views
 from .timeline import gantt, seconds
 
-log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(seconds=seconds, states=list(SagaState))
@@ -183,40 +181,19 @@ async def live(
 
 
 async def _lifecycle_frames(entries: AsyncIterator[Any], timeout_s: float) -> AsyncIterator[str]:
-    yield "retry: 1000\n: following\n\n"
-    frames: asyncio.Queue[str | None] = asyncio.Queue()
+    yield "retry: 1000\n\n"  # the browser reconnects after a second, with its Last-Event-ID
 
-    async def pump() -> None:
+    async def frames() -> AsyncIterator[str]:
         try:
             async with asyncio.timeout(timeout_s):
                 async for entry in entries:
                     data = {"saga_id": entry.fields.get(CORRELATION_ID), "type": entry.fields.get(TYPE)}
-                    await frames.put(f"id: {entry.entry_id}\nevent: saga\ndata: {json.dumps(data)}\n\n")
+                    yield f"id: {entry.entry_id}\nevent: saga\ndata: {json.dumps(data)}\n\n"
         except TimeoutError:
-            pass  # the browser reconnects with its Last-Event-ID
-        finally:
-            await frames.put(None)
+            pass  # the stream's time is up: the browser reconnects and resumes
 
-    task = asyncio.create_task(pump())
-    try:
-        while True:
-            try:
-                async with asyncio.timeout(HEARTBEAT_S):
-                    item = await frames.get()
-            except TimeoutError:
-                yield ": keepalive\n\n"
-                continue
-            if item is None:
-                break
-            yield item
-    finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # the stream has ended; say why in the log
-            log.warning("the explorer's lifecycle stream ended by %s", type(exc).__name__)
+    async for text in with_heartbeat(frames(), "every saga's lifecycle"):
+        yield text
 
 
 # --- a saga ---
