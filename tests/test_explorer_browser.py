@@ -388,7 +388,7 @@ def _viewer_key(stack: Stack) -> str:
     return key
 
 
-def test_the_dead_letter_page_redrives_a_message(browser: Any, stack: Stack) -> None:
+def test_the_dead_letter_page_redrives_a_message_and_purges_one(browser: Any, stack: Stack) -> None:
     import redis
 
     source = f"{stack.settings.namespace}:cmd:orchestrator"
@@ -418,6 +418,18 @@ def test_the_dead_letter_page_redrives_a_message(browser: Any, stack: Stack) -> 
     new_id = row.locator("output").text_content().removeprefix("Redriven as ").strip()
     with redis.Redis.from_url(stack.settings.redis_url or "") as r:
         assert r.xrange(source, new_id, new_id), "the message is back on its stream"
+
+    # Still malformed, it is dead-lettered again: purge it, for good.
+    _until(lambda: dead_lettered() and any(d["entry_id"] != entry for d in letters))
+    again = next(d["entry_id"] for d in letters if d["entry_id"] != entry)
+    page.reload()
+    row = page.locator(f"tr[data-entry='{again}']")
+    row.locator("button[data-action=purge]").click()
+    row.locator("[data-confirm]").click()
+    page.wait_for_function(
+        f"document.querySelector(\"tr[data-entry='{again}']\").dataset.done === 'purge'", timeout=60_000
+    )
+    assert again not in [d["entry_id"] for d in stack.get("/v1/dead-letters").json()]
     assert page.errors == []
 
 
