@@ -1,8 +1,7 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
-``python -m bench [orchestration|levers|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|``
-``observability|dag|dagreal|snapshots|archive|research|codegen ...]`` runs a subset. ``research`` and ``codegen``
-need no servers, so none are started when they run alone.
+``python -m bench SECTION ...`` runs a subset: the sections are ``NEEDS_SERVERS`` below, and
+``research`` and ``codegen``, which need no servers, so none are started when they run alone.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from . import (
     e2e,
     eventstore,
     levers,
+    explorer,
     observability,
     orchestration,
     orphans,
@@ -53,6 +53,7 @@ NEEDS_SERVERS = {
     "dagreal",
     "snapshots",
     "archive",
+    "explorer",
 }
 
 
@@ -118,6 +119,8 @@ async def main(which: set[str]) -> None:
                 print(snapshots.markdown(await snapshots.measure(s)), flush=True)
             if "archive" in which:
                 print(archive.markdown(await archive.measure(s)), flush=True)
+            if "explorer" in which:
+                print(explorer.markdown(await explorer.measure(s)), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)

@@ -60,6 +60,19 @@ class DeadLetters(Core):
         return await dl.dead_letter_streams(redis, self.settings.streams)
 
 
+@dataclass(frozen=True, slots=True)
+class GroupLag:
+    """A service's consumer group on its command stream: entries not yet delivered to it
+    (None when Redis cannot tell), delivered but not acked, and its consumers."""
+
+    service: str
+    stream: str
+    present: bool
+    lag: int | None = None
+    pending: int = 0
+    consumers: int = 0
+
+
 class Health(Core):
     async def checks(self) -> dict[str, Probe]:
         """Redis, PostgreSQL and each service's consumer group on its command stream, each
@@ -88,15 +101,33 @@ class Health(Core):
         return out
 
     async def _groups_present(self) -> None:
+        missing = [g.service for g in await self.group_lags() if not g.present]
+        if missing:
+            raise LookupError(f"no consumer group for {', '.join(missing)}")
+
+    async def group_lags(self) -> list[GroupLag]:
+        """Each service's consumer group on its command stream, as Redis reports it."""
         redis = await self.redis()
-        missing = []
+        out = []
         for service in Service:
             stream = self.settings.streams.commands(service)
             try:
                 groups: Any = await redis.xinfo_groups(stream)
             except Exception:  # no such stream yet: nobody has subscribed
                 groups = []
-            if not any(text_of(g["name"]) == str(service) for g in groups):
-                missing.append(str(service))
-        if missing:
-            raise LookupError(f"no consumer group for {', '.join(missing)}")
+            mine = next((g for g in groups if text_of(g["name"]) == str(service)), None)
+            if mine is None:
+                out.append(GroupLag(str(service), stream, present=False))
+                continue
+            lag = mine.get("lag")
+            out.append(
+                GroupLag(
+                    str(service),
+                    stream,
+                    present=True,
+                    lag=None if lag is None else int(lag),
+                    pending=int(mine.get("pending") or 0),
+                    consumers=int(mine.get("consumers") or 0),
+                )
+            )
+        return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from alphasaga_shared.eventstore import START, RecordedEvent, outbox_stream
 
 from .core import Core
 from .timetravel import Frame, ReplayError, frames, select
+
+_ID_PREFIX = re.compile(r"[0-9a-f-]{1,36}")
 
 if TYPE_CHECKING:
     from alphasaga_shared.outages import Held
@@ -95,7 +98,16 @@ class Reads(Core):
         where = where or SagaFilter()
         if where.state is not None and where.state not in set(SagaState):
             raise InvalidRequest(f"unknown state {where.state!r}: one of {', '.join(SagaState)}")
+        if where.id_prefix is not None and not _ID_PREFIX.fullmatch(where.id_prefix):
+            raise InvalidRequest("a saga id prefix is lowercase hex digits and dashes, at most 36")
         return await (await self.reader()).sagas(where)
+
+    async def state_counts(self) -> dict[str, int]:
+        """How many sagas are in each state, once the saga list holds every saga event
+        committed before the call."""
+        reader = await self.reader()
+        await reader.caught_up()
+        return await reader.store.state_counts()
 
     async def detail(self, saga: str | uuid.UUID) -> Detail:
         """The saga's row of the list, each step attempt with its duration, and its trace id:

@@ -48,6 +48,7 @@ WHERE ($1::text IS NULL OR state = $1)
   AND ($7::boolean IS NULL OR (verdict->>'accepted')::boolean = $7)
   AND ($8::float8 IS NULL OR (metrics->>'sharpe')::float8 >= $8)
   AND ($9::float8 IS NULL OR (metrics->>'sharpe')::float8 <= $9)
+  AND ($13::text IS NULL OR saga_id::text LIKE $13 || '%')
 """
 # Keyset pagination: a page starts after the (started_at, saga_id) of the last row shown,
 # in the list's order, so that sagas started meanwhile neither repeat nor shift a page.
@@ -185,8 +186,14 @@ class ReadStore:
             where.limit,
             after_at,
             after_id,
+            where.id_prefix,
         )
         return [_summary(r) for r in rows]
+
+    async def state_counts(self) -> dict[str, int]:
+        """How many sagas are in each state (states with none are left out)."""
+        rows = await self._fetch("SELECT state, count(*) AS n FROM saga_summaries GROUP BY state")
+        return {r["state"]: int(r["n"]) for r in rows}
 
     async def count_summaries(self) -> int:
         return int(await self.events.pool.fetchval("SELECT count(*) FROM saga_summaries"))

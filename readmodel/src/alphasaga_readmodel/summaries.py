@@ -87,6 +87,9 @@ class SagaFilter:
     oldest_first: bool = False
     # Rows after this (started_at, saga_id), in the list's order: the last row of a page.
     after: tuple[dt.datetime, uuid.UUID] | None = None
+    # The start of the saga id, lowercase hex digits and dashes only (checked by the caller:
+    # a LIKE wildcard here would widen the match).
+    id_prefix: str | None = None
 
 
 def summarise(saga: Saga, rows: Sequence[RecordedEvent]) -> SagaSummary:

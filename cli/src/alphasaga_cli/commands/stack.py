@@ -111,8 +111,9 @@ def run(
 
 
 def _print_api_access(stack: Stack) -> None:
-    """In development, a fresh admin key for the API, so that `make up` is all it takes to
-    call it (production makes its first admin with `alphasaga users create`)."""
+    """In development, a fresh admin key for the API and the explorer, so that `make up` is
+    all it takes to call it or sign in to the explorer (production makes its first admin
+    with `alphasaga users create`)."""
     import re
 
     if stack.settings.production:
@@ -126,6 +127,8 @@ def _print_api_access(stack: Stack) -> None:
     found = re.search(r"alphasaga-api: ready on http://[^:]+:(\d+)", (stack.log_dir / "api.log").read_text())
     if found:  # the port it bound, which ALPHASAGA_API_PORT=0 leaves to the system
         echo(f"ALPHASAGA_API_URL=http://127.0.0.1:{found.group(1)}")
+        # The explorer's sign-in page takes this admin key (docs/explorer.md).
+        echo(f"ALPHASAGA_EXPLORER_URL=http://127.0.0.1:{found.group(1)}/explorer/")
     echo(f"ALPHASAGA_API_KEY={with_client(go, config)}")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from alphasaga_shared.errors import Forbidden, NotFound
@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from alphasaga_shared.eventstore import ArtifactLink, Conn, RecordedEvent
 
     from ..commands import Submitted
+    from ..messages import Entry
     from ..reads import Detail, Replay
+    from ..rundiff import RunDiff
     from ..timetravel import Frame
 
 # Called between the owner's row and the start's outbox row, inside their transaction: a
@@ -94,11 +96,21 @@ def data_path_refusal(principal: Principal, request: ResearchRequest) -> str | N
 async def cancel_saga(c: Caller, saga: str, *, via: str) -> Submitted:
     """Cancel as a principal: a researcher its own sagas, an admin any. ``via`` says how
     the cancel came (it is the saga's recorded reason, with who asked)."""
-    c.require("researcher")
+    c.require("researcher")  # before the saga is looked up: a viewer learns nothing of it
     saga_id = await c.client.resolve(saga)
-    if not c.principal.may("admin") and await c.accounts.owner(saga_id) != c.subject:
-        raise Forbidden("a researcher may cancel only the sagas it submitted")
+    if (refusal := await cancel_refusal(c, saga_id)) is not None:
+        raise Forbidden(refusal)
     return await c.client.cancel(saga_id, reason=f"cancelled {via} by {c.subject}")
+
+
+async def cancel_refusal(c: Caller, saga_id: uuid.UUID) -> str | None:
+    """Why the caller may not cancel the saga, if it may not: the one rule, which a front
+    end also asks to decide whether to offer a cancel at all."""
+    if not c.principal.may("researcher"):
+        return f"this needs the researcher role; the caller has {c.principal.role}"
+    if not c.principal.may("admin") and await c.accounts.owner(saga_id) != c.subject:
+        return "a researcher may cancel only the sagas it submitted"
+    return None
 
 
 async def saga_detail(c: Caller, saga: str) -> Detail:
@@ -109,6 +121,28 @@ async def saga_detail(c: Caller, saga: str) -> Detail:
 async def list_sagas(c: Caller, where: SagaFilter) -> list[SagaSummary]:
     c.require("viewer")
     return await c.client.sagas(where)
+
+
+async def state_counts(c: Caller) -> dict[str, int]:
+    """How many sagas are in each state."""
+    c.require("viewer")
+    return await c.client.state_counts()
+
+
+async def compare_sagas(c: Caller, a: str, b: str) -> RunDiff:
+    """Two sagas side by side: where their logs part, and what differs step by step."""
+    c.require("viewer")
+    return await c.client.diff(a, b)
+
+
+async def lifecycle(c: Caller, after: str | None = None) -> AsyncIterator[Entry]:
+    """Every saga's public lifecycle events as the relay publishes them, from after entry
+    ``after`` (None: from now on), read outside any consumer group."""
+    c.require("viewer")
+    stream = c.client.settings.streams.sagas
+    cursors = {stream: after} if after else await c.client.cursors([stream])
+    async for entry in c.client.tail(cursors):
+        yield entry
 
 
 async def saga_events(c: Caller, saga: str, *, after_version: int = 0) -> list[RecordedEvent]:

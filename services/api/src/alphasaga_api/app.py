@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 from alphasaga_client import AlphaSaga
 from alphasaga_shared.config import Settings
 
-from . import models, problems, routes_admin, routes_auth, routes_ops, routes_research, routes_stream
+from . import explorer, models, problems, routes_admin, routes_auth, routes_ops, routes_research, routes_stream
 from .edge import BodyLimit, Edge, LastWord, NotModified
 from .ratelimit import RateLimiter
 from .runtime import Runtime, Tokens
@@ -68,6 +68,7 @@ def create_app(
     problems.install(app)
     for module in (routes_auth, routes_research, routes_stream, routes_admin, routes_ops):
         app.include_router(module.router)
+    explorer.install(app)
     if mcp_app is not None:
         app.mount("/mcp", mcp_app.app)
     # Each added one wraps the ones before: LastWord is the outermost, NotModified the innermost.

@@ -110,6 +110,7 @@ async def list_sagas(
     sort: Literal["newest", "oldest"] = "newest",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    id_prefix: Annotated[str | None, Query(pattern=r"^[0-9a-f-]{1,36}$", description="The saga id starts so")] = None,
 ) -> models.SagaPage:
     """Sagas, newest (or oldest) first, a page at a time."""
     if min_sharpe is not None and max_sharpe is not None and min_sharpe > max_sharpe:
@@ -129,6 +130,7 @@ async def list_sagas(
         limit=limit + 1,
         oldest_first=sort == "oldest",
         after=_after(cursor) if cursor else None,
+        id_prefix=id_prefix,
     )
     rows = await research.list_sagas(who, where)
     page, more = rows[:limit], len(rows) > limit
@@ -136,6 +138,12 @@ async def list_sagas(
         items=[s.as_json(with_state=False) for s in page],
         next_cursor=_cursor(page[-1].started_at, page[-1].saga_id) if more else None,
     )
+
+
+@router.get("/saga-counts", openapi_extra=role("viewer"))
+async def saga_counts(who: Acting) -> dict[str, int]:
+    """How many sagas are in each state (a state with none is left out)."""
+    return await research.state_counts(who)
 
 
 @router.get("/sagas/{saga_id}", response_model=models.SagaDetail, openapi_extra=role("viewer"))

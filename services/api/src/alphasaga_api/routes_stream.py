@@ -60,27 +60,40 @@ async def stream(
 async def _events(
     client: AlphaSaga, saga_id: uuid.UUID, after: str, timeout_s: float, *, ended: bool
 ) -> AsyncIterator[str]:
-    yield ": following\n\n"  # the headers and a first byte at once: the client knows it is connected
-    frames: asyncio.Queue[str | None] = asyncio.Queue()
-
-    async def pump() -> None:
+    async def frames() -> AsyncIterator[str]:
         try:
             async for item in client.follow(saga_id, after=after, timeout_s=timeout_s):
-                await frames.put(frame(item))
+                yield frame(item)
         except TimeoutError:
             # A saga that had ended has nothing more: the stream just ends. A running one
             # outlived the stream's time: say so, and the client resumes with Last-Event-ID.
             if not ended:
-                await frames.put("event: timeout\ndata: {}\n\n")
+                yield "event: timeout\ndata: {}\n\n"
+
+    async for text in with_heartbeat(frames(), f"saga {saga_id}"):
+        yield text
+
+
+async def with_heartbeat(frames: AsyncIterator[str], what: str) -> AsyncIterator[str]:
+    """``frames`` as an SSE body: a first comment at once, then each frame, and a comment
+    whenever nothing came for a while. ``frames`` runs in a task of its own, so that a
+    quiet wait is never cancelled halfway through one of its reads."""
+    yield ": following\n\n"  # the headers and a first byte at once: the client knows it is connected
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for item in frames:
+                await queue.put(item)
         finally:
-            await frames.put(None)
+            await queue.put(None)
 
     task = asyncio.create_task(pump())
     try:
         while True:
             try:
                 async with asyncio.timeout(HEARTBEAT_S):  # not wait_for: it can swallow a cancel (3.11)
-                    item = await frames.get()
+                    item = await queue.get()
             except TimeoutError:
                 yield ": keepalive\n\n"  # a long step sends nothing: proxies must not take the stream for dead
                 continue
@@ -94,4 +107,4 @@ async def _events(
         except asyncio.CancelledError:
             pass
         except Exception as exc:  # the stream has ended; say why in the log, not to the client
-            log.warning("stream of saga %s ended by %s", saga_id, type(exc).__name__)
+            log.warning("stream of %s ended by %s", what, type(exc).__name__)
