@@ -212,14 +212,14 @@ class RestatePeer(StartedPeer):
         assert self._session is not None
         async with self._session.get(url) as r:
             await r.read()
-            return r.status == 200
+            return bool(r.status == 200)
 
     async def _register(self, admin: str, service_port: int) -> bool:
         assert self._session is not None
         body = {"uri": f"http://127.0.0.1:{service_port}"}
         async with self._session.post(f"{admin}/deployments", json=body) as r:
             await r.read()
-            return r.status in (200, 201)
+            return bool(r.status in (200, 201))
 
     async def _one(self) -> bool:
         """One workflow through ``/run``: True once it returned, False while the
