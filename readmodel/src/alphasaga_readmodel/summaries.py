@@ -18,6 +18,7 @@ from alphasaga_shared.eventstore import JsonText, RecordedEvent
 
 # The outbox rows that say what became of a saga id before (or instead of) its saga.
 START_TYPE = "orchestrator.StartResearch"
+START_TYPES = {START_TYPE: "research", "orchestrator.StartCampaign": "campaign"}  # -> the workflow
 REJECTED_TYPE = "sagas.RequestRejected"
 
 
@@ -136,8 +137,8 @@ def submission_summary(saga_id: uuid.UUID, outbox: Sequence[RecordedEvent]) -> S
     """What a saga id that has no saga answers, from its outbox: REJECTED with the
     orchestrator's reason when it refused the start, PENDING while its recorded start waits
     for the orchestrator; None when the outbox says neither (no such saga)."""
-    start = next((r for r in outbox if r.type == START_TYPE), None)
-    refusal = next((r for r in outbox if r.type == REJECTED_TYPE and _data(r).get("request_type") == START_TYPE), None)
+    start = next((r for r in outbox if r.type in START_TYPES), None)
+    refusal = next((r for r in outbox if r.type == REJECTED_TYPE and _data(r).get("request_type") in START_TYPES), None)
     if start is None and refusal is None:
         return None
     request = _data(start).get("request") or {}
@@ -147,7 +148,7 @@ def submission_summary(saga_id: uuid.UUID, outbox: Sequence[RecordedEvent]) -> S
     return SagaSummary(
         saga_id=saga_id,
         state=str(SubmissionState.REJECTED if refusal is not None else SubmissionState.PENDING),
-        workflow=str(_data(start).get("workflow", "")),
+        workflow=str(_data(start).get("workflow", START_TYPES.get(start.type, "") if start else "")),
         workflow_version=0,
         current_step=None,
         attempt=0,
