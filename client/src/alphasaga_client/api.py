@@ -11,7 +11,7 @@ that only reads the event store never needs Redis, and the other way round::
 
 Its methods are grouped by concern, one module each: ``commands`` (submit, cancel,
 publish), ``reads`` (status, list, detail, events, replay, check, the log), ``streams``
-(follow, watch, tail), ``artifacts``, and ``operations`` (dead letters, health checks),
+(follow, watch, tail), ``artifacts``, ``campaigns``, and ``operations`` (dead letters, health checks),
 over ``core`` (settings, connections, finding a saga).
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .artifacts import Artifacts
+from .campaigns import Campaigns
 from .commands import Commands
 from .operations import DeadLetters, Health
 from .reads import Reads
@@ -27,5 +28,5 @@ from .streams import Streams
 
 
 @dataclass
-class AlphaSaga(Commands, Reads, Streams, Artifacts, DeadLetters, Health):
+class AlphaSaga(Commands, Reads, Streams, Artifacts, Campaigns, DeadLetters, Health):
     """The client API (see the module docstring)."""
