@@ -8,7 +8,6 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from alphasaga_contracts import Service
 from alphasaga_shared.errors import InvalidRequest, NotFound
 
 from .commands import Record, Submitted
@@ -73,7 +72,7 @@ class Campaigns(Core):
         """Start a campaign: one message; the orchestrator starts its children."""
         env = self.campaign_envelope(spec, saga_id=saga_id, message_id=message_id)
         tip = await self.lifecycle_cursor()  # type: ignore[attr-defined]
-        entry_id = await self._send(self.settings.streams.commands(Service.ORCHESTRATOR), env)  # type: ignore[attr-defined]
+        entry_id = await self._send(self.requests_stream(), env)  # type: ignore[attr-defined]
         return Submitted(uuid.UUID(env.correlation_id), env.message_id, entry_id, tip)
 
     async def submit_campaign_recorded(

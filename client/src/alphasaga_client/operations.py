@@ -10,8 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from alphasaga_contracts import Service
-
 from .core import Core, text_of
 
 if TYPE_CHECKING:
@@ -90,6 +88,8 @@ class Health(Core):
     async def _groups_present(self) -> None:
         redis = await self.redis()
         missing = []
+        from alphasaga_contracts import Service
+
         for service in Service:
             stream = self.settings.streams.commands(service)
             try:

@@ -17,13 +17,13 @@ from alphasaga_shared.errors import Corrupt, InvalidRequest, NotFound
 from alphasaga_shared.eventstore import START, RecordedEvent, outbox_stream
 
 from .core import Core
-from .timetravel import Frame, ReplayError, frames, select
 
 if TYPE_CHECKING:
     from alphasaga_shared.outages import Held
 
     from .rundiff import RunDiff
     from .timeline import Attempt
+    from .timetravel import Frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +117,8 @@ class Reads(Core):
     async def replay(self, saga: str | uuid.UUID, *, to: int | None = None, at: dt.datetime | None = None) -> Replay:
         """Time travel: the saga's events up to the ``to``-th and no later than ``at``, each
         with the state after it and what it changed."""
+        from .timetravel import ReplayError, frames, select
+
         saga_id = await self.resolve(saga)
         rows = await (await self.saga_store()).events_of(saga_id)
         try:

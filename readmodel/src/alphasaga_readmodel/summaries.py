@@ -9,17 +9,21 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alphasaga_contracts import SubmissionState
 from alphasaga_contracts.states import is_terminal
-from alphasaga_saga.aggregate import Saga, state_json
 from alphasaga_shared.eventstore import JsonText, RecordedEvent
+
+if TYPE_CHECKING:  # the aggregate (eventsourcing) loads only where a saga is folded: status and list stay light
+    from alphasaga_saga.aggregate import Saga
 
 # The outbox rows that say what became of a saga id before (or instead of) its saga.
 START_TYPE = "orchestrator.StartResearch"
 START_TYPES = {START_TYPE: "research", "orchestrator.StartCampaign": "campaign"}  # -> the workflow
 REJECTED_TYPE = "sagas.RequestRejected"
+# The projector's position (and lock) in the event store.
+PROJECTION = "projection:saga_summaries"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +123,15 @@ def summary_of(saga: Saga, started_at: dt.datetime, updated_at: dt.datetime) -> 
         version=saga.version,
         started_at=started_at,
         updated_at=updated_at,
-        saga_state=JsonText(state_json(saga)),
+        saga_state=JsonText(_state_json(saga)),
         dataset=dataset_of(request),
     )
+
+
+def _state_json(saga: Saga) -> str:
+    from alphasaga_saga.aggregate import state_json
+
+    return state_json(saga)
 
 
 def dataset_of(request: dict[str, Any]) -> str | None:

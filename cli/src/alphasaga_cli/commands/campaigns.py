@@ -3,8 +3,6 @@ cancel, and fetch its report (docs/decisions/0022)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -93,6 +91,9 @@ def submit(
 
 async def _follow(client: AlphaSaga, campaign: str, timeout: float, as_json: bool) -> CampaignStatus:
     """Poll the campaign until it ends, a line whenever its progress moves."""
+    import asyncio
+    import time
+
     from alphasaga_shared.errors import NotFound
 
     deadline, last = time.monotonic() + timeout, ""
