@@ -98,7 +98,7 @@ async def main(which: set[str]) -> None:
                 print(await observability.report(s), flush=True)
             if "cli" in which:
                 times = cli.startup()
-                times["alphasaga status (a running stack, a completed saga)"] = await cli.status(s)
+                times.update(await cli.status(s))
                 print(cli.markdown(times), flush=True)
             if "api" in which:
                 print(api.markdown(await api.measure(s)), flush=True)
