@@ -172,3 +172,25 @@ def test_a_campaign_cannot_be_started_as_research() -> None:
         None, sg.StartResearch(saga_id=CAMPAIGN, workflow="campaign", request=ResearchRequest(dataset="sp500"))
     )
     assert saga is None and "StartCampaign" in d.note
+
+
+def test_a_childs_end_is_written_to_its_campaigns_outbox_which_is_published_again_if_redis_forgets() -> None:
+    """The relay re-publishes the outbox of every saga not ended: the child has ended when it
+    tells its campaign, the campaign has not, so the notice is kept in the campaign's outbox."""
+    from alphasaga_contracts import Streams
+    from alphasaga_orchestrator.plan import Plan
+    from alphasaga_orchestrator.repository import SagaRepository
+
+    kid = child(1)
+    start = sg.StartResearch(saga_id=kid, request=ResearchRequest(dataset="sp500"), parent=CAMPAIGN)
+    steps = [replies.success(k, kid, k, 1) for k in ("reasoning", "codegen", "ml")]
+    saga, _ = play(None, start, *steps)
+    assert saga is not None
+    plan = Plan(SagaRepository(store=None), Streams("t"))  # type: ignore[arg-type]
+    plan.before(kid, saga)
+    last = replies.success("backtest", kid, "backtest", 1)
+    incoming = envelope_for(last, correlation_id=str(kid), message_id="last")
+    plan.add(kid, incoming, decide(saga, incoming, CTX), "")
+    where = {row.type: stream for stream, _, _, row in plan.events if stream.startswith("outbox:")}
+    assert where["orchestrator.ChildSagaEnded"] == f"outbox:{CAMPAIGN}"
+    assert where["sagas.SagaCompleted"] == f"outbox:{kid}"

@@ -82,8 +82,16 @@ class Plan:
             touched.commanded = dict(getattr(saga, "commanded", {}))
         touched.saga = saga
         if decision.sends:
-            rows = outbox_events(self.addressed(saga_id, saga, incoming.message_id, decision, traceparent))
-            self._append(outbox_stream(str(saga_id)), None, rows)
+            out = self.addressed(saga_id, saga, incoming.message_id, decision, traceparent)
+            rows = outbox_events(out)
+            for send, row in zip(decision.sends, rows, strict=True):
+                # A child's end is written to its campaign's outbox, not its own: the relay
+                # publishes again the outbox of every saga not ended when Redis forgets, and
+                # the child has ended, its campaign not (docs/decisions/0022).
+                owner = saga_id
+                if isinstance(send, ToOrchestrator) and isinstance(send.message, sg.ChildSagaEnded):
+                    owner = send.about
+                self._append(outbox_stream(str(owner)), None, [row])
             self.outbox.extend(rows)
 
     def addressed(
