@@ -74,7 +74,9 @@ def submit(
     try:
         spec = CampaignSpec.model_validate({k: v for k, v in raw.items() if v is not None}, strict=False)
     except ValidationError as exc:
-        raise CliError(f"invalid campaign: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise CliError(f"invalid campaign: {where + ': ' if where else ''}{first['msg']}") from None
 
     async def go(client: AlphaSaga) -> int:
         await client.connect()
