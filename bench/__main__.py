@@ -16,6 +16,7 @@ from . import (
     api,
     archive,
     bus,
+    campaign,
     cli,
     codegen,
     cpu,
@@ -54,6 +55,7 @@ NEEDS_SERVERS = {
     "snapshots",
     "archive",
     "explorer",
+    "campaign",
 }
 
 
@@ -105,7 +107,7 @@ async def main(which: set[str]) -> None:
                 print(await observability.report(s), flush=True)
             if "cli" in which:
                 times = cli.startup()
-                times["alphasaga status (a running stack, a completed saga)"] = await cli.status(s)
+                times.update(await cli.status(s))
                 print(cli.markdown(times), flush=True)
             if "api" in which:
                 print(api.markdown(await api.measure(s)), flush=True)
@@ -121,6 +123,8 @@ async def main(which: set[str]) -> None:
                 print(archive.markdown(await archive.measure(s)), flush=True)
             if "explorer" in which:
                 print(explorer.markdown(await explorer.measure(s)), flush=True)
+            if "campaign" in which:
+                print(campaign.markdown(await campaign.measure(s)), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from alphasaga_cli.stack import Stack
 from alphasaga_client import AlphaSaga
+from alphasaga_contracts.campaign import CampaignSpec
 from alphasaga_contracts.research import ResearchRequest
 
 from .common import Servers, cleanup, stack_settings
@@ -50,8 +51,9 @@ def startup(env: dict[str, str] | None = None) -> dict[str, float]:
     }
 
 
-async def status(s: Servers) -> float:
-    """``alphasaga status <id>`` of a completed saga, with the five services running."""
+async def status(s: Servers) -> dict[str, float]:
+    """``alphasaga status <id>`` of a completed saga, ``alphasaga list`` and ``alphasaga
+    campaign status`` of a campaign of two, with the five services running."""
     settings = stack_settings(s, "benchcli")
     stack = Stack(settings, say=lambda _: None)
     stack.start()
@@ -60,8 +62,20 @@ async def status(s: Servers) -> float:
             submitted = await client.submit(ResearchRequest(dataset="sp500"))
             async for _ in client.follow(submitted.saga_id, after=submitted.follow_from, timeout_s=300):
                 pass
+            campaign = await client.submit_campaign(
+                CampaignSpec(datasets=["sp500"], families=["trend_following"], budget=2, concurrency=2)
+            )
+            while (await client.campaign(campaign.saga_id)).state != "COMPLETED":
+                await asyncio.sleep(1)
         env = {**stack.env(), "ALPHASAGA_DATA_DIR": str(settings.data_dir)}
-        return await asyncio.to_thread(timed, [ALPHASAGA, "status", str(submitted.saga_id)], env, expect=0)
+        commands = {
+            "alphasaga status (a running stack, a completed saga)": ["status", str(submitted.saga_id)],
+            "alphasaga list (4 sagas and a campaign)": ["list"],
+            "alphasaga campaign status (a campaign of 2)": ["campaign", "status", str(campaign.saga_id)],
+        }
+        return {
+            what: await asyncio.to_thread(timed, [ALPHASAGA, *args], env, expect=0) for what, args in commands.items()
+        }
     finally:
         stack.stop()
         await cleanup(s, settings.namespace, settings.database_schema)
@@ -70,7 +84,7 @@ async def status(s: Servers) -> float:
 def markdown(times: dict[str, float]) -> str:
     lines = ["## CLI start-up (issue #11): whole processes, median of 10\n", "| command | median | target |"]
     lines.append("|---|---:|---:|")
-    targets = {"alphasaga --help": "≤ 0.3 s", "alphasaga status": "≤ 1 s"}
+    targets = {"alphasaga --help": "≤ 0.3 s", "alphasaga status": "< 0.3 s", "alphasaga list": "< 0.3 s"}
     for what, took in times.items():
         target = next((t for k, t in targets.items() if what.startswith(k) and "submit" not in what), "")
         if "argument error" in what:

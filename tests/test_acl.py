@@ -48,6 +48,7 @@ def every_stream(streams: Streams) -> list[str]:
     base = [
         streams.commands(ORCHESTRATOR),
         *(streams.commands(q) for q in KINDS.queues()),
+        streams.events(ORCHESTRATOR),
         *(streams.events(w) for w in WORKERS),
         streams.sagas,
     ]
@@ -58,7 +59,8 @@ def may_consume(streams: Streams, user: str) -> set[str]:
     if user == acl.FRONT_END:
         return set()
     if user == ORCHESTRATOR:
-        return {streams.commands(ORCHESTRATOR), *(streams.events(w) for w in WORKERS)}
+        # its own event stream: a campaign's child's end, which nobody else may write
+        return {streams.commands(ORCHESTRATOR), streams.events(ORCHESTRATOR), *(streams.events(w) for w in WORKERS)}
     return {streams.commands(q) for q in KINDS.queues(user)}
 
 
@@ -67,7 +69,8 @@ def may_add(streams: Streams, user: str) -> set[str]:
         return {streams.commands(ORCHESTRATOR)}
     dead = {streams.dead_letters(s) for s in may_consume(streams, user)}
     if user == ORCHESTRATOR:  # the workers' commands, the sagas' events; the relay publishes starts
-        return {*(streams.commands(q) for q in KINDS.queues()), streams.sagas, streams.commands(ORCHESTRATOR), *dead}
+        ours = {streams.commands(ORCHESTRATOR), streams.events(ORCHESTRATOR)}
+        return {*(streams.commands(q) for q in KINDS.queues()), streams.sagas, *ours, *dead}
     return {streams.events(user), *dead}
 
 
@@ -249,6 +252,9 @@ async def test_the_issues_forgeries_fail(users: Users, namespace: str) -> None:
     assert await outcome(lambda: codegen.xadd(streams.events("ml"), forged())) == "NOPERM"  # type: ignore[arg-type]
     assert await outcome(lambda: codegen.xreadgroup("ml", "c", {streams.commands("ml"): ">"})) == "NOPERM"
     assert await outcome(lambda: api.xadd(streams.events("reasoning"), forged())) == "NOPERM"  # type: ignore[arg-type]
+    # nor can anyone but the orchestrator tell a campaign that a child ended (issue #25)
+    for who in (api, codegen):
+        assert await outcome(lambda w=who: w.xadd(streams.events(ORCHESTRATOR), forged())) == "NOPERM"  # type: ignore[misc]
     # and what they may do, they can: the same clients are not simply refused everything
     assert await outcome(lambda: codegen.xadd(streams.events("codegen"), forged())) == "ok"  # type: ignore[arg-type]
     assert await outcome(lambda: api.xadd(streams.commands(ORCHESTRATOR), forged())) == "ok"  # type: ignore[arg-type]
@@ -388,7 +394,7 @@ async def test_what_the_acl_cannot_say_the_orchestrator_refuses(
     assert errors == {
         streams.commands(ORCHESTRATOR): [
             f"refused: steps.StepFailed is not a request: {streams.commands(ORCHESTRATOR)} takes only "
-            "StartResearch and CancelSaga"
+            "StartResearch, StartCampaign and CancelSaga"
         ],
         streams.events("codegen"): ["refused: steps.StepFailed answers kind ml, which ml hosts, not codegen"],
     }

@@ -49,6 +49,8 @@ def event(stream: str, type_: str) -> str:
 POLICY: dict[str, frozenset[str]] = {
     event(f"saga-{uuid.uuid4()}", "sagas.SagaCompleted"): frozenset({ORCHESTRATOR}),
     event(f"outbox:{uuid.uuid4()}", "orchestrator.StartResearch"): frozenset({ORCHESTRATOR, API}),
+    event(f"outbox:{uuid.uuid4()}", "orchestrator.StartCampaign"): frozenset({ORCHESTRATOR, API}),
+    event(f"outbox:{uuid.uuid4()}", "orchestrator.ChildSagaEnded"): frozenset({ORCHESTRATOR}),  # a child's end
     event(f"outbox:{uuid.uuid4()}", "sagas.SagaCompleted"): frozenset({ORCHESTRATOR}),
     event(f"outbox:{uuid.uuid4()}", "ml.TrainModel"): frozenset({ORCHESTRATOR}),
     "UPDATE events SET type = 'x'": frozenset(),  # append-only: no one is granted it

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from alphasaga_contracts import steps as st
+from alphasaga_contracts.campaign import RankedTrial
 from alphasaga_contracts.research import (
     ArtifactRef,
     FeatureSpec,
@@ -45,12 +46,24 @@ METRICS = ModelMetrics(
 )
 
 VERDICT = Verdict(accepted=True, reasons=[])
+RANKED = RankedTrial(
+    trial=1,
+    saga_id=uuid.UUID(int=1),
+    dataset="sp500",
+    family="trend_following",
+    seed=7,
+    sharpe=1.0,
+    deflated_sharpe=0.5,
+    deflated_sharpe_when_run=0.6,
+    accepted=True,
+)
 # A value of each type a kind's result holds, so that any kind's result can be simulated.
 SAMPLES: dict[Any, Any] = {
     ArtifactRef: REF,
     Hypothesis: HYPOTHESIS,
     ModelMetrics: METRICS,
     Verdict: VERDICT,
+    RankedTrial: RANKED,
     str: "simulated",
     float: 1.0,
     int: 1,

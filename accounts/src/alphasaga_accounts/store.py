@@ -17,7 +17,7 @@ LEDGER = "accounts_migrations"
 
 async def migrate_accounts(pool: asyncpg.Pool, schema: str) -> list[str]:
     async with pool.acquire() as conn:
-        return await migrate(conn, schema, package=__package__, ledger=LEDGER)  # type: ignore[arg-type]
+        return await migrate(conn, schema, package=__package__, ledger=LEDGER)
 
 
 class AccountStore:

@@ -13,7 +13,7 @@ import sys
 import typer
 import typer.core
 
-from .commands import accounts, acl, archive, dlq, history, projections, research, runs, stack, streams
+from .commands import accounts, acl, archive, campaigns, dlq, history, projections, research, runs, stack, streams
 from .errors import FAILED, NOT_COMPLETED, CliError, one_line
 
 # Help is formatted by click (rich_markup_mode=None below), yet typer loads rich whenever
@@ -44,6 +44,7 @@ app.command()(research.cancel)
 app.command()(research.artifacts)
 app.command()(runs.fork)
 app.command()(runs.diff)
+app.add_typer(campaigns.app, name="campaign")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(acl.app, name="acl")
 app.command()(acl.migrate)

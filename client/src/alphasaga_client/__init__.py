@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     )
 
     from .api import AlphaSaga
+    from .campaigns import CampaignStatus
     from .commands import Submitted
     from .deadletters import DeadLetter
     from .operations import Probe
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AlphaSaga",
     "Ambiguous",
+    "CampaignStatus",
     "Check",
     "ClientError",
     "Corrupt",
@@ -55,6 +57,7 @@ __all__ = [
 
 _WHERE = {
     "AlphaSaga": ".api",
+    "CampaignStatus": ".campaigns",
     "Check": ".reads",
     "Detail": ".reads",
     "Probe": ".operations",

@@ -11,7 +11,8 @@ that only reads the event store never needs Redis, and the other way round::
 
 Its methods are grouped by concern, one module each: ``commands`` (submit, cancel,
 publish), ``reads`` (status, list, detail, events, replay, check, the log), ``streams``
-(follow, watch, tail), ``artifacts``, ``archiving`` (retention), and ``operations`` (dead letters, health checks),
+(follow, watch, tail), ``artifacts``, ``campaigns``, ``archiving`` (retention), and ``operations`` (dead letters,
+health checks),
 over ``core`` (settings, connections, finding a saga).
 """
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from .archiving import Archiving
 from .artifacts import Artifacts
+from .campaigns import Campaigns
 from .commands import Commands
 from .operations import DeadLetters, Health
 from .reads import Reads
@@ -28,5 +30,5 @@ from .streams import Streams
 
 
 @dataclass
-class AlphaSaga(Commands, Reads, Streams, Artifacts, Archiving, DeadLetters, Health):
+class AlphaSaga(Commands, Reads, Streams, Artifacts, Campaigns, Archiving, DeadLetters, Health):
     """The client API (see the module docstring)."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from typing import TYPE_CHECKING
 
 from alphasaga_shared.errors import Corrupt, InvalidRequest, NotFound
-from alphasaga_shared.eventstore import ArtifactLink, ArtifactNotFound, ArtifactStore
 
 from .core import Core
+
+if TYPE_CHECKING:
+    from alphasaga_shared.eventstore import ArtifactLink
 
 
 class Artifacts(Core):
@@ -20,6 +23,8 @@ class Artifacts(Core):
         return BUILTIN_DATASETS
 
     async def artifacts(self, saga: str | uuid.UUID) -> list[ArtifactLink]:
+        from alphasaga_shared.eventstore import ArtifactStore
+
         saga_id = await self.resolve(saga)
         return await ArtifactStore((await self.event_store()).pool).list(saga_id)
 
@@ -27,6 +32,8 @@ class Artifacts(Core):
         """An artifact's content, checked against its hash."""
         if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
             raise InvalidRequest(f"{sha256!r} is not a SHA-256 (64 lowercase hex digits)")
+        from alphasaga_shared.eventstore import ArtifactNotFound, ArtifactStore
+
         try:
             content = await ArtifactStore((await self.event_store()).pool).get(sha256)
         except ArtifactNotFound as exc:
@@ -36,6 +43,8 @@ class Artifacts(Core):
         return content
 
     async def artifact_media_type(self, sha256: str) -> str:
+        from alphasaga_shared.eventstore import ArtifactStore
+
         found = await ArtifactStore((await self.event_store()).pool).media_type(sha256)
         if found is None:
             raise NotFound(f"no artifact with sha256 {sha256}")

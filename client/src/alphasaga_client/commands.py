@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from alphasaga_contracts import Service, SubmissionState
+from alphasaga_contracts import SubmissionState
 from alphasaga_shared.errors import InvalidRequest, InvalidTransition
 
 from .core import Core, stream_tip, text_of
@@ -52,7 +52,7 @@ class Commands(Core):
             request, workflow=workflow, saga_id=saga_id, message_id=message_id, workflow_version=workflow_version
         )
         tip = await self.lifecycle_cursor()
-        entry_id = await self._send(self.settings.streams.commands(Service.ORCHESTRATOR), env)
+        entry_id = await self._send(self.requests_stream(), env)
         return Submitted(uuid.UUID(env.correlation_id), env.message_id, entry_id, tip)
 
     async def submit_recorded(
@@ -80,7 +80,7 @@ class Commands(Core):
 
         self._entry(env)  # too large to be read: refused before anything is written
         saga_id = uuid.UUID(env.correlation_id)
-        rows = outbox_events([Outgoing(self.settings.streams.commands(Service.ORCHESTRATOR), env)])
+        rows = outbox_events([Outgoing(self.requests_stream(), env)])
         events = await self.event_store()
         async with events.transaction() as conn:
             if await record(conn, saga_id):
@@ -122,7 +122,7 @@ class Commands(Core):
                 saga_id=saga_id, workflow=workflow, workflow_version=workflow_version, request=request
             )
             envelopes.append(envelope_for(message, correlation_id=str(saga_id)))
-        stream = self.settings.streams.commands(Service.ORCHESTRATOR)
+        stream = self.requests_stream()
         async with (await self.redis()).pipeline(transaction=False) as pipe:
             for env in envelopes:
                 pipe.xadd(stream, self._entry(env))  # type: ignore[arg-type]
@@ -164,7 +164,7 @@ class Commands(Core):
         message = await self.plan_fork(saga, from_step, changes or {})
         env = envelope_for(message, correlation_id=str(message.saga_id))
         tip = await self.lifecycle_cursor()
-        entry_id = await self._send(self.settings.streams.commands(Service.ORCHESTRATOR), env)
+        entry_id = await self._send(self.requests_stream(), env)
         return Submitted(uuid.UUID(env.correlation_id), env.message_id, entry_id, tip)
 
     async def cancel(self, saga: str | uuid.UUID, reason: str = "cancelled by user") -> Submitted:
@@ -180,7 +180,7 @@ class Commands(Core):
         if current is not None and current.state == SubmissionState.PENDING:
             raise InvalidTransition(f"saga {saga_id} has not started yet: cancel it once it is RUNNING")
         env = envelope_for(sg.CancelSaga(saga_id=saga_id, reason=reason), correlation_id=str(saga_id))
-        entry_id = await self._send(self.settings.streams.commands(Service.ORCHESTRATOR), env)
+        entry_id = await self._send(self.requests_stream(), env)
         return Submitted(saga_id, env.message_id, entry_id)
 
     async def publish(self, stream: str, envelope: Envelope) -> str:

@@ -103,6 +103,13 @@ class Core:
         if database:
             await self.event_store()
 
+    def requests_stream(self) -> str:
+        """The orchestrator's command stream, where starts and cancels go. (The service names
+        come with the message models: loaded here only when a request is sent.)"""
+        from alphasaga_contracts import Service
+
+        return self.settings.streams.commands(Service.ORCHESTRATOR)
+
     # --- finding a saga ---
 
     async def resolve(self, saga: str | uuid.UUID) -> uuid.UUID:

@@ -10,8 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from alphasaga_contracts import Service
-
 from .core import Core, text_of
 
 if TYPE_CHECKING:
@@ -108,6 +106,8 @@ class Health(Core):
     async def group_lags(self) -> list[GroupLag]:
         """Each service's consumer group on its command stream, as Redis reports it."""
         redis = await self.redis()
+        from alphasaga_contracts import Service
+
         out = []
         for service in Service:
             stream = self.settings.streams.commands(service)

@@ -18,7 +18,6 @@ from alphasaga_shared.errors import Corrupt, InvalidRequest, NotFound
 from alphasaga_shared.eventstore import START, RecordedEvent, outbox_stream
 
 from .core import Core
-from .timetravel import Frame, ReplayError, frames, select
 
 _ID_PREFIX = re.compile(r"[0-9a-f-]{1,36}")
 
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
 
     from .rundiff import RunDiff
     from .timeline import Attempt
+    from .timetravel import Frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +137,8 @@ class Reads(Core):
         """Time travel: the saga's events up to the ``to``-th and no later than ``at``, each
         with the state after it and what it changed; with ``from_archive``, the archived
         copy's (an archived saga's events are read from the archive anyway)."""
+        from .timetravel import ReplayError, frames, select
+
         saga_id = await self.resolve(saga)
         rows = await (await self.saga_store()).events_of(saga_id, archived=from_archive)
         if from_archive and not rows:

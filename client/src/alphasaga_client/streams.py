@@ -15,13 +15,13 @@ from alphasaga_readmodel.summaries import submission_summary
 from alphasaga_shared.errors import Corrupt, InvalidRequest
 
 from .core import UNRECORDED, Core, stream_tip
-from .timetravel import Frame
 
 if TYPE_CHECKING:
     from alphasaga_contracts import saga as sg
     from alphasaga_readmodel.store import ReadStore
 
     from .messages import Entry
+    from .timetravel import Frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +73,8 @@ class Streams(Core):
     ) -> AsyncIterator[Frame]:
         """The saga's own events as they commit, each with the state after it, until it
         ends. Raises ``TimeoutError`` after ``timeout_s`` without the end."""
+        from .timetravel import Frame
+
         saga_id = saga if isinstance(saga, uuid.UUID) else await self.resolve(saga)
         store = await self.saga_store()
         mapper = (await self.reader()).mapper

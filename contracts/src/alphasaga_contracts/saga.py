@@ -7,8 +7,9 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import Field
 
+from .campaign import CampaignSpec, ChildState
 from .envelope import Message
-from .research import ResearchRequest, Value
+from .research import ArtifactRef, ResearchRequest, Value
 from .states import SagaState
 from .text import Text
 
@@ -41,6 +42,36 @@ class StartResearch(Message):
     )
     request: ResearchRequest
     fork: Fork | None = Field(None, description="Set by a fork (alphasaga fork): the steps it reuses")
+    parent: UUID | None = Field(
+        None, description="Set by a campaign on its children: the campaign told when this saga ends"
+    )
+
+
+class StartCampaign(Message):
+    """Start a research campaign (``campaign.CampaignSpec``): a parent saga that starts its
+    children through the orchestrator's command stream, at most ``concurrency`` at once.
+    ``saga_id`` is optional, as for ``StartResearch``."""
+
+    TYPE = "orchestrator.StartCampaign"
+    saga_id: UUID | None = None
+    spec: CampaignSpec
+
+
+class ChildSagaEnded(Message):
+    """A campaign's child ended: sent by the orchestrator to itself, on its own event stream
+    (``Streams.events("orchestrator")``, which nobody else may write), from the child's
+    last decision. ``saga_id`` is the campaign's."""
+
+    TYPE = "orchestrator.ChildSagaEnded"
+    saga_id: UUID
+    child_id: UUID
+    state: ChildState
+    error: str | None = None
+    accepted: bool | None = None
+    candidates: int = Field(1, ge=1)
+    metrics: dict[str, float] = {}
+    report: ArtifactRef | None = None
+    chart: ArtifactRef | None = None
 
 
 def derived_saga_id(message_id: str) -> UUID:
@@ -71,6 +102,24 @@ class SagaStarted(SagaEvent):
     workflow: str
     workflow_version: int
     request: ResearchRequest
+
+
+class CampaignStarted(SagaEvent):
+    TYPE = "sagas.CampaignStarted"
+    spec: CampaignSpec
+
+
+class CampaignTrialEnded(SagaEvent):
+    """One of a campaign's children ended; ``done``/``running``/``failed`` are the campaign's
+    progress after it."""
+
+    TYPE = "sagas.CampaignTrialEnded"
+    child_id: UUID
+    trial: int
+    state: ChildState
+    done: int
+    running: int
+    failed: int
 
 
 class SagaStepCompleted(SagaEvent):

@@ -31,6 +31,7 @@ from uuid import UUID
 
 from pydantic import Field
 
+from .campaign import CampaignSpec, RankedTrial, TrialOutcome
 from .envelope import Message, register_alias
 from .research import ArtifactRef, Hypothesis, ModelKind, ModelMetrics, ResearchRequest, Value, Verdict
 
@@ -328,6 +329,32 @@ class ModelSelected(StepSucceeded):
 
 
 SELECT = KINDS.add(StepKind("select", Service.BACKTEST, SelectModel, ModelSelected))
+
+
+# --- kind campaign_report, in service backtest -----------------------------------------
+
+
+class ReportCampaign(StepCommand):
+    """A campaign's report, once every child has ended: each child's deflated Sharpe again
+    with the campaign's final trials and their variance, the ranking by it, a table and
+    two charts (out-of-sample Sharpe by trial, the top five's equity)."""
+
+    TYPE = "backtest.ReportCampaign"
+    request: CampaignSpec
+    outcomes: list[TrialOutcome] = Field(description="Every child's end, in the order they ended")
+
+
+class CampaignReported(StepSucceeded):
+    TYPE = "backtest.CampaignReported"
+    table: ArtifactRef = Field(description="CSV: every child, ranked")
+    chart: ArtifactRef = Field(description="PNG: out-of-sample Sharpe against trial number")
+    equity: ArtifactRef = Field(description="PNG: out-of-sample equity of the top five")
+    trials: int = Field(description="The trials the verdicts count: the completed children's hypotheses")
+    trial_sharpe_std: float | None = Field(description="Spread of the completed children's out-of-sample Sharpe")
+    ranking: list[RankedTrial]
+
+
+CAMPAIGN_REPORT = KINDS.add(StepKind("campaign_report", Service.BACKTEST, ReportCampaign, CampaignReported))
 
 # --- former type names ---------------------------------------------------------------
 

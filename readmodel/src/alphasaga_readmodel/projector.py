@@ -27,11 +27,10 @@ from alphasaga_saga.streams import SAGA_PREFIX, saga_id_of_stream
 from alphasaga_shared.eventstore import Conn, RecordedEvent
 
 from .store import ReadStore, Resume
-from .summaries import SagaSummary, summarise, summary_of
+from .summaries import PROJECTION, SagaSummary, summarise, summary_of
 
 log = logging.getLogger(__name__)
 
-PROJECTION = "projection:saga_summaries"
 # Held by the session of the one background projector at work (``SagaProjector.run``).
 ACTIVE_PROJECTOR = "projection:saga_summaries:active"
 

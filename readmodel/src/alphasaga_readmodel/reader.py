@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from alphasaga_saga.mapper import SagaMapper
 from alphasaga_shared.errors import Corrupt, Unavailable
 from alphasaga_shared.eventstore import Position, RecordedEvent
 
-from .projector import PROJECTION
 from .store import ReadStore
-from .summaries import SagaFilter, SagaSummary, submission_summary, summarise
+from .summaries import PROJECTION, SagaFilter, SagaSummary, submission_summary, summarise
+
+if TYPE_CHECKING:
+    from alphasaga_saga.mapper import SagaMapper
 
 # How long a list waits for the projector, and how often it looks where it has got to.
 WAIT_TIMEOUT_S = 10.0
@@ -30,12 +32,22 @@ class ProjectionBehind(Unavailable):
 class SagaReader:
     def __init__(self, store: ReadStore, *, timeout_s: float = WAIT_TIMEOUT_S, poll_s: float = POLL_S) -> None:
         self.store = store
-        self.mapper = SagaMapper()
+        self._mapper: SagaMapper | None = None
         self.timeout_s = timeout_s
         self.poll_s = poll_s
         # One read of the projector's position at a time, shared by every waiter in this
         # process: a server's many waiting requests cost one query per poll, not one each.
         self._position_read: asyncio.Future[Position] | None = None
+
+    @property
+    def mapper(self) -> SagaMapper:
+        """Made on first use: a status or list whose rows are projected folds nothing, and
+        the CLI then never loads the aggregate (eventsourcing)."""
+        if self._mapper is None:
+            from alphasaga_saga.mapper import SagaMapper
+
+            self._mapper = SagaMapper()
+        return self._mapper
 
     async def status(self, saga_id: uuid.UUID, rows: Sequence[RecordedEvent] | None = None) -> SagaSummary | None:
         """The saga as its newest event leaves it; for a saga id with no saga, what its

@@ -9,16 +9,21 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alphasaga_contracts import SubmissionState
 from alphasaga_contracts.states import is_terminal
-from alphasaga_saga.aggregate import Saga, state_json
 from alphasaga_shared.eventstore import JsonText, RecordedEvent
+
+if TYPE_CHECKING:  # the aggregate (eventsourcing) loads only where a saga is folded: status and list stay light
+    from alphasaga_saga.aggregate import Saga
 
 # The outbox rows that say what became of a saga id before (or instead of) its saga.
 START_TYPE = "orchestrator.StartResearch"
+START_TYPES = {START_TYPE: "research", "orchestrator.StartCampaign": "campaign"}  # -> the workflow
 REJECTED_TYPE = "sagas.RequestRejected"
+# The projector's position (and lock) in the event store.
+PROJECTION = "projection:saga_summaries"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +126,15 @@ def summary_of(saga: Saga, started_at: dt.datetime, updated_at: dt.datetime) -> 
         version=saga.version,
         started_at=started_at,
         updated_at=updated_at,
-        saga_state=JsonText(state_json(saga)),
+        saga_state=JsonText(_state_json(saga)),
         dataset=dataset_of(request),
     )
+
+
+def _state_json(saga: Saga) -> str:
+    from alphasaga_saga.aggregate import state_json
+
+    return state_json(saga)
 
 
 def dataset_of(request: dict[str, Any]) -> str | None:
@@ -139,8 +150,8 @@ def submission_summary(saga_id: uuid.UUID, outbox: Sequence[RecordedEvent]) -> S
     """What a saga id that has no saga answers, from its outbox: REJECTED with the
     orchestrator's reason when it refused the start, PENDING while its recorded start waits
     for the orchestrator; None when the outbox says neither (no such saga)."""
-    start = next((r for r in outbox if r.type == START_TYPE), None)
-    refusal = next((r for r in outbox if r.type == REJECTED_TYPE and _data(r).get("request_type") == START_TYPE), None)
+    start = next((r for r in outbox if r.type in START_TYPES), None)
+    refusal = next((r for r in outbox if r.type == REJECTED_TYPE and _data(r).get("request_type") in START_TYPES), None)
     if start is None and refusal is None:
         return None
     request = _data(start).get("request") or {}
@@ -150,7 +161,7 @@ def submission_summary(saga_id: uuid.UUID, outbox: Sequence[RecordedEvent]) -> S
     return SagaSummary(
         saga_id=saga_id,
         state=str(SubmissionState.REJECTED if refusal is not None else SubmissionState.PENDING),
-        workflow=str(_data(start).get("workflow", "")),
+        workflow=str(_data(start).get("workflow", START_TYPES.get(start.type, "") if start else "")),
         workflow_version=0,
         current_step=None,
         attempt=0,

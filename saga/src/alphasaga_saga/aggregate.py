@@ -72,9 +72,11 @@ class Saga(Aggregate):
         request: dict[str, Any],
         traceparent: str,
         forked_from: dict[str, Any] | None = None,  # absent from sagas started before forks
+        parent: str | None = None,  # the campaign that started it; absent before campaigns
     ) -> None:
         self.workflow = workflow
         self.forked_from = forked_from
+        self.parent = parent
         self.workflow_version = workflow_version
         self.traceparent = traceparent
         self.state = SagaState.RUNNING
@@ -210,6 +212,51 @@ class Saga(Aggregate):
 
     def fan_out(self, step: str, items: list[str]) -> None:
         self.trigger_event(self.FannedOut, step=step, items=items)
+
+    # --- a campaign's children (docs/decisions/0022) -----------------------------------
+
+    class ChildStarted(Aggregate.Event):
+        """A campaign started child saga ``child`` for trial ``trial``, telling it the
+        trials its completed children counted and the spread of their Sharpe ratios."""
+
+        child: str
+        trial: int
+        message_id: str
+        trials_before: int
+        trial_sharpe_std: float | None
+
+        def apply(self, saga: Saga) -> None:
+            _children(saga)[self.child] = {"trial": self.trial, "state": "RUNNING"}
+
+    def start_child(
+        self, child: str, trial: int, message_id: str, trials_before: int, trial_sharpe_std: float | None
+    ) -> None:
+        self.trigger_event(
+            self.ChildStarted,
+            child=child,
+            trial=trial,
+            message_id=message_id,
+            trials_before=trials_before,
+            trial_sharpe_std=trial_sharpe_std,
+        )
+
+    class ChildEnded(Aggregate.Event):
+        """A child ended; ``outcome`` is its ``TrialOutcome``, kept in the context's
+        ``outcomes`` in the order the children ended (the report step's input)."""
+
+        child: str
+        outcome: dict[str, Any]
+
+        def apply(self, saga: Saga) -> None:
+            _children(saga)[self.child] = {**_children(saga)[self.child], "state": self.outcome["state"]}
+            saga.context["outcomes"] = [*saga.context.get("outcomes", []), self.outcome]
+
+    def end_child(self, child: str, outcome: dict[str, Any]) -> None:
+        self.trigger_event(self.ChildEnded, child=child, outcome=outcome)
+
+    def children(self) -> dict[str, dict[str, Any]]:
+        """A campaign's children: saga id -> {"trial": n, "state": RUNNING or how it ended}."""
+        return _children(self)
 
     # --- compensation ----------------------------------------------------------------
 
@@ -384,6 +431,11 @@ def _deadlines(saga: Saga) -> dict[str, Deadline]:
     return found
 
 
+def _children(saga: Saga) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = saga.__dict__.setdefault("child_sagas", {})
+    return found
+
+
 def _reused(saga: Saga) -> list[str]:
     found: list[str] = saga.__dict__.setdefault("reused", [])
     return found
@@ -463,9 +515,10 @@ def state_of(saga: Saga | None) -> dict[str, Any]:
 
 def state_json(saga: Saga) -> str:
     """``state_of`` as JSON text (what the saga-summary projection stores)."""
-    for materialise in (_deadlines, _fanned, _branch_outputs, _reused):  # also on a saga from an old snapshot
+    for materialise in (_deadlines, _fanned, _branch_outputs, _reused, _children):  # also from an old snapshot
         materialise(saga)
     saga.__dict__.setdefault("forked_from", None)
+    saga.__dict__.setdefault("parent", None)
     public = {k: v for k, v in vars(saga).items() if not k.startswith("_")}
     public["saga_id"] = str(saga.id)
     public["version"] = saga.version

@@ -17,7 +17,11 @@ outbox rows). Used by the chaos tests and by ``alphasaga replay --check``.
   planned it; no compensation commanded before that of every step to undo that needs it
   (which completed after it), so the order agrees with the order of completion. For a
   workflow whose steps are a chain, "in order" and "newest first" are exact orders; in a
-  DAG, independent branches may succeed and be compensated in either order.
+  DAG, independent branches may succeed and be compensated in either order;
+- a campaign (docs/decisions/0022) started each child once, never more at once than its
+  concurrency, and none after it stopped; recorded each child's end once, only of a child
+  it started; commanded its report only once every child had ended; completed only after
+  its whole budget ended; and each child's start is in its outbox once.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from alphasaga_contracts.campaign import CAMPAIGN_WORKFLOW
 from alphasaga_shared.eventstore import RecordedEvent
 
 from . import dag
@@ -82,6 +87,8 @@ def check_saga(
     problems += _check_terminal(events, chain)
     if workflow is not None:
         problems += _check_dag(events, workflow)
+    if events[0].data.get("workflow") == CAMPAIGN_WORKFLOW:
+        problems += _check_campaign(events, outbox)
     if fold is not None:
         try:
             saga = fold(saga_id, events)
@@ -234,6 +241,44 @@ def _check_dag(events: Sequence[RecordedEvent], workflow: Workflow) -> list[str]
             later = {n for n in to_undo - undone if d["step"] in dag.ancestors(workflow, fanned, n)}
             if later:
                 problems.append(f"{d['step']} compensated before {sorted(later)}, which need it")
+    return problems
+
+
+# Complexity 12: one pass over a campaign's events, one branch per rule it keeps.
+def _check_campaign(events: Sequence[RecordedEvent], outbox: Sequence[RecordedEvent]) -> list[str]:
+    problems: list[str] = []
+    request = events[0].data.get("request") or {}
+    concurrency, budget = int(request.get("concurrency", 0)), int(request.get("budget", 0))
+    started: dict[str, int] = {}
+    running: set[str] = set()
+    ended: set[str] = set()
+    stopped = False
+    starts = Counter(str(r.metadata.get("message_id")) for r in outbox if r.type == "orchestrator.StartResearch")
+    for e in events:
+        k, d = kind(e), e.data
+        if k == "ChildStarted":
+            child = d["child"]
+            if child in started:
+                problems.append(f"child {child} started twice")
+            if stopped:
+                problems.append(f"child {child} started after the campaign stopped")
+            started[child] = int(d["trial"])
+            running.add(child)
+            if len(running) > concurrency:
+                problems.append(f"{len(running)} children running at once, over the concurrency of {concurrency}")
+            if starts.get(str(d["message_id"]), 0) != 1:
+                problems.append(f"child {child}'s start is in the outbox {starts.get(str(d['message_id']), 0)} times")
+        elif k == "ChildEnded":
+            if d["child"] not in running:
+                problems.append(f"the end of child {d['child']} recorded, which was not running")
+            running.discard(d["child"])
+            ended.add(d["child"])
+        elif k == "CompensationStarted":
+            stopped = True
+        elif k == "StepCommanded" and running | (set(started) - ended):
+            problems.append(f"{d['step']} commanded while {len(running)} children still ran")
+        elif k == "Completed" and len(ended) != budget:
+            problems.append(f"COMPLETED after {len(ended)} of {budget} children ended")
     return problems
 
 

@@ -24,6 +24,7 @@ SAGA = str(uuid.uuid4())
 SHA = "ab" * 32
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/research"): {"dataset": "sp500"},
+    ("POST", "/v1/campaigns"): {"datasets": ["sp500"], "families": ["trend_following"], "budget": 1},
     ("POST", "/v1/sagas/{saga_id}/fork"): {"from_step": "ml", "set": {"model_kind": "linear"}},
     ("POST", "/v1/users"): {"username": "new-user", "password": PASSWORD, "role": "viewer"},
     ("PATCH", "/v1/users/{username}"): {"status": "active"},
@@ -116,6 +117,23 @@ async def test_absurd_requests_are_422_naming_the_field(api: Api, body: Any, fie
     problem = r.json()
     assert any(e["field"] == field for e in problem["errors"]), problem
     assert all(set(e) == {"field", "message"} for e in problem["errors"])  # never the input itself
+
+
+async def test_a_campaign_is_one_call_and_its_trial_count_is_never_the_callers(api: Api) -> None:
+    """A campaign's children are told the trials the campaign measured: a body that gives
+    ``trials`` or ``trial_sharpe_std`` is refused, not passed on."""
+    spec = {"datasets": ["sp500", "nasdaq"], "families": ["trend_following"], "budget": 2}
+    for extra in ({"trials": 50}, {"trial_sharpe_std": 0.1}):
+        r = await api.http.post("/v1/campaigns", json={**spec, **extra}, headers=api.auth("researcher"))
+        assert r.status_code == 422, r.text
+        assert next(iter(extra)) in r.text
+    r = await api.http.post("/v1/campaigns", json=spec, headers=api.auth("researcher"))
+    assert r.status_code == 202, r.text
+    campaign = r.json()["saga_id"]
+    listed = await api.http.get(f"/v1/sagas/{campaign}", headers=api.auth("viewer"))
+    saga = listed.json()["saga"]
+    assert listed.status_code == 200 and saga["state"] == "PENDING"  # its start waits for an orchestrator
+    assert saga["workflow"] == "campaign"
 
 
 async def test_a_ten_megabyte_body_is_413(api: Api) -> None:

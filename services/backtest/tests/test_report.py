@@ -41,7 +41,7 @@ def test_report_is_deterministic_and_complete() -> None:
     assert first == second
     document = json.loads(first)
     assert set(document) == {
-        "schema", "period", "periods", "costs", "fill", "metrics", "verdict", "notes", "trades", "parameters",
+        "schema", "period", "periods", "costs", "fill", "metrics", "verdict", "notes", "trades", "parameters", "equity",
     }  # fmt: skip
     assert document["fill"] == "close"
     last = result.returns.index[-1].date().isoformat()

@@ -22,9 +22,19 @@ def instance(cls: type[Message], **fields: object) -> Message:
 
 def test_its_command_stream_takes_exactly_the_requests() -> None:
     taken = {name for name, cls in registered_types().items() if misplaced(STREAMS, COMMANDS, instance(cls)) is None}
-    assert taken == {sg.StartResearch.TYPE, sg.CancelSaga.TYPE}
+    assert taken == {sg.StartResearch.TYPE, sg.StartCampaign.TYPE, sg.CancelSaga.TYPE}
     why = misplaced(STREAMS, COMMANDS, instance(st.StepFailed, kind="ml"))
-    assert why == f"steps.StepFailed is not a request: {COMMANDS} takes only StartResearch and CancelSaga"
+    assert why == (
+        f"steps.StepFailed is not a request: {COMMANDS} takes only StartResearch, StartCampaign and CancelSaga"
+    )
+
+
+def test_its_own_event_stream_takes_only_a_childs_end() -> None:
+    """Only the orchestrator writes there (its ACL user), and only a child's end is read from it."""
+    own = STREAMS.events(Service.ORCHESTRATOR)
+    taken = {name for name, cls in registered_types().items() if misplaced(STREAMS, own, instance(cls)) is None}
+    assert taken == {sg.ChildSagaEnded.TYPE}
+    assert misplaced(STREAMS, COMMANDS, instance(sg.ChildSagaEnded)) is not None  # a front end cannot forge one
 
 
 def test_a_workers_stream_takes_the_replies_of_its_kinds_and_nothing_else() -> None:

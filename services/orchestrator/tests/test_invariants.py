@@ -180,3 +180,28 @@ def test_outbox_rows_of_before_step_kinds_and_of_now_pass_alike() -> None:
     ]
     assert check(events, outbox) == []
     assert check(events, [r for i, r in enumerate(outbox) if i != first]) != []  # it still counts
+
+
+def test_a_campaign_is_checked_against_its_own_rules() -> None:
+    """A campaign run by the real decisions passes; the same log with a child started once
+    too often, or the report commanded while a child still runs, does not."""
+    from alphasaga_contracts import campaign as cp
+    from alphasaga_contracts.saga import ChildSagaEnded, StartCampaign
+    from tests.support import replies
+
+    spec = cp.CampaignSpec(datasets=["sp500"], families=["trend_following"], budget=3, concurrency=2)
+
+    def ended(trial: int) -> ChildSagaEnded:
+        return ChildSagaEnded(saga_id=SAGA, child_id=cp.child_id(SAGA, trial), state="ROLLED_BACK", error="x")
+
+    inputs = (StartCampaign(saga_id=SAGA, spec=spec), ended(1), ended(2), ended(3))
+    events, outbox = record(*inputs, replies.success("campaign_report", SAGA, "report", 1))
+    assert [e.type.rsplit(".", 1)[-1] for e in events][-1] == "Completed"
+    assert check(events, outbox) == []
+    first_start = next(e for e in events if e.type.endswith("ChildStarted"))
+    again = dataclasses.replace(first_start, version=len(events) + 1)
+    assert any("started twice" in p for p in check_saga(SAGA, [*events[:-1], again], outbox))
+    early, _ = record(*inputs[:3])
+    report = next(e for e in events if e.type.endswith("StepCommanded"))
+    tampered = [*early, dataclasses.replace(report, version=len(early) + 1)]
+    assert any("children still ran" in p for p in check_saga(SAGA, tampered, outbox))

@@ -113,7 +113,9 @@ def worker(streams: Streams, service: Service) -> User:
 
 
 def orchestrator(streams: Streams) -> User:
-    own = [streams.commands(Service.ORCHESTRATOR), *(streams.events(w) for w in KINDS.services())]
+    # Its own event stream carries a campaign's child's end to the campaign: only it writes there.
+    mine = streams.events(Service.ORCHESTRATOR)
+    own = [streams.commands(Service.ORCHESTRATOR), mine, *(streams.events(w) for w in KINDS.services())]
     queues = [streams.commands(q) for q in KINDS.queues()]
     dead = [streams.dead_letters(s) for s in own]
     ns = streams.namespace
@@ -124,7 +126,7 @@ def orchestrator(streams: Streams) -> User:
             # The relay publishes the outbox, where the front ends record starts too.
             Grant(
                 "sends the workers' commands and the sagas' events; the relay publishes the outbox",
-                _exact(*queues, streams.sagas, streams.commands(Service.ORCHESTRATOR), *dead),
+                _exact(*queues, streams.sagas, streams.commands(Service.ORCHESTRATOR), mine, *dead),
                 ("xadd",),
             ),
             Grant("watches the workers' groups (metrics)", _exact(*queues), OBSERVE, read_only=True),

@@ -6,6 +6,7 @@ is written here once.
 
 - ``caller``: the caller, and the role check;
 - ``research``: submit as a principal, cancel as a principal, and the reads of sagas;
+- ``campaigns``: submit a campaign as a principal, and its reads;
 - ``admin``: dead letters, users and API keys;
 - ``system``: readiness and the services' consumer-group lag.
 """

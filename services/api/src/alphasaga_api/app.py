@@ -13,7 +13,17 @@ from fastapi import Depends, FastAPI
 from alphasaga_client import AlphaSaga
 from alphasaga_shared.config import Settings
 
-from . import explorer, models, problems, routes_admin, routes_auth, routes_ops, routes_research, routes_stream
+from . import (
+    explorer,
+    models,
+    problems,
+    routes_admin,
+    routes_auth,
+    routes_campaigns,
+    routes_ops,
+    routes_research,
+    routes_stream,
+)
 from .edge import BodyLimit, Edge, LastWord, NotModified
 from .ratelimit import RateLimiter
 from .runtime import Runtime, Tokens
@@ -66,7 +76,7 @@ def create_app(
     )
     app.state.runtime = None
     problems.install(app)
-    for module in (routes_auth, routes_research, routes_stream, routes_admin, routes_ops):
+    for module in (routes_auth, routes_research, routes_campaigns, routes_stream, routes_admin, routes_ops):
         app.include_router(module.router)
     explorer.install(app)
     if mcp_app is not None:

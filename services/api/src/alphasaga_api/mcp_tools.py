@@ -14,7 +14,9 @@ from mcp.server.fastmcp.exceptions import ToolError
 
 from alphasaga_client import ClientError, SagaFilter
 from alphasaga_client.usecases import Caller
+from alphasaga_client.usecases import campaigns as campaign_uc
 from alphasaga_client.usecases import research as uc
+from alphasaga_contracts.campaign import CampaignSpec
 from alphasaga_contracts.research import ResearchRequest
 
 T = TypeVar("T")
@@ -121,8 +123,26 @@ async def list_datasets(ctx: Ctx) -> list[str]:
         raise ToolError(str(exc)) from None
 
 
+async def submit_campaign(spec: CampaignSpec, ctx: Ctx, idempotency_key: str | None = None) -> dict[str, Any]:
+    """Start a research campaign: ``budget`` research sagas over every (dataset, family) in
+    turn, ``concurrency`` at once, each child's deflated Sharpe ratio counting the trials the
+    campaign measured (there is no way to give that count). Returns its id."""
+    c = await _caller(ctx)
+    submitted = await _answer(campaign_uc.submit_campaign(c, spec, idempotency_key=idempotency_key))
+    return {"campaign_id": str(submitted.saga_id), "state": "submitted"}
+
+
+async def get_campaign(campaign_id: str, ctx: Ctx) -> dict[str, Any]:
+    """A campaign's progress (done, running, failed, waiting), the trials its verdicts count,
+    and its children ranked by deflated Sharpe ratio; the report's artifacts once made."""
+    found = await _answer(campaign_uc.campaign_status(await _caller(ctx), campaign_id))
+    return found.as_json()
+
+
 TOOLS = (
     submit_research,
+    submit_campaign,
+    get_campaign,
     get_saga,
     wait_for_saga,
     list_sagas,

@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import json
 import time
 from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped]
 
+from alphasaga_contracts import campaign as cp
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.research import Verdict
 from alphasaga_shared import metrics as observed
 from alphasaga_shared import telemetry
-from alphasaga_shared.eventstore import ArtifactStore
+from alphasaga_shared.eventstore import ArtifactNotFound, ArtifactStore
 from alphasaga_shared.runner import ServiceContext
 from alphasaga_shared.worker import KindHandlers, StepError, handles
 
@@ -25,6 +27,7 @@ from .domain import (
     BacktestResult,
     annual_to_period_variance,
     build_report,
+    campaign_report,
     compute_metrics,
     deflated_sharpe_label,
     gate_signal,
@@ -200,13 +203,55 @@ async def choose(cmd: st.SelectModel) -> st.ModelSelected:
     )
 
 
+class CampaignReport:
+    """A campaign's report: the ranking again with the final trials, a table and two charts,
+    stored as the campaign's artifacts (``domain.campaign_report``)."""
+
+    def __init__(self, artifacts: ArtifactStore) -> None:
+        self.artifacts = artifacts
+
+    async def run(self, cmd: st.ReportCampaign) -> st.CampaignReported:
+        final, ranked = cp.rank(cmd.outcomes)
+        curves = {}
+        by_id = {o.saga_id: o for o in cmd.outcomes}
+        for r in ranked[: campaign_report.TOP]:
+            report = by_id[r.saga_id].report
+            if report is not None:  # a child's report that is gone (undone) is drawn without it
+                try:
+                    content = await self.artifacts.get(report.sha256)
+                except ArtifactNotFound:
+                    continue
+                curves[r.saga_id] = campaign_report.out_of_sample_equity(json.loads(content))
+        table = campaign_report.table(cmd.outcomes, ranked)
+        chart, equity = await asyncio.to_thread(
+            lambda: (campaign_report.sharpe_by_trial(cmd.outcomes, final), campaign_report.top_equity(ranked, curves))
+        )
+        put = self.artifacts.put
+        return st.CampaignReported(
+            saga_id=cmd.saga_id,
+            step=cmd.step,
+            attempt=cmd.attempt,
+            table=await put(cmd.saga_id, cmd.step, "campaign.csv", "table", table, "text/csv"),
+            chart=await put(cmd.saga_id, cmd.step, "sharpe_by_trial.png", "chart", chart, "image/png"),
+            equity=await put(cmd.saga_id, cmd.step, "top_equity.png", "chart", equity, "image/png"),
+            trials=final.trials,
+            trial_sharpe_std=final.trial_sharpe_std,
+            ranking=ranked,
+        )
+
+    async def undo(self, cmd: st.CompensateStep) -> None:
+        await self.artifacts.remove_step(cmd.saga_id, cmd.step)
+
+
 async def nothing_to_undo(cmd: st.CompensateStep) -> None:
     """Selecting stores nothing and changes nothing."""
 
 
 async def make_handlers(ctx: ServiceContext) -> list[KindHandlers]:
-    backtest = Backtest(ArtifactStore(ctx.store.pool))
+    artifacts = ArtifactStore(ctx.store.pool)
+    backtest, report = Backtest(artifacts), CampaignReport(artifacts)
     return [
         handles(st.BACKTEST, run=backtest.run, undo=backtest.undo),
         handles(st.SELECT, run=choose, undo=nothing_to_undo),
+        handles(st.CAMPAIGN_REPORT, run=report.run, undo=report.undo),
     ]

@@ -2,8 +2,9 @@
 
 Redis's ACL lets the front ends add to the orchestrator's command stream and each worker
 to its reply stream, but it cannot say what they add. So the orchestrator takes only
-requests (``StartResearch``, ``CancelSaga``) from its command stream, and from a worker's
-reply stream only the replies of the kinds that worker hosts; anything else is
+requests (``StartResearch``, ``StartCampaign``, ``CancelSaga``) from its command stream,
+from its own event stream (which only it may write) only a child's end for its campaign,
+and from a worker's reply stream only the replies of the kinds that worker hosts; anything else is
 dead-lettered before a decision sees it. A front end cannot forge a step's result, and a
 compromised worker cannot answer for another's kinds."""
 
@@ -16,7 +17,7 @@ from alphasaga_contracts.steps import KINDS
 from alphasaga_shared.bus.chain import Refusal
 from alphasaga_shared.wire import Delivery
 
-REQUESTS = (sg.StartResearch, sg.CancelSaga)
+REQUESTS = (sg.StartResearch, sg.StartCampaign, sg.CancelSaga)
 # A step's end that names its kind in the message rather than in its type.
 KIND_NAMED = (st.StepFailed, st.StepCompensated, st.CompensationFailed)
 
@@ -27,7 +28,11 @@ def misplaced(streams: Streams, stream: str, message: Message) -> str | None:
     if stream == streams.commands(Service.ORCHESTRATOR):
         if isinstance(message, REQUESTS):
             return None
-        return f"{message.TYPE} is not a request: {stream} takes only StartResearch and CancelSaga"
+        return f"{message.TYPE} is not a request: {stream} takes only StartResearch, StartCampaign and CancelSaga"
+    if stream == streams.events(Service.ORCHESTRATOR):
+        if isinstance(message, sg.ChildSagaEnded):
+            return None
+        return f"{message.TYPE} is not a child's end: {stream} takes only ChildSagaEnded"
     for worker in KINDS.services():
         if stream == streams.events(worker):
             return _not_a_reply_of(worker, message)

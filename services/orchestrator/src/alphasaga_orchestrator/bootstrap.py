@@ -81,6 +81,8 @@ class OrchestratorService:
             traced=False,
             admit=admit,
         )
+        # Its own event stream: a campaign's child's end, which only the orchestrator writes.
+        bus.subscribe(streams.events(Service.ORCHESTRATOR), handle, batch_handler=batch, traced=False, admit=admit)
         for worker in KINDS.services():
             bus.subscribe(streams.events(worker), handle, batch_handler=batch, traced=False, admit=admit)
             for queue in KINDS.queues(worker):  # its kinds' command streams

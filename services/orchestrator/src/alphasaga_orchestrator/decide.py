@@ -25,6 +25,8 @@ from alphasaga_saga import dag
 from alphasaga_saga.aggregate import Saga, TimerKind
 from alphasaga_saga.workflow import RetryPolicy, StepDefinition, Workflow, WorkflowRegistry
 
+from . import campaign as cp
+
 
 @dataclass(frozen=True, slots=True)
 class TimerFired:
@@ -70,7 +72,18 @@ class ToFollowers:
     message: sg.SagaEvent
 
 
-Send = ToWorker | ToFollowers
+@dataclass(frozen=True, slots=True)
+class ToOrchestrator:
+    """A message from one saga to another (a campaign's child's start or cancel; a child's
+    end, for its campaign), sent through the orchestrator's own streams like any other:
+    ``about`` is the saga it concerns (its correlation id)."""
+
+    message: sg.StartResearch | sg.CancelSaga | sg.ChildSagaEnded
+    message_id: str
+    about: uuid.UUID
+
+
+Send = ToWorker | ToFollowers | ToOrchestrator
 
 
 @dataclass(slots=True)
@@ -108,7 +121,7 @@ class Context:
 
 
 def saga_id_for(message: Message, message_id: str) -> uuid.UUID:
-    if isinstance(message, sg.StartResearch):
+    if isinstance(message, sg.StartResearch | sg.StartCampaign):
         return message.saga_id or sg.derived_saga_id(message_id)
     saga_id = getattr(message, "saga_id", None)
     if not isinstance(saga_id, uuid.UUID):
@@ -127,10 +140,15 @@ def backoff_s(policy: RetryPolicy, saga_id: uuid.UUID, step: str, failed_attempt
 
 def decide(saga: Saga | None, incoming: Incoming, ctx: Context) -> Decision:
     if isinstance(incoming, TimerFired):
-        return _on_timer(saga, incoming, ctx)
+        d = _on_timer(saga, incoming, ctx)
+        if saga is not None and d.sends:  # it decided something: the saga was running
+            _tell_parent(d)
+        return d
     msg = incoming.message
     if isinstance(msg, sg.StartResearch):
         return _start(saga, msg, incoming, ctx)
+    if isinstance(msg, sg.StartCampaign):
+        return _start_campaign(saga, msg, incoming, ctx)
     if saga is None:
         if isinstance(msg, sg.CancelSaga):
             return rejected(msg.saga_id, incoming, f"no saga {msg.saga_id} to cancel", ctx)
@@ -139,11 +157,22 @@ def decide(saga: Saga | None, incoming: Incoming, ctx: Context) -> Decision:
     if saga.terminal:
         d.note = f"saga already {saga.state}"
         return d
-    handler = _handler_for(type(msg))
+    handler = _CAMPAIGN_HANDLERS.get(type(msg)) if cp.is_campaign(saga) else None
+    handler = handler or _handler_for(type(msg))
     if handler is None:
         d.note = f"{msg.TYPE} is not for the orchestrator"
         return d
-    return handler(d, saga, ctx.workflows.get(saga.workflow, saga.workflow_version), msg, ctx)
+    handler(d, saga, ctx.workflows.get(saga.workflow, saga.workflow_version), msg, ctx)
+    _tell_parent(d)
+    return d
+
+
+def _tell_parent(d: Decision) -> None:
+    """A campaign's child that ended in this decision tells its campaign, in the same commit."""
+    saga = d.saga
+    parent = None if saga is None or not saga.terminal else cp.parent_of(saga)
+    if saga is not None and parent is not None:
+        d.sends.append(ToOrchestrator(cp.ended_notice(saga, parent), cp.notice_id(saga.saga_id), parent))
 
 
 # What a message does to a running or compensating saga, by message type. A kind's result
@@ -178,10 +207,12 @@ def _start(saga: Saga | None, msg: sg.StartResearch, env: Received, ctx: Context
         else:
             workflow = ctx.workflows.get(msg.workflow, msg.workflow_version)
     except KeyError:
-        return rejected(saga_id, env, _unknown_workflow(msg, ctx.workflows), ctx)
+        return _refused_start(saga_id, msg, env, _unknown_workflow(msg, ctx.workflows), ctx)
     problem = _fork_problem(workflow, msg.fork) if msg.fork is not None else None
+    if workflow.name == cp.CAMPAIGN_WORKFLOW:
+        problem = "a campaign is started by orchestrator.StartCampaign, not StartResearch"
     if problem is not None:
-        return rejected(saga_id, env, problem, ctx)
+        return _refused_start(saga_id, msg, env, problem, ctx)
     fork = msg.fork
     forked_from = (
         None if fork is None else {"saga_id": str(fork.saga_id), "version": fork.version, "step": fork.from_step}
@@ -193,6 +224,7 @@ def _start(saga: Saga | None, msg: sg.StartResearch, env: Received, ctx: Context
         request=msg.request.model_dump(mode="json"),
         traceparent=ctx.traceparent,
         forked_from=forked_from,
+        parent=None if msg.parent is None else str(msg.parent),
     )
     d = Decision(saga)
     _publish(
@@ -202,6 +234,94 @@ def _start(saga: Saga | None, msg: sg.StartResearch, env: Received, ctx: Context
     if fork is not None:
         saga.reuse(outputs=fork.reused, overrides=fork.overrides, from_saga=str(fork.saga_id))
     _advance(d, saga, workflow, ctx)
+    _tell_parent(d)
+    return d
+
+
+def _refused_start(saga_id: uuid.UUID, msg: sg.StartResearch, env: Received, reason: str, ctx: Context) -> Decision:
+    """A start refused; a campaign's child's refusal is also its campaign's to record."""
+    d = rejected(saga_id, env, reason, ctx)
+    if msg.parent is not None:
+        notice = cp.rejected_notice(msg.parent, saga_id, reason)
+        d.sends.append(ToOrchestrator(notice, cp.notice_id(saga_id), msg.parent))
+    return d
+
+
+# --- campaigns (docs/decisions/0022) ------------------------------------------------------
+
+
+def _start_campaign(saga: Saga | None, msg: sg.StartCampaign, env: Received, ctx: Context) -> Decision:
+    if saga is not None:
+        return Decision(saga, note="campaign already started")
+    saga_id = saga_id_for(msg, env.message_id)
+    try:
+        workflow = ctx.workflows.latest(cp.CAMPAIGN_WORKFLOW)
+    except KeyError:
+        return rejected(saga_id, env, f"no {cp.CAMPAIGN_WORKFLOW!r} workflow is defined", ctx)
+    request = msg.spec.model_dump(mode="json")
+    saga = Saga(saga_id, workflow.name, workflow.version, request, ctx.traceparent)
+    d = Decision(saga)
+    _publish(d, sg.CampaignStarted(saga_id=saga_id, spec=msg.spec))
+    _start_children(d, saga)
+    return d
+
+
+def _start_children(d: Decision, saga: Saga) -> None:
+    for child in cp.children_to_start(saga):
+        saga.start_child(
+            child=str(child.child_id),
+            trial=child.plan.trial,
+            message_id=child.message_id,
+            trials_before=child.trials_before,
+            trial_sharpe_std=child.trial_sharpe_std,
+        )
+        d.sends.append(ToOrchestrator(child.start, child.message_id, child.child_id))
+
+
+def _on_child_ended(d: Decision, saga: Saga, workflow: Workflow, msg: sg.ChildSagaEnded, ctx: Context) -> Decision:
+    child = saga.children().get(str(msg.child_id))
+    if child is None or child["state"] != cp.RUNNING:
+        d.note = f"no running child {msg.child_id} to record"
+        return d
+    saga.end_child(child=str(msg.child_id), outcome=cp.outcome(saga, msg, ctx.now).model_dump(mode="json"))
+    done, running, failed = cp.progress(saga)
+    _publish(
+        d,
+        sg.CampaignTrialEnded(
+            saga_id=saga.saga_id,
+            child_id=msg.child_id,
+            trial=child["trial"],
+            state=msg.state,
+            done=done,
+            running=running,
+            failed=failed,
+        ),
+    )
+    if saga.state == SagaState.COMPENSATING:
+        if not running:
+            _next_compensation(d, saga, workflow, ctx)  # every child it cancelled has ended
+        return d
+    _start_children(d, saga)  # a failed child does not fail the campaign: the next one starts
+    if cp.all_started(saga) and not running:
+        _advance(d, saga, workflow, ctx)  # the report
+    return d
+
+
+def _on_campaign_cancel(d: Decision, saga: Saga, workflow: Workflow, msg: sg.CancelSaga, ctx: Context) -> Decision:
+    """Cancel the running children (each compensates what it did) and the report if it
+    runs; the campaign ends ROLLED_BACK once they have. Children that ended stay as they are."""
+    if saga.state != SagaState.RUNNING:
+        d.note = "already compensating"
+        return d
+    reason = f"cancelled: {msg.reason}"
+    saga.start_compensation(reason=reason, in_flight=saga.in_flight())
+    _publish(d, sg.SagaCompensating(saga_id=saga.saga_id, reason=reason, steps_to_compensate=list(saga.to_compensate)))
+    running = cp.running(saga)
+    for child in running:
+        cancel = sg.CancelSaga(saga_id=uuid.UUID(child), reason=f"its campaign {saga.saga_id} was {reason}")
+        d.sends.append(ToOrchestrator(cancel, cp.cancel_id(saga.saga_id, child), uuid.UUID(child)))
+    if not running:
+        _next_compensation(d, saga, workflow, ctx)
     return d
 
 
@@ -458,6 +578,12 @@ def _due(ctx: Context, seconds: float) -> dt.datetime:
 def _publish(d: Decision, event: sg.SagaEvent) -> None:
     d.sends.append(ToFollowers(event))
 
+
+# A campaign's own: the rest (its report step's replies and timers) are any saga's.
+_CAMPAIGN_HANDLERS: dict[type[Message], MessageHandler] = {
+    sg.ChildSagaEnded: _on_child_ended,
+    sg.CancelSaga: _on_campaign_cancel,
+}
 
 _HANDLERS: dict[type[Message], MessageHandler] = {
     sg.CancelSaga: _on_cancel,

@@ -5,7 +5,8 @@ added as they are made, and ``changes`` turns the lot into the saga store's unit
 It is also the adapter between the decisions' domain messages and the wire: each step
 command goes to the command stream of its kind, each lifecycle event to the sagas
 stream, in an envelope naming the saga, the input that caused it and the span it belongs
-to. A lifecycle event's id is derived from its cause and its place in the decision, so
+to; a message from one saga to another (a campaign's child's start, a child's end) to
+the orchestrator's own streams. A lifecycle event's id is derived from its cause and its place in the decision, so
 that deciding the same input again gives the same ids.
 """
 
@@ -16,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from alphasaga_contracts import Streams
+from alphasaga_contracts import Service, Streams
+from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
 from alphasaga_saga.aggregate import Deadline, Saga, due_time
 from alphasaga_saga.streams import saga_stream
@@ -25,7 +27,7 @@ from alphasaga_shared.outbox import outbox_events
 from alphasaga_shared.wire import Envelope, Outgoing, derived_message_id
 
 from . import observe
-from .decide import Decision, Incoming, ToWorker
+from .decide import Decision, Incoming, ToOrchestrator, ToWorker
 from .repository import SagaRepository
 from .storage import Changes, Timer
 
@@ -80,8 +82,16 @@ class Plan:
             touched.commanded = dict(getattr(saga, "commanded", {}))
         touched.saga = saga
         if decision.sends:
-            rows = outbox_events(self.addressed(saga_id, saga, incoming.message_id, decision, traceparent))
-            self._append(outbox_stream(str(saga_id)), None, rows)
+            out = self.addressed(saga_id, saga, incoming.message_id, decision, traceparent)
+            rows = outbox_events(out)
+            for send, row in zip(decision.sends, rows, strict=True):
+                # A child's end is written to its campaign's outbox, not its own: the relay
+                # publishes again the outbox of every saga not ended when Redis forgets, and
+                # the child has ended, its campaign not (docs/decisions/0022).
+                owner = saga_id
+                if isinstance(send, ToOrchestrator) and isinstance(send.message, sg.ChildSagaEnded):
+                    owner = send.about
+                self._append(outbox_stream(str(owner)), None, [row])
             self.outbox.extend(rows)
 
     def addressed(
@@ -99,6 +109,16 @@ class Plan:
                 span = (
                     observe.attempt_ids(root, saga_id, kind, send.message.step, send.message.attempt) if root else None
                 )
+            elif isinstance(send, ToOrchestrator):
+                # A child's end goes on the orchestrator's own event stream, which only it
+                # writes: nobody else can tell a campaign that a child ended.
+                ended = isinstance(send.message, sg.ChildSagaEnded)
+                stream = (
+                    self.streams.events(Service.ORCHESTRATOR) if ended else self.streams.commands(Service.ORCHESTRATOR)
+                )
+                env = Envelope(send.message, send.message_id, str(send.about), cause, fallback)
+                out.append(Outgoing(stream, env))
+                continue
             else:
                 stream, message_id, span = (
                     self.streams.sagas,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -54,7 +55,11 @@ async def applied_numbers(conn: asyncpg.Connection, schema: str, ledger: str = "
 
 
 async def migrate(
-    conn: asyncpg.Connection, schema: str, *, package: str | None = None, ledger: str = "schema_migrations"
+    conn: asyncpg.Connection | PoolConnectionProxy,
+    schema: str,
+    *,
+    package: str | None = None,
+    ledger: str = "schema_migrations",
 ) -> list[str]:
     """Create ``schema`` if needed and apply the missing migrations in it; returns their names.
     Another owner of tables (``package``) keeps its own numbering in a ``ledger`` table of its own.

@@ -9,8 +9,9 @@ triggers stay the second wall: no role is granted UPDATE or DELETE on ``events``
 
 The front ends record a start's outbox row in ``events`` in the same transaction as its
 owner (docs/decisions/0013), so ``api`` may INSERT into ``events``: row-level security
-limits that to ``orchestrator.StartResearch`` rows of ``outbox:`` streams, so a front end
-cannot write a saga's events or another message into the outbox.
+limits that to ``orchestrator.StartResearch`` and ``orchestrator.StartCampaign`` rows of
+``outbox:`` streams, so a front end cannot write a saga's events or another message into
+the outbox (a campaign's child's end, among them).
 
 The ``archive`` role runs ``alphasaga archive run`` (docs/decisions/0018): it reads the saga
 list and marks its rows archived, copies finished sagas' rows to the archive and DELETEs
@@ -36,7 +37,8 @@ FRONT_END = "api"
 ARCHIVIST = "archive"  # the retention job (alphasaga archive run)
 
 ALL = "SELECT, INSERT, UPDATE, DELETE"
-START = "orchestrator.StartResearch"  # the one row type a front end records (its outbox row)
+# The row types a front end records (its outbox row): a research start, a campaign's start.
+STARTS = ("orchestrator.StartResearch", "orchestrator.StartCampaign")
 GRANTS: dict[str, dict[str, str]] = {
     # Every service reads the ledger at start: a current schema needs no more (the owner
     # migrates it: ``alphasaga migrate``).
@@ -98,12 +100,13 @@ def _event_rows(schema: str, roles: Mapping[str, str]) -> list[str]:
     subject to it."""
     events = f"{_ident(schema)}.events"
     orchestrator, front = _ident(roles[ORCHESTRATOR]), _ident(roles[FRONT_END])
+    starts = ", ".join(f"'{t}'" for t in STARTS)
     policies = {  # policy name -> its rule
         f"{roles[ORCHESTRATOR]}_rows": f"FOR ALL TO {orchestrator} USING (true) WITH CHECK (true)",
         f"{roles[ARCHIVIST]}_rows": f"FOR ALL TO {_ident(roles[ARCHIVIST])} USING (true)",
         f"{roles[FRONT_END]}_reads": f"FOR SELECT TO {front} USING (true)",
         f"{roles[FRONT_END]}_records_starts": (
-            f"FOR INSERT TO {front} WITH CHECK (stream_id LIKE 'outbox:%' AND type = '{START}')"
+            f"FOR INSERT TO {front} WITH CHECK (stream_id LIKE 'outbox:%' AND type IN ({starts}))"
         ),
     }
     lines = [f"ALTER TABLE {events} ENABLE ROW LEVEL SECURITY;"]

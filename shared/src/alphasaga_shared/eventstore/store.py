@@ -223,15 +223,18 @@ class EventStore:
         timeout: float = 5.0,
         application_name: str = "alphasaga",
     ) -> EventStore:
-        """Connect, apply missing migrations in ``schema`` and return a ready store."""
-        conn = await asyncpg.connect(dsn, timeout=timeout)
-        try:
-            await migrate(conn, schema)
-        finally:
-            await conn.close()
+        """Connect, apply missing migrations in ``schema`` and return a ready store. The
+        migrations run on the pool's first connection, not one of their own: a command line
+        that reads one row pays for one connection (issue #25)."""
         pool = await _create_pool(
             dsn, schema, min_size, max_size, timeout, {"application_name": process_application_name(application_name)}
         )
+        try:
+            async with pool.acquire(timeout=timeout) as conn:
+                await migrate(conn, schema)
+        except BaseException:
+            await pool.close()
+            raise
         return cls(pool, schema, dsn)
 
     async def pool_with(

@@ -28,7 +28,9 @@ Conventions
 
   with per-period (not annualised) ``SR``, Pearson kurtosis, ``g`` the Euler-Mascheroni
   constant and ``T`` the number of periods. Both ``N`` (``trials``) and ``V``
-  (``trial_sharpe_variance``, per period) are parameters. When the trials' Sharpe
+  (``trial_sharpe_variance``, per period) are parameters; the formula is
+  ``alphasaga_contracts.deflation``'s, which a campaign uses too to deflate every child
+  again at its end (hence ``skewness`` and ``kurtosis`` in the metrics). When the trials' Sharpe
   ratios are not known, ``V`` defaults to the sampling variance of a Sharpe estimate
   with no skill, ``1 / (T - 1)``: the trials are assumed independent and skill-less.
   With ``N = 1``, ``SR0 = 0`` and this *is* the probabilistic Sharpe ratio against 0,
@@ -47,12 +49,13 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import kurtosis, norm, skew
+from scipy.stats import kurtosis, skew
 
 from alphasaga_backtest.domain.engine import BacktestResult
+from alphasaga_contracts import deflation
 
-PERIODS_PER_YEAR: Final = 252
-EULER_GAMMA: Final = 0.5772156649015329
+PERIODS_PER_YEAR: Final = deflation.PERIODS_PER_YEAR
+EULER_GAMMA: Final = deflation.EULER_GAMMA
 _TINY: Final = 1e-12
 _MAX_LOG_GROWTH: Final = 700.0  # exp(700) ~ 1e304: keeps CAGR finite
 
@@ -129,16 +132,16 @@ def expected_max_sharpe(trials: int, n_periods: int, trial_sharpe_variance: floa
     """Per-period Sharpe ratio the best of ``trials`` skill-less strategies would show,
     their Sharpe ratios spread with ``trial_sharpe_variance`` (per period; default the
     sampling variance of a skill-less estimate, ``1 / (n_periods - 1)``)."""
-    if trials < 1:
-        raise ValueError(f"trials must be at least 1, got {trials}")
-    if trial_sharpe_variance is not None and not (math.isfinite(trial_sharpe_variance) and trial_sharpe_variance >= 0):
-        raise ValueError(f"trial_sharpe_variance must be finite and non-negative, got {trial_sharpe_variance}")
-    if trials == 1 or n_periods < 2:
-        return 0.0
-    variance = 1.0 / (n_periods - 1) if trial_sharpe_variance is None else trial_sharpe_variance
-    z_best = float(norm.ppf(1.0 - 1.0 / trials))
-    z_tail = float(norm.ppf(1.0 - 1.0 / (trials * math.e)))
-    return math.sqrt(variance) * ((1.0 - EULER_GAMMA) * z_best + EULER_GAMMA * z_tail)
+    return deflation.expected_max_sharpe(trials, n_periods, trial_sharpe_variance)
+
+
+def moments(returns: npt.ArrayLike) -> tuple[float, float, float, int]:
+    """(per-period Sharpe, skewness, Pearson kurtosis, periods): all the deflated Sharpe
+    ratio needs of a return series, so that a campaign can compute it again later."""
+    r = _array(returns)
+    if r.size < 3 or float(np.std(r, ddof=1)) < _TINY:
+        return 0.0, 0.0, 3.0, int(r.size)
+    return _per_period_sharpe(r), float(skew(r, bias=True)), float(kurtosis(r, fisher=False, bias=True)), int(r.size)
 
 
 def probabilistic_sharpe_ratio(returns: npt.ArrayLike, benchmark_sharpe: float = 0.0) -> float:
@@ -146,13 +149,8 @@ def probabilistic_sharpe_ratio(returns: npt.ArrayLike, benchmark_sharpe: float =
     r = _array(returns)
     if r.size < 3 or float(np.std(r, ddof=1)) < _TINY:
         return 0.0
-    sr = _per_period_sharpe(r)
-    g3 = float(skew(r, bias=True))
-    g4 = float(kurtosis(r, fisher=False, bias=True))
-    # sample moments satisfy kurtosis >= skew^2 + 1, so this is >= 0; guard rounding
-    spread = max(1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr**2, _TINY)
-    z = (sr - benchmark_sharpe) * math.sqrt(r.size - 1) / math.sqrt(spread)
-    return float(norm.cdf(z))
+    sr, g3, g4, n = moments(r)
+    return deflation.probabilistic_sharpe(sr, g3, g4, n, benchmark_sharpe)
 
 
 def deflated_sharpe_ratio(returns: npt.ArrayLike, trials: int = 1, trial_sharpe_variance: float | None = None) -> float:
@@ -161,9 +159,7 @@ def deflated_sharpe_ratio(returns: npt.ArrayLike, trials: int = 1, trial_sharpe_
     return probabilistic_sharpe_ratio(r, expected_max_sharpe(trials, r.size, trial_sharpe_variance))
 
 
-def annual_to_period_variance(annual_sharpe_std: float, periods: int = PERIODS_PER_YEAR) -> float:
-    """Per-period variance of Sharpe ratios whose annualised spread is ``annual_sharpe_std``."""
-    return annual_sharpe_std**2 / periods
+annual_to_period_variance = deflation.annual_to_period_variance
 
 
 def deflated_sharpe_label(trials: int, trial_sharpe_variance: float | None) -> str:
@@ -196,6 +192,7 @@ def compute_metrics(
     wins = float(trade_returns[trade_returns > 0].sum())
     losses = float(-trade_returns[trade_returns < 0].sum())
 
+    shape = moments(returns)
     metrics: dict[str, float] = {
         "n_periods": n_periods,
         "total_return": total_return,
@@ -224,6 +221,9 @@ def compute_metrics(
         "expected_max_sharpe": expected_max_sharpe(trials, n_periods, trial_sharpe_variance)
         * math.sqrt(PERIODS_PER_YEAR),
         "probabilistic_sharpe": probabilistic_sharpe_ratio(returns),
+        # The moments the deflated Sharpe ratio takes, for a campaign to deflate it again.
+        "skewness": shape[1],
+        "kurtosis": shape[2],
         "deflated_sharpe": deflated_sharpe_ratio(returns, trials, trial_sharpe_variance),
     }
     bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))

@@ -44,7 +44,7 @@ def build_report(
 ) -> bytes:
     """UTF-8 JSON: the whole period and its metrics, each part of it (``periods``: in and
     out of sample, with their own metrics), costs, fill, the verdict (which names the
-    period it was taken on), trades, the caller's parameters and ``notes`` that say in
+    period it was taken on), trades, every bar's equity, the caller's parameters and ``notes`` that say in
     words what a figure is (the deflated Sharpe ratio, the fill, the sandbox)."""
     index = result.returns.index
     document = {
@@ -61,6 +61,8 @@ def build_report(
         "notes": dict(notes or {}),
         "trades": result.trades.to_dict(orient="records"),
         "parameters": dict(parameters or {}),
+        # Every bar's equity: a campaign's report draws its best children's curves from it.
+        "equity": {"dates": list(result.equity.index), "values": result.equity.to_numpy(dtype=np.float64).tolist()},
     }
     text = json.dumps(
         _plain(document),
