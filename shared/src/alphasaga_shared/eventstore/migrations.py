@@ -42,7 +42,9 @@ def bundled_migrations(package: str | None = None) -> list[Migration]:
     return found
 
 
-async def applied_numbers(conn: asyncpg.Connection, schema: str, ledger: str = "schema_migrations") -> set[int]:
+async def applied_numbers(
+    conn: asyncpg.Connection | PoolConnectionProxy, schema: str, ledger: str = "schema_migrations"
+) -> set[int]:
     """The migrations ``ledger`` records in ``schema`` (none when it does not exist yet, or
     when this login may not read it)."""
     exists = await conn.fetchval("SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL", schema, ledger)
@@ -80,7 +82,9 @@ async def migrate(
         ) from None
 
 
-async def _apply(conn: asyncpg.Connection, schema: str, wanted: list[Migration], ledger: str) -> list[str]:
+async def _apply(
+    conn: asyncpg.Connection | PoolConnectionProxy, schema: str, wanted: list[Migration], ledger: str
+) -> list[str]:
     applied: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('alphasaga-migrations:' || $1))", schema)
