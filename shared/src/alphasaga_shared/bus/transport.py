@@ -1,0 +1,102 @@
+"""The bus as a port: what services, the relay and the runner may ask of it, whichever
+transport carries the messages (docs/decisions/0021).
+
+Two adapters implement it: ``redis_streams.Bus`` (Redis Streams consumer groups, the
+default) and ``jetstream.JetStreamBus`` (NATS JetStream durable pull consumers), chosen by
+``ALPHASAGA_BROKER_URL``'s scheme in ``open_bus``. Both run every batch through the same
+middleware chain (``chain.py``), so what a message goes through (size guard, decoder,
+admission, idempotency guard, error policy with its delivery cap, tracing, timing) is one
+code path; only reading, committing and redelivering differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from ..config import JETSTREAM_SCHEMES, REDIS_SCHEMES, ConfigError, Settings
+from ..wire import Outgoing
+from . import chain as ch
+
+# A stream entry on its way out: (logical stream name, wire fields).
+Entry = tuple[str, dict[str, str]]
+
+
+class Forgetting(Protocol):
+    """Whether the transport forgot what was published (``sentinel.py``)."""
+
+    async def forgotten(self) -> str | None: ...
+
+    async def begin(self) -> None: ...
+
+    async def done(self) -> bool: ...
+
+
+class EntrySink(Protocol):
+    """What the outbox relay needs: publish already-encoded entries, and learn when the
+    transport forgot them."""
+
+    async def publish_entries(self, entries: Sequence[Entry]) -> None: ...
+
+    def forgetting(self, namespace: str) -> Forgetting: ...
+
+
+class BusPort(EntrySink, Protocol):
+    """The bus a service is given (``runner.ServiceContext.bus``)."""
+
+    service: str
+    settings: Settings
+
+    async def publish(self, outgoing: Sequence[Outgoing]) -> list[str]: ...
+
+    def subscribe(
+        self,
+        stream: str,
+        handler: ch.Handler,
+        *,
+        group: str | None = None,
+        dedupe: bool = False,
+        max_records: int | None = None,
+        batch_handler: ch.BatchHandler | None = None,
+        on_dead_letter: Any = None,
+        traced: bool = True,
+        deadline: ch.Deadline | None = None,
+        on_outlasted: ch.OutlastedNotice | None = None,
+        admit: ch.Refusal | None = None,
+    ) -> Any: ...
+
+    def watch(self, stream: str, group: str) -> None: ...
+
+    async def connect(self) -> Any: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def check_groups(self) -> None: ...
+
+    async def ping(self) -> None: ...
+
+
+def transport_of(url: str) -> str:
+    """``"jetstream"`` or ``"redis"`` for a broker URL; a ConfigError for anything else."""
+    scheme = url.partition("://")[0].lower()
+    if scheme in JETSTREAM_SCHEMES:
+        return "jetstream"
+    if scheme in REDIS_SCHEMES:
+        return "redis"
+    raise ConfigError(f"ALPHASAGA_BROKER_URL: unknown scheme {scheme!r} (nats:// for JetStream, redis:// for Redis)")
+
+
+def open_bus(settings: Settings, *, service: str, url: str | None = None) -> BusPort:
+    """The bus for ``url`` (default: ``settings.bus_url``), not yet connected."""
+    url = url or settings.bus_url
+    if not url:
+        raise ConfigError("no transport: set ALPHASAGA_BROKER_URL (nats://…) or ALPHASAGA_REDIS_URL")
+    if transport_of(url) == "jetstream":
+        from .jetstream import JetStreamBus
+
+        return JetStreamBus(settings, service=service, url=url)
+    from .redis_streams import Bus
+
+    return Bus(settings, service=service, redis_url=url)
