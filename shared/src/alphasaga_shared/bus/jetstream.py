@@ -210,6 +210,63 @@ class JetStreamBus:
     def forgetting(self, namespace: str) -> JetStreamSentinel:
         return JetStreamSentinel(self, namespace)
 
+    # --- streams as logs (transport.StreamLog) -------------------------------------
+
+    async def entries(self, stream: str, *, after: str | None = None, count: int = 1000) -> list[Entry]:
+        """The subject's messages after sequence ``after``, one direct get each."""
+        js = await self.connect()
+        where = await self.ensure_stream(stream)
+        seq = int(after) + 1 if after else 1
+        found: list[Entry] = []
+        while len(found) < count:
+            try:
+                raw = await js.get_msg(where.stream, seq=seq, subject=where.subject, next=True)
+            except nats.js.errors.NotFoundError:
+                break
+            assert raw.seq is not None
+            found.append((str(raw.seq), fields_of(raw.data or b"")))
+            seq = raw.seq + 1
+        return found
+
+    async def tip(self, stream: str) -> str:
+        js = await self.connect()
+        where = await self.ensure_stream(stream)
+        try:
+            raw = await js.get_last_msg(where.stream, where.subject)
+        except nats.js.errors.NotFoundError:
+            return "0"
+        return str(raw.seq)
+
+    async def delete_entries(self, stream: str, entry_ids: Sequence[str]) -> int:
+        js = await self.connect()
+        where = await self.ensure_stream(stream)
+        removed = 0
+        for entry_id in entry_ids:
+            with contextlib.suppress(nats.js.errors.NotFoundError):  # deleted already
+                removed += bool(await js.delete_msg(where.stream, int(entry_id)))
+        return removed
+
+    async def redrive(self, dlq_stream: str, entry_id: str, original: dict[str, str]) -> str:
+        """The original message back on its source stream, then its dead letter deleted
+        (no transaction over two streams: a crash in between leaves the letter to redrive
+        again, and the receivers' guards drop the second copy). Its ``Nats-Msg-Id`` names
+        the dead letter, so that the duplicate window, which has seen the message id, does
+        not drop it."""
+        source = self.settings.streams.source_of_dead_letters(dlq_stream)
+        msg_id = f"redrive/{dlq_stream}/{entry_id}"
+        (new_id,) = await self._publish([(source, original)], [msg_id])
+        await self.delete_entries(dlq_stream, [entry_id])
+        return new_id
+
+    async def dead_letter_streams(self, namespace: str) -> list[str]:
+        js = await self.connect()
+        name = subjects.family_stream(namespace, subjects.DLQ)
+        try:
+            info = await js.stream_info(name, subjects_filter=subjects.family_subjects(namespace, subjects.DLQ))
+        except nats.js.errors.NotFoundError:
+            return []
+        return sorted(subjects.logical(namespace, subject) for subject in (info.state.subjects or {}))
+
     # --- consuming -----------------------------------------------------------------
 
     def subscribe(

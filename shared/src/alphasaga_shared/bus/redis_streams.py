@@ -164,6 +164,37 @@ class Bus:
     async def ping(self) -> None:
         await (await self.connect()).ping()
 
+    # --- streams as logs (transport.StreamLog) -------------------------------------
+
+    async def entries(self, stream: str, *, after: str | None = None, count: int = 1000) -> list[Entry]:
+        raw: Any = await (await self.connect()).xrange(stream, f"({after}" if after else "-", "+", count=count)
+        return [(eid.decode(), as_text(fields)) for eid, fields in raw]
+
+    async def tip(self, stream: str) -> str:
+        newest: Any = await (await self.connect()).xrevrange(stream, count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    async def delete_entries(self, stream: str, entry_ids: Sequence[str]) -> int:
+        return int(await (await self.connect()).xdel(stream, *entry_ids)) if entry_ids else 0
+
+    async def redrive(self, dlq_stream: str, entry_id: str, original: dict[str, str]) -> str:
+        """The original message back on its source stream, and its dead letter gone, in one
+        MULTI/EXEC; returns its new entry id."""
+        source = self.settings.streams.source_of_dead_letters(dlq_stream)
+        async with (await self.connect()).pipeline(transaction=True) as pipe:
+            pipe.xadd(source, original)  # type: ignore[arg-type]
+            pipe.xdel(dlq_stream, entry_id)
+            new_id, _ = await pipe.execute()
+        return new_id.decode() if isinstance(new_id, bytes) else str(new_id)
+
+    async def dead_letter_streams(self, namespace: str) -> list[str]:
+        client = await self.connect()
+        found = {
+            (key.decode() if isinstance(key, bytes) else str(key))
+            async for key in client.scan_iter(match=f"{namespace}:*:dlq", count=1000, _type="stream")
+        }
+        return sorted(found)
+
     # --- consuming -----------------------------------------------------------------
 
     def subscribe(

@@ -3,9 +3,10 @@
 A logical stream ``<ns>:<family>:<owner>`` (``contracts.Streams``) is the subject
 ``<ns>.<family>.<owner>`` in the JetStream stream ``<ns>_<family>``, one per family
 (``cmd``, ``evt``); dead letters ``<stream>:dlq`` are ``<ns>.dlq.<family>.<owner>`` in
-``<ns>_dlq``. Derived from the name alone, so a stream added to ``contracts`` (a step
-kind's queue, an express lane) maps itself. A durable consumer per reading group and
-stream: ``<group>__<family>_<owner>``.
+``<ns>_dlq``. ``:`` may be in a subject token, so an owner's own ``:`` (an express lane)
+and ``.`` (a step kind's queue) pass through unchanged, and a subject maps back to its
+name. Derived from the name alone, so a stream added to ``contracts`` maps itself. A
+durable consumer per reading group and stream: ``<group>__<family>_<owner>``.
 """
 
 from __future__ import annotations
@@ -37,17 +38,29 @@ def family_stream(namespace: str, family: str) -> str:
 
 
 def place(name: str) -> Place:
-    """The JetStream stream and subject of a logical stream name."""
-    parts = name.split(":")
+    """The JetStream stream and subject of a logical stream name. After the family, the
+    name is one token (``:`` may be in a token, ``.`` splits it in more): the subject maps
+    back to the name (``logical``)."""
+    parts = name.split(":", 2)
     if len(parts) < 3 or not all(parts):
         raise ValueError(f"not a stream name of the form <namespace>:<family>:<owner>: {name!r}")
-    namespace, rest = parts[0], parts[1:]
-    if rest[-1] == DLQ:
-        rest = [DLQ, *rest[:-1]]
-    for part in rest:
-        if not part.isascii() or any(c in part for c in " *>\t\r\n"):
-            raise ValueError(f"stream name {name!r} has a part that cannot be a subject: {part!r}")
-    return Place(family_stream(namespace, rest[0]), ".".join([token(namespace), *rest]))
+    namespace, family, rest = parts
+    if any(c in rest or c in family for c in " *>\t\r\n") or not rest.isascii():
+        raise ValueError(f"stream name {name!r} cannot be a subject")
+    if rest.endswith(":" + DLQ):
+        return Place(family_stream(namespace, DLQ), f"{token(namespace)}.{DLQ}.{family}.{rest.removesuffix(':' + DLQ)}")
+    return Place(family_stream(namespace, family), f"{token(namespace)}.{family}.{rest}")
+
+
+def logical(namespace: str, subject: str) -> str:
+    """The logical stream name of a subject of ``namespace`` (the inverse of ``place``)."""
+    ns, family, rest = subject.split(".", 2)
+    if ns != token(namespace):
+        raise ValueError(f"subject {subject!r} is not in namespace {namespace!r}")
+    if family == DLQ:
+        source_family, source = rest.split(".", 1)
+        return f"{namespace}:{source_family}:{source}:{DLQ}"
+    return f"{namespace}:{family}:{rest}"
 
 
 def family_subjects(namespace: str, family: str) -> str:
@@ -55,8 +68,13 @@ def family_subjects(namespace: str, family: str) -> str:
 
 
 def durable(group: str, name: str) -> str:
-    """The durable consumer of ``group`` on logical stream ``name``."""
-    return f"{token(group)}__{token('_'.join(name.split(':')[1:]))}"
+    """The durable consumer of ``group`` on logical stream ``name`` (a hash of the name is
+    added when characters had to be replaced, so that two names cannot meet)."""
+    rest = name.split(":", 1)[1]
+    name_part = token(rest)
+    if name_part != rest:
+        name_part += "_" + hashlib.sha256(rest.encode()).hexdigest()[:8]
+    return f"{token(group)}__{name_part}"
 
 
 def key(text: str) -> str:

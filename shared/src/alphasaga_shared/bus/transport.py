@@ -18,7 +18,7 @@ from ..config import JETSTREAM_SCHEMES, REDIS_SCHEMES, ConfigError, Settings
 from ..wire import Outgoing
 from . import chain as ch
 
-# A stream entry on its way out: (logical stream name, wire fields).
+# A stream entry: (logical stream name on the way out, or entry id when read; wire fields).
 Entry = tuple[str, dict[str, str]]
 
 
@@ -41,7 +41,22 @@ class EntrySink(Protocol):
     def forgetting(self, namespace: str) -> Forgetting: ...
 
 
-class BusPort(EntrySink, Protocol):
+class StreamLog(Protocol):
+    """Streams read as logs, for operators and tests (``alphasaga tail``, ``dlq``): entry
+    ids are Redis's ``<ms>-<n>`` or JetStream's stream sequence, ordered either way."""
+
+    async def entries(self, stream: str, *, after: str | None = None, count: int = 1000) -> list[Entry]: ...
+
+    async def tip(self, stream: str) -> str: ...
+
+    async def delete_entries(self, stream: str, entry_ids: Sequence[str]) -> int: ...
+
+    async def redrive(self, dlq_stream: str, entry_id: str, original: dict[str, str]) -> str: ...
+
+    async def dead_letter_streams(self, namespace: str) -> list[str]: ...
+
+
+class BusPort(EntrySink, StreamLog, Protocol):
     """The bus a service is given (``runner.ServiceContext.bus``)."""
 
     service: str
