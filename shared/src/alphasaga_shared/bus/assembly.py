@@ -16,6 +16,9 @@ from . import chain as ch
 
 log = logging.getLogger("alphasaga_shared.bus")
 
+# A stream entry: (logical stream name on the way out, or entry id when read; wire fields).
+Entry = tuple[str, dict[str, str]]
+
 
 def encode_entry(settings: Settings, out: Outgoing) -> dict[str, str]:
     """The entry for ``out``; refused (``MalformedMessage``) when over the size limit."""

@@ -51,8 +51,15 @@ from ..streamstats import WATCHED
 from ..wire import Delivery, Outgoing, cap_text
 from . import chain as ch
 from . import subjects
-from .assembly import Counters, DeadLetterNotice, dead_letter_fields, encode_entry, notify_dead, subscription_chain
-from .transport import Entry
+from .assembly import (
+    Counters,
+    DeadLetterNotice,
+    Entry,
+    dead_letter_fields,
+    encode_entry,
+    notify_dead,
+    subscription_chain,
+)
 
 log = logging.getLogger("alphasaga_shared.bus")
 

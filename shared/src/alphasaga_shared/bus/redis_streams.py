@@ -41,10 +41,17 @@ from ..sentinel import Sentinel
 from ..streamstats import WATCHED, StreamStats
 from ..wire import Delivery, Outgoing, as_text, cap_text
 from . import chain as ch
-from .assembly import Counters, DeadLetterNotice, dead_letter_fields, encode_entry, notify_dead, subscription_chain
+from .assembly import (
+    Counters,
+    DeadLetterNotice,
+    Entry,
+    dead_letter_fields,
+    encode_entry,
+    notify_dead,
+    subscription_chain,
+)
 from .groups import GroupKeeper
 from .reclaim import Reclaimer
-from .transport import Entry
 
 log = logging.getLogger("alphasaga_shared.bus")
 

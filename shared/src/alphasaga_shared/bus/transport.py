@@ -17,9 +17,7 @@ from typing import Any, Protocol
 from ..config import JETSTREAM_SCHEMES, REDIS_SCHEMES, ConfigError, Settings
 from ..wire import Outgoing
 from . import chain as ch
-
-# A stream entry: (logical stream name on the way out, or entry id when read; wire fields).
-Entry = tuple[str, dict[str, str]]
+from .assembly import Entry
 
 
 class Forgetting(Protocol):
