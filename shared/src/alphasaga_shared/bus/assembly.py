@@ -18,6 +18,8 @@ log = logging.getLogger("alphasaga_shared.bus")
 
 # A stream entry: (logical stream name on the way out, or entry id when read; wire fields).
 Entry = tuple[str, dict[str, str]]
+# An entry read from a stream as a log: (stream, entry id, fields).
+Read = tuple[str, str, dict[str, str]]
 
 
 def encode_entry(settings: Settings, out: Outgoing) -> dict[str, str]:

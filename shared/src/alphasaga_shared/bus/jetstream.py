@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,8 +200,8 @@ class JetStreamBus:
         metrics.PUBLISHED.inc(len(outgoing))
         return ids
 
-    async def publish_entries(self, entries: Sequence[Entry]) -> None:
-        await self._publish(entries)
+    async def publish_entries(self, entries: Sequence[Entry]) -> list[str]:
+        return await self._publish(entries)
 
     async def _publish(self, entries: Sequence[Entry], msg_ids: Sequence[str | None] | None = None) -> list[str]:
         js = await self.connect()
@@ -223,7 +224,7 @@ class JetStreamBus:
         """The subject's messages after sequence ``after``, one direct get each."""
         js = await self.connect()
         where = await self.ensure_stream(stream)
-        seq = int(after) + 1 if after else 1
+        seq = _sequence(after) + 1
         found: list[Entry] = []
         while len(found) < count:
             try:
@@ -264,6 +265,42 @@ class JetStreamBus:
         (new_id,) = await self._publish([(source, original)], [msg_id])
         await self.delete_entries(dlq_stream, [entry_id])
         return new_id
+
+    async def read(
+        self, cursors: dict[str, str], *, count: int, block_ms: int
+    ) -> list[tuple[str, str, dict[str, str]]]:
+        """Polls the subjects (direct gets) every 50 ms until something is there or
+        ``block_ms`` has passed: JetStream has no blocking read outside a consumer."""
+        deadline = time.monotonic() + block_ms / 1000
+        while True:
+            found = [
+                (stream, entry_id, fields)
+                for stream, cursor in cursors.items()
+                for entry_id, fields in await self.entries(stream, after=cursor, count=count)
+            ]
+            if found or time.monotonic() >= deadline:
+                return found
+            await asyncio.sleep(0.05)
+
+    async def held(self, namespace: str, saga: str) -> list[str]:
+        board = await self.bucket("held", HELD_TTL_S)
+        try:
+            keys = await board.keys(filters=[f"{subjects.token(saga)}.>"])
+        except nats.js.errors.NoKeysError:
+            return []
+        found = []
+        for key in keys:
+            with contextlib.suppress(nats.js.errors.KeyNotFoundError):  # expired meanwhile
+                found.append(((await board.get(key)).value or b"").decode())
+        return found
+
+    async def has_group(self, stream: str, group: str) -> bool:
+        where = subjects.place(stream)
+        try:
+            await (await self.connect()).consumer_info(where.stream, subjects.durable(group, stream))
+        except nats.js.errors.NotFoundError:
+            return False
+        return True
 
     async def dead_letter_streams(self, namespace: str) -> list[str]:
         js = await self.connect()
@@ -525,6 +562,15 @@ class JetStreamBus:
                 await asyncio.wait_for(nc.close(), deadline)
             except TimeoutError:
                 log.warning("the NATS connection did not close within %.0f s; left behind", deadline)
+
+
+def _sequence(cursor: str | None) -> int:
+    """A cursor as a stream sequence: ``0-0`` and ``0`` (Redis's "from the start") are 0."""
+    if not cursor or cursor in ("0-0", "-"):
+        return 0
+    if not cursor.isdigit():
+        raise ValueError(f"{cursor!r} is not a JetStream stream sequence (a whole number)")
+    return int(cursor)
 
 
 class HeldBoard:

@@ -45,6 +45,7 @@ from .assembly import (
     Counters,
     DeadLetterNotice,
     Entry,
+    Read,
     dead_letter_fields,
     encode_entry,
     notify_dead,
@@ -52,6 +53,7 @@ from .assembly import (
 )
 from .groups import GroupKeeper
 from .reclaim import Reclaimer
+from .redis_log import RedisLog
 
 log = logging.getLogger("alphasaga_shared.bus")
 
@@ -162,45 +164,42 @@ class Bus:
         metrics.PUBLISHED.inc(len(outgoing))
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
-    async def publish_entries(self, entries: Sequence[Entry]) -> None:
-        await RedisSink(await self.connect()).publish_entries(entries)
+    async def publish_entries(self, entries: Sequence[Entry]) -> list[str]:
+        return await RedisLog(await self.connect(), self.settings).publish_entries(entries)
 
-    def forgetting(self, namespace: str) -> Sentinel:
-        return RedisSink(self.client).forgetting(namespace)
+    def forgetting(self, namespace: str) -> ConnectingSentinel:
+        return ConnectingSentinel(self, namespace)
+
+    async def log(self) -> RedisLog:
+        """The streams read as logs (``transport.StreamLog``) over this bus's connection."""
+        return RedisLog(await self.connect(), self.settings)
+
+    async def entries(self, stream: str, *, after: str | None = None, count: int = 1000) -> list[Entry]:
+        return await (await self.log()).entries(stream, after=after, count=count)
+
+    async def tip(self, stream: str) -> str:
+        return await (await self.log()).tip(stream)
+
+    async def delete_entries(self, stream: str, entry_ids: Sequence[str]) -> int:
+        return await (await self.log()).delete_entries(stream, entry_ids)
+
+    async def redrive(self, dlq_stream: str, entry_id: str, original: dict[str, str]) -> str:
+        return await (await self.log()).redrive(dlq_stream, entry_id, original)
+
+    async def dead_letter_streams(self, namespace: str) -> list[str]:
+        return await (await self.log()).dead_letter_streams(namespace)
+
+    async def read(self, cursors: dict[str, str], *, count: int, block_ms: int) -> list[Read]:
+        return await (await self.log()).read(cursors, count=count, block_ms=block_ms)
+
+    async def held(self, namespace: str, saga: str) -> list[str]:
+        return await (await self.log()).held(namespace, saga)
+
+    async def has_group(self, stream: str, group: str) -> bool:
+        return await (await self.log()).has_group(stream, group)
 
     async def ping(self) -> None:
         await (await self.connect()).ping()
-
-    # --- streams as logs (transport.StreamLog) -------------------------------------
-
-    async def entries(self, stream: str, *, after: str | None = None, count: int = 1000) -> list[Entry]:
-        raw: Any = await (await self.connect()).xrange(stream, f"({after}" if after else "-", "+", count=count)
-        return [(eid.decode(), as_text(fields)) for eid, fields in raw]
-
-    async def tip(self, stream: str) -> str:
-        newest: Any = await (await self.connect()).xrevrange(stream, count=1)
-        return newest[0][0].decode() if newest else "0-0"
-
-    async def delete_entries(self, stream: str, entry_ids: Sequence[str]) -> int:
-        return int(await (await self.connect()).xdel(stream, *entry_ids)) if entry_ids else 0
-
-    async def redrive(self, dlq_stream: str, entry_id: str, original: dict[str, str]) -> str:
-        """The original message back on its source stream, and its dead letter gone, in one
-        MULTI/EXEC; returns its new entry id."""
-        source = self.settings.streams.source_of_dead_letters(dlq_stream)
-        async with (await self.connect()).pipeline(transaction=True) as pipe:
-            pipe.xadd(source, original)  # type: ignore[arg-type]
-            pipe.xdel(dlq_stream, entry_id)
-            new_id, _ = await pipe.execute()
-        return new_id.decode() if isinstance(new_id, bytes) else str(new_id)
-
-    async def dead_letter_streams(self, namespace: str) -> list[str]:
-        client = await self.connect()
-        found = {
-            (key.decode() if isinstance(key, bytes) else str(key))
-            async for key in client.scan_iter(match=f"{namespace}:*:dlq", count=1000, _type="stream")
-        }
-        return sorted(found)
 
     # --- consuming -----------------------------------------------------------------
 
@@ -404,22 +403,25 @@ class Bus:
         return f"{self.settings.namespace}:done:{sub.group}:{message_id}"
 
 
-class RedisSink:
-    """The relay's part of the bus over one Redis client (``transport.EntrySink``)."""
+class ConnectingSentinel:
+    """``sentinel.Sentinel`` over the bus's connection, made when first asked (the relay is
+    set up before the bus connects)."""
 
-    def __init__(self, client: Redis) -> None:
-        self.client = client
+    def __init__(self, bus: Bus, namespace: str) -> None:
+        self.bus = bus
+        self.namespace = namespace
 
-    async def publish_entries(self, entries: Sequence[Entry]) -> None:
-        """Entries already encoded (the outbox relay's rows), in one round trip."""
-        if entries:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for stream, fields in entries:
-                    pipe.xadd(stream, fields)  # type: ignore[arg-type]
-                await pipe.execute()
+    async def _sentinel(self) -> Sentinel:
+        return Sentinel(await self.bus.connect(), self.namespace)
 
-    def forgetting(self, namespace: str) -> Sentinel:
-        return Sentinel(self.client, namespace)
+    async def forgotten(self) -> str | None:
+        return await (await self._sentinel()).forgotten()
+
+    async def begin(self) -> None:
+        await (await self._sentinel()).begin()
+
+    async def done(self) -> bool:
+        return await (await self._sentinel()).done()
 
 
 class HeldBoard:

@@ -34,7 +34,7 @@ class EntrySink(Protocol):
     """What the outbox relay needs: publish already-encoded entries, and learn when the
     transport forgot them."""
 
-    async def publish_entries(self, entries: Sequence[Entry]) -> None: ...
+    async def publish_entries(self, entries: Sequence[Entry]) -> list[str]: ...
 
     def forgetting(self, namespace: str) -> Forgetting: ...
 
@@ -53,8 +53,27 @@ class StreamLog(Protocol):
 
     async def dead_letter_streams(self, namespace: str) -> list[str]: ...
 
+    async def read(
+        self, cursors: dict[str, str], *, count: int, block_ms: int
+    ) -> list[tuple[str, str, dict[str, str]]]:
+        """(stream, entry id, fields) after each stream's cursor, waiting up to ``block_ms``
+        for the first; outside any group (it takes nothing from a service)."""
+        ...
 
-class BusPort(EntrySink, StreamLog, Protocol):
+    async def held(self, namespace: str, saga: str) -> list[str]:
+        """The held-message board's entries for a saga (JSON of ``outages.Held``)."""
+        ...
+
+    async def has_group(self, stream: str, group: str) -> bool: ...
+
+
+class LogPort(EntrySink, StreamLog, Protocol):
+    """What a client needs of the transport: publish, read streams as logs, ping."""
+
+    async def ping(self) -> None: ...
+
+
+class BusPort(LogPort, Protocol):
     """The bus a service is given (``runner.ServiceContext.bus``)."""
 
     service: str
@@ -87,8 +106,6 @@ class BusPort(EntrySink, StreamLog, Protocol):
     async def stop(self) -> None: ...
 
     async def check_groups(self) -> None: ...
-
-    async def ping(self) -> None: ...
 
 
 def transport_of(url: str) -> str:
