@@ -201,3 +201,15 @@ async def h(
     harness = Harness(settings, env, store, redis, tmp_path)
     yield harness
     harness.stop_all()
+
+
+@pytest.fixture
+async def h_on(
+    bus_settings: Settings, bus_env: dict[str, str], store: EventStore, redis: aioredis.Redis, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    """``h`` on the test's transport (``transport``: both, one after the other)."""
+    from tests.support.harness import Harness
+
+    harness = Harness(bus_settings, bus_env, store, redis, tmp_path)
+    yield harness
+    harness.stop_all()

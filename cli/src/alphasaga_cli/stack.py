@@ -78,9 +78,12 @@ class Stack:
     def resolve_servers(self) -> None:
         s = self.settings
         if s.production:
-            self.redis_url, self.database_url = s.require_urls()
+            _, self.database_url = s.require_urls()
+            self.redis_url = s.redis_url or ""
             return
-        need_redis, need_pg = not s.redis_url, not s.database_url
+        # On JetStream Redis carries nothing but the API's rate limits.
+        need_redis = not s.redis_url and (not s.on_jetstream or "api" in self.services)
+        need_pg = not s.database_url
         if need_redis or need_pg:
             self._embedded = start_embedded(s.data_dir, redis=need_redis, postgres=need_pg, say=self.say)
         self.redis_url = s.redis_url or (self._embedded.redis_url if self._embedded else "") or ""

@@ -142,6 +142,8 @@ def up() -> None:
     try:
         stack.start()
         echo(f"ALPHASAGA_REDIS_URL={stack.redis_url}")
+        if stack.settings.broker_url:
+            echo(f"ALPHASAGA_BROKER_URL={stack.settings.broker_url}")
         echo(f"ALPHASAGA_DATABASE_URL={stack.database_url}")
         _print_api_access(stack)
         echo("press Ctrl-C to stop; a service that exits is started again")

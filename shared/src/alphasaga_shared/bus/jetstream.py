@@ -407,13 +407,19 @@ class JetStreamBus:
         outage = Outage(f"bus reader {sub.stream}")
         attempts = retrying(outage)
         while not self._stopping:
-            await attempts(self._read_once, sub)
+            try:
+                await attempts(self._read_once, sub)
+            except Exception:  # a bug must not stop reading for good: what it held comes again
+                log.exception("bus reader of %s failed; reading on in a second", sub.stream)
+                metrics.BUS_READER_FAILURES.labels(sub.stream).inc()
+                await asyncio.sleep(1.0)
+                continue
             outage.passed()
 
     async def _read_once(self, sub: Subscription) -> None:
         try:
             msgs = await sub.pull.fetch(sub.max_records, timeout=self.settings.block_ms / 1000)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nothing came within block_ms (nats-py raises its own or asyncio's)
             return
         except nats.js.errors.NotFoundError:
             await self._heal(sub)
@@ -494,14 +500,15 @@ class JetStreamBus:
         if sub.dedupe and batch.done:
             done = await self.bucket("done", self.settings.idempotency_ttl_s)
             await asyncio.gather(*(done.put(self._done_key(sub, m), b"1") for m in batch.done))
-        acked = set(batch.ack)
+        # Each message leaves ``messages`` once answered: a commit done again after an
+        # outage neither acks nor naks it twice.
         for entry_id in batch.ack:
-            m = sub.messages.get(entry_id)
+            m = sub.messages.pop(entry_id, None)
             if m is not None:
                 await m.ack()
-        for entry_id, m in sub.messages.items():
-            if entry_id not in acked:
-                await m.nak(delay=self.settings.reclaim_idle_ms / 1000)
+        for entry_id in list(sub.messages):
+            await sub.messages[entry_id].nak(delay=self.settings.reclaim_idle_ms / 1000)
+            del sub.messages[entry_id]
         if batch.dead and sub.on_dead_letter is not None:
             await notify_dead(sub.on_dead_letter, sub.stream, batch.dead, dead_ids, self.publish)
 
