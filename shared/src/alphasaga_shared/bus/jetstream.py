@@ -138,7 +138,7 @@ class JetStreamBus:
     async def connect(self) -> JetStreamContext:
         if self._js is None:
             self._nc = await nats.connect(
-                self.url,
+                self.url.split(","),  # a cluster's seed servers, comma-separated
                 name=f"alphasaga-{self.service}-{self.consumer}",
                 connect_timeout=self.settings.connect_timeout_s,
                 max_reconnect_attempts=-1,  # outages are ridden out, never given up on
