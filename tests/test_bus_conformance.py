@@ -8,7 +8,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from alphasaga_contracts import saga as sg
@@ -283,3 +283,41 @@ async def test_each_saga_s_messages_are_handled_in_the_order_published(bus_setti
         await bus.stop()
     for saga in sagas:
         assert [i for s, i in seen if s == str(saga)] == list(range(15))
+
+
+async def test_the_groups_lag_and_dead_letters_are_reported_on_scrape(bus_settings: Settings) -> None:
+    from alphasaga_shared.streamstats import WATCHED
+
+    stream = bus_settings.streams.commands("conformance")
+    release = asyncio.Event()
+
+    async def blocked(env: Envelope, d: Delivery) -> Sequence[Outgoing]:
+        await release.wait()
+        if reason(env) == "bad":
+            raise MalformedMessage("refused")
+        return []
+
+    bus = await started(bus_settings, stream, blocked, max_records=1)
+    try:
+        await bus.publish([Outgoing(stream, cancel(r)) for r in ("bad", "a", "b", "c")])
+
+        async def sample(name: str) -> float | None:
+            await WATCHED.refresh()
+            for family in WATCHED.collect():
+                for s in family.samples:
+                    if s.name == name and s.labels.get("stream") == stream:
+                        return float(s.value)
+            return None
+
+        await eventually(lambda: _equals(sample("alphasaga_stream_lag"), 3.0), timeout=15)
+        assert await sample("alphasaga_stream_pending") == 1.0
+        release.set()
+        await eventually(lambda: _equals(sample("alphasaga_dead_letters"), 1.0), timeout=15)
+        await eventually(lambda: _equals(sample("alphasaga_stream_lag"), 0.0), timeout=15)
+    finally:
+        release.set()
+        await bus.stop()
+
+
+async def _equals(value: Awaitable[float | None], wanted: float) -> bool:
+    return await value == wanted

@@ -161,6 +161,7 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
         raise
     connected.append(store)
     bus = open_bus(settings, service=name, url=bus_url)
+    health.checks[transport] = bus.ping  # the bus's own connection from now on, not one per probe
     health.checks["groups"] = bus.check_groups
     ctx = ServiceContext(name=name, settings=settings, bus=bus, store=store)
     tasks: list[asyncio.Task[None]] = []
