@@ -246,6 +246,15 @@ class Outages:
         """``call()`` until it returns; through outages with backoff, until ``deadline``
         (wall-clock seconds) when one is given, then ``Outlasted``. Any other error is
         raised at once. ``hook`` is awaited each time a call failed on an outage."""
+        # The common case first, without the retry machinery (it costs more than a handler);
+        # a failure on an outage is then fed to it as its first attempt's.
+        first_failure: list[BaseException] = []
+        try:
+            return await call()
+        except Exception as exc:
+            if classify(exc) is None:
+                raise
+            first_failure.append(exc)
         waiting: list[Span] = []
 
         async def before_sleep(state: RetryCallState) -> None:
@@ -271,6 +280,8 @@ class Outages:
         )
 
         async def once() -> T:  # tenacity awaits only what it sees is a coroutine function
+            if first_failure:
+                raise first_failure.pop()
             return await call()
 
         try:

@@ -45,7 +45,7 @@ from nats.js.kv import KeyValue
 
 from .. import metrics
 from ..config import Settings
-from ..loops import Outage, retrying
+from ..loops import Outage, is_transient, retrying
 from ..outages import OUTAGES, STORES, Held, Span
 from ..sentinel import REPUBLISHING
 from ..streamstats import WATCHED
@@ -408,13 +408,17 @@ class JetStreamBus:
         attempts = retrying(outage)
         while not self._stopping:
             try:
-                await attempts(self._read_once, sub)
+                try:
+                    await self._read_once(sub)  # the common case, without the retry machinery
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    await attempts(self._read_once, sub)  # an outage: ridden out with backoff
+                    outage.passed()
             except Exception:  # a bug must not stop reading for good: what it held comes again
                 log.exception("bus reader of %s failed; reading on in a second", sub.stream)
                 metrics.BUS_READER_FAILURES.labels(sub.stream).inc()
                 await asyncio.sleep(1.0)
-                continue
-            outage.passed()
 
     async def _read_once(self, sub: Subscription) -> None:
         try:
