@@ -98,6 +98,50 @@ async def _remove(servers: Servers, namespace: str, schema: str) -> None:
     await drop_schema(servers.database_url, schema)
 
 
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """NATS with JetStream: ALPHASAGA_TEST_NATS_URL (CI sets it), else a ``nats-server -js``
+    of this session's own. Without either the test fails, saying why: none is skipped."""
+    url = os.environ.get("ALPHASAGA_TEST_NATS_URL")
+    if url:
+        yield url
+        return
+    from tests.support.own_nats import OwnNats
+
+    own = OwnNats()
+    own.start()
+    yield own.url
+    own.remove()
+
+
+@pytest.fixture(params=["redis", "jetstream"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Which transport a test parametrised over both runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def bus_settings(settings: Settings, transport: str, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """``settings`` on the test's transport; on JetStream, the namespace's streams and
+    buckets are deleted afterwards (the server may be shared)."""
+    if transport == "redis":
+        yield settings
+        return
+    url: str = request.getfixturevalue("nats_url")
+    yield settings.model_copy(update={"broker_url": url})
+    from tests.support.own_nats import remove_namespace
+
+    cleaner = threading.Thread(target=asyncio.run, args=(remove_namespace(url, settings.namespace),))
+    cleaner.start()
+    cleaner.join()
+
+
+@pytest.fixture
+def bus_env(env: dict[str, str], bus_settings: Settings) -> dict[str, str]:
+    """``env`` on the test's transport."""
+    return {**env, "ALPHASAGA_BROKER_URL": bus_settings.broker_url or ""}
+
+
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
     """Environment for service subprocesses that belong to this test."""
@@ -117,6 +161,7 @@ def env(settings: Settings) -> dict[str, str]:
     )
     out.pop("ALPHASAGA_CONSUMER", None)
     out.pop("ALPHASAGA_ENV", None)
+    out.pop("ALPHASAGA_BROKER_URL", None)  # Redis, unless a test asks for its transport (bus_env)
     return out
 
 
@@ -154,5 +199,17 @@ async def h(
     from tests.support.harness import Harness
 
     harness = Harness(settings, env, store, redis, tmp_path)
+    yield harness
+    harness.stop_all()
+
+
+@pytest.fixture
+async def h_on(
+    bus_settings: Settings, bus_env: dict[str, str], store: EventStore, redis: aioredis.Redis, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    """``h`` on the test's transport (``transport``: both, one after the other)."""
+    from tests.support.harness import Harness
+
+    harness = Harness(bus_settings, bus_env, store, redis, tmp_path)
     yield harness
     harness.stop_all()

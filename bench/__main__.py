@@ -25,6 +25,7 @@ from . import (
     eventstore,
     explorer,
     levers,
+    jetstream,
     observability,
     orchestration,
     orphans,
@@ -56,6 +57,7 @@ NEEDS_SERVERS = {
     "archive",
     "explorer",
     "campaign",
+    "jetstream",
 }
 
 
@@ -125,6 +127,8 @@ async def main(which: set[str]) -> None:
                 print(explorer.markdown(await explorer.measure(s)), flush=True)
             if "campaign" in which:
                 print(campaign.markdown(await campaign.measure(s)), flush=True)
+            if "jetstream" in which:
+                print(await jetstream.report(s), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)

@@ -13,7 +13,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from alphasaga_contracts import saga as sg
-from alphasaga_shared.bus import Bus, ensure_group
+from alphasaga_shared.bus import ensure_group, open_bus
 from alphasaga_shared.config import Settings
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, encode, envelope_for
 
@@ -60,7 +60,7 @@ async def bus_consume(settings: Settings, stream: str, n: int, count: int) -> fl
             done.set()
         return ()
 
-    bus = Bus(settings, service="bench")
+    bus = open_bus(settings, service="bench")
     bus.subscribe(stream, handler, group="bench", max_records=count)
     started = time.perf_counter()
     await bus.start()
@@ -145,7 +145,7 @@ async def _hops(label: str, s: Servers, settings: Settings, stream: str, rate: f
                 record(env.message.reason)
                 return ()
 
-            bus = Bus(settings, service="bench")
+            bus = open_bus(settings, service="bench")
             bus.subscribe(stream, handler, group="bench")
             await bus.start()
             await finished.wait()

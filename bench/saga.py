@@ -93,7 +93,8 @@ class Stack:
         ``.venv``, to measure before and after in one run); ``workflows``: a workflow file's
         document (default: research v1 with no backoff); ``metrics``: each orchestrator
         serves /metrics on a port of its own, listed in ``metrics_urls``."""
-        self.settings = bench_settings(s)
+        broker = (extra_env or {}).get("ALPHASAGA_BROKER_URL")
+        self.settings = bench_settings(s, broker_url=broker) if broker else bench_settings(s)
         self.root = root
         self.python = sys.executable if root == ROOT else str(root / ".venv" / "bin" / "python")
         self.tmp = Path(tempfile.mkdtemp(prefix="alphasaga-bench-"))
@@ -156,10 +157,9 @@ class Stack:
         there rather than counted in PostgreSQL, whose CPU the benchmarks measure)."""
         async with AlphaSaga(self.settings) as client:
             await client.connect(database=False)
-            redis = await client.redis()
+            transport = await client.transport()
             stream = self.settings.streams.sagas
-            last: Any = await redis.xrevrange(stream, count=1)
-            cursor = last[0][0] if last else b"0-0"
+            cursor = await transport.tip(stream)
             requests = [ResearchRequest(dataset="sp500")] * n
             started = time.perf_counter()
             await client.submit_many(requests, workflow_version=version)
@@ -167,10 +167,9 @@ class Stack:
             while ended < n:
                 if time.monotonic() > give_up:
                     raise RuntimeError(f"{ended} of {n} sagas ended within {BURST_TIMEOUT_S:g} s: see the stack's logs")
-                reply: Any = await redis.xread({stream: cursor}, count=1000, block=1000)
-                for _, entries in reply:
-                    cursor = entries[-1][0]
-                    ended += sum(fields.get(TYPE.encode()) in _TERMINAL for _, fields in entries)
+                for _, entry_id, fields in await transport.read({stream: cursor}, count=1000, block_ms=1000):
+                    cursor = entry_id
+                    ended += fields.get(TYPE) in _TERMINAL
             return time.perf_counter() - started
 
     async def ready(self) -> None:
@@ -209,7 +208,7 @@ async def run_to_end(client: AlphaSaga, request: ResearchRequest, version: int |
     return saga_id
 
 
-_TERMINAL = {t.TYPE.encode() for t in (sg.SagaCompleted, sg.SagaRolledBack, sg.SagaCompensationFailed)}
+_TERMINAL = {t.TYPE for t in (sg.SagaCompleted, sg.SagaRolledBack, sg.SagaCompensationFailed)}
 
 
 async def throughput(

@@ -9,7 +9,11 @@ has drifted, so edit here, not there:
 - ``infra/k8s/base/workflows.yaml``: the built-in workflows, copied for the ConfigMap;
 - ``infra/k8s/overlays/prod/images/kustomization.yaml``: the production image names;
 - ``infra/prometheus/prometheus.yml``: a scrape target per service;
-- ``docker-compose.yml``: the services' part, between its two marker lines.
+- ``docker-compose.yml``: the services' part, between its two marker lines;
+- ``docker-compose.nats.yml`` and ``docker-compose.nats-cluster.yml``: the bus on NATS
+  JetStream, one node or three (docs/decisions/0021), over ``docker-compose.yml``;
+- ``infra/k8s/overlays/nats/``: the same on Kubernetes: a three-node JetStream cluster
+  and KEDA's ``nats-jetstream`` scaler on each worker's durable consumer.
 
 ``python infra/manifests.py services`` prints the services (the Makefile's ``SERVICES``).
 What differs between workers (resources, scaling) is ``DEPLOY`` below; a new service gets
@@ -26,6 +30,7 @@ from typing import Any
 from alphasaga_contracts import DEFAULT_NAMESPACE, Streams
 from alphasaga_contracts.steps import KINDS, Service, StepKind
 from alphasaga_saga.workflow import BUILT_IN
+from alphasaga_shared.bus import subjects
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = "Written by `make manifests` (infra/manifests.py) from alphasaga_contracts.steps: edit there."
@@ -385,6 +390,161 @@ services:
       ALPHASAGA_DATABASE_URL: postgresql://alphasaga:${{POSTGRES_PASSWORD:-alphasaga}}@postgres:5432/alphasaga?sslmode=verify-full&sslrootcert=/tls/ca.crt
     volumes: [./.secrets/tls-redis/ca.crt:/tls/ca.crt:ro]
 {services}"""
+NATS_IMAGE = "${NATS_IMAGE:-docker.io/library/nats:2.10}"
+NATS_NODES = ("nats-1", "nats-2", "nats-3")
+
+
+def compose_nats(nodes: tuple[str, ...]) -> str:
+    """Compose's override putting the bus on JetStream: one node, or a cluster whose
+    streams are replicated on three."""
+    clustered = len(nodes) > 1
+    blocks = []
+    for i, node in enumerate(nodes):
+        command = ["-js", "-sd", "/data", "-m", "8222", "-n", node]
+        if clustered:
+            routes = ",".join(f"nats://{n}:6222" for n in nodes if n != node)
+            command += ["--cluster_name", "alphasaga", "--cluster", "nats://0.0.0.0:6222", "--routes", routes]
+        blocks.append(
+            f"""  {node}:
+    image: {NATS_IMAGE}
+    command: [{", ".join(f'"{c}"' for c in command)}]
+    volumes: [{node}-data:/data]
+    ports: ["127.0.0.1:${{NATS_PORT_{i + 1}:-{4222 + i}}}:4222"]
+    restart: unless-stopped
+"""
+        )
+    url = ",".join(f"nats://{n}:4222" for n in nodes)
+    env = f'      ALPHASAGA_BROKER_URL: {url}\n      ALPHASAGA_NATS_REPLICAS: "{len(nodes)}"\n'
+    depends = "".join(f"      {n}: {{condition: service_started}}\n" for n in nodes)
+    for service in [*(s.value for s in Service), "api"]:
+        blocks.append(f"  {service}:\n    environment:\n{env}    depends_on:\n{depends}")
+    volumes = "".join(f"  {n}-data: {{}}\n" for n in nodes)
+    what = "a three-node JetStream cluster, streams at three replicas" if clustered else "one JetStream node"
+    name = "docker-compose.nats-cluster.yml" if clustered else "docker-compose.nats.yml"
+    return f"""# {GENERATED}
+# The bus on NATS JetStream ({what}) instead of Redis, over docker-compose.yml:
+#   docker compose -f docker-compose.yml -f {name} up
+# Redis stays for the HTTP API's rate limits; the event store stays in PostgreSQL.
+services:
+{"".join(blocks)}volumes:
+{volumes}"""
+
+
+def nats_kustomization() -> str:
+    streams = Streams(DEFAULT_NAMESPACE)
+    patches = []
+    for g in worker_groups():
+        s = DEPLOY.get(g.service, Deploy()).scaling
+        stream = streams.commands(g.queue)
+        metadata = (
+            f'natsServerMonitoringEndpoint: "nats.$(NAMESPACE).svc.cluster.local:8222", account: "$G",'
+            f" stream: {subjects.place(stream).stream}, consumer: {subjects.durable(g.service, stream)},"
+            f' lagThreshold: "{s.lag}", activationLagThreshold: "0"'
+        )
+        patches.append(
+            f"""  - target: {{kind: ScaledObject, name: {g.name}}}
+    patch: |
+      - op: replace
+        path: /spec/triggers
+        value:
+          - type: nats-jetstream
+            metadata: {{{metadata.replace("$(NAMESPACE)", "alphasaga-nats")}}}
+"""
+        )
+    return f"""# {GENERATED}
+# The services with the bus on NATS JetStream (docs/decisions/0021): a three-node cluster
+# (nats.yaml), streams and buckets at three replicas, and KEDA's nats-jetstream scaler on
+# each worker's durable consumer in place of the redis-streams one. The scaler reads the
+# consumer's pending count (not yet delivered plus unacknowledged), so one metric both wakes
+# a worker scaled to zero and keeps a replica while a command is in work or waits for its
+# AckWait to pass; JetStream redelivers a dead consumer's command itself, no reclaimer needed.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: alphasaga-nats
+resources:
+  - ../../base
+  - nats.yaml
+patches:
+  - target: {{kind: ConfigMap, name: alphasaga-settings}}
+    patch: |
+      - {{op: add, path: /data/ALPHASAGA_BROKER_URL, value: "nats://nats:4222"}}
+      - {{op: add, path: /data/ALPHASAGA_NATS_REPLICAS, value: "3"}}
+  - target: {{kind: TriggerAuthentication, name: alphasaga-redis}}
+    patch: |
+      $patch: delete
+      apiVersion: keda.sh/v1alpha1
+      kind: TriggerAuthentication
+      metadata: {{name: alphasaga-redis}}
+{"".join(patches)}"""
+
+
+NATS_K8S = f"""# {GENERATED}
+# A three-node NATS JetStream cluster: a StatefulSet behind a headless Service (client 4222,
+# routes 6222, monitoring 8222, which KEDA's scaler reads).
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: alphasaga-nats
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: nats
+spec:
+  clusterIP: None
+  selector: {{app: nats}}
+  ports:
+    - {{name: client, port: 4222}}
+    - {{name: cluster, port: 6222}}
+    - {{name: monitor, port: 8222}}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: nats
+spec:
+  serviceName: nats
+  replicas: 3
+  podManagementPolicy: Parallel
+  selector:
+    matchLabels: {{app: nats}}
+  template:
+    metadata:
+      labels: {{app: nats}}
+    spec:
+      containers:
+        - name: nats
+          image: docker.io/library/nats:2.10
+          args:
+            - -js
+            - -sd=/data
+            - -m=8222
+            - -n=$(POD_NAME)
+            - --cluster_name=alphasaga
+            - --cluster=nats://0.0.0.0:6222
+            - --routes=nats://nats-0.nats:6222,nats://nats-1.nats:6222,nats://nats-2.nats:6222
+          env:
+            - name: POD_NAME
+              valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+          ports:
+            - {{name: client, containerPort: 4222}}
+            - {{name: cluster, containerPort: 6222}}
+            - {{name: monitor, containerPort: 8222}}
+          readinessProbe:
+            httpGet: {{path: "/healthz?js-enabled-only=true", port: 8222}}
+          resources:
+            requests: {{cpu: 100m, memory: 256Mi}}
+            limits: {{cpu: "1", memory: 1Gi}}
+          volumeMounts:
+            - {{name: data, mountPath: /data}}
+  volumeClaimTemplates:
+    - metadata:
+        name: data
+      spec:
+        accessModes: [ReadWriteOnce]
+        resources:
+          requests: {{storage: 2Gi}}
+"""
 
 
 def compose(current: str) -> str:
@@ -405,6 +565,10 @@ def generate() -> dict[Path, str]:
         ROOT / "docker-compose.tls.yml": compose_tls(),
         ROOT / "infra/prometheus/prometheus.yml": prometheus_yml(),
         compose_file: compose(compose_file.read_text()),
+        ROOT / "docker-compose.nats.yml": compose_nats(("nats",)),
+        ROOT / "docker-compose.nats-cluster.yml": compose_nats(NATS_NODES),
+        ROOT / "infra/k8s/overlays/nats/kustomization.yaml": nats_kustomization(),
+        ROOT / "infra/k8s/overlays/nats/nats.yaml": NATS_K8S,
     }
 
 

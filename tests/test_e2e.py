@@ -31,6 +31,13 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield s
 
 
+@pytest.fixture(scope="module")
+def jetstream_stack(servers: Servers, nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data = tmp_path_factory.mktemp("jetstream-stack")
+    with running_stack(servers.redis_url, servers.database_url, data, "e2ejs", broker_url=nats_url) as s:
+        yield s
+
+
 @pytest.fixture
 async def client(stack: Stack) -> AsyncIterator[AlphaSaga]:
     async with AlphaSaga(stack.settings) as c:
@@ -90,6 +97,13 @@ async def test_the_documented_redis_cli_example_starts_a_saga_that_completes(sta
     assert f"code ran in sandbox {verdict['sandbox']}" in line
     kinds = {link.ref.kind for link in await client.artifacts(saga_id)}
     assert kinds == {"dataset", "hypothesis", "code", "sandbox", "signals", "model", "predictions", "report", "chart"}
+
+
+async def test_a_research_saga_completes_on_nats_jetstream(jetstream_stack: Stack) -> None:
+    """The same services on JetStream instead of Redis (issue #27): only the URL differs."""
+    async with AlphaSaga(jetstream_stack.settings) as client:
+        outcome = await run_saga(client, ResearchRequest(dataset="sp500", start="2010-01-01"))  # type: ignore[arg-type]
+    assert isinstance(outcome, sg.SagaCompleted), outcome
 
 
 async def test_same_request_twice_gives_identical_metrics(stack: Stack, client: AlphaSaga) -> None:

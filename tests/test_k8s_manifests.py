@@ -26,6 +26,7 @@ from alphasaga_orchestrator.settings import OrchestratorSettings
 from alphasaga_reasoning.service import LLMSettings
 from alphasaga_saga.workflow import BUILT_IN, load_workflows
 from alphasaga_shared import runner
+from alphasaga_shared.bus import subjects
 from alphasaga_shared.config import Settings
 from alphasaga_shared.health import HealthServer
 from alphasaga_shared.outbox import RelaySettings
@@ -147,13 +148,23 @@ def test_each_worker_scales_on_the_stream_and_group_it_really_reads(overlay: str
         assert spec["scaleTargetRef"]["name"] == name
         assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
         triggers = spec["triggers"]
-        assert {t["type"] for t in triggers} == {"redis-streams"}
-        for t in triggers:
-            # What the worker subscribes to: alphasaga_shared.worker.run_worker, group = service.
-            assert t["metadata"]["stream"] == streams.commands(queue)
-            assert t["metadata"]["consumerGroup"] == service.value
-            assert t["authenticationRef"]["name"] in auth
-        assert any("lagCount" in t["metadata"] for t in triggers), name
+        if "ALPHASAGA_BROKER_URL" in of_kind(docs, "ConfigMap")["alphasaga-settings"]["data"]:
+            # On JetStream: the worker's durable consumer (alphasaga_shared.bus.subjects).
+            assert {t["type"] for t in triggers} == {"nats-jetstream"}
+            where = subjects.place(streams.commands(queue))
+            for t in triggers:
+                assert t["metadata"]["stream"] == where.stream
+                assert t["metadata"]["consumer"] == subjects.durable(service.value, streams.commands(queue))
+                assert t["metadata"]["natsServerMonitoringEndpoint"].split(".")[0] in of_kind(docs, "Service")
+            assert any("lagThreshold" in t["metadata"] for t in triggers), name
+        else:
+            assert {t["type"] for t in triggers} == {"redis-streams"}
+            for t in triggers:
+                # What the worker subscribes to: alphasaga_shared.worker.run_worker, group = service.
+                assert t["metadata"]["stream"] == streams.commands(queue)
+                assert t["metadata"]["consumerGroup"] == service.value
+                assert t["authenticationRef"]["name"] in auth
+            assert any("lagCount" in t["metadata"] for t in triggers), name
         (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
         assert container["image"].rsplit("/", 1)[1].split(":")[0] == service.value
         chosen = {e["name"]: e["value"] for e in container.get("env", [])}.get("ALPHASAGA_WORKER_KINDS")

@@ -139,7 +139,8 @@ async def test_two_orchestrators_300_sagas_with_failures_and_duplicates(h: Harne
     assert "alphasaga-orchestrator: ready" in logs
 
 
-async def test_kill_9_the_orchestrator_at_random_moments_during_200_sagas(h: Harness) -> None:
+async def test_kill_9_the_orchestrator_at_random_moments_during_200_sagas(h_on: Harness) -> None:
+    h = h_on  # on Redis and on JetStream
     wf = h.workflows_file(workflow(timeout_s=3.0, max_attempts=4))
     s = h.sim(fail_rate=0.05, duplicate_rate=0.1)
     o = h.orchestrator(wf)

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.timeout(1800)
-async def test_soak_2000_sagas_with_chaos(h: Harness) -> None:
+async def test_soak_2000_sagas_with_chaos(h_on: Harness) -> None:
+    h = h_on  # on Redis and on JetStream, behind the same marker
     wf = h.workflows_file(workflow(timeout_s=5.0, max_attempts=4))
     steady = h.orchestrator(wf, "steady")
     victim = h.orchestrator(wf, "victim")

@@ -31,7 +31,7 @@ def test_production_without_urls_names_what_is_missing(service: str) -> None:
     code, err, took = run([sys.executable, "-m", f"alphasaga_{service}"], {"ALPHASAGA_ENV": "production"})
     assert code == 2
     assert err.splitlines()[-1] == (
-        f"alphasaga-{service}: ALPHASAGA_REDIS_URL and ALPHASAGA_DATABASE_URL not set "
+        f"alphasaga-{service}: ALPHASAGA_REDIS_URL (or ALPHASAGA_BROKER_URL) and ALPHASAGA_DATABASE_URL not set "
         "(required when ALPHASAGA_ENV=production)"
     )
     assert len(err.splitlines()) == 1, err
@@ -74,7 +74,7 @@ def test_make_run_in_production_refuses_embedded_servers() -> None:
     code, err, took = run([sys.executable, "-m", "alphasaga_cli", "run"], {"ALPHASAGA_ENV": "production"})
     assert code == 2
     assert took < 15
-    assert "ALPHASAGA_REDIS_URL and ALPHASAGA_DATABASE_URL not set" in err
+    assert "ALPHASAGA_REDIS_URL (or ALPHASAGA_BROKER_URL) and ALPHASAGA_DATABASE_URL not set" in err
     assert "embedded" not in err.lower()
 
 

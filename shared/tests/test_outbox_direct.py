@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
+from alphasaga_shared.bus.redis_log import RedisLog
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import START, EventStore, NewEvent, outbox_stream
 from alphasaga_shared.outbox import RELAY_LOCK, RELAY_POSITION, Relay, outbox_events
@@ -47,7 +48,7 @@ async def published_by_the_tail(redis: aioredis.Redis, stream: str, rows: list[N
 
 
 async def held_relay(store: EventStore, redis: aioredis.Redis) -> tuple[Relay, asyncio.Task[None]]:
-    relay = Relay(store, redis, poll_ms=20, save_every_ms=0)
+    relay = Relay(store, RedisLog(redis, Settings()), poll_ms=20, save_every_ms=0)
     task = asyncio.create_task(relay.run())
     for _ in range(200):
         if relay.holding:
@@ -87,10 +88,10 @@ async def test_rows_whose_direct_publish_failed_are_published_by_the_tail(
     unreachable = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     try:
         rows = rows_for(stream, 3)
-        relay.redis = unreachable
+        relay.sink = RedisLog(unreachable, Settings())
         async with relay.publishing(rows):  # the publish fails, and must not raise
             await commit(store, rows)
-        relay.redis = redis
+        relay.sink = RedisLog(redis, Settings())
         assert await published_by_the_tail(redis, stream, rows) == sorted(r.metadata["message_id"] for r in rows)
     finally:
         await stop(relay, task)
@@ -114,7 +115,7 @@ async def test_rows_skipped_while_their_direct_publish_hangs_then_fails_are_publ
     relay, task = await held_relay(store, redis)
     try:
         rows = rows_for(stream, 3)
-        relay.redis = unanswering
+        relay.sink = RedisLog(unanswering, Settings())
 
         async def commit_and_publish() -> None:
             async with relay.publishing(rows):
@@ -126,7 +127,7 @@ async def test_rows_skipped_while_their_direct_publish_hangs_then_fails_are_publ
         assert relay._skipped_unconfirmed == {r.event_id for r in rows}, "the tail passed the claimed rows"
         assert await store.load_position(RELAY_POSITION) == START, "no position saved past them"
         await publishing  # times out, must not raise
-        relay.redis = redis
+        relay.sink = RedisLog(redis, Settings())
         assert await published_by_the_tail(redis, stream, rows) == sorted(r.metadata["message_id"] for r in rows)
     finally:
         await stop(relay, task)
@@ -143,7 +144,7 @@ async def test_a_relay_taking_over_does_not_publish_again_what_the_holder_publis
     the running commit: it must pass over what the holder published past it."""
     stream = f"{namespace}:cmd:orchestrator"
     holder, holder_task = await held_relay(store, redis)
-    successor = Relay(store, redis, poll_ms=20, save_every_ms=0)
+    successor = Relay(store, RedisLog(redis, Settings()), poll_ms=20, save_every_ms=0)
     successor_task: asyncio.Task[None] | None = None
     earlier, later = rows_for(stream, 2), rows_for(stream, 2)
     try:

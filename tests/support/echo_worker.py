@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from alphasaga_contracts import saga as sg
-from alphasaga_shared.bus import Bus
+from alphasaga_shared.bus import open_bus
 from alphasaga_shared.config import Settings
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, derived_message_id, envelope_for
 
@@ -46,7 +46,7 @@ async def main() -> None:
             )
         ]
 
-    bus = Bus(settings, service="echo")
+    bus = open_bus(settings, service="echo")
     bus.subscribe(stream, handle, dedupe=True, max_records=int(os.environ.get("ECHO_BATCH", "5")))
     await bus.start()
     print(f"ready {settings.consumer}", flush=True)

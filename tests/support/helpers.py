@@ -91,19 +91,31 @@ class Proc:
 
 
 @contextmanager
-def running_stack(redis_url: str, database_url: str, data_dir: Path, prefix: str) -> Iterator[Stack]:
-    """The five services as processes in a namespace and schema of their own, removed after."""
+def running_stack(
+    redis_url: str, database_url: str, data_dir: Path, prefix: str, *, broker_url: str | None = None
+) -> Iterator[Stack]:
+    """The five services as processes in a namespace and schema of their own, removed after;
+    on JetStream when ``broker_url`` is given."""
     ns = f"{prefix}{uuid.uuid4().hex[:8]}"
     settings = Settings(
-        redis_url=redis_url, database_url=database_url, namespace=ns, database_schema=f"t_{ns}", data_dir=data_dir
+        redis_url=redis_url,
+        broker_url=broker_url,
+        database_url=database_url,
+        namespace=ns,
+        database_schema=f"t_{ns}",
+        data_dir=data_dir,
     )
-    stack = Stack(settings, say=print)
+    stack = Stack(settings, say=print, extra_env={"ALPHASAGA_BROKER_URL": broker_url or ""})
     try:
         stack.start(timeout=120)
         yield stack
     finally:
         stack.stop()
         asyncio.run(remove_stack_data(redis_url, database_url, ns, settings.database_schema))
+        if broker_url:
+            from tests.support.own_nats import remove_namespace
+
+            asyncio.run(remove_namespace(broker_url, ns))
 
 
 async def remove_stack_data(redis_url: str, database_url: str, namespace: str, schema: str) -> None:

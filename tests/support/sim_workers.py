@@ -28,7 +28,7 @@ from typing import Any
 from alphasaga_contracts import KINDS, Streams
 from alphasaga_contracts import steps as st
 from alphasaga_shared import telemetry
-from alphasaga_shared.bus import Bus
+from alphasaga_shared.bus import open_bus
 from alphasaga_shared.config import Settings
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, derived_message_id, envelope_for
 from tests.support import replies
@@ -94,7 +94,7 @@ async def main() -> None:
     settings = Settings()
     telemetry.setup_tracing("sim", settings.otlp_endpoint)  # as real workers do (the tracing bench)
     config = json.loads(os.environ.get("SIM_CONFIG", "{}"))
-    bus = Bus(settings, service="sim")
+    bus = open_bus(settings, service="sim")
     for service in config.get("only", KINDS.services()):
         handler = make_handler(service, settings.streams, config)
         for queue in KINDS.queues(service):

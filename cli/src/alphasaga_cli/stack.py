@@ -93,9 +93,12 @@ class Stack:
     def resolve_servers(self) -> None:
         s = self.settings
         if s.production:  # a deployment's logins are its own (compose, k8s: docs/deployment.md)
-            self.redis_url, self.database_url = s.require_urls()
+            _, self.database_url = s.require_urls()
+            self.redis_url = s.redis_url or ""
             return
-        need_redis, need_pg = not s.redis_url, not s.database_url
+        # On JetStream Redis carries nothing but the API's rate limits.
+        need_redis = not s.redis_url and (not s.on_jetstream or "api" in self.services)
+        need_pg = not s.database_url
         own = {"on": (True, True), "off": (False, False), "auto": (need_redis, need_pg)}[s.service_users]
         keys = s.data_dir / SECRETS_DIR
         if own[0]:

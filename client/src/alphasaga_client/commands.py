@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from alphasaga_contracts import SubmissionState
 from alphasaga_shared.errors import InvalidRequest, InvalidTransition
 
-from .core import Core, stream_tip, text_of
+from .core import Core, text_of
 
 if TYPE_CHECKING:
     from alphasaga_contracts.research import ResearchRequest
@@ -123,10 +123,7 @@ class Commands(Core):
             )
             envelopes.append(envelope_for(message, correlation_id=str(saga_id)))
         stream = self.requests_stream()
-        async with (await self.redis()).pipeline(transaction=False) as pipe:
-            for env in envelopes:
-                pipe.xadd(stream, self._entry(env))  # type: ignore[arg-type]
-            entry_ids = await pipe.execute()
+        entry_ids = await (await self.transport()).publish_entries([(stream, self._entry(env)) for env in envelopes])
         return [
             Submitted(uuid.UUID(env.correlation_id), env.message_id, text_of(entry_id), tip)
             for env, entry_id in zip(envelopes, entry_ids, strict=True)
@@ -193,10 +190,11 @@ class Commands(Core):
     async def lifecycle_cursor(self) -> str:
         """The lifecycle stream's newest entry id: following from it misses nothing of a saga
         whose request is sent afterwards."""
-        return await stream_tip(await self.redis(), self.settings.streams.sagas)
+        return await (await self.transport()).tip(self.settings.streams.sagas)
 
     async def _send(self, stream: str, env: Envelope) -> str:
-        return text_of(await (await self.redis()).xadd(stream, self._entry(env)))  # type: ignore[arg-type]
+        (entry_id,) = await (await self.transport()).publish_entries([(stream, self._entry(env))])
+        return entry_id
 
     def _entry(self, env: Envelope) -> dict[str, str]:
         """The stream entry for ``env``, refused before anything is sent when it is larger

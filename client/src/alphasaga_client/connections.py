@@ -14,6 +14,7 @@ from alphasaga_shared.errors import InvalidRequest, Unavailable
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
+    from alphasaga_shared.bus.jetstream import JetStreamBus
     from alphasaga_shared.eventstore import EventStore
 
 
@@ -51,6 +52,20 @@ async def connect_redis(settings: Settings, *, max_connections: int = 100) -> ai
         await client.aclose()
         raise Unavailable(f"cannot reach Redis at {redact(url)}: {_reason(exc)}") from None
     return client
+
+
+async def connect_jetstream(settings: Settings) -> JetStreamBus:
+    """The JetStream bus, used as a log (publish, read, dead letters), never subscribed."""
+    from alphasaga_shared.bus.jetstream import JetStreamBus
+
+    url = settings.broker_url or ""
+    bus = JetStreamBus(settings, service="client", url=url)
+    try:
+        await asyncio.wait_for(bus.ping(), settings.connect_timeout_s * 2)
+    except Exception as exc:
+        await bus.stop()
+        raise Unavailable(f"cannot reach NATS JetStream at {redact(url)}: {_reason(exc)}") from None
+    return bus
 
 
 async def connect_store(

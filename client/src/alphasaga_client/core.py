@@ -15,13 +15,14 @@ from alphasaga_readmodel.store import ReadStore
 from alphasaga_shared.config import Settings
 from alphasaga_shared.errors import Ambiguous, InvalidRequest, NotFound
 
-from .connections import connect_redis, connect_store, load_settings
+from .connections import connect_jetstream, connect_redis, connect_store, load_settings
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from alphasaga_accounts import Accounts
     from alphasaga_accounts.service import Clock
+    from alphasaga_shared.bus.transport import LogPort
     from alphasaga_shared.eventstore import EventStore
 
 MIN_PREFIX = 4
@@ -37,6 +38,8 @@ class Core:
     # Redis connections: a followed saga holds one while it is followed.
     redis_connections: int = 100
     _redis: aioredis.Redis | None = None
+    _log: LogPort | None = None
+    _jetstream: Any = None  # the JetStream bus behind ``_log``, closed with the client
     _events: EventStore | None = None
     _accounts: Accounts | None = None
     _reader: SagaReader | None = None
@@ -51,6 +54,10 @@ class Core:
         await self.close()
 
     async def close(self) -> None:
+        self._log = None
+        if self._jetstream is not None:
+            await self._jetstream.stop()
+            self._jetstream = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -67,6 +74,22 @@ class Core:
                 if self._redis is None:
                     self._redis = await connect_redis(self.settings, max_connections=self.redis_connections)
         return self._redis
+
+    async def transport(self) -> LogPort:
+        """The transport, for publishing and reading streams as logs: Redis, or JetStream
+        when ``ALPHASAGA_BROKER_URL`` is ``nats://`` (docs/decisions/0021)."""
+        if self._log is None:
+            if self.settings.on_jetstream:
+                async with self._connect_lock:
+                    if self._log is None:
+                        self._jetstream = await connect_jetstream(self.settings)
+                        self._log = self._jetstream
+            else:
+                from alphasaga_shared.bus.redis_log import RedisLog
+
+                self._log = RedisLog(await self.redis(), self.settings)
+        assert self._log is not None
+        return self._log
 
     async def event_store(self) -> EventStore:
         if self._events is None:  # under the lock: callers that arrive together share one pool
@@ -97,9 +120,10 @@ class Core:
         return self._reader
 
     async def connect(self, *, redis: bool = True, database: bool = True) -> None:
-        """Open the connections now (a command that will need both fails before it acts)."""
+        """Open the connections now (a command that will need both fails before it acts);
+        ``redis``: the transport's, whichever it is."""
         if redis:
-            await self.redis()
+            await self.transport()
         if database:
             await self.event_store()
 

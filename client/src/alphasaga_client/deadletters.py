@@ -1,7 +1,8 @@
 """Dead letters: the entries the bus moved to ``<stream>:dlq`` with their error and
 delivery count (docs/wire-format.md). Redriving re-publishes the original fields to the
-source stream and removes the dead letter, in one MULTI/EXEC: never both copies lost,
-never both kept."""
+source stream and removes the dead letter: on Redis in one MULTI/EXEC, never both copies
+lost, never both kept; on JetStream the copy first, then the removal (a crash between
+leaves the letter to redrive again; the receivers' guards drop a second copy)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from alphasaga_contracts import Streams
 from alphasaga_contracts.envelope import CORRELATION_ID, MESSAGE_ID, TYPE
+from alphasaga_shared.bus.transport import LogPort
 from alphasaga_shared.errors import InvalidRequest, NotFound
-from alphasaga_shared.wire import as_text
 
 from .messages import resolve_stream
 from .timefmt import iso
@@ -80,30 +79,24 @@ def dlq_name(stream: str, streams: Streams) -> str:
     return name if name.endswith(":dlq") else Streams.dead_letters(name)
 
 
-async def dead_letter_streams(redis: aioredis.Redis, streams: Streams) -> list[str]:
-    found = {
-        (key.decode() if isinstance(key, bytes) else str(key))
-        async for key in redis.scan_iter(match=f"{streams.namespace}:*:dlq", count=1000, _type="stream")
-    }
-    return sorted(found)
-
-
-async def read_dead_letters(redis: aioredis.Redis, dlq_streams: list[str]) -> list[DeadLetter]:
+async def read_dead_letters(log: LogPort, dlq_streams: list[str]) -> list[DeadLetter]:
     letters: list[DeadLetter] = []
     for stream in dlq_streams:
-        entries: Any = await redis.xrange(stream, "-", "+")
-        letters.extend(DeadLetter(stream, eid.decode(), as_text(raw)) for eid, raw in entries)
+        letters.extend(DeadLetter(stream, eid, fields) for eid, fields in await _all(log, stream))
     return letters
 
 
-async def find(redis: aioredis.Redis, dlq_streams: list[str], entry_id: str) -> DeadLetter:
-    matches: list[DeadLetter] = []
-    for stream in dlq_streams:
-        try:
-            entries: Any = await redis.xrange(stream, entry_id, entry_id)
-        except aioredis.ResponseError:
-            raise InvalidRequest(f"{entry_id!r} is not a stream entry id (like 1714556400000-0)") from None
-        matches.extend(DeadLetter(stream, eid.decode(), as_text(raw)) for eid, raw in entries)
+async def _all(log: LogPort, stream: str) -> list[tuple[str, dict[str, str]]]:
+    found: list[tuple[str, dict[str, str]]] = []
+    while True:
+        page = await log.entries(stream, after=found[-1][0] if found else None, count=1000)
+        found.extend(page)
+        if len(page) < 1000:
+            return found
+
+
+async def find(log: LogPort, dlq_streams: list[str], entry_id: str) -> DeadLetter:
+    matches = [letter for letter in await read_dead_letters(log, dlq_streams) if letter.entry_id == entry_id]
     if not matches:
         raise NotFound(f"no dead letter {entry_id}")
     if len(matches) > 1:
@@ -111,20 +104,16 @@ async def find(redis: aioredis.Redis, dlq_streams: list[str], entry_id: str) -> 
     return matches[0]
 
 
-async def redrive(redis: aioredis.Redis, letter: DeadLetter) -> str:
+async def redrive(log: LogPort, letter: DeadLetter) -> str:
     """Send the original message back to its source stream; returns its new entry id."""
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.xadd(letter.source_stream, letter.original)  # type: ignore[arg-type]
-        pipe.xdel(letter.dlq_stream, letter.entry_id)
-        new_id, _ = await pipe.execute()
-    return new_id.decode() if isinstance(new_id, bytes) else str(new_id)
+    return await log.redrive(letter.dlq_stream, letter.entry_id, letter.original)
 
 
-async def purge(redis: aioredis.Redis, letters: list[DeadLetter]) -> int:
+async def purge(log: LogPort, letters: list[DeadLetter]) -> int:
     by_stream: dict[str, list[str]] = {}
     for letter in letters:
         by_stream.setdefault(letter.dlq_stream, []).append(letter.entry_id)
     removed = 0
     for stream, ids in by_stream.items():
-        removed += int(await redis.xdel(stream, *ids))
+        removed += await log.delete_entries(stream, ids)
     return removed

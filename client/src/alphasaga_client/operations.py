@@ -1,6 +1,5 @@
 """What an operator does besides sagas: dead letters (read, redrive, purge) and the health
-checks a front end's readiness is made of. redis-py's dead-letter helpers load only when
-a command uses them."""
+checks a front end's readiness is made of, on either transport."""
 
 from __future__ import annotations
 
@@ -10,11 +9,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .core import Core, text_of
+from .core import Core
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
     from .deadletters import DeadLetter
 
 
@@ -29,33 +26,31 @@ class DeadLetters(Core):
     async def dead_letters(self, stream: str | None = None) -> list[DeadLetter]:
         from . import deadletters as dl
 
-        redis = await self.redis()
-        return await dl.read_dead_letters(redis, await self._dead_letter_streams(redis, stream))
+        return await dl.read_dead_letters(await self.transport(), await self._dead_letter_streams(stream))
 
     async def dead_letter(self, entry_id: str, stream: str | None = None) -> DeadLetter:
         from . import deadletters as dl
 
-        redis = await self.redis()
-        return await dl.find(redis, await self._dead_letter_streams(redis, stream), entry_id)
+        return await dl.find(await self.transport(), await self._dead_letter_streams(stream), entry_id)
 
     async def redrive(self, letter: DeadLetter) -> str:
         """Send a dead letter back to its source stream, unchanged; returns its new entry id."""
         from . import deadletters as dl
 
-        return await dl.redrive(await self.redis(), letter)
+        return await dl.redrive(await self.transport(), letter)
 
     async def purge(self, letters: Sequence[DeadLetter]) -> int:
         """Delete exactly these dead letters; returns how many were deleted."""
         from . import deadletters as dl
 
-        return await dl.purge(await self.redis(), list(letters))
+        return await dl.purge(await self.transport(), list(letters))
 
-    async def _dead_letter_streams(self, redis: aioredis.Redis, stream: str | None) -> list[str]:
+    async def _dead_letter_streams(self, stream: str | None) -> list[str]:
         from . import deadletters as dl
 
         if stream:
             return [dl.dlq_name(stream, self.settings.streams)]
-        return await dl.dead_letter_streams(redis, self.settings.streams)
+        return await (await self.transport()).dead_letter_streams(self.settings.namespace)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +81,16 @@ class Health(Core):
                 error = f"{type(exc).__name__}: {exc}"[:200]
             out[name] = Probe(error is None, round((time.perf_counter() - begun) * 1000, 2), error)
 
-        async def ping_redis() -> None:
-            await (await self.redis()).ping()
+        async def ping_transport() -> None:
+            await (await self.transport()).ping()
 
         async def ping_postgres() -> None:
             await (await self.event_store()).ping()
 
-        await probe("redis", ping_redis)
+        transport = "jetstream" if self.settings.on_jetstream else "redis"
+        await probe(transport, ping_transport)
         await probe("postgres", ping_postgres)
-        if out["redis"].ok:
+        if out[transport].ok:
             await probe("consumer_groups", self._groups_present)
         return out
 
@@ -104,30 +100,25 @@ class Health(Core):
             raise LookupError(f"no consumer group for {', '.join(missing)}")
 
     async def group_lags(self) -> list[GroupLag]:
-        """Each service's consumer group on its command stream, as Redis reports it."""
-        redis = await self.redis()
+        """Each service's consumer group on its command stream, as its transport reports it."""
         from alphasaga_contracts import Service
 
+        log = await self.transport()
         out = []
         for service in Service:
             stream = self.settings.streams.commands(service)
-            try:
-                groups: Any = await redis.xinfo_groups(stream)
-            except Exception:  # no such stream yet: nobody has subscribed
-                groups = []
-            mine = next((g for g in groups if text_of(g["name"]) == str(service)), None)
-            if mine is None:
+            state = await log.group_state(stream, str(service))
+            if state is None:
                 out.append(GroupLag(str(service), stream, present=False))
                 continue
-            lag = mine.get("lag")
             out.append(
                 GroupLag(
                     str(service),
                     stream,
                     present=True,
-                    lag=None if lag is None else int(lag),
-                    pending=int(mine.get("pending") or 0),
-                    consumers=int(mine.get("consumers") or 0),
+                    lag=state.lag,
+                    pending=state.pending,
+                    consumers=state.consumers,
                 )
             )
         return out

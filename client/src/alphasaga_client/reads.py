@@ -87,10 +87,10 @@ class Reads(Core):
         (from Redis: shown while PostgreSQL is down; nothing is shown while Redis is)."""
         import json
 
-        from alphasaga_shared.outages import Held, held_key
+        from alphasaga_shared.outages import Held
 
-        found = await (await self.redis()).hgetall(held_key(self.settings.namespace, str(saga_id)))
-        return sorted((Held(**json.loads(v)) for v in found.values()), key=lambda h: h.since)
+        found = await (await self.transport()).held(self.settings.namespace, str(saga_id))
+        return sorted((Held(**json.loads(v)) for v in found), key=lambda h: h.since)
 
     async def sagas(self, where: SagaFilter | None = None) -> list[SagaSummary]:
         """Sagas, newest first, from the saga list once it holds every saga event committed

@@ -14,7 +14,7 @@ from alphasaga_contracts import SubmissionState
 from alphasaga_readmodel.summaries import submission_summary
 from alphasaga_shared.errors import Corrupt, InvalidRequest
 
-from .core import UNRECORDED, Core, stream_tip
+from .core import UNRECORDED, Core
 
 if TYPE_CHECKING:
     from alphasaga_contracts import saga as sg
@@ -44,28 +44,25 @@ class Streams(Core):
         ``timeout_s`` without the end."""
         from alphasaga_contracts import saga as sg
         from alphasaga_contracts.envelope import CORRELATION_ID
-        from alphasaga_shared.wire import MalformedMessage, as_text, decode
+        from alphasaga_shared.wire import MalformedMessage, decode
 
         saga_id = saga if isinstance(saga, uuid.UUID) else await self.resolve(saga)
-        redis = await self.redis()
+        log = await self.transport()
         stream, wanted, cursor = self.settings.streams.sagas, str(saga_id), after
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while deadline is None or time.monotonic() < deadline:
-            reply: Any = await redis.xread({stream: cursor}, count=500, block=500)
-            for _, entries in reply:
-                for entry_id, raw in entries:
-                    cursor = entry_id.decode()
-                    fields = as_text(raw)
-                    if fields.get(CORRELATION_ID) != wanted:
-                        continue
-                    try:
-                        event = decode(fields).message
-                    except MalformedMessage:
-                        continue  # not ours to judge here: the stream has one writer, the relay
-                    assert isinstance(event, sg.SagaEvent)
-                    yield Lifecycle(cursor, event)
-                    if event.is_terminal():
-                        return
+            for _, entry_id, fields in await log.read({stream: cursor}, count=500, block_ms=500):
+                cursor = entry_id
+                if fields.get(CORRELATION_ID) != wanted:
+                    continue
+                try:
+                    event = decode(fields).message
+                except MalformedMessage:
+                    continue  # not ours to judge here: the stream has one writer, the relay
+                assert isinstance(event, sg.SagaEvent)
+                yield Lifecycle(cursor, event)
+                if event.is_terminal():
+                    return
         raise TimeoutError(f"saga {saga_id} did not finish within {timeout_s:.0f}s")
 
     async def watch(
@@ -107,29 +104,24 @@ class Streams(Core):
         from .messages import resolve_stream
 
         names = [resolve_stream(s, self.settings.streams) for s in streams]
-        redis = await self.redis()
         if start != "$":
             return dict.fromkeys(names, start)
         # "$" itself, re-read on every call, would miss entries added between two reads:
         # start from each stream's newest id instead.
-        return {n: await stream_tip(redis, n) for n in names}
+        log = await self.transport()
+        return {n: await log.tip(n) for n in names}
 
     async def tail(self, cursors: dict[str, str], *, count: int = 100) -> AsyncIterator[Entry]:
         """Entries after ``cursors`` (see ``cursors``) as they arrive, decoded, read outside
         any consumer group: it never takes a message from a service."""
-        from alphasaga_shared.wire import as_text
-
         from .messages import decode_entry
 
-        redis = await self.redis()
+        log = await self.transport()
         cursors = dict(cursors)
         while True:
-            reply: Any = await redis.xread(cursors, count=count, block=1000)  # type: ignore[arg-type]
-            for raw_stream, entries in reply:
-                stream = raw_stream.decode()
-                for raw_id, raw in entries:
-                    cursors[stream] = raw_id.decode()
-                    yield decode_entry(stream, cursors[stream], as_text(raw))
+            for stream, entry_id, fields in await log.read(cursors, count=count, block_ms=1000):
+                cursors[stream] = entry_id
+                yield decode_entry(stream, entry_id, fields)
 
 
 async def _raise_if_rejected(store: ReadStore, saga_id: uuid.UUID) -> None:

@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alphasaga_contracts import Streams
 
+# URL schemes of the transports (``Settings.broker_url``).
+JETSTREAM_SCHEMES = ("nats", "tls")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
 
 class ConfigError(RuntimeError):
     """A setting is missing or wrong; the message says which, in one line."""
@@ -35,6 +39,13 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     redis_url: str | None = None
+    # The transport: ``nats://`` selects JetStream (bus/jetstream.py); unset, or
+    # ``redis://``, Redis Streams at ``redis_url`` (docs/decisions/0021).
+    broker_url: str | None = None
+    nats_replicas: int = Field(1, ge=1, le=5, description="JetStream streams' replicas (3 on a cluster)")
+    nats_duplicate_window_s: float = Field(
+        120.0, gt=0, description="How long JetStream drops a publish whose Nats-Msg-Id it has seen"
+    )
     database_url: str | None = None
     database_schema: str = Field("alphasaga", pattern=r"^[a-z_][a-z0-9_]*$")
     namespace: str = "alphasaga"
@@ -119,17 +130,27 @@ class Settings(BaseSettings):
     def streams(self) -> Streams:
         return Streams(self.namespace)
 
+    @property
+    def bus_url(self) -> str | None:
+        """The transport's URL: ``broker_url``, else Redis's."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def on_jetstream(self) -> bool:
+        return bool(self.broker_url) and self.broker_url.partition("://")[0] in JETSTREAM_SCHEMES  # type: ignore[union-attr]
+
     def require_urls(self) -> tuple[str, str]:
-        """Both server URLs, or a one-line ConfigError naming what is missing."""
+        """The transport's and the database's URLs, or a one-line ConfigError naming what
+        is missing."""
         missing = [
             name
             for name, value in (
-                ("ALPHASAGA_REDIS_URL", self.redis_url),
+                ("ALPHASAGA_REDIS_URL (or ALPHASAGA_BROKER_URL)", self.bus_url),
                 ("ALPHASAGA_DATABASE_URL", self.database_url),
             )
             if not value
         ]
         if missing:
             raise ConfigError(f"{' and '.join(missing)} not set (required when ALPHASAGA_ENV=production)")
-        assert self.redis_url and self.database_url
-        return self.redis_url, self.database_url
+        assert self.bus_url and self.database_url
+        return self.bus_url, self.database_url

@@ -18,7 +18,7 @@ import asyncpg
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from . import metrics
-from .outages import OUTAGES, classify
+from .outages import OUTAGES, classify, is_nats_outage
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, _TRANSIENT):
         return True
     redis_errors = sys.modules.get("redis.exceptions")
-    return redis_errors is not None and isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError)
+    if redis_errors is not None and isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
+        return True
+    return is_nats_outage(exc)
 
 
 # One pass of a loop: True when there is more to do at once, False to pause first.

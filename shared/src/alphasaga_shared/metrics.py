@@ -37,6 +37,11 @@ LOST = Counter(
     "Pending entries found deleted (trimmed) before they were processed; should stay 0",
     ["stream"],
 )
+BUS_READER_FAILURES = Counter(
+    "alphasaga_bus_reader_failures_total",
+    "Reads of a stream that failed on something other than an outage (a bug), read again after a second",
+    ["stream"],
+)
 GROUPS_RECREATED = Counter(
     "alphasaga_bus_groups_recreated_total",
     "Consumer groups found gone (Redis forgot them) and made again at 0, by stream and group",

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 POSTGRESQL = "postgresql"
 REDIS = "redis"
-STORES = {POSTGRESQL: "PostgreSQL", REDIS: "Redis"}
+NATS = "nats"
+STORES = {POSTGRESQL: "PostgreSQL", REDIS: "Redis", NATS: "NATS"}
 
 OUTAGE_SECONDS = Gauge(
     "alphasaga_outage_seconds",
@@ -85,7 +86,32 @@ def _library_error(exc: BaseException) -> str | None:
             return REDIS
         if isinstance(exc, errors.TimeoutError) and "connect" in str(exc).lower():
             return REDIS
+    if is_nats_outage(exc):
+        return NATS
     return None
+
+
+# nats-py's errors that mean the server or JetStream cannot be reached, by name (a process
+# on Redis never loads nats-py). Its own request timeout counts: a JetStream publish or API
+# call unanswered while a stream's leader is elected again, or the server is away.
+_NATS_OUTAGES = (
+    "ConnectionClosedError",
+    "NoServersError",
+    "StaleConnectionError",
+    "ConnectionReconnectingError",
+    "OutboundBufferLimitError",
+    "NoRespondersError",
+    "TimeoutError",
+)
+_JETSTREAM_OUTAGES = ("NoStreamResponseError", "ServiceUnavailableError")
+
+
+def is_nats_outage(exc: BaseException) -> bool:
+    errors = sys.modules.get("nats.errors")
+    if errors is not None and isinstance(exc, tuple(getattr(errors, name) for name in _NATS_OUTAGES)):
+        return True
+    js_errors = sys.modules.get("nats.js.errors")
+    return js_errors is not None and isinstance(exc, tuple(getattr(js_errors, name) for name in _JETSTREAM_OUTAGES))
 
 
 def _raised_in(exc: BaseException, *, connecting: bool) -> str | None:
@@ -220,6 +246,15 @@ class Outages:
         """``call()`` until it returns; through outages with backoff, until ``deadline``
         (wall-clock seconds) when one is given, then ``Outlasted``. Any other error is
         raised at once. ``hook`` is awaited each time a call failed on an outage."""
+        # The common case first, without the retry machinery (it costs more than a handler);
+        # a failure on an outage is then fed to it as its first attempt's.
+        first_failure: list[BaseException] = []
+        try:
+            return await call()
+        except Exception as exc:
+            if classify(exc) is None:
+                raise
+            first_failure.append(exc)
         waiting: list[Span] = []
 
         async def before_sleep(state: RetryCallState) -> None:
@@ -245,6 +280,8 @@ class Outages:
         )
 
         async def once() -> T:  # tenacity awaits only what it sees is a coroutine function
+            if first_failure:
+                raise first_failure.pop()
             return await call()
 
         try:

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 from pydantic import Field
@@ -41,8 +42,10 @@ from .eventstore import (
     outbox_channel,
 )
 from .loops import Outage, retrying
-from .sentinel import Sentinel
 from .wire import Outgoing
+
+if TYPE_CHECKING:  # the bus's modules load faststream and the transports' clients
+    from .bus.transport import EntrySink
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +151,7 @@ class Relay:
     def __init__(
         self,
         store: EventStore,
-        redis: object,
+        sink: EntrySink,
         *,
         batch: int = 500,
         poll_ms: int = 50,
@@ -157,7 +160,7 @@ class Relay:
         namespace: str | None = None,
     ) -> None:
         self.store = store
-        self.redis = redis  # redis.asyncio.Redis; typed loosely to keep faststream out of here
+        self.sink = sink  # the bus, or its publishing part (bus/transport.py)
         self.batch = batch
         self.poll_s = poll_ms / 1000
         # The position lives in memory and is saved at most this often: a crash
@@ -180,7 +183,7 @@ class Relay:
         # A test's hook between publishing and saving the position (the crash test exits there).
         self._after_publish = after_publish
         # Whether Redis forgot (None: not watched, for tests of the publishing paths alone).
-        self._sentinel = Sentinel(redis, namespace) if namespace is not None else None
+        self._sentinel = sink.forgetting(namespace) if namespace is not None else None
         self._sentinel_checked = 0.0
 
     @contextlib.asynccontextmanager
@@ -222,10 +225,7 @@ class Relay:
         fields = [wire_fields(row) for row in rows]
         try:
             with telemetry.span("relay publish"):
-                pipe = self.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
-                for stream, entry in fields:
-                    pipe.xadd(stream, entry)
-                await pipe.execute()
+                await self.sink.publish_entries(fields)
         except BaseException as exc:  # Redis down, cancelled, or a bug: the tail publishes them
             log.warning("direct publish of %d outbox rows failed, left to the relay's tail: %r", len(rows), exc)
             self._unclaim(rows)
@@ -334,11 +334,8 @@ class Relay:
     async def _send(
         self, to_publish: list[tuple[str, dict[str, str]]], handed_back: list[tuple[str, dict[str, str]]]
     ) -> None:
-        pipe = self.redis.pipeline(transaction=False)  # type: ignore[attr-defined]
-        for stream, fields in to_publish:
-            pipe.xadd(stream, fields)
         try:
-            await pipe.execute()
+            await self.sink.publish_entries(to_publish)
         except BaseException:
             # The position stays before the tail's rows; only handed-back rows need keeping.
             self._handed_back[:0] = handed_back
@@ -499,11 +496,11 @@ class RelaySettings(BaseSettings):
 
 
 def relay_for(
-    store: EventStore, redis: object, namespace: str, *, after_publish: Callable[[], None] | None = None
+    store: EventStore, sink: EntrySink, namespace: str, *, after_publish: Callable[[], None] | None = None
 ) -> Relay:
     settings = RelaySettings()
     return Relay(
-        store, redis, batch=settings.batch, poll_ms=settings.poll_ms, after_publish=after_publish, namespace=namespace
+        store, sink, batch=settings.batch, poll_ms=settings.poll_ms, after_publish=after_publish, namespace=namespace
     )
 
 
@@ -513,7 +510,7 @@ def main(after_publish: Callable[[], None] | None = None) -> None:
     from .runner import ServiceContext, run_service
 
     async def setup(ctx: ServiceContext) -> None:
-        relay = relay_for(ctx.store, await ctx.bus.connect(), ctx.settings.namespace, after_publish=after_publish)
+        relay = relay_for(ctx.store, ctx.bus, ctx.settings.namespace, after_publish=after_publish)
         ctx.background.append(relay.run)
         metrics.on_scrape(relay.measure_backlog)
 

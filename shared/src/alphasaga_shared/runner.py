@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from . import telemetry
-from .bus import Bus
+from .bus import BusPort, open_bus, transport_of
 from .conditions import CONDITIONS, Conditions
 from .config import ConfigError, Settings, redact
 from .eventstore import EventStore
@@ -70,7 +70,7 @@ async def watchdog(conditions: Conditions = CONDITIONS, period_s: float = WATCHD
 class ServiceContext:
     name: str
     settings: Settings
-    bus: Bus
+    bus: BusPort
     store: EventStore
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
@@ -111,9 +111,23 @@ async def connect_store(url: str, settings: Settings, name: str) -> EventStore:
         raise StartupError(f"cannot reach PostgreSQL at {redact(url)}: {exc or type(exc).__name__}") from None
 
 
-async def wait_for_servers(redis_url: str, database_url: str, settings: Settings, name: str) -> EventStore:
-    """Reach Redis and PostgreSQL: at once, or (``wait_for_servers_s``) retrying with
-    backoff while they are down, as a container started before its database does."""
+async def check_bus(url: str, settings: Settings, timeout: float) -> None:
+    """The transport answers (Redis's PING, or NATS with JetStream enabled)."""
+    if transport_of(url) == "redis":
+        await check_redis(url, timeout)
+        return
+    bus = open_bus(settings, service="check", url=url)
+    try:
+        await asyncio.wait_for(bus.ping(), timeout)
+    except Exception as exc:
+        raise StartupError(f"cannot reach NATS JetStream at {url}: {exc or type(exc).__name__}") from None
+    finally:
+        await bus.stop()
+
+
+async def wait_for_servers(bus_url: str, database_url: str, settings: Settings, name: str) -> EventStore:
+    """Reach the transport (Redis or NATS) and PostgreSQL: at once, or (``wait_for_servers_s``)
+    retrying with backoff while they are down, as a container started before its database does."""
     outage = Outage(f"{name} start-up")
     attempts = AsyncRetrying(
         retry=retry_if_exception_type(StartupError),
@@ -124,14 +138,14 @@ async def wait_for_servers(redis_url: str, database_url: str, settings: Settings
     )
     async for attempt in attempts:
         with attempt:
-            await check_redis(redis_url, settings.connect_timeout_s)
+            await check_bus(bus_url, settings, settings.connect_timeout_s)
             store = await connect_store(database_url, settings, name)
     outage.passed()
     return store
 
 
 async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], settings: Settings) -> None:
-    redis_url, database_url = required_urls(settings)
+    bus_url, database_url = required_urls(settings)
     OUTAGES.exit_after_s = settings.outage_exit_s
     connected: list[EventStore] = []
 
@@ -140,16 +154,18 @@ async def _run(name: str, setup: Callable[[ServiceContext], Awaitable[None]], se
             raise ConnectionError("not connected yet")
         await connected[0].ping()
 
-    health = HealthServer({"redis": lambda: check_redis(redis_url, 2.0), "postgres": ping_store})
+    transport = transport_of(bus_url)
+    health = HealthServer({transport: lambda: check_bus(bus_url, settings, 2.0), "postgres": ping_store})
     if settings.http_port is not None:  # first: probes answer "not ready" while servers are awaited
         await health.start(settings.http_host, settings.http_port)
     try:
-        store = await wait_for_servers(redis_url, database_url, settings, name)
+        store = await wait_for_servers(bus_url, database_url, settings, name)
     except BaseException:
         await health.stop()
         raise
     connected.append(store)
-    bus = Bus(settings, service=name, redis_url=redis_url)
+    bus = open_bus(settings, service=name, url=bus_url)
+    health.checks[transport] = bus.ping  # the bus's own connection from now on, not one per probe
     health.checks["groups"] = bus.check_groups
     ctx = ServiceContext(name=name, settings=settings, bus=bus, store=store)
     tasks: list[asyncio.Task[None]] = []

@@ -146,6 +146,8 @@ def up() -> None:
         stack.start()
         front_end = stack.front_end_settings()
         echo(f"ALPHASAGA_REDIS_URL={front_end.redis_url}")
+        if stack.settings.broker_url:
+            echo(f"ALPHASAGA_BROKER_URL={stack.settings.broker_url}")
         echo(f"ALPHASAGA_DATABASE_URL={front_end.database_url}")
         if front_end.redis_url != stack.redis_url:
             echo(f"(the front ends' Redis user; admin's, for `alphasaga tail` and `dlq redrive`: {stack.redis_url})")

@@ -129,7 +129,7 @@ async def service(ctx: ServiceContext, config: OrchestratorSettings | None = Non
         raise StartupError(f"cannot open the commit pool on PostgreSQL: {exc or type(exc).__name__}") from None
     # The relay also runs alone (python -m alphasaga_shared.outbox), the projector too
     # (python -m alphasaga_orchestrator.projection): then they are off here.
-    relay = relay_for(ctx.store, await ctx.bus.connect(), ctx.settings.namespace) if config.run_relay else None
+    relay = relay_for(ctx.store, ctx.bus, ctx.settings.namespace) if config.run_relay else None
     handler = orchestrator(ctx.store, settings, config, workflows=workflows, relay=relay, commit_pool=commit_pool)
     store = SagaStore(ctx.store)  # timers, on the event store's pool
     timers = Timers(store, handler.apply, poll_s=config.timer_poll_ms / 1000, batch=config.timer_batch)

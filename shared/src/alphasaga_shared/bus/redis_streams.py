@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -39,18 +37,25 @@ from redis.typing import EncodableT
 from .. import metrics
 from ..config import Settings
 from ..outages import OUTAGES, STORES, Held, Span, held_key
+from ..sentinel import Sentinel
 from ..streamstats import WATCHED, StreamStats
-from ..wire import Delivery, MalformedMessage, Outgoing, as_text, cap_text, encode, entry_size
+from ..wire import Delivery, Outgoing, as_text, cap_text
 from . import chain as ch
+from .assembly import (
+    Counters,
+    DeadLetterNotice,
+    Entry,
+    Read,
+    dead_letter_fields,
+    encode_entry,
+    notify_dead,
+    subscription_chain,
+)
 from .groups import GroupKeeper
 from .reclaim import Reclaimer
+from .redis_log import RedisLog
 
 log = logging.getLogger("alphasaga_shared.bus")
-
-# What to tell the sender of a message that was just dead-lettered (its dead letter's
-# entry id given): a worker replies with the step's failure, so that the saga learns at
-# once instead of at the step's timeout.
-DeadLetterNotice = Callable[[Delivery, str], Sequence[Outgoing] | Awaitable[Sequence[Outgoing]]]
 
 
 @dataclass(slots=True)
@@ -66,29 +71,14 @@ class Subscription:
     in_flight: set[str] = field(default_factory=set)
     # faststream's subscriber that reads the group (restarted after the group was made again).
     reader: Any = None
-    # Metric children bound once: label lookups cost more than the increments.
-    m_processed: Any = None
-    m_duplicate: Any = None
-    m_dead: Any = None
-    m_failed: Any = None
+    counters: Counters | None = None
 
     def __post_init__(self) -> None:
-        self.m_processed = metrics.MESSAGES.labels(self.stream, self.group, "processed")
-        self.m_duplicate = metrics.MESSAGES.labels(self.stream, self.group, "duplicate")
-        self.m_dead = metrics.MESSAGES.labels(self.stream, self.group, "dead_lettered")
-        self.m_failed = metrics.MESSAGES.labels(self.stream, self.group, "failed")
-        # Exported at 0 from the start, so that the first re-creation is an increase.
-        metrics.GROUPS_RECREATED.labels(self.stream, self.group)
+        self.counters = Counters(self.stream, self.group)
 
     def count(self, outcome: ch.BatchOutcome) -> None:
-        for n, child in (
-            (outcome.processed, self.m_processed),
-            (outcome.duplicates, self.m_duplicate),
-            (outcome.dead_lettered, self.m_dead),
-            (outcome.failed, self.m_failed),
-        ):
-            if n:
-                child.inc(n)
+        assert self.counters is not None
+        self.counters.count(outcome)
 
 
 async def ensure_group(client: Redis, stream: str, group: str) -> None:
@@ -174,6 +164,43 @@ class Bus:
         metrics.PUBLISHED.inc(len(outgoing))
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
+    async def publish_entries(self, entries: Sequence[Entry]) -> list[str]:
+        return await RedisLog(await self.connect(), self.settings).publish_entries(entries)
+
+    def forgetting(self, namespace: str) -> ConnectingSentinel:
+        return ConnectingSentinel(self, namespace)
+
+    async def log(self) -> RedisLog:
+        """The streams read as logs (``transport.StreamLog``) over this bus's connection."""
+        return RedisLog(await self.connect(), self.settings)
+
+    async def entries(self, stream: str, *, after: str | None = None, count: int = 1000) -> list[Entry]:
+        return await (await self.log()).entries(stream, after=after, count=count)
+
+    async def tip(self, stream: str) -> str:
+        return await (await self.log()).tip(stream)
+
+    async def delete_entries(self, stream: str, entry_ids: Sequence[str]) -> int:
+        return await (await self.log()).delete_entries(stream, entry_ids)
+
+    async def redrive(self, dlq_stream: str, entry_id: str, original: dict[str, str]) -> str:
+        return await (await self.log()).redrive(dlq_stream, entry_id, original)
+
+    async def dead_letter_streams(self, namespace: str) -> list[str]:
+        return await (await self.log()).dead_letter_streams(namespace)
+
+    async def read(self, cursors: dict[str, str], *, count: int, block_ms: int) -> list[Read]:
+        return await (await self.log()).read(cursors, count=count, block_ms=block_ms)
+
+    async def held(self, namespace: str, saga: str) -> list[str]:
+        return await (await self.log()).held(namespace, saga)
+
+    async def has_group(self, stream: str, group: str) -> bool:
+        return await (await self.log()).has_group(stream, group)
+
+    async def ping(self) -> None:
+        await (await self.connect()).ping()
+
     # --- consuming -----------------------------------------------------------------
 
     def subscribe(
@@ -205,19 +232,19 @@ class Bus:
         if self._started:
             raise RuntimeError("subscribe before start()")
         sub = Subscription(stream=stream, group=group or self.service, dedupe=dedupe, on_dead_letter=on_dead_letter)
-        sub.run = ch.chain(
-            self._batch_middlewares(sub, batch_handler, admit),
-            [
-                ch.ErrorPolicy(
-                    self.settings.delivery_cap,
-                    ch.OutagePolicy(deadline=deadline, outlasted=on_outlasted, board=HeldBoard(self, sub.group)),
-                    self._encode,
-                ),
-                ch.Traced(traced=traced),
-                ch.Timed(metrics.HANDLER_SECONDS.labels(stream, sub.group)),
-            ],
-            handler,
-            self._encode,
+        sub.run = subscription_chain(
+            self.settings,
+            stream=stream,
+            group=sub.group,
+            handler=handler,
+            seen_before=self._seen_before(sub) if dedupe else None,
+            in_flight=sub.in_flight,
+            board=HeldBoard(self, sub.group),
+            batch_handler=batch_handler,
+            admit=admit,
+            traced=traced,
+            deadline=deadline,
+            on_outlasted=on_outlasted,
         )
         self._subscriptions.append(sub)
 
@@ -242,24 +269,13 @@ class Bus:
         reader(on_batch)
         return sub
 
-    def _batch_middlewares(
-        self, sub: Subscription, batch_handler: ch.BatchHandler | None, admit: ch.Refusal | None
-    ) -> list[ch.BatchMiddleware]:
-        middlewares: list[ch.BatchMiddleware] = [ch.SizeGuard(self.settings.max_entry_bytes), ch.decode_entries]
-        if admit is not None:
-            middlewares.append(ch.Admit(admit))
-        if sub.dedupe:
+    def _seen_before(self, sub: Subscription) -> ch.SeenBefore:
+        async def seen_before(message_ids: Sequence[str]) -> list[bool]:
+            keys = [self._done_key(sub, m) for m in message_ids]
+            marks = await OUTAGES.ride_out(lambda: self.client.mget(keys))
+            return [mark is not None for mark in marks]
 
-            async def seen_before(message_ids: Sequence[str]) -> list[bool]:
-                keys = [self._done_key(sub, m) for m in message_ids]
-                marks = await OUTAGES.ride_out(lambda: self.client.mget(keys))
-                return [mark is not None for mark in marks]
-
-            middlewares.append(ch.Dedupe(seen_before))
-        middlewares.append(ch.InFlight(sub.in_flight))
-        if batch_handler is not None:
-            middlewares.append(ch.BatchFirst(batch_handler, sub.stream))
-        return middlewares
+        return seen_before
 
     def watch(self, stream: str, group: str) -> None:
         """Report ``group``'s state on ``stream`` with this bus's own (the orchestrator
@@ -365,7 +381,7 @@ class Bus:
             for message_id in done:
                 pipe.set(self._done_key(sub, message_id), b"1", ex=ttl)
             for d in dead:
-                pipe.xadd(self.settings.streams.dead_letters(d.stream), self._dead_letter_fields(sub, d))  # type: ignore[arg-type]
+                pipe.xadd(self.settings.streams.dead_letters(d.stream), dead_letter_fields(self.settings, sub.group, d))  # type: ignore[arg-type]
             if ack:
                 pipe.xack(sub.stream, sub.group, *ack)
             results = await pipe.execute()
@@ -376,48 +392,36 @@ class Bus:
             await self._notify_dead(sub, dead, results[first : first + len(dead)])
 
     async def _notify_dead(self, sub: Subscription, dead: list[Delivery], dead_ids: list[Any]) -> None:
-        """Tell whom ``sub`` names about its dead letters: what the notice returns is
-        published here; a notice may also record what it has to say itself (awaitable)."""
         assert sub.on_dead_letter is not None
-        try:
-            notices: list[Outgoing] = []
-            for d, entry_id in zip(dead, dead_ids, strict=True):
-                found = sub.on_dead_letter(d, entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id))
-                notices.extend(await found if inspect.isawaitable(found) else found)
-            await self.publish(notices)
-        except Exception:  # a notice is a courtesy: the dead letter itself is safe
-            log.exception("could not send the notices of %d dead letters of %s", len(dead), sub.stream)
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in dead_ids]
+        await notify_dead(sub.on_dead_letter, sub.stream, dead, ids, self.publish)
 
     def _encode(self, out: Outgoing) -> dict[str, str]:
-        """The entry for ``out``; refused (``MalformedMessage``) when over the size limit."""
-        fields = encode(out.envelope)
-        size = entry_size(fields)
-        if size > self.settings.max_entry_bytes:
-            raise MalformedMessage(
-                f"{out.envelope.type} of {size:,} bytes for {out.stream} is over the"
-                f" {self.settings.max_entry_bytes:,}-byte limit: not published"
-            )
-        return fields
-
-    def _dead_letter_fields(self, sub: Subscription, d: Delivery) -> dict[str, str]:
-        # The original fields stay as they were; ours are prefixed so they cannot clash.
-        fields = dict(d.fields)
-        error = cap_text(d.error or "unknown error", self.settings.max_error_chars, "dlq_error")
-        fields.update(
-            {
-                "dlq_error": error.encode("ascii", "backslashreplace").decode(),
-                "dlq_delivery_count": str(d.delivery_count),
-                "dlq_source_stream": d.stream,
-                "dlq_source_id": d.entry_id,
-                "dlq_group": sub.group,
-                "dlq_consumer": self.consumer,
-                "dlq_at_ms": str(int(time.time() * 1000)),
-            }
-        )
-        return fields
+        return encode_entry(self.settings, out)
 
     def _done_key(self, sub: Subscription, message_id: str) -> str:
         return f"{self.settings.namespace}:done:{sub.group}:{message_id}"
+
+
+class ConnectingSentinel:
+    """``sentinel.Sentinel`` over the bus's connection, made when first asked (the relay is
+    set up before the bus connects)."""
+
+    def __init__(self, bus: Bus, namespace: str) -> None:
+        self.bus = bus
+        self.namespace = namespace
+
+    async def _sentinel(self) -> Sentinel:
+        return Sentinel(await self.bus.connect(), self.namespace)
+
+    async def forgotten(self) -> str | None:
+        return await (await self._sentinel()).forgotten()
+
+    async def begin(self) -> None:
+        await (await self._sentinel()).begin()
+
+    async def done(self) -> bool:
+        return await (await self._sentinel()).done()
 
 
 class HeldBoard:
