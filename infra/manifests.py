@@ -390,6 +390,8 @@ services:
       ALPHASAGA_DATABASE_URL: postgresql://alphasaga:${{POSTGRES_PASSWORD:-alphasaga}}@postgres:5432/alphasaga?sslmode=verify-full&sslrootcert=/tls/ca.crt
     volumes: [./.secrets/tls-redis/ca.crt:/tls/ca.crt:ro]
 {services}"""
+
+
 NATS_IMAGE = "${NATS_IMAGE:-docker.io/library/nats:2.10}"
 NATS_NODES = ("nats-1", "nats-2", "nats-3")
 

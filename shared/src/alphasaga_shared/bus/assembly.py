@@ -3,12 +3,11 @@ a dead letter's fields. Only reading, committing and redelivering differ between
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .. import metrics

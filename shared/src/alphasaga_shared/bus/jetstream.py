@@ -310,9 +310,7 @@ class JetStreamBus:
         except nats.js.errors.NotFoundError:
             return None
         # Not yet delivered, delivered and not acknowledged, pull requests waiting (its readers).
-        return GroupState(
-            lag=info.num_pending, pending=info.num_ack_pending or 0, consumers=info.num_waiting or 0
-        )
+        return GroupState(lag=info.num_pending, pending=info.num_ack_pending or 0, consumers=info.num_waiting or 0)
 
     async def dead_letter_streams(self, namespace: str) -> list[str]:
         js = await self.connect()

@@ -45,6 +45,7 @@ from .assembly import (
     Counters,
     DeadLetterNotice,
     Entry,
+    GroupState,
     Read,
     dead_letter_fields,
     encode_entry,
@@ -197,6 +198,9 @@ class Bus:
 
     async def has_group(self, stream: str, group: str) -> bool:
         return await (await self.log()).has_group(stream, group)
+
+    async def group_state(self, stream: str, group: str) -> GroupState | None:
+        return await (await self.log()).group_state(stream, group)
 
     async def ping(self) -> None:
         await (await self.connect()).ping()
