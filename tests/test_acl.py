@@ -401,7 +401,7 @@ async def test_what_the_acl_cannot_say_the_orchestrator_refuses(
 
 
 async def test_the_front_ends_and_the_relays_own_calls_work_on_their_users(
-    users: Users, redis: aioredis.Redis, namespace: str
+    settings: Settings, users: Users, redis: aioredis.Redis, namespace: str
 ) -> None:
     """What the front ends do in Redis besides submitting (readiness, following the sagas,
     the held board, the API's rate limits, dead letters) and the relay's sentinel, through
@@ -409,6 +409,7 @@ async def test_the_front_ends_and_the_relays_own_calls_work_on_their_users(
     from alphasaga_api.ratelimit import RateLimiter
     from alphasaga_client import deadletters as dl
     from alphasaga_client.core import stream_tip
+    from alphasaga_shared.bus.redis_log import RedisLog
     from alphasaga_shared.outages import held_key
     from alphasaga_shared.sentinel import Sentinel
 
@@ -425,9 +426,10 @@ async def test_the_front_ends_and_the_relays_own_calls_work_on_their_users(
     assert (await limiter.hit("submit", "caller", 1)).allowed
     assert not (await limiter.hit("submit", "caller", 1)).allowed
     await users.clients["ml"].xadd(streams.dead_letters(streams.commands("ml")), {"dlq_error": "x"})
-    found = await dl.read_dead_letters(api, await dl.dead_letter_streams(api, streams))
+    log = RedisLog(api, settings)  # the client's dead-letter pages read through the bus's log port
+    found = await dl.read_dead_letters(log, await log.dead_letter_streams(namespace))
     assert [letter.dlq_stream for letter in found] == [streams.dead_letters(streams.commands("ml"))]
-    assert await dl.purge(api, found) == 1
+    assert await dl.purge(log, found) == 1
     sentinel = Sentinel(orchestrator, namespace)
     assert await sentinel.forgotten() is not None  # no key yet
     await sentinel.begin()
