@@ -1,8 +1,9 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
 ``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|``
-``dag|dagreal|research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no servers, so none are
-started when they run alone.
+``dag|dagreal|history|research|codegen ...]`` runs a subset. ``history`` takes ``--million`` (or ``--sagas N``)
+instead of its 200,000 sagas, and ``--explain`` for the plans of the hot queries. ``research`` and ``codegen``
+need no servers, so none are started when they run alone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from . import (
     dag,
     e2e,
     eventstore,
+    history,
     observability,
     orchestration,
     orphans,
@@ -47,6 +49,7 @@ NEEDS_SERVERS = {
     "observability",
     "dag",
     "dagreal",
+    "history",
 }
 
 
@@ -57,7 +60,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-async def main(which: set[str]) -> None:
+async def main(which: set[str], argv: list[str]) -> None:
     print(f"# bench run {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()}, Python {platform.python_version()}")
     if which & NEEDS_SERVERS:
         with servers() as s:
@@ -106,6 +109,9 @@ async def main(which: set[str]) -> None:
                 print(dag.markdown(await dag.measure(s)), flush=True)
             if "dagreal" in which:
                 print(dag.real_markdown(await dag.real(s)), flush=True)
+            if "history" in which:
+                n, show_plans = history.options(argv)
+                print(history.markdown(await history.run(s, n, show_plans=show_plans)), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)
@@ -114,5 +120,6 @@ async def main(which: set[str]) -> None:
 
 
 if __name__ == "__main__":
-    chosen = set(sys.argv[1:]) or NEEDS_SERVERS | {"research", "codegen"}
-    asyncio.run(main(chosen))
+    argv = sys.argv[1:]
+    chosen = {a for a in argv if not a.startswith("--") and not a.isdigit()} or NEEDS_SERVERS | {"research", "codegen"}
+    asyncio.run(main(chosen, argv))

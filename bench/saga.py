@@ -141,27 +141,7 @@ class Stack:
         )
 
     async def burst(self, s: Servers, n: int, version: int | None = None) -> float:
-        """Submit n sagas at once, as a burst of users would; seconds until the last one
-        ended, as a client sees it: its terminal lifecycle event on the sagas stream (read
-        there rather than counted in PostgreSQL, whose CPU the benchmarks measure)."""
-        async with AlphaSaga(self.settings) as client:
-            await client.connect(database=False)
-            redis = await client.redis()
-            stream = self.settings.streams.sagas
-            last: Any = await redis.xrevrange(stream, count=1)
-            cursor = last[0][0] if last else b"0-0"
-            requests = [ResearchRequest(dataset="sp500")] * n
-            started = time.perf_counter()
-            await client.submit_many(requests, workflow_version=version)
-            ended, give_up = 0, time.monotonic() + BURST_TIMEOUT_S
-            while ended < n:
-                if time.monotonic() > give_up:
-                    raise RuntimeError(f"{ended} of {n} sagas ended within {BURST_TIMEOUT_S:g} s: see the stack's logs")
-                reply: Any = await redis.xread({stream: cursor}, count=1000, block=1000)
-                for _, entries in reply:
-                    cursor = entries[-1][0]
-                    ended += sum(fields.get(TYPE.encode()) in _TERMINAL for _, fields in entries)
-            return time.perf_counter() - started
+        return await burst(self.settings, n, version)
 
     async def ready(self) -> None:
         deadline = time.monotonic() + 60
@@ -200,6 +180,30 @@ async def run_to_end(client: AlphaSaga, request: ResearchRequest, version: int |
 
 
 _TERMINAL = {t.TYPE.encode() for t in (sg.SagaCompleted, sg.SagaRolledBack, sg.SagaCompensationFailed)}
+
+
+async def burst(settings: Settings, n: int, version: int | None = None) -> float:
+    """Submit n sagas at once, as a burst of users would; seconds until the last one
+    ended, as a client sees it: its terminal lifecycle event on the sagas stream (read
+    there rather than counted in PostgreSQL, whose CPU the benchmarks measure)."""
+    async with AlphaSaga(settings) as client:
+        await client.connect(database=False)
+        redis = await client.redis()
+        stream = settings.streams.sagas
+        last: Any = await redis.xrevrange(stream, count=1)
+        cursor = last[0][0] if last else b"0-0"
+        requests = [ResearchRequest(dataset="sp500")] * n
+        started = time.perf_counter()
+        await client.submit_many(requests, workflow_version=version)
+        ended, give_up = 0, time.monotonic() + BURST_TIMEOUT_S
+        while ended < n:
+            if time.monotonic() > give_up:
+                raise RuntimeError(f"{ended} of {n} sagas ended within {BURST_TIMEOUT_S:g} s: see the stack's logs")
+            reply: Any = await redis.xread({stream: cursor}, count=1000, block=1000)
+            for _, entries in reply:
+                cursor = entries[-1][0]
+                ended += sum(fields.get(TYPE.encode()) in _TERMINAL for _, fields in entries)
+        return time.perf_counter() - started
 
 
 async def throughput(
