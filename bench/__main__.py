@@ -2,8 +2,8 @@
 
 ``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|``
 ``dag|dagreal|history|research|codegen ...]`` runs a subset. ``history`` takes ``--million`` (or ``--sagas N``)
-instead of its 200,000 sagas, and ``--explain`` for the plans of the hot queries. ``research`` and ``codegen``
-need no servers, so none are started when they run alone.
+instead of its 200,000 sagas, ``--short`` and ``--explain`` for the plans of the hot queries. ``research`` and
+``codegen`` need no servers, so none are started when they run alone.
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ async def main(which: set[str], argv: list[str]) -> None:
             if "dagreal" in which:
                 print(dag.real_markdown(await dag.real(s)), flush=True)
             if "history" in which:
-                n, show_plans = history.options(argv)
-                print(history.markdown(await history.run(s, n, show_plans=show_plans)), flush=True)
+                n, sizes, show_plans = history.options(argv)
+                print(history.markdown(await history.run(s, n, sizes=sizes, show_plans=show_plans)), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)

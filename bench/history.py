@@ -30,8 +30,9 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,33 +42,43 @@ import redis.asyncio as aioredis
 from alphasaga_client import AlphaSaga
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_readmodel.reader import SagaReader
-from alphasaga_readmodel.summaries import COLUMNS
+from alphasaga_readmodel.store import _list_statement as list_statement  # the statement, for its plans
+from alphasaga_readmodel.summaries import COLUMNS, SagaFilter
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore.migrations import migrate
 from alphasaga_shared.sentinel import sentinel_key
 
-from .api import http_load
+from .api import _Connection
 from .common import Servers, percentile, stack_settings
 from .reads import Stack, Variant
-from .saga import ROOT, burst, run_to_end
+from .saga import ROOT, burst, lifecycle_cursor, run_to_end, until_ended
 
 SAGAS = 200_000
 MILLION = 1_000_000
 HISTORY_DAYS = 30
 SAGAS_PER_TRANSACTION = 5_000
 TEMPLATES = 20
-WARM_UP = 200
-BURSTS = 3
-BURST = 1_000
-ONE_AT_A_TIME = 40
-READS = 400
-REPLAYS = 20
-RELAY_ROWS = 2_000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each measurement does; ``SHORT`` (``--short``) shows the bench works."""
+
+    warm_up: int = 200
+    bursts: int = 3
+    burst: int = 1_000
+    one_at_a_time: int = 40
+    reads: int = 400  # of each, one at a time
+    replays: int = 20
+    relay_rows: int = 2_000
+
+
+FULL = Sizes()
+SHORT = Sizes(warm_up=50, bursts=2, burst=100, one_at_a_time=10, reads=40, replays=5, relay_rows=200)
 REPUBLISH_TIMEOUT_S = 600.0
 LIST_PATH = "/v1/sagas?state=COMPLETED&dataset=sp500&limit=50"
 
 Say = Callable[[str], None]
-Last = Callable[[asyncpg.Connection, list[uuid.UUID]], Awaitable[None]]
 
 
 def _say(line: str) -> None:
@@ -122,44 +133,56 @@ async def templates(conn: asyncpg.Connection, n: int) -> tuple[list[Template], s
     return found, str(consumer)
 
 
-def _copy_of(t: Template, saga_id: str, at: dt.datetime) -> tuple[list[tuple[Any, ...]], tuple[Any, ...]]:
-    """A template's rows and summary as a saga of its own that began at ``at``."""
-    events = [
-        (stream.replace(t.saga_id, saga_id), version, uuid.uuid4(), typ, data.replace(t.saga_id, saga_id),
-         meta.replace(t.saga_id, saga_id), at + offset)
-        for stream, version, typ, data, meta, offset in t.rows
-    ]  # fmt: skip
-    summary = dict(t.summary)
-    summary["saga_id"] = uuid.UUID(saga_id)
-    summary["updated_at"] = at + (summary["updated_at"] - summary["started_at"])
-    summary["started_at"] = at
-    for name in ("verdict", "metrics", "saga_state"):
-        if summary[name] is not None:
-            summary[name] = summary[name].replace(t.saga_id, saga_id)
-    return events, tuple(summary[c] for c in COLUMNS)
-
-
 async def fill(conn: asyncpg.Connection, patterns: Sequence[Template], consumer: str, n: int, say: Say) -> float:
-    """Write ``n`` finished sagas into the schema (the search path); returns seconds."""
+    """Write ``n`` finished sagas into the schema (the search path); returns seconds. The
+    copies are made by the server from the templates (``INSERT … SELECT``, a few thousand
+    sagas per transaction), which spares a round trip of every row through this process."""
     began = time.perf_counter()
-    now = dt.datetime.now(dt.UTC)
-    first = now - dt.timedelta(days=HISTORY_DAYS)
+    await conn.execute(
+        "CREATE TEMP TABLE tpl_rows (n int, ord int, saga text, stream_id text, version int, type text, data text,"
+        " metadata text, off interval)"
+    )
+    await conn.execute("CREATE TEMP TABLE tpl_summaries (n int, LIKE saga_summaries)")
+    await conn.copy_records_to_table(
+        "tpl_rows",
+        records=[(k, o, t.saga_id, *row) for k, t in enumerate(patterns) for o, row in enumerate(t.rows)],
+    )
+    await conn.copy_records_to_table(
+        "tpl_summaries", records=[(k, *(t.summary[c] for c in COLUMNS)) for k, t in enumerate(patterns)],
+        columns=("n", *COLUMNS),
+    )  # fmt: skip
+    moved = {
+        "saga_id": "c.id::uuid",
+        "started_at": "c.at",
+        "updated_at": "c.at + (t.updated_at - t.started_at)",
+        **{j: f"replace(t.{j}::text, t.saga_id::text, c.id)::jsonb" for j in ("verdict", "metrics", "saga_state")},
+    }
+    summaries = ", ".join(moved.get(c, f"t.{c}") for c in COLUMNS)
+    first = dt.datetime.now(dt.UTC) - dt.timedelta(days=HISTORY_DAYS)
     step = dt.timedelta(days=HISTORY_DAYS) / n
-    columns = ("stream_id", "version", "event_id", "type", "data", "metadata", "recorded_at")
+    inbox_per_saga = patterns[0].inbox
     for start in range(0, n, SAGAS_PER_TRANSACTION):
-        events: list[tuple[Any, ...]] = []
-        summaries: list[tuple[Any, ...]] = []
-        inbox: list[tuple[str, str]] = []
-        for i in range(start, min(n, start + SAGAS_PER_TRANSACTION)):
-            t = patterns[i % len(patterns)]
-            rows, summary = _copy_of(t, str(uuid.uuid4()), first + step * i)
-            events += rows
-            summaries.append(summary)
-            inbox += [(consumer, str(uuid.uuid4())) for _ in range(t.inbox)]
         async with conn.transaction():
-            await conn.copy_records_to_table("events", records=events, columns=columns)
-            await conn.copy_records_to_table("saga_summaries", records=summaries, columns=COLUMNS)
-            await conn.copy_records_to_table("inbox", records=inbox, columns=("consumer", "message_id"))
+            await conn.execute(
+                "CREATE TEMP TABLE chunk ON COMMIT DROP AS SELECT i, gen_random_uuid()::text AS id,"
+                " i % $3 AS n, $4::timestamptz + $5::interval * i AS at FROM generate_series($1::int, $2::int) AS i",
+                start, min(n, start + SAGAS_PER_TRANSACTION) - 1, len(patterns), first, step,
+            )  # fmt: skip
+            await conn.execute(
+                "INSERT INTO events (stream_id, version, event_id, type, data, metadata, recorded_at)"
+                " SELECT replace(t.stream_id, t.saga, c.id), t.version, gen_random_uuid(), t.type,"
+                " replace(t.data, t.saga, c.id)::jsonb, replace(t.metadata, t.saga, c.id)::jsonb, c.at + t.off"
+                " FROM chunk c JOIN tpl_rows t ON t.n = c.n ORDER BY c.i, t.ord"
+            )
+            await conn.execute(
+                f"INSERT INTO saga_summaries ({', '.join(COLUMNS)})"
+                f" SELECT {summaries} FROM chunk c JOIN tpl_summaries t ON t.n = c.n ORDER BY c.i"
+            )
+            await conn.execute(
+                "INSERT INTO inbox (consumer, message_id) SELECT $1, gen_random_uuid()::text"
+                " FROM chunk, generate_series(1, $2::int)",
+                consumer, inbox_per_saga,
+            )  # fmt: skip
         if (start // SAGAS_PER_TRANSACTION) % 10 == 9:
             say(f"{start + SAGAS_PER_TRANSACTION:,} sagas written ({time.perf_counter() - began:.0f} s)")
     # The relay and the projector stand at the end of the log, as in a running installation.
@@ -172,7 +195,7 @@ async def fill(conn: asyncpg.Connection, patterns: Sequence[Template], consumer:
         " ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id,"
         " global_position = excluded.global_position"
     )
-    await conn.execute("ANALYZE")
+    await conn.execute("ANALYZE events, saga_summaries, inbox, subscription_positions")
     return time.perf_counter() - began
 
 
@@ -191,94 +214,138 @@ async def _stream_length(redis: Any, stream: str) -> int:
     return int(await redis.xlen(stream))
 
 
-async def measure(s: Servers, settings: Settings, say: Say, last: Last) -> dict[str, float]:
-    """Every figure on one schema (empty or filled); then ``last`` on that schema (the search
-    path), with sagas it ran, before the stack stops and drops it."""
+@dataclass
+class Side:
+    """One schema's running stack and a client of it."""
+
+    name: str
+    stack: Stack
+    client: AlphaSaga
+    key: str = ""
+    ids: list[uuid.UUID] = field(default_factory=list)
+    figures: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        settings: Settings = self.stack.settings
+        return settings
+
+    def add(self, what: str, *values: float) -> None:
+        self.figures.setdefault(what, []).extend(values)
+
+
+@asynccontextmanager
+async def running(s: Servers, name: str, settings: Settings, sizes: Sizes) -> AsyncIterator[Side]:
+    """A stack on ``settings``' schema (dropped when it stops), warmed up."""
     stack = Stack(s, Variant("history", ROOT), settings=settings, api_processes=1)
-    figures: dict[str, float] = {}
     try:
         stack.start()
         await stack.ready()
         async with AlphaSaga(settings, pool_size=8) as client:
-            _, key = await (await client.accounts()).create_key("bench", "admin")
-            await burst(settings, WARM_UP)
-            runs = []
-            for _ in range(BURSTS):
-                runs.append(BURST / await burst(settings, BURST))
-            figures["burst (sagas/s)"] = statistics.median(runs)
-            figures["orchestrator RSS after the bursts (MB)"] = _rss_mb(stack.procs[0].pid)
-            say(f"bursts {[round(r) for r in runs]} sagas/s")
-
-            reader = SagaReader(await client.saga_store(), poll_s=0.002)
-            latencies, lags, ids = [], [], []
-            for _ in range(ONE_AT_A_TIME):
-                began = time.perf_counter()
-                saga_id = await run_to_end(client, ResearchRequest(dataset="sp500"))
-                ended = time.perf_counter()
-                await reader.caught_up()
-                lags.append((time.perf_counter() - ended) * 1000)
-                latencies.append((ended - began) * 1000)
-                ids.append(saga_id)
-            figures["one in flight p50 (ms)"] = percentile(latencies[5:], 50)
-            figures["projector lag p50 (ms)"] = percentile(lags[5:], 50)
-
-            url = stack.urls[0]
-            one = f"/v1/sagas/{ids[-1]}"
-            http_load(url, key, "GET", one, None, 100)  # warm the process
-            figures["GET /v1/sagas/{id} p50 (ms)"] = http_load(url, key, "GET", one, None, READS)["p50_ms"]
-            figures["GET filtered list p50 (ms)"] = http_load(url, key, "GET", LIST_PATH, None, READS)["p50_ms"]
-
-            replays = []
-            for saga_id in ids[-REPLAYS:]:
-                began = time.perf_counter()
-                await client.replay(saga_id)
-                replays.append((time.perf_counter() - began) * 1000)
-            figures["replay of one saga p50 (ms)"] = percentile(replays, 50)
-
-            figures["relay catch-up after a restart (s)"] = await _relay_catch_up(stack, client, settings)
-            figures["relay re-publish when Redis forgot (s)"] = await _republish(stack, settings)
-        conn = await asyncpg.connect(s.database_url)
-        try:
-            await conn.execute(f'SET search_path TO "{settings.database_schema}"')
-            await last(conn, ids)
-        finally:
-            await conn.close()
-        return figures
+            side = Side(name, stack, client)
+            _, side.key = await (await client.accounts()).create_key("bench", "admin")
+            await burst(settings, sizes.warm_up)
+            yield side
     finally:
         await stack.stop()
 
 
-async def _relay_catch_up(stack: Stack, client: AlphaSaga, settings: Settings) -> float:
+async def measure(sides: Sequence[Side], sizes: Sizes, say: Say) -> None:
+    """Every figure, each taken on one side then the other in turn, so that the load of the
+    machine's other work falls on both alike."""
+    for _ in range(sizes.bursts):
+        for side in sides:
+            side.add("burst (sagas/s)", sizes.burst / await burst(side.settings, sizes.burst))
+    for side in sides:
+        side.add("orchestrator RSS after the bursts (MB)", _rss_mb(side.stack.procs[0].pid))
+        say(f"{side.name}: bursts {[round(r) for r in side.figures['burst (sagas/s)']]} sagas/s")
+    for _ in range(sizes.one_at_a_time // 5):
+        for side in sides:
+            await _one_at_a_time(side, 5)
+    for _ in range(4):
+        for side in sides:
+            url, one = side.stack.urls[0], f"/v1/sagas/{side.ids[-1]}"
+            side.add("GET /v1/sagas/{id} p50 (ms)", *await _gets(url, side.key, one, sizes.reads // 4))
+            side.add("GET filtered list p50 (ms)", *await _gets(url, side.key, LIST_PATH, sizes.reads // 4))
+    for saga_id in range(sizes.replays):
+        for side in sides:
+            began = time.perf_counter()
+            await side.client.replay(side.ids[saga_id % len(side.ids)])
+            side.add("replay of one saga p50 (ms)", (time.perf_counter() - began) * 1000)
+    for side in sides:
+        side.add("relay catch-up after a restart (s)", await _relay_catch_up(side, sizes.relay_rows))
+        say(f"{side.name}: relay caught up")
+    for side in sides:
+        side.add("relay re-publish when Redis forgot (s)", await _republish(side))
+        say(f"{side.name}: relay re-published")
+
+
+async def _gets(url: str, key: str, path: str, n: int) -> list[float]:
+    """n GETs one after the other on one keep-alive connection, in ms (the first, which
+    opens the connection, left out): a read's own time, not a queue's."""
+    host, port = url.removeprefix("http://").split(":")
+    head = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Length: 0\r\n\r\n"
+    reader, writer = await asyncio.open_connection(host, int(port))
+    connection, times = _Connection(reader, writer), []
+    try:
+        for _ in range(n + 1):
+            began = time.perf_counter()
+            if (status := await connection.request(head.encode(), b"")) != 200:
+                raise RuntimeError(f"GET {path}: {status} {connection.body[:300]!r}")
+            times.append((time.perf_counter() - began) * 1000)
+    finally:
+        writer.close()
+    return times[1:]
+
+
+async def _one_at_a_time(side: Side, n: int) -> None:
+    """n sagas one at a time: submit to end, and the projector's lag after each end."""
+    reader = SagaReader(await side.client.saga_store(), poll_s=0.002)
+    for _ in range(n):
+        began = time.perf_counter()
+        saga_id = await run_to_end(side.client, ResearchRequest(dataset="sp500"))
+        ended = time.perf_counter()
+        await reader.caught_up()
+        side.add("projector lag p50 (ms)", (time.perf_counter() - ended) * 1000)
+        side.add("one in flight p50 (ms)", (ended - began) * 1000)
+        side.ids.append(saga_id)
+
+
+async def _relay_catch_up(side: Side, rows: int) -> float:
     """Outbox rows written while the orchestrator (and its relay) was down: seconds from its
     start to the last of them on the orchestrator's stream. Its start-up is in the figure,
     the same on either schema."""
+    stack, client = side.stack, side.client
     stack.stop_orchestrator()
     redis = await client.redis()
-    stream = settings.streams.commands("orchestrator")
+    stream = side.settings.streams.commands("orchestrator")
     before = await _stream_length(redis, stream)
+    lifecycle = await lifecycle_cursor(redis, side.settings.streams.sagas)
 
     async def record(conn: Any, saga_id: uuid.UUID) -> bool:
         return True
 
-    for _ in range(RELAY_ROWS):
+    for _ in range(rows):
         await client.submit_recorded(ResearchRequest(dataset="sp500"), record)
     began = time.perf_counter()
     stack.start_orchestrator()
-    while await _stream_length(redis, stream) < before + RELAY_ROWS:
+    while await _stream_length(redis, stream) < before + rows:
         if time.perf_counter() - began > REPUBLISH_TIMEOUT_S:
             raise RuntimeError("the relay did not catch up with the outbox: see the orchestrator's log")
         await asyncio.sleep(0.01)
-    return time.perf_counter() - began
+    took = time.perf_counter() - began
+    await until_ended(redis, side.settings.streams.sagas, lifecycle, rows)  # not on the other side's time
+    return took
 
 
-async def _republish(stack: Stack, settings: Settings) -> float:
+async def _republish(side: Side) -> float:
     """Seconds from the relay's sentinel vanishing (Redis forgot) to its re-publish logged."""
-    log = stack.tmp / "orchestrator-again.log"
+    log = side.stack.tmp / "orchestrator-again.log"
     seen = log.read_text(errors="replace").count("re-published")
-    redis = aioredis.from_url(stack.s.redis_url)
+    redis = aioredis.from_url(side.stack.s.redis_url)
     try:
         began = time.perf_counter()
-        await redis.delete(sentinel_key(settings.namespace))
+        await redis.delete(sentinel_key(side.settings.namespace))
         while log.read_text(errors="replace").count("re-published") == seen:
             if time.perf_counter() - began > REPUBLISH_TIMEOUT_S:
                 raise RuntimeError("the relay did not re-publish after its sentinel vanished")
@@ -315,8 +382,36 @@ EXPLAINED = {
 }
 
 
+# The saga list's statement as the read model runs it: the first page of two filters, a
+# filter that matches no saga of the history, and a page deep in the history.
+LISTS = {
+    "first page, state and dataset": SagaFilter(state="COMPLETED", dataset="sp500", limit=50),
+    "a state no saga of the history is in": SagaFilter(state="ROLLED_BACK", limit=50),
+}
+
+
+def _literal(value: Any) -> str:
+    return str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+
+
 async def explain(conn: asyncpg.Connection, saga_id: uuid.UUID) -> str:
     out = []
+    middle = await conn.fetchrow(
+        "SELECT started_at, saga_id FROM saga_summaries ORDER BY started_at DESC, saga_id DESC OFFSET"
+        " (SELECT count(*) / 2 FROM saga_summaries) LIMIT 1"
+    )
+    assert middle is not None
+    lists = {**LISTS, "a page half way down": SagaFilter(limit=50, after=(middle["started_at"], middle["saga_id"]))}
+    for n, (what, where) in enumerate(lists.items()):
+        sql, args = list_statement(where)
+        await conn.execute(f"PREPARE list_{n} AS {sql}")
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await conn.execute(f"SET plan_cache_mode = {mode}")
+            plan = await conn.fetch(
+                f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE list_{n}({', '.join(map(_literal, args))})"
+            )
+            out.append(f"-- the saga list, {what}: {mode}\n" + "\n".join(r[0] for r in plan))
+    await conn.execute("RESET plan_cache_mode")
     for what, sql in EXPLAINED.items():
         args = [str(saga_id)] if "$1" in sql else []
         sql = sql.replace("$1", f"'{saga_id}'") if args else sql
@@ -325,39 +420,57 @@ async def explain(conn: asyncpg.Connection, saga_id: uuid.UUID) -> str:
     return "\n\n".join(out)
 
 
-async def run(s: Servers, n: int = SAGAS, *, show_plans: bool = False, say: Say = _say) -> dict[str, Any]:
-    """The empty schema's figures, then the filled one's; with the fill's size and time."""
-    kept: dict[str, Any] = {}
+async def run(
+    s: Servers, n: int = SAGAS, *, sizes: Sizes = FULL, show_plans: bool = False, say: Say = _say
+) -> dict[str, Any]:
+    """The figures of an empty schema and of one filled with ``n`` finished sagas, taken in
+    turn; with the fill's size and time, and the plans of the hot queries."""
+    empty_settings, full_settings = stack_settings(s, "hist0"), stack_settings(s, "histn")
+    async with running(s, "empty", empty_settings, sizes) as empty:
+        conn = await asyncpg.connect(s.database_url)
+        try:
+            await conn.execute(f'SET search_path TO "{empty_settings.database_schema}"')
+            patterns, consumer = await templates(conn, TEMPLATES)
+            await migrate(conn, full_settings.database_schema)
+            await conn.execute(f'SET search_path TO "{full_settings.database_schema}"')
+            say(f"filling {n:,} sagas")
+            fill_s = await fill(conn, patterns, consumer, n, say)
+            events = await conn.fetchval("SELECT count(*) FROM events")
+            size = await conn.fetchval(
+                "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
+                full_settings.database_schema,
+            )
+            say(f"filled in {fill_s:.0f} s: {events:,} events, {size}")
+        finally:
+            await conn.close()
+        await _sentinel_seen(s, full_settings)
+        async with running(s, "history", full_settings, sizes) as full:
+            say("measuring, the two schemas in turn")
+            await measure([empty, full], sizes, say)
+            plans = ""
+            if show_plans:
+                conn = await asyncpg.connect(s.database_url)
+                try:
+                    await conn.execute(f'SET search_path TO "{full_settings.database_schema}"')
+                    plans = await explain(conn, full.ids[-1])
+                finally:
+                    await conn.close()
+    return {
+        "sagas": n,
+        "events": events,
+        "size": size,
+        "fill_s": fill_s,
+        "empty": {what: _summary(what, v) for what, v in empty.figures.items()},
+        "full": {what: _summary(what, v) for what, v in full.figures.items()},
+        "plans": plans,
+    }
 
-    async def take_templates(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> None:
-        kept["templates"], kept["consumer"] = await templates(conn, TEMPLATES)
 
-    async def take_plans(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> None:
-        kept["plans"] = await explain(conn, ids[-1]) if show_plans else ""
-
-    say("empty schema: measuring")
-    empty = await measure(s, stack_settings(s, "hist0"), say, take_templates)
-    full_settings = stack_settings(s, "histn")
-    conn = await asyncpg.connect(s.database_url)
-    try:
-        await migrate(conn, full_settings.database_schema)
-        await conn.execute(f'SET search_path TO "{full_settings.database_schema}"')
-        say(f"filling {n:,} sagas")
-        fill_s = await fill(conn, kept["templates"], kept["consumer"], n, say)
-        events = await conn.fetchval("SELECT count(*) FROM events")
-        size = await conn.fetchval(
-            "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
-            full_settings.database_schema,
-        )
-        say(f"filled in {fill_s:.0f} s: {events:,} events, {size}")
-    finally:
-        await conn.close()
-    await _sentinel_seen(s, full_settings)
-    say("filled schema: measuring")
-    full = await measure(s, full_settings, say, take_plans)
-    return {"sagas": n, "events": events, "size": size, "fill_s": fill_s, "empty": empty, "full": full,
-            "plans": kept["plans"]}  # fmt: skip
+def _summary(what: str, values: list[float]) -> float:
+    """A figure's value over its runs: the median, or the 50th percentile where it says p50
+    (the first five one-at-a-time sagas of each side, warming up, included: they are few)."""
+    return percentile(values, 50) if "p50" in what else statistics.median(values)
 
 
 async def _sentinel_seen(s: Servers, settings: Settings) -> None:
@@ -385,10 +498,13 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def options(argv: Sequence[str]) -> tuple[int, bool]:
-    n = SAGAS
+def options(argv: Sequence[str]) -> tuple[int, Sizes, bool]:
+    """``--million`` or ``--sagas N`` (default 200,000), ``--short``, ``--explain``."""
+    n, sizes = SAGAS, FULL
+    if "--short" in argv:
+        n, sizes = 2_000, SHORT
     if "--million" in argv:
         n = MILLION
     if "--sagas" in argv:
         n = int(argv[list(argv).index("--sagas") + 1])
-    return n, "--explain" in argv
+    return n, sizes, "--explain" in argv

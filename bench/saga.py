@@ -190,20 +190,30 @@ async def burst(settings: Settings, n: int, version: int | None = None) -> float
         await client.connect(database=False)
         redis = await client.redis()
         stream = settings.streams.sagas
-        last: Any = await redis.xrevrange(stream, count=1)
-        cursor = last[0][0] if last else b"0-0"
+        cursor = await lifecycle_cursor(redis, stream)
         requests = [ResearchRequest(dataset="sp500")] * n
         started = time.perf_counter()
         await client.submit_many(requests, workflow_version=version)
-        ended, give_up = 0, time.monotonic() + BURST_TIMEOUT_S
-        while ended < n:
-            if time.monotonic() > give_up:
-                raise RuntimeError(f"{ended} of {n} sagas ended within {BURST_TIMEOUT_S:g} s: see the stack's logs")
-            reply: Any = await redis.xread({stream: cursor}, count=1000, block=1000)
-            for _, entries in reply:
-                cursor = entries[-1][0]
-                ended += sum(fields.get(TYPE.encode()) in _TERMINAL for _, fields in entries)
+        await until_ended(redis, stream, cursor, n)
         return time.perf_counter() - started
+
+
+async def lifecycle_cursor(redis: Any, stream: str) -> Any:
+    """The lifecycle stream's newest entry id: sagas that end after it are read past it."""
+    last: Any = await redis.xrevrange(stream, count=1)
+    return last[0][0] if last else b"0-0"
+
+
+async def until_ended(redis: Any, stream: str, cursor: Any, n: int) -> None:
+    """Wait for n sagas' terminal lifecycle events past ``cursor``."""
+    ended, give_up = 0, time.monotonic() + BURST_TIMEOUT_S
+    while ended < n:
+        if time.monotonic() > give_up:
+            raise RuntimeError(f"{ended} of {n} sagas ended within {BURST_TIMEOUT_S:g} s: see the stack's logs")
+        reply: Any = await redis.xread({stream: cursor}, count=1000, block=1000)
+        for _, entries in reply:
+            cursor = entries[-1][0]
+            ended += sum(fields.get(TYPE.encode()) in _TERMINAL for _, fields in entries)
 
 
 async def throughput(

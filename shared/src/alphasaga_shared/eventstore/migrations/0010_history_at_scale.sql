@@ -20,3 +20,13 @@ ALTER TABLE saga_summaries SET (
 -- after a fixed share of new rows, which for a table of years is not a fifth of it.
 ALTER TABLE events SET (autovacuum_vacuum_insert_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.01);
 ALTER TABLE inbox SET (autovacuum_vacuum_insert_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.01);
+
+-- The saga list's indexes end in its order, (started_at, saga_id) both descending, so that
+-- a keyset page (``(started_at, saga_id) < (…)``) is an index bound, not a filter over
+-- every row before it (docs/decisions/0017, with the plans).
+DROP INDEX saga_summaries_started;
+CREATE INDEX saga_summaries_started ON saga_summaries (started_at DESC, saga_id DESC);
+DROP INDEX saga_summaries_state;
+CREATE INDEX saga_summaries_state ON saga_summaries (state, started_at DESC, saga_id DESC);
+DROP INDEX saga_summaries_dataset;
+CREATE INDEX saga_summaries_dataset ON saga_summaries (dataset, started_at DESC, saga_id DESC);
