@@ -6,7 +6,7 @@ workers that answer at once, and one api process.
 The history is written in bulk, the way the store writes it, not through the pipeline:
 finished sagas of the empty schema's own run are the templates, and each copy is their
 rows as stored (saga events and outbox rows with new ids and the saga id replaced, in
-chunks of a few thousand sagas per transaction, so that the commit order holds), their
+chunks of a thousand sagas per transaction, so that the commit order holds), their
 inbox records and their summaries, spread over the past 30 days; the relay and the
 projector are then placed at the end of the log, as they would be in a running
 installation, and the relay's sentinel says this Redis has seen it all.
@@ -56,7 +56,11 @@ from .saga import ROOT, burst, lifecycle_cursor, run_to_end, until_ended
 SAGAS = 200_000
 MILLION = 1_000_000
 HISTORY_DAYS = 30
-SAGAS_PER_TRANSACTION = 5_000
+# A transaction of the fill holds back the oldest running transaction of the whole server,
+# and with it every log tail (projectors, relays) of every schema on it: kept to a second or
+# two. On a server shared with others' work, give the bench servers of its own
+# (ALPHASAGA_BENCH_DATABASE_URL).
+SAGAS_PER_TRANSACTION = 1_000
 TEMPLATES = 20
 
 
@@ -135,7 +139,7 @@ async def templates(conn: asyncpg.Connection, n: int) -> tuple[list[Template], s
 
 async def fill(conn: asyncpg.Connection, patterns: Sequence[Template], consumer: str, n: int, say: Say) -> float:
     """Write ``n`` finished sagas into the schema (the search path); returns seconds. The
-    copies are made by the server from the templates (``INSERT … SELECT``, a few thousand
+    copies are made by the server from the templates (``INSERT … SELECT``, a thousand
     sagas per transaction), which spares a round trip of every row through this process."""
     began = time.perf_counter()
     await conn.execute(
@@ -183,7 +187,7 @@ async def fill(conn: asyncpg.Connection, patterns: Sequence[Template], consumer:
                 " FROM chunk, generate_series(1, $2::int)",
                 consumer, inbox_per_saga,
             )  # fmt: skip
-        if (start // SAGAS_PER_TRANSACTION) % 10 == 9:
+        if (start // SAGAS_PER_TRANSACTION) % 50 == 49:
             say(f"{start + SAGAS_PER_TRANSACTION:,} sagas written ({time.perf_counter() - began:.0f} s)")
     # The relay and the projector stand at the end of the log, as in a running installation.
     await conn.execute(
