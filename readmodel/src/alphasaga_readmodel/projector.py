@@ -127,7 +127,7 @@ class SagaProjector:
 
     @property
     def cached(self) -> int:
-        """How many sagas the cache holds (for the tests and the memory bench)."""
+        """How many sagas the cache holds."""
         return len(self._cache)
 
     async def rebuild(self) -> int:
