@@ -2,6 +2,8 @@
 
 ``python -m bench SECTION ...`` runs a subset: the sections are ``NEEDS_SERVERS`` below, and
 ``research`` and ``codegen``, which need no servers, so none are started when they run alone.
+``history`` takes ``--million`` (or ``--sagas N``) instead of its 200,000 sagas, ``--short``, and ``--explain`` for
+the plans of the hot queries.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from . import (
     explorer,
     jetstream,
     levers,
+    history,
     observability,
     orchestration,
     orphans,
@@ -58,6 +61,7 @@ NEEDS_SERVERS = {
     "explorer",
     "campaign",
     "jetstream",
+    "history",
 }
 
 
@@ -68,7 +72,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-async def main(which: set[str]) -> None:
+async def main(which: set[str], argv: list[str]) -> None:
     print(f"# bench run {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()}, Python {platform.python_version()}")
     if which & NEEDS_SERVERS:
         with servers() as s:
@@ -129,6 +133,9 @@ async def main(which: set[str]) -> None:
                 print(campaign.markdown(await campaign.measure(s)), flush=True)
             if "jetstream" in which:
                 print(await jetstream.report(s), flush=True)
+            if "history" in which:
+                n, sizes, show_plans = history.options(argv)
+                print(history.markdown(await history.run(s, n, sizes=sizes, show_plans=show_plans)), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)
@@ -137,5 +144,6 @@ async def main(which: set[str]) -> None:
 
 
 if __name__ == "__main__":
-    chosen = set(sys.argv[1:]) or NEEDS_SERVERS | {"research", "codegen"}
-    asyncio.run(main(chosen))
+    argv = sys.argv[1:]
+    chosen = {a for a in argv if not a.startswith("--") and not a.isdigit()} or NEEDS_SERVERS | {"research", "codegen"}
+    asyncio.run(main(chosen, argv))

@@ -94,9 +94,13 @@ class Stack:
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="alphasaga-bench-reads-")))
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
+    api_processes: int = API_PROCESSES
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
-        self.settings = stack_settings(self.s, "reads")
+        """``settings`` given beforehand (a schema filled with history) are kept."""
+        if self.settings is None:
+            self.settings = stack_settings(self.s, "reads")
         workflows = self.tmp / "workflows.yaml"
         workflows.write_text(yaml.safe_dump(WORKFLOW))
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALPHASAGA_")}
@@ -113,12 +117,25 @@ class Stack:
             PYTHONPATH=self.variant.pythonpath,
             SIM_CONFIG="{}",
         )
+        self.env = env
         self._spawn("alphasaga_orchestrator", "orchestrator", env)
         self._spawn("tests.support.sim_workers", "sim", env)
-        for n in range(API_PROCESSES):
+        for n in range(self.api_processes):
             port = _free_port()
             self._spawn("alphasaga_api", f"api{n}", {**env, "ALPHASAGA_API_PORT": str(port)})
             self.urls.append(f"http://127.0.0.1:{port}")
+
+    def stop_orchestrator(self) -> None:
+        """Stop the orchestrator (the first process), for what it does at start to be
+        measured; ``start_orchestrator`` starts it again."""
+        first = self.procs.pop(0)
+        first.terminate()
+        first.wait(30)
+
+    def start_orchestrator(self) -> subprocess.Popen[bytes]:
+        self._spawn("alphasaga_orchestrator", "orchestrator-again", self.env)
+        self.procs.insert(0, self.procs.pop())
+        return self.procs[0]
 
     def _spawn(self, module: str, name: str, env: dict[str, str]) -> None:
         log = (self.tmp / f"{name}.log").open("wb")

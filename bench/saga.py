@@ -30,6 +30,7 @@ from alphasaga_orchestrator.sagastore import SagaStore
 from alphasaga_saga.aggregate import Saga
 from alphasaga_saga.streams import saga_stream
 from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, RESEARCH_V1
+from alphasaga_shared.bus.transport import LogPort
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore
 from alphasaga_shared.wire import envelope_for
@@ -152,25 +153,7 @@ class Stack:
         )
 
     async def burst(self, s: Servers, n: int, version: int | None = None) -> float:
-        """Submit n sagas at once, as a burst of users would; seconds until the last one
-        ended, as a client sees it: its terminal lifecycle event on the sagas stream (read
-        there rather than counted in PostgreSQL, whose CPU the benchmarks measure)."""
-        async with AlphaSaga(self.settings) as client:
-            await client.connect(database=False)
-            transport = await client.transport()
-            stream = self.settings.streams.sagas
-            cursor = await transport.tip(stream)
-            requests = [ResearchRequest(dataset="sp500")] * n
-            started = time.perf_counter()
-            await client.submit_many(requests, workflow_version=version)
-            ended, give_up = 0, time.monotonic() + BURST_TIMEOUT_S
-            while ended < n:
-                if time.monotonic() > give_up:
-                    raise RuntimeError(f"{ended} of {n} sagas ended within {BURST_TIMEOUT_S:g} s: see the stack's logs")
-                for _, entry_id, fields in await transport.read({stream: cursor}, count=1000, block_ms=1000):
-                    cursor = entry_id
-                    ended += fields.get(TYPE) in _TERMINAL
-            return time.perf_counter() - started
+        return await burst(self.settings, n, version)
 
     async def ready(self) -> None:
         deadline = time.monotonic() + 60
@@ -209,6 +192,39 @@ async def run_to_end(client: AlphaSaga, request: ResearchRequest, version: int |
 
 
 _TERMINAL = {t.TYPE for t in (sg.SagaCompleted, sg.SagaRolledBack, sg.SagaCompensationFailed)}
+
+
+async def burst(settings: Settings, n: int, version: int | None = None) -> float:
+    """Submit n sagas at once, as a burst of users would; seconds until the last one
+    ended, as a client sees it: its terminal lifecycle event on the sagas stream (read
+    there rather than counted in PostgreSQL, whose CPU the benchmarks measure), through
+    the bus's log port, whichever transport carries it."""
+    async with AlphaSaga(settings) as client:
+        await client.connect(database=False)
+        transport = await client.transport()
+        stream = settings.streams.sagas
+        cursor = await lifecycle_cursor(transport, stream)
+        requests = [ResearchRequest(dataset="sp500")] * n
+        started = time.perf_counter()
+        await client.submit_many(requests, workflow_version=version)
+        await until_ended(transport, stream, cursor, n)
+        return time.perf_counter() - started
+
+
+async def lifecycle_cursor(transport: LogPort, stream: str) -> str:
+    """The lifecycle stream's newest entry id: sagas that end after it are read past it."""
+    return await transport.tip(stream)
+
+
+async def until_ended(transport: LogPort, stream: str, cursor: str, n: int) -> None:
+    """Wait for n sagas' terminal lifecycle events past ``cursor``."""
+    ended, give_up = 0, time.monotonic() + BURST_TIMEOUT_S
+    while ended < n:
+        if time.monotonic() > give_up:
+            raise RuntimeError(f"{ended} of {n} sagas ended within {BURST_TIMEOUT_S:g} s: see the stack's logs")
+        for _, entry_id, fields in await transport.read({stream: cursor}, count=1000, block_ms=1000):
+            cursor = entry_id
+            ended += fields.get(TYPE) in _TERMINAL
 
 
 async def throughput(

@@ -14,6 +14,8 @@ has drifted, so edit here, not there:
   JetStream, one node or three (docs/decisions/0021), over ``docker-compose.yml``;
 - ``infra/k8s/overlays/nats/``: the same on Kubernetes: a three-node JetStream cluster
   and KEDA's ``nats-jetstream`` scaler on each worker's durable consumer.
+- the orchestrator's memory limit in ``infra/k8s/base/orchestrator.yaml`` and compose, derived
+  from its caches' settings (``orchestrator_memory_mi``; docs/deployment.md, "Sizing memory").
 
 ``python infra/manifests.py services`` prints the services (the Makefile's ``SERVICES``).
 What differs between workers (resources, scaling) is ``DEPLOY`` below; a new service gets
@@ -22,6 +24,7 @@ the defaults. The HTTP API is a front end, not a service: its files are written 
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +32,10 @@ from typing import Any
 
 from alphasaga_contracts import DEFAULT_NAMESPACE, Streams
 from alphasaga_contracts.steps import KINDS, Service, StepKind
+from alphasaga_orchestrator.settings import OrchestratorSettings
 from alphasaga_saga.workflow import BUILT_IN
 from alphasaga_shared.bus import subjects
+from alphasaga_shared.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = "Written by `make manifests` (infra/manifests.py) from alphasaga_contracts.steps: edit there."
@@ -70,6 +75,39 @@ DEPLOY = {
     ),
     Service.ML: Deploy(cpu=("500m", "2"), memory=("768Mi", "2Gi"), scaling=Scaling(max_replicas=3, lag=1)),
 }
+
+
+# The orchestrator's memory: what it holds with empty caches, what each cached saga costs,
+# and headroom, all measured (docs/decisions/0017; docs/deployment.md, "Sizing memory").
+# Its two caches hold sagas in flight only, never history: the saga cache
+# (ALPHASAGA_SAGA_CACHE_SIZE) and the projector's (ALPHASAGA_PROJECTION_CACHE_SIZE).
+ORCHESTRATOR_BASE_MB = 100  # RSS after start-up, relay and projector running, caches empty
+SAGA_ENTRY_KB = 20  # one folded research v1 saga with the simulated workers' outputs
+HEADROOM = 1.5  # allocator fragmentation, batches in flight, larger outputs than the no-op ones
+
+
+def orchestrator_memory_mi(
+    saga_cache: int | None = None, projection_cache: int | None = None, entry_kb: float = SAGA_ENTRY_KB
+) -> int:
+    """The orchestrator's memory limit in MiB, for caches of these sizes (default: the
+    settings' defaults), rounded up to a multiple of 64."""
+    if saga_cache is None:
+        saga_cache = int(OrchestratorSettings.model_fields["saga_cache_size"].default)
+    if projection_cache is None:
+        projection_cache = int(Settings.model_fields["projection_cache_size"].default)
+    needed = (ORCHESTRATOR_BASE_MB + (saga_cache + projection_cache) * entry_kb / 1024) * HEADROOM
+    return -(-int(needed) // 64) * 64
+
+
+ORCHESTRATOR_LIMITS = re.compile(r'(limits: \{cpu: "[^"]+", memory: )[0-9]+Mi(\})')
+
+
+def orchestrator_yaml(current: str) -> str:
+    """``orchestrator.yaml`` (written by hand) with its memory limit derived."""
+    written, n = ORCHESTRATOR_LIMITS.subn(rf"\g<1>{orchestrator_memory_mi()}Mi\g<2>", current)
+    if n != 1:
+        raise SystemExit("infra/k8s/base/orchestrator.yaml: expected one resources limits line to write")
+    return written
 
 
 @dataclass(frozen=True)
@@ -350,6 +388,7 @@ def compose_services() -> str:
     env_file: [.secrets/env/{service}.env]
 """
             + COMPOSE_EXTRA.get(service, "")
+            + (f"    mem_limit: {orchestrator_memory_mi()}m\n" if service == Service.ORCHESTRATOR else "")
         )
     return "".join(blocks)
 
@@ -558,7 +597,9 @@ def compose(current: str) -> str:
 def generate() -> dict[Path, str]:
     """Each generated file's path and the text it must hold."""
     compose_file = ROOT / "docker-compose.yml"
+    orchestrator_file = ROOT / "infra/k8s/base/orchestrator.yaml"
     return {
+        orchestrator_file: orchestrator_yaml(orchestrator_file.read_text()),
         ROOT / "infra/k8s/base/workers.yaml": workers_yaml(),
         ROOT / "infra/k8s/base/keda.yaml": keda_yaml(),
         ROOT / "infra/k8s/base/workflows.yaml": BUILT_IN.read_text(),

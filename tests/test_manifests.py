@@ -93,3 +93,13 @@ def test_a_kind_with_a_stream_of_its_own_gets_workers_and_scaling_of_its_own(mon
     streams = re.findall(r'stream: "([^"]+)", consumerGroup: (\w+), lagCount', keda)
     assert streams == [("alphasaga:cmd:backtest", "backtest"), ("alphasaga:cmd:backtest.risk_check", "backtest")]
     assert KINDS.queues(Service.BACKTEST) == ("backtest",)  # the real registry is untouched
+
+
+def test_the_orchestrators_memory_limit_follows_its_caches_settings() -> None:
+    memory_mi = generator()["orchestrator_memory_mi"]
+    empty, default, large = memory_mi(0, 0), memory_mi(), memory_mi(20_000, 20_000)
+    assert empty < default < large
+    assert default % 64 == 0
+    written = (ROOT / "infra/k8s/base/orchestrator.yaml").read_text()
+    assert f"memory: {default}Mi}}" in written
+    assert f"mem_limit: {default}m" in (ROOT / "docker-compose.yml").read_text()

@@ -57,6 +57,11 @@ async def test_the_saga_list_filters_and_treats_every_value_as_data(store: Event
     window = SagaFilter(started_after=t0 + dt.timedelta(minutes=30), started_before=t0 + dt.timedelta(hours=3))
     assert ids(await sagas.summaries(window)) == [rows[2].saga_id, rows[1].saga_id]
     assert ids(await sagas.summaries(SagaFilter(limit=1))) == [rows[3].saga_id]
+    # Keyset pages, with a filter, either way: a page starts after the last row shown.
+    after = (rows[1].started_at, rows[1].saga_id)
+    assert ids(await sagas.summaries(SagaFilter(dataset="sp500", after=after))) == [rows[0].saga_id]
+    newer = SagaFilter(dataset="sp500", after=after, oldest_first=True)
+    assert ids(await sagas.summaries(newer)) == [rows[3].saga_id]
     hostile = "sp500' OR '1'='1"
     assert await sagas.summaries(SagaFilter(dataset=hostile, state=hostile, workflow=hostile)) == []
     assert await sagas.count_summaries() == 4

@@ -34,18 +34,22 @@ log = logging.getLogger(__name__)
 # Held by the session of the one background projector at work (``SagaProjector.run``).
 ACTIVE_PROJECTOR = "projection:saga_summaries:active"
 
-CACHE_SIZE = 20_000
+# Sagas in flight the projector keeps folded (``ALPHASAGA_PROJECTION_CACHE_SIZE``). A
+# finished saga gets no more events, so it is never kept: the cache holds what is in
+# flight, not history (docs/decisions/0017: about 20 KB an entry for a no-op saga).
+CACHE_SIZE = 5_000
 
 
 class SagaProjector:
     """Keeps ``saga_summaries`` up to date with the log."""
 
-    def __init__(self, store: ReadStore, *, batch: int = 500, poll_ms: int = 200) -> None:
+    def __init__(self, store: ReadStore, *, batch: int = 500, poll_ms: int = 200, cache_size: int = CACHE_SIZE) -> None:
         self.store = store
         self.events = store.events
         self.mapper = SagaMapper()
         self.batch = batch
         self.poll_s = poll_ms / 1000
+        self.cache_size = cache_size
         # The aggregates this projector folded last, with their first and last times: a
         # batch's rows are exactly a saga's new events, so most sagas are folded forward
         # instead of from scratch. A gap in versions (another projector, a failed
@@ -114,9 +118,16 @@ class SagaProjector:
         return saga, started_at, updated_at
 
     def _remember(self, saga_id: uuid.UUID, saga: Saga, started_at: dt.datetime, updated_at: dt.datetime) -> None:
+        if saga.terminal or self.cache_size <= 0:
+            return  # nothing follows a terminal event: keeping it would only hold memory
         self._cache[saga_id] = (saga, started_at, updated_at)
-        while len(self._cache) > CACHE_SIZE:
+        while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
+
+    @property
+    def cached(self) -> int:
+        """How many sagas the cache holds."""
+        return len(self._cache)
 
     async def rebuild(self) -> int:
         """Empty the table, forget the position and fold the whole log again, the archived

@@ -37,29 +37,45 @@ SELECT (SELECT max(version) FROM events WHERE stream_id = $2) AS latest, s.*
 FROM (SELECT 1) AS one LEFT JOIN (SELECT {_COLUMN_LIST} FROM saga_summaries WHERE saga_id = $1) AS s ON true
 """
 
-# Every filter is a bound parameter; NULL means "any".
-_LIST_WHERE = """
-WHERE ($1::text IS NULL OR state = $1)
-  AND ($2::text IS NULL OR workflow = $2)
-  AND ($3::int IS NULL OR workflow_version = $3)
-  AND ($4::timestamptz IS NULL OR started_at >= $4)
-  AND ($5::timestamptz IS NULL OR started_at < $5)
-  AND ($6::text IS NULL OR dataset = $6)
-  AND ($7::boolean IS NULL OR (verdict->>'accepted')::boolean = $7)
-  AND ($8::float8 IS NULL OR (metrics->>'sharpe')::float8 >= $8)
-  AND ($9::float8 IS NULL OR (metrics->>'sharpe')::float8 <= $9)
-  AND ($13::text IS NULL OR saga_id::text LIKE $13 || '%')
-"""
-# Keyset pagination: a page starts after the (started_at, saga_id) of the last row shown,
-# in the list's order, so that sagas started meanwhile neither repeat nor shift a page.
-_LIST_SUMMARIES = {
-    False: f"""SELECT {_COLUMN_LIST} FROM saga_summaries {_LIST_WHERE}
-  AND ($11::timestamptz IS NULL OR (started_at, saga_id) < ($11, $12::uuid))
-ORDER BY started_at DESC, saga_id DESC LIMIT $10""",
-    True: f"""SELECT {_COLUMN_LIST} FROM saga_summaries {_LIST_WHERE}
-  AND ($11::timestamptz IS NULL OR (started_at, saga_id) > ($11, $12::uuid))
-ORDER BY started_at, saga_id LIMIT $10""",
-}
+# The saga list's filters: each a bound parameter, and only those set are in the statement,
+# so that every plan, custom or generic, can bound an index scan by them (with
+# ``$n IS NULL OR ...`` a generic plan filtered every row of a history; docs/decisions/0017).
+_LIST_FILTERS: tuple[tuple[str, str], ...] = (
+    ("state", "state = {}::text"),
+    ("workflow", "workflow = {}::text"),
+    ("workflow_version", "workflow_version = {}::int"),
+    ("started_after", "started_at >= {}::timestamptz"),
+    ("started_before", "started_at < {}::timestamptz"),
+    ("dataset", "dataset = {}::text"),
+    ("accepted", "(verdict->>'accepted')::boolean = {}::boolean"),
+    ("min_sharpe", "(metrics->>'sharpe')::float8 >= {}::float8"),
+    ("max_sharpe", "(metrics->>'sharpe')::float8 <= {}::float8"),
+    ("id_prefix", "saga_id::text LIKE {}::text || '%'"),
+)
+
+
+def _list_statement(where: SagaFilter) -> tuple[str, list[Any]]:
+    """The saga list's statement and its arguments. Keyset pagination: a page starts after
+    the (started_at, saga_id) of the last row shown, in the list's order, so that sagas
+    started meanwhile neither repeat nor shift a page; the indexes end in the same two
+    columns, in the same order (migration 0010), so a page is read from where it starts."""
+    conditions, args = [], []
+    for name, condition in _LIST_FILTERS:
+        value = getattr(where, name)
+        if value is not None:
+            args.append(value)
+            conditions.append(condition.format(f"${len(args)}"))
+    if where.after is not None:
+        args += list(where.after)
+        past = ">" if where.oldest_first else "<"
+        conditions.append(f"(started_at, saga_id) {past} (${len(args) - 1}::timestamptz, ${len(args)}::uuid)")
+    order = "started_at, saga_id" if where.oldest_first else "started_at DESC, saga_id DESC"
+    args.append(where.limit)
+    sql = f"SELECT {_COLUMN_LIST} FROM saga_summaries"
+    if conditions:
+        sql += " WHERE " + " AND ".join(conditions)
+    return f"{sql} ORDER BY {order} LIMIT ${len(args)}", args
+
 
 # Where the projector resumes a saga it does not hold: its newest snapshot (the saga store
 # writes them, every ALPHASAGA_SNAPSHOT_EVERY events), with the times of its first event and
@@ -170,25 +186,8 @@ class ReadStore:
 
     async def summaries(self, where: SagaFilter | None = None) -> list[SagaSummary]:
         """Newest first, or oldest first."""
-        where = where or SagaFilter()
-        after_at, after_id = where.after or (None, None)
-        rows = await self._fetch(
-            _LIST_SUMMARIES[where.oldest_first],
-            where.state,
-            where.workflow,
-            where.workflow_version,
-            where.started_after,
-            where.started_before,
-            where.dataset,
-            where.accepted,
-            where.min_sharpe,
-            where.max_sharpe,
-            where.limit,
-            after_at,
-            after_id,
-            where.id_prefix,
-        )
-        return [_summary(r) for r in rows]
+        sql, args = _list_statement(where or SagaFilter())
+        return [_summary(r) for r in await self._fetch(sql, *args)]
 
     async def state_counts(self) -> dict[str, int]:
         """How many sagas are in each state (states with none are left out)."""

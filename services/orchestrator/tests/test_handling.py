@@ -154,3 +154,20 @@ def test_a_dead_lettered_request_is_answered_for_the_saga_it_names_wherever_it_n
     fields: dict[str, str], expected: uuid.UUID | None
 ) -> None:
     assert refused_saga(fields) == expected
+
+
+async def test_a_failing_deadline_fired_elsewhere_is_forgotten_so_the_timers_hold_no_history() -> None:
+    store = MemorySagaStore()
+    o = orchestrator(store)
+    await handle(o, start(), "start")
+    store.now = store.timers[SAGA].due_at + dt.timedelta(seconds=1)
+
+    async def failing(saga_id: uuid.UUID, timer: object) -> None:
+        raise ValueError("a bug in deciding")
+
+    timers = Timers(store, failing)
+    assert await timers.fire_due() == 0
+    assert len(timers._failing) == 1  # held back, to be tried again later
+    del store.timers[SAGA]  # another orchestrator fired it
+    assert await timers.fire_due() == 0
+    assert timers._failing == {}

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # and upserted fewer times (docs/decisions/0008).
     projection_batch: int = Field(5000, ge=1, description="Events the projector reads per pass")
     projection_poll_ms: int = Field(200, ge=1)
+    projection_cache_size: int = Field(
+        5_000, ge=0, description="Sagas in flight the projector keeps folded (finished ones never); 0 = none"
+    )
 
     # Retention (docs/decisions/0018): a finished saga's events stay in the hot table this many
     # days after it ended; then `alphasaga archive run` moves them to the archive. Unset: all

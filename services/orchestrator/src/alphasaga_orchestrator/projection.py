@@ -11,7 +11,12 @@ from alphasaga_shared.runner import ServiceContext, run_service
 
 
 def projector(ctx: ServiceContext, settings: Settings) -> SagaProjector:
-    return SagaProjector(ReadStore(ctx.store), batch=settings.projection_batch, poll_ms=settings.projection_poll_ms)
+    return SagaProjector(
+        ReadStore(ctx.store),
+        batch=settings.projection_batch,
+        poll_ms=settings.projection_poll_ms,
+        cache_size=settings.projection_cache_size,
+    )
 
 
 def main() -> None:

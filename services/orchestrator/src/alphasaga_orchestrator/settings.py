@@ -14,6 +14,8 @@ class OrchestratorSettings(WorkflowSettings):
     timer_poll_ms: int = Field(200, ge=1)
     timer_batch: int = Field(200, ge=1, description="Due deadlines fired per pass")
     snapshot_every: int = Field(100, ge=0, description="Snapshot a saga every N events; 0 = never")
-    saga_cache_size: int = Field(10_000, ge=0, description="Sagas an orchestrator keeps in memory; 0 = none")
+    saga_cache_size: int = Field(
+        5_000, ge=0, description="Sagas in flight an orchestrator keeps in memory (finished ones never); 0 = none"
+    )
     run_relay: bool = Field(True, description="Run the outbox relay in the orchestrator process")
     run_projector: bool = Field(True, description="Keep the saga-summary projection in the orchestrator process")

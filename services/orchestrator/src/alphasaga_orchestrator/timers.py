@@ -36,7 +36,13 @@ class Timers:
         """Decide on every deadline due now; returns how many were fired."""
         fired = 0
         now = time.monotonic()
-        for timer in await self.store.due_timers(self.batch):
+        due_timers = await self.store.due_timers(self.batch)
+        if len(due_timers) < self.batch:
+            # Every due deadline is in hand: one failing here that is no longer due (fired by
+            # another orchestrator, its saga moved on) is forgotten, so this stays bounded.
+            due_ids = {TimerFired(t.saga_id, t.kind, t.step, t.attempt).message_id for t in due_timers}
+            self._failing = {k: v for k, v in self._failing.items() if k in due_ids}
+        for timer in due_timers:
             due = TimerFired(timer.saga_id, timer.kind, timer.step, timer.attempt)
             retry_at, delay = self._failing.get(due.message_id, (0.0, FAILED_TIMER_RETRY_S))
             if retry_at > now:
