@@ -79,7 +79,7 @@ REPUBLISHED = Counter(
 RELAY_LAG = Gauge("alphasaga_relay_lag_seconds", "Age of the newest outbox row the relay published")
 ARCHIVE_LAG = Gauge(
     "alphasaga_archive_lag_seconds",
-    "How long the finished saga longest due for the archive (ALPHASAGA_RETENTION_HOT_DAYS) has been due;"
+    "How long the finished saga longest due for the archive (the retention policy) has been due;"
     " 0 when none is. Not exported without a policy",
 )
 OUTBOX_BACKLOG = Gauge("alphasaga_outbox_backlog", "Outbox rows committed and not yet passed by the relay")
