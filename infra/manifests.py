@@ -175,8 +175,18 @@ def workers_yaml() -> str:
 
 def scaled_object(group: WorkerGroup, streams: Streams) -> str:
     s = DEPLOY.get(group.service, Deploy()).scaling
-    stream = streams.commands(group.queue)
     wake = ', activationLagCount: "0"' if s.min_replicas == 0 else ""
+    # Both lanes of the stream (the express one first): either one's lag scales the workers.
+    triggers = "".join(
+        f"""    - type: redis-streams
+      authenticationRef: {{name: alphasaga-redis}}
+      metadata: {{stream: "{stream}", consumerGroup: {group.service}, lagCount: "{s.lag}"{wake}}}
+    - type: redis-streams
+      authenticationRef: {{name: alphasaga-redis}}
+      metadata: {{stream: "{stream}", consumerGroup: {group.service}, pendingEntriesCount: "1"}}
+"""
+        for stream in streams.lanes(streams.commands(group.queue))
+    )
     return f"""apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
 metadata:
@@ -188,13 +198,7 @@ spec:
   pollingInterval: {s.polling_s}
   cooldownPeriod: {s.cooldown_s}
   triggers:
-    - type: redis-streams
-      authenticationRef: {{name: alphasaga-redis}}
-      metadata: {{stream: "{stream}", consumerGroup: {group.service}, lagCount: "{s.lag}"{wake}}}
-    - type: redis-streams
-      authenticationRef: {{name: alphasaga-redis}}
-      metadata: {{stream: "{stream}", consumerGroup: {group.service}, pendingEntriesCount: "1"}}
-"""
+{triggers}"""
 
 
 def keda_yaml() -> str:

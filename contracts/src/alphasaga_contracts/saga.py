@@ -10,6 +10,7 @@ from pydantic import Field
 from .envelope import Message
 from .research import ResearchRequest, Value
 from .states import SagaState
+from .streams import Priority
 from .text import Text
 
 # A workflow's name, as workflow files and the API's ?workflow= spell it.
@@ -41,6 +42,10 @@ class StartResearch(Message):
     )
     request: ResearchRequest
     fork: Fork | None = Field(None, description="Set by a fork (alphasaga fork): the steps it reuses")
+    priority: Priority = Field(
+        Priority.NORMAL,
+        description="express: every command and reply of the saga travels on the express lanes (<stream>:express)",
+    )
 
 
 def derived_saga_id(message_id: str) -> UUID:
@@ -71,6 +76,7 @@ class SagaStarted(SagaEvent):
     workflow: str
     workflow_version: int
     request: ResearchRequest
+    priority: Priority = Priority.NORMAL
 
 
 class SagaStepCompleted(SagaEvent):

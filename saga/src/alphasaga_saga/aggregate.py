@@ -72,9 +72,11 @@ class Saga(Aggregate):
         request: dict[str, Any],
         traceparent: str,
         forked_from: dict[str, Any] | None = None,  # absent from sagas started before forks
+        priority: str = "normal",  # absent from sagas started before the express lane
     ) -> None:
         self.workflow = workflow
         self.forked_from = forked_from
+        self.priority = priority
         self.workflow_version = workflow_version
         self.traceparent = traceparent
         self.state = SagaState.RUNNING
@@ -447,6 +449,12 @@ def _pin_topics() -> None:
 _pin_topics()
 
 
+def priority_of(saga: Saga) -> str:
+    """The saga's lane (``Priority``), also for one read from a snapshot taken before lanes."""
+    found: str = saga.__dict__.get("priority", "normal")
+    return found
+
+
 def state_of(saga: Saga | None) -> dict[str, Any]:
     """The saga's state as plain JSON-able data (for replay, status and tests)."""
     if saga is None:
@@ -460,6 +468,7 @@ def state_json(saga: Saga) -> str:
     for materialise in (_deadlines, _fanned, _branch_outputs, _reused):  # also on a saga from an old snapshot
         materialise(saga)
     saga.__dict__.setdefault("forked_from", None)
+    saga.__dict__.setdefault("priority", "normal")
     public = {k: v for k, v in vars(saga).items() if not k.startswith("_")}
     public["saga_id"] = str(saga.id)
     public["version"] = saga.version

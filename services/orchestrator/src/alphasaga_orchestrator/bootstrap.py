@@ -71,18 +71,23 @@ class OrchestratorService:
         admit = refusal(streams)  # its stream takes requests only; a worker's, that worker's replies only
         # No Redis-side guard: the orchestrator's inbox lives in PostgreSQL, in the same
         # transaction as the events a message causes. Its spans are the sagas' (traced off).
-        bus.subscribe(
-            streams.commands(Service.ORCHESTRATOR),
-            handle,
-            batch_handler=batch,
-            on_dead_letter=self.orchestrator.request_dead_lettered,
-            traced=False,
-            admit=admit,
-        )
+        # Each stream's express lane is read apart from its normal one (its own read loop),
+        # so that an express saga's messages never wait behind a backlog (decisions/0023).
+        for stream in streams.lanes(streams.commands(Service.ORCHESTRATOR)):
+            bus.subscribe(
+                stream,
+                handle,
+                batch_handler=batch,
+                on_dead_letter=self.orchestrator.request_dead_lettered,
+                traced=False,
+                admit=admit,
+            )
         for worker in KINDS.services():
-            bus.subscribe(streams.events(worker), handle, batch_handler=batch, traced=False, admit=admit)
+            for stream in streams.lanes(streams.events(worker)):
+                bus.subscribe(stream, handle, batch_handler=batch, traced=False, admit=admit)
             for queue in KINDS.queues(worker):  # its kinds' command streams
-                bus.watch(streams.commands(queue), worker.value)
+                for stream in streams.lanes(streams.commands(queue)):
+                    bus.watch(stream, worker.value)
         if self.relay is not None:
             ctx.background.append(self.relay.run)
             metrics.on_scrape(self.relay.measure_backlog)
