@@ -1,7 +1,7 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
 ``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|``
-``dag|dagreal|research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no servers, so none are
+``dag|dagreal|express|research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no servers, so none are
 started when they run alone.
 """
 
@@ -22,6 +22,7 @@ from . import (
     dag,
     e2e,
     eventstore,
+    express,
     observability,
     orchestration,
     orphans,
@@ -47,6 +48,7 @@ NEEDS_SERVERS = {
     "observability",
     "dag",
     "dagreal",
+    "express",
 }
 
 
@@ -106,6 +108,8 @@ async def main(which: set[str]) -> None:
                 print(dag.markdown(await dag.measure(s)), flush=True)
             if "dagreal" in which:
                 print(dag.real_markdown(await dag.real(s)), flush=True)
+            if "express" in which:
+                print(express.markdown(await express.measure(s)), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)

@@ -68,6 +68,7 @@ class OrchestratorService:
         """Subscribe to the request and reply streams, and add the background loops."""
         streams, bus = self.settings.streams, ctx.bus
         handle, batch = self.orchestrator.handle, self.orchestrator.decide_and_commit_batch
+        self.orchestrator.give_way = bus.lanes.turn
         admit = refusal(streams)  # its stream takes requests only; a worker's, that worker's replies only
         # No Redis-side guard: the orchestrator's inbox lives in PostgreSQL, in the same
         # transaction as the events a message causes. Its spans are the sagas' (traced off).
