@@ -61,7 +61,10 @@ class Deploy:
 DEPLOY = {
     Service.REASONING: Deploy(memory=("384Mi", "1Gi"), scaling=Scaling(min_replicas=1, polling_s=15, cooldown_s=300)),
     Service.CODEGEN: Deploy(
-        memory=("512Mi", "1536Mi"), tmp="1Gi", scaling=Scaling(min_replicas=1, polling_s=15, cooldown_s=300)
+        # Room for two sandboxed runs at once (ALPHASAGA_SANDBOX_POOL: a normal and an express job).
+        memory=("768Mi", "2560Mi"),
+        tmp="1Gi",
+        scaling=Scaling(min_replicas=1, polling_s=15, cooldown_s=300),
     ),
     Service.ML: Deploy(cpu=("500m", "2"), memory=("768Mi", "2Gi"), scaling=Scaling(max_replicas=3, lag=1)),
 }

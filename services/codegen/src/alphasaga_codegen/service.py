@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alphasaga_contracts import steps as st
@@ -53,6 +54,9 @@ class SandboxSettings(BaseSettings):
     wall_seconds: float = 30.0
     disk_mb: int = 32
     mode: SandboxMode = "auto"
+    # Jobs at once, each with a warm zygote of its own: two, so that an express job runs
+    # beside a normal one (the worker's two lanes, docs/decisions/0023).
+    pool: int = Field(2, ge=1, le=8)
 
     def limits(self) -> SandboxLimits:
         return SandboxLimits(
@@ -138,12 +142,13 @@ class Codegen:
         mode: SandboxMode = "auto",
         *,
         ahead: bool = True,
+        pool: int = 1,
     ) -> None:
         self.artifacts = artifacts
         self.limits = limits
         self.render = render
-        # One zygote, started now, serves every job; each run is a fresh process it forks.
-        self.sandbox = TracedSandbox(resolve_sandbox(mode), limits, ahead=ahead)
+        # ``pool`` zygotes, started now, serve the jobs; each run is a fresh process one forks.
+        self.sandbox = TracedSandbox(resolve_sandbox(mode), limits, ahead=ahead, size=pool)
 
     async def generate(self, cmd: st.GenerateStrategy) -> st.StrategyGenerated:
         bars = read_frame(await self.artifacts.get(cmd.dataset.sha256))
@@ -195,5 +200,5 @@ class Codegen:
 async def make_handlers(ctx: ServiceContext) -> list[KindHandlers]:
     settings = SandboxSettings()
     kind = await asyncio.to_thread(choose_sandbox, settings.mode, production=ctx.settings.production)
-    codegen = Codegen(ArtifactStore(ctx.store.pool), settings.limits(), mode=kind)
+    codegen = Codegen(ArtifactStore(ctx.store.pool), settings.limits(), mode=kind, pool=settings.pool)
     return [handles(st.CODEGEN, run=codegen.generate, undo=codegen.undo)]
