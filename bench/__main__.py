@@ -1,8 +1,8 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
 ``python -m bench [orchestration|bus|latency|eventstore|saga|cpu|e2e|rate|cli|orphans|api|reads|observability|``
-``dag|dagreal|express|research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no servers, so none are
-started when they run alone.
+``dag|dagreal|express|throughput|research|codegen ...]`` runs a subset. ``research`` and ``codegen`` need no
+servers, so none are started when they run alone.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ NEEDS_SERVERS = {
     "dag",
     "dagreal",
     "express",
+    "throughput",
 }
 
 
@@ -92,6 +93,8 @@ async def main(which: set[str]) -> None:
                 r = await e2e.saga_rate(s)
                 print(f"## Research sagas per minute, {r['at_once']:.0f} submitted at once (issue #12)\n")
                 print(f"{r['per_minute']:.1f} sagas per minute (median of {r['rounds']:.0f} bursts)\n", flush=True)
+            if "throughput" in which:
+                print(e2e.throughput_markdown(await e2e.research_throughput(s)), flush=True)
             if "orphans" in which:
                 print(orphans.markdown(await orphans.recovery(s)), flush=True)
             if "observability" in which:
