@@ -105,7 +105,9 @@ def test_submit_json_prints_the_saga_id_and_the_saga_starts(cli_env: dict[str, s
 
 def test_submit_express_runs_real_research_on_the_express_lanes_and_records_the_lane(cli_env: dict[str, str]) -> None:
     result = alphasaga(
-        cli_env, "submit", "--dataset", "ibm", "--priority", "express", "--wait", "--json", "--timeout", SAGA_TIMEOUT
+        cli_env,
+        *("submit", "--dataset", "ibm", "--priority", "express", "--wait", "--json", "--timeout", SAGA_TIMEOUT),
+        timeout=float(SAGA_TIMEOUT) + 30,
     )
     assert result.code == 0, result
     saga_id = json.loads(result.out)["saga_id"]
