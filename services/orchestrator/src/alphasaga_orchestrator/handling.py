@@ -244,6 +244,8 @@ class Orchestrator:
             traceparent = _traceparent(incoming)
             decision = decide(before.saga, incoming, dataclasses.replace(ctx, traceparent=traceparent))
             plan.add(saga_id, incoming, decision, traceparent)
+        if give_way and self.give_way is not None:  # nor is its commit started ahead of an express one
+            await self.give_way()
         if self.relay is None:
             await self._commit(plan, notify=True)
         else:
