@@ -29,6 +29,7 @@ from . import (
     history,
     jetstream,
     levers,
+    express,
     observability,
     orchestration,
     orphans,
@@ -62,6 +63,8 @@ NEEDS_SERVERS = {
     "campaign",
     "jetstream",
     "history",
+    "express",
+    "throughput",
 }
 
 
@@ -107,6 +110,8 @@ async def main(which: set[str], argv: list[str]) -> None:
                 r = await e2e.saga_rate(s)
                 print(f"## Research sagas per minute, {r['at_once']:.0f} submitted at once (issue #12)\n")
                 print(f"{r['per_minute']:.1f} sagas per minute (median of {r['rounds']:.0f} bursts)\n", flush=True)
+            if "throughput" in which:
+                print(e2e.throughput_markdown(await e2e.research_throughput(s)), flush=True)
             if "orphans" in which:
                 print(orphans.markdown(await orphans.recovery(s)), flush=True)
             if "observability" in which:
@@ -136,6 +141,8 @@ async def main(which: set[str], argv: list[str]) -> None:
             if "history" in which:
                 n, sizes, show_plans = history.options(argv)
                 print(history.markdown(await history.run(s, n, sizes=sizes, show_plans=show_plans)), flush=True)
+            if "express" in which:
+                print(express.markdown(await express.measure(s)), flush=True)
 
     if "research" in which:
         print(research.markdown(research.measure()), flush=True)

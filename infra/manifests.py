@@ -71,7 +71,10 @@ class Deploy:
 DEPLOY = {
     Service.REASONING: Deploy(memory=("384Mi", "1Gi"), scaling=Scaling(min_replicas=1, polling_s=15, cooldown_s=300)),
     Service.CODEGEN: Deploy(
-        memory=("512Mi", "1536Mi"), tmp="1Gi", scaling=Scaling(min_replicas=1, polling_s=15, cooldown_s=300)
+        # Room for two sandboxed runs at once (ALPHASAGA_SANDBOX_POOL: a normal and an express job).
+        memory=("768Mi", "2560Mi"),
+        tmp="1Gi",
+        scaling=Scaling(min_replicas=1, polling_s=15, cooldown_s=300),
     ),
     Service.ML: Deploy(cpu=("500m", "2"), memory=("768Mi", "2Gi"), scaling=Scaling(max_replicas=3, lag=1)),
 }
@@ -299,8 +302,18 @@ def workers_yaml() -> str:
 
 def scaled_object(group: WorkerGroup, streams: Streams) -> str:
     s = DEPLOY.get(group.service, Deploy()).scaling
-    stream = streams.commands(group.queue)
     wake = ', activationLagCount: "0"' if s.min_replicas == 0 else ""
+    # Both lanes of the stream (the express one first): either one's lag scales the workers.
+    triggers = "".join(
+        f"""    - type: redis-streams
+      authenticationRef: {{name: alphasaga-redis}}
+      metadata: {{stream: "{stream}", consumerGroup: {group.service}, lagCount: "{s.lag}"{wake}}}
+    - type: redis-streams
+      authenticationRef: {{name: alphasaga-redis}}
+      metadata: {{stream: "{stream}", consumerGroup: {group.service}, pendingEntriesCount: "1"}}
+"""
+        for stream in streams.lanes(streams.commands(group.queue))
+    )
     return f"""apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
 metadata:
@@ -312,13 +325,7 @@ spec:
   pollingInterval: {s.polling_s}
   cooldownPeriod: {s.cooldown_s}
   triggers:
-    - type: redis-streams
-      authenticationRef: {{name: alphasaga-redis}}
-      metadata: {{stream: "{stream}", consumerGroup: {group.service}, lagCount: "{s.lag}"{wake}}}
-    - type: redis-streams
-      authenticationRef: {{name: alphasaga-redis}}
-      metadata: {{stream: "{stream}", consumerGroup: {group.service}, pendingEntriesCount: "1"}}
-"""
+{triggers}"""
 
 
 def keda_yaml() -> str:
@@ -476,21 +483,21 @@ def nats_kustomization() -> str:
     patches = []
     for g in worker_groups():
         s = DEPLOY.get(g.service, Deploy()).scaling
-        stream = streams.commands(g.queue)
-        metadata = (
-            f'natsServerMonitoringEndpoint: "nats.$(NAMESPACE).svc.cluster.local:8222", account: "$G",'
-            f" stream: {subjects.place(stream).stream}, consumer: {subjects.durable(g.service, stream)},"
-            f' lagThreshold: "{s.lag}", activationLagThreshold: "0"'
-        )
+        triggers = []
+        for stream in streams.lanes(streams.commands(g.queue)):  # a backlog on either lane scales it
+            metadata = (
+                f'natsServerMonitoringEndpoint: "nats.alphasaga-nats.svc.cluster.local:8222", account: "$G",'
+                f" stream: {subjects.place(stream).stream}, consumer: {subjects.durable(g.service, stream)},"
+                f' lagThreshold: "{s.lag}", activationLagThreshold: "0"'
+            )
+            triggers.append(f"          - type: nats-jetstream\n            metadata: {{{metadata}}}\n")
         patches.append(
             f"""  - target: {{kind: ScaledObject, name: {g.name}}}
     patch: |
       - op: replace
         path: /spec/triggers
         value:
-          - type: nats-jetstream
-            metadata: {{{metadata.replace("$(NAMESPACE)", "alphasaga-nats")}}}
-"""
+{"".join(triggers)}"""
         )
     return f"""# {GENERATED}
 # The services with the bus on NATS JetStream (docs/decisions/0021): a three-node cluster

@@ -44,12 +44,17 @@ USERS = [ORCHESTRATOR, *WORKERS, acl.FRONT_END]
 # --- the policy, from the contract ----------------------------------------------------------
 
 
+def lanes(*streams: str) -> set[str]:
+    """Each stream with its express lane."""
+    return {lane for s in streams for lane in Streams.lanes(s)}
+
+
 def every_stream(streams: Streams) -> list[str]:
     base = [
-        streams.commands(ORCHESTRATOR),
-        *(streams.commands(q) for q in KINDS.queues()),
+        *lanes(streams.commands(ORCHESTRATOR)),
+        *lanes(*(streams.commands(q) for q in KINDS.queues())),
         streams.events(ORCHESTRATOR),
-        *(streams.events(w) for w in WORKERS),
+        *lanes(*(streams.events(w) for w in WORKERS)),
         streams.sagas,
     ]
     return base + [streams.dead_letters(s) for s in base]
@@ -60,18 +65,18 @@ def may_consume(streams: Streams, user: str) -> set[str]:
         return set()
     if user == ORCHESTRATOR:
         # its own event stream: a campaign's child's end, which nobody else may write
-        return {streams.commands(ORCHESTRATOR), streams.events(ORCHESTRATOR), *(streams.events(w) for w in WORKERS)}
-    return {streams.commands(q) for q in KINDS.queues(user)}
+        return {*lanes(streams.commands(ORCHESTRATOR), *(streams.events(w) for w in WORKERS)), streams.events(ORCHESTRATOR)}
+    return lanes(*(streams.commands(q) for q in KINDS.queues(user)))
 
 
 def may_add(streams: Streams, user: str) -> set[str]:
     if user == acl.FRONT_END:
-        return {streams.commands(ORCHESTRATOR)}
+        return lanes(streams.commands(ORCHESTRATOR))
     dead = {streams.dead_letters(s) for s in may_consume(streams, user)}
     if user == ORCHESTRATOR:  # the workers' commands, the sagas' events; the relay publishes starts
-        ours = {streams.commands(ORCHESTRATOR), streams.events(ORCHESTRATOR)}
-        return {*(streams.commands(q) for q in KINDS.queues()), streams.sagas, *ours, *dead}
-    return {streams.events(user), *dead}
+        queues = lanes(*(streams.commands(q) for q in KINDS.queues()))
+        return {*queues, streams.sagas, *lanes(streams.commands(ORCHESTRATOR)), streams.events(ORCHESTRATOR), *dead}
+    return {*lanes(streams.events(user)), *dead}
 
 
 def may_read(streams: Streams, user: str) -> set[str]:

@@ -149,19 +149,20 @@ def test_each_worker_scales_on_the_stream_and_group_it_really_reads(overlay: str
         assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
         triggers = spec["triggers"]
         if "ALPHASAGA_BROKER_URL" in of_kind(docs, "ConfigMap")["alphasaga-settings"]["data"]:
-            # On JetStream: the worker's durable consumer (alphasaga_shared.bus.subjects).
+            # On JetStream: the worker's durable consumers (alphasaga_shared.bus.subjects), one a lane.
             assert {t["type"] for t in triggers} == {"nats-jetstream"}
-            where = subjects.place(streams.commands(queue))
+            lanes = streams.lanes(streams.commands(queue))
+            assert {t["metadata"]["stream"] for t in triggers} == {subjects.place(s).stream for s in lanes}
+            assert {t["metadata"]["consumer"] for t in triggers} == {subjects.durable(service.value, s) for s in lanes}
             for t in triggers:
-                assert t["metadata"]["stream"] == where.stream
-                assert t["metadata"]["consumer"] == subjects.durable(service.value, streams.commands(queue))
                 assert t["metadata"]["natsServerMonitoringEndpoint"].split(".")[0] in of_kind(docs, "Service")
             assert any("lagThreshold" in t["metadata"] for t in triggers), name
         else:
             assert {t["type"] for t in triggers} == {"redis-streams"}
+            # What the worker subscribes to: alphasaga_shared.worker.run_worker, group = service;
+            # a backlog on either lane scales it.
+            assert {t["metadata"]["stream"] for t in triggers} == set(streams.lanes(streams.commands(queue)))
             for t in triggers:
-                # What the worker subscribes to: alphasaga_shared.worker.run_worker, group = service.
-                assert t["metadata"]["stream"] == streams.commands(queue)
                 assert t["metadata"]["consumerGroup"] == service.value
                 assert t["authenticationRef"]["name"] in auth
             assert any("lagCount" in t["metadata"] for t in triggers), name

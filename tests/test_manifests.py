@@ -91,7 +91,11 @@ def test_a_kind_with_a_stream_of_its_own_gets_workers_and_scaling_of_its_own(mon
     assert re.findall(r'ALPHASAGA_WORKER_KINDS, value: "([^"]+)"', workers) == ["backtest", "risk_check"]
     assert "image: localhost/alphasaga/backtest:latest" in workers.split("---")[-1]
     streams = re.findall(r'stream: "([^"]+)", consumerGroup: (\w+), lagCount', keda)
-    assert streams == [("alphasaga:cmd:backtest", "backtest"), ("alphasaga:cmd:backtest.risk_check", "backtest")]
+    assert streams == [
+        (f"alphasaga:cmd:{queue}{lane}", "backtest")
+        for queue in ("backtest", "backtest.risk_check")
+        for lane in (":express", "")
+    ], "each stream's two lanes"
     assert KINDS.queues(Service.BACKTEST) == ("backtest",)  # the real registry is untouched
 
 

@@ -103,6 +103,20 @@ def test_submit_json_prints_the_saga_id_and_the_saga_starts(cli_env: dict[str, s
     assert outcome["verdict"] is not None and "sharpe" in outcome["metrics"]
 
 
+def test_submit_express_runs_real_research_on_the_express_lanes_and_records_the_lane(cli_env: dict[str, str]) -> None:
+    result = alphasaga(
+        cli_env,
+        *("submit", "--dataset", "ibm", "--priority", "express", "--wait", "--json", "--timeout", SAGA_TIMEOUT),
+        timeout=float(SAGA_TIMEOUT) + 30,
+    )
+    assert result.code == 0, result
+    saga_id = json.loads(result.out)["saga_id"]
+    first = alphasaga(cli_env, "replay", saga_id, "--to", "1", "--json").json()["events"][0]
+    assert first["data"]["priority"] == "express"
+    refused = alphasaga(cli_env, "submit", "--dataset", "ibm", "--priority", "urgent")
+    assert refused.code != 0 and "urgent" in refused.err
+
+
 def test_submit_from_a_yaml_file_with_a_flag_on_top(cli_env: dict[str, str], tmp_path: Path) -> None:
     request = tmp_path / "request.yaml"
     request.write_text("dataset: sp500\nstart: 2012-01-01\nobjective: trend\nconstraints:\n  min_sharpe: 0.1\n")

@@ -4,6 +4,7 @@ the kind they name, replies are the generic messages naming the kind."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Iterator
@@ -81,7 +82,12 @@ def delivery(stream: str = "t:cmd:reasoning") -> Delivery:
 
 async def test_each_command_reaches_its_kinds_run_and_each_compensation_the_undo_of_its_kind(kinds: Kinds) -> None:
     worker = kinds.worker()
-    assert worker.command_streams == ["t:cmd:reasoning", "t:cmd:reasoning.think"]
+    assert worker.command_streams == [
+        "t:cmd:reasoning:express",
+        "t:cmd:reasoning",
+        "t:cmd:reasoning.think:express",
+        "t:cmd:reasoning.think",
+    ], "each stream's express lane, subscribed first"
     think = kinds.think.command(saga_id=SAGA, step="ponder", attempt=1, question="why")
     (out,) = await worker.handle(envelope_for(think, correlation_id=str(SAGA)), delivery("t:cmd:reasoning.think"))
     assert kinds.ran == ["think"] and out.stream == "t:evt:reasoning"
@@ -98,6 +104,37 @@ async def test_each_command_reaches_its_kinds_run_and_each_compensation_the_undo
         "invalid_input",
         2,
     )
+
+
+async def test_an_express_command_runs_beside_a_normal_one_in_flight_and_answers_on_the_express_reply_lane() -> None:
+    normal_may_finish = asyncio.Event()
+    ran: list[str] = []
+
+    async def form(cmd: st.FormHypothesis) -> st.HypothesisFormed:
+        ran.append(f"{cmd.step} started")
+        if cmd.step == "slow":
+            await normal_may_finish.wait()
+        ran.append(f"{cmd.step} done")
+        return st.HypothesisFormed.model_construct(saga_id=cmd.saga_id, step=cmd.step, attempt=cmd.attempt)
+
+    async def undo(cmd: st.CompensateStep) -> None:
+        raise AssertionError("not asked")
+
+    worker = Worker(Service.REASONING, [handles(st.REASONING, run=form, undo=undo)], Streams("t"))
+
+    def command(step: str) -> Any:
+        return envelope_for(st.FormHypothesis.model_construct(saga_id=SAGA, step=step, attempt=1), correlation_id="s")
+
+    normal = asyncio.create_task(worker.handle(command("slow"), delivery("t:cmd:reasoning")))
+    second_normal = asyncio.create_task(worker.handle(command("queued"), delivery("t:cmd:reasoning")))
+    await asyncio.sleep(0)
+    (express,) = await asyncio.wait_for(worker.handle(command("urgent"), delivery("t:cmd:reasoning:express")), 5)
+    assert ran == ["slow started", "urgent started", "urgent done"], "the normal lane runs one at a time"
+    assert express.stream == "t:evt:reasoning:express"
+    normal_may_finish.set()
+    (out,), (out2,) = await normal, await second_normal
+    assert out.stream == out2.stream == "t:evt:reasoning"
+    assert ran[3:] == ["slow done", "queued started", "queued done"]
 
 
 async def test_a_compensation_under_its_former_type_name_is_undone_and_answered_with_the_generic_reply() -> None:
@@ -146,7 +183,7 @@ def test_a_kind_sharing_its_services_stream_cannot_be_served_apart() -> None:
 
 async def test_a_worker_chosen_for_one_stream_serves_only_that_streams_kinds(kinds: Kinds) -> None:
     worker = kinds.worker("think", chosen={"think"})
-    assert worker.command_streams == ["t:cmd:reasoning.think"]
+    assert worker.command_streams == ["t:cmd:reasoning.think:express", "t:cmd:reasoning.think"]
     form = st.FormHypothesis.model_construct(saga_id=SAGA, step="reasoning", attempt=1)
     with pytest.raises(ValueError, match=r"reasoning serves no kind for reasoning\.FormHypothesis"):
         await worker.handle(envelope_for(form, correlation_id=str(SAGA)), delivery())

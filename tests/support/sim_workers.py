@@ -81,10 +81,11 @@ def make_handler(service: str, streams: Streams, config: dict[str, Any]) -> Any:
             message_id=derived_message_id(env.message_id, reply.TYPE),
             traceparent=telemetry.current_traceparent(),
         )
-        out = [Outgoing(reply_stream, one)]
+        lane = Streams.lane(reply_stream, Streams.priority_of(delivery.stream))  # as the real workers reply
+        out = [Outgoing(lane, one)]
         if chance(env.message_id, "dup") < config.get("duplicate_rate", 0.0):
             redone = envelope_for(reply, correlation_id=env.correlation_id, causation_id=env.message_id)
-            out += [Outgoing(reply_stream, one), Outgoing(reply_stream, redone)]
+            out += [Outgoing(lane, one), Outgoing(lane, redone)]
         return out
 
     return handle
@@ -98,7 +99,8 @@ async def main() -> None:
     for service in config.get("only", KINDS.services()):
         handler = make_handler(service, settings.streams, config)
         for queue in KINDS.queues(service):
-            bus.subscribe(settings.streams.commands(queue), handler, group=str(service), dedupe=True)
+            for stream in settings.streams.lanes(settings.streams.commands(queue)):  # the express lane first
+                bus.subscribe(stream, handler, group=str(service), dedupe=True)
     await serve_until_sigterm(bus, f"sim workers ready {uuid.uuid4().hex[:4]}")
     telemetry.shutdown_tracing()
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from alphasaga_contracts import SubmissionState
+from alphasaga_contracts import Priority, SubmissionState
 from alphasaga_shared.errors import InvalidRequest, InvalidTransition
 
 from .core import Core, text_of
@@ -44,15 +44,22 @@ class Commands(Core):
         saga_id: uuid.UUID | None = None,
         message_id: str | None = None,
         workflow_version: int | None = None,
+        priority: Priority = Priority.NORMAL,
     ) -> Submitted:
         """Publish a research request. The same ``message_id`` (an idempotency key) always
         names the same saga: without ``saga_id`` the orchestrator derives it from the id.
-        ``workflow_version`` picks a version (a preview); unset, the newest that is not one."""
+        ``workflow_version`` picks a version (a preview); unset, the newest that is not one.
+        ``priority`` express: the saga's every message travels on the express lanes."""
         env = self.start_envelope(
-            request, workflow=workflow, saga_id=saga_id, message_id=message_id, workflow_version=workflow_version
+            request,
+            workflow=workflow,
+            saga_id=saga_id,
+            message_id=message_id,
+            workflow_version=workflow_version,
+            priority=priority,
         )
         tip = await self.lifecycle_cursor()
-        entry_id = await self._send(self.requests_stream(), env)
+        entry_id = await self._send(self._requests(priority), env)
         return Submitted(uuid.UUID(env.correlation_id), env.message_id, entry_id, tip)
 
     async def submit_recorded(
@@ -63,13 +70,16 @@ class Commands(Core):
         workflow: str = "research",
         message_id: str | None = None,
         workflow_version: int | None = None,
+        priority: Priority = Priority.NORMAL,
     ) -> Submitted:
         """Record a research request in the outbox (the stream ``outbox:<saga id>``) in one
         PostgreSQL transaction with what ``record`` writes, and leave its publishing to the
         relay, which any commit to the outbox wakes. Nothing accepted is then lost when Redis
         forgets, and a crash leaves both writes or neither. A request whose saga id was
         submitted before (``record`` says so) is not recorded again."""
-        env = self.start_envelope(request, workflow=workflow, message_id=message_id, workflow_version=workflow_version)
+        env = self.start_envelope(
+            request, workflow=workflow, message_id=message_id, workflow_version=workflow_version, priority=priority
+        )
         return await self._start_recorded(env, record)
 
     async def _start_recorded(self, env: Envelope, record: Record) -> Submitted:
@@ -80,7 +90,8 @@ class Commands(Core):
 
         self._entry(env)  # too large to be read: refused before anything is written
         saga_id = uuid.UUID(env.correlation_id)
-        rows = outbox_events([Outgoing(self.requests_stream(), env)])
+        lane = getattr(env.message, "priority", Priority.NORMAL)
+        rows = outbox_events([Outgoing(self._requests(lane), env)])
         events = await self.event_store()
         async with events.transaction() as conn:
             if await record(conn, saga_id):
@@ -96,6 +107,7 @@ class Commands(Core):
         saga_id: uuid.UUID | None = None,
         message_id: str | None = None,
         workflow_version: int | None = None,
+        priority: Priority = Priority.NORMAL,
     ) -> Envelope:
         """The ``StartResearch`` envelope of a research request."""
         from alphasaga_contracts import saga as sg
@@ -103,7 +115,7 @@ class Commands(Core):
 
         saga_id = saga_id or (sg.derived_saga_id(message_id) if message_id else uuid.uuid4())
         message = sg.StartResearch(
-            saga_id=saga_id, workflow=workflow, workflow_version=workflow_version, request=request
+            saga_id=saga_id, workflow=workflow, workflow_version=workflow_version, request=request, priority=priority
         )
         return envelope_for(message, correlation_id=str(saga_id), message_id=message_id)
 
@@ -161,7 +173,7 @@ class Commands(Core):
         message = await self.plan_fork(saga, from_step, changes or {})
         env = envelope_for(message, correlation_id=str(message.saga_id))
         tip = await self.lifecycle_cursor()
-        entry_id = await self._send(self.requests_stream(), env)
+        entry_id = await self._send(self._requests(message.priority), env)
         return Submitted(uuid.UUID(env.correlation_id), env.message_id, entry_id, tip)
 
     async def cancel(self, saga: str | uuid.UUID, reason: str = "cancelled by user") -> Submitted:
@@ -191,6 +203,10 @@ class Commands(Core):
         """The lifecycle stream's newest entry id: following from it misses nothing of a saga
         whose request is sent afterwards."""
         return await (await self.transport()).tip(self.settings.streams.sagas)
+
+    def _requests(self, priority: Priority) -> str:
+        """The orchestrator's command stream in ``priority``'s lane."""
+        return self.settings.streams.lane(self.requests_stream(), priority)
 
     async def _send(self, stream: str, env: Envelope) -> str:
         (entry_id,) = await (await self.transport()).publish_entries([(stream, self._entry(env))])

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from alphasaga_contracts import Priority
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_saga import dag
@@ -69,6 +70,7 @@ def plan_fork(
         workflow_version=workflow.version,
         request=checked,
         fork=fork,
+        priority=Priority(started.get("priority", Priority.NORMAL)),  # a fork keeps its source's lane
     )
 
 

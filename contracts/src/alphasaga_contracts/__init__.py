@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .states import SagaState, SubmissionState
-from .streams import DEFAULT_NAMESPACE, Streams
+from .streams import DEFAULT_NAMESPACE, Priority, Streams
 
 if TYPE_CHECKING:
     from . import research, saga, steps
@@ -26,6 +26,7 @@ __all__ = [
     "KINDS",
     "WORKERS",
     "Message",
+    "Priority",
     "SagaState",
     "Service",
     "Streams",

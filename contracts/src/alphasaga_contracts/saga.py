@@ -11,6 +11,7 @@ from .campaign import CampaignSpec, ChildState
 from .envelope import Message
 from .research import ArtifactRef, ResearchRequest, Value
 from .states import SagaState
+from .streams import Priority
 from .text import Text
 
 # A workflow's name, as workflow files and the API's ?workflow= spell it.
@@ -42,6 +43,10 @@ class StartResearch(Message):
     )
     request: ResearchRequest
     fork: Fork | None = Field(None, description="Set by a fork (alphasaga fork): the steps it reuses")
+    priority: Priority = Field(
+        Priority.NORMAL,
+        description="express: every command and reply of the saga travels on the express lanes (<stream>:express)",
+    )
     parent: UUID | None = Field(
         None, description="Set by a campaign on its children: the campaign told when this saga ends"
     )
@@ -102,6 +107,7 @@ class SagaStarted(SagaEvent):
     workflow: str
     workflow_version: int
     request: ResearchRequest
+    priority: Priority = Priority.NORMAL
 
 
 class CampaignStarted(SagaEvent):

@@ -1,11 +1,26 @@
 """Stream names, from one place. ``<namespace>:<cmd|evt>:<owner>``; dead letters on
-``<stream>:dlq``. The owners are the services and the step kinds' queues (``steps.KINDS``)."""
+``<stream>:dlq``. The owners are the services and the step kinds' queues (``steps.KINDS``).
+
+Every command stream and every worker's reply stream has an express lane beside it,
+``<stream>:express``, which its reader serves apart from the normal one, so that a saga
+submitted with ``Priority.EXPRESS`` never waits behind a backlog of normal ones
+(docs/decisions/0023)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 DEFAULT_NAMESPACE = "alphasaga"
+EXPRESS_SUFFIX = ":express"
+
+
+class Priority(StrEnum):
+    """A saga's lane: every command and reply of an ``express`` saga travels on the express
+    streams (``Streams.lane``)."""
+
+    NORMAL = "normal"
+    EXPRESS = "express"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +44,26 @@ class Streams:
     def sagas(self) -> str:
         """Public saga lifecycle events, written by the orchestrator."""
         return f"{self.namespace}:evt:sagas"
+
+    @staticmethod
+    def lane(stream: str, priority: Priority) -> str:
+        """``stream`` (a command or reply stream's normal lane) in ``priority``'s lane."""
+        return stream + EXPRESS_SUFFIX if priority == Priority.EXPRESS else stream
+
+    @staticmethod
+    def lanes(stream: str) -> tuple[str, str]:
+        """``stream``'s two lanes, the express one first (the order its reader subscribes in)."""
+        return stream + EXPRESS_SUFFIX, stream
+
+    @staticmethod
+    def priority_of(stream: str) -> Priority:
+        """The lane a command or reply stream is (a dead-letter stream is not one)."""
+        return Priority.EXPRESS if stream.endswith(EXPRESS_SUFFIX) else Priority.NORMAL
+
+    @staticmethod
+    def normal_lane(stream: str) -> str:
+        """The normal lane of ``stream``, whichever lane it is."""
+        return stream.removesuffix(EXPRESS_SUFFIX)
 
     @staticmethod
     def dead_letters(stream: str) -> str:

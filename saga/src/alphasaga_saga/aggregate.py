@@ -73,10 +73,12 @@ class Saga(Aggregate):
         traceparent: str,
         forked_from: dict[str, Any] | None = None,  # absent from sagas started before forks
         parent: str | None = None,  # the campaign that started it; absent before campaigns
+        priority: str = "normal",  # absent from sagas started before the express lane
     ) -> None:
         self.workflow = workflow
         self.forked_from = forked_from
         self.parent = parent
+        self.priority = priority
         self.workflow_version = workflow_version
         self.traceparent = traceparent
         self.state = SagaState.RUNNING
@@ -505,6 +507,12 @@ def ending_topics() -> list[str]:
     return sorted(getattr(Saga, name).TOPIC for name in ENDING_EVENTS)
 
 
+def priority_of(saga: Saga) -> str:
+    """The saga's lane (``Priority``), also for one read from a snapshot taken before lanes."""
+    found: str = saga.__dict__.get("priority", "normal")
+    return found
+
+
 def state_of(saga: Saga | None) -> dict[str, Any]:
     """The saga's state as plain JSON-able data (for replay, status and tests)."""
     if saga is None:
@@ -519,6 +527,7 @@ def state_json(saga: Saga) -> str:
         materialise(saga)
     saga.__dict__.setdefault("forked_from", None)
     saga.__dict__.setdefault("parent", None)
+    saga.__dict__.setdefault("priority", "normal")
     public = {k: v for k, v in vars(saga).items() if not k.startswith("_")}
     public["saga_id"] = str(saga.id)
     public["version"] = saga.version

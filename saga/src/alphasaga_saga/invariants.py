@@ -2,6 +2,8 @@
 outbox rows). Used by the chaos tests and by ``alphasaga replay --check``.
 
 - versions run 1..n without gaps, the first event is Started, nothing follows a terminal event;
+- every command travelled in the saga's lane: an express saga's on the express streams,
+  any other's on the normal ones (the lane its Started event records);
 - no step attempt and no compensation attempt is commanded twice, and each command was put
   in the outbox exactly once, under the message id the event recorded (the outbox may also
   hold the saga's start, recorded there by a submit through the API, and its lifecycle
@@ -32,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from alphasaga_contracts.campaign import CAMPAIGN_WORKFLOW
+from alphasaga_contracts import Priority, Streams
 from alphasaga_shared.eventstore import RecordedEvent
 
 from . import dag
@@ -84,6 +87,7 @@ def check_saga(
     else:
         chain = workflow is None or workflow.is_chain()
     problems += _check_commands(events, outbox, chain)
+    problems += _check_lane(events[0], outbox)
     problems += _check_terminal(events, chain)
     if workflow is not None:
         problems += _check_dag(events, workflow)
@@ -100,6 +104,15 @@ def check_saga(
                 if saga is None or saga.state != expected:
                     problems.append(f"folding the events gives {getattr(saga, 'state', None)}, the log says {expected}")
     return problems
+
+
+def _check_lane(started: RecordedEvent, outbox: Sequence[RecordedEvent]) -> list[str]:
+    lane = Priority(started.data.get("priority", Priority.NORMAL))
+    return [
+        f"{r.type} {r.metadata.get('message_id')} went to {r.metadata.get('stream')}, not the {lane} lane"
+        for r in outbox
+        if not r.type.startswith(_NOT_COMMANDS) and Streams.priority_of(str(r.metadata.get("stream"))) != lane
+    ]
 
 
 # Complexity 14: one pass over the events with one branch per kind of event, which reads

@@ -31,6 +31,21 @@ async def owner(store: EventStore, saga_id: uuid.UUID) -> str | None:
     return None if value is None else str(value)
 
 
+async def test_an_express_submit_is_recorded_for_the_orchestrators_express_lane(api: Api, store: EventStore) -> None:
+    streams = api.runtime.client.settings.streams
+    submitted = await api.http.post(
+        "/v1/research?priority=express", json={"dataset": "nasdaq"}, headers=api.auth("researcher")
+    )
+    assert submitted.status_code == 202, submitted.text
+    (row,) = await outbox_rows(store, uuid.UUID(submitted.json()["saga_id"]))
+    assert row.metadata["stream"] == streams.commands("orchestrator") + ":express"
+    assert row.data["priority"] == "express"
+    refused = await api.http.post(
+        "/v1/research?priority=urgent", json={"dataset": "nasdaq"}, headers=api.auth("researcher")
+    )
+    assert refused.status_code in (400, 422), refused.text
+
+
 async def test_a_submitted_saga_answers_pending_with_its_owner_and_start_recorded_together(
     api: Api, store: EventStore
 ) -> None:

@@ -250,3 +250,22 @@ def test_the_fallback_reads_no_host_file_writes_only_its_work_directory_and_has_
     assert probe.readable == ()  # an empty root, as bubblewrap's: no host file is there
     assert probe.processes == (1,)
     assert probe.uid != 0 or os.geteuid() != 0  # root drops to an unprivileged uid
+
+
+def test_a_pool_runs_a_job_beside_one_still_running_each_on_a_warm_zygote_of_its_own(bars: pd.DataFrame) -> None:
+    import concurrent.futures
+
+    sleeper = strategy("import time\n    time.sleep(600)")
+    sandbox = Sandbox(resolve_sandbox(), SandboxLimits(60, 768 << 20, 30.0), size=2)
+    try:
+        assert len(sandbox.zygotes()) == 2, "both started ahead of the first job"
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            held = pool.submit(sandbox.run, sleeper, [("on all bars", bars)], validate=False)
+            assert sandbox.run(FLAT, [("on all bars", bars)]).frame.index.equals(bars.index)
+            assert not held.done(), "the second job did not wait for the first"
+            with pytest.raises(SandboxLimitExceeded):
+                held.result()
+        assert len(sandbox.zygotes()) == 2, "the killed job's zygote was replaced"
+    finally:
+        sandbox.close()
+    assert sandbox.zygotes() == []

@@ -4,6 +4,7 @@ serving the next command."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 
@@ -90,3 +91,43 @@ async def test_bad_generated_code_fails_the_step_naming_the_rule_and_the_service
         good.sandbox.close()
     assert isinstance(ok, st.StrategyGenerated) and ok.sandbox.split("+")[0] in ("bubblewrap", "namespaces")
     assert isinstance(again, st.StrategyGenerated) and again.signals == ok.signals
+
+
+async def test_a_check_passed_on_the_same_code_and_bars_is_reused_and_recorded_as_such(store: EventStore) -> None:
+    from alphasaga_codegen.domain.proven import ProvenChecks
+
+    artifacts = ArtifactStore(store.pool)
+    proven = ProvenChecks()
+    codegen = Codegen(artifacts, ROOMY, ahead=False, proven=proven)
+    jobs: list[int] = []
+    run = codegen.sandbox.run
+
+    def counted(*args: object, **kwargs: object) -> object:
+        jobs.append(1)
+        return run(*args, **kwargs)  # type: ignore[arg-type]
+
+    codegen.sandbox.run = counted  # type: ignore[method-assign, assignment]
+
+    async def generate(frame: pd.DataFrame) -> tuple[st.StrategyGenerated, dict[str, object]]:
+        saga_id = uuid.uuid4()
+        dataset = await artifacts.put(saga_id, "reasoning", "dataset.csv", "dataset", write_frame(frame), "text/csv")
+        command = st.GenerateStrategy(
+            saga_id=saga_id,
+            step="codegen",
+            attempt=1,
+            request=ResearchRequest(dataset="sp500"),
+            hypothesis=HYPOTHESIS,
+            dataset=dataset,
+        )
+        done = await codegen.generate(command)
+        (record,) = [link for link in await artifacts.list(saga_id) if link.name == "sandbox.json"]
+        return done, json.loads(await artifacts.get(record.ref.sha256))
+
+    first, first_record = await generate(bars())
+    after_first = len(jobs)
+    second, second_record = await generate(bars())
+    assert len(jobs) == after_first, "the same code on the same bars was not checked again"
+    assert (first_record["lookahead_check_reused"], second_record["lookahead_check_reused"]) == (False, True)
+    assert second.signals.sha256 == first.signals.sha256 and second.code.sha256 == first.code.sha256
+    _, third_record = await generate(bars(401))  # other bars: checked afresh
+    assert len(jobs) > after_first and third_record["lookahead_check_reused"] is False

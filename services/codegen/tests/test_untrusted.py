@@ -137,8 +137,8 @@ def test_what_cannot_be_read_fails_the_step_as_invalid_input() -> None:
 
 def _zygote_pid(sandbox: Sandbox) -> int:
     """The python process that runs runner.py under the sandbox's launcher."""
-    assert sandbox._zygote is not None
-    launcher = sandbox._zygote.process.pid
+    (zygote,) = sandbox.zygotes()
+    launcher = zygote.process.pid
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             argv = cmdline.read_bytes().split(b"\0")

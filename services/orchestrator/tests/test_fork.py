@@ -5,6 +5,7 @@ first event where they part, and what differs step by step."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -119,6 +120,31 @@ def test_a_fork_from_ml_reuses_reasoning_and_codegen_and_runs_ml_with_the_change
     assert fork.saga is not None and str(fork.saga.state) == "COMPLETED"
     assert "reasoning" not in str([e.data for e in fork.events if e.type.endswith("StepCommanded")])
     assert fork.check() == []
+
+
+def test_an_express_saga_records_its_lane_sends_every_command_there_and_its_fork_keeps_it() -> None:
+    from alphasaga_contracts import Priority
+
+    source = Run(uuid.uuid4())
+    source(
+        sg.StartResearch(saga_id=source.saga_id, request=ResearchRequest(dataset="sp500"), priority=Priority.EXPRESS)
+    )
+    source(source.ok("reasoning", dataset=ref("d")), source.ok("codegen", signals=ref("5")))
+    source(source.ok("ml", predictions=ref("b")), source.ok("backtest", metrics={"sharpe": 0.4}))
+    assert source.events[0].data["priority"] == "express"
+    commands = [r.metadata["stream"] for r in source.outbox if not r.type.startswith("sagas.")]
+    assert commands == [f"t:cmd:{k}:express" for k in ("reasoning", "codegen", "ml", "backtest")]
+    assert source.check() == []
+    fork, start = forked(source, {"model_kind": "linear"})
+    assert start.priority == Priority.EXPRESS and fork.events[0].data["priority"] == "express"
+    assert [r.metadata["stream"] for r in fork.outbox if not r.type.startswith("sagas.")] == ["t:cmd:ml:express"]
+    normal = completed_source()
+    assert normal.events[0].data["priority"] == "normal"
+    wrong = [*normal.outbox]
+    i = next(i for i, r in enumerate(wrong) if not r.type.startswith("sagas."))  # the reasoning command
+    wrong[i] = dataclasses.replace(wrong[i], metadata={**wrong[i].metadata, "stream": "t:cmd:reasoning:express"})
+    problems = check_saga(normal.saga_id, normal.events, wrong, fold=REPO.fold, workflows=DEFAULT_WORKFLOWS)
+    assert any("not the normal lane" in p for p in problems), problems
 
 
 def test_a_failed_fork_undoes_only_what_it_ran() -> None:

@@ -10,7 +10,8 @@ command outside those lists (``FLUSHDB``, ``CONFIG``, ``KEYS``, ``DEBUG``…).
 Rights are Redis 7 *selectors*: each grant is its own ``(keys commands)`` group, so a
 command is allowed only on the keys of the grant that names it (``XADD`` on the reply
 stream, not on the command stream the worker reads). A new step kind changes the users
-through ``KINDS`` alone. ``render`` is pure: ``alphasaga acl render`` prints it.
+through ``KINDS`` alone. Every command and reply stream counts with its express lane
+(``Streams.lanes``). ``render`` is pure: ``alphasaga acl render`` prints it.
 """
 
 from __future__ import annotations
@@ -94,15 +95,23 @@ def _under(prefix: str) -> str:
     return glob_escape(prefix) + "*"
 
 
+def _both_lanes(*streams: str) -> list[str]:
+    return [lane for s in streams for lane in Streams.lanes(s)]
+
+
 def worker(streams: Streams, service: Service) -> User:
-    commands = [streams.commands(q) for q in KINDS.queues(service)]
+    commands = _both_lanes(*(streams.commands(q) for q in KINDS.queues(service)))
     dead = [streams.dead_letters(s) for s in commands]
     ns = streams.namespace
     return User(
         service.value,
         (
             Grant("reads its kinds' command streams", _exact(*commands), CONSUME),
-            Grant("replies, and dead-letters what it cannot take", _exact(streams.events(service), *dead), ("xadd",)),
+            Grant(
+                "replies, and dead-letters what it cannot take",
+                _exact(*_both_lanes(streams.events(service)), *dead),
+                ("xadd",),
+            ),
             Grant("counts its dead letters", _exact(*dead), ("xlen",), read_only=True),
             Grant(
                 "marks what it has done (the idempotency guard)", (_under(f"{ns}:done:{service}:"),), ("mget", "set")
@@ -115,8 +124,9 @@ def worker(streams: Streams, service: Service) -> User:
 def orchestrator(streams: Streams) -> User:
     # Its own event stream carries a campaign's child's end to the campaign: only it writes there.
     mine = streams.events(Service.ORCHESTRATOR)
-    own = [streams.commands(Service.ORCHESTRATOR), mine, *(streams.events(w) for w in KINDS.services())]
-    queues = [streams.commands(q) for q in KINDS.queues()]
+    requests = _both_lanes(streams.commands(Service.ORCHESTRATOR))
+    own = [*requests, mine, *_both_lanes(*(streams.events(w) for w in KINDS.services()))]
+    queues = _both_lanes(*(streams.commands(q) for q in KINDS.queues()))
     dead = [streams.dead_letters(s) for s in own]
     ns = streams.namespace
     return User(
@@ -126,7 +136,7 @@ def orchestrator(streams: Streams) -> User:
             # The relay publishes the outbox, where the front ends record starts too.
             Grant(
                 "sends the workers' commands and the sagas' events; the relay publishes the outbox",
-                _exact(*queues, streams.sagas, streams.commands(Service.ORCHESTRATOR), mine, *dead),
+                _exact(*queues, streams.sagas, *requests, mine, *dead),
                 ("xadd",),
             ),
             Grant("watches the workers' groups (metrics)", _exact(*queues), OBSERVE, read_only=True),
@@ -149,7 +159,7 @@ def front_end(streams: Streams) -> User:
     return User(
         FRONT_END,
         (
-            Grant("submits and cancels sagas", _exact(streams.commands(Service.ORCHESTRATOR)), ("xadd",)),
+            Grant("submits and cancels sagas", _exact(*_both_lanes(streams.commands(Service.ORCHESTRATOR))), ("xadd",)),
             Grant("follows the sagas", _exact(streams.sagas), TAIL, read_only=True),
             Grant(
                 "readiness: each service's group on its command stream",

@@ -9,6 +9,11 @@ exception is treated as transient: the bus redelivers the command, and dead-lett
 after the cap. Replies get ids derived from
 the command's id, and the bus's idempotency guard makes a redelivered command an ack
 rather than a second run.
+
+Each command stream has an express lane (``Streams.lanes``): the worker reads it apart,
+runs its commands in a slot of their own, beside the normal lane's one at a time, and
+replies on the express lane of its reply stream, so that an express saga never waits
+behind normal commands (docs/decisions/0023).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from alphasaga_contracts import Service, Streams
+from alphasaga_contracts import Priority, Service, Streams
 from alphasaga_contracts import steps as st
 from alphasaga_contracts.steps import KINDS, C, R, StepKind, StepKinds
 
@@ -116,10 +121,16 @@ class Worker:
         self._by_command = {h.kind.command: h for h in self.handlers}
         self._by_kind = {h.kind.name: h for h in self.handlers}
         self.reply_stream = streams.events(service)
-        self.command_streams = [streams.commands(q) for q in dict.fromkeys(h.kind.queue for h in self.handlers)]
+        # Each command stream's two lanes, the express one first.
+        self.command_streams = [
+            lane
+            for q in dict.fromkeys(h.kind.queue for h in self.handlers)
+            for lane in streams.lanes(streams.commands(q))
+        ]
         self.max_error_chars = max_error_chars
-        # One command at a time per process, whichever of its streams it came from.
-        self._one_at_a_time = asyncio.Lock()
+        # One command at a time per lane, whichever of the lane's streams it came from: an
+        # express command runs beside a normal one, never behind it.
+        self._one_at_a_time = {p: asyncio.Lock() for p in Priority}
 
     def _error(self, exc: BaseException) -> str:
         return cap_text(str(exc), self.max_error_chars, "error")
@@ -133,12 +144,12 @@ class Worker:
     async def handle(self, env: Envelope, delivery: Delivery) -> Sequence[Outgoing]:
         msg = env.message
         handlers = self._handlers_for(msg)
-        async with self._one_at_a_time:
+        async with self._one_at_a_time[Streams.priority_of(delivery.stream)]:
             if isinstance(msg, st.CompensateStep):
                 reply = await self._undo(handlers, msg)
             else:
                 reply = await self._run(handlers, msg)
-        return [self._reply(env, reply, telemetry.current_traceparent())]
+        return [self._reply(delivery, env, reply, telemetry.current_traceparent())]
 
     async def _run(self, handlers: KindHandlers, msg: Any) -> st.StepMessage:
         kind = handlers.kind.name
@@ -196,7 +207,7 @@ class Worker:
             )
         else:
             return ()
-        return [self._reply(env, reply, env.traceparent)]
+        return [self._reply(delivery, env, reply, env.traceparent)]
 
     @staticmethod
     def deadline(delivery: Delivery) -> float | None:
@@ -231,11 +242,12 @@ class Worker:
             )
         else:
             return ()
-        return [self._reply(env, reply, env.traceparent)]
+        return [self._reply(delivery, env, reply, env.traceparent)]
 
-    def _reply(self, env: Envelope, reply: st.StepMessage, traceparent: str) -> Outgoing:
+    def _reply(self, delivery: Delivery, env: Envelope, reply: st.StepMessage, traceparent: str) -> Outgoing:
+        """The reply, on the lane of the reply stream that the command came in on."""
         return Outgoing(
-            self.reply_stream,
+            Streams.lane(self.reply_stream, Streams.priority_of(delivery.stream)),
             envelope_for(
                 reply,
                 correlation_id=env.correlation_id,
@@ -251,8 +263,8 @@ MakeHandlers = Callable[[ServiceContext], Awaitable[Sequence[KindHandlers]]]
 
 def run_worker(service: Service, make_handlers: MakeHandlers) -> None:
     """Entry point of a worker service: the kinds it serves (``ALPHASAGA_WORKER_KINDS``),
-    one command at a time per process (steps are long; run more processes to scale), with
-    the idempotency guard on."""
+    one command at a time per lane and process (steps are long; run more processes to
+    scale), with the idempotency guard on."""
 
     async def setup(ctx: ServiceContext) -> None:
         try:

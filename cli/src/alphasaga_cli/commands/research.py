@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from alphasaga_contracts import SagaState
+from alphasaga_contracts import Priority, SagaState
 
 from ..errors import NOT_COMPLETED, OK, CliError
 from ..output import console, echo, print_json, table, trace_link, verdict_line
@@ -117,6 +117,9 @@ def submit(
         bool, typer.Option("--wait", help="Show progress until the saga ends; exit 0 if it completed")
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 900,
+    priority: Annotated[
+        Priority, typer.Option(help="express: the saga's steps never wait behind normal sagas' (the express lane)")
+    ] = Priority.NORMAL,
     as_json: JsonFlag = False,
 ) -> None:
     """Submit a research request and print its saga id.
@@ -128,6 +131,8 @@ def submit(
     Example: alphasaga submit --dataset sp500 --start 2010-01-01 --wait
 
     Example: alphasaga submit -f request.yaml --min-sharpe 0.5 --json
+
+    Example: alphasaga submit --dataset nasdaq --priority express --wait
     """
     from ..requests import load_request
 
@@ -146,11 +151,19 @@ def submit(
     }
     request, file_workflow = load_request(file, overrides)
     chosen = workflow or file_workflow or "research"
-    raise typer.Exit(with_client(_submitter(request, chosen, workflow_version, wait, timeout, as_json)))
+    submitter = _submitter(request, chosen, workflow_version, wait, timeout, as_json, priority=priority)
+    raise typer.Exit(with_client(submitter))
 
 
 def _submitter(
-    request: ResearchRequest, workflow: str, workflow_version: int | None, wait: bool, timeout: float, as_json: bool
+    request: ResearchRequest,
+    workflow: str,
+    workflow_version: int | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+    *,
+    priority: Priority = Priority.NORMAL,
 ) -> Callable[[AlphaSaga], Awaitable[int]]:
     """Submit, then print the id, or with ``wait`` follow the saga to its end."""
 
@@ -159,7 +172,7 @@ def _submitter(
         # API's is: nothing this command accepted is lost when Redis forgets (decision 0014).
         await client.connect()
         submitted = await client.submit_recorded(
-            request, _nothing_more, workflow=workflow, workflow_version=workflow_version
+            request, _nothing_more, workflow=workflow, workflow_version=workflow_version, priority=priority
         )
         if not wait:
             if as_json:

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from alphasaga_contracts import Priority
 from alphasaga_shared.errors import Forbidden, NotFound
 
 from .caller import Caller, idempotent_message_id
@@ -43,6 +44,7 @@ async def submit_research(
     idempotency_key: str | None = None,
     between_writes: FaultHook | None = None,
     workflow_version: int | None = None,
+    priority: Priority = Priority.NORMAL,
 ) -> Submitted:
     """Submit as a principal. The saga's owner and its start (an outbox row the relay
     publishes) are written in one transaction: no saga without an owner, nothing accepted
@@ -60,7 +62,12 @@ async def submit_research(
         return recorded
 
     return await c.client.submit_recorded(
-        request, record_owner, workflow=workflow, message_id=message_id, workflow_version=workflow_version
+        request,
+        record_owner,
+        workflow=workflow,
+        message_id=message_id,
+        workflow_version=workflow_version,
+        priority=priority,
     )
 
 

@@ -16,6 +16,7 @@ from alphasaga_client import ClientError, SagaFilter
 from alphasaga_client.usecases import Caller
 from alphasaga_client.usecases import campaigns as campaign_uc
 from alphasaga_client.usecases import research as uc
+from alphasaga_contracts import Priority
 from alphasaga_contracts.campaign import CampaignSpec
 from alphasaga_contracts.research import ResearchRequest
 
@@ -47,11 +48,14 @@ async def _answer(work: Awaitable[T]) -> T:
         raise ToolError(str(exc)) from None
 
 
-async def submit_research(request: ResearchRequest, ctx: Ctx, idempotency_key: str | None = None) -> dict[str, Any]:
+async def submit_research(
+    request: ResearchRequest, ctx: Ctx, idempotency_key: str | None = None, priority: Priority = Priority.NORMAL
+) -> dict[str, Any]:
     """Start a research saga on a dataset (see list_datasets) and return its id. The same
-    idempotency_key always names the same saga."""
+    idempotency_key always names the same saga. priority express: its steps never wait
+    behind normal sagas'."""
     c = await _caller(ctx)
-    submitted = await _answer(uc.submit_research(c, request, idempotency_key=idempotency_key))
+    submitted = await _answer(uc.submit_research(c, request, idempotency_key=idempotency_key, priority=priority))
     return {"saga_id": str(submitted.saga_id), "state": "submitted"}
 
 

@@ -14,7 +14,7 @@ from fastapi.encoders import jsonable_encoder
 
 from alphasaga_client import SagaFilter
 from alphasaga_client.usecases import research
-from alphasaga_contracts import SagaState
+from alphasaga_contracts import Priority, SagaState
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_contracts.saga import WORKFLOW_NAME
 
@@ -39,6 +39,9 @@ async def submit(
         int | None, Query(ge=1, le=1_000_000, description="A version to run (a preview); default: the newest")
     ] = None,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
+    priority: Annotated[
+        Priority, Query(description="express: the saga's steps never wait behind normal sagas' (the express lane)")
+    ] = Priority.NORMAL,
 ) -> models.Submitted:
     """Submit a research request. The same ``Idempotency-Key`` from the same caller always
     names the same saga, however often it is retried. The saga id answers at once: PENDING
@@ -47,7 +50,12 @@ async def submit(
     await limit(request, "submit", who.subject, rt.api.submit_per_minute)
     await limit(request, "submit-ip", client_address(request), rt.api.submit_ip_per_minute)
     submitted = await research.submit_research(
-        who, body, workflow=workflow, idempotency_key=idempotency_key, workflow_version=workflow_version
+        who,
+        body,
+        workflow=workflow,
+        idempotency_key=idempotency_key,
+        workflow_version=workflow_version,
+        priority=priority,
     )
     sid = str(submitted.saga_id)
     return models.Submitted(

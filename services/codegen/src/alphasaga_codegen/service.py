@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alphasaga_contracts import steps as st
@@ -39,6 +40,7 @@ from .domain import (
     resolve_sandbox,
     validate_strategy,
 )
+from .domain.proven import ProvenChecks, check_key
 from .domain.sandbox import STRONG_SANDBOX, SandboxResult
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,11 @@ class SandboxSettings(BaseSettings):
     wall_seconds: float = 30.0
     disk_mb: int = 32
     mode: SandboxMode = "auto"
+    # Jobs at once, each with a warm zygote of its own: two, so that an express job runs
+    # beside a normal one (the worker's two lanes, docs/decisions/0023).
+    pool: int = Field(2, ge=1, le=8)
+    # Passed look-ahead checks kept, by what they checked (domain/proven.py); 0: none.
+    proven_checks: int = Field(64, ge=0, le=4096)
 
     def limits(self) -> SandboxLimits:
         return SandboxLimits(
@@ -119,14 +126,27 @@ class TracedSandbox(Sandbox):
 
 
 def build_strategy(
-    hypothesis: Hypothesis, bars: pd.DataFrame, sandbox: Sandbox, render: Callable[[Hypothesis], str]
-) -> tuple[str, LookaheadReport]:
+    hypothesis: Hypothesis,
+    bars: pd.DataFrame,
+    sandbox: Sandbox,
+    render: Callable[[Hypothesis], str],
+    proven: ProvenChecks | None = None,
+    dataset_sha256: str = "",
+) -> tuple[str, LookaheadReport, bool]:
+    """The source and its passed look-ahead check, and whether that check was one already
+    passed on the same source and bars (``proven``, by SHA-256) rather than run again."""
     with telemetry.span("render"):
         source = render(hypothesis)
     with telemetry.span("validate"):
         validate_strategy(source)
+    key = check_key(source, dataset_sha256, sandbox.kind, sandbox.limits) if proven and dataset_sha256 else None
+    if key is not None and proven is not None and (report := proven.get(key)) is not None:
+        return source, report, True
     with telemetry.span("look-ahead proof"):
-        return source, check_no_lookahead(source, bars, sandbox=sandbox)
+        report = check_no_lookahead(source, bars, sandbox=sandbox)
+    if key is not None and proven is not None:
+        proven.put(key, report)
+    return source, report, False
 
 
 class Codegen:
@@ -138,17 +158,22 @@ class Codegen:
         mode: SandboxMode = "auto",
         *,
         ahead: bool = True,
+        pool: int = 1,
+        proven: ProvenChecks | None = None,
     ) -> None:
         self.artifacts = artifacts
+        self.proven = proven
         self.limits = limits
         self.render = render
-        # One zygote, started now, serves every job; each run is a fresh process it forks.
-        self.sandbox = TracedSandbox(resolve_sandbox(mode), limits, ahead=ahead)
+        # ``pool`` zygotes, started now, serve the jobs; each run is a fresh process one forks.
+        self.sandbox = TracedSandbox(resolve_sandbox(mode), limits, ahead=ahead, size=pool)
 
     async def generate(self, cmd: st.GenerateStrategy) -> st.StrategyGenerated:
         bars = read_frame(await self.artifacts.get(cmd.dataset.sha256))
         try:
-            source, report = await asyncio.to_thread(build_strategy, cmd.hypothesis, bars, self.sandbox, self.render)
+            source, report, reused = await asyncio.to_thread(
+                build_strategy, cmd.hypothesis, bars, self.sandbox, self.render, self.proven, cmd.dataset.sha256
+            )
         except StrategyRejected as exc:
             refused = rejection(exc)
             metrics.SANDBOX_RUNS.labels(refused.kind).inc()
@@ -175,6 +200,9 @@ class Codegen:
             "lookahead_runs": report.runs,
             "lookahead_values_compared": report.values_compared,
             "code_sha256": code.sha256,
+            # The same source on the same bars (by SHA-256), in the same sandbox under the
+            # same limits, passed the check before in this process: its report is reused.
+            "lookahead_check_reused": reused,
         }
         await put(
             cmd.saga_id,
@@ -195,5 +223,6 @@ class Codegen:
 async def make_handlers(ctx: ServiceContext) -> list[KindHandlers]:
     settings = SandboxSettings()
     kind = await asyncio.to_thread(choose_sandbox, settings.mode, production=ctx.settings.production)
-    codegen = Codegen(ArtifactStore(ctx.store.pool), settings.limits(), mode=kind)
+    proven = ProvenChecks(settings.proven_checks)
+    codegen = Codegen(ArtifactStore(ctx.store.pool), settings.limits(), mode=kind, pool=settings.pool, proven=proven)
     return [handles(st.CODEGEN, run=codegen.generate, undo=codegen.undo)]

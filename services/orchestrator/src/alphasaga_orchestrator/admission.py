@@ -24,7 +24,8 @@ KIND_NAMED = (st.StepFailed, st.StepCompensated, st.CompensationFailed)
 
 def misplaced(streams: Streams, stream: str, message: Message) -> str | None:
     """Why ``message`` does not belong on ``stream``, or None when it does (or the stream is
-    none of the orchestrator's: not its to judge)."""
+    none of the orchestrator's: not its to judge). Both lanes of a stream take the same."""
+    stream = streams.normal_lane(stream)
     if stream == streams.commands(Service.ORCHESTRATOR):
         if isinstance(message, REQUESTS):
             return None

@@ -70,23 +70,29 @@ class OrchestratorService:
         """Subscribe to the request and reply streams, and add the background loops."""
         streams, bus = self.settings.streams, ctx.bus
         handle, batch = self.orchestrator.handle, self.orchestrator.decide_and_commit_batch
+        self.orchestrator.give_way = bus.lanes.turn
         admit = refusal(streams)  # its stream takes requests only; a worker's, that worker's replies only
         # No Redis-side guard: the orchestrator's inbox lives in PostgreSQL, in the same
         # transaction as the events a message causes. Its spans are the sagas' (traced off).
-        bus.subscribe(
-            streams.commands(Service.ORCHESTRATOR),
-            handle,
-            batch_handler=batch,
-            on_dead_letter=self.orchestrator.request_dead_lettered,
-            traced=False,
-            admit=admit,
-        )
+        # Each stream's express lane is read apart from its normal one (its own read loop),
+        # so that an express saga's messages never wait behind a backlog (decisions/0023).
+        for stream in streams.lanes(streams.commands(Service.ORCHESTRATOR)):
+            bus.subscribe(
+                stream,
+                handle,
+                batch_handler=batch,
+                on_dead_letter=self.orchestrator.request_dead_lettered,
+                traced=False,
+                admit=admit,
+            )
         # Its own event stream: a campaign's child's end, which only the orchestrator writes.
         bus.subscribe(streams.events(Service.ORCHESTRATOR), handle, batch_handler=batch, traced=False, admit=admit)
         for worker in KINDS.services():
-            bus.subscribe(streams.events(worker), handle, batch_handler=batch, traced=False, admit=admit)
+            for stream in streams.lanes(streams.events(worker)):
+                bus.subscribe(stream, handle, batch_handler=batch, traced=False, admit=admit)
             for queue in KINDS.queues(worker):  # its kinds' command streams
-                bus.watch(streams.commands(queue), worker.value)
+                for stream in streams.lanes(streams.commands(queue)):
+                    bus.watch(stream, worker.value)
         if self.relay is not None:
             ctx.background.append(self.relay.run)
             metrics.on_scrape(self.relay.measure_backlog)

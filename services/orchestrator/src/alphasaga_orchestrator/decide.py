@@ -225,12 +225,17 @@ def _start(saga: Saga | None, msg: sg.StartResearch, env: Received, ctx: Context
         traceparent=ctx.traceparent,
         forked_from=forked_from,
         parent=None if msg.parent is None else str(msg.parent),
+        priority=msg.priority.value,
     )
     d = Decision(saga)
-    _publish(
-        d,
-        sg.SagaStarted(saga_id=saga_id, workflow=workflow.name, workflow_version=workflow.version, request=msg.request),
+    started = sg.SagaStarted(
+        saga_id=saga_id,
+        workflow=workflow.name,
+        workflow_version=workflow.version,
+        request=msg.request,
+        priority=msg.priority,
     )
+    _publish(d, started)
     if fork is not None:
         saga.reuse(outputs=fork.reused, overrides=fork.overrides, from_saga=str(fork.saga_id))
     _advance(d, saga, workflow, ctx)

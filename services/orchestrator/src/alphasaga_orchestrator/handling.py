@@ -17,12 +17,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from alphasaga_contracts import Streams
+from alphasaga_contracts import Priority, Streams
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.envelope import BODY, CORRELATION_ID, MESSAGE_ID, TYPE
 from alphasaga_saga.aggregate import Saga
@@ -59,6 +59,9 @@ class Orchestrator:
         self.streams = streams
         self.workflows = workflows
         self.relay = relay
+        # A normal lane's batch lets this process's express lane go first between its
+        # decisions (the bus's gate, ``alphasaga_shared.bus.lanes``); none in tests.
+        self.give_way: Callable[[], Awaitable[None]] | None = None
 
     # --- the bus's handlers ---
 
@@ -69,15 +72,16 @@ class Orchestrator:
         if len(items) < 2:
             return set()  # one message: the one-by-one path is the same work
         batch = [(saga_id_for(e.message, e.message_id), e) for _, e in items]
+        give_way = Streams.priority_of(deliveries[0].stream) == Priority.NORMAL
         # Like ``apply``: the commit refuses duplicates, so the inbox is read only after a
         # commit failed. The second try decides on fresh state (the conflict puts the
         # repository in its shared mode) without the inputs already handled.
         try:
-            await self._decide_and_commit(batch, check_inbox=False)
+            await self._decide_and_commit(batch, check_inbox=False, give_way=give_way)
         except Conflict:
             self._conflict_seen()
             try:
-                await self._decide_and_commit(batch, check_inbox=True)
+                await self._decide_and_commit(batch, check_inbox=True, give_way=give_way)
             except Conflict as exc:
                 self._conflict_seen()
                 log.debug("batch of %d falls back to one by one: %s", len(items), exc)
@@ -192,7 +196,7 @@ class Orchestrator:
                 self.repo.keep(t.saga)
 
     async def _decide_and_commit(
-        self, items: Sequence[tuple[uuid.UUID, Incoming]], *, check_inbox: bool = True
+        self, items: Sequence[tuple[uuid.UUID, Incoming]], *, check_inbox: bool = True, give_way: bool = False
     ) -> None:
         """Decide on ``items`` in order and commit them together (inputs already in the
         inbox are skipped)."""
@@ -209,7 +213,7 @@ class Orchestrator:
         loaded = await self.repo.take_many(list(dict.fromkeys(s for s, _ in fresh)))
         ctx = Context(self.workflows, now=dt.datetime.now(dt.UTC), outages=outages_seen())
         if not telemetry.tracing():
-            decided = await self._decide_and_commit_plan(fresh, loaded, ctx)
+            decided = await self._decide_and_commit_plan(fresh, loaded, ctx, give_way)
         else:
             # One span for the decisions and their commit, under the first saga's; a batch
             # links every message it decided on.
@@ -221,7 +225,7 @@ class Orchestrator:
                 parent=observe.root_ids(first_id, first_saga.traceparent if first_saga else _traceparent(first)),
                 links=telemetry.links_to([_traceparent(i) for _, i in fresh]),
             ):
-                decided = await self._decide_and_commit_plan(fresh, loaded, ctx)
+                decided = await self._decide_and_commit_plan(fresh, loaded, ctx, give_way)
         observe.record(decided)
 
     async def _decide_and_commit_plan(
@@ -229,15 +233,20 @@ class Orchestrator:
         fresh: Sequence[tuple[uuid.UUID, Incoming]],
         loaded: Mapping[uuid.UUID, Saga | None],
         ctx: Context,
+        give_way: bool = False,
     ) -> list[observe.Decided]:
         plan = Plan(self.repo, self.streams, traced=telemetry.tracing())
         for saga_id, incoming in fresh:
+            if give_way and self.give_way is not None:
+                await self.give_way()
             before = plan.before(saga_id, loaded.get(saga_id))
             # The incoming message's trace: a new saga keeps it as its parent's, and with
             # tracing off the messages sent on carry it (a saga is one trace either way).
             traceparent = _traceparent(incoming)
             decision = decide(before.saga, incoming, dataclasses.replace(ctx, traceparent=traceparent))
             plan.add(saga_id, incoming, decision, traceparent)
+        if give_way and self.give_way is not None:  # nor is its commit started ahead of an express one
+            await self.give_way()
         if self.relay is None:
             await self._commit(plan, notify=True)
         else:

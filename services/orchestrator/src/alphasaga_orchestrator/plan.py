@@ -3,10 +3,10 @@ added as they are made, and ``changes`` turns the lot into the saga store's unit
 (with the timers and snapshots the sagas' new states call for).
 
 It is also the adapter between the decisions' domain messages and the wire: each step
-command goes to the command stream of its kind, each lifecycle event to the sagas
-stream, in an envelope naming the saga, the input that caused it and the span it belongs
-to; a message from one saga to another (a campaign's child's start, a child's end) to
-the orchestrator's own streams. A lifecycle event's id is derived from its cause and its place in the decision, so
+command goes to the command stream of its kind (its express lane for an express saga),
+each lifecycle event to the sagas stream, in an envelope naming the saga, the input that
+caused it and the span it belongs to; a message from one saga to another (a campaign's
+child's start, a child's end) to the orchestrator's own streams. A lifecycle event's id is derived from its cause and its place in the decision, so
 that deciding the same input again gives the same ids.
 """
 
@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from alphasaga_contracts import Service, Streams
+from alphasaga_contracts import Priority, Service, Streams
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts import steps as st
-from alphasaga_saga.aggregate import Deadline, Saga, due_time
+from alphasaga_saga.aggregate import Deadline, Saga, due_time, priority_of
 from alphasaga_saga.streams import saga_stream
 from alphasaga_shared.eventstore import NewEvent, outbox_stream
 from alphasaga_shared.outbox import outbox_events
@@ -101,10 +101,12 @@ class Plan:
         of the input decided on)."""
         fallback = traceparent or (saga.traceparent if saga is not None else "")
         root = observe.root_ids(saga_id, saga.traceparent) if self.traced and saga is not None else None
+        lane = Priority(priority_of(saga)) if saga is not None else Priority.NORMAL
         out: list[Outgoing] = []
         for i, send in enumerate(decision.sends):
             if isinstance(send, ToWorker):
-                stream, message_id = self.streams.commands(send.step.queue), send.message_id
+                stream = self.streams.lane(self.streams.commands(send.step.queue), lane)
+                message_id = send.message_id
                 kind = "step" if isinstance(send.message, st.StepCommand) else "compensation"
                 span = (
                     observe.attempt_ids(root, saga_id, kind, send.message.step, send.message.attempt) if root else None

@@ -67,8 +67,11 @@ def subscription_chain(
     traced: bool,
     deadline: ch.Deadline | None,
     on_outlasted: ch.OutlastedNotice | None,
+    give_way: ch.DeliveryMiddleware | None = None,
 ) -> ch.NextBatch:
-    """The chain every batch of a subscription goes through (docs/decisions/0009)."""
+    """The chain every batch of a subscription goes through (docs/decisions/0009);
+    ``give_way`` first, where a normal lane waits for its process's express lanes
+    (``lanes.GiveWay``, docs/decisions/0023)."""
 
     def encode_out(out: Outgoing) -> dict[str, str]:
         return encode_entry(settings, out)
@@ -84,6 +87,7 @@ def subscription_chain(
     return ch.chain(
         middlewares,
         [
+            *([] if give_way is None else [give_way]),
             ch.ErrorPolicy(
                 settings.delivery_cap,
                 ch.OutagePolicy(deadline=deadline, outlasted=on_outlasted, board=board),

@@ -85,15 +85,28 @@ class Reclaimer:
         await run_forever("bus heartbeat", one_pass, lambda: asyncio.sleep(period))
 
     async def reclaim_forever(self) -> None:
+        """A loop per subscription, so that an entry taken over on one stream (whose handler
+        may run for minutes) never holds up the take-over on another: an express lane's
+        reclaim does not wait behind a normal one's. Beside them, the keeper and the
+        clean-up of idle consumers."""
         period = self.settings.reclaim_interval_ms / 1000
+        loops = [self._reclaim_forever(sub, period) for sub in self.subscriptions]
+        await asyncio.gather(self._tend_forever(period), *loops)
+
+    async def _reclaim_forever(self, sub: Subscription, period: float) -> None:
+        async def one_pass() -> bool:
+            await self._guarded(sub, self._reclaim_all)
+            return False
+
+        await run_forever(f"bus reclaimer of {sub.stream}", one_pass, lambda: asyncio.sleep(period))
+
+    async def _tend_forever(self, period: float) -> None:
         last_cleanup = 0.0
 
         async def one_pass() -> bool:
             nonlocal last_cleanup
             if self.keeper is not None:
                 await self.keeper.heal_stopped(self.subscriptions, lambda sub: sub.reader is None or sub.reader.running)
-            for sub in self.subscriptions:
-                await self._guarded(sub, self._reclaim_all)
             if time.monotonic() - last_cleanup > self.settings.dead_consumer_idle_ms / 2000:
                 last_cleanup = time.monotonic()
                 for sub in self.subscriptions:

@@ -11,7 +11,8 @@ connection. What it leaves out (DESIGN.md §2) is here and beside it:
   MULTI/EXEC, one round trip;
 * the reclaimer of ``reclaim.py`` takes over entries left pending by a dead or failing
   consumer and feeds them through the same chain;
-* the keeper of ``groups.py`` makes a group Redis forgot again, and restarts its reader.
+* the keeper of ``groups.py`` makes a group Redis forgot again, and restarts its reader;
+* the gate of ``lanes.py`` lets a stream's express lane go first within the process.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from redis.connection import HiredisRespSerializer
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT
 
+from alphasaga_contracts import Priority, Streams
+
 from .. import metrics
 from ..config import Settings
 from ..outages import OUTAGES, STORES, Held, Span, held_key
@@ -53,6 +56,7 @@ from .assembly import (
     subscription_chain,
 )
 from .groups import GroupKeeper
+from .lanes import GiveWay, LaneGate
 from .reclaim import Reclaimer
 from .redis_log import RedisLog
 
@@ -65,6 +69,7 @@ class Subscription:
     group: str
     dedupe: bool
     on_dead_letter: DeadLetterNotice | None = None
+    express: bool = False  # an express lane (``Streams.lanes``): it goes first in this process
     # The chain a batch of this subscription goes through (``chain.chain``).
     run: ch.NextBatch | None = None
     autoclaim_cursor: str = "0-0"
@@ -138,6 +143,7 @@ class Bus:
         self._started = False
         self._stats: StreamStats | None = None
         self._watched: list[tuple[str, str]] = []  # groups reported but not read
+        self.lanes = LaneGate()
 
     @property
     def client(self) -> Redis:
@@ -235,7 +241,10 @@ class Bus:
         dead-lettered before any handler sees it."""
         if self._started:
             raise RuntimeError("subscribe before start()")
-        sub = Subscription(stream=stream, group=group or self.service, dedupe=dedupe, on_dead_letter=on_dead_letter)
+        express = Streams.priority_of(stream) == Priority.EXPRESS
+        sub = Subscription(
+            stream=stream, group=group or self.service, dedupe=dedupe, on_dead_letter=on_dead_letter, express=express
+        )
         sub.run = subscription_chain(
             self.settings,
             stream=stream,
@@ -249,6 +258,7 @@ class Bus:
             traced=traced,
             deadline=deadline,
             on_outlasted=on_outlasted,
+            give_way=None if express else GiveWay(self.lanes),
         )
         self._subscriptions.append(sub)
 
@@ -349,7 +359,14 @@ class Bus:
 
     async def process(self, sub: Subscription, deliveries: list[Delivery]) -> ch.BatchOutcome:
         """One batch through the subscription's chain, then its commit. Never raises for a
-        bad message."""
+        bad message. An express lane's batch holds this process's normal lanes meanwhile."""
+        if sub.express:
+            async with self.lanes.express():
+                return await self._process(sub, deliveries)
+        await self.lanes.turn()
+        return await self._process(sub, deliveries)
+
+    async def _process(self, sub: Subscription, deliveries: list[Delivery]) -> ch.BatchOutcome:
         assert sub.run is not None
         batch = ch.Batch(deliveries)
         await sub.run(batch)

@@ -265,23 +265,33 @@ def _check_bars(bars: pd.DataFrame) -> None:
 
 
 class Sandbox:
-    """Runs jobs in one kind of sandbox, one at a time, through a zygote kept between jobs.
+    """Runs jobs in one kind of sandbox, up to ``size`` at once, each through a zygote kept
+    between jobs (a warm pool: one per job that may run at once).
 
     Every run still gets a fresh process, namespaces and work directory; only the
     zygote's start-up (interpreter, imports, confinement: about a second of CPU, most of
-    it ``import pandas``) is shared, paid once ahead of the first job (``ahead``) and
-    again only after a job that had to kill the sandbox. With ``ahead=False`` each job
-    starts a zygote and ends it. Thread-safe.
+    it ``import pandas``) is shared, paid once per zygote ahead of the first job
+    (``ahead``) and again only after a job that had to kill its sandbox. A job never
+    waits for another's zygote: the codegen worker runs an express job beside a normal
+    one (docs/decisions/0023). With ``ahead=False`` each job starts a zygote and ends it.
+    Thread-safe.
     """
 
-    def __init__(self, kind: SandboxKind, limits: SandboxLimits = DEFAULT_LIMITS, *, ahead: bool = True) -> None:
+    def __init__(
+        self, kind: SandboxKind, limits: SandboxLimits = DEFAULT_LIMITS, *, ahead: bool = True, size: int = 1
+    ) -> None:
+        if size < 1:
+            raise ValueError("a sandbox runs at least one job at a time")
         self.kind = kind
         self.limits = limits
         self.ahead = ahead
-        self._lock = threading.Lock()
-        self._zygote: _Zygote | None = None
+        self.size = size
+        self._slots = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()  # guards the idle zygotes and ``_closed``
+        self._idle: list[_Zygote] = []
+        self._closed = False
         if ahead:
-            self._zygote = _Zygote.start(kind, limits)
+            self._idle = [_Zygote.start(kind, limits) for _ in range(size)]
             atexit.register(self.close)
 
     def run(self, source: str, runs: Sequence[tuple[str, pd.DataFrame]], *, validate: bool = True) -> SandboxResult:
@@ -300,8 +310,9 @@ class Sandbox:
         return self._with_zygote(lambda zygote: (zygote.probe(), zygote.guards))
 
     def _with_zygote(self, work: Callable[[_Zygote], T]) -> T:
-        with self._lock:
-            zygote, self._zygote = self._zygote, None
+        with self._slots:
+            with self._lock:
+                zygote = self._idle.pop() if self._idle else None
             if zygote is None or zygote.process.poll() is not None:
                 if zygote is not None:  # died while waiting (killed, out of memory): a fresh one
                     zygote.close()
@@ -310,20 +321,37 @@ class Sandbox:
                 zygote.wait_ready()
                 return work(zygote)
             finally:
-                if self.ahead and not zygote.broken:
-                    self._zygote = zygote
-                else:
-                    zygote.close()
-                    if self.ahead:
-                        with contextlib.suppress(OSError):  # the next job tries again
-                            self._zygote = _Zygote.start(self.kind, self.limits)
+                self._put_back(zygote)
+
+    def _put_back(self, zygote: _Zygote) -> None:
+        """Keep a zygote that is still sound for the next job; replace one that is not."""
+        kept: _Zygote | None = zygote
+        if not self.ahead or zygote.broken:
+            zygote.close()
+            kept = None
+            if self.ahead:
+                with contextlib.suppress(OSError):  # the next job tries again
+                    kept = _Zygote.start(self.kind, self.limits)
+        if kept is None:
+            return
+        with self._lock:
+            if not self._closed:
+                self._idle.append(kept)
+                return
+        kept.close()
+
+    def zygotes(self) -> list[_Zygote]:
+        """The idle zygotes (for tests and probes)."""
+        with self._lock:
+            return list(self._idle)
 
     def close(self) -> None:
-        """End the zygote, if any."""
+        """End the idle zygotes; one in use ends when its job does."""
         with self._lock:
-            if self._zygote is not None:
-                self._zygote.close()
-                self._zygote = None
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for zygote in idle:
+            zygote.close()
 
 
 @dataclass(eq=False)

@@ -1,0 +1,57 @@
+"""The express lane goes first within a process (docs/decisions/0023).
+
+Each lane of a stream (``Streams.lanes``) is its own subscription with its own read loop,
+so an express entry is read as soon as it is written. But a process's subscriptions share
+one event loop, and a normal lane that works through a backlog in batches would still keep
+an express batch waiting for CPU, for the database's connections, for the worker's
+sandbox. So while this process has an express batch in hand (handled and committed), its
+normal lanes start no batch and no next message of one: they give way. Express work never
+waits for a normal lane here; a normal lane waits as long as express work keeps coming,
+which is what a priority lane means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from ..wire import Delivery
+from .chain import Batch, NextDelivery
+
+
+class LaneGate:
+    def __init__(self) -> None:
+        self._in_hand = 0
+        self._clear = asyncio.Event()
+        self._clear.set()
+
+    @contextlib.asynccontextmanager
+    async def express(self) -> AsyncIterator[None]:
+        """Hold the normal lanes while an express batch is handled and committed."""
+        self._in_hand += 1
+        self._clear.clear()
+        try:
+            yield
+        finally:
+            self._in_hand -= 1
+            if not self._in_hand:
+                self._clear.set()
+
+    async def turn(self) -> None:
+        """A normal lane's turn: first a pass of the event loop, so that an express read that
+        has arrived is taken in, then until no express batch is in hand."""
+        await asyncio.sleep(0)
+        while self._in_hand:
+            await self._clear.wait()
+
+
+class GiveWay:
+    """A delivery middleware of the normal lanes: each message waits for its turn."""
+
+    def __init__(self, gate: LaneGate) -> None:
+        self.gate = gate
+
+    async def __call__(self, batch: Batch, d: Delivery, call_next: NextDelivery) -> None:
+        await self.gate.turn()
+        await call_next(batch, d)
