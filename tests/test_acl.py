@@ -65,7 +65,10 @@ def may_consume(streams: Streams, user: str) -> set[str]:
         return set()
     if user == ORCHESTRATOR:
         # its own event stream: a campaign's child's end, which nobody else may write
-        return {*lanes(streams.commands(ORCHESTRATOR), *(streams.events(w) for w in WORKERS)), streams.events(ORCHESTRATOR)}
+        return {
+            *lanes(streams.commands(ORCHESTRATOR), *(streams.events(w) for w in WORKERS)),
+            streams.events(ORCHESTRATOR),
+        }
     return lanes(*(streams.commands(q) for q in KINDS.queues(user)))
 
 

@@ -33,8 +33,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from alphasaga_contracts.campaign import CAMPAIGN_WORKFLOW
 from alphasaga_contracts import Priority, Streams
+from alphasaga_contracts.campaign import CAMPAIGN_WORKFLOW
 from alphasaga_shared.eventstore import RecordedEvent
 
 from . import dag

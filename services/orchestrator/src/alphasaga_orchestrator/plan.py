@@ -6,8 +6,9 @@ It is also the adapter between the decisions' domain messages and the wire: each
 command goes to the command stream of its kind (its express lane for an express saga),
 each lifecycle event to the sagas stream, in an envelope naming the saga, the input that
 caused it and the span it belongs to; a message from one saga to another (a campaign's
-child's start, a child's end) to the orchestrator's own streams. A lifecycle event's id is derived from its cause and its place in the decision, so
-that deciding the same input again gives the same ids.
+child's start, a child's end) to the orchestrator's own streams. A lifecycle event's id is
+derived from its cause and its place in the decision, so that deciding the same input
+again gives the same ids.
 """
 
 from __future__ import annotations
