@@ -43,6 +43,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
+from alphasaga_contracts import Priority, Streams
+
 from .. import metrics
 from ..config import Settings
 from ..loops import Outage, is_transient, retrying
@@ -62,6 +64,7 @@ from .assembly import (
     notify_dead,
     subscription_chain,
 )
+from .lanes import GiveWay, LaneGate
 
 log = logging.getLogger("alphasaga_shared.bus")
 
@@ -103,6 +106,7 @@ class Subscription:
     # The messages of the batch being handled, by entry id (stream sequence), to ack.
     messages: dict[str, Msg] = field(default_factory=dict)
     counters: Counters | None = None
+    express: bool = False  # an express lane (``Streams.lanes``): it goes first in this process
 
     def __post_init__(self) -> None:
         self.place = subjects.place(self.stream)
@@ -121,6 +125,7 @@ class JetStreamBus:
         self._ready_streams: set[str] = set()
         self._buckets: dict[str, KeyValue] = {}
         self._subscriptions: list[Subscription] = []
+        self.lanes = LaneGate()  # a stream's express lane goes first in this process (decisions/0023)
         self._watched: list[tuple[str, str]] = []
         self._readers: list[asyncio.Task[None]] = []
         self._background: list[asyncio.Task[None]] = []
@@ -341,12 +346,14 @@ class JetStreamBus:
         """As ``redis_streams.Bus.subscribe``: one consumer of ``group``'s durable."""
         if self._started:
             raise RuntimeError("subscribe before start()")
+        express = Streams.priority_of(stream) == Priority.EXPRESS
         sub = Subscription(
             stream=stream,
             group=group or self.service,
             dedupe=dedupe,
             max_records=max_records or self.settings.max_records,
             on_dead_letter=on_dead_letter,
+            express=express,
         )
         sub.run = subscription_chain(
             self.settings,
@@ -361,6 +368,7 @@ class JetStreamBus:
             traced=traced,
             deadline=deadline,
             on_outlasted=on_outlasted,
+            give_way=None if express else GiveWay(self.lanes),
         )
         self._subscriptions.append(sub)
         return sub
@@ -481,7 +489,15 @@ class JetStreamBus:
 
     async def process(self, sub: Subscription, deliveries: list[Delivery]) -> ch.BatchOutcome:
         """One batch through the chain, then its commit; a message neither acked nor
-        dead-lettered is nak'd, to come again after the reclaim time."""
+        dead-lettered is nak'd, to come again after the reclaim time. An express lane's
+        batch holds this process's normal lanes meanwhile, as on Redis."""
+        if sub.express:
+            async with self.lanes.express():
+                return await self._process(sub, deliveries)
+        await self.lanes.turn()
+        return await self._process(sub, deliveries)
+
+    async def _process(self, sub: Subscription, deliveries: list[Delivery]) -> ch.BatchOutcome:
         assert sub.run is not None and sub.counters is not None
         batch = ch.Batch(deliveries)
         await sub.run(batch)

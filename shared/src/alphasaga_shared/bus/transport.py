@@ -18,6 +18,7 @@ from ..config import JETSTREAM_SCHEMES, REDIS_SCHEMES, ConfigError, Settings
 from ..wire import Outgoing
 from . import chain as ch
 from .assembly import Entry, GroupState
+from .lanes import LaneGate
 
 
 class Forgetting(Protocol):
@@ -82,6 +83,7 @@ class BusPort(LogPort, Protocol):
 
     service: str
     settings: Settings
+    lanes: LaneGate  # the express lanes' gate in this process (decisions/0023)
 
     async def publish(self, outgoing: Sequence[Outgoing]) -> list[str]: ...
 
