@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from alphasaga_accounts.roles import TABLES as ACCOUNT_TABLES
 from alphasaga_shared.acl import ADMIN, users
-from alphasaga_shared.eventstore.roles import EVENT_STORE, provision, role_names
+from alphasaga_shared.eventstore.roles import ARCHIVIST, EVENT_STORE, provision, role_names
 
 SECRETS_DIR = "secrets"
 
@@ -40,8 +40,10 @@ def redis_user_names(namespace: str) -> list[str]:
 
 
 def database_role_names() -> list[str]:
-    """Every PostgreSQL role by unprefixed name (services, ``api``)."""
-    return list(role_names(""))
+    """The PostgreSQL roles the stack's processes log in as, by unprefixed name (services,
+    ``api``). The archive's role is a job's (``alphasaga archive run``, a CronJob), not a
+    process of the stack: it stays NOLOGIN here."""
+    return [name for name in role_names("") if name != ARCHIVIST]
 
 
 def password_files(directory: Path, names: Iterable[str]) -> dict[str, str]:
