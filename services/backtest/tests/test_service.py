@@ -125,7 +125,8 @@ async def test_a_domain_error_is_invalid_input_not_retried_nor_dead_lettered(
     handlers = await make_handlers(cast(ServiceContext, SimpleNamespace(store=store)))
     worker = Worker(Service.BACKTEST, handlers, Streams("t"))
     envelope = Envelope(message=cmd, message_id="m-1", correlation_id=str(saga_id), causation_id="", traceparent="")
-    [reply] = await worker.handle(envelope, cast(Delivery, None))
+    delivery = Delivery(stream=Streams("t").commands(Service.BACKTEST), entry_id="1-0", fields={})
+    [reply] = await worker.handle(envelope, delivery)
     failed = reply.envelope.message
     assert isinstance(failed, st.StepFailed) and failed.kind == "backtest", failed
     assert failed.error_kind == "invalid_input" and not failed.retryable
