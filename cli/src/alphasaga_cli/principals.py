@@ -93,8 +93,8 @@ class RedisLogins:
         client = aioredis.from_url(admin_url)
         try:
             for user in users(self.namespace):
-                if user.name == ADMIN:
-                    continue  # the server's own administrator stays the admin
+                if user.name == ADMIN or user.name not in self.passwords:
+                    continue  # the server's own administrator stays the admin; KEDA runs in no local stack
                 rules = user.rules().split()
                 await client.execute_command(  # type: ignore[no-untyped-call]
                     "ACL", "SETUSER", self.name(user.name), "reset", "on", f">{self.passwords[user.name]}", *rules
