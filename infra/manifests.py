@@ -186,7 +186,8 @@ metadata:
 type: Opaque
 stringData:
 {passwords}""")
-    docs.append("""# KEDA reads Redis itself and wants host:port, not a URL.
+    docs.append("""# KEDA reads Redis itself and wants host:port, not a URL, and its own user
+# (alphasaga acl render: alphasaga-keda may read the workers' groups and nothing else).
 apiVersion: v1
 kind: Secret
 metadata:
@@ -194,6 +195,8 @@ metadata:
 type: Opaque
 stringData:
   address: redis:6379
+  username: alphasaga-keda
+  password: dev-keda
 """)
     docs.append("""# The api's token signing key (production: openssl rand -base64 48, from the secret store).
 apiVersion: v1
@@ -351,6 +354,8 @@ metadata:
 spec:
   secretTargetRef:
     - {{parameter: address, name: alphasaga-keda-redis, key: address}}
+    - {{parameter: username, name: alphasaga-keda-redis, key: username}}
+    - {{parameter: password, name: alphasaga-keda-redis, key: password}}
 """
     return "---\n".join([head, *(scaled_object(g, streams) for g in worker_groups())])
 

