@@ -227,8 +227,9 @@ function sagaPage() {
     const out = document.getElementById("action-result");
     if (!armed) {
       armed = true;
-      button.textContent = "Confirm: cancel this saga";
-      out.textContent = "Press again to cancel the saga.";
+      const what = root.dataset.page ? "campaign" : "saga";
+      button.textContent = `Confirm: cancel this ${what}`;
+      out.textContent = `Press again to cancel the ${what}.`;
       return;
     }
     armed = false;
@@ -260,10 +261,10 @@ function sagaPage() {
     if (busy) { dirty = true; return; }
     busy = true;
     try {
-      const r = await fetch(`/explorer/sagas/${sagaId}`);
+      const r = await fetch(root.dataset.page || `/explorer/sagas/${sagaId}`);
       if (!r.ok) return;
       const fresh = new DOMParser().parseFromString(await r.text(), "text/html");
-      for (const id of ["head", "timeline", "artifacts", "events"]) {
+      for (const id of ["head", "timeline", "artifacts", "events", "progress", "ranking"]) {
         const now = document.getElementById(id), then = fresh.getElementById(id);
         if (now && then) now.replaceWith(then);
       }
@@ -290,7 +291,8 @@ function sagaPage() {
   const source = new EventSource("/explorer/live");
   source.addEventListener("open", () => reload());
   source.addEventListener("saga", (ev) => {
-    if (JSON.parse(ev.data).saga_id === sagaId) reload();
+    // A campaign's page follows its children too, whose ids it learns as they end.
+    if (root.dataset.page || JSON.parse(ev.data).saga_id === sagaId) reload();
   });
 }
 
