@@ -434,6 +434,44 @@ def test_a_campaign_page_shows_progress_the_ranking_and_the_report(browser: Any,
     assert page.errors == [] and viewer.errors == []
 
 
+@pytest.mark.timeout(2 * SAGA_S + 120)
+def test_the_owner_cancels_a_running_campaign_from_its_page(browser: Any, stack: Stack) -> None:
+    spec = {"datasets": ["nasdaq"], "families": ["mean_reversion"], "budget": 2, "concurrency": 1,
+            "start": "2012-01-01", "seed": 11}  # fmt: skip
+    r = httpx.post(f"{stack.api}/v1/campaigns", json=spec, headers={"Authorization": f"Bearer {_key(stack, 'ada')}"},
+                   timeout=60)  # fmt: skip
+    assert r.status_code == 202, r.text
+    campaign = r.json()["saga_id"]
+    _until(lambda: stack.get(f"/v1/campaigns/{campaign}").status_code == 200)
+    owner = sign_in(browser, stack, "ada")
+    owner.goto(f"{stack.url}campaigns/{campaign}")
+    # The page follows its children live: the first one runs (one at a time), the second waits.
+    owner.wait_for_selector("[data-progress=running]:text-is('1')")
+    owner.click("#cancel")
+    owner.click("#cancel")  # the confirm step
+    owner.wait_for_function("document.getElementById('action-result').textContent === 'Cancel sent.'")
+    owner.wait_for_selector("#saga[data-settled=yes]", timeout=2 * WAIT_MS)
+    api = stack.get(f"/v1/campaigns/{campaign}").json()
+    assert owner.text_content("#saga-state") == api["state"] == "ROLLED_BACK"
+    shown = {k: int(owner.text_content(f"[data-progress={k}]")) for k in ("done", "running", "failed", "waiting")}
+    assert shown == api["progress"] and shown["running"] == 0 and shown["waiting"] >= 1
+    assert owner.locator("#cancel").count() == 0
+    assert "No report yet" in owner.text_content("#artifacts")
+    assert owner.errors == []
+
+
+def _key(stack: Stack, username: str, role: str = "researcher") -> str:
+    r = httpx.post(
+        f"{stack.api}/v1/keys",
+        json={"name": f"{username}'s key", "role": role, "username": username},
+        headers={"Authorization": f"Bearer {stack.admin_key}"},
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    key: str = r.json()["key"]
+    return key
+
+
 def _viewer_key(stack: Stack) -> str:
     r = httpx.post(
         f"{stack.api}/v1/keys",

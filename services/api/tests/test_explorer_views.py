@@ -10,7 +10,7 @@ from typing import Any
 from alphasaga_api.explorer import charts, filters, highlight, views
 from alphasaga_api.explorer.timeline import bars, gantt, seconds
 from alphasaga_client import CampaignStatus
-from alphasaga_contracts.campaign import CampaignSpec, TrialOutcome, rank
+from alphasaga_contracts.campaign import CampaignSpec, TrialOutcome, child_id, rank
 from alphasaga_readmodel.summaries import SagaSummary
 from alphasaga_shared.eventstore import RecordedEvent
 
@@ -162,6 +162,7 @@ def test_a_campaign_shows_its_ranking_best_first_and_its_progress_as_shares_of_t
         (2, "ROLLED_BACK"),
         (3, "COMPLETED"),
     ]
+    assert shown["children"] == [str(child_id(uuid.UUID(shown["id"]), t)) for t in (1, 2, 3, 4)], "the budget's"
 
 
 def test_a_finished_campaign_links_its_reports_artifacts() -> None:

@@ -18,6 +18,7 @@ from alphasaga_client.campaigns import CAMPAIGN, CampaignStatus
 from alphasaga_client.timetravel import Frame, event_name, readable
 from alphasaga_client.usecases import Caller, research
 from alphasaga_contracts import SagaState
+from alphasaga_contracts.campaign import child_id
 from alphasaga_readmodel.summaries import SagaSummary
 from alphasaga_shared.eventstore import ArtifactLink, RecordedEvent
 
@@ -269,4 +270,6 @@ def campaign(status: CampaignStatus) -> dict[str, Any]:
             for o in sorted(status.outcomes, key=lambda o: o.trial)
         ],
         "artifacts": artifacts,
+        # Every child's saga id, known before it starts: the page follows their events.
+        "children": [str(child_id(status.saga_id, trial)) for trial in range(1, spec.budget + 1)],
     }

@@ -288,11 +288,12 @@ function sagaPage() {
       else if (root.dataset.terminal === "yes") root.dataset.settled = "yes"; // nothing more will change
     }
   }
+  // A campaign's page follows its children's events too (their ids are derived from its own).
+  const followed = new Set([sagaId, ...(root.dataset.children || "").split(" ").filter(Boolean)]);
   const source = new EventSource("/explorer/live");
   source.addEventListener("open", () => reload());
   source.addEventListener("saga", (ev) => {
-    // A campaign's page follows its children too, whose ids it learns as they end.
-    if (root.dataset.page || JSON.parse(ev.data).saga_id === sagaId) reload();
+    if (followed.has(JSON.parse(ev.data).saga_id)) reload();
   });
 }
 
