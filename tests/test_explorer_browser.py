@@ -384,6 +384,7 @@ def test_a_campaign_page_shows_progress_the_ranking_and_the_report(browser: Any,
                    timeout=60)  # fmt: skip
     assert r.status_code == 202, r.text
     campaign = r.json()["saga_id"]
+    SUBMITTED["campaign"] = campaign
     _until(lambda: stack.get(f"/v1/campaigns/{campaign}").status_code == 200)
     page = sign_in(browser, stack)  # the admin may cancel any campaign
     page.goto(f"{stack.url}campaigns/{campaign}")
@@ -558,6 +559,11 @@ def test_a_phone_sized_layout_keyboard_moves_and_aa_contrast(browser: Any, stack
     assert page.locator("#readiness tbody tr").count() >= 2
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shot(page, "system-390")
+    if campaign := SUBMITTED.get("campaign"):
+        page.goto(f"{stack.url}campaigns/{campaign}")
+        page.wait_for_selector("#ranking")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        shot(page, "campaign-390")
 
 
 # The WCAG contrast ratio of each kind of text the pages use, against the page's white.

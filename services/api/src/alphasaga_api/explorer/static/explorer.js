@@ -88,10 +88,10 @@ function listPage() {
     applySort();
   });
 
-  // Arrow keys move between the rows' links; Enter opens one (it is a link).
+  // Arrow keys move between the rows' saga links (a campaign's row has a second); Enter opens one.
   holder.addEventListener("keydown", (ev) => {
     if (ev.key !== "ArrowDown" && ev.key !== "ArrowUp") return;
-    const links = [...holder.querySelectorAll("tbody tr[data-saga] a")];
+    const links = [...holder.querySelectorAll("tbody tr[data-saga] td:first-child a")];
     const at = links.indexOf(document.activeElement);
     if (at < 0) return;
     const next = links[Math.min(Math.max(at + (ev.key === "ArrowDown" ? 1 : -1), 0), links.length - 1)];
