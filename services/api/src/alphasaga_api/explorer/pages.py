@@ -309,7 +309,7 @@ async def compare(
 
 @router.get("/campaigns")
 async def campaign_list(request: Request, c: Page) -> Response:
-    """Campaigns, newest first (one page: the API's list bound)."""
+    """The newest campaigns, one page; older ones are in the saga list filtered by workflow, paged."""
     if c is None:
         return _sign_in(request)
     found = await campaigns.list_campaigns(c, SagaFilter(limit=CAMPAIGNS_SHOWN))
