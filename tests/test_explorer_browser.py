@@ -95,6 +95,9 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         ALPHASAGA_DATA_DIR=str(settings.data_dir),
         ALPHASAGA_API_PORT="0",
         ALPHASAGA_JAEGER_URL="http://jaeger.invalid:16686",
+        # The tests sign in a dozen times within a minute from one address; the limit's
+        # default (10) is the API's tests' to check (services/api/tests).
+        ALPHASAGA_API_LOGIN_PER_MINUTE="100",
     )
     up = subprocess.Popen([str(ALPHASAGA), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     printed: dict[str, str] = {}
@@ -376,6 +379,103 @@ def test_a_viewer_sees_no_cancel_button_and_a_forged_cancel_gets_403(browser: An
     assert owner.errors == [] and viewer.errors == []
 
 
+@pytest.mark.timeout(2 * SAGA_S + 120)
+def test_a_campaign_page_shows_progress_the_ranking_and_the_report(browser: Any, stack: Stack) -> None:
+    spec = {"datasets": ["sp500"], "families": ["trend_following", "mean_reversion"], "budget": 2,
+            "concurrency": 2, "start": "2012-01-01"}  # fmt: skip
+    r = httpx.post(f"{stack.api}/v1/campaigns", json=spec, headers={"Authorization": f"Bearer {stack.admin_key}"},
+                   timeout=60)  # fmt: skip
+    assert r.status_code == 202, r.text
+    campaign = r.json()["saga_id"]
+    SUBMITTED["campaign"] = campaign
+    _until(lambda: stack.get(f"/v1/campaigns/{campaign}").status_code == 200)
+    page = sign_in(browser, stack)  # the admin may cancel any campaign
+    page.goto(f"{stack.url}campaigns/{campaign}")
+    page.wait_for_selector("#progress")
+    assert page.text_content("[data-progress=budget]") == "2"
+    running = page.get_attribute("#saga", "data-terminal") == "no"
+    if running:
+        assert page.locator("#cancel").count() == 1, "the admin is offered the cancel of a running campaign"
+    viewer = sign_in(browser, stack, "vera")
+    viewer.goto(f"{stack.url}campaigns/{campaign}")
+    viewer.wait_for_selector("#progress")
+    assert viewer.locator("#cancel").count() == 0, "a viewer sees no cancel"
+    forged = viewer.request.post(f"{stack.url}sagas/{campaign}/cancel", headers=ACTION)
+    assert forged.status == 403, forged.text()
+
+    page.wait_for_selector("#saga[data-settled=yes]", timeout=2 * WAIT_MS)  # ended, and the page with it
+    api = stack.get(f"/v1/campaigns/{campaign}").json()
+    assert page.text_content("#saga-state") == api["state"] == "COMPLETED", api["failure"]
+    shown = {k: int(page.text_content(f"[data-progress={k}]")) for k in ("done", "running", "failed", "waiting")}
+    assert shown == api["progress"]
+    assert page.get_attribute("#trials", "data-trials") == str(api["trials"])
+    rows = page.locator("table.ranking tbody tr[data-trial]")
+    assert [int(t) for t in rows.evaluate_all("rs => rs.map(r => r.dataset.trial)")] == [
+        t["trial"] for t in api["ranking"]
+    ]
+    assert rows.evaluate_all("rs => rs.map(r => r.dataset.dsr)") == [
+        f"{t['deflated_sharpe']:.3f}" for t in api["ranking"]
+    ]
+    assert page.locator("#cancel").count() == 0, "nothing to cancel once it ended"
+    sha = {k: api["report"][k]["sha256"] for k in ("table", "chart", "equity")}
+    assert page.get_attribute("#report-table", "href") == f"/explorer/artifacts/{sha['table']}"
+    for img in ("#report-chart", "#report-equity"):
+        page.wait_for_function(f"document.querySelector('{img}').naturalWidth > 0")  # the PNG loaded
+    shot(page, "campaign")
+
+    # A child links to its campaign; on the list, the campaign links to its page.
+    child = api["ranking"][0]["saga_id"]
+    page.click(f"table.ranking tr[data-saga='{child}'] a")
+    page.wait_for_selector("#campaign-parent")
+    assert page.get_attribute("#campaign-parent", "href") == f"/explorer/campaigns/{campaign}"
+    page.goto(f"{stack.url}?workflow=campaign")
+    page.wait_for_selector(f"tr[data-saga='{campaign}'] a.campaign-link")
+    assert (
+        page.get_attribute(f"tr[data-saga='{campaign}'] a.campaign-link", "href") == f"/explorer/campaigns/{campaign}"
+    )
+    page.goto(f"{stack.url}campaigns")
+    assert page.locator(f"tr[data-saga='{campaign}'] a").get_attribute("href") == f"/explorer/campaigns/{campaign}"
+    assert page.errors == [] and viewer.errors == []
+
+
+@pytest.mark.timeout(2 * SAGA_S + 120)
+def test_the_owner_cancels_a_running_campaign_from_its_page(browser: Any, stack: Stack) -> None:
+    spec = {"datasets": ["nasdaq"], "families": ["mean_reversion"], "budget": 2, "concurrency": 1,
+            "start": "2012-01-01", "seed": 11}  # fmt: skip
+    r = httpx.post(f"{stack.api}/v1/campaigns", json=spec, headers={"Authorization": f"Bearer {_key(stack, 'ada')}"},
+                   timeout=60)  # fmt: skip
+    assert r.status_code == 202, r.text
+    campaign = r.json()["saga_id"]
+    _until(lambda: stack.get(f"/v1/campaigns/{campaign}").status_code == 200)
+    owner = sign_in(browser, stack, "ada")
+    owner.goto(f"{stack.url}campaigns/{campaign}")
+    # The page follows its children live: the first one runs (one at a time), the second waits.
+    owner.wait_for_selector("[data-progress=running]:text-is('1')")
+    owner.click("#cancel")
+    owner.click("#cancel")  # the confirm step
+    owner.wait_for_function("document.getElementById('action-result').textContent === 'Cancel sent.'")
+    owner.wait_for_selector("#saga[data-settled=yes]", timeout=2 * WAIT_MS)
+    api = stack.get(f"/v1/campaigns/{campaign}").json()
+    assert owner.text_content("#saga-state") == api["state"] == "ROLLED_BACK"
+    shown = {k: int(owner.text_content(f"[data-progress={k}]")) for k in ("done", "running", "failed", "waiting")}
+    assert shown == api["progress"] and shown["running"] == 0 and shown["waiting"] >= 1
+    assert owner.locator("#cancel").count() == 0
+    assert "No report yet" in owner.text_content("#artifacts")
+    assert owner.errors == []
+
+
+def _key(stack: Stack, username: str, role: str = "researcher") -> str:
+    r = httpx.post(
+        f"{stack.api}/v1/keys",
+        json={"name": f"{username}'s key", "role": role, "username": username},
+        headers={"Authorization": f"Bearer {stack.admin_key}"},
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    key: str = r.json()["key"]
+    return key
+
+
 def _viewer_key(stack: Stack) -> str:
     r = httpx.post(
         f"{stack.api}/v1/keys",
@@ -462,6 +562,11 @@ def test_a_phone_sized_layout_keyboard_moves_and_aa_contrast(browser: Any, stack
     assert page.locator("#readiness tbody tr").count() >= 2
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shot(page, "system-390")
+    if campaign := SUBMITTED.get("campaign"):
+        page.goto(f"{stack.url}campaigns/{campaign}")
+        page.wait_for_selector("#ranking")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        shot(page, "campaign-390")
 
 
 # The WCAG contrast ratio of each kind of text the pages use, against the page's white.

@@ -31,6 +31,18 @@ async def test_pages_send_a_stranger_to_sign_in_and_actions_answer_401(api: Api)
     assert r.status_code == 401
 
 
+async def test_the_campaign_pages_send_a_stranger_to_sign_in_and_name_a_missing_campaign(api: Api) -> None:
+    campaign = uuid.uuid4()
+    r = await api.http.get(f"/explorer/campaigns/{campaign}")
+    assert r.status_code == 303
+    assert r.headers["location"] == f"/explorer/login?next=%2Fexplorer%2Fcampaigns%2F{campaign}"
+    await _sign_in(api, api_key=api.keys["viewer"])
+    r = await api.http.get("/explorer/campaigns")
+    assert r.status_code == 200 and "No campaign yet." in r.text
+    r = await api.http.get(f"/explorer/campaigns/{campaign}")
+    assert r.status_code == 404, r.text
+
+
 async def test_a_wrong_password_is_refused_on_the_page(api: Api) -> None:
     r = await api.http.post("/explorer/login", data={"username": "ada", "password": "wrong"})
     assert r.status_code == 401 and "set-cookie" not in r.headers

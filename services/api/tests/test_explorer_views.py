@@ -1,5 +1,5 @@
 """The explorer's pure parts: the Gantt bars from a saga's events, the charts' geometry,
-the code highlighter and the list's filter."""
+the code highlighter, the list's filter and a campaign's page."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from alphasaga_api.explorer import charts, filters, highlight
+from alphasaga_api.explorer import charts, filters, highlight, views
 from alphasaga_api.explorer.timeline import bars, gantt, seconds
+from alphasaga_client import CampaignStatus
+from alphasaga_contracts.campaign import CampaignSpec, TrialOutcome, child_id, rank
+from alphasaga_readmodel.summaries import SagaSummary
 from alphasaga_shared.eventstore import RecordedEvent
 
 T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
@@ -106,3 +109,70 @@ def test_the_filter_lives_in_the_url() -> None:
     bad = filters.parse({"q": "3f%", "min_sharpe": "2", "max_sharpe": "1", "version": "-1"})
     assert bad.where.id_prefix is None, "a LIKE wildcard is not a prefix"
     assert bad.errors == ["saga id: hex digits and dashes", "version: a number", "min sharpe is above max sharpe"]
+
+
+def _summary(workflow: str, saga_state: dict[str, Any]) -> SagaSummary:
+    return SagaSummary(
+        saga_id=uuid.uuid4(), state="RUNNING", workflow=workflow, workflow_version=1, current_step=None, attempt=0,
+        steps_completed=[], failure=None, verdict=None, metrics=None, version=1, started_at=T0, updated_at=T0,
+        saga_state=saga_state,
+    )  # fmt: skip
+
+
+def test_a_campaign_child_names_its_parent_and_a_campaign_row_is_marked() -> None:
+    parent = uuid.uuid4()
+    assert views.parent_campaign(_summary("research", {"parent": str(parent)})) == str(parent)
+    assert views.parent_campaign(_summary("research", {"parent": None})) is None
+    assert views.parent_campaign(_summary("research", {})) is None  # a summary stored without its state
+    assert views.row(_summary("campaign", {}))["campaign"] is True
+    assert views.row(_summary("research", {}))["campaign"] is False
+
+
+def _outcome(trial: int, state: str, sharpe: float | None = None) -> TrialOutcome:
+    completed = state == "COMPLETED"
+    return TrialOutcome(
+        trial=trial, saga_id=uuid.uuid4(), dataset="sp500", family="trend_following", seed=7, state=state,
+        error=None if completed else "ml failed", accepted=completed or None, trials=trial, candidates=2,
+        sharpe=sharpe, n_periods=500 if completed else None, deflated_sharpe=0.5 if completed else None,
+    )  # fmt: skip
+
+
+def _status(outcomes: list[TrialOutcome], report: dict[str, Any] | None, **progress: int) -> CampaignStatus:
+    spec = CampaignSpec(datasets=["sp500"], families=["trend_following"], budget=4, concurrency=2)
+    measured, ranking = rank(outcomes)
+    return CampaignStatus(
+        saga_id=uuid.uuid4(), state="COMPLETED" if report else "RUNNING", failure=None, spec=spec,
+        measured=measured, ranking=ranking, outcomes=outcomes, report=report,
+        **{"done": 0, "running": 0, "failed": 0, "waiting": 0, **progress},
+    )  # fmt: skip
+
+
+def test_a_campaign_shows_its_ranking_best_first_and_its_progress_as_shares_of_the_budget() -> None:
+    outcomes = [_outcome(1, "COMPLETED", 0.4), _outcome(2, "ROLLED_BACK"), _outcome(3, "COMPLETED", 1.9)]
+    shown = views.campaign(_status(outcomes, None, done=2, running=1, failed=1))
+    assert shown["terminal"] is False and shown["artifacts"] is None
+    assert shown["progress"] == {"done": 2, "running": 1, "failed": 1, "waiting": 0}
+    assert shown["shares"] == {"done": 0.5, "running": 0.25, "failed": 0.25}
+    assert shown["trials"] == 4, "the completed trials' candidates"
+    assert [r["trial"] for r in shown["ranking"]] == [3, 1], "by deflated Sharpe, the failed trial not ranked"
+    assert [r["rank"] for r in shown["ranking"]] == [1, 2]
+    assert shown["ranking"][0]["saga_id"] == str(outcomes[2].saga_id)
+    assert [(o["trial"], o["state"]) for o in shown["ended"]] == [
+        (1, "COMPLETED"),
+        (2, "ROLLED_BACK"),
+        (3, "COMPLETED"),
+    ]
+    assert shown["children"] == [str(child_id(uuid.UUID(shown["id"]), t)) for t in (1, 2, 3, 4)], "the budget's"
+
+
+def test_a_finished_campaign_links_its_reports_artifacts() -> None:
+    ref = {"sha256": "a" * 64, "kind": "report", "media_type": "text/csv", "size": 10}
+    png = {**ref, "sha256": "b" * 64, "media_type": "image/png"}
+    report = {"table": ref, "chart": png, "equity": {**png, "sha256": "c" * 64}, "trials": 2}
+    shown = views.campaign(_status([_outcome(1, "COMPLETED", 1.0)], report, done=1, failed=3))
+    assert shown["terminal"] is True
+    assert shown["artifacts"] == {
+        "table": f"/explorer/artifacts/{'a' * 64}",
+        "chart": f"/explorer/artifacts/{'b' * 64}",
+        "equity": f"/explorer/artifacts/{'c' * 64}",
+    }

@@ -18,7 +18,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from alphasaga_accounts import AuthFailed, Locked
-from alphasaga_client.usecases import Caller, admin, research, system
+from alphasaga_client import SagaFilter
+from alphasaga_client.usecases import Caller, admin, campaigns, research, system
 from alphasaga_contracts import SagaState
 from alphasaga_contracts.envelope import CORRELATION_ID, TYPE
 from alphasaga_contracts.research import ResearchRequest
@@ -42,6 +43,7 @@ Acting = Annotated[Caller, Depends(session.acting)]
 # Artifacts shown inline on the saga page; a larger one is a download link only.
 INLINE_BYTES = 512 * 1024
 MAX_FORM_BYTES = 8 * 1024
+CAMPAIGNS_SHOWN = 200
 
 
 def _sign_in(request: Request) -> RedirectResponse:
@@ -224,6 +226,7 @@ async def saga_page(
         saga=views.row(summary),
         summary=summary,
         forked_from=views.forked_from(summary),
+        parent_campaign=views.parent_campaign(summary),
         trace_id=detail.trace_id,
         gantt=gantt(rows, runtime(request).tokens.clock()),
         events=[views.event(r) for r in rows],
@@ -299,6 +302,30 @@ async def compare(
             await views.artifacts(c, await research.artifacts(c, str(saga_id)), INLINE_BYTES)
         )
     return _page(request, "compare.html", c, diff=jsonable_encoder(found.as_json()), equity=views.equity_plot(reports))
+
+
+# --- campaigns ---
+
+
+@router.get("/campaigns")
+async def campaign_list(request: Request, c: Page) -> Response:
+    """The newest campaigns, one page; older ones are in the saga list filtered by workflow, paged."""
+    if c is None:
+        return _sign_in(request)
+    found = await campaigns.list_campaigns(c, SagaFilter(limit=CAMPAIGNS_SHOWN))
+    return _page(request, "campaigns.html", c, rows=[views.row(s) for s in found])
+
+
+@router.get("/campaigns/{saga_id}")
+async def campaign_page(request: Request, c: Page, saga_id: SagaId) -> Response:
+    """A campaign's progress, the trials its verdicts count, its ranking by deflated Sharpe
+    and its report's artifacts; cancel when the caller may (the use case decides)."""
+    if c is None:
+        return _sign_in(request)
+    status = await campaigns.campaign_status(c, saga_id)
+    shown = views.campaign(status)
+    may_cancel = not shown["terminal"] and await research.cancel_refusal(c, status.saga_id) is None
+    return _page(request, "campaign.html", c, campaign=shown, may_cancel=may_cancel)
 
 
 # --- operations ---

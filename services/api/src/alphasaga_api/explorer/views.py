@@ -14,8 +14,11 @@ from typing import Any
 
 from fastapi.encoders import jsonable_encoder
 
+from alphasaga_client.campaigns import CAMPAIGN, CampaignStatus
 from alphasaga_client.timetravel import Frame, event_name, readable
 from alphasaga_client.usecases import Caller, research
+from alphasaga_contracts import SagaState
+from alphasaga_contracts.campaign import child_id
 from alphasaga_readmodel.summaries import SagaSummary
 from alphasaga_shared.eventstore import ArtifactLink, RecordedEvent
 
@@ -58,6 +61,7 @@ def row(s: SagaSummary) -> dict[str, Any]:
         "started_iso": s.started_at.isoformat(),
         "updated_iso": s.updated_at.isoformat(),
         "failure": s.failure or "",
+        "campaign": s.workflow == CAMPAIGN,
     }
 
 
@@ -188,4 +192,84 @@ def equity_plot(reports: Mapping[str, dict[str, Any] | None]) -> dict[str, Any] 
         "equity": charts.plot(equity, baseline=1.0),
         "drawdown": charts.plot(falls, baseline=0.0, height=100.0),
         "trades": [len(s.values) - 1 for s in equity],
+    }
+
+
+def parent_campaign(s: SagaSummary) -> str | None:
+    """The campaign that started this saga, when one did (its ``parent``)."""
+    state = json.loads(s.saga_state) if isinstance(s.saga_state, str) else s.saga_state
+    found = state.get("parent") if isinstance(state, dict) else None
+    return str(found) if found else None
+
+
+def _ref_href(ref: Any) -> str | None:
+    sha = ref.get("sha256") if isinstance(ref, dict) else None
+    return f"/explorer/artifacts/{sha}" if isinstance(sha, str) else None
+
+
+def campaign(status: CampaignStatus) -> dict[str, Any]:
+    """A campaign as its page shows it: progress over the budget, the trials the verdicts
+    count, the ranking by deflated Sharpe, each ended child, and the report's artifacts
+    when the report step ran."""
+    spec = status.spec
+    report = status.report
+    artifacts = None
+    if report is not None:
+        artifacts = {key: _ref_href(report.get(key)) for key in ("table", "chart", "equity")}
+    return {
+        "id": str(status.saga_id),
+        "short": str(status.saga_id)[:8],
+        "state": status.state,
+        "terminal": SagaState(status.state).terminal,
+        "failure": status.failure or "",
+        "budget": spec.budget,
+        "concurrency": spec.concurrency,
+        "datasets": ", ".join(spec.datasets),
+        "families": ", ".join(spec.families),
+        "progress": {
+            "done": status.done,
+            "running": status.running,
+            "failed": status.failed,
+            "waiting": status.waiting,
+        },
+        # Each part's share of the budget, for the progress bar (the parts sum to the budget).
+        "shares": {
+            k: v / spec.budget
+            for k, v in (("done", status.done), ("running", status.running), ("failed", status.failed))
+        },
+        "trials": status.measured.trials,
+        "trial_sharpe_std": ""
+        if status.measured.trial_sharpe_std is None
+        else f"{status.measured.trial_sharpe_std:.3f}",
+        "ranking": [
+            {
+                "rank": i + 1,
+                "trial": r.trial,
+                "saga_id": str(r.saga_id),
+                "short": str(r.saga_id)[:8],
+                "dataset": r.dataset,
+                "family": r.family,
+                "seed": r.seed,
+                "sharpe": f"{r.sharpe:.2f}",
+                "deflated_sharpe": f"{r.deflated_sharpe:.3f}",
+                "when_run": "" if r.deflated_sharpe_when_run is None else f"{r.deflated_sharpe_when_run:.3f}",
+                "verdict": "" if r.accepted is None else ("accepted" if r.accepted else "rejected"),
+            }
+            for i, r in enumerate(status.ranking)
+        ],
+        "ended": [
+            {
+                "trial": o.trial,
+                "saga_id": str(o.saga_id),
+                "short": str(o.saga_id)[:8],
+                "dataset": o.dataset,
+                "family": o.family,
+                "state": o.state,
+                "error": o.error or "",
+            }
+            for o in sorted(status.outcomes, key=lambda o: o.trial)
+        ],
+        "artifacts": artifacts,
+        # Every child's saga id, known before it starts: the page follows their events.
+        "children": [str(child_id(status.saga_id, trial)) for trial in range(1, spec.budget + 1)],
     }

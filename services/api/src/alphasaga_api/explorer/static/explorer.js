@@ -88,10 +88,10 @@ function listPage() {
     applySort();
   });
 
-  // Arrow keys move between the rows' links; Enter opens one (it is a link).
+  // Arrow keys move between the rows' saga links (a campaign's row has a second); Enter opens one.
   holder.addEventListener("keydown", (ev) => {
     if (ev.key !== "ArrowDown" && ev.key !== "ArrowUp") return;
-    const links = [...holder.querySelectorAll("tbody tr[data-saga] a")];
+    const links = [...holder.querySelectorAll("tbody tr[data-saga] td:first-child a")];
     const at = links.indexOf(document.activeElement);
     if (at < 0) return;
     const next = links[Math.min(Math.max(at + (ev.key === "ArrowDown" ? 1 : -1), 0), links.length - 1)];
@@ -227,8 +227,9 @@ function sagaPage() {
     const out = document.getElementById("action-result");
     if (!armed) {
       armed = true;
-      button.textContent = "Confirm: cancel this saga";
-      out.textContent = "Press again to cancel the saga.";
+      const what = root.dataset.page ? "campaign" : "saga";
+      button.textContent = `Confirm: cancel this ${what}`;
+      out.textContent = `Press again to cancel the ${what}.`;
       return;
     }
     armed = false;
@@ -260,10 +261,10 @@ function sagaPage() {
     if (busy) { dirty = true; return; }
     busy = true;
     try {
-      const r = await fetch(`/explorer/sagas/${sagaId}`);
+      const r = await fetch(root.dataset.page || `/explorer/sagas/${sagaId}`);
       if (!r.ok) return;
       const fresh = new DOMParser().parseFromString(await r.text(), "text/html");
-      for (const id of ["head", "timeline", "artifacts", "events"]) {
+      for (const id of ["head", "timeline", "artifacts", "events", "progress", "ranking"]) {
         const now = document.getElementById(id), then = fresh.getElementById(id);
         if (now && then) now.replaceWith(then);
       }
@@ -287,10 +288,12 @@ function sagaPage() {
       else if (root.dataset.terminal === "yes") root.dataset.settled = "yes"; // nothing more will change
     }
   }
+  // A campaign's page follows its children's events too (their ids are derived from its own).
+  const followed = new Set([sagaId, ...(root.dataset.children || "").split(" ").filter(Boolean)]);
   const source = new EventSource("/explorer/live");
   source.addEventListener("open", () => reload());
   source.addEventListener("saga", (ev) => {
-    if (JSON.parse(ev.data).saga_id === sagaId) reload();
+    if (followed.has(JSON.parse(ev.data).saga_id)) reload();
   });
 }
 
