@@ -37,9 +37,12 @@ def test_attempts_pair_each_command_with_its_end() -> None:
         ("codegen", 1, "failed", 1.25, "bad code"),
         ("codegen", 2, "running", None, None),
     ]
-    assert trace_id(rows) == "ab" * 16
+    assert trace_id(uuid.uuid4(), rows) == "ab" * 16
 
 
-def test_no_trace_without_a_traceparent() -> None:
-    assert trace_id([row(1, "Started", 0, traceparent="")]) is None
-    assert trace_id([]) is None
+def test_without_a_traceparent_the_trace_is_the_saga_ids_own() -> None:
+    """As the orchestrator records it (``saga_trace_id``): the link to Jaeger works for a
+    saga started without a trace too."""
+    saga_id = uuid.uuid4()
+    assert trace_id(saga_id, [row(1, "Started", 0, traceparent="")]) == saga_id.hex
+    assert trace_id(saga_id, []) == saga_id.hex

@@ -119,7 +119,7 @@ class Reads(Core):
         summary = await (await self.reader()).status(saga_id, rows)
         if summary is None:
             raise NotFound(f"no saga {saga_id}")
-        return Detail(summary, attempts(rows), trace_id(rows))
+        return Detail(summary, attempts(rows), trace_id(saga_id, rows))
 
     async def events(self, saga: str | uuid.UUID, *, after_version: int = 0) -> list[RecordedEvent]:
         """The saga's own events, oldest first."""

@@ -59,10 +59,11 @@ def attempts(rows: Sequence[RecordedEvent]) -> list[Attempt]:
     return out
 
 
-def trace_id(rows: Sequence[RecordedEvent]) -> str | None:
-    """The W3C trace id the saga started with (``00-<trace id>-<span>-<flags>``)."""
-    for row in rows[:1]:
-        parts = str(row.data.get("traceparent") or "").split("-")
-        if len(parts) == 4 and len(parts[1]) == 32:
-            return parts[1]
-    return None
+def trace_id(saga_id: Any, rows: Sequence[RecordedEvent]) -> str:
+    """The W3C trace id the saga is recorded in: its start's traceparent's, else the saga
+    id's own 128 bits, as the orchestrator records it (``saga_trace_id``), so that a saga
+    started without a trace still has one in Jaeger."""
+    from alphasaga_contracts.envelope import saga_trace_id
+
+    first = str(rows[0].data.get("traceparent") or "") if rows else ""
+    return saga_trace_id(saga_id, first)
