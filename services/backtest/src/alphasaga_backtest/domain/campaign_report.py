@@ -77,7 +77,7 @@ def sharpe_by_trial(outcomes: Sequence[TrialOutcome], final: Measured) -> bytes:
             for k in x
         ]
         axis.plot(x, bar, color="tab:gray", linestyle="--", label="best of that many skill-less trials")
-        axis.legend(loc="upper left")
+        axis.legend(loc="best")  # not over a trial's point (the first is often top left)
     axis.axhline(0.0, color="black", linewidth=0.5)
     axis.set_xlabel("trial number (order completed)")
     axis.set_ylabel("out-of-sample Sharpe ratio (annualised)")
