@@ -27,7 +27,7 @@ import pytest
 from alphasaga_shared.config import Settings
 from cli.tests.clirunner import ALPHASAGA
 from conftest import Servers
-from tests.support.helpers import remove_stack_data
+from tests.support.helpers import eventually_sync, remove_stack_data
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -388,7 +388,7 @@ def test_a_campaign_page_shows_progress_the_ranking_and_the_report(browser: Any,
     assert r.status_code == 202, r.text
     campaign = r.json()["saga_id"]
     SUBMITTED["campaign"] = campaign
-    _until(lambda: stack.get(f"/v1/campaigns/{campaign}").status_code == 200)
+    eventually_sync(lambda: stack.get(f"/v1/campaigns/{campaign}").status_code == 200, timeout=SAGA_S, interval=0.2)
     page = sign_in(browser, stack)  # the admin may cancel any campaign
     page.goto(f"{stack.url}campaigns/{campaign}")
     page.wait_for_selector("#progress")
@@ -446,7 +446,7 @@ def test_the_owner_cancels_a_running_campaign_from_its_page(browser: Any, stack:
                    timeout=60)  # fmt: skip
     assert r.status_code == 202, r.text
     campaign = r.json()["saga_id"]
-    _until(lambda: stack.get(f"/v1/campaigns/{campaign}").status_code == 200)
+    eventually_sync(lambda: stack.get(f"/v1/campaigns/{campaign}").status_code == 200, timeout=SAGA_S, interval=0.2)
     owner = sign_in(browser, stack, "ada")
     owner.goto(f"{stack.url}campaigns/{campaign}")
     # The page follows its children live: the first one runs (one at a time), the second waits.
@@ -502,7 +502,7 @@ def test_the_dead_letter_page_redrives_a_message_and_purges_one(browser: Any, st
 
     page = sign_in(browser, stack)  # the admin, with the key `make up` printed
     shot(page, "list-all")  # every saga the tests ran, for docs/explorer.md
-    _until(dead_lettered)
+    eventually_sync(dead_lettered, timeout=SAGA_S, interval=0.2)
     entry = letters[0]["entry_id"]
     page.goto(f"{stack.url}dead-letters")
     row = page.locator(f"tr[data-entry='{entry}']")
@@ -520,7 +520,9 @@ def test_the_dead_letter_page_redrives_a_message_and_purges_one(browser: Any, st
         assert r.xrange(source, new_id, new_id), "the message is back on its stream"
 
     # Still malformed, it is dead-lettered again: purge it, for good.
-    _until(lambda: dead_lettered() and any(d["entry_id"] != entry for d in letters))
+    eventually_sync(
+        lambda: dead_lettered() and any(d["entry_id"] != entry for d in letters), timeout=SAGA_S, interval=0.2
+    )
     again = next(d["entry_id"] for d in letters if d["entry_id"] != entry)
     page.reload()
     row = page.locator(f"tr[data-entry='{again}']")
@@ -531,17 +533,6 @@ def test_the_dead_letter_page_redrives_a_message_and_purges_one(browser: Any, st
     )
     assert again not in [d["entry_id"] for d in stack.get("/v1/dead-letters").json()]
     assert page.errors == []
-
-
-def _until(condition: Any) -> None:
-    """Poll ``condition`` until it holds (the page waits on its own conditions; this is
-    for the API, read beside it)."""
-    import time
-
-    deadline = time.monotonic() + SAGA_S
-    while not condition():
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.2)
 
 
 def test_a_phone_sized_layout_keyboard_moves_and_aa_contrast(browser: Any, stack: Stack) -> None:

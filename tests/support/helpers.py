@@ -23,6 +23,19 @@ from alphasaga_shared.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def eventually_sync(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """``eventually`` for a test without an event loop of its own (Playwright's sync API
+    holds the thread's)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {result!r})")
+        time.sleep(interval)
+
+
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05) -> Any:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()

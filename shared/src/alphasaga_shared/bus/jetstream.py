@@ -43,8 +43,6 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
-from alphasaga_contracts import Priority, Streams
-
 from .. import metrics
 from ..config import Settings
 from ..loops import Outage, is_transient, retrying
@@ -64,7 +62,7 @@ from .assembly import (
     notify_dead,
     subscription_chain,
 )
-from .lanes import GiveWay, LaneGate
+from .lanes import LaneGate, is_express
 
 log = logging.getLogger("alphasaga_shared.bus")
 
@@ -346,7 +344,7 @@ class JetStreamBus:
         """As ``redis_streams.Bus.subscribe``: one consumer of ``group``'s durable."""
         if self._started:
             raise RuntimeError("subscribe before start()")
-        express = Streams.priority_of(stream) == Priority.EXPRESS
+        express = is_express(stream)
         sub = Subscription(
             stream=stream,
             group=group or self.service,
@@ -368,7 +366,7 @@ class JetStreamBus:
             traced=traced,
             deadline=deadline,
             on_outlasted=on_outlasted,
-            give_way=None if express else GiveWay(self.lanes),
+            give_way=self.lanes.give_way(stream),
         )
         self._subscriptions.append(sub)
         return sub
@@ -472,16 +470,16 @@ class JetStreamBus:
             sub.messages.clear()
 
     async def _keep_in_progress(self) -> None:
-        """Tell the server, every third of AckWait, that what handlers work on is not
-        abandoned (``in_progress`` restarts its AckWait without counting a delivery)."""
+        """Tell the server, every third of AckWait, that what this consumer holds is not
+        abandoned (``in_progress`` restarts its AckWait without counting a delivery): every
+        message of a batch in hand, not only the one a handler works on, since the others
+        wait for their turn or for the batch's commit, and a slow batch would otherwise see
+        them redelivered and worked twice."""
         period = self.settings.reclaim_idle_ms / 3000
         while True:
             await asyncio.sleep(period)
             for sub in self._subscriptions:
-                for entry_id in list(sub.in_flight):
-                    m = sub.messages.get(entry_id)
-                    if m is None:
-                        continue
+                for entry_id, m in list(sub.messages.items()):
                     try:
                         await m.in_progress()
                     except nats.errors.Error as exc:  # the server is away: AckWait decides
@@ -491,11 +489,7 @@ class JetStreamBus:
         """One batch through the chain, then its commit; a message neither acked nor
         dead-lettered is nak'd, to come again after the reclaim time. An express lane's
         batch holds this process's normal lanes meanwhile, as on Redis."""
-        if sub.express:
-            async with self.lanes.express():
-                return await self._process(sub, deliveries)
-        await self.lanes.turn()
-        return await self._process(sub, deliveries)
+        return await self.lanes.in_turn(sub.express, lambda: self._process(sub, deliveries))
 
     async def _process(self, sub: Subscription, deliveries: list[Delivery]) -> ch.BatchOutcome:
         assert sub.run is not None and sub.counters is not None

@@ -14,10 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from alphasaga_contracts import Priority, Streams
 
 from ..wire import Delivery
 from .chain import Batch, NextDelivery
+
+T = TypeVar("T")
+
+
+def is_express(stream: str) -> bool:
+    return Streams.priority_of(stream) == Priority.EXPRESS
 
 
 class LaneGate:
@@ -37,6 +46,19 @@ class LaneGate:
             self._in_hand -= 1
             if not self._in_hand:
                 self._clear.set()
+
+    async def in_turn(self, express: bool, work: Callable[[], Awaitable[T]]) -> T:
+        """A batch of a lane (both transports): an express one holds the normal lanes while
+        it is handled and committed; a normal one waits for its turn first."""
+        if express:
+            async with self.express():
+                return await work()
+        await self.turn()
+        return await work()
+
+    def give_way(self, stream: str) -> GiveWay | None:
+        """The delivery middleware of ``stream``'s chain: none on an express lane."""
+        return None if is_express(stream) else GiveWay(self)
 
     async def turn(self) -> None:
         """A normal lane's turn: first a pass of the event loop, so that an express read that

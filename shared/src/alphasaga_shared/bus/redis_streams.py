@@ -35,8 +35,6 @@ from redis.connection import HiredisRespSerializer
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT
 
-from alphasaga_contracts import Priority, Streams
-
 from .. import metrics
 from ..config import Settings
 from ..outages import OUTAGES, STORES, Held, Span, held_key
@@ -56,7 +54,7 @@ from .assembly import (
     subscription_chain,
 )
 from .groups import GroupKeeper
-from .lanes import GiveWay, LaneGate
+from .lanes import LaneGate, is_express
 from .reclaim import Reclaimer
 from .redis_log import RedisLog
 
@@ -241,7 +239,7 @@ class Bus:
         dead-lettered before any handler sees it."""
         if self._started:
             raise RuntimeError("subscribe before start()")
-        express = Streams.priority_of(stream) == Priority.EXPRESS
+        express = is_express(stream)
         sub = Subscription(
             stream=stream, group=group or self.service, dedupe=dedupe, on_dead_letter=on_dead_letter, express=express
         )
@@ -258,7 +256,7 @@ class Bus:
             traced=traced,
             deadline=deadline,
             on_outlasted=on_outlasted,
-            give_way=None if express else GiveWay(self.lanes),
+            give_way=self.lanes.give_way(stream),
         )
         self._subscriptions.append(sub)
 
@@ -360,11 +358,7 @@ class Bus:
     async def process(self, sub: Subscription, deliveries: list[Delivery]) -> ch.BatchOutcome:
         """One batch through the subscription's chain, then its commit. Never raises for a
         bad message. An express lane's batch holds this process's normal lanes meanwhile."""
-        if sub.express:
-            async with self.lanes.express():
-                return await self._process(sub, deliveries)
-        await self.lanes.turn()
-        return await self._process(sub, deliveries)
+        return await self.lanes.in_turn(sub.express, lambda: self._process(sub, deliveries))
 
     async def _process(self, sub: Subscription, deliveries: list[Delivery]) -> ch.BatchOutcome:
         assert sub.run is not None
