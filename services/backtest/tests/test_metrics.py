@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import norm
+from scipy.stats import kurtosis, norm, skew
 
 from alphasaga_backtest.domain.engine import BacktestResult, run_backtest
 from alphasaga_backtest.domain.metrics import (
@@ -19,6 +19,7 @@ from alphasaga_backtest.domain.metrics import (
     equity_curve,
     expected_max_sharpe,
     max_drawdown,
+    moments,
     probabilistic_sharpe_ratio,
     sharpe_ratio,
     sortino_ratio,
@@ -203,3 +204,13 @@ def test_the_label_says_what_was_computed() -> None:
     assert deflated_sharpe_label(1, None).startswith("probabilistic Sharpe ratio")
     assert "over 6 trials" in deflated_sharpe_label(6, None) and "skill-less" in deflated_sharpe_label(6, None)
     assert "spread 0.50" in deflated_sharpe_label(6, annual_to_period_variance(0.5))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_moments_are_scipys_biased_skew_and_pearson_kurtosis(seed: int) -> None:
+    # metrics computes them with numpy (no scipy.stats import in the service): scipy is the reference.
+    returns = np.random.default_rng(seed).standard_t(df=3 + seed, size=250) * 0.01
+    _, skewness, pearson_kurtosis, periods = moments(returns)
+    assert periods == 250
+    assert skewness == pytest.approx(float(skew(returns, bias=True)), rel=1e-9, abs=1e-12)
+    assert pearson_kurtosis == pytest.approx(float(kurtosis(returns, fisher=False, bias=True)), rel=1e-9)

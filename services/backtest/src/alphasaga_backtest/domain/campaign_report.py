@@ -11,17 +11,18 @@ import csv
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from alphasaga_contracts import deflation
 from alphasaga_contracts.campaign import Measured, RankedTrial, TrialOutcome
 
-from .report import CHART_DPI, CHART_SIZE_INCHES
+from .report import CHART_DPI, new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TOP = 5
 TABLE_COLUMNS = (
@@ -62,8 +63,7 @@ def sharpe_by_trial(outcomes: Sequence[TrialOutcome], final: Measured) -> bytes:
     """PNG: each completed child's out-of-sample Sharpe ratio at its trial number, and the
     Sharpe ratio the best of that many skill-less trials would show by luck."""
     completed = [o for o in outcomes if o.state == "COMPLETED" and o.sharpe is not None]
-    figure = Figure(figsize=CHART_SIZE_INCHES, dpi=CHART_DPI)
-    FigureCanvasAgg(figure)
+    figure = new_figure()
     axis = figure.subplots()
     x = np.arange(1, len(completed) + 1)
     sharpes = [o.sharpe or 0.0 for o in completed]
@@ -88,8 +88,7 @@ def sharpe_by_trial(outcomes: Sequence[TrialOutcome], final: Measured) -> bytes:
 
 def top_equity(ranked: Sequence[RankedTrial], curves: Mapping[Any, pd.Series]) -> bytes:
     """PNG: the out-of-sample equity of the top five, each rebased to 1 where it starts."""
-    figure = Figure(figsize=CHART_SIZE_INCHES, dpi=CHART_DPI)
-    FigureCanvasAgg(figure)
+    figure = new_figure()
     axis = figure.subplots()
     for r in ranked[:TOP]:
         curve = curves.get(r.saga_id)

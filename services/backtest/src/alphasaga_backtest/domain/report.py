@@ -15,17 +15,18 @@ import io
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from pydantic import BaseModel
 
 from alphasaga_backtest.domain.engine import BacktestResult
 from alphasaga_backtest.domain.metrics import drawdowns
 from alphasaga_contracts.research import Verdict
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 REPORT_SCHEMA: Final = "alphasaga.backtest.report/2"
 CHART_SIZE_INCHES: Final = (10.0, 6.0)
@@ -75,11 +76,21 @@ def build_report(
     return (text + "\n").encode("utf-8")
 
 
+def new_figure() -> Figure:
+    """A figure drawn by Agg, off screen. matplotlib is imported here, on the first chart, not
+    when the service starts: a backtest process that draws nothing never pays for it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=CHART_SIZE_INCHES, dpi=CHART_DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
 def render_chart(result: BacktestResult, *, title: str | None = None, split: pd.Timestamp | None = None) -> bytes:
     """PNG with two panels: equity vs buy-and-hold, and the strategy's drawdown; the
     out-of-sample part, from ``split`` on, is shaded and labelled on both."""
-    figure = Figure(figsize=CHART_SIZE_INCHES, dpi=CHART_DPI)
-    FigureCanvasAgg(figure)
+    figure = new_figure()
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     x = _x_values(result.equity.index)
     equity = result.equity.to_numpy(dtype=np.float64)

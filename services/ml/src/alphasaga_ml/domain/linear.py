@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.linear_model import LogisticRegression
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -67,5 +66,7 @@ def fit_linear(x: FloatArray, y: FloatArray, names: tuple[str, ...], seed: int) 
     if len(np.unique(y)) < 2:
         rate = float(np.clip(np.mean(y) if len(y) else 0.5, 1e-6, 1 - 1e-6))
         return LinearModel(names, mean, scale, model.coef, float(np.log(rate / (1 - rate))))
+    from sklearn.linear_model import LogisticRegression  # on the first fit: see train.py
+
     fitted = LogisticRegression(C=C, max_iter=500, random_state=seed).fit(model._standardise(x), y)
     return LinearModel(names, mean, scale, fitted.coef_[0].astype(np.float64), float(fitted.intercept_[0]))

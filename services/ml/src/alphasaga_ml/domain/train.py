@@ -42,18 +42,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped]
-from lightgbm.basic import LightGBMError
-from sklearn.metrics import roc_auc_score
 
 from alphasaga_contracts.research import ModelMetrics
 
 from .linear import fit_linear
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+
+# LightGBM and scikit-learn (and scipy under both) are imported on the first fit or load, not when
+# the service starts: about two seconds of CPU that a process which trains nothing never pays.
 
 SIGNAL_COLUMN: Final = "signal"
 PROBA_COLUMN: Final = "proba"
@@ -244,6 +247,9 @@ def load_model(text: str) -> lgb.Booster:
     """Rebuild a booster from LightGBM's text format (the only format we store)."""
     if not text.strip():
         raise ModelLoadError("empty model text")
+    import lightgbm as lgb
+    from lightgbm.basic import LightGBMError
+
     try:
         return lgb.Booster(model_str=text)
     except LightGBMError as exc:
@@ -324,6 +330,8 @@ class _Trees:
 
 
 def _fit_trees(x: FloatArray, y: FloatArray, names: tuple[str, ...], seed: int) -> Fitted:
+    import lightgbm as lgb
+
     data = lgb.Dataset(x, label=y, feature_name=list(names), params={"verbosity": -1})
     return _Trees(lgb.train(lgb_params(seed), data, num_boost_round=NUM_BOOST_ROUND), names)
 
@@ -351,6 +359,8 @@ def _metrics(
     n_splits: int,
     importance: dict[str, float],
 ) -> ModelMetrics:
+    from sklearn.metrics import roc_auc_score  # on the first fit, as LightGBM
+
     positives = float(y.sum())
     auc = float(roc_auc_score(y, proba)) if 0.0 < positives < len(y) else 0.5
     return ModelMetrics(
