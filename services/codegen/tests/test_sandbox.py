@@ -256,7 +256,9 @@ def test_a_pool_runs_a_job_beside_one_still_running_each_on_a_warm_zygote_of_its
     import concurrent.futures
 
     sleeper = strategy("import time\n    time.sleep(600)")
-    sandbox = Sandbox(resolve_sandbox(), SandboxLimits(60, 768 << 20, 30.0), size=2)
+    # The sleeper ends at the wall limit: long enough for the other job on a busy machine,
+    # short enough not to hold the suite (it waited the default 30 s before).
+    sandbox = Sandbox(resolve_sandbox(), SandboxLimits(60, 768 << 20, 15.0), size=2)
     try:
         assert len(sandbox.zygotes()) == 2, "both started ahead of the first job"
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
