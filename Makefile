@@ -21,7 +21,7 @@ help:
 	@echo "make bench   - benchmarks, AlphaSaga beside Restate and DBOS first; results go to docs/benchmarks.md by hand"
 	@echo "make peers   - install the peers group (Restate's SDK, DBOS) that make bench uses"
 	@echo "make soak    - long load and soak tests (not run by make test or CI)"
-	@echo "make chaos   - database sessions cut, PostgreSQL crashed and Redis stopped under load (not run by make test or CI)"
+	@echo "make chaos   - database sessions cut, PostgreSQL crashed, Redis stopped, a JetStream node killed under load (not run by make test or CI)"
 	@echo "make images  - one image per service, with docker or (no Docker engine) podman"
 	@echo "make manifests - write the deployment files that list the services (compose, k8s, prometheus)"
 	@echo "make compose-secrets - each service's login for compose in .secrets/ (TLS=1: for docker-compose.tls.yml)"
@@ -85,7 +85,9 @@ bench: sync peers
 soak: sync
 	$(RUN) pytest -m slow -s
 
+# The JetStream cluster test starts its three nodes from the NATS image (testcontainers).
 chaos: sync
+	infra/docker/build-images.sh nats
 	$(RUN) pytest -m chaos -s
 # Images (docs/deployment.md). BASE_IMAGE=$(LOCAL_BASE) where no registry is reachable,
 # after `make base-image`. The services come from alphasaga_contracts.steps, read when used.
@@ -111,10 +113,10 @@ base-image:
 images: sync
 	infra/docker/build-images.sh $(SERVICES) api
 
-# Redis, PostgreSQL and Prometheus from Debian's packages on BASE_IMAGE, for compose and
-# the container test where the official images cannot be pulled.
+# Redis, PostgreSQL, Prometheus and NATS from Debian's packages on BASE_IMAGE, for compose
+# and the container tests where the official images cannot be pulled.
 infra-images:
-	infra/docker/build-images.sh redis postgres prometheus
+	infra/docker/build-images.sh redis postgres prometheus nats
 
 container-test: sync
 	infra/docker/build-images.sh redis postgres $(SERVICES) api

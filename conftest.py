@@ -28,6 +28,9 @@ from alphasaga_shared.eventstore import EventStore
 if TYPE_CHECKING:
     from tests.support.harness import Harness
 
+# The session's container engine API for the tests that start containers (testcontainers).
+pytest_plugins = ["tests.support.podman_socket"]
+
 
 class Servers:
     def __init__(self, redis_url: str, database_url: str) -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds images with docker, or podman where no Docker engine runs.
 # Usage: infra/docker/build-images.sh NAME...   (a service or the api, a folder of services/;
-# or redis, postgres, prometheus)
+# or redis, postgres, prometheus, nats)
 # Environment: BASE_IMAGE (docker.io/library/python:3.11-slim), IMAGE_PREFIX (localhost/alphasaga),
 # IMAGE_TAG (latest), CA_BUNDLE (the machine's CA bundle, passed as the build secret `ca`),
 # ENGINE (detected).
@@ -25,7 +25,7 @@ args=(--build-arg "BASE_IMAGE=$base")
 for name in "$@"; do
   start=$SECONDS
   case "$name" in
-    redis | postgres | prometheus)
+    redis | postgres | prometheus | nats)
       "$engine" build "${args[@]}" -f "infra/docker/$name.Dockerfile" -t "$prefix/$name:$tag" . ;;
     *)
       # A service (or the api) is a workspace member under services/.

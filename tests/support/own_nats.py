@@ -1,7 +1,7 @@
 """NATS with JetStream for tests: the machine's (``ALPHASAGA_TEST_NATS_URL``, shared with
 other runs, so a test removes exactly its namespace's streams and buckets), or a
-``nats-server -js`` of the test session's own on a free port with a temporary store, or
-a three-node cluster on loopback ports that a chaos test may kill -9 node by node."""
+``nats-server -js`` of the test session's own on a free port with a temporary store. The
+chaos test's three-node cluster runs as containers (tests/support/nats_cluster.py)."""
 
 from __future__ import annotations
 
@@ -31,21 +31,12 @@ def nats_server_binary() -> str:
 
 
 class OwnNats:
-    """One ``nats-server -js`` process, or one node of a cluster (``routes``)."""
+    """One ``nats-server -js`` process."""
 
-    def __init__(
-        self,
-        *,
-        name: str = "n1",
-        cluster_port: int | None = None,
-        routes: list[int] | None = None,
-        store: Path | None = None,
-    ) -> None:
+    def __init__(self, *, name: str = "n1", store: Path | None = None) -> None:
         self.binary = nats_server_binary()
         self.name = name
         self.port = free_port()
-        self.cluster_port = cluster_port
-        self.routes = routes or []
         self.dir = store or Path(tempfile.mkdtemp(prefix=f"alphasaga-nats-{name}-"))
         self.log = self.dir / "nats.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -57,9 +48,6 @@ class OwnNats:
     def start(self, timeout: float = 30.0) -> None:
         args = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.dir / "js")]
         args += ["-n", self.name]
-        if self.cluster_port is not None:
-            args += ["--cluster_name", "alphasaga", "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
-            args += ["--routes", ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -86,29 +74,6 @@ class OwnNats:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class OwnCluster:
-    """Three JetStream nodes routed to each other on loopback ports."""
-
-    def __init__(self, size: int = 3) -> None:
-        cluster_ports = [free_port() for _ in range(size)]
-        self.nodes = [
-            OwnNats(name=f"n{i + 1}", cluster_port=port, routes=[p for p in cluster_ports if p != port])
-            for i, port in enumerate(cluster_ports)
-        ]
-
-    @property
-    def url(self) -> str:
-        return ",".join(node.url for node in self.nodes)
-
-    def start(self) -> None:
-        for node in self.nodes:
-            node.start()
-
-    def remove(self) -> None:
-        for node in self.nodes:
-            node.remove()
 
 
 async def remove_namespace(url: str, namespace: str) -> None:
