@@ -33,6 +33,7 @@ from . import (
     observability,
     orchestration,
     orphans,
+    ratelimit,
     reads,
     research,
     saga,
@@ -65,6 +66,7 @@ NEEDS_SERVERS = {
     "history",
     "express",
     "throughput",
+    "ratelimit",
 }
 
 
@@ -141,6 +143,8 @@ async def main(which: set[str], argv: list[str]) -> None:
             if "history" in which:
                 n, sizes, show_plans = history.options(argv)
                 print(history.markdown(await history.run(s, n, sizes=sizes, show_plans=show_plans)), flush=True)
+            if "ratelimit" in which:
+                print(ratelimit.markdown(await ratelimit.measure(s)), flush=True)
             if "express" in which:
                 print(express.markdown(await express.measure(s)), flush=True)
 
