@@ -89,7 +89,5 @@ def markdown(r: dict[str, Any]) -> str:
         x = r[name]
         out.append(f"| {name} | {x['p50']:.3f} ms | {x['p99']:.3f} ms | {x['per_s']:,.0f} |")
     pg, rd = r["postgres"], r["redis"]
-    out.append(
-        f"\nPostgreSQL ÷ Redis: p50 {pg['p50'] / rd['p50']:.0%}, throughput {pg['per_s'] / rd['per_s']:.0%}.\n"
-    )
+    out.append(f"\nPostgreSQL ÷ Redis: p50 {pg['p50'] / rd['p50']:.0%}, throughput {pg['per_s'] / rd['per_s']:.0%}.\n")
     return "\n".join(out)
