@@ -63,6 +63,7 @@ NEEDS_SERVERS = {
     "explorer",
     "campaign",
     "jetstream",
+    "jsbus",
     "history",
     "express",
     "throughput",
@@ -140,6 +141,8 @@ async def main(which: set[str], argv: list[str]) -> None:
                 print(campaign.markdown(await campaign.measure(s)), flush=True)
             if "jetstream" in which:
                 print(await jetstream.report(s), flush=True)
+            elif "jsbus" in which:
+                print(await jetstream.throughput_report(s), flush=True)
             if "history" in which:
                 n, sizes, show_plans = history.options(argv)
                 print(history.markdown(await history.run(s, n, sizes=sizes, show_plans=show_plans)), flush=True)
