@@ -275,13 +275,52 @@ async def redelivery(settings: Settings) -> float:
         await survivor.stop()
 
 
+async def calls_per_message(s: Servers, url: str, n: int = 2000) -> dict[str, tuple[float, float]]:
+    """Python calls and event-loop passes per message, one per read, raw loop and bus, under
+    cProfile: counts, not times, so the machine's load does not move them (the wall-clock
+    ratio above moved by tens of points between rounds on a loaded machine)."""
+    import cProfile
+    import pstats
+
+    found = {}
+    for kind in ("raw", "bus"):
+        settings = bench_settings(s, broker_url=url)
+        stream = f"{settings.namespace}:cmd:bench"
+        try:
+            await _fill(settings, stream, n)
+            profile = cProfile.Profile()
+            profile.enable()
+            if kind == "raw":
+                await _raw_consume(settings, stream, n, 1, "raw")
+            else:
+                await redis_bus.bus_consume(settings, stream, n, 1)
+            profile.disable()
+        finally:
+            await _remove(url, settings.namespace)
+        stats = pstats.Stats(profile)
+        passes = sum(
+            row[1]
+            for (path, _, name), row in stats.stats.items()  # type: ignore[attr-defined]
+            if name == "_run_once" and path.endswith("base_events.py")
+        )
+        found[kind] = (stats.total_calls / n, passes / n)  # type: ignore[attr-defined]
+    return found
+
+
 async def throughput_report(s: Servers) -> str:
     """``python -m bench jsbus``: the consume rows alone, without the rest of the section."""
     url = nats_url()
     if not url:
         return "## JetStream\n\nnot measured: set ALPHASAGA_BENCH_NATS_URL (or ALPHASAGA_TEST_NATS_URL)\n"
     n = int(os.environ.get("ALPHASAGA_BENCH_JETSTREAM_N", "20000"))
-    return throughput_markdown(await throughput(s, url, n), n)
+    counts = await calls_per_message(s, url)
+    lines = [
+        throughput_markdown(await throughput(s, url, n), n),
+        "| one message per read, under cProfile | Python calls per message | event-loop passes per message |",
+        "|---|---:|---:|",
+        *(f"| {kind} | {calls:,.0f} | {passes:.1f} |" for kind, (calls, passes) in counts.items()),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 async def report(s: Servers) -> str:
