@@ -33,6 +33,7 @@ from . import (
     observability,
     orchestration,
     orphans,
+    ratelimit,
     reads,
     research,
     saga,
@@ -62,9 +63,11 @@ NEEDS_SERVERS = {
     "explorer",
     "campaign",
     "jetstream",
+    "jsbus",
     "history",
     "express",
     "throughput",
+    "ratelimit",
 }
 
 
@@ -138,9 +141,13 @@ async def main(which: set[str], argv: list[str]) -> None:
                 print(campaign.markdown(await campaign.measure(s)), flush=True)
             if "jetstream" in which:
                 print(await jetstream.report(s), flush=True)
+            elif "jsbus" in which:
+                print(await jetstream.throughput_report(s), flush=True)
             if "history" in which:
                 n, sizes, show_plans = history.options(argv)
                 print(history.markdown(await history.run(s, n, sizes=sizes, show_plans=show_plans)), flush=True)
+            if "ratelimit" in which:
+                print(ratelimit.markdown(await ratelimit.measure(s)), flush=True)
             if "express" in which:
                 print(express.markdown(await express.measure(s)), flush=True)
 

@@ -73,21 +73,54 @@ async def _raw_consume(settings: Settings, stream: str, n: int, count: int, dura
 
 
 async def throughput(s: Servers, url: str, n: int, runs: int = 3) -> list[dict[str, Any]]:
+    """Raw loop and bus, interleaved round by round (the order swapped each round, so that
+    neither always runs on the warmer machine), the median of ``runs``; each row keeps its
+    rounds' ratios and the 1-minute load average after each round."""
     rows = []
     for count, label in ((1, "one message per read and ack"), (100, "batches of 100")):
-        raw_runs, bus_runs = [], []
-        for _ in range(runs):
-            settings = bench_settings(s, broker_url=url)
-            stream = f"{settings.namespace}:cmd:bench"
-            try:
-                await _fill(settings, stream, n)
-                raw_runs.append(await _raw_consume(settings, stream, n, count, "raw"))
-                bus_runs.append(await redis_bus.bus_consume(settings, stream, n, count))
-            finally:
-                await _remove(url, settings.namespace)
-        raw, ours = median_of(raw_runs), median_of(bus_runs)
-        rows.append({"what": f"consume, {label}", "raw": raw, "ours": ours, "unit": "msg/s", "ratio": ours / raw})
+        runs_of: dict[str, list[float]] = {"raw": [], "bus": []}
+        ratios, load = [], []
+        for i in range(runs):
+            for kind in ("raw", "bus") if i % 2 == 0 else ("bus", "raw"):
+                settings = bench_settings(s, broker_url=url)
+                stream = f"{settings.namespace}:cmd:bench"
+                try:
+                    await _fill(settings, stream, n)
+                    if kind == "raw":
+                        runs_of[kind].append(await _raw_consume(settings, stream, n, count, "raw"))
+                    else:
+                        runs_of[kind].append(await redis_bus.bus_consume(settings, stream, n, count))
+                finally:
+                    await _remove(url, settings.namespace)
+            ratios.append(runs_of["bus"][-1] / runs_of["raw"][-1])
+            load.append(os.getloadavg()[0])
+        raw, ours = median_of(runs_of["raw"]), median_of(runs_of["bus"])
+        rows.append(
+            {
+                "what": f"consume, {label}",
+                "raw": raw,
+                "ours": ours,
+                "unit": "msg/s",
+                "ratio": ours / raw,
+                "ratios": ratios,
+                "load": load,
+            }
+        )
     return rows
+
+
+def throughput_markdown(rows: list[dict[str, Any]], n: int) -> str:
+    out = [
+        f"## The bus on JetStream beside a raw nats-py loop, {n:,} messages, 3 interleaved rounds\n",
+        "| what | raw nats-py (median) | bus (median) | ratio of medians | each round's ratio | load after each |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['what']} | {r['raw']:,.0f} msg/s | {r['ours']:,.0f} msg/s | {r['ratio']:.0%}"
+            f" | {', '.join(f'{x:.0%}' for x in r['ratios'])} | {', '.join(f'{x:.1f}' for x in r['load'])} |"
+        )
+    return "\n".join(out) + "\n"
 
 
 PRODUCER = """
@@ -240,6 +273,54 @@ async def redelivery(settings: Settings) -> float:
             holder.send_signal(signal.SIGKILL)
         await holder.wait()
         await survivor.stop()
+
+
+async def calls_per_message(s: Servers, url: str, n: int = 2000) -> dict[str, tuple[float, float]]:
+    """Python calls and event-loop passes per message, one per read, raw loop and bus, under
+    cProfile: counts, not times, so the machine's load does not move them (the wall-clock
+    ratio above moved by tens of points between rounds on a loaded machine)."""
+    import cProfile
+    import pstats
+
+    found = {}
+    for kind in ("raw", "bus"):
+        settings = bench_settings(s, broker_url=url)
+        stream = f"{settings.namespace}:cmd:bench"
+        try:
+            await _fill(settings, stream, n)
+            profile = cProfile.Profile()
+            profile.enable()
+            if kind == "raw":
+                await _raw_consume(settings, stream, n, 1, "raw")
+            else:
+                await redis_bus.bus_consume(settings, stream, n, 1)
+            profile.disable()
+        finally:
+            await _remove(url, settings.namespace)
+        stats = pstats.Stats(profile)
+        passes = sum(
+            row[1]
+            for (path, _, name), row in stats.stats.items()  # type: ignore[attr-defined]
+            if name == "_run_once" and path.endswith("base_events.py")
+        )
+        found[kind] = (stats.total_calls / n, passes / n)  # type: ignore[attr-defined]
+    return found
+
+
+async def throughput_report(s: Servers) -> str:
+    """``python -m bench jsbus``: the consume rows alone, without the rest of the section."""
+    url = nats_url()
+    if not url:
+        return "## JetStream\n\nnot measured: set ALPHASAGA_BENCH_NATS_URL (or ALPHASAGA_TEST_NATS_URL)\n"
+    n = int(os.environ.get("ALPHASAGA_BENCH_JETSTREAM_N", "20000"))
+    counts = await calls_per_message(s, url)
+    lines = [
+        throughput_markdown(await throughput(s, url, n), n),
+        "| one message per read, under cProfile | Python calls per message | event-loop passes per message |",
+        "|---|---:|---:|",
+        *(f"| {kind} | {calls:,.0f} | {passes:.1f} |" for kind, (calls, passes) in counts.items()),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 async def report(s: Servers) -> str:

@@ -477,7 +477,8 @@ def compose_nats(nodes: tuple[str, ...]) -> str:
     return f"""# {GENERATED}
 # The bus on NATS JetStream ({what}) instead of Redis, over docker-compose.yml:
 #   docker compose -f docker-compose.yml -f {name} up
-# Redis stays for the HTTP API's rate limits; the event store stays in PostgreSQL.
+# The event store stays in PostgreSQL, and on JetStream the HTTP API's rate limits are
+# kept there too (docs/decisions/0026).
 services:
 {"".join(blocks)}volumes:
 {volumes}"""

@@ -445,7 +445,7 @@ async def test_the_front_ends_and_the_relays_own_calls_work_on_their_users(
     """What the front ends do in Redis besides submitting (readiness, following the sagas,
     the held board, the API's rate limits, dead letters) and the relay's sentinel, through
     the modules that do it, each on its user."""
-    from alphasaga_api.ratelimit import RateLimiter
+    from alphasaga_api.ratelimit import RateLimiter, RedisCounters
     from alphasaga_client import deadletters as dl
     from alphasaga_client.core import stream_tip
     from alphasaga_shared.bus.redis_log import RedisLog
@@ -461,7 +461,7 @@ async def test_the_front_ends_and_the_relays_own_calls_work_on_their_users(
     assert await stream_tip(api, streams.sagas) == newest.decode()
     await redis.hset(held_key(namespace, "s1"), "c/stream/1-0", "{}")
     assert await api.hgetall(held_key(namespace, "s1")) == {b"c/stream/1-0": b"{}"}
-    limiter = RateLimiter(lambda: _value(api), namespace)
+    limiter = RateLimiter(RedisCounters(lambda: _value(api), namespace))
     assert (await limiter.hit("submit", "caller", 1)).allowed
     assert not (await limiter.hit("submit", "caller", 1)).allowed
     await users.clients["ml"].xadd(streams.dead_letters(streams.commands("ml")), {"dlq_error": "x"})

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from alphasaga_accounts.ratelimits import PostgresCounters
 from alphasaga_accounts.roles import GRANTS as ACCOUNT_GRANTS
 from alphasaga_accounts.store import AccountStore, migrate_accounts
 from alphasaga_contracts import saga as sg
@@ -93,6 +94,9 @@ POLICY: dict[str, frozenset[str]] = {
         " VALUES (now(), 'a', 'x', 't', 'ok', '{}', 'p', 'h')"
     ): frozenset({API}),
     "DELETE FROM audit_log": frozenset(),
+    # The API's rate-limit counters on JetStream (docs/decisions/0026): the API's alone.
+    "INSERT INTO rate_limits (bucket, window_no, hits) VALUES ('login:x', 1, 1)": frozenset({API}),
+    "DELETE FROM rate_limits": frozenset({API}),
 }
 
 
@@ -200,6 +204,9 @@ async def test_the_workers_and_the_front_ends_own_code_runs_on_their_roles(
         )
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
             await front.append(outbox_stream(str(saga_id)), forged, expected_version=1)
+        # The rate limiter's counters on JetStream, through the module that owns them.
+        counters = PostgresCounters(front.pool)
+        assert [await counters.count("login:x", 7) for _ in range(2)] == [1, 2]
     finally:
         await front.close()
 

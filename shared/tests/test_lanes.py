@@ -41,3 +41,23 @@ async def test_an_express_batch_never_waits_for_the_gate() -> None:
     async with gate.express(), gate.express():  # inside an express batch, another starts at once
         pass
     await asyncio.wait_for(gate.turn(), 5)  # and with none in hand, a normal lane's turn comes at once
+
+
+async def test_a_normal_lane_lets_an_express_read_that_has_arrived_go_first() -> None:
+    gate, order = LaneGate(), []
+    assert gate.give_way("t:cmd:ml") is not None
+    assert gate.give_way("t:cmd:ml:express") is None  # this process reads an express lane
+    release = asyncio.Event()
+
+    async def express_read_arrives() -> None:  # scheduled, not yet run, when the normal lane asks
+        async with gate.express():
+            order.append("express")
+            await release.wait()
+
+    arrived = asyncio.create_task(express_read_arrives())
+    turn = asyncio.create_task(gate.turn())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert order == ["express"] and not turn.done(), "the normal lane waits for the express batch"
+    release.set()
+    await asyncio.wait_for(asyncio.gather(arrived, turn), 5)

@@ -14,6 +14,7 @@ GRANTS: dict[str, dict[str, str]] = {
     table: {FRONT_END: ALL} for table in ("users", "sessions", "refresh_tokens", "api_keys", "saga_owners")
 } | {
     "audit_log": {FRONT_END: "SELECT, INSERT"},
+    "rate_limits": {FRONT_END: ALL},  # the API's counters on JetStream (ratelimits.py)
     LEDGER: {FRONT_END: "SELECT"},  # read at start (alphasaga migrate applies them)
 }
 

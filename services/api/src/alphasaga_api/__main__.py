@@ -12,9 +12,11 @@ from alphasaga_shared.config import ConfigError, Settings
 from .settings import ApiSettings
 
 
-async def _servers_reachable(redis_url: str, database_url: str, settings: Settings) -> None:
+async def _servers_reachable(redis_url: str, database_url: str, settings: Settings, api: ApiSettings) -> None:
     store = await runner.wait_for_servers(redis_url, database_url, settings, "api")
     await store.close()
+    if settings.on_jetstream and api.limit_store(settings) == "redis":  # a Redis for the rate limits alone
+        await runner.check_redis(settings.redis_url or "", settings.connect_timeout_s)
 
 
 def main() -> None:
@@ -24,12 +26,13 @@ def main() -> None:
     telemetry.setup_logging("api", settings.log_level)
     try:
         redis_url, database_url = runner.required_urls(settings)
+        api.limit_store(settings)  # a store that cannot work refuses here, not at the first request
         from .app import create_app
 
         app = create_app(settings, api)
         # Reach the servers first (waiting ALPHASAGA_WAIT_FOR_SERVERS_S for them, as every
         # service does): an unreachable one is a line and exit 2, not a traceback.
-        asyncio.run(_servers_reachable(redis_url, database_url, settings))
+        asyncio.run(_servers_reachable(redis_url, database_url, settings, api))
     except (ConfigError, runner.StartupError) as exc:
         print(f"alphasaga-api: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -25,7 +25,7 @@ from . import (
     routes_stream,
 )
 from .edge import BodyLimit, Edge, LastWord, NotModified
-from .ratelimit import RateLimiter
+from .ratelimit import Counters, RateLimiter, RedisCounters
 from .runtime import Runtime, Tokens
 from .settings import ApiSettings
 from .storable import storable_input
@@ -108,10 +108,17 @@ def _lifespan(
             await client.connect()
             accounts = await client.accounts(now)
             accounts.refresh_ttl = dt.timedelta(seconds=api.refresh_ttl_s)
+            counters: Counters
+            if api.limit_store(settings) == "postgres":
+                from alphasaga_accounts.ratelimits import PostgresCounters
+
+                counters = PostgresCounters((await client.event_store()).pool)  # its table: accounts' migrations
+            else:
+                counters = RedisCounters(client.redis, settings.namespace)
             app.state.runtime = Runtime(
                 client=client,
                 accounts=accounts,
-                limiter=RateLimiter(client.redis, settings.namespace, clock=lambda: now().timestamp()),
+                limiter=RateLimiter(counters, clock=lambda: now().timestamp()),
                 tokens=tokens,
                 api=api,
             )

@@ -1,6 +1,7 @@
-"""Rate limits as Redis counters, shared by every replica: one counter per limit, caller and
-fixed window, which expires with its window. All the keys are ``<namespace>:ratelimit:*``
-and this module is the only one that touches them."""
+"""Rate limits shared by every replica: one counter per limit, caller and fixed window, in
+Redis (``<namespace>:ratelimit:*`` keys, which expire with their window; this module is
+the only one that touches them) or in PostgreSQL (``alphasaga_accounts.ratelimits``), where
+a JetStream deployment has no Redis (docs/decisions/0026)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,32 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
 WINDOW_S = 60
+
+
+class Counters(Protocol):
+    async def count(self, bucket: str, window: int) -> int:
+        """Count one hit in ``bucket``'s ``window``; returns its hits so far, this one included."""
+        ...
+
+
+@dataclass
+class RedisCounters:
+    redis: Callable[[], Any]  # the client's connection, opened when first needed
+    namespace: str
+
+    async def count(self, bucket: str, window: int) -> int:
+        key = f"{self.namespace}:ratelimit:{bucket}:{window}"
+        client: aioredis.Redis = await self.redis()
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, WINDOW_S + 1)
+            count, _ = await pipe.execute()
+        return int(count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,22 +45,15 @@ class Verdict:
 
 @dataclass
 class RateLimiter:
-    redis: Callable[[], Any]  # the client's connection, opened when first needed
-    namespace: str
+    counters: Counters
     clock: Callable[[], float] = time.time
 
     async def hit(self, limit_name: str, who: str, per_window: int) -> Verdict:
         """Count one request by ``who`` against ``per_window`` requests a minute."""
         now = self.clock()
         window = int(now // WINDOW_S)
-        # Callers are hashed: an address or key id is not spelled out in Redis.
+        # Callers are hashed: an address or key id is not spelled out where counters are kept.
         ident = hashlib.sha256(who.encode()).hexdigest()[:24]
-        key = f"{self.namespace}:ratelimit:{limit_name}:{ident}:{window}"
-        client: aioredis.Redis = await self.redis()
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, WINDOW_S + 1)
-            count, _ = await pipe.execute()
-        if int(count) <= per_window:
+        if await self.counters.count(f"{limit_name}:{ident}", window) <= per_window:
             return Verdict(True)
         return Verdict(False, max(1, int((window + 1) * WINDOW_S - now) + 1))

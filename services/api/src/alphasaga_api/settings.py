@@ -4,7 +4,7 @@ come from the shared ``ALPHASAGA_*`` settings like every other service's."""
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +31,11 @@ class ApiSettings(BaseSettings):
     login_per_minute: int = Field(10, ge=1)
     submit_per_minute: int = Field(120, ge=1)
     submit_ip_per_minute: int = Field(600, ge=1)
+    rate_limit_store: Literal["redis", "postgres"] | None = Field(
+        None,
+        description="Where the rate-limit counters are kept; unset: Redis on Redis Streams, PostgreSQL on "
+        "JetStream (which then needs no Redis)",
+    )
     pool_size: int = Field(16, ge=1, le=200, description="PostgreSQL connections per process")
     redis_connections: int = Field(
         1000, ge=10, description="Redis connections per process; each open SSE stream holds one"
@@ -52,6 +57,15 @@ class ApiSettings(BaseSettings):
         if self.port is not None:
             return self.port
         return settings.http_port if settings.http_port is not None else 8080
+
+    def limit_store(self, settings: Settings) -> Literal["redis", "postgres"]:
+        """Where the rate-limit counters go, or a one-line ConfigError when that is Redis and
+        no Redis is named: never PostgreSQL instead, unasked (docs/decisions/0026)."""
+        store = self.rate_limit_store or ("postgres" if settings.on_jetstream else "redis")
+        if store == "redis" and not settings.redis_url:
+            why = "ALPHASAGA_API_RATE_LIMIT_STORE=redis" if self.rate_limit_store else "the transport is Redis Streams"
+            raise ConfigError(f"ALPHASAGA_REDIS_URL is not set: the API's rate limits are kept in Redis ({why})")
+        return store
 
     def key(self, settings: Settings) -> str:
         """The signing key, or a one-line ConfigError where production has none that will do."""
