@@ -18,9 +18,8 @@ from typing import Any
 
 import yaml
 
-# Every service key the deployment may use, and how the test treats it. ``build`` and
-# ``restart`` are the only ones it does not apply: the images are built before the run, and
-# the test restarts containers itself (a killed container must stay dead until it says).
+# Every service key the deployment may use. ``build`` is the only one the test does not
+# apply (the images are built before the run); ``healthcheck`` it runs itself.
 SERVICE_KEYS = {
     "image",
     "build",

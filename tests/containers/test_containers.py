@@ -10,8 +10,8 @@ the images' tags (through the file's own ``*_IMAGE`` variables), random host por
 address the file names, names and volumes of the run's own under one label, ``./.secrets``
 made for the run by ``infra/tls/make-certs.sh`` and ``infra/compose_secrets.py --tls`` (what
 `make certs` and `make compose-secrets TLS=1` run), no tracing (``OTLP_ENDPOINT=``, as the
-file allows) and so no Jaeger, Prometheus or Grafana, no restart policy (the test restarts
-containers itself), and a shorter reclaim for the services (``TEST_ENV``). A wrong variable,
+file allows) and so no Jaeger, Prometheus or Grafana, and a shorter reclaim for the
+services (``TEST_ENV``). A wrong variable,
 network or mount in the files therefore fails here.
 
 From the host the `alphasaga` command line (the file's ``host.env``) submits research sagas
@@ -132,8 +132,9 @@ class Stack:
             env.update(TEST_ENV_OF.get(service, {}))
         return env
 
-    def build(self, service: str, name: str | None = None, **env: str) -> DockerContainer:
-        """A container of ``service`` as the file describes it (not started)."""
+    def build(self, service: str, name: str | None = None, restart: bool = True, **env: str) -> DockerContainer:
+        """A container of ``service`` as the file describes it (not started); a test's extra
+        one (``restart=False``) without the restart policy, to see how it exits."""
         spec = self.project.services[service]
         c = DockerContainer(spec["image"]).with_name(name or self.name(service))
         for key, value in {**self.environment(service), **env}.items():
@@ -157,6 +158,8 @@ class Stack:
         for key in ("entrypoint", "security_opt", "mem_limit", "read_only", "network_mode"):
             if key in spec:
                 kwargs[key] = spec[key]
+        if "restart" in spec and restart:  # a service that fails at a loaded start comes back, as in compose
+            kwargs["restart_policy"] = {"Name": spec["restart"]}
         c.with_kwargs(**kwargs)
         networks = spec.get("networks") or ([] if "network_mode" in spec else ["default"])
         if networks:
@@ -184,7 +187,7 @@ class Stack:
 
     def healthcheck(self, service: str) -> list[str]:
         """The file's health check, or the image's (the services' Dockerfile's)."""
-        spec = self.project.services[service].get("healthcheck")
+        spec = self.project.services.get(service, {}).get("healthcheck")
         test = spec["test"] if spec else self.container(service).attrs["Config"]["Healthcheck"]["Test"]
         if isinstance(test, str):
             return ["/bin/sh", "-c", test]
@@ -201,9 +204,12 @@ class Stack:
 
     def wait_healthy(self, service: str, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
+        # One that exited is started again by its restart policy (the file's), if it has one.
+        comes_back = self.project.services.get(service, {}).get("restart", "no") in ("always", "unless-stopped")
         while not self.healthy(service):
             state = self.container(service).attrs["State"]
-            if not state.get("Running", False) and state.get("Status") not in ("created", "restarting"):
+            running = state.get("Running", False) or state.get("Status") in ("created", "restarting")
+            if not running and not comes_back:
                 raise AssertionError(f"{service} exited ({state.get('ExitCode')}):\n{self.logs(service)[-3000:]}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"{service} not healthy within {timeout}s:\n{self.logs(service)[-3000:]}")
@@ -437,7 +443,7 @@ class ReadinessWatch(threading.Thread):
 
 
 def test_a_service_without_a_redis_url_exits_at_once_with_one_line_and_code_2(stack: Stack) -> None:
-    c = stack.build(Service.REASONING, name=stack.name("no-redis-url"))
+    c = stack.build(Service.REASONING, name=stack.name("no-redis-url"), restart=False)
     c.env.pop("ALPHASAGA_REDIS_URL")
     stack.containers["no-redis-url"] = c.start()
     assert stack.wait_exit("no-redis-url") == 2
@@ -452,7 +458,9 @@ def test_every_service_is_ready_and_the_host_reaches_only_what_the_file_publishe
     for service in [*SERVICES, "api"]:
         status, body = probe(stack.http_address(service), "/health/ready")
         assert status == 200, (service, body)
-        assert json.loads(body)["checks"] == {"redis": "ok", "postgres": "ok", "groups": "ok"}
+        checks = json.loads(body)["checks"]
+        assert {"redis", "postgres"} <= set(checks), (service, checks)
+        assert all(c == "ok" or c["status"] == "ok" for c in checks.values()), (service, checks)
         env = stack.container(service).attrs["Config"]["Env"]
         assert "ALPHASAGA_OTLP_ENDPOINT=" in env, (service, env)  # tracing off, as asked
         assert not [e for e in env if e.startswith("ALPHASAGA_LLM_URL=")]
@@ -637,7 +645,9 @@ def test_codegen_stopped_with_sigterm_while_it_works_turns_unready_and_loses_no_
 def test_a_worker_started_while_postgres_is_down_waits_not_ready_and_recovers_by_itself(stack: Stack) -> None:
     stack.container("postgres").stop(timeout=stack.stop_grace("postgres"))
     try:
-        late = stack.build(Service.BACKTEST, name=stack.name("backtest-late"), ALPHASAGA_CONNECT_TIMEOUT_S="2")
+        late = stack.build(
+            Service.BACKTEST, name=stack.name("backtest-late"), restart=False, ALPHASAGA_CONNECT_TIMEOUT_S="2"
+        )
         stack.containers["backtest-late"] = late.start()
         address = (stack.address("backtest-late", "services"), 8000)
         while probe(address, "/health/live")[0] != 200:  # or it exits, or the test times out
