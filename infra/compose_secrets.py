@@ -11,7 +11,10 @@ variant, ``docker-compose.tls.yml``), and each server gets a copy of the certifi
 ``make certs`` owned by the uid it runs as (``REDIS_UID``, ``POSTGRES_UID``: 999 in the
 official images, 100 in those of ``make infra-images``), as the servers require.
 
-    python infra/compose_secrets.py [--tls] [--certs .tls]
+    python infra/compose_secrets.py [--tls] [--certs .tls] [--out .secrets]
+
+``--out`` is for the container test, which makes a run's own beside its certificates and
+mounts them where compose names ``./.secrets``.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ SECRETS = ROOT / ".secrets"
 CA = "/tls/ca.crt"  # where the services' containers find the CA (docker-compose.tls.yml)
 
 
-def urls(login: str, redis_pw: str, role_pw: str, *, tls: bool, host: str | None = None) -> dict[str, str]:
+def urls(
+    login: str, redis_pw: str, role_pw: str, *, tls: bool, host: str | None = None, host_ca: Path = ROOT / ".tls"
+) -> dict[str, str]:
     redis_host = f"{host}:${{REDIS_PORT:-6379}}" if host else "redis:6379"
     pg_host = f"{host}:${{POSTGRES_PORT:-5432}}" if host else "postgres:5432"
-    ca = str(ROOT / ".tls" / "ca.crt") if host else CA
+    ca = str(host_ca / "ca.crt") if host else CA
     redis = f"redis{'s' if tls else ''}://alphasaga-{login}:{redis_pw}@{redis_host}/0"
     database = f"postgresql://alphasaga_{login}:{role_pw}@{pg_host}/alphasaga"
     if tls:
@@ -49,11 +54,11 @@ def write(path: Path, text: str, mode: int) -> None:
     path.chmod(mode)
 
 
-def server_copies(certs: Path) -> None:
+def server_copies(certs: Path, secrets: Path) -> None:
     """Each server's copy of the certificates, its own (its key must not be others')."""
     for server, default_uid in (("redis", "999"), ("postgres", "999")):
         uid = int(os.environ.get(f"{server.upper()}_UID", default_uid))
-        own = SECRETS / f"tls-{server}"
+        own = secrets / f"tls-{server}"
         own.mkdir(parents=True, exist_ok=True)
         for name in ("ca.crt", "server.crt", "server.key"):
             shutil.copy(certs / name, own / name)
@@ -65,30 +70,32 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tls", action="store_true", help="rediss:// and verify-full URLs; the servers' copies")
     parser.add_argument("--certs", type=Path, default=ROOT / ".tls", help="where `make certs` wrote them")
+    parser.add_argument("--out", type=Path, default=SECRETS, help="where to write (compose's ./.secrets)")
     args = parser.parse_args(argv)
+    out: Path = args.out
     if args.tls and not (args.certs / "server.key").exists():
         print(f"no certificates in {args.certs}: run `make certs` first", file=sys.stderr)
         return 2
-    SECRETS.mkdir(exist_ok=True)
-    SECRETS.chmod(0o700)
-    redis_pw = password_files(SECRETS / "passwords" / "redis", redis_user_names(DEFAULT_NAMESPACE))
-    role_pw = password_files(SECRETS / "roles", database_role_names())
+    out.mkdir(exist_ok=True)
+    out.chmod(0o700)
+    redis_pw = password_files(out / "passwords" / "redis", redis_user_names(DEFAULT_NAMESPACE))
+    role_pw = password_files(out / "roles", database_role_names())
     # Read by the servers' and the one-shot's own uids through their mounts: the files hold
     # password hashes (users.acl) and the roles' passwords, under the 0700 .secrets/.
-    (SECRETS / "roles").chmod(0o755)
+    (out / "roles").chmod(0o755)
     for name in role_pw:
-        (SECRETS / "roles" / name).chmod(0o644)
+        (out / "roles" / name).chmod(0o644)
     acl = render(DEFAULT_NAMESPACE, redis_pw, anonymous_ping=True)
-    write(SECRETS / "redis" / "users.acl", acl, 0o644)
-    (SECRETS / "redis").chmod(0o755)
+    write(out / "redis" / "users.acl", acl, 0o644)
+    (out / "redis").chmod(0o755)
     for login in role_pw:
         env = urls(login, redis_pw[login], role_pw[login], tls=args.tls)
-        write(SECRETS / "env" / f"{login}.env", "".join(f"{k}={v}\n" for k, v in env.items()), 0o600)
-    host = urls("api", redis_pw["api"], role_pw["api"], tls=args.tls, host="127.0.0.1")
-    write(SECRETS / "host.env", "".join(f'export {k}="{v}"\n' for k, v in host.items()), 0o600)
+        write(out / "env" / f"{login}.env", "".join(f"{k}={v}\n" for k, v in env.items()), 0o600)
+    host = urls("api", redis_pw["api"], role_pw["api"], tls=args.tls, host="127.0.0.1", host_ca=args.certs.resolve())
+    write(out / "host.env", "".join(f'export {k}="{v}"\n' for k, v in host.items()), 0o600)
     if args.tls:
-        server_copies(args.certs)
-    print(f"wrote {SECRETS.relative_to(ROOT)}/ ({'TLS' if args.tls else 'plain'} URLs); the CLI: . .secrets/host.env")
+        server_copies(args.certs, out)
+    print(f"wrote {out}/ ({'TLS' if args.tls else 'plain'} URLs); the CLI: . {out}/host.env")
     return 0
 
 

@@ -411,6 +411,13 @@ COMPOSE_EXTRA = {
     # production codegen refuses to start without it (one line, exit 2), rather than run
     # generated code less confined. The sandbox filters that code's system calls itself.
     security_opt: ["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"]
+    # Redis and PostgreSQL alone (and Prometheus's scrape), on an internal network: no
+    # egress, so no tracing either (docs/security.md).
+    networks: [codegen]
+    environment:
+      ALPHASAGA_ENV: production
+      ALPHASAGA_WAIT_FOR_SERVERS_S: "600"
+      ALPHASAGA_OTLP_ENDPOINT: ""
 """,
 }
 
@@ -423,7 +430,8 @@ def compose_tls() -> str:
     return f"""# {GENERATED}
 # Compose's TLS variant (issue #30): make certs && make compose-secrets TLS=1, then
 #   docker compose -f docker-compose.yml -f docker-compose.tls.yml up -d
-# Redis listens on TLS alone; PostgreSQL turns TLS on, which every URL requires (verify-full).
+# Redis listens on TLS alone; PostgreSQL takes TLS alone over the network (pg_hba.tls.conf),
+# which every URL requires (verify-full); the owner step stays on the Unix socket.
 services:
   redis:
     command: ["redis-server", "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
@@ -434,12 +442,9 @@ services:
     healthcheck:
       test: ["CMD", "redis-cli", "--tls", "--cacert", "/tls/ca.crt", "ping"]
   postgres:
-    command: ["postgres", "-c", "ssl=on", "-c", "ssl_cert_file=/tls/server.crt", "-c", "ssl_key_file=/tls/server.key"]
-    volumes: [./.secrets/tls-postgres:/tls:ro]
-  migrate:
-    environment:
-      ALPHASAGA_DATABASE_URL: postgresql://alphasaga:${{POSTGRES_PASSWORD:-alphasaga}}@postgres:5432/alphasaga?sslmode=verify-full&sslrootcert=/tls/ca.crt
-    volumes: [./.secrets/tls-redis/ca.crt:/tls/ca.crt:ro]
+    command: ["postgres", "-c", "hba_file=/etc/alphasaga/pg_hba.conf", "-c", "ssl=on",
+              "-c", "ssl_cert_file=/tls/server.crt", "-c", "ssl_key_file=/tls/server.key"]
+    volumes: [./.secrets/tls-postgres:/tls:ro, ./infra/postgres/pg_hba.tls.conf:/etc/alphasaga/pg_hba.conf:ro]
 {services}"""
 
 
