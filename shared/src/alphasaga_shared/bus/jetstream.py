@@ -46,7 +46,8 @@ from nats.js.kv import KeyValue
 from .. import metrics
 from ..config import Settings
 from ..loops import Outage, is_transient, retrying
-from ..outages import OUTAGES, STORES, Held, Span
+from ..held import Held
+from ..outages import OUTAGES, STORES, Span
 from ..sentinel import REPUBLISHING
 from ..streamstats import WATCHED
 from ..wire import Delivery, Outgoing, cap_text
