@@ -45,8 +45,8 @@ from nats.js.kv import KeyValue
 
 from .. import metrics
 from ..config import Settings
-from ..loops import Outage, is_transient, retrying
 from ..held import Held
+from ..loops import Outage, is_transient, retrying
 from ..outages import OUTAGES, STORES, Span
 from ..sentinel import REPUBLISHING
 from ..streamstats import WATCHED
