@@ -9,6 +9,7 @@ the plans of the hot queries.
 from __future__ import annotations
 
 import asyncio
+import os
 import platform
 import sys
 import time
@@ -120,9 +121,10 @@ async def main(which: set[str], argv: list[str]) -> None:
             if "observability" in which:
                 print(await observability.report(s), flush=True)
             if "cli" in which:
+                load = os.getloadavg()[0]
                 times = cli.startup()
                 times.update(await cli.status(s))
-                print(cli.markdown(times), flush=True)
+                print(cli.markdown(times, (load, os.getloadavg()[0])), flush=True)
             if "api" in which:
                 print(api.markdown(await api.measure(s)), flush=True)
             if "reads" in which:

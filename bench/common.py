@@ -61,7 +61,7 @@ def bench_settings(s: Servers, **overrides: object) -> Settings:
         "block_ms": 100,
     }
     values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
 
 
 def stack_settings(s: Servers, prefix: str) -> Settings:

@@ -449,7 +449,7 @@ async def test_the_front_ends_and_the_relays_own_calls_work_on_their_users(
     from alphasaga_client import deadletters as dl
     from alphasaga_client.core import stream_tip
     from alphasaga_shared.bus.redis_log import RedisLog
-    from alphasaga_shared.outages import held_key
+    from alphasaga_shared.held import held_key
     from alphasaga_shared.sentinel import Sentinel
 
     streams = Streams(namespace)

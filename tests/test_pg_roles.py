@@ -29,7 +29,7 @@ from alphasaga_shared.eventstore import EventStore, outbox_stream
 from alphasaga_shared.eventstore.artifacts import ArtifactStore
 from alphasaga_shared.eventstore.migrations import SchemaBehind
 from alphasaga_shared.eventstore.roles import GRANTS, render
-from alphasaga_shared.outbox import outbox_events
+from alphasaga_shared.outbox_rows import outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 from conftest import Servers
 

@@ -18,7 +18,8 @@ from alphasaga_orchestrator import bootstrap
 from alphasaga_shared.bus import Bus
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import START, EventStore, outbox_stream
-from alphasaga_shared.outbox import RELAY_POSITION, outbox_events
+from alphasaga_shared.outbox import RELAY_POSITION
+from alphasaga_shared.outbox_rows import outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 from tests.support.helpers import Proc, eventually
 

@@ -15,7 +15,8 @@ from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import EventStore, outbox_stream
-from alphasaga_shared.outbox import RELAY_LOCK, outbox_events
+from alphasaga_shared.outbox import RELAY_LOCK
+from alphasaga_shared.outbox_rows import outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 from tests.support.helpers import Proc, eventually
 from tests.support.sessions import terminate_lock_holder

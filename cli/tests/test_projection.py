@@ -22,7 +22,7 @@ from alphasaga_saga.mapper import SagaMapper
 from alphasaga_saga.streams import saga_stream
 from alphasaga_saga.workflow import DEFAULT_WORKFLOWS
 from alphasaga_shared.eventstore import EventStore, NewEvent, outbox_stream
-from alphasaga_shared.outbox import outbox_events
+from alphasaga_shared.outbox_rows import outbox_events
 from alphasaga_shared.wire import envelope_for
 from cli.tests.clirunner import alphasaga
 from tests.support import replies

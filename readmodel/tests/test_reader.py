@@ -21,7 +21,7 @@ from alphasaga_saga.aggregate import Saga
 from alphasaga_saga.mapper import SagaMapper
 from alphasaga_saga.streams import saga_stream
 from alphasaga_shared.eventstore import EventStore, outbox_stream
-from alphasaga_shared.outbox import outbox_events
+from alphasaga_shared.outbox_rows import outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 from tests.support.sessions import running_transactions_ended
 

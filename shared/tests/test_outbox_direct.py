@@ -14,7 +14,8 @@ from alphasaga_contracts.research import ResearchRequest
 from alphasaga_shared.bus.redis_log import RedisLog
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import START, EventStore, NewEvent, outbox_stream
-from alphasaga_shared.outbox import RELAY_LOCK, RELAY_POSITION, Relay, outbox_events
+from alphasaga_shared.outbox import RELAY_LOCK, RELAY_POSITION, Relay
+from alphasaga_shared.outbox_rows import outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 from tests.support.sessions import terminate_lock_holder
 

@@ -15,6 +15,7 @@ import typer.core
 
 from .commands import accounts, acl, archive, campaigns, dlq, history, projections, research, runs, stack, streams
 from .errors import FAILED, NOT_COMPLETED, CliError, one_line
+from .imports import keep_lean
 
 # Help is formatted by click (rich_markup_mode=None below), yet typer loads rich whenever
 # it is installed, to escape option defaults for an HTML export: a fifth of a second on
@@ -94,6 +95,7 @@ def failure(exc: BaseException) -> tuple[str, int] | None:
 def main() -> None:
     """Run the app; whatever goes wrong is one line, never a traceback (unless
     ALPHASAGA_DEBUG is set, for whoever is fixing the CLI itself)."""
+    keep_lean()
     try:
         app()
     except KeyboardInterrupt:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from alphasaga_saga.aggregate import ending_topics
 from alphasaga_shared.errors import InvalidRequest, NotFound
-from alphasaga_shared.eventstore.archive import Archive, Manifest, Totals, due_before
 
 from .core import Core
+
+if TYPE_CHECKING:
+    from alphasaga_shared.eventstore.archive import Manifest, Totals
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,11 @@ class Archiving(Core):
         """Move every saga that ended more than ``hot_days`` (the policy's by default) ago to
         the archive, up to ``limit`` sagas, ``archive_batch`` per transaction, the longest
         ended first. Each batch is all or nothing: moved, checked and marked in the read model."""
+        # Loaded here, not with the client: the aggregate (eventsourcing) is a cost that a
+        # status or a list from the command line should not pay.
+        from alphasaga_saga.aggregate import ending_topics
+        from alphasaga_shared.eventstore.archive import Archive, due_before
+
         cutoff = due_before(self._hot_days(hot_days), now)
         store = await self.saga_store()
         archive, events = Archive(store.events), store.events
@@ -80,6 +87,8 @@ class Archiving(Core):
     async def archive_status(self, *, hot_days: float | None = None, now: dt.datetime | None = None) -> ArchiveStatus:
         """The policy, how long the longest-waiting due saga has waited past it, and what the
         archive holds."""
+        from alphasaga_shared.eventstore.archive import Archive, due_before
+
         days = hot_days if hot_days is not None else self.settings.retention_hot_days
         store = await self.saga_store()
         cutoff = None if days is None else due_before(self._hot_days(days), now)
@@ -89,6 +98,8 @@ class Archiving(Core):
     async def archive_verify(self, saga: str | uuid.UUID | None = None, *, sample: int | None = None) -> ArchiveCheck:
         """Check archived sagas against their manifests: one saga, a random ``sample``, or
         all of them (in pages)."""
+        from alphasaga_shared.eventstore.archive import Archive
+
         archive = Archive((await self.saga_store()).events)
         if saga is not None:
             saga_id = await self.resolve(saga)

@@ -22,7 +22,7 @@ from .core import Core
 _ID_PREFIX = re.compile(r"[0-9a-f-]{1,36}")
 
 if TYPE_CHECKING:
-    from alphasaga_shared.outages import Held
+    from alphasaga_shared.held import Held
 
     from .rundiff import RunDiff
     from .timeline import Attempt
@@ -87,7 +87,7 @@ class Reads(Core):
         (from Redis: shown while PostgreSQL is down; nothing is shown while Redis is)."""
         import json
 
-        from alphasaga_shared.outages import Held
+        from alphasaga_shared.held import Held
 
         found = await (await self.transport()).held(self.settings.namespace, str(saga_id))
         return sorted((Held(**json.loads(v)) for v in found), key=lambda h: h.since)

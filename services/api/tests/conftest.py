@@ -50,7 +50,7 @@ class Api:
     async def sent(self, saga_id: str) -> dict[str, str]:
         """What an accepted submit sends: its start, recorded in the saga id's outbox, as the
         entry the relay publishes on the orchestrator's command stream."""
-        from alphasaga_shared.outbox import wire_fields
+        from alphasaga_shared.outbox_rows import wire_fields
 
         store = await self.runtime.client.event_store()
         [start] = [r for r in await store.read_stream(f"outbox:{saga_id}") if r.type == "orchestrator.StartResearch"]

@@ -22,7 +22,7 @@ from alphasaga_saga.invariants import check_saga
 from alphasaga_saga.mapper import SagaMapper
 from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, WorkflowFileError, parse_workflows
 from alphasaga_shared.eventstore import RecordedEvent
-from alphasaga_shared.outbox import outbox_events
+from alphasaga_shared.outbox_rows import outbox_events
 from alphasaga_shared.wire import envelope_for
 from tests.support import replies
 from tests.support.saga_inputs import CTX, SAGA, wired

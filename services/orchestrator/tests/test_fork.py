@@ -26,7 +26,7 @@ from alphasaga_saga.mapper import SagaMapper
 from alphasaga_saga.workflow import DEFAULT_WORKFLOWS
 from alphasaga_shared.errors import InvalidRequest
 from alphasaga_shared.eventstore import RecordedEvent
-from alphasaga_shared.outbox import outbox_events
+from alphasaga_shared.outbox_rows import outbox_events
 from alphasaga_shared.wire import envelope_for
 from tests.support import replies
 from tests.support.saga_inputs import CTX

@@ -15,7 +15,7 @@ from alphasaga_saga.aggregate import Saga
 from alphasaga_saga.invariants import check_saga
 from alphasaga_saga.mapper import SagaMapper
 from alphasaga_shared.eventstore import RecordedEvent
-from alphasaga_shared.outbox import outbox_events
+from alphasaga_shared.outbox_rows import outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 from tests.support.saga_inputs import CTX, SAGA, compensated, failure, start, success, timer, wired
 

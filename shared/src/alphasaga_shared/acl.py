@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from alphasaga_contracts import Service, Streams
 from alphasaga_contracts.steps import KINDS
 
-from .outages import held_key
+from .held import held_key
 from .sentinel import sentinel_key
 
 FRONT_END = "api"  # the API and the CLI: front ends, not services (they read no group)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alphasaga_contracts import Streams
 
 # URL schemes of the transports (``Settings.broker_url``).
 JETSTREAM_SCHEMES = ("nats", "tls")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+ENV_PREFIX = "alphasaga_"
 
 
 class ConfigError(RuntimeError):
@@ -34,8 +34,24 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ALPHASAGA_", extra="ignore")
+def environment(names: Any, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The ``ALPHASAGA_<NAME>`` variables (any case) of the environment for these names."""
+    found = {k.lower(): v for k, v in (os.environ if environ is None else environ).items()}
+    return {name: found[ENV_PREFIX + name] for name in names if ENV_PREFIX + name in found}
+
+
+class Settings(BaseModel):
+    """Values given here, else the environment's ``ALPHASAGA_*`` variables (any case), else
+    the defaults below. A plain model that reads the environment itself, as pydantic-settings
+    would for these flat fields: that library cost every command-line call a tenth of a
+    second to import (docs/decisions/0027)."""
+
+    model_config = ConfigDict(extra="ignore", validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _under_environment(cls, values: Any) -> Any:
+        return {**environment(cls.model_fields), **values} if isinstance(values, dict) else values
 
     env: Literal["development", "production"] = "development"
     redis_url: str | None = None

@@ -145,30 +145,6 @@ class Span:
         return f"{STORES.get(self.store, self.store)} unreachable from {at} for {self.until - self.since:.0f} s"
 
 
-def held_key(namespace: str, saga: str) -> str:
-    """Where the bus shows the messages of a saga held through an outage (a hash: one field
-    per held entry, JSON ``Held``)."""
-    return f"{namespace}:held:{saga}"
-
-
-@dataclass(frozen=True, slots=True)
-class Held:
-    """A message a service holds through an outage, as ``alphasaga status`` shows it."""
-
-    service: str
-    consumer: str
-    type: str
-    step: str
-    store: str  # its name for people: "PostgreSQL"
-    since: float  # wall-clock seconds
-
-    def describe(self, now: float | None = None) -> str:
-        at = dt.datetime.fromtimestamp(self.since, dt.UTC).strftime("%H:%M:%S UTC")
-        age = (time.time() if now is None else now) - self.since
-        what = f"{self.step} ({self.type})" if self.step else self.type
-        return f"{self.service} holds {what}: waiting for {self.store} since {at} ({age:.0f} s)"
-
-
 class Outlasted(Exception):
     """An outage outlasted the deadline of the work waiting for it."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -18,23 +17,12 @@ import asyncpg
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from alphasaga_contracts.envelope import (
-    BODY,
-    CAUSATION_ID,
-    CORRELATION_ID,
-    MESSAGE_ID,
-    SCHEMA,
-    TRACEPARENT,
-    TYPE,
-)
-
 from . import metrics, telemetry
 from .eventstore import (
     START,
     Checkpoint,
     Conn,
     EventStore,
-    JsonText,
     NewEvent,
     OutboxRef,
     Position,
@@ -42,7 +30,7 @@ from .eventstore import (
     outbox_channel,
 )
 from .loops import Outage, retrying
-from .wire import Outgoing
+from .outbox_rows import wire_fields
 
 if TYPE_CHECKING:  # the bus's modules load faststream and the transports' clients
     from .bus.transport import EntrySink
@@ -68,51 +56,6 @@ SETTLE_WAIT_S = 0.2
 CLAIM_TTL_S = 60.0
 # How often the lock holder asks whether Redis forgot what it published (sentinel.py).
 SENTINEL_CHECK_S = 1.0
-
-
-def outbox_events(outgoing: Sequence[Outgoing]) -> list[NewEvent]:
-    """Rows to append for ``outgoing``; the message id doubles as the event id, so the
-    same message can never be put in the outbox twice."""
-    events: list[NewEvent] = []
-    for out in outgoing:
-        env = out.envelope
-        events.append(
-            NewEvent(
-                type=env.type,
-                data=JsonText(env.message.model_dump_json()),
-                metadata={
-                    "stream": out.stream,
-                    MESSAGE_ID: env.message_id,
-                    CORRELATION_ID: env.correlation_id,
-                    CAUSATION_ID: env.causation_id,
-                    TRACEPARENT: env.traceparent,
-                    SCHEMA: str(env.message.SCHEMA_VERSION),
-                },
-                event_id=_event_id(env.message_id),
-            )
-        )
-    return events
-
-
-def _event_id(message_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(message_id)
-    except ValueError:  # a message id that is not a UUID gets a row id of its own
-        return uuid.uuid4()
-
-
-def wire_fields(row: RecordedEvent | NewEvent) -> tuple[str, dict[str, str]]:
-    """The stream and entry fields for an outbox row, read back or about to be written."""
-    meta = row.metadata
-    return meta["stream"], {
-        MESSAGE_ID: meta[MESSAGE_ID],
-        CORRELATION_ID: meta[CORRELATION_ID],
-        CAUSATION_ID: meta.get(CAUSATION_ID, ""),
-        TYPE: row.type,
-        SCHEMA: meta.get(SCHEMA, "1"),
-        TRACEPARENT: meta.get(TRACEPARENT, ""),
-        BODY: row.data if isinstance(row.data, str) else json.dumps(row.data, separators=(",", ":")),
-    }
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from alphasaga_client import AlphaSaga, SagaSummary
     from alphasaga_contracts import ResearchRequest
-    from alphasaga_shared.outages import Held
+    from alphasaga_shared.held import Held
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 SagaArg = Annotated[str, typer.Argument(help="Saga id, or a unique prefix of it", show_default=False)]

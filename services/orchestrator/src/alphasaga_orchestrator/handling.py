@@ -30,7 +30,8 @@ from alphasaga_saga.workflow import DEFAULT_WORKFLOWS, WorkflowRegistry
 from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.eventstore import outbox_stream
 from alphasaga_shared.outages import OUTAGES, STORES
-from alphasaga_shared.outbox import Relay, outbox_events
+from alphasaga_shared.outbox import Relay
+from alphasaga_shared.outbox_rows import outbox_events
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, cap_text, derived_message_id, envelope_for
 
 from . import observe, tuning

@@ -24,7 +24,7 @@ from alphasaga_contracts import steps as st
 from alphasaga_saga.aggregate import Deadline, Saga, due_time, priority_of
 from alphasaga_saga.streams import saga_stream
 from alphasaga_shared.eventstore import NewEvent, outbox_stream
-from alphasaga_shared.outbox import outbox_events
+from alphasaga_shared.outbox_rows import outbox_events
 from alphasaga_shared.wire import Envelope, Outgoing, derived_message_id
 
 from . import observe

@@ -45,8 +45,9 @@ from nats.js.kv import KeyValue
 
 from .. import metrics
 from ..config import Settings
+from ..held import Held
 from ..loops import Outage, is_transient, retrying
-from ..outages import OUTAGES, STORES, Held, Span
+from ..outages import OUTAGES, STORES, Span
 from ..sentinel import REPUBLISHING
 from ..streamstats import WATCHED
 from ..wire import Delivery, Outgoing, cap_text

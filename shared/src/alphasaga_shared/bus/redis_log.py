@@ -5,16 +5,18 @@ it without loading the consumer side (faststream)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ..config import Settings
-from ..outages import held_key
+from ..held import held_key
 from ..sentinel import Sentinel
 from ..wire import as_text
-from .assembly import Entry, GroupState, Read
+
+if TYPE_CHECKING:  # the consumer side's module (metrics, tracing): loaded only where a group is described
+    from ..config import Settings
+    from .assembly import Entry, GroupState, Read
 
 
 class RedisLog:
@@ -85,6 +87,8 @@ class RedisLog:
             return None
         for g in groups:
             if (g["name"].decode() if isinstance(g["name"], bytes) else g["name"]) == group:
+                from .assembly import GroupState
+
                 lag = g.get("lag")
                 return GroupState(
                     lag=None if lag is None else int(lag),

@@ -37,7 +37,8 @@ from redis.typing import EncodableT
 
 from .. import metrics
 from ..config import Settings
-from ..outages import OUTAGES, STORES, Held, Span, held_key
+from ..held import Held, held_key
+from ..outages import OUTAGES, STORES, Span
 from ..sentinel import Sentinel
 from ..streamstats import WATCHED, StreamStats
 from ..wire import Delivery, Outgoing, as_text, cap_text

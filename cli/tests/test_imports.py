@@ -1,0 +1,61 @@
+"""The command line's import discipline (docs/cli.md): what a status, a list or a submit
+loads. Each check runs in a fresh interpreter, as the command does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+# What those commands' modules load between them, once the command line has started.
+PATH_OF_STATUS_LIST_SUBMIT = (
+    "alphasaga_cli.app",
+    "alphasaga_client.api",
+    "alphasaga_shared.bus.redis_log",
+    "alphasaga_shared.held",
+    "alphasaga_shared.outbox_rows",
+    "alphasaga_contracts.research",
+    "redis.asyncio",
+    "asyncpg",
+)
+# Heavy, and used by none of them.
+NEVER = (
+    "eventsourcing",
+    "pydantic_settings",
+    "faststream",
+    "prometheus_client",
+    "tenacity",
+    "opentelemetry.sdk.metrics",
+    "psutil",
+    "pandas",
+    "numpy",
+    "rich",
+)
+
+
+def loaded_after(code: str) -> set[str]:
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    return set(json.loads(done.stdout))
+
+
+def test_status_list_and_submit_load_nothing_heavy_they_do_not_use() -> None:
+    imports = "\n".join(f"import {m}" for m in PATH_OF_STATUS_LIST_SUBMIT)
+    loaded = loaded_after(f"from alphasaga_cli.imports import keep_lean\nkeep_lean()\n{imports}")
+    assert not loaded & set(NEVER)
+
+
+def test_redis_is_spared_the_metrics_sdk_and_everyone_else_still_gets_it() -> None:
+    loaded = loaded_after(
+        "from alphasaga_cli.imports import keep_lean\nkeep_lean()\nimport redis.asyncio\n"
+        "import redis.observability.providers as p\nassert p.OTEL_AVAILABLE is False"
+    )
+    assert "redis" in loaded and "opentelemetry.sdk.metrics" not in loaded
+    after = loaded_after(
+        "from alphasaga_cli.imports import keep_lean\nkeep_lean()\nimport redis.asyncio\n"
+        "from opentelemetry.sdk.metrics import MeterProvider"
+    )
+    assert "opentelemetry.sdk.metrics" in after
+    # Without the finder (as in the services), redis-py loads the SDK itself: the finder is
+    # what keeps it out, and this test sees the day redis-py stops doing so.
+    assert "opentelemetry.sdk.metrics" in loaded_after("import redis.asyncio")
