@@ -17,7 +17,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from pydantic_settings import BaseSettings
+from pydantic import BaseModel
 
 from alphasaga_api.settings import ApiSettings
 from alphasaga_codegen.service import SandboxSettings
@@ -27,7 +27,7 @@ from alphasaga_reasoning.service import LLMSettings
 from alphasaga_saga.workflow import BUILT_IN, load_workflows
 from alphasaga_shared import runner
 from alphasaga_shared.bus import subjects
-from alphasaga_shared.config import Settings
+from alphasaga_shared.config import ENV_PREFIX, Settings
 from alphasaga_shared.health import HealthServer
 from alphasaga_shared.outbox import RelaySettings
 from alphasaga_shared.worker import WorkerSettings
@@ -42,7 +42,7 @@ KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
 # the broker and the database pool each get their deadline, one after the other.
 STOP_DEADLINE_S = runner.stop_deadline_s(Settings())
 # Settings classes by the service that reads them, beside the shared ones.
-SERVICE_SETTINGS: dict[str, list[type[BaseSettings]]] = {
+SERVICE_SETTINGS: dict[str, list[type[BaseModel]]] = {
     **{s: [WorkerSettings] for s in KINDS.services()},
     Service.CODEGEN: [WorkerSettings, SandboxSettings],
     Service.REASONING: [WorkerSettings, LLMSettings],
@@ -74,8 +74,9 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
 
 
-def setting_names(settings: type[BaseSettings]) -> set[str]:
-    prefix = str(settings.model_config.get("env_prefix", "")).upper()
+def setting_names(settings: type[BaseModel]) -> set[str]:
+    # Settings reads the environment itself (decision 0027); the others through pydantic-settings.
+    prefix = str(settings.model_config.get("env_prefix", ENV_PREFIX)).upper()
     return {prefix + name.upper() for name in settings.model_fields}
 
 
