@@ -532,7 +532,7 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     for what, empty in r["empty"].items():
         full = r["full"][what]
-        ratio = f"{full / empty:.0%}" if empty else "–"  # a part that took no time on either
+        ratio = f"{full / empty:.0%}" if empty else "n/a"  # a part that took no time on either
         lines.append(f"| {what} | {empty:,.2f} | {full:,.2f} | {ratio} |")
     if r["plans"]:
         lines += ["", "```", r["plans"], "```"]
