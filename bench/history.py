@@ -17,7 +17,7 @@ a saga's end (until a list would hold it), ``GET /v1/sagas/{id}`` and a filtered
 through the API, ``replay`` of one saga, the orchestrator's RSS after the bursts, the
 relay's catch-up after a restart (outbox rows written while the orchestrator was down,
 until all are on the stream), and the relay's re-publish when Redis forgot (which reads
-the whole outbox: docs/decisions/0014).
+the open outboxes: docs/decisions/0014, 0028).
 
 ``python -m bench history [--sagas N] [--explain]``; ``--explain`` prints the plans of the
 hot queries on the filled schema (docs/decisions/0017)."""
@@ -41,10 +41,12 @@ import redis.asyncio as aioredis
 
 from alphasaga_client import AlphaSaga
 from alphasaga_contracts.research import ResearchRequest
+from alphasaga_contracts.saga import terminal_event_types
 from alphasaga_readmodel.reader import SagaReader
 from alphasaga_readmodel.store import _list_statement as list_statement  # the statement, for its plans
 from alphasaga_readmodel.summaries import COLUMNS, SagaFilter
 from alphasaga_shared.config import Settings
+from alphasaga_shared.eventstore import OUTBOX_PREFIX
 from alphasaga_shared.eventstore.migrations import migrate
 from alphasaga_shared.sentinel import sentinel_key
 
@@ -75,10 +77,11 @@ class Sizes:
     reads: int = 400  # of each, one at a time
     replays: int = 20
     relay_rows: int = 2_000
+    restarts: int = 3  # of each orchestrator, in turn
 
 
 FULL = Sizes()
-SHORT = Sizes(warm_up=50, bursts=2, burst=100, one_at_a_time=10, reads=40, replays=5, relay_rows=200)
+SHORT = Sizes(warm_up=50, bursts=2, burst=100, one_at_a_time=10, reads=40, replays=5, relay_rows=200, restarts=1)
 REPUBLISH_TIMEOUT_S = 600.0
 LIST_PATH = "/v1/sagas?state=COMPLETED&dataset=sp500&limit=50"
 
@@ -178,6 +181,11 @@ async def fill(conn: asyncpg.Connection, patterns: Sequence[Template], consumer:
                 " replace(t.data, t.saga, c.id)::jsonb, replace(t.metadata, t.saga, c.id)::jsonb, c.at + t.off"
                 " FROM chunk c JOIN tpl_rows t ON t.n = c.n ORDER BY c.i, t.ord"
             )
+            # Every copy is finished: its outbox is closed, as the relay closes one when it
+            # passes its end (the re-publish reads the open ones: docs/decisions/0028).
+            await conn.execute(
+                f"DELETE FROM open_outboxes WHERE stream_id IN (SELECT '{OUTBOX_PREFIX}' || id FROM chunk)"
+            )
             await conn.execute(
                 f"INSERT INTO saga_summaries ({', '.join(COLUMNS)})"
                 f" SELECT {summaries} FROM chunk c JOIN tpl_summaries t ON t.n = c.n ORDER BY c.i"
@@ -276,9 +284,13 @@ async def measure(sides: Sequence[Side], sizes: Sizes, say: Say) -> None:
             began = time.perf_counter()
             await side.client.replay(side.ids[saga_id % len(side.ids)])
             side.add("replay of one saga p50 (ms)", (time.perf_counter() - began) * 1000)
-    for side in sides:
-        side.add("relay catch-up after a restart (s)", await _relay_catch_up(side, sizes.relay_rows))
-        say(f"{side.name}: relay caught up")
+    for _ in range(sizes.restarts):
+        for side in sides:
+            start_up, tail = await _relay_catch_up(side, sizes.relay_rows)
+            side.add("relay catch-up after a restart (s)", start_up + tail)
+            side.add("- of which start to its first row on the stream (s)", start_up)
+            side.add("- of which its first row to the last (s)", tail)
+            say(f"{side.name}: relay caught up ({start_up:.2f} s + {tail:.2f} s)")
     for side in sides:
         side.add("relay re-publish when Redis forgot (s)", await _republish(side))
         say(f"{side.name}: relay re-published")
@@ -315,10 +327,11 @@ async def _one_at_a_time(side: Side, n: int) -> None:
         side.ids.append(saga_id)
 
 
-async def _relay_catch_up(side: Side, rows: int) -> float:
+async def _relay_catch_up(side: Side, rows: int) -> tuple[float, float]:
     """Outbox rows written while the orchestrator (and its relay) was down: seconds from its
-    start to the last of them on the orchestrator's stream. Its start-up is in the figure,
-    the same on either schema."""
+    start to the first of them on the orchestrator's stream (the process's start-up: imports,
+    connections, the relay's lock and checkpoint), and from the first to the last (the
+    relay's tail reading and publishing them)."""
     stack, client = side.stack, side.client
     stack.stop_orchestrator()
     redis = await client.redis()
@@ -333,14 +346,18 @@ async def _relay_catch_up(side: Side, rows: int) -> float:
     for _ in range(rows):
         await client.submit_recorded(ResearchRequest(dataset="sp500"), record)
     began = time.perf_counter()
+    first = 0.0
     stack.start_orchestrator()
-    while await _stream_length(redis, stream) < before + rows:
+    while (length := await _stream_length(redis, stream)) < before + rows:
         if time.perf_counter() - began > REPUBLISH_TIMEOUT_S:
             raise RuntimeError("the relay did not catch up with the outbox: see the orchestrator's log")
+        if length > before and not first:
+            first = time.perf_counter()
         await asyncio.sleep(0.01)
-    took = time.perf_counter() - began
+    ended = time.perf_counter()
+    first = first or ended
     await until_ended(transport, side.settings.streams.sagas, lifecycle, rows)  # not on the other side's time
-    return took
+    return first - began, ended - first
 
 
 async def _republish(side: Side) -> float:
@@ -384,6 +401,23 @@ EXPLAINED = {
         " ORDER BY transaction_id, global_position LIMIT 500"
     ),
     "due timers": "SELECT * FROM saga_timers WHERE due_at <= now() ORDER BY due_at LIMIT 200",
+    # What the relay re-publishes when Redis forgot, as it was before docs/decisions/0028
+    # (every outbox row, each stream probed for its end) and as it is (the open outboxes).
+    "the re-publish when Redis forgot, before 0028 (the whole outbox)": (
+        "SELECT * FROM events o WHERE o.stream_id LIKE 'outbox:%' AND (o.transaction_id, o.global_position) <="
+        " (SELECT transaction_id, global_position FROM subscription_positions WHERE name = 'relay:outbox')"
+        " AND NOT EXISTS (SELECT 1 FROM events t WHERE t.stream_id = o.stream_id AND t.type = ANY($ENDED))"
+        " ORDER BY o.transaction_id, o.global_position"
+    ),
+    "the re-publish when Redis forgot (the open outboxes)": (
+        "WITH stale AS (DELETE FROM open_outboxes w WHERE EXISTS (SELECT 1 FROM events t"
+        " WHERE t.stream_id = w.stream_id AND t.type = ANY($ENDED))"
+        " OR NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = w.stream_id) RETURNING w.stream_id)"
+        " SELECT o.* FROM open_outboxes w JOIN events o ON o.stream_id = w.stream_id"
+        " WHERE w.stream_id NOT IN (SELECT stream_id FROM stale) AND (o.transaction_id, o.global_position) <="
+        " (SELECT transaction_id, global_position FROM subscription_positions WHERE name = 'relay:outbox')"
+        " ORDER BY o.transaction_id, o.global_position"
+    ),
 }
 
 
@@ -420,6 +454,7 @@ async def explain(conn: asyncpg.Connection, saga_id: uuid.UUID) -> str:
     for what, sql in EXPLAINED.items():
         args = [str(saga_id)] if "$1" in sql else []
         sql = sql.replace("$1", f"'{saga_id}'") if args else sql
+        sql = sql.replace("$ENDED", "ARRAY[" + ", ".join(map(_literal, sorted(terminal_event_types()))) + "]")
         plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}")
         out.append(f"-- {what}\n" + "\n".join(r[0] for r in plan))
     return "\n\n".join(out)
@@ -497,7 +532,8 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     for what, empty in r["empty"].items():
         full = r["full"][what]
-        lines.append(f"| {what} | {empty:,.1f} | {full:,.1f} | {full / empty:.0%} |")
+        ratio = f"{full / empty:.0%}" if empty else "n/a"  # a part that took no time on either
+        lines.append(f"| {what} | {empty:,.2f} | {full:,.2f} | {ratio} |")
     if r["plans"]:
         lines += ["", "```", r["plans"], "```"]
     return "\n".join(lines) + "\n"

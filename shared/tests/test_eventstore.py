@@ -182,3 +182,42 @@ async def test_a_checkpoint_taken_again_refuses_saves_made_with_the_old_epoch(st
     assert second == Checkpoint(Position(7, 70), ahead, first.epoch + 1)
     assert not await store.save_checkpoint("relay", Checkpoint(Position(9, 90), frozenset(), first.epoch))
     assert await store.take_checkpoint("relay") == Checkpoint(Position(7, 70), ahead, second.epoch + 1)
+
+
+async def _open_outboxes(store: EventStore) -> set[str]:
+    async with store.pool.acquire() as conn:
+        return {r["stream_id"] for r in await conn.fetch("SELECT stream_id FROM open_outboxes")}
+
+
+async def test_an_outbox_is_open_from_its_first_row_whoever_writes_it(store: EventStore) -> None:
+    await store.append("outbox:a", [NewEvent("Cmd", {}), NewEvent("Cmd", {})], expected_version=0)
+    await store.append("outbox:a", [NewEvent("Cmd", {})], expected_version=None)
+    await store.append("saga-a", [NewEvent("Started", {})], expected_version=0)  # not an outbox
+    async with store.pool.acquire() as conn:  # a writer other than the store: the trigger still sees it
+        await conn.execute(
+            "INSERT INTO events (stream_id, version, event_id, type, data) VALUES ('outbox:b', 1, $1, 'Cmd', '{}')",
+            uuid.uuid4(),
+        )
+    assert await _open_outboxes(store) == {"outbox:a", "outbox:b"}
+
+
+async def test_the_republish_reads_the_open_outboxes_only_and_drops_those_ended(store: EventStore) -> None:
+    for name in ("running", "ended", "closed"):
+        await store.append(f"outbox:{name}", [NewEvent("Cmd", {"of": name})], expected_version=0)
+    await store.append("outbox:ended", [NewEvent("End", {})], expected_version=None)
+    await store.append("outbox:closed", [NewEvent("End", {})], expected_version=None)
+    await store.close_outboxes(["outbox:closed"])  # as the relay does once it passed its end
+    last = (await store.read_outbox_refs(START, limit=10))[-1]
+    rows = await store.unfinished_outbox(["End"], last.position)
+    assert [(r.stream_id, r.type) for r in rows] == [("outbox:running", "Cmd")]
+    # The ended one was open (its end not yet passed by a relay): dropped on the way.
+    assert await _open_outboxes(store) == {"outbox:running"}
+    # What is not open is not read, ended or not: the history costs nothing.
+    await store.close_outboxes(["outbox:running"])
+    assert await store.unfinished_outbox(["End"], last.position) == []
+
+
+async def test_outbox_refs_carry_the_stream_and_type(store: EventStore) -> None:
+    await store.append("outbox:a", [NewEvent("Cmd", {}), NewEvent("End", {})], expected_version=0)
+    refs = await store.read_outbox_refs(START, limit=10)
+    assert [(r.stream_id, r.type) for r in refs] == [("outbox:a", "Cmd"), ("outbox:a", "End")]

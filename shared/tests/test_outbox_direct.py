@@ -180,3 +180,40 @@ async def test_a_relay_stopped_as_it_is_woken_stops(store: EventStore, redis: ai
         async with asyncio.timeout(10):  # a deadline the relay promises: it stops at once
             await task
     assert task.cancelled()
+
+
+async def test_the_tail_closes_an_outbox_once_it_passes_its_end(
+    store: EventStore, redis: aioredis.Redis, namespace: str
+) -> None:
+    """What a re-publish reads is the open outboxes (docs/decisions/0028): a saga's outbox
+    leaves them when the relay has passed its terminal row, a running one stays."""
+    stream = f"{namespace}:evt:sagas"
+    running, ended = uuid.uuid4(), uuid.uuid4()
+    for saga_id, events in (
+        (running, [sg.StartResearch(saga_id=running, request=ResearchRequest(dataset="sp500"))]),
+        (
+            ended,
+            [
+                sg.StartResearch(saga_id=ended, request=ResearchRequest(dataset="sp500")),
+                sg.RequestRejected(saga_id=ended, request_type="x", message_id="m", reason="test"),
+            ],
+        ),
+    ):
+        outgoing = [Outgoing(stream, envelope_for(e, correlation_id=str(saga_id))) for e in events]
+        await store.append(outbox_stream(str(saga_id)), outbox_events(outgoing), expected_version=0)
+
+    async def still_open() -> set[str]:
+        async with store.pool.acquire() as conn:
+            return {r["stream_id"] for r in await conn.fetch("SELECT stream_id FROM open_outboxes")}
+
+    assert await still_open() == {outbox_stream(str(running)), outbox_stream(str(ended))}
+    relay, task = await held_relay(store, redis)
+    try:
+        for _ in range(200):
+            if await still_open() == {outbox_stream(str(running))}:
+                break
+            await asyncio.sleep(0.02)
+        assert await still_open() == {outbox_stream(str(running))}
+        assert len(await entries(redis, stream)) == 3
+    finally:
+        await stop(relay, task)

@@ -128,6 +128,12 @@ class Relay:
         # Whether Redis forgot (None: not watched, for tests of the publishing paths alone).
         self._sentinel = sink.forgetting(namespace) if namespace is not None else None
         self._sentinel_checked = 0.0
+        # The outbox streams whose terminal row the tail has passed, closed at the next save
+        # (``open_outboxes``: what a re-publish reads, docs/decisions/0028).
+        from alphasaga_contracts.saga import terminal_event_types
+
+        self._ended_types = terminal_event_types()
+        self._ended_streams: set[str] = set()
 
     @contextlib.asynccontextmanager
     async def publishing(self, rows: Sequence[NewEvent]) -> AsyncIterator[bool]:
@@ -226,11 +232,9 @@ class Relay:
         why = await self._sentinel.forgotten()
         if why is None:
             return 0
-        from alphasaga_contracts.saga import terminal_event_types
-
         await self._sentinel.begin()
         ahead = [event_id for event_id, claim in self._claimed.items() if claim.published]
-        ended = sorted(terminal_event_types())
+        ended = sorted(self._ended_types)
         rows = latest_first(await self.store.unfinished_outbox(ended, self._position, ahead, conn=self._session))
         fields = [wire_fields(row) for row in rows]
         for start in range(0, len(fields), self.batch):
@@ -255,6 +259,7 @@ class Relay:
             to_publish += [wire_fields(row) for row in await self.store.by_positions(unclaimed, conn=self._session)]
         if to_publish:
             await self._send(to_publish, handed_back)
+        self._ended_streams.update(ref.stream_id for ref in refs if ref.type in self._ended_types)
         if refs:
             self._position = refs[-1].position
             metrics.RELAY_LAG.set(max(0.0, time.time() - refs[-1].recorded_at.timestamp()))
@@ -289,7 +294,11 @@ class Relay:
 
     async def save(self, conn: Conn | None) -> None:
         """Save the position, and the rows published directly past it, unless the position
-        is past rows not yet surely published (then the old checkpoint stays)."""
+        is past rows not yet surely published (then the old checkpoint stays); close the
+        outboxes whose end the tail has passed."""
+        if self._ended_streams:
+            await self.store.close_outboxes(sorted(self._ended_streams), conn=conn)
+            self._ended_streams.clear()
         if self._skipped_unconfirmed or self._handed_back or self._position is None:
             return
         cutoff = time.monotonic() - CLAIM_TTL_S

@@ -45,6 +45,9 @@ GRANTS: dict[str, dict[str, str]] = {
     "schema_migrations": {ORCHESTRATOR: "SELECT", WORKER: "SELECT", FRONT_END: "SELECT", ARCHIVIST: "SELECT"},
     "events": {ORCHESTRATOR: "SELECT, INSERT", FRONT_END: "SELECT, INSERT", ARCHIVIST: "SELECT, DELETE"},
     "subscription_positions": {ORCHESTRATOR: ALL, FRONT_END: "SELECT"},
+    # A trigger on ``events`` opens an outbox with its first row, as the role that writes it
+    # (a front end records starts); the relay closes them (docs/decisions/0028).
+    "open_outboxes": {ORCHESTRATOR: ALL, FRONT_END: "INSERT"},
     "inbox": {ORCHESTRATOR: ALL},
     "saga_timers": {ORCHESTRATOR: ALL, FRONT_END: "SELECT"},
     "snapshots": {ORCHESTRATOR: ALL, FRONT_END: "SELECT"},

@@ -68,11 +68,14 @@ class Checkpoint(NamedTuple):
 
 
 class OutboxRef(NamedTuple):
-    """Where an outbox row is in commit order, and its id."""
+    """Where an outbox row is in commit order, its id, and its stream and type (the relay
+    closes an outbox whose terminal row it passes: ``close_outboxes``)."""
 
     position: Position
     event_id: uuid.UUID
     recorded_at: dt.datetime
+    stream_id: str = ""
+    type: str = ""
 
 
 class JsonText(str):
@@ -147,22 +150,34 @@ _TAIL_PREFIX = _TAIL.format(filter="AND stream_id LIKE $4")
 # text: it sends them on as message bodies). A literal predicate, so the planner can use
 # the partial outbox index.
 _TAIL_OUTBOX_REFS = _TAIL.format(filter=f"AND stream_id LIKE '{OUTBOX_PREFIX}%'").replace(
-    _COLUMNS, "global_position, event_id, transaction_id::text::bigint AS transaction_id, recorded_at", 1
+    _COLUMNS,
+    "global_position, event_id, transaction_id::text::bigint AS transaction_id, recorded_at, stream_id, type",
+    1,
 )
 _BY_POSITIONS = f"""
 SELECT {_COLUMNS_DATA_AS_TEXT} FROM events
 WHERE global_position = ANY($1::bigint[]) ORDER BY transaction_id, global_position
 """
 _TAIL_PREFIX_TEXT = _TAIL_PREFIX.replace(_COLUMNS, _COLUMNS_DATA_AS_TEXT, 1)
-# The outbox rows up to a position (and those given by id) of the outbox streams that hold
-# none of the given (terminal) types: what the relay publishes again when Redis forgot.
+# The outbox rows up to a position (and those given by id) of the open outbox streams
+# (``open_outboxes``) that hold none of the given (terminal) types: what the relay publishes
+# again when Redis forgot. Bounded by the open streams, not the history (docs/decisions/
+# 0028): each is probed on the (stream_id, version) index. Entries found ended, or whose
+# rows have moved to the archive, are dropped in the same statement.
 _UNFINISHED_OUTBOX = f"""
-SELECT {_COLUMNS_DATA_AS_TEXT} FROM events o
-WHERE o.stream_id LIKE '{OUTBOX_PREFIX}%'
+WITH stale AS (
+    DELETE FROM open_outboxes w
+    WHERE EXISTS (SELECT 1 FROM events t WHERE t.stream_id = w.stream_id AND t.type = ANY($1::text[]))
+       OR NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = w.stream_id)
+    RETURNING w.stream_id
+)
+SELECT {_COLUMNS_DATA_AS_TEXT.replace("stream_id,", "o.stream_id,", 1)} FROM open_outboxes w
+JOIN events o ON o.stream_id = w.stream_id
+WHERE w.stream_id NOT IN (SELECT stream_id FROM stale)
   AND ((o.transaction_id, o.global_position) <= ($2::text::xid8, $3::bigint) OR o.event_id = ANY($4::uuid[]))
-  AND NOT EXISTS (SELECT 1 FROM events t WHERE t.stream_id = o.stream_id AND t.type = ANY($1::text[]))
 ORDER BY o.transaction_id, o.global_position
 """
+_CLOSE_OUTBOXES = "DELETE FROM open_outboxes WHERE stream_id = ANY($1::text[])"
 
 
 def process_application_name(name: str) -> str:
@@ -387,7 +402,13 @@ class EventStore:
         async with self._using(conn) as c:
             rows = await c.fetch(_TAIL_OUTBOX_REFS, str(after.transaction_id), after.global_position, limit)
         return [
-            OutboxRef(Position(r["transaction_id"], r["global_position"]), r["event_id"], r["recorded_at"])
+            OutboxRef(
+                Position(r["transaction_id"], r["global_position"]),
+                r["event_id"],
+                r["recorded_at"],
+                r["stream_id"],
+                r["type"],
+            )
             for r in rows
         ]
 
@@ -406,13 +427,19 @@ class EventStore:
         self, ended: Sequence[str], upto: Position, also: Sequence[uuid.UUID] = (), *, conn: Conn | None = None
     ) -> list[RecordedEvent]:
         """The outbox rows up to ``upto`` in commit order, and those whose ids are in ``also``,
-        of the correlations whose outbox holds no row of a type in ``ended``, their data as
-        JSON text. It reads the whole outbox: for a rare recovery, not a loop."""
+        of the open correlations whose outbox holds no row of a type in ``ended``, their data
+        as JSON text. It reads the open outboxes' rows, not the history (``open_outboxes``);
+        entries found ended are dropped."""
         async with self._using(conn) as c:
             rows = await c.fetch(
                 _UNFINISHED_OUTBOX, list(ended), str(upto.transaction_id), upto.global_position, list(also)
             )
         return [_row(r) for r in rows]
+
+    async def close_outboxes(self, streams: Sequence[str], *, conn: Conn | None = None) -> None:
+        """Drop ``streams`` from the open outboxes: each holds its terminal row, published."""
+        async with self._using(conn) as c:
+            await c.execute(_CLOSE_OUTBOXES, list(streams))
 
     async def by_positions(self, positions: Sequence[int], *, conn: Conn | None = None) -> list[RecordedEvent]:
         """Rows by global position, in commit order, their data as JSON text."""
