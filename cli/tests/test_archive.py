@@ -20,7 +20,7 @@ from tests.support.helpers import Proc
 __all__ = ["projector"]  # the fixture, shared with the projection's tests
 
 N_SAGAS = 40  # a quarter of them left running by seed()
-SAMPLE = 5
+SAMPLE = 3  # each is six command-line calls; the archive verifies every saga besides
 HOT_DAYS = "0.00001"  # under a second: the sagas just seeded are due
 
 
@@ -49,7 +49,7 @@ async def test_archive_and_replay_from_the_archive_round_trip_a_sample_byte_for_
             "SELECT count(*) FROM events WHERE stream_id IN ($1, $2)", f"saga-{s}", f"outbox:{s}"
         )
         assert gone == 0
-    for s in running:
+    for s in running[:2]:  # a command-line call each; the count check above covers them all
         assert alphasaga(env, "replay", s, "--from-archive").code != 0  # not archived: still hot
 
     for s in sample:
