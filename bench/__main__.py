@@ -161,5 +161,12 @@ async def main(which: set[str], argv: list[str]) -> None:
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
-    chosen = {a for a in argv if not a.startswith("--") and not a.isdigit()} or NEEDS_SERVERS | {"research", "codegen"}
+    sections = NEEDS_SERVERS | {"research", "codegen"}
+    if {"-h", "--help"} & set(argv):  # never start a bench when asked how to
+        print(f"python -m bench [SECTION ...] [--flags of a section]\nsections: {', '.join(sorted(sections))}")
+        sys.exit(0)
+    chosen = {a for a in argv if not a.startswith("-") and not a.isdigit()} or sections
+    if unknown := chosen - sections:
+        print(f"bench: no section {', '.join(sorted(unknown))} (sections: {', '.join(sorted(sections))})")
+        sys.exit(2)
     asyncio.run(main(chosen, argv))
