@@ -17,6 +17,7 @@ from alphasaga_shared.eventstore import START, EventStore, NewEvent, outbox_stre
 from alphasaga_shared.outbox import RELAY_LOCK, RELAY_POSITION, Relay
 from alphasaga_shared.outbox_rows import outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
+from tests.support.helpers import eventually
 from tests.support.sessions import terminate_lock_holder
 
 
@@ -99,6 +100,9 @@ async def test_rows_whose_direct_publish_failed_are_published_by_the_tail(
         await unreachable.aclose()
 
 
+HUNG_PUBLISH_S = 5.0
+
+
 async def test_rows_skipped_while_their_direct_publish_hangs_then_fails_are_published_by_the_tail(
     store: EventStore, redis: aioredis.Redis, namespace: str
 ) -> None:
@@ -112,7 +116,8 @@ async def test_rows_skipped_while_their_direct_publish_hangs_then_fails_are_publ
 
     silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
-    unanswering = aioredis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.5)
+    # The publish gives up after this; the tail (a 20 ms poll) must pass the rows before that.
+    unanswering = aioredis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=HUNG_PUBLISH_S)
     relay, task = await held_relay(store, redis)
     try:
         rows = rows_for(stream, 3)
@@ -123,9 +128,13 @@ async def test_rows_skipped_while_their_direct_publish_hangs_then_fails_are_publ
                 await commit(store, rows)
 
         publishing = asyncio.create_task(commit_and_publish())
-        await asyncio.sleep(0.25)  # many tail passes (20 ms poll) while the publish waits
-        assert not publishing.done()
-        assert relay._skipped_unconfirmed == {r.event_id for r in rows}, "the tail passed the claimed rows"
+
+        async def the_tail_passed_them() -> bool:
+            assert not publishing.done(), "the publish ended before the tail passed its rows"
+            return relay._skipped_unconfirmed == {r.event_id for r in rows}
+
+        # Waited for, not slept on: a fixed 0.25 s saw no tail pass yet on a busy machine.
+        await eventually(the_tail_passed_them, timeout=HUNG_PUBLISH_S - 1)
         assert await store.load_position(RELAY_POSITION) == START, "no position saved past them"
         await publishing  # times out, must not raise
         relay.sink = RedisLog(redis, Settings())
