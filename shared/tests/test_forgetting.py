@@ -3,11 +3,14 @@ that makes a vanished group again (the whole recovery: tests/test_redis_forgets.
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
 
 from alphasaga_shared import metrics
 from alphasaga_shared.bus.groups import CONDITION, GroupKeeper, create_group, is_group_gone
+from alphasaga_shared.bus.redis_streams import Bus
 from alphasaga_shared.conditions import Conditions
+from alphasaga_shared.config import Settings
 from alphasaga_shared.sentinel import Sentinel, sentinel_key
 
 
@@ -91,3 +94,24 @@ def test_each_sagas_last_decision_is_published_again_first() -> None:
     )
     assert latest_first([a1, b1, a2, a3, b2]) == [a2, a3, b2, a1, b1]
     assert latest_first([]) == []
+
+
+async def test_readiness_names_a_group_that_is_gone(redis: aioredis.Redis, settings: Settings) -> None:
+    # The bus is connected but not started, so no keeper makes the group again behind the
+    # check (the running service's probe, which races it: tests/test_health.py).
+    stream = f"{settings.namespace}:cmd:x"
+    bus = Bus(settings, service="x")
+    bus.subscribe(stream, _ignore)
+    await bus.connect()
+    try:
+        await create_group(redis, stream, "x")
+        await bus.check_groups()  # there: no error
+        await redis.xgroup_destroy(stream, "x")
+        with pytest.raises(LookupError, match=f"no group x on {stream}"):
+            await bus.check_groups()
+    finally:
+        await bus.stop()
+
+
+async def _ignore(message: object) -> None:
+    return None
