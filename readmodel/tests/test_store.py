@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from alphasaga_readmodel.store import ReadStore
 from alphasaga_readmodel.summaries import SagaFilter, SagaSummary
@@ -76,3 +77,37 @@ async def test_a_prefix_is_matched_as_hex_only(store: EventStore) -> None:
     assert await sagas.sagas_with_prefix("____") == []
     assert saga_id_of_stream(saga_stream(saga_id)) == saga_id
     assert saga_id_of_stream("outbox:3f1c2a9e-5b7d-4e0a-9c1b-2d3e4f5a6b7c") is None
+
+
+async def test_the_saga_list_is_planned_for_its_own_filter_values_every_time(servers: Any, schema: str) -> None:
+    # A history where every saga is COMPLETED: a generic plan, whose estimate for
+    # `state = $1` is then "every row", walks the whole list by start time to find a state
+    # no saga is in (7.3 s at a million sagas, forced; docs/decisions/0017). PostgreSQL
+    # would choose one for a prepared statement after five runs if it cost no more than
+    # the custom plans; the page size, a bound parameter too, keeps its estimate above them.
+    store = await EventStore.connect(servers.database_url, schema, max_size=1)
+    try:
+        async with store.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO saga_summaries (saga_id, state, workflow, workflow_version, version, started_at,"
+                " updated_at, saga_state, dataset) SELECT gen_random_uuid(), 'COMPLETED', 'research', 1, 10,"
+                " now() - make_interval(secs => g), now(), '{}', 'sp500' FROM generate_series(1, 20000) AS g"
+            )
+            await conn.execute("ANALYZE saga_summaries")
+        sagas = ReadStore(store)
+        for where in (SagaFilter(state="COMPLETED", limit=50), SagaFilter(state="COMPLETED", dataset="sp500", limit=50)):
+            for _ in range(10):
+                assert len(await sagas.summaries(where)) == where.limit
+        assert await sagas.summaries(SagaFilter(state="ROLLED_BACK", limit=50)) == []
+        async with store.pool.acquire() as conn:
+            plans = await conn.fetch(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE 'SELECT % FROM saga_summaries WHERE state = $1::text%'"
+                " AND statement NOT LIKE '%pg_prepared_statements%'"
+            )
+        assert len(plans) == 2, "one cached statement for each set of filters"
+        assert sorted((p["generic_plans"], p["custom_plans"]) for p in plans) == [(0, 10), (0, 11)], (
+            "the saga list ran on a generic plan"
+        )
+    finally:
+        await store.close()

@@ -70,6 +70,8 @@ def _list_statement(where: SagaFilter) -> tuple[str, list[Any]]:
         past = ">" if where.oldest_first else "<"
         conditions.append(f"(started_at, saga_id) {past} (${len(args) - 1}::timestamptz, ${len(args)}::uuid)")
     order = "started_at, saga_id" if where.oldest_first else "started_at DESC, saga_id DESC"
+    # A parameter, not a literal: a generic plan's guess for `LIMIT $n` keeps it dearer than
+    # the custom ones, so PostgreSQL never switches to one that cannot bound a rare filter.
     args.append(where.limit)
     sql = f"SELECT {_COLUMN_LIST} FROM saga_summaries"
     if conditions:
