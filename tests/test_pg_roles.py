@@ -152,8 +152,10 @@ async def test_every_statement_outside_a_roles_rights_is_denied(
 
 
 def role_url(database_url: str, role: str) -> str:
+    """The same server as ``role``: over TCP, or the embedded server's socket (no host in
+    the address, the socket's directory in its query)."""
     parts = urlsplit(database_url)
-    return urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}"))
+    return urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
 
 
 async def test_the_workers_and_the_front_ends_own_code_runs_on_their_roles(
