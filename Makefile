@@ -63,12 +63,12 @@ format: sync
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-# Three workers, a test file each at a time (a file's module-scoped stack stays on one):
-# most tests wait on real processes and servers, so a third worker fills the cores while
-# two wait (9 min 03 s with two, 8 min 14 s with three, quiet, docs/benchmarks.md). Every
-# test isolates itself (its own stream namespace and schema).
+# Four workers, a test file each at a time (a file's module-scoped stack stays on one):
+# most tests wait on real processes and servers, so workers beyond the two cores fill them
+# while others wait (6 min 04 s with three, 5 min 10 s with four, quiet, docs/benchmarks.md).
+# Every test isolates itself (its own stream namespace and schema).
 test: lint
-	$(RUN) pytest -n 3 --dist loadfile -m "not slow and not chaos and not containers"
+	$(RUN) pytest -n 4 --dist loadfile -m "not slow and not chaos and not containers"
 
 test-fast: sync
 	$(RUN) pytest -m "not slow and not chaos and not containers" -x -q

@@ -95,7 +95,10 @@ async def test_the_saga_list_is_planned_for_its_own_filter_values_every_time(ser
             )
             await conn.execute("ANALYZE saga_summaries")
         sagas = ReadStore(store)
-        for where in (SagaFilter(state="COMPLETED", limit=50), SagaFilter(state="COMPLETED", dataset="sp500", limit=50)):
+        for where in (
+            SagaFilter(state="COMPLETED", limit=50),
+            SagaFilter(state="COMPLETED", dataset="sp500", limit=50),
+        ):
             for _ in range(10):
                 assert len(await sagas.summaries(where)) == where.limit
         assert await sagas.summaries(SagaFilter(state="ROLLED_BACK", limit=50)) == []
