@@ -69,12 +69,8 @@ async def redis_logins(admin_url: str) -> dict[str, set[str]]:
         denials: list[Any] = await admin.execute_command("ACL", "LOG")  # type: ignore[no-untyped-call]
     finally:
         await admin.aclose()
-    refused = {str(_field(d, "username")) for d in denials if _text(_field(d, "object")) != "client|setinfo"}
+    refused = {str(_field(d, "username")) for d in denials if _field(d, "object") != "client|setinfo"}
     return {"users": users, "denied": refused}
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _field(entry: Any, name: str) -> Any:

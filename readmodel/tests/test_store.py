@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
 
 from alphasaga_readmodel.store import ReadStore
 from alphasaga_readmodel.summaries import SagaFilter, SagaSummary
 from alphasaga_saga.streams import saga_id_of_stream, saga_stream
 from alphasaga_shared.eventstore import EventStore, JsonText, NewEvent
+from conftest import Servers
 
 
 def summary(state: str, dataset: str, accepted: bool | None, sharpe: float | None, started: dt.datetime) -> SagaSummary:
@@ -79,7 +79,7 @@ async def test_a_prefix_is_matched_as_hex_only(store: EventStore) -> None:
     assert saga_id_of_stream("outbox:3f1c2a9e-5b7d-4e0a-9c1b-2d3e4f5a6b7c") is None
 
 
-async def test_the_saga_list_is_planned_for_its_own_filter_values_every_time(servers: Any, schema: str) -> None:
+async def test_the_saga_list_is_planned_for_its_own_filter_values_every_time(servers: Servers, schema: str) -> None:
     # A history where every saga is COMPLETED: a generic plan, whose estimate for
     # `state = $1` is then "every row", walks the whole list by start time to find a state
     # no saga is in (7.3 s at a million sagas, forced; docs/decisions/0017). PostgreSQL
