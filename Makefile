@@ -65,7 +65,8 @@ format: sync
 
 # Four workers, a test file each at a time (a file's module-scoped stack stays on one):
 # most tests wait on real processes and servers, so workers beyond the two cores fill them
-# while others wait (6 min 04 s with three, 5 min 10 s with four, quiet, docs/benchmarks.md).
+# while others wait (6 min 04 s with three, 5 min 10 s to 5 min 50 s with four, quiet;
+# docs/benchmarks.md).
 # Every test isolates itself (its own stream namespace and schema).
 test: lint
 	$(RUN) pytest -n 4 --dist loadfile -m "not slow and not chaos and not containers"
