@@ -46,7 +46,12 @@ peers: sync
 	@$(UV) sync --frozen --all-groups --quiet \
 		|| echo "bench: the peers group (Restate, DBOS) could not be installed; the bench runs without peers"
 
+# The project's own packages are installed editable, out of --compile-bytecode's reach:
+# where PYTHONDONTWRITEBYTECODE is set, every command-line call compiled them again, 40 ms
+# of a status's 0.33 s (docs/benchmarks.md, issue #25). Quick when they are up to date.
+SOURCES := $(wildcard */src services/*/src)
 sync: .venv/.synced
+	@$(RUN) --no-sync python -m compileall -q $(SOURCES) > /dev/null
 
 run: sync
 	$(RUN) alphasaga run

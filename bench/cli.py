@@ -78,7 +78,8 @@ async def status(s: Servers) -> dict[str, Timing]:
     """``alphasaga status <id>`` of a completed saga, ``alphasaga list`` and ``alphasaga
     campaign status`` of a campaign of two, with the five services running; then, the
     services stopped, ``alphasaga submit`` (it records the request in PostgreSQL and
-    returns: no service needs to run)."""
+    returns: no service needs to run) and the status of a saga so submitted, which has not
+    ended (its status also reads Redis)."""
     settings = stack_settings(s, "benchcli")
     stack = Stack(settings, say=lambda _: None)
     try:
@@ -89,6 +90,13 @@ async def status(s: Servers) -> dict[str, Timing]:
             stack.stop()
         times["alphasaga submit (recorded, no --wait)"] = await asyncio.to_thread(
             timed, [ALPHASAGA, "submit", "--dataset", "sp500"], env, expect=0
+        )
+        # A saga that has not ended: its status also reads what services hold of it, in Redis.
+        pending = await asyncio.to_thread(
+            subprocess.run, [ALPHASAGA, "submit", "--dataset", "sp500"], env=env, capture_output=True, text=True
+        )
+        times["alphasaga status --json (a saga not ended: PENDING)"] = await asyncio.to_thread(
+            timed, [ALPHASAGA, "status", pending.stdout.split()[-1], "--json"], env, expect=0
         )
         return times
     finally:

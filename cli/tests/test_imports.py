@@ -59,3 +59,28 @@ def test_redis_is_spared_the_metrics_sdk_and_everyone_else_still_gets_it() -> No
     # Without the finder (as in the services), redis-py loads the SDK itself: the finder is
     # what keeps it out, and this test sees the day redis-py stops doing so.
     assert "opentelemetry.sdk.metrics" in loaded_after("import redis.asyncio")
+
+
+def test_a_call_that_names_a_command_loads_and_builds_that_command_alone() -> None:
+    loaded = loaded_after(
+        "import sys\nfrom alphasaga_cli.app import build, _named_command\n"
+        "app = build(_named_command(['alphasaga', 'status', 'x']))\n"
+        "import typer.main\nassert list(typer.main.get_command(app).commands) == ['status']"
+    )
+    assert "alphasaga_cli.commands.research" in loaded
+    assert not {"alphasaga_cli.commands.accounts", "alphasaga_cli.commands.campaigns"} & loaded
+
+
+def test_the_help_a_mistake_or_no_command_get_every_command() -> None:
+    from alphasaga_cli.app import COMMANDS
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "alphasaga_cli", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert shown.returncode == 0
+    listed = {line.split()[0] for line in shown.stdout.split("Commands:")[1].splitlines() if line.strip()}
+    assert listed == set(COMMANDS)
+    mistaken = subprocess.run(
+        [sys.executable, "-m", "alphasaga_cli", "statsu"], capture_output=True, text=True, timeout=120
+    )
+    assert mistaken.returncode == 2 and "Did you mean 'status'?" in mistaken.stderr

@@ -13,7 +13,7 @@ import typer
 from alphasaga_contracts import Priority, SagaState
 
 from ..errors import NOT_COMPLETED, OK, CliError
-from ..output import console, echo, print_json, table, trace_link, verdict_line
+from ..output import console, echo, fields, print_json, table, trace_link, verdict_line
 from ..progress import Progress
 from ..session import with_client
 from ..timefmt import iso, parse_when, seconds
@@ -216,7 +216,8 @@ def watch(
 
 
 def status(saga: SagaArg, as_json: JsonFlag = False) -> None:
-    """Show a saga's current state, and what of it a service holds through an outage.
+    """Show a saga's current state, and what of it a service holds through an outage (for a
+    saga that has not ended).
 
     Read from the saga list, caught up with the event log first. While PostgreSQL is
     down, a full saga id still shows the messages held for it ("waiting for PostgreSQL
@@ -234,7 +235,9 @@ def status(saga: SagaArg, as_json: JsonFlag = False) -> None:
             if not held:
                 raise
             return exc, held
-        return summary, await _held(client, summary.saga_id)
+        # A saga that has ended waits for nothing: whatever a service still holds for it is
+        # a late copy, ignored when it lands. Redis is not even loaded (docs/cli.md).
+        return summary, [] if summary.terminal else await _held(client, summary.saga_id)
 
     summary, held = with_client(go)
     waiting = [h.describe() for h in held]
@@ -244,7 +247,7 @@ def status(saga: SagaArg, as_json: JsonFlag = False) -> None:
     if as_json:
         print_json({"saga_id": saga, "state": None, "waiting": waiting})
     else:
-        table(["", ""], [["saga", saga], *(["waiting", w] for w in waiting)])
+        fields([["saga", saga], *(["waiting", w] for w in waiting)])
     raise summary
 
 
@@ -285,7 +288,7 @@ def _show_status(summary: SagaSummary, waiting: list[str], *, as_json: bool) -> 
         rows.append(["failure", summary.failure])
     if summary.verdict or summary.metrics:
         rows.append(["verdict", verdict_line(summary.verdict, summary.metrics)])
-    table(["", ""], rows)
+    fields(rows)
 
 
 def list_sagas(
