@@ -56,10 +56,10 @@ class AlphaSagaSystem:
         *,
         lever: str = "",
         extra_env: dict[str, str] | None = None,
-        apart: bool = False,
+        apart: tuple[str, ...] = (),
     ) -> None:
-        """``lever``, ``extra_env`` and ``apart`` (the relay and the projector in processes
-        of their own) name and set one lever of bench/levers.py."""
+        """``lever``, ``extra_env`` and ``apart`` (of "relay" and "projector", those that run
+        in processes of their own) name and set one lever of bench/levers.py."""
         self.s = s
         self.orchestrators = orchestrators
         self.root = root
@@ -80,8 +80,8 @@ class AlphaSagaSystem:
             root=self.root or ROOT,
             metrics=True,
             extra_env=self.extra_env,
-            separate_relay=self.apart,
-            separate_projector=self.apart,
+            separate_relay="relay" in self.apart,
+            separate_projector="projector" in self.apart,
         )
         try:
             await self.stack.ready()

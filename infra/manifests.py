@@ -6,6 +6,8 @@ has drifted, so edit here, not there:
 - ``infra/k8s/base/workers.yaml``: a Deployment per worker command stream (a service's,
   and one more for each kind with a stream of its own, which then scales apart);
 - ``infra/k8s/base/keda.yaml``: a ScaledObject for each of them;
+- ``infra/k8s/base/orchestrator-parts.yaml``: the relay and the projector, Deployments of
+  their own from the orchestrator's image (``PARTS``; docs/decisions/0029);
 - ``infra/k8s/base/workflows.yaml``: the built-in workflows, copied for the ConfigMap;
 - ``infra/k8s/overlays/prod/images/kustomization.yaml``: the production image names;
 - ``infra/prometheus/prometheus.yml``: a scrape target per service;
@@ -102,12 +104,30 @@ def orchestrator_memory_mi(
     return -(-int(needed) // 64) * 64
 
 
+# The orchestrator's parts that the production layout runs as services of their own, from
+# the orchestrator's image (``python -m alphasaga_orchestrator relay``): a third more sagas
+# a second for a tenth less CPU, at 2 ms of latency (docs/decisions/0029). The orchestrator
+# then runs with them off; each holds a lock, so a second replica stands by.
+PARTS = ("relay", "projector")
+PARTS_OFF = {"ALPHASAGA_RUN_RELAY": "false", "ALPHASAGA_RUN_PROJECTOR": "false"}
+
+
+def part_memory_mi(name: str) -> int:
+    """The memory limit of the orchestrator's deployment (``orchestrator``) or of one of its
+    parts: each holds its own cache, the relay none."""
+    if name == "orchestrator":
+        return orchestrator_memory_mi(projection_cache=0)
+    if name == "projector":
+        return orchestrator_memory_mi(saga_cache=0)
+    return orchestrator_memory_mi(saga_cache=0, projection_cache=0)
+
+
 ORCHESTRATOR_LIMITS = re.compile(r'(limits: \{cpu: "[^"]+", memory: )[0-9]+Mi(\})')
 
 
 def orchestrator_yaml(current: str) -> str:
     """``orchestrator.yaml`` (written by hand) with its memory limit derived."""
-    written, n = ORCHESTRATOR_LIMITS.subn(rf"\g<1>{orchestrator_memory_mi()}Mi\g<2>", current)
+    written, n = ORCHESTRATOR_LIMITS.subn(rf"\g<1>{part_memory_mi('orchestrator')}Mi\g<2>", current)
     if n != 1:
         raise SystemExit("infra/k8s/base/orchestrator.yaml: expected one resources limits line to write")
     return written
@@ -375,7 +395,7 @@ images:
 
 def prometheus_yml() -> str:
     targets = "".join(
-        f'      - {{targets: ["{s}:8000"], labels: {{service: {s}}}}}\n' for s in (s.value for s in Service)
+        f'      - {{targets: ["{s}:8000"], labels: {{service: {s}}}}}\n' for s in deployed() if s != "api"
     )
     return f"""# {GENERATED}
 global:
@@ -400,12 +420,31 @@ def compose_services() -> str:
     env_file: [.secrets/env/{service}.env]
 """
             + COMPOSE_EXTRA.get(service, "")
-            + (f"    mem_limit: {orchestrator_memory_mi()}m\n" if service == Service.ORCHESTRATOR else "")
+            + (f"    mem_limit: {part_memory_mi('orchestrator')}m\n" if service == Service.ORCHESTRATOR else "")
         )
+        if service == Service.ORCHESTRATOR:
+            blocks += [compose_part(part) for part in PARTS]
     return "".join(blocks)
 
 
+def compose_part(part: str) -> str:
+    """A part of the orchestrator as a service of its own: its image, its login."""
+    return f"""  {part}:
+    <<: *service
+    image: ${{ORCHESTRATOR_IMAGE:-localhost/alphasaga/orchestrator:latest}}
+    command: [{part}]
+    env_file: [.secrets/env/orchestrator.env]
+    mem_limit: {part_memory_mi(part)}m
+"""
+
+
 COMPOSE_EXTRA = {
+    Service.ORCHESTRATOR: f"""    # Its relay and projector run as services of their own (below; docs/decisions/0029).
+    environment:
+      ALPHASAGA_ENV: production
+      ALPHASAGA_WAIT_FOR_SERVERS_S: "600"
+      ALPHASAGA_OTLP_ENDPOINT: ${{OTLP_ENDPOINT-http://jaeger:4318}}
+{"".join(f'      {k}: "{v}"{chr(10)}' for k, v in PARTS_OFF.items())}""",
     Service.CODEGEN: """    # bubblewrap needs user namespaces, which the default seccomp profile refuses, and a
     # fresh /proc, which the kernel refuses over the runtime's masked /proc paths; in
     # production codegen refuses to start without it (one line, exit 2), rather than run
@@ -422,11 +461,94 @@ COMPOSE_EXTRA = {
 }
 
 
+def deployed() -> list[str]:
+    """What compose and Kubernetes run of ours: the services, the orchestrator's parts beside
+    it, and the HTTP API."""
+    names: list[str] = []
+    for service in Service:
+        names += [service.value, *(PARTS if service == Service.ORCHESTRATOR else ())]
+    return [*names, "api"]
+
+
+def parts_yaml() -> str:
+    """``infra/k8s/base/orchestrator-parts.yaml``: the relay and the projector, each a
+    Deployment from the orchestrator's image with its login; two replicas, one of which
+    holds the part's lock and works while the other stands by."""
+    docs = []
+    for part in PARTS:
+        docs.append(
+            f"""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {part}
+  labels: {{app.kubernetes.io/name: {part}, app.kubernetes.io/component: orchestrator}}
+spec:
+  replicas: 2
+  revisionHistoryLimit: 5
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {{maxUnavailable: 0, maxSurge: 1}}
+  selector:
+    matchLabels: {{app.kubernetes.io/name: {part}}}
+  template:
+    metadata:
+      labels: {{app.kubernetes.io/name: {part}}}
+      annotations: {{prometheus.io/scrape: "true", prometheus.io/port: "8000", prometheus.io/path: /metrics}}
+    spec:
+      terminationGracePeriodSeconds: 45
+      automountServiceAccountToken: false
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 10001
+        runAsGroup: 10001
+        fsGroup: 10001
+        seccompProfile: {{type: RuntimeDefault}}
+      containers:
+        - name: {part}
+          image: localhost/alphasaga/orchestrator:latest
+          imagePullPolicy: IfNotPresent
+          args: [{part}]
+          ports: [{{name: http, containerPort: 8000}}]
+          envFrom:
+            - configMapRef: {{name: alphasaga-settings}}
+            - secretRef: {{name: alphasaga-login-orchestrator}}
+          startupProbe:
+            httpGet: {{path: /health/startup, port: http}}
+            periodSeconds: 5
+            failureThreshold: 36
+          livenessProbe:
+            httpGet: {{path: /health/live, port: http}}
+            periodSeconds: 10
+            timeoutSeconds: 3
+            failureThreshold: 3
+          readinessProbe:
+            httpGet: {{path: /health/ready, port: http}}
+            periodSeconds: 5
+            timeoutSeconds: 3
+            failureThreshold: 2
+          resources:
+            requests: {{cpu: 100m, memory: 128Mi}}
+            limits: {{cpu: "1", memory: {part_memory_mi(part)}Mi}}
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities: {{drop: [ALL]}}
+          volumeMounts:
+            - {{name: tmp, mountPath: /tmp}}
+      volumes:
+        - name: tmp
+          emptyDir: {{sizeLimit: 64Mi}}
+"""
+        )
+    head = f"# {GENERATED}\n# The orchestrator's parts as Deployments of their own (docs/decisions/0029).\n"
+    return head + "---\n".join(docs)
+
+
 def compose_tls() -> str:
     """``docker-compose.tls.yml``: Redis and PostgreSQL on TLS alone, with the certificates
     of ``make certs`` (each server's copy, ``make compose-secrets TLS=1``), and every
     service (and the api) given the CA its URLs name."""
-    services = "".join(f"  {s}: {{volumes: [./.secrets/tls-redis/ca.crt:/tls/ca.crt:ro]}}\n" for s in [*Service, "api"])
+    services = "".join(f"  {s}: {{volumes: [./.secrets/tls-redis/ca.crt:/tls/ca.crt:ro]}}\n" for s in deployed())
     return f"""# {GENERATED}
 # Compose's TLS variant (issue #30): make certs && make compose-secrets TLS=1, then
 #   docker compose -f docker-compose.yml -f docker-compose.tls.yml up -d
@@ -474,7 +596,7 @@ def compose_nats(nodes: tuple[str, ...]) -> str:
     url = ",".join(f"nats://{n}:4222" for n in nodes)
     env = f'      ALPHASAGA_BROKER_URL: {url}\n      ALPHASAGA_NATS_REPLICAS: "{len(nodes)}"\n'
     depends = "".join(f"      {n}: {{condition: service_started}}\n" for n in nodes)
-    for service in [*(s.value for s in Service), "api"]:
+    for service in deployed():
         blocks.append(f"  {service}:\n    environment:\n{env}    depends_on:\n{depends}")
     volumes = "".join(f"  {n}-data: {{}}\n" for n in nodes)
     what = "a three-node JetStream cluster, streams at three replicas" if clustered else "one JetStream node"
@@ -619,6 +741,7 @@ def generate() -> dict[Path, str]:
     return {
         orchestrator_file: orchestrator_yaml(orchestrator_file.read_text()),
         ROOT / "infra/k8s/base/workers.yaml": workers_yaml(),
+        ROOT / "infra/k8s/base/orchestrator-parts.yaml": parts_yaml(),
         ROOT / "infra/k8s/base/keda.yaml": keda_yaml(),
         ROOT / "infra/k8s/base/workflows.yaml": BUILT_IN.read_text(),
         ROOT / "infra/k8s/overlays/prod/images/kustomization.yaml": prod_images(),

@@ -54,8 +54,11 @@ SERVICE_SETTINGS: dict[str, list[type[BaseModel]]] = {
 WORKER_GROUPS = {
     queue.replace(".", "-").replace("_", "-"): (s, queue) for s in KINDS.services() for queue in KINDS.queues(s)
 }
-# The deployables: the orchestrator, the workers and the HTTP API.
-DEPLOYABLES = {Service.ORCHESTRATOR.value, "api", *WORKER_GROUPS}
+# The orchestrator's parts that run as Deployments of their own, from its image and with
+# its login (docs/decisions/0029).
+PARTS = {"relay", "projector"}
+# The deployables: the orchestrator and its parts, the workers and the HTTP API.
+DEPLOYABLES = {Service.ORCHESTRATOR.value, *PARTS, "api", *WORKER_GROUPS}
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed: cannot render")
 
@@ -195,7 +198,7 @@ def test_deployments_probe_real_paths_set_real_settings_and_outlast_the_stop(ove
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             probe_paths.add(container[probe]["httpGet"]["path"])
         assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
-        service = WORKER_GROUPS[name][0] if name in WORKER_GROUPS else name
+        service = login_of(deployment)
         known = setting_names(Settings).union(*(setting_names(s) for s in SERVICE_SETTINGS.get(service, [])))
         unknown = env_names(container, docs) - known
         assert not unknown, f"{name} sets variables no settings class reads: {sorted(unknown)}"
@@ -237,8 +240,11 @@ def secret_refs(workload: dict[str, Any]) -> set[str]:
 
 
 def login_of(workload: dict[str, Any]) -> str:
-    """The service a workload runs as: a worker Deployment per stream runs as its service."""
+    """The service a workload runs as: a worker Deployment per stream runs as its service,
+    a part of the orchestrator as the orchestrator."""
     name = workload["metadata"]["name"]
+    if name in PARTS:
+        return Service.ORCHESTRATOR.value
     return WORKER_GROUPS[name][0].value if name in WORKER_GROUPS else name
 
 

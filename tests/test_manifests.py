@@ -100,10 +100,17 @@ def test_a_kind_with_a_stream_of_its_own_gets_workers_and_scaling_of_its_own(mon
 
 
 def test_the_orchestrators_memory_limit_follows_its_caches_settings() -> None:
-    memory_mi = generator()["orchestrator_memory_mi"]
+    memory_mi, part_mi = generator()["orchestrator_memory_mi"], generator()["part_memory_mi"]
     empty, default, large = memory_mi(0, 0), memory_mi(), memory_mi(20_000, 20_000)
     assert empty < default < large
     assert default % 64 == 0
+    # The production layout: the orchestrator holds the saga cache, the projector its own,
+    # the relay none (docs/decisions/0029).
+    orchestrator, projector, relay = part_mi("orchestrator"), part_mi("projector"), part_mi("relay")
+    assert (orchestrator, projector, relay) == (memory_mi(projection_cache=0), memory_mi(saga_cache=0), empty)
     written = (ROOT / "infra/k8s/base/orchestrator.yaml").read_text()
-    assert f"memory: {default}Mi}}" in written
-    assert f"mem_limit: {default}m" in (ROOT / "docker-compose.yml").read_text()
+    assert f"memory: {orchestrator}Mi}}" in written
+    parts = (ROOT / "infra/k8s/base/orchestrator-parts.yaml").read_text()
+    assert f"memory: {projector}Mi}}" in parts and f"memory: {relay}Mi}}" in parts
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert all(f"mem_limit: {mi}m" in compose for mi in (orchestrator, projector, relay))

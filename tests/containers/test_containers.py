@@ -57,6 +57,8 @@ from tests.support.helpers import ROOT
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(900)]
 
 SERVICES = [s.value for s in Service]
+# The orchestrator's relay and projector, services of their own in the file (decision 0029).
+PARTS = ["relay", "projector"]
 COMPOSE_FILES = [ROOT / "docker-compose.yml", ROOT / "docker-compose.tls.yml"]
 PREFIX = os.environ.get("IMAGE_PREFIX", "localhost/alphasaga")
 TAG = os.environ.get("IMAGE_TAG", "latest")
@@ -338,7 +340,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, docker_host: str) -> Iterato
                 client.volumes.create(s.name(volume), labels=s.label)
         for service in s.project.order(run):
             s.start(service)
-        for service in [*SERVICES, "api"]:
+        for service in [*SERVICES, *PARTS, "api"]:
             s.wait_healthy(service)
         yield s
     finally:
@@ -452,7 +454,7 @@ def test_a_service_without_a_redis_url_exits_at_once_with_one_line_and_code_2(st
 
 
 def test_every_service_is_ready_and_the_host_reaches_only_what_the_file_publishes_on_loopback(stack: Stack) -> None:
-    for service in [*SERVICES, "api"]:
+    for service in [*SERVICES, *PARTS, "api"]:
         status, body = probe(stack.http_address(service), "/health/ready")
         assert status == 200, (service, body)
         checks = json.loads(body)["checks"]
