@@ -24,7 +24,7 @@ typer.core.HAS_RICH = False
 
 HELP = "AlphaSaga: automated trading-strategy research. Every command has --help with an example."
 
-# Each command, in the order --help lists them: the module of ``.commands`` that holds it
+# Each command (registered in this order): the module of ``.commands`` that holds it
 # and its name there (a typer app is a group of commands). A call builds only the command
 # it names: typer builds every parameter of every command it is given, 26 ms of a
 # status's 0.3 s for the forty of them (docs/decisions/0027).
@@ -62,6 +62,8 @@ def build(only: str | None = None) -> typer.Typer:
     app = typer.Typer(
         add_completion=False,
         no_args_is_help=True,
+        # click suggests a command for a mistyped one already; typer's own would say it twice.
+        suggest_commands=False,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
         help=HELP,

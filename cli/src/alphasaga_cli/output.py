@@ -49,13 +49,16 @@ def compact(value: Any, limit: int = 0) -> str:
 
 
 def table(columns: list[str], rows: list[list[str]]) -> None:
+    """The cells as they are: rich would read "[out of sample …]" in a verdict, or a path in
+    brackets in an error, as its markup, dropping it or failing on it."""
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     for name in columns:
         t.add_column(name, overflow="fold")
     for row in rows:
-        t.add_row(*row)
+        t.add_row(*(Text(cell) for cell in row))
     console().print(t)
 
 

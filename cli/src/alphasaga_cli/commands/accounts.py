@@ -17,9 +17,13 @@ from ..session import with_client
 if TYPE_CHECKING:
     from alphasaga_client import AlphaSaga
 
-users = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Users of the HTTP API.")
-keys = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="API keys for machines and agents.")
-audit = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="The audit log of the HTTP API.")
+users = typer.Typer(no_args_is_help=True, suggest_commands=False, rich_markup_mode=None, help="Users of the HTTP API.")
+keys = typer.Typer(
+    no_args_is_help=True, suggest_commands=False, rich_markup_mode=None, help="API keys for machines and agents."
+)
+audit = typer.Typer(
+    no_args_is_help=True, suggest_commands=False, rich_markup_mode=None, help="The audit log of the HTTP API."
+)
 
 RoleOpt = Annotated[str, typer.Option("--role", help="viewer, researcher or admin")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]

@@ -11,7 +11,10 @@ import typer
 from ..errors import CliError
 
 app = typer.Typer(
-    no_args_is_help=True, rich_markup_mode=None, help="Redis users and PostgreSQL roles, one per service."
+    no_args_is_help=True,
+    suggest_commands=False,
+    rich_markup_mode=None,
+    help="Redis users and PostgreSQL roles, one per service.",
 )
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     no_args_is_help=True,
+    suggest_commands=False,
     rich_markup_mode=None,
     help="Retention: finished sagas' events moved out of the hot table, whole and verified (docs/runbooks.md).",
 )

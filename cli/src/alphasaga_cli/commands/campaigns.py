@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from alphasaga_client import AlphaSaga, CampaignStatus
     from alphasaga_contracts.campaign import RankedTrial
 
-app = typer.Typer(no_args_is_help=True, help="Research campaigns: many sagas, one honest trial count.")
+app = typer.Typer(
+    no_args_is_help=True, suggest_commands=False, help="Research campaigns: many sagas, one honest trial count."
+)
 CampaignArg = Annotated[str, typer.Argument(help="Campaign id, or a unique prefix of it", show_default=False)]
 FAMILIES = ("trend_following", "mean_reversion")
 

@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     from alphasaga_client import AlphaSaga, DeadLetter
 
 app = typer.Typer(
-    no_args_is_help=True, rich_markup_mode=None, help="Dead letters: messages the services could not process."
+    no_args_is_help=True,
+    suggest_commands=False,
+    rich_markup_mode=None,
+    help="Dead letters: messages the services could not process.",
 )
 
 StreamOpt = Annotated[

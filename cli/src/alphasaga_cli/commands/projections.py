@@ -13,7 +13,9 @@ from ..session import with_client
 if TYPE_CHECKING:
     from alphasaga_client import AlphaSaga
 
-app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Read models derived from the event log.")
+app = typer.Typer(
+    no_args_is_help=True, suggest_commands=False, rich_markup_mode=None, help="Read models derived from the event log."
+)
 
 
 @app.command()
