@@ -473,7 +473,8 @@ def deployed() -> list[str]:
 def parts_yaml() -> str:
     """``infra/k8s/base/orchestrator-parts.yaml``: the relay and the projector, each a
     Deployment from the orchestrator's image with its login; two replicas, one of which
-    holds the part's lock and works while the other stands by."""
+    holds the part's lock and works while the other stands by, and a disruption budget
+    that keeps one through a drain (without a relay no command is sent)."""
     docs = []
     for part in PARTS:
         docs.append(
@@ -538,6 +539,15 @@ spec:
       volumes:
         - name: tmp
           emptyDir: {{sizeLimit: 64Mi}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {part}
+spec:
+  minAvailable: 1
+  selector:
+    matchLabels: {{app.kubernetes.io/name: {part}}}
 """
         )
     head = f"# {GENERATED}\n# The orchestrator's parts as Deployments of their own (docs/decisions/0029).\n"

@@ -213,9 +213,12 @@ def test_the_orchestrator_keeps_a_replica_through_disruptions_and_loads_its_work
     docs = render(overlay)
     orchestrator = of_kind(docs, "Deployment")["orchestrator"]
     assert orchestrator["spec"]["replicas"] == 2
-    (pdb,) = of_kind(docs, "PodDisruptionBudget").values()
-    assert pdb["spec"]["selector"]["matchLabels"] == orchestrator["spec"]["selector"]["matchLabels"]
-    assert pdb["spec"]["minAvailable"] == 1
+    budgets = of_kind(docs, "PodDisruptionBudget")
+    assert set(budgets) == {"orchestrator", *PARTS}  # a drain keeps one of each, and one relay sends
+    deployments = of_kind(docs, "Deployment")
+    for name, pdb in budgets.items():
+        assert pdb["spec"]["selector"]["matchLabels"] == deployments[name]["spec"]["selector"]["matchLabels"]
+        assert pdb["spec"]["minAvailable"] == 1 and deployments[name]["spec"]["replicas"] == 2
     # The workflow file the orchestrator is pointed at parses with its own loader.
     (config_map,) = (c for n, c in of_kind(docs, "ConfigMap").items() if n.startswith("alphasaga-workflows"))
     assert config_map["data"]["workflows.yaml"] == BUILT_IN.read_text(), "run `make manifests`"

@@ -14,6 +14,14 @@ from alphasaga_shared.runner import ServiceContext, run_service
 from . import bootstrap, projection
 
 PARTS = {"relay": outbox.main, "projector": projection.main}
+USAGE = """usage: python -m alphasaga_orchestrator [relay | projector]
+
+  (nothing)  the orchestrator, with the relay and the projector inside it unless
+             ALPHASAGA_RUN_RELAY=false / ALPHASAGA_RUN_PROJECTOR=false
+  relay      the outbox relay alone: sends committed commands to the streams
+  projector  the saga-list projector alone: keeps the read model of `alphasaga list`
+
+Settings come from ALPHASAGA_* variables (docs/deployment.md)."""
 
 
 async def setup(ctx: ServiceContext) -> None:
@@ -24,10 +32,12 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args:
         run_service("orchestrator", setup)
+    elif args in (["-h"], ["--help"]):
+        print(USAGE)
     elif len(args) == 1 and args[0] in PARTS:
         PARTS[args[0]]()
     else:
-        print(f"usage: python -m alphasaga_orchestrator [{' | '.join(PARTS)}]: got {' '.join(args)}", file=sys.stderr)
+        print(f"{USAGE}\n\nerror: unexpected argument(s): {' '.join(args)}", file=sys.stderr)
         sys.exit(2)
 
 
