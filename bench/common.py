@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,9 +51,9 @@ def _say_for_bench(line: str) -> None:
     print(line.replace("set ALPHASAGA_", "set ALPHASAGA_BENCH_"))
 
 
-def bench_settings(s: Servers, **overrides: object) -> Settings:
+def bench_settings(s: Servers, **overrides: Any) -> Settings:
     ns = f"bench{uuid.uuid4().hex[:8]}"
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "redis_url": s.redis_url,
         "database_url": s.database_url,
         "namespace": ns,

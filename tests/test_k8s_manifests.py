@@ -77,9 +77,9 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
 
 
-def setting_names(settings: type[BaseModel]) -> set[str]:
+def setting_names(settings: type[Any]) -> set[str]:
     # Settings reads the environment itself (decision 0027); the others through pydantic-settings.
-    prefix = str(settings.model_config.get("env_prefix", ENV_PREFIX)).upper()
+    prefix = str(getattr(settings, "model_config", {}).get("env_prefix", ENV_PREFIX)).upper()
     return {prefix + name.upper() for name in settings.model_fields}
 
 

@@ -27,8 +27,8 @@ import yaml
 
 from alphasaga_client import AlphaSaga
 from alphasaga_contracts import saga as sg
-from alphasaga_contracts.envelope import saga_trace_id
 from alphasaga_contracts.research import ResearchRequest
+from alphasaga_contracts.tracing import saga_trace_id
 from conftest import Servers
 from tests.support.helpers import ROOT, Proc, eventually
 from tests.support.observed import ObservedStack, free_port, observed_stack

@@ -161,5 +161,5 @@ async def test_a_service_runs_on_uvloop_when_asked(env: dict[str, str], tmp_path
 def test_an_unknown_event_loop_is_one_line_and_exit_2() -> None:
     code, err, _ = run([sys.executable, "-m", "alphasaga_backtest"], {"ALPHASAGA_EVENT_LOOP": "trio"})
     assert code == 2, err
-    expected = "ALPHASAGA_EVENT_LOOP: Input should be 'asyncio' or 'uvloop' (got 'trio')"
+    expected = "ALPHASAGA_EVENT_LOOP: Invalid enum value 'trio' (got 'trio')"
     assert err == f"alphasaga-backtest: invalid setting: {expected}", err

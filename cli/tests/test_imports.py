@@ -84,3 +84,18 @@ def test_the_help_a_mistake_or_no_command_get_every_command() -> None:
         [sys.executable, "-m", "alphasaga_cli", "statsu"], capture_output=True, text=True, timeout=120
     )
     assert mistaken.returncode == 2 and mistaken.stderr.count("Did you mean 'status'?") == 1, mistaken.stderr
+
+
+def test_status_and_list_load_no_pydantic() -> None:
+    """The settings (msgspec), the held-message board's read and the trace id shown need no
+    message model: pydantic and the models cost a status a quarter of its time (docs/cli.md)."""
+    loaded = loaded_after(
+        "from alphasaga_cli.imports import keep_lean\nkeep_lean()\n"
+        "import uuid\nimport alphasaga_cli.app, alphasaga_cli.commands.research\n"
+        "import alphasaga_shared.bus.redis_log, alphasaga_shared.held\n"
+        "from alphasaga_client.api import AlphaSaga\nfrom alphasaga_client.connections import load_settings\n"
+        "from alphasaga_cli.output import fields, print_json, trace_link\n"
+        "AlphaSaga(load_settings(), application_name='probe')\ntrace_link(uuid.uuid4(), '')"
+    )
+    assert "alphasaga_client.api" in loaded
+    assert not {m for m in loaded if m == "pydantic" or m.startswith(("pydantic.", "pydantic_core"))}

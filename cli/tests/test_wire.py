@@ -13,7 +13,8 @@ import redis.asyncio as aioredis
 
 from alphasaga_contracts import saga as sg
 from alphasaga_shared.config import Settings
-from alphasaga_shared.wire import as_text, decode, encode, envelope_for
+from alphasaga_shared.entries import as_text
+from alphasaga_shared.wire import decode, encode, envelope_for
 from cli.tests.clirunner import ALPHASAGA, alphasaga, assert_one_line_error
 from tests.support.helpers import ROOT, Proc, eventually
 

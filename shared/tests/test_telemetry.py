@@ -8,7 +8,7 @@ import logging
 import uuid
 
 from alphasaga_contracts import saga as sg
-from alphasaga_contracts.envelope import saga_trace_id
+from alphasaga_contracts.tracing import saga_trace_id
 from alphasaga_shared import telemetry
 from alphasaga_shared.telemetry import JsonFormatter, SpanIds
 from alphasaga_shared.wire import envelope_for

@@ -110,7 +110,7 @@ def trace_link(saga_id: Any, traceparent: str) -> str:
     set (e.g. http://localhost:16686)."""
     import os
 
-    from alphasaga_contracts.envelope import saga_trace_id
+    from alphasaga_contracts.tracing import saga_trace_id
 
     trace_id = saga_trace_id(saga_id, traceparent)
     jaeger = os.environ.get("ALPHASAGA_JAEGER_URL", "").rstrip("/")

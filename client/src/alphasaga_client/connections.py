@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from alphasaga_shared.config import Settings, redact
+from alphasaga_shared.config import InvalidSetting, Settings, redact
 from alphasaga_shared.errors import InvalidRequest, Unavailable
 
 if TYPE_CHECKING:
@@ -21,10 +19,8 @@ if TYPE_CHECKING:
 def load_settings() -> Settings:
     try:
         return Settings()
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = "ALPHASAGA_" + "_".join(str(p) for p in err["loc"]).upper()
-        raise InvalidRequest(f"invalid setting {name}: {err['msg']}") from None
+    except InvalidSetting as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 def _reason(exc: BaseException) -> str:

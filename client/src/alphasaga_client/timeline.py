@@ -63,7 +63,7 @@ def trace_id(saga_id: Any, rows: Sequence[RecordedEvent]) -> str:
     """The W3C trace id the saga is recorded in: its start's traceparent's, else the saga
     id's own 128 bits, as the orchestrator records it (``saga_trace_id``), so that a saga
     started without a trace still has one in Jaeger."""
-    from alphasaga_contracts.envelope import saga_trace_id
+    from alphasaga_contracts.tracing import saga_trace_id
 
     first = str(rows[0].data.get("traceparent") or "") if rows else ""
     return saga_trace_id(saga_id, first)

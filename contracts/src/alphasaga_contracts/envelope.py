@@ -117,18 +117,3 @@ def alias_types() -> dict[str, str]:
     """Former type name -> the type it reads as."""
     _load_messages()
     return {name: message_class(name).ALIAS_OF for name in sorted(_ALIASES)}
-
-
-def saga_trace_id(saga_id: Any, traceparent: str) -> str:
-    """The trace a saga is recorded in (32 hex digits): its start request's, when that
-    carried a valid ``traceparent``; otherwise the saga id's own 128 bits, so that a saga
-    started from redis-cli has a trace id anyone can work out from its id."""
-    parts = traceparent.split("-")
-    if len(parts) == 4 and len(parts[1]) == 32 and parts[1] != "0" * 32:
-        try:
-            int(parts[1], 16)
-        except ValueError:
-            pass
-        else:
-            return parts[1].lower()
-    return str(saga_id).replace("-", "").lower()

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from alphasaga_contracts import Message, Streams
 from alphasaga_contracts import saga as sg
-from alphasaga_contracts.envelope import saga_trace_id
+from alphasaga_contracts.tracing import saga_trace_id
 from alphasaga_orchestrator import observe
 from alphasaga_orchestrator.decide import Context, TimerFired, decide
 from alphasaga_orchestrator.plan import Plan

@@ -13,13 +13,12 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from . import telemetry
 from .bus import BusPort, open_bus, transport_of
 from .conditions import CONDITIONS, Conditions
-from .config import ConfigError, Settings, redact
+from .config import ConfigError, InvalidSetting, Settings, redact
 from .eventstore import EventStore
 from .eventstore.migrations import SchemaBehind
 from .health import HealthServer
@@ -260,12 +259,8 @@ def run_service(name: str, setup: Callable[[ServiceContext], Awaitable[None]]) -
     dependency is missing or unreachable, or a setting is invalid."""
     try:
         settings = Settings()
-    except ValidationError as exc:
-        wrong = "; ".join(
-            f"ALPHASAGA_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e['input']!r})"
-            for e in exc.errors()
-        )
-        print(f"alphasaga-{name}: invalid setting: {wrong}", file=sys.stderr)
+    except InvalidSetting as exc:
+        print(f"alphasaga-{name}: invalid setting: {exc.name}: {exc.reason} (got {exc.value!r})", file=sys.stderr)
         sys.exit(2)
     telemetry.setup_logging(name, settings.log_level)
     telemetry.setup_tracing(name, settings.otlp_endpoint, settings.trace_sample_ratio)

@@ -125,16 +125,6 @@ def cap_text(text: str, limit: int, what: str) -> str:
     return f"{text[:limit]}… ({what} of {len(text):,} characters cut to {limit:,})"
 
 
-def as_text(raw: dict[bytes, bytes] | dict[str, str]) -> dict[str, str]:
-    """Entry fields as text; undecodable bytes become U+FFFD so the error can be shown."""
-    out: dict[str, str] = {}
-    for key, value in raw.items():
-        k = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-        v = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        out[k] = v
-    return out
-
-
 def decode(fields: dict[str, str]) -> Envelope:
     """Validate an entry's fields against the wire format and the message's contract."""
     missing = [name for name in REQUIRED if not fields.get(name)]

@@ -21,7 +21,7 @@ from typing import Any
 
 from alphasaga_contracts import SagaState
 from alphasaga_contracts import saga as sg
-from alphasaga_contracts.envelope import saga_trace_id
+from alphasaga_contracts.tracing import saga_trace_id
 from alphasaga_saga.aggregate import Saga
 from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.telemetry import SpanIds

@@ -25,8 +25,9 @@ from redis.exceptions import ResponseError
 
 from .. import metrics
 from ..config import Settings
+from ..entries import as_text
 from ..loops import run_forever
-from ..wire import Delivery, as_text
+from ..wire import Delivery
 from .groups import GroupKeeper, is_group_gone
 
 log = logging.getLogger("alphasaga_shared.bus")

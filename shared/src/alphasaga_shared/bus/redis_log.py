@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from ..entries import as_text
 from ..held import held_key
 from ..sentinel import Sentinel
-from ..wire import as_text
 
 if TYPE_CHECKING:  # the consumer side's module (metrics, tracing): loaded only where a group is described
     from ..config import Settings

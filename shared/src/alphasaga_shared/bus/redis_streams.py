@@ -37,11 +37,12 @@ from redis.typing import EncodableT
 
 from .. import metrics
 from ..config import Settings
+from ..entries import as_text
 from ..held import Held, held_key
 from ..outages import OUTAGES, STORES, Span
 from ..sentinel import Sentinel
 from ..streamstats import WATCHED, StreamStats
-from ..wire import Delivery, Outgoing, as_text, cap_text
+from ..wire import Delivery, Outgoing, cap_text
 from . import chain as ch
 from .assembly import (
     Counters,
