@@ -285,7 +285,8 @@ spec:
 
 
 def _probes_limits_and_volumes(d: Deploy) -> str:
-    """The part of a worker's pod that is the same for every worker but its sizes."""
+    """The part of a worker's pod (or an orchestrator's part's) that is the same for every
+    one but its sizes."""
     return f"""          startupProbe:
             httpGet: {{path: /health/startup, port: http}}
             periodSeconds: 5
@@ -477,6 +478,7 @@ def parts_yaml() -> str:
     that keeps one through a drain (without a relay no command is sent)."""
     docs = []
     for part in PARTS:
+        sizes = Deploy(cpu=("100m", "1"), memory=("128Mi", f"{part_memory_mi(part)}Mi"), tmp="64Mi")
         docs.append(
             f"""apiVersion: apps/v1
 kind: Deployment
@@ -513,33 +515,7 @@ spec:
           envFrom:
             - configMapRef: {{name: alphasaga-settings}}
             - secretRef: {{name: alphasaga-login-orchestrator}}
-          startupProbe:
-            httpGet: {{path: /health/startup, port: http}}
-            periodSeconds: 5
-            failureThreshold: 36
-          livenessProbe:
-            httpGet: {{path: /health/live, port: http}}
-            periodSeconds: 10
-            timeoutSeconds: 3
-            failureThreshold: 3
-          readinessProbe:
-            httpGet: {{path: /health/ready, port: http}}
-            periodSeconds: 5
-            timeoutSeconds: 3
-            failureThreshold: 2
-          resources:
-            requests: {{cpu: 100m, memory: 128Mi}}
-            limits: {{cpu: "1", memory: {part_memory_mi(part)}Mi}}
-          securityContext:
-            allowPrivilegeEscalation: false
-            readOnlyRootFilesystem: true
-            capabilities: {{drop: [ALL]}}
-          volumeMounts:
-            - {{name: tmp, mountPath: /tmp}}
-      volumes:
-        - name: tmp
-          emptyDir: {{sizeLimit: 64Mi}}
----
+{_probes_limits_and_volumes(sizes)}---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
