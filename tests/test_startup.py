@@ -163,3 +163,10 @@ def test_an_unknown_event_loop_is_one_line_and_exit_2() -> None:
     assert code == 2, err
     expected = "ALPHASAGA_EVENT_LOOP: Invalid enum value 'trio' (got 'trio')"
     assert err == f"alphasaga-backtest: invalid setting: {expected}", err
+
+
+@pytest.mark.parametrize(("module", "name"), [("alphasaga_api", "api"), ("alphasaga_api.owner", "migrate")])
+def test_the_api_and_the_owner_step_refuse_a_wrong_setting_in_one_line(module: str, name: str) -> None:
+    code, err, _ = run([sys.executable, "-m", module], {"ALPHASAGA_MAX_RECORDS": "0"})
+    assert code == 2, err
+    assert err == f"alphasaga-{name}: invalid setting ALPHASAGA_MAX_RECORDS: Expected `int` >= 1 (got '0')", err

@@ -22,7 +22,12 @@ async def _servers_reachable(redis_url: str, database_url: str, settings: Settin
 def main() -> None:
     import uvicorn
 
-    settings, api = Settings(), ApiSettings()
+    try:
+        settings = Settings()
+    except ConfigError as exc:  # a wrong ALPHASAGA_* value: one line, as every service says it
+        print(f"alphasaga-api: {exc}", file=sys.stderr)
+        sys.exit(2)
+    api = ApiSettings()
     telemetry.setup_logging("api", settings.log_level)
     try:
         redis_url, database_url = runner.required_urls(settings)

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 
 from alphasaga_accounts.roles import TABLES as ACCOUNT_TABLES
-from alphasaga_shared.config import Settings, redact
+from alphasaga_shared.config import ConfigError, Settings, redact
 from alphasaga_shared.eventstore.roles import EVENT_STORE, provision
 from alphasaga_shared.mounted import read_secret_files
 
@@ -38,7 +38,11 @@ async def run(settings: Settings, prefix: str, logins: dict[str, str]) -> list[s
 
 
 def main() -> None:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ConfigError as exc:
+        print(f"alphasaga-migrate: {exc}", file=sys.stderr)
+        sys.exit(2)
     prefix = os.environ.get("ALPHASAGA_ROLE_PREFIX", DEFAULT_PREFIX)
     directory = os.environ.get("ALPHASAGA_LOGINS_DIR")
     try:
