@@ -257,9 +257,23 @@ spec:
   revisionHistoryLimit: 5
   selector:
     matchLabels: {{app.kubernetes.io/name: {group.name}}}
-  template:
+{_pod_template_head(group.name)}      containers:
+        - name: {group.name}
+          image: localhost/alphasaga/{group.service}:latest
+          imagePullPolicy: IfNotPresent
+          ports: [{{name: http, containerPort: 8000}}]
+          envFrom:
+            - configMapRef: {{name: alphasaga-settings}}
+            # Its own Redis user and PostgreSQL role (docs/security.md), by reference only.
+            - secretRef: {{name: {login_secret(group.service.value)}}}
+{env}{_probes_limits_and_volumes(d)}"""
+
+
+def _pod_template_head(name: str) -> str:
+    """A Deployment's pod template up to its containers, the same for every one of ours."""
+    return f"""  template:
     metadata:
-      labels: {{app.kubernetes.io/name: {group.name}}}
+      labels: {{app.kubernetes.io/name: {name}}}
       annotations: {{prometheus.io/scrape: "true", prometheus.io/port: "8000", prometheus.io/path: /metrics}}
     spec:
       # Longer than the service's own stop: each of its parts has a 5 s deadline
@@ -272,16 +286,7 @@ spec:
         runAsGroup: 10001
         fsGroup: 10001
         seccompProfile: {{type: RuntimeDefault}}
-      containers:
-        - name: {group.name}
-          image: localhost/alphasaga/{group.service}:latest
-          imagePullPolicy: IfNotPresent
-          ports: [{{name: http, containerPort: 8000}}]
-          envFrom:
-            - configMapRef: {{name: alphasaga-settings}}
-            # Its own Redis user and PostgreSQL role (docs/security.md), by reference only.
-            - secretRef: {{name: {login_secret(group.service.value)}}}
-{env}{_probes_limits_and_volumes(d)}"""
+"""
 
 
 def _probes_limits_and_volumes(d: Deploy) -> str:
@@ -493,20 +498,7 @@ spec:
     rollingUpdate: {{maxUnavailable: 0, maxSurge: 1}}
   selector:
     matchLabels: {{app.kubernetes.io/name: {part}}}
-  template:
-    metadata:
-      labels: {{app.kubernetes.io/name: {part}}}
-      annotations: {{prometheus.io/scrape: "true", prometheus.io/port: "8000", prometheus.io/path: /metrics}}
-    spec:
-      terminationGracePeriodSeconds: 45
-      automountServiceAccountToken: false
-      securityContext:
-        runAsNonRoot: true
-        runAsUser: 10001
-        runAsGroup: 10001
-        fsGroup: 10001
-        seccompProfile: {{type: RuntimeDefault}}
-      containers:
+{_pod_template_head(part)}      containers:
         - name: {part}
           image: localhost/alphasaga/orchestrator:latest
           imagePullPolicy: IfNotPresent

@@ -262,6 +262,32 @@ def test_status_and_list_read_the_projection(
     assert text.code == 0 and "ROLLED_BACK" in text.out and "ml failed" in text.out
 
 
+def test_the_status_of_an_ended_saga_shows_nothing_held_for_it(
+    servers: Servers, stack: Stack, cli_env: dict[str, str], completed: tuple[Result, str]
+) -> None:
+    """A saga that has ended waits for nothing: a copy a service still holds of one of its
+    messages is not shown (and the status reads no Redis for it; docs/cli.md)."""
+    import dataclasses
+    import time
+
+    import redis
+
+    from alphasaga_shared.held import Held, held_key
+
+    _, saga_id = completed
+    held = Held("ml", "ml-1", "ml.TrainModel", "ml", "PostgreSQL", time.time())
+    client = redis.Redis.from_url(servers.redis_url)
+    client.hset(held_key(stack.settings.namespace, saga_id), "1-0", json.dumps(dataclasses.asdict(held)))
+    try:
+        shown = alphasaga(cli_env, "status", saga_id, "--json").json()
+        text = alphasaga(cli_env, "status", saga_id)
+    finally:
+        client.delete(held_key(stack.settings.namespace, saga_id))
+        client.close()
+    assert shown["state"] == "COMPLETED" and shown["waiting"] == []
+    assert text.code == 0 and "waiting" not in text.out and "COMPLETED" in text.out
+
+
 def test_events_filters_the_global_log_by_saga_and_type(
     cli_env: dict[str, str], rolled_back: tuple[Result, str]
 ) -> None:
