@@ -7,6 +7,7 @@ denied`` (or a row policy's refusal, or an append-only trigger's) for every othe
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import subprocess
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
 from alphasaga_accounts.ratelimits import PostgresCounters
 from alphasaga_accounts.roles import GRANTS as ACCOUNT_GRANTS
@@ -25,13 +27,17 @@ from alphasaga_accounts.store import AccountStore, migrate_accounts
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_contracts.steps import KINDS
-from alphasaga_shared.eventstore import EventStore, outbox_stream
+from alphasaga_shared.bus.redis_log import RedisLog
+from alphasaga_shared.config import Settings
+from alphasaga_shared.eventstore import EventStore, outbox_channel, outbox_stream
 from alphasaga_shared.eventstore.artifacts import ArtifactStore
 from alphasaga_shared.eventstore.migrations import SchemaBehind
 from alphasaga_shared.eventstore.roles import GRANTS, render
-from alphasaga_shared.outbox_rows import outbox_events
+from alphasaga_shared.outbox import Relay
+from alphasaga_shared.outbox_rows import notices, outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 from conftest import Servers
+from tests.support.helpers import eventually
 
 ORCHESTRATOR, API, ARCHIVE = "orchestrator", "api", "archive"
 WORKERS = frozenset(w.value for w in KINDS.services())
@@ -211,6 +217,50 @@ async def test_the_workers_and_the_front_ends_own_code_runs_on_their_roles(
         assert [await counters.count("login:x", 7) for _ in range(2)] == [1, 2]
     finally:
         await front.close()
+
+
+async def test_a_relay_publishes_what_notices_carry_only_from_sessions_of_its_own_role(
+    roles: dict[str, str], store: EventStore, schema: str, servers: Servers, redis: aioredis.Redis, namespace: str
+) -> None:
+    """Any role may NOTIFY, so a notice carrying outbox rows (docs/decisions/0030) counts only
+    from a session of the relay's own role, the orchestrator's: the front ends' role, which
+    may add only starts to the outbox, cannot have a relay publish a saga's end by notice."""
+    async with store.pool.acquire() as conn:
+        for role in (roles[ORCHESTRATOR], roles[API]):
+            await conn.execute(f'ALTER ROLE "{role}" LOGIN')
+    stream = f"{namespace}:evt:sagas"
+
+    def notice_of_an_end() -> tuple[str, str]:
+        saga_id = uuid.uuid4()
+        end = envelope_for(sg.SagaCompleted(saga_id=saga_id, outputs={}), correlation_id=str(saga_id))
+        return end.message_id, notices(outbox_events([Outgoing(stream, end)]))[0]
+
+    relay_store = await EventStore.connect(role_url(servers.database_url, roles[ORCHESTRATOR]), schema, max_size=2)
+    relay = Relay(relay_store, RedisLog(redis, Settings()), poll_ms=20)
+    task = asyncio.create_task(relay.run())
+    senders = {who: await asyncpg.connect(role_url(servers.database_url, roles[who])) for who in (API, ORCHESTRATOR)}
+    try:
+        await eventually(lambda: _holding(relay), timeout=30)
+        _, forged_notice = notice_of_an_end()
+        trusted, trusted_notice = notice_of_an_end()
+        await senders[API].execute("SELECT pg_notify($1, $2)", outbox_channel(schema), forged_notice)
+        await senders[ORCHESTRATOR].execute("SELECT pg_notify($1, $2)", outbox_channel(schema), trusted_notice)
+
+        async def published() -> list[str]:
+            return [f[b"message_id"].decode() for _, f in await redis.xrange(stream)]
+
+        await eventually(published, timeout=30)  # the trusted one, sent after the forged one
+        assert await published() == [trusted], "the front end's notice is not published"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for conn in senders.values():
+            await conn.close()
+        await relay_store.close()
+
+
+async def _holding(relay: Relay) -> bool:
+    return relay.holding
 
 
 async def test_the_owner_step_migrates_grants_and_gives_logins_to_the_roles_named(

@@ -4,7 +4,9 @@ is published again (at least once) and the consumer's inbox drops the duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -93,32 +95,71 @@ async def test_a_relay_in_another_process_is_woken_by_the_commit_not_its_poll(
         assert relay.stop() == 0, relay.text()
 
 
-async def test_a_commit_held_back_behind_an_older_running_transaction_is_published_once_that_ends(
-    settings: Settings, env: dict[str, str], redis: aioredis.Redis, store: EventStore, tmp_path: Path
-) -> None:
-    """The NOTIFY of a commit can come while the tail may not read it yet (a transaction
-    that began before it still runs, anywhere on the server): the relay must look again
-    soon, not wait for its poll."""
-    relay = Proc.module("alphasaga_shared.outbox", {**env, "ALPHASAGA_RELAY_POLL_MS": "600000"}, tmp_path / "r.log")
+@contextlib.asynccontextmanager
+async def relay_held_back(
+    settings: Settings, env: dict[str, str], tmp_path: Path, poll_ms: int
+) -> AsyncIterator[asyncpg.transaction.Transaction]:
+    """A relay in another process whose tail is held back: a transaction that has an id,
+    begun before anything the test commits, runs until the test rolls it back (yielded)."""
+    relay = Proc.module("alphasaga_shared.outbox", {**env, "ALPHASAGA_RELAY_POLL_MS": str(poll_ms)}, tmp_path / "r.log")
     blocker = await asyncpg.connect(settings.database_url)
     try:
         await relay.wait_for("relay is publishing the outbox", timeout=60)
         held = blocker.transaction()
         await held.start()
         await blocker.fetchval("SELECT pg_current_xact_id()")  # it has an id: the tail waits for it
-        target = await start_a_saga(store, settings)
-        await asyncio.sleep(0.5)
-        assert await redis.xlen(target) == 0, "the tail held the commit back"
-        await held.rollback()
-        await eventually(lambda: _xlen_at_least(redis, target, 1), timeout=30)
+        yield held
     finally:
         await blocker.close()
         assert relay.stop() == 0, relay.text()
 
 
+async def test_a_commit_held_back_behind_an_older_running_transaction_is_published_once_that_ends(
+    settings: Settings, env: dict[str, str], redis: aioredis.Redis, store: EventStore, tmp_path: Path
+) -> None:
+    """The NOTIFY of a commit can come while the tail may not read it yet (a transaction
+    that began before it still runs, anywhere on the server): the relay must look again
+    soon, not wait for its poll. A NOTIFY that carries no rows, as for a row too large for
+    one (``outbox_rows.notices``)."""
+    async with relay_held_back(settings, env, tmp_path, poll_ms=600_000) as held:
+        target = await record_a_start(store, settings)
+        await asyncio.sleep(0.5)
+        assert await redis.xlen(target) == 0, "the tail held the commit back"
+        await held.rollback()
+        await eventually(lambda: _xlen_at_least(redis, target, 1), timeout=30)
+
+
+async def test_a_commit_whose_notify_carries_its_rows_is_published_at_once_even_when_held_back_and_once(
+    settings: Settings, env: dict[str, str], redis: aioredis.Redis, store: EventStore, tmp_path: Path
+) -> None:
+    """An orchestrator's commit carries its rows in its NOTIFY: the relay in another process
+    publishes them without waiting for the tail, and the tail, once it may read them,
+    does not publish them again."""
+    async with relay_held_back(settings, env, tmp_path, poll_ms=50) as held:
+        target = await start_a_saga(store, settings)
+        await eventually(lambda: _xlen_at_least(redis, target, 1), timeout=30)
+        await held.rollback()
+        await eventually(lambda: _position_saved(store), timeout=10)  # the tail has passed it
+        await asyncio.sleep(0.3)
+        assert await redis.xlen(target) == 1, "published once"
+
+
+async def record_a_start(store: EventStore, settings: Settings) -> str:
+    """Record a start in the outbox with a NOTIFY that carries no rows; returns the stream
+    it goes to."""
+    saga_id = uuid.uuid4()
+    start = sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))
+    target = settings.streams.commands(Service.ORCHESTRATOR)
+    async with store.transaction() as conn:
+        rows = outbox_events([Outgoing(target, envelope_for(start, correlation_id=str(saga_id)))])
+        await store.append(outbox_stream(str(saga_id)), rows, expected_version=None, conn=conn)
+        await store.notify_outbox(conn)
+    return target
+
+
 async def start_a_saga(store: EventStore, settings: Settings) -> str:
     """Commit a saga's start, as an orchestrator without a relay of its own does (with a
-    NOTIFY); returns the stream its first command goes to."""
+    NOTIFY carrying its rows); returns the stream its first command goes to."""
     orchestrator = bootstrap.orchestrator(store, settings)
     saga_id = uuid.uuid4()
     start = sg.StartResearch(saga_id=saga_id, request=ResearchRequest(dataset="sp500"))

@@ -1,21 +1,24 @@
-"""The relay's direct path: rows the lock holder has just committed go to Redis at once,
-the tail skips them, and rows whose direct publish failed are still published."""
+"""The relay's direct paths: rows the lock holder has just committed, and rows a commit
+elsewhere carried in its NOTIFY, go to Redis at once; the tail skips them, and rows whose
+direct publish failed are still published."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
+from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from alphasaga_contracts import saga as sg
 from alphasaga_contracts.research import ResearchRequest
 from alphasaga_shared.bus.redis_log import RedisLog
 from alphasaga_shared.config import Settings
-from alphasaga_shared.eventstore import START, EventStore, NewEvent, outbox_stream
+from alphasaga_shared.eventstore import START, EventStore, NewEvent, RecordedEvent, outbox_channel, outbox_stream
 from alphasaga_shared.outbox import RELAY_LOCK, RELAY_POSITION, Relay
-from alphasaga_shared.outbox_rows import outbox_events
+from alphasaga_shared.outbox_rows import notices, outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 from tests.support.helpers import eventually
 from tests.support.sessions import terminate_lock_holder
@@ -49,8 +52,8 @@ async def published_by_the_tail(redis: aioredis.Redis, stream: str, rows: list[N
     return sorted(await entries(redis, stream))
 
 
-async def held_relay(store: EventStore, redis: aioredis.Redis) -> tuple[Relay, asyncio.Task[None]]:
-    relay = Relay(store, RedisLog(redis, Settings()), poll_ms=20, save_every_ms=0)
+async def held_relay(store: EventStore, redis: aioredis.Redis, poll_ms: int = 20) -> tuple[Relay, asyncio.Task[None]]:
+    relay = Relay(store, RedisLog(redis, Settings()), poll_ms=poll_ms, save_every_ms=0)
     task = asyncio.create_task(relay.run())
     for _ in range(200):
         if relay.holding:
@@ -78,6 +81,61 @@ async def test_directly_published_rows_are_not_published_again_by_the_tail(
         await asyncio.sleep(0.2)  # several tail passes over the committed rows
         assert len(await entries(redis, stream)) == 5, "the tail skipped what was published directly"
         assert not relay._claimed, "every claim was met by the tail"
+    finally:
+        await stop(relay, task)
+
+
+async def commit_elsewhere(store: EventStore, rows: list[NewEvent], payloads: list[str]) -> None:
+    """Commit ``rows`` as an orchestrator that does not hold the relay lock does: with
+    NOTIFYs carrying ``payloads``."""
+    async with store.transaction() as conn:
+        await store.append(outbox_stream("notice-test"), rows, expected_version=None, conn=conn)
+        await store.notify_outbox(conn, payloads)
+
+
+async def test_rows_a_commit_elsewhere_carries_in_its_notify_are_published_without_being_read_back(
+    store: EventStore, redis: aioredis.Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = f"{namespace}:cmd:orchestrator"
+    relay, task = await held_relay(store, redis, poll_ms=600_000)  # only a NOTIFY wakes it
+    read_back: list[int] = []
+    by_positions = store.by_positions
+
+    async def recorded(positions: list[int], **kwargs: Any) -> list[RecordedEvent]:
+        read_back.extend(positions)
+        return await by_positions(positions, **kwargs)
+
+    monkeypatch.setattr(store, "by_positions", recorded)
+    try:
+        await asyncio.sleep(0.2)  # past its first pass, into its wait
+        rows = rows_for(stream, 3)
+        await commit_elsewhere(store, rows, notices(rows))
+        assert await published_by_the_tail(redis, stream, rows) == sorted(r.metadata["message_id"] for r in rows)
+        assert read_back == [], "rows carried by the NOTIFY are not read back"
+
+        async def all_met() -> bool:
+            return not relay._claimed
+
+        await eventually(all_met, timeout=10)  # the tail met them all, as claimed
+    finally:
+        await stop(relay, task)
+
+
+async def test_a_notice_of_rows_the_tail_has_published_publishes_nothing_more(
+    store: EventStore, redis: aioredis.Redis, namespace: str
+) -> None:
+    """A NOTIFY can reach the relay after its tail read the commit (the server sends it at
+    the end of the tail's query): its rows must not go out twice."""
+    stream = f"{namespace}:cmd:orchestrator"
+    relay, task = await held_relay(store, redis)
+    try:
+        rows = rows_for(stream, 5)
+        await commit_elsewhere(store, rows, [""])  # a plain wake-up: the tail publishes them
+        assert await published_by_the_tail(redis, stream, rows) == sorted(r.metadata["message_id"] for r in rows)
+        async with store.pool.acquire() as conn:  # their notice, late
+            await conn.execute("SELECT pg_notify($1, $2)", outbox_channel(store.schema), notices(rows)[0])
+        await asyncio.sleep(0.3)
+        assert len(await entries(redis, stream)) == 5, "published once"
     finally:
         await stop(relay, task)
 

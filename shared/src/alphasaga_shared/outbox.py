@@ -30,7 +30,7 @@ from .eventstore import (
     outbox_channel,
 )
 from .loops import Outage, retrying
-from .outbox_rows import wire_fields
+from .outbox_rows import read_notice, wire_fields
 
 if TYPE_CHECKING:  # the bus's modules load faststream and the transports' clients
     from .bus.transport import EntrySink
@@ -56,6 +56,15 @@ SETTLE_WAIT_S = 0.2
 CLAIM_TTL_S = 60.0
 # How often the lock holder asks whether Redis forgot what it published (sentinel.py).
 SENTINEL_CHECK_S = 1.0
+# Notices (NOTIFYs carrying rows) kept while the relay is busy; past this the rows are
+# left to the tail, which reads every committed row anyway.
+MAX_NOTICES = 10_000
+# How long a verdict on whether a NOTIFY's sender may speak for the outbox is kept (a
+# backend's pid is reused only after it ended; a verdict is looked up again after this).
+SENDER_VERDICT_S = 30.0
+# How long the ids of rows the tail published are remembered, so that a notice met after
+# the tail had read its rows does not publish them again (it comes within a pass).
+TAILED_TTL_S = 10.0
 
 
 @dataclass(slots=True)
@@ -87,8 +96,15 @@ class Relay:
     its lock, so a cut of the pool's sessions does not stop it, and each holder bumps the
     checkpoint's epoch: a relay that lost the lock cannot overwrite what its successor read.
 
+    A small commit in a process that does not hold the lock carries its rows in its NOTIFY
+    (``outbox_rows.notices``), and the holder publishes them from there, claimed as a direct
+    publish is, without reading them back (docs/decisions/0030). Such a notice is trusted
+    only from a session of the relay's own database role: any role may NOTIFY, and the
+    front ends' may add only starts to the outbox. The tail still reads every row's
+    position and publishes whatever no notice brought.
+
     Rows reach Redis in commit order per saga, as each decision follows the reply to the
-    previous one; across sagas the two paths may interleave.
+    previous one; across sagas the paths may interleave.
     """
 
     def __init__(
@@ -123,6 +139,11 @@ class Relay:
         self._claimed: dict[uuid.UUID, _Claim] = {}
         self._skipped_unconfirmed: set[uuid.UUID] = set()
         self._handed_back: list[tuple[str, dict[str, str]]] = []
+        # Notices: (sender's pid, payload) not yet published; whether each sender's role may
+        # speak for the outbox, and since when that is known; rows the tail published lately.
+        self._notices: list[tuple[int, str]] = []
+        self._senders: dict[int, tuple[bool, float]] = {}
+        self._tailed: dict[uuid.UUID, float] = {}  # in the order published, so the oldest first
         # A test's hook between publishing and saving the position (the crash test exits there).
         self._after_publish = after_publish
         # Whether Redis forgot (None: not watched, for tests of the publishing paths alone).
@@ -152,29 +173,29 @@ class Relay:
             yield claimed
         except BaseException:
             if claimed:  # committed or not: if the tail met them they were, and it publishes them
-                self._unclaim(rows)
+                self._unclaim([(row.event_id, *wire_fields(row)) for row in rows])
             raise
         if claimed:
-            await self._publish_claimed(rows)
+            await self._publish_claimed([(row.event_id, *wire_fields(row)) for row in rows])
         elif rows:
             self.wake()  # the tail publishes them (here, or in the lock holder, via NOTIFY)
 
-    def _unclaim(self, rows: Sequence[NewEvent]) -> None:
+    def _unclaim(self, rows: Sequence[tuple[uuid.UUID, str, dict[str, str]]]) -> None:
         """Leave claimed rows to the tail; hand back those it has already passed over."""
-        for row in rows:
-            if self._claimed.pop(row.event_id, None) is None and row.event_id in self._skipped_unconfirmed:
-                self._skipped_unconfirmed.discard(row.event_id)
-                self._handed_back.append(wire_fields(row))
+        for event_id, stream, fields in rows:
+            if self._claimed.pop(event_id, None) is None and event_id in self._skipped_unconfirmed:
+                self._skipped_unconfirmed.discard(event_id)
+                self._handed_back.append((stream, fields))
         self.wake()
 
-    async def _publish_claimed(self, rows: Sequence[NewEvent]) -> None:
+    async def _publish_claimed(self, rows: Sequence[tuple[uuid.UUID, str, dict[str, str]]]) -> None:
+        """Publish claimed rows (event id, stream, entry fields); on failure leave them to the tail."""
         if not self._holding:  # the lock was lost during the commit: one relay publishes at a time
             self._unclaim(rows)
             return
-        fields = [wire_fields(row) for row in rows]
         try:
             with telemetry.span("relay publish"):
-                await self.sink.publish_entries(fields)
+                await self.sink.publish_entries([(stream, fields) for _, stream, fields in rows])
         except BaseException as exc:  # Redis down, cancelled, or a bug: the tail publishes them
             log.warning("direct publish of %d outbox rows failed, left to the relay's tail: %r", len(rows), exc)
             self._unclaim(rows)
@@ -182,11 +203,47 @@ class Relay:
                 raise
             return
         metrics.RELAYED.inc(len(rows))
-        for row in rows:
-            claim = self._claimed.get(row.event_id)
+        for event_id, _, _ in rows:
+            claim = self._claimed.get(event_id)
             if claim is not None:
                 claim.published = True
-            self._skipped_unconfirmed.discard(row.event_id)
+            self._skipped_unconfirmed.discard(event_id)
+
+    async def _publish_notices(self) -> None:
+        """Publish the rows that commits of other processes carried in their NOTIFYs, claimed
+        as a direct publish's are, leaving out those the tail or a claim got to first."""
+        notices, self._notices = self._notices, []
+        if not self._holding:
+            return
+        trusted = await self._trusted_senders({pid for pid, _ in notices})
+        now = time.monotonic()
+        rows: list[tuple[uuid.UUID, str, dict[str, str]]] = []
+        for pid, payload in notices:
+            if pid not in trusted:
+                continue
+            try:
+                carried = read_notice(payload)
+            except ValueError as exc:  # left to the tail, as every row is
+                log.warning("an outbox notice from backend %d is not one: %s", pid, exc)
+                continue
+            for row in carried:
+                if row[0] not in self._claimed and row[0] not in self._tailed:
+                    self._claimed[row[0]] = _Claim(now)
+                    rows.append(row)
+        if rows:
+            await self._publish_claimed(rows)
+
+    async def _trusted_senders(self, pids: set[int]) -> set[int]:
+        """Which of these backends log in as this relay's own role (looked up once in a while)."""
+        now = time.monotonic()
+        unknown = [p for p in pids if p not in self._senders or now - self._senders[p][1] >= SENDER_VERDICT_S]
+        if unknown:
+            same = await self.store.same_role_sessions(unknown, conn=self._session)
+            for pid in unknown:
+                self._senders[pid] = (pid in same, now)
+            if len(self._senders) > MAX_NOTICES:
+                self._senders = {p: v for p, v in self._senders.items() if now - v[1] < SENDER_VERDICT_S}
+        return {pid for pid in pids if self._senders[pid][0]}
 
     async def measure_backlog(self) -> None:
         """Set the outbox backlog gauge (on scrape), from the relay that holds the lock."""
@@ -202,8 +259,10 @@ class Relay:
         """A hint that new rows were committed (in-process); polling still runs."""
         self._wake.set()
 
-    def _notified(self, *_: object) -> None:
-        """NOTIFY from an orchestrator commit in any process: the same hint."""
+    def _notified(self, _conn: object, pid: int, _channel: str, payload: object) -> None:
+        """NOTIFY from a commit in any process: the same hint, and the rows it may carry."""
+        if isinstance(payload, str) and payload and self._holding and len(self._notices) < MAX_NOTICES:
+            self._notices.append((pid, payload))
         self._wake.set()
 
     def _resume(self, checkpoint: Checkpoint) -> None:
@@ -216,6 +275,8 @@ class Relay:
             self._position = checkpoint.position
             self._handed_back.clear()
             self._skipped_unconfirmed.clear()
+        self._notices.clear()
+        self._tailed.clear()
         now = time.monotonic()
         for event_id in checkpoint.published_ahead:
             self._claimed.setdefault(event_id, _Claim(now, published=True))
@@ -255,10 +316,14 @@ class Relay:
         unclaimed = self._pass_over_claimed(refs)
         handed_back, self._handed_back = self._handed_back, []
         to_publish = list(handed_back)
+        tailed: list[uuid.UUID] = []
         if unclaimed:
-            to_publish += [wire_fields(row) for row in await self.store.by_positions(unclaimed, conn=self._session)]
+            read = await self.store.by_positions(unclaimed, conn=self._session)
+            to_publish += [wire_fields(row) for row in read]
+            tailed = [row.event_id for row in read]
         if to_publish:
             await self._send(to_publish, handed_back)
+        self._remember_tailed(tailed)
         self._ended_streams.update(ref.stream_id for ref in refs if ref.type in self._ended_types)
         if refs:
             self._position = refs[-1].position
@@ -266,6 +331,18 @@ class Relay:
         if time.monotonic() - self._saved_at >= self.save_every_s:
             await self.save(self._session)
         return len(refs)
+
+    def _remember_tailed(self, published: Sequence[uuid.UUID]) -> None:
+        """Remember the rows the tail published for a while: a notice carrying them may still
+        be on its way (its NOTIFY can follow the read that met the commit)."""
+        now = time.monotonic()
+        self._tailed.update(dict.fromkeys(published, now))
+        cutoff = now - TAILED_TTL_S
+        while self._tailed:
+            oldest = next(iter(self._tailed))
+            if self._tailed[oldest] >= cutoff:
+                break
+            del self._tailed[oldest]
 
     def _pass_over_claimed(self, refs: Sequence[OutboxRef]) -> list[int]:
         """The positions of ``refs`` no direct publish claimed; a claimed row whose publish
@@ -363,6 +440,8 @@ class Relay:
                 raise LockLost("the relay lock's session was lost")
             if time.monotonic() - self._sentinel_checked >= SENTINEL_CHECK_S:
                 await self.republish_if_forgotten()
+            if self._notices:
+                await self._publish_notices()
             read = await self.publish_once()
             if read >= self.batch:
                 continue
@@ -385,6 +464,7 @@ class Relay:
         """Stop publishing, save where it got to, and close the lock's session."""
         self._holding = False
         self._session = None
+        self._notices.clear()
         settling = asyncio.ensure_future(self._settle(session))
         try:
             await asyncio.shield(settling)

@@ -1,5 +1,6 @@
-"""An outbox row: what is appended for a message to send (``outbox_events``), and the
-stream entry read back from it (``wire_fields``). Apart from the relay (``outbox.py``), so
+"""An outbox row: what is appended for a message to send (``outbox_events``), the stream
+entry read back from it (``wire_fields``), and the NOTIFY payloads that carry a commit's
+rows to the relay (``notices``, ``read_notice``). Apart from the relay (``outbox.py``), so
 that whoever only records a message (``alphasaga submit``, the api) loads none of the
 relay's metrics, tracing and retries."""
 
@@ -69,3 +70,36 @@ def wire_fields(row: RecordedEvent | NewEvent) -> tuple[str, dict[str, str]]:
         TRACEPARENT: meta.get(TRACEPARENT, ""),
         BODY: row.data if isinstance(row.data, str) else json.dumps(row.data, separators=(",", ":")),
     }
+
+
+# PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more.
+NOTICE_MAX_BYTES = 7_900
+
+
+def notices(rows: Sequence[NewEvent]) -> list[str]:
+    """The payload of the NOTIFY that a commit of outbox ``rows`` sends: the rows as their
+    stream entries when they all fit in one, so that the relay holding the lock publishes
+    them without reading them back (docs/decisions/0030); else an empty payload, which
+    wakes the relay's tail to read them. A larger batch is read in one pass of the tail,
+    which costs less than carrying it in many payloads (and the commit's latency counts
+    when one saga is in flight, whose commit is small)."""
+    items = [json.dumps([str(row.event_id), *wire_fields(row)], separators=(",", ":")) for row in rows]
+    payload = "[" + ",".join(items) + "]"  # ASCII (json.dumps escapes the rest): its length is its size
+    return [payload] if items and len(payload) <= NOTICE_MAX_BYTES else [""]
+
+
+def read_notice(payload: str) -> list[tuple[uuid.UUID, str, dict[str, str]]]:
+    """The rows a NOTIFY payload of ``notices`` carries: (event id, stream, entry fields).
+    Raises ``ValueError`` for anything else."""
+    items = json.loads(payload)
+    if not isinstance(items, list):
+        raise ValueError("an outbox notice is a JSON list")
+    rows: list[tuple[uuid.UUID, str, dict[str, str]]] = []
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[1], str) and isinstance(item[2], dict)):
+            raise ValueError("an outbox notice's row is [event id, stream, fields]")
+        fields = item[2]
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items()):
+            raise ValueError("an outbox notice's fields are text")
+        rows.append((uuid.UUID(str(item[0])), item[1], fields))
+    return rows

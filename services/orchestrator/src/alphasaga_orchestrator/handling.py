@@ -31,7 +31,7 @@ from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.eventstore import outbox_stream
 from alphasaga_shared.outages import OUTAGES, STORES
 from alphasaga_shared.outbox import Relay
-from alphasaga_shared.outbox_rows import outbox_events
+from alphasaga_shared.outbox_rows import notices, outbox_events
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, cap_text, derived_message_id, envelope_for
 
 from . import observe, tuning
@@ -137,11 +137,11 @@ class Orchestrator:
 
         async def record() -> None:
             if self.relay is None:
-                changes.notify = True
+                changes.notices = notices(rows)
                 await self.store.commit(changes)
             else:
                 async with self.relay.publishing(rows) as direct:
-                    changes.notify = not direct
+                    changes.notices = [] if direct else notices(rows)
                     await self.store.commit(changes)
 
         try:

@@ -59,7 +59,8 @@ class Changes:
     cleared_timers: list[uuid.UUID] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
     expected: dict[str, int] = field(default_factory=dict)
-    notify: bool = False
+    # The payloads of the NOTIFYs sent at commit (``outbox_rows.notices``); none, no NOTIFY.
+    notices: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

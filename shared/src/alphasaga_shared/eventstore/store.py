@@ -319,6 +319,15 @@ class EventStore:
         """Take the advisory lock ``name`` for ``conn``'s session, if nobody holds it."""
         return bool(await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.lock_key(name)))
 
+    async def same_role_sessions(self, pids: Sequence[int], *, conn: Conn | None = None) -> set[int]:
+        """Which of the backends ``pids`` are sessions of the same login role as this one's
+        (``conn``'s, else the pool's): those whose outbox notices the relay trusts."""
+        async with self._using(conn) as c:
+            rows = await c.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[]) AND usename = session_user", list(pids)
+            )
+        return {int(r["pid"]) for r in rows}
+
     async def append(
         self,
         stream_id: str,
@@ -350,10 +359,13 @@ class EventStore:
             raise ConcurrencyError(stream_id, expected_version)
         return int(rows[-1]["version"])
 
-    async def notify_outbox(self, conn: Conn) -> None:
+    async def notify_outbox(self, conn: Conn, payloads: Sequence[str] = ("",)) -> None:
         """Wake the relay for outbox rows appended in ``conn``'s transaction (delivered at its
-        commit, not at all if it rolls back)."""
-        await conn.execute("SELECT pg_notify($1, '')", outbox_channel(self.schema))
+        commit, not at all if it rolls back); ``payloads`` may carry the rows
+        (``outbox_rows.notices``)."""
+        await conn.execute(
+            "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", outbox_channel(self.schema), list(payloads)
+        )
 
     async def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[RecordedEvent]:
         async with self.pool.acquire() as conn:
