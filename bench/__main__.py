@@ -29,6 +29,7 @@ from . import (
     explorer,
     express,
     history,
+    hops,
     jetstream,
     levers,
     observability,
@@ -44,6 +45,7 @@ from .common import servers
 
 NEEDS_SERVERS = {
     "orchestration",
+    "hops",
     "levers",
     "bus",
     "latency",
@@ -86,6 +88,8 @@ async def main(which: set[str], argv: list[str]) -> None:
             print(f"redis {s.redis_url}, postgres {s.database_url.split('@')[-1]}\n")
             if "orchestration" in which:
                 print(await orchestration.report(s), flush=True)
+            if "hops" in which:
+                print(hops.markdown(await hops.measure(s)), flush=True)
             if "levers" in which:
                 print(await levers.report(s), flush=True)
             if "bus" in which:

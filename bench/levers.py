@@ -9,6 +9,10 @@ interleaved rounds of one run (the orchestration bench's workload: four no-op st
   (settings already). The relay apart loses its direct path (decision 0004): the projector
   alone says what the split gives without that cost.
 
+``ALPHASAGA_BENCH_BEFORE``, a checkout of another commit with its own ``.venv`` (``make
+sync`` there), measures a lever that is code, not a setting: that commit's stack against
+this one's, in one process and in the production layout, with 1 and 2 orchestrators.
+
 CPU per saga counts every process of the stack and the whole PostgreSQL and Redis
 servers: run it on a machine with nothing else on them. A lever is kept when it pays
 here, and recorded in docs/decisions/ either way.
@@ -16,7 +20,9 @@ here, and recorded in docs/decisions/ either way.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from .common import Servers
 from .orchestration import AlphaSagaSystem, Figures, one_round
@@ -25,6 +31,18 @@ ROUNDS = 3
 
 
 def systems(s: Servers) -> list[AlphaSagaSystem]:
+    before = os.environ.get("ALPHASAGA_BENCH_BEFORE")
+    if before:
+        root = Path(before).resolve()
+        apart = ("relay", "projector")
+        return [
+            AlphaSagaSystem(s, 1, root, lever="as then"),
+            AlphaSagaSystem(s, 1, lever="as today"),
+            AlphaSagaSystem(s, 1, root, lever="relay and projector apart", apart=apart),
+            AlphaSagaSystem(s, 1, lever="relay and projector apart", apart=apart),
+            AlphaSagaSystem(s, 2, root, lever="as then"),
+            AlphaSagaSystem(s, 2, lever="as today"),
+        ]
     return [
         AlphaSagaSystem(s, 1, lever="as today"),
         AlphaSagaSystem(s, 1, lever="uvloop", extra_env={"ALPHASAGA_EVENT_LOOP": "uvloop"}),
@@ -37,7 +55,7 @@ def markdown(results: Sequence[Figures], rounds: int) -> str:
     base = results[0]
     lines = [
         f"## Levers of issue #28, each alone: {rounds} interleaved rounds\n",
-        "1 orchestrator, simulated workers; medians of the rounds. Ratios against the first row.\n",
+        "Simulated workers; medians of the rounds. Ratios against the first row.\n",
         "| lever | sagas/s | one in flight p50 | CPU per saga, every process | inputs per commit"
         " | vs today: rate, p50, CPU |",
         "|---|---:|---:|---:|---:|---|",

@@ -75,6 +75,13 @@ WORKFLOW_BY_SERVICE = {
 }
 
 
+def knows_step_kinds(root: Path) -> bool:
+    """Whether the checkout at ``root`` has step kinds (issue #22): its workflows name a
+    step's kind, which a service hosting several kinds requires."""
+    steps = root / "contracts" / "src" / "alphasaga_contracts" / "steps.py"
+    return steps.exists() and "KINDS" in steps.read_text()
+
+
 class Stack:
     """n orchestrators and the simulated workers as processes, in their own namespace."""
 
@@ -100,8 +107,8 @@ class Stack:
         self.python = sys.executable if root == ROOT else str(root / ".venv" / "bin" / "python")
         self.tmp = Path(tempfile.mkdtemp(prefix="alphasaga-bench-"))
         wf = self.tmp / "workflows.yaml"
-        # Another checkout may predate step kinds: it gets the form every version reads.
-        wf.write_text(yaml.safe_dump(workflows or (WORKFLOW if root == ROOT else WORKFLOW_BY_SERVICE)))
+        # Another checkout may predate step kinds: it gets the form every version before them reads.
+        wf.write_text(yaml.safe_dump(workflows or (WORKFLOW if knows_step_kinds(root) else WORKFLOW_BY_SERVICE)))
         env = {
             **os.environ,
             "ALPHASAGA_REDIS_URL": s.redis_url,
@@ -257,16 +264,22 @@ async def latency(
     stack = Stack(s, 1, sim or {}, separate_relay, extra_env=extra_env)
     try:
         await stack.ready()
-        times = []
-        async with AlphaSaga(stack.settings) as client:
-            await client.connect(database=False)
-            for _ in range(n):
-                started = time.perf_counter()
-                await run_to_end(client, ResearchRequest(dataset="sp500"))
-                times.append((time.perf_counter() - started) * 1000)
-        return times[5:]
+        return await one_by_one(stack.settings, n)
     finally:
         await stack.cleanup(s)
+
+
+async def one_by_one(settings: Settings, n: int, warmup: int = 5) -> list[float]:
+    """Submit ``n`` sagas one after another, each once the one before ended; ms from
+    submit to the terminal lifecycle event of each after the first ``warmup``."""
+    times = []
+    async with AlphaSaga(settings) as client:
+        await client.connect(database=False)
+        for _ in range(n):
+            started = time.perf_counter()
+            await run_to_end(client, ResearchRequest(dataset="sp500"))
+            times.append((time.perf_counter() - started) * 1000)
+    return times[warmup:]
 
 
 async def rebuild(s: Servers, n_events: int = 1000) -> dict[str, float]:
