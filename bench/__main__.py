@@ -1,7 +1,7 @@
 """``make bench``: run the benchmarks and print a Markdown table for docs/benchmarks.md.
 
 ``python -m bench SECTION ...`` runs a subset: the sections are ``NEEDS_SERVERS`` below, and
-``research`` and ``codegen``, which need no servers, so none are started when they run alone.
+``research``, ``codegen`` and ``codecs``, which need no servers, so none are started when they run alone.
 ``history`` takes ``--million`` (or ``--sagas N``) instead of its 200,000 sagas, ``--short``, and ``--explain`` for
 the plans of the hot queries.
 """
@@ -21,6 +21,7 @@ from . import (
     bus,
     campaign,
     cli,
+    codecs,
     codegen,
     cpu,
     dag,
@@ -161,11 +162,13 @@ async def main(which: set[str], argv: list[str]) -> None:
         print(research.markdown(research.measure()), flush=True)
     if "codegen" in which:
         print(codegen.markdown(codegen.measure()), flush=True)
+    if "codecs" in which:
+        print(codecs.markdown(codecs.measure()), flush=True)
 
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
-    sections = NEEDS_SERVERS | {"research", "codegen"}
+    sections = NEEDS_SERVERS | {"research", "codegen", "codecs"}
     if {"-h", "--help"} & set(argv):  # never start a bench when asked how to
         print(f"python -m bench [SECTION ...] [--flags of a section]\nsections: {', '.join(sorted(sections))}")
         sys.exit(0)
