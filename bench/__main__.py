@@ -97,10 +97,12 @@ async def main(which: set[str], argv: list[str]) -> None:
                 print("## Bus throughput (median of 3, 20,000 messages, consumer in-process)\n")
                 print(table(await bus.throughput(s, 20_000)), "\n", flush=True)
             if "latency" in which:
-                print("## Per-hop latency at 500 msg/s (publisher in another process, 5,000 messages)\n")
-                print("| consumer | p50 | p99 |\n|---|---:|---:|")
+                print("## Per-hop latency: XADD in another process to the handler, 10 s at each rate\n")
+                print("| consumer | msg/s | p50 | p99 | consumer's CPU, share of a core |\n|---|---:|---:|---:|---:|")
                 for r in await bus.latency(s):
-                    print(f"| {r['label']} | {r['p50']:.2f} ms | {r['p99']:.2f} ms |")
+                    print(
+                        f"| {r['label']} | {r['rate']:.0f} | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {r['cpu']:.0%} |"
+                    )
                 print(flush=True)
             if "eventstore" in which:
                 print("\n## Event-store appends (median of 3, 2,000 transactions)\n")

@@ -117,8 +117,13 @@ asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
 """
 
 
-async def _hops(label: str, s: Servers, settings: Settings, stream: str, rate: float, n: int) -> list[float]:
-    """Milliseconds from XADD (in the publisher process) to the consumer's handler."""
+async def _hops(
+    label: str, s: Servers, settings: Settings, stream: str, rate: float, n: int
+) -> tuple[list[float], float]:
+    """Milliseconds from XADD (in the publisher process) to the consumer's handler, and the
+    consumer's CPU as a share of one core. ``spin`` is the raw loop that never blocks: it
+    asks Redis again at once when nothing came, so it is never asleep when a message
+    arrives (what a read kept warm by polling would give, at the CPU it burns)."""
     redis = aioredis.from_url(s.redis_url)
     await redis.delete(stream)
     await ensure_group(redis, stream, "bench")
@@ -133,10 +138,12 @@ async def _hops(label: str, s: Servers, settings: Settings, stream: str, rate: f
     producer = await asyncio.create_subprocess_exec(
         sys.executable, "-c", PRODUCER, s.redis_url, stream, str(rate), str(n)
     )
+    cpu, wall = time.process_time(), time.perf_counter()
     try:
-        if label == "raw":
+        if label in ("raw", "spin"):
+            block = 1000 if label == "raw" else None
             while not finished.is_set():
-                reply: Any = await redis.xreadgroup("bench", "raw", {stream: ">"}, count=100, block=1000)
+                reply: Any = await redis.xreadgroup("bench", "raw", {stream: ">"}, count=100, block=block)
                 for _, entries in reply:
                     for _, fields in entries:
                         record(sg.CancelSaga.model_validate_json(fields[b"body"]).reason)
@@ -153,19 +160,37 @@ async def _hops(label: str, s: Servers, settings: Settings, stream: str, rate: f
             await bus.start()
             await finished.wait()
             await bus.stop()
+        share = (time.process_time() - cpu) / (time.perf_counter() - wall)
         await producer.wait()
     finally:
         await redis.delete(stream)
         await redis.aclose()
-    return hops[len(hops) // 10 :]  # drop the first tenth: connection set-up, imports
+    return hops[len(hops) // 10 :], share  # drop the first tenth: connection set-up, imports
 
 
-async def latency(s: Servers, rate: float = 500, n: int = 5000) -> list[dict[str, Any]]:
-    """Publish from another process at ``rate``; the hop is XADD to handler start."""
+LABELS = {"raw": "raw loop, blocking read", "spin": "raw loop, never blocking", "ours": "the bus"}
+
+
+async def latency(
+    s: Servers, rates: tuple[float, ...] = (500, 50), seconds: float = 10, labels: Sequence[str] = tuple(LABELS)
+) -> list[dict[str, Any]]:
+    """Publish from another process at each rate for ``seconds``; the hop is XADD to
+    handler start. At 50 a second the consumer is idle 20 ms between messages, as a worker
+    is between the steps of one saga in flight: each hop then wakes it."""
     settings = bench_settings(s, block_ms=1000)
     stream = f"{settings.namespace}:cmd:lat"
     rows = []
-    for label in ("raw", "ours"):
-        hops = await _hops(label, s, settings, stream, rate, n)
-        rows.append({"label": label, "p50": percentile(hops, 50), "p99": percentile(hops, 99)})
+    for rate in rates:
+        for label in labels:
+            hops, share = await _hops(label, s, settings, stream, rate, int(rate * seconds))
+            rows.append(
+                {
+                    "key": label,
+                    "label": LABELS[label],
+                    "rate": rate,
+                    "p50": percentile(hops, 50),
+                    "p99": percentile(hops, 99),
+                    "cpu": share,
+                }
+            )
     return rows

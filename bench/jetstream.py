@@ -341,7 +341,7 @@ async def report(s: Servers) -> str:
             f" | {j['raw']:,.0f} / {j['ours']:,.0f} msg/s / {j['ratio']:.0%} |"
         )
     lat_n = max(1000, n // 4)
-    r_lat = {r["label"]: r for r in await redis_bus.latency(s, 500, lat_n)}
+    r_lat = {r["key"]: r for r in await redis_bus.latency(s, (500,), lat_n / 500, ("raw", "ours"))}
     j_lat = {r["label"]: r for r in await latency(s, url, 500, lat_n)}
     for label in ("raw", "ours"):
         lines.append(
