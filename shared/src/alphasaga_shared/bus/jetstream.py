@@ -13,7 +13,9 @@ The same guarantees as on Redis, from JetStream's own parts:
   receivers' guards drop anything older;
 * no reclaimer: the consumer's AckWait (``reclaim_idle_ms``) redelivers what a dead
   consumer held, and the heartbeat sends ``in_progress`` for what a live handler works
-  on every third of it; a failed message is nak'd with that delay;
+  on every third of it; a failed message is left unanswered, and the same AckWait brings
+  it back (not nak'd with a delay: nats-server 2.9, Debian bookworm's, then at times
+  delivers another message, already acked, in its place, docs/decisions/0021);
 * the delivery cap is our own count check (the message's ``num_delivered``), as on Redis,
   not MaxDeliver: the server stops delivering at MaxDeliver and only says so in an
   advisory, so a consumer killed on the last delivery would leave the message to nobody;
@@ -488,8 +490,8 @@ class JetStreamBus:
 
     async def process(self, sub: Subscription, deliveries: list[Delivery]) -> ch.BatchOutcome:
         """One batch through the chain, then its commit; a message neither acked nor
-        dead-lettered is nak'd, to come again after the reclaim time. An express lane's
-        batch holds this process's normal lanes meanwhile, as on Redis."""
+        dead-lettered is left unanswered, to come again after the reclaim time. An express
+        lane's batch holds this process's normal lanes meanwhile, as on Redis."""
         return await self.lanes.in_turn(sub.express, lambda: self._process(sub, deliveries))
 
     async def _process(self, sub: Subscription, deliveries: list[Delivery]) -> ch.BatchOutcome:
@@ -526,14 +528,14 @@ class JetStreamBus:
             done = await self.bucket("done", self.settings.idempotency_ttl_s)
             await asyncio.gather(*(done.put(self._done_key(sub, m), b"1") for m in batch.done))
         # Each message leaves ``messages`` once answered: a commit done again after an
-        # outage neither acks nor naks it twice.
+        # outage does not ack it twice.
         for entry_id in batch.ack:
             m = sub.messages.pop(entry_id, None)
             if m is not None:
                 await m.ack()
-        for entry_id in list(sub.messages):
-            await sub.messages[entry_id].nak(delay=self.settings.reclaim_idle_ms / 1000)
-            del sub.messages[entry_id]
+        # What is left unacked (failed) comes back when its AckWait, the reclaim time, runs
+        # out: a nak with that delay would do the same, and trips nats-server 2.9's
+        # redelivery of the wrong message (docs/decisions/0021).
         if batch.dead and sub.on_dead_letter is not None:
             await notify_dead(sub.on_dead_letter, sub.stream, batch.dead, dead_ids, self.publish)
 
