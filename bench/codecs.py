@@ -78,36 +78,17 @@ def _reply() -> st.ModelTrained:
 
 
 def _largest_command() -> st.TrainModel:
-    from alphasaga_contracts.research import FeatureSpec, Hypothesis, Measurements, ResearchRequest, SignalSpec
+    from alphasaga_contracts.research import ResearchRequest
+    from tests.support.replies import HYPOTHESIS, REF
 
-    ref = ArtifactRef(sha256="b" * 64, kind="dataset", media_type="application/vnd.apache.parquet", size=99_000)
-    hypothesis = Hypothesis(
-        family="trend_following",
-        features=[FeatureSpec(name="mom_20", kind="momentum", params={"window": 20})],
-        signal=SignalSpec(kind="ma_crossover", params={"fast": 10, "slow": 50}),
-        entry_rule="fast above slow",
-        exit_rule="fast below slow",
-        label_horizon=5,
-        rationale="a trend the data shows: Hurst 0.58, variance ratio 1.12",
-        measurements=Measurements(
-            n_bars=5031,
-            hurst=0.58,
-            variance_ratio=1.12,
-            variance_ratio_pvalue=0.03,
-            autocorr_lag1=0.04,
-            annual_volatility=0.18,
-            garch_persistence=0.96,
-            volatility_regime="normal",
-        ),
-    )
     return st.TrainModel(
         saga_id=uuid.uuid4(),
         step="ml",
         attempt=1,
         request=ResearchRequest(dataset="sp500"),
-        hypothesis=hypothesis,
-        dataset=ref,
-        signals=ref,
+        hypothesis=HYPOTHESIS,
+        dataset=REF,
+        signals=REF,
     )
 
 

@@ -56,8 +56,9 @@ SETTLE_WAIT_S = 0.2
 CLAIM_TTL_S = 60.0
 # How often the lock holder asks whether Redis forgot what it published (sentinel.py).
 SENTINEL_CHECK_S = 1.0
-# Notices (NOTIFYs carrying rows) kept while the relay is busy; past this the rows are
-# left to the tail, which reads every committed row anyway.
+# Notices (NOTIFYs carrying rows) kept while the relay is busy, and verdicts on their
+# senders, at most; past this the rows are left to the tail, which reads every committed
+# row anyway, and the verdicts no longer current are dropped.
 MAX_NOTICES = 10_000
 # How long a verdict on whether a NOTIFY's sender may speak for the outbox is kept (a
 # backend's pid is reused only after it ended; a verdict is looked up again after this).
