@@ -29,7 +29,7 @@ from alphasaga_client import AlphaSaga
 from alphasaga_shared.config import Settings
 from cli.tests.clirunner import ALPHASAGA
 from conftest import Servers
-from tests.support.helpers import remove_stack_data
+from tests.support.helpers import exported, remove_stack_data
 
 SAGA_TIMEOUT = 240
 TERMINAL = {"sagas.SagaCompleted", "sagas.SagaRolledBack", "sagas.SagaCompensationFailed"}
@@ -78,10 +78,10 @@ def running(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Itera
     try:
         assert up.stdout is not None
         for line in up.stdout:
-            name, sep, value = line.strip().partition("=")
-            if sep and name.startswith("ALPHASAGA_"):
-                printed[name] = value
-            if "ALPHASAGA_API_KEY" in printed or line.startswith("error"):
+            if (setting := exported(line)) is not None:
+                printed[setting[0]] = setting[1]
+            # Its settings come before "press Ctrl-C": a line they are not on ends the wait too.
+            if "ALPHASAGA_API_KEY" in printed or line.startswith(("error", "press Ctrl-C")):
                 break
         assert "ALPHASAGA_API_KEY" in printed, printed
         keys = {**asyncio.run(_make_keys(settings)), "admin": printed["ALPHASAGA_API_KEY"]}

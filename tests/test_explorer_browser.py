@@ -27,7 +27,7 @@ import pytest
 from alphasaga_shared.config import Settings
 from cli.tests.clirunner import ALPHASAGA
 from conftest import Servers
-from tests.support.helpers import eventually_sync, remove_stack_data
+from tests.support.helpers import eventually_sync, exported, remove_stack_data
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -104,10 +104,10 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     try:
         assert up.stdout is not None
         for line in up.stdout:
-            name, sep, value = line.strip().partition("=")
-            if sep and name.startswith("ALPHASAGA_"):
-                printed[name] = value
-            if "ALPHASAGA_API_KEY" in printed or line.startswith("error"):
+            if (setting := exported(line)) is not None:
+                printed[setting[0]] = setting[1]
+            # Its settings come before "press Ctrl-C": a line they are not on ends the wait too.
+            if "ALPHASAGA_API_KEY" in printed or line.startswith(("error", "press Ctrl-C")):
                 break
         assert "ALPHASAGA_EXPLORER_URL" in printed and "ALPHASAGA_API_KEY" in printed, printed
         for user, role in (("ada", "researcher"), ("vera", "viewer")):

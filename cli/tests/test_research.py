@@ -260,6 +260,8 @@ def test_status_and_list_read_the_projection(
     assert alphasaga(cli_env, "list", "--since", "2999-01-01", "--json").json() == []
     text = alphasaga(cli_env, "status", failed)
     assert text.code == 0 and "ROLLED_BACK" in text.out and "ml failed" in text.out
+    (updated,) = [line for line in text.out.splitlines() if line.startswith("updated")]
+    assert updated.endswith(" after it started)"), updated  # what the time in brackets is
 
 
 def test_the_status_of_an_ended_saga_shows_nothing_held_for_it(

@@ -143,3 +143,12 @@ async def remove_stack_data(redis_url: str, database_url: str, namespace: str, s
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
+
+
+def exported(line: str) -> tuple[str, str] | None:
+    """``(NAME, value)`` of a line ``export ALPHASAGA_NAME=value``, as ``alphasaga up``
+    prints its settings for the shell; None for any other line."""
+    name, sep, value = line.strip().removeprefix("export ").partition("=")
+    if not (sep and line.startswith("export ") and name.startswith("ALPHASAGA_")):
+        return None
+    return name, value

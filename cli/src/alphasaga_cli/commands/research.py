@@ -279,7 +279,8 @@ def _show_status(summary: SagaSummary, waiting: list[str], *, as_json: bool) -> 
         ["started", iso(summary.started_at)],
         [
             "updated",
-            f"{iso(summary.updated_at)} ({seconds((summary.updated_at - summary.started_at).total_seconds())})",
+            f"{iso(summary.updated_at)}"
+            f" ({seconds((summary.updated_at - summary.started_at).total_seconds())} after it started)",
         ],
         ["events", str(summary.version)],
         ["trace", trace],

@@ -126,10 +126,10 @@ def _print_api_access(stack: Stack) -> None:
 
     found = re.search(r"alphasaga-api: ready on http://[^:]+:(\d+)", (stack.log_dir / "api.log").read_text())
     if found:  # the port it bound, which ALPHASAGA_API_PORT=0 leaves to the system
-        echo(f"ALPHASAGA_API_URL=http://127.0.0.1:{found.group(1)}")
+        echo(f"export ALPHASAGA_API_URL=http://127.0.0.1:{found.group(1)}")
         # The explorer's sign-in page takes this admin key (docs/explorer.md).
-        echo(f"ALPHASAGA_EXPLORER_URL=http://127.0.0.1:{found.group(1)}/explorer/")
-    echo(f"ALPHASAGA_API_KEY={with_client(go, config)}")
+        echo(f"export ALPHASAGA_EXPLORER_URL=http://127.0.0.1:{found.group(1)}/explorer/")
+    echo(f"export ALPHASAGA_API_KEY={with_client(go, config)}")
 
 
 def up() -> None:
@@ -145,10 +145,11 @@ def up() -> None:
     try:
         stack.start()
         front_end = stack.front_end_settings()
-        echo(f"ALPHASAGA_REDIS_URL={front_end.redis_url}")
+        # As shell lines, so that pasting them gives the next commands their settings.
+        echo(f"export ALPHASAGA_REDIS_URL={front_end.redis_url}")
         if stack.settings.broker_url:
-            echo(f"ALPHASAGA_BROKER_URL={stack.settings.broker_url}")
-        echo(f"ALPHASAGA_DATABASE_URL={front_end.database_url}")
+            echo(f"export ALPHASAGA_BROKER_URL={stack.settings.broker_url}")
+        echo(f"export ALPHASAGA_DATABASE_URL={front_end.database_url}")
         if front_end.redis_url != stack.redis_url:
             echo(f"(the front ends' Redis user; admin's, for `alphasaga tail` and `dlq redrive`: {stack.redis_url})")
         _print_api_access(stack)
