@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from typing import Any
 
@@ -284,3 +285,24 @@ async def test_the_tail_closes_an_outbox_once_it_passes_its_end(
         assert len(await entries(redis, stream)) == 3
     finally:
         await stop(relay, task)
+
+
+async def test_a_first_start_on_a_new_redis_is_not_reported_as_redis_forgetting(
+    store: EventStore, redis: aioredis.Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new Redis holds no sentinel, as one that forgot everything does; with no unfinished
+    saga there is nothing lost, and no warning to give (every first ``alphasaga up`` gave one)."""
+    caplog.set_level(logging.INFO, logger="alphasaga_shared.outbox")
+    relay = Relay(store, RedisLog(redis, Settings()), poll_ms=20, save_every_ms=0, namespace=namespace)
+    task = asyncio.create_task(relay.run())
+    try:
+
+        async def sentinel_checked() -> bool:
+            return any("sentinel" in r.getMessage() for r in caplog.records)
+
+        await eventually(sentinel_checked, timeout=30)
+    finally:
+        await stop(relay, task)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "sentinel" in r.getMessage()]
+    assert all(level == logging.INFO for level, _ in said), said
+    assert not any("Redis forgot" in message for _, message in said), said

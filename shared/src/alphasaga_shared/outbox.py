@@ -305,7 +305,10 @@ class Relay:
         if not await self._sentinel.done():
             self._sentinel_checked = 0.0  # forgotten again meanwhile: look again at once
         sagas = len({row.stream_id for row in rows})
-        log.warning("Redis forgot: %s; re-published %d outbox rows of %d unfinished sagas", why, len(rows), sagas)
+        if rows:
+            log.warning("Redis forgot: %s; re-published %d outbox rows of %d unfinished sagas", why, len(rows), sagas)
+        else:  # a first start on a new Redis looks the same, and lost nothing
+            log.info("Redis holds no sentinel of this relay (%s); no unfinished saga to publish again", why)
         return len(rows)
 
     async def publish_once(self) -> int:
