@@ -24,7 +24,7 @@ import msgspec
 from pydantic import TypeAdapter
 
 from alphasaga_contracts import steps as st
-from alphasaga_contracts.research import ArtifactRef, ModelMetrics
+from alphasaga_contracts.research import ArtifactRef
 from alphasaga_contracts.text import STORABLE_PATTERN
 
 CALLS = 20_000
@@ -62,17 +62,11 @@ class _ModelTrained(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 def _reply() -> st.ModelTrained:
+    from tests.support.replies import METRICS
+
     ref = ArtifactRef(sha256="a" * 64, kind="model", media_type="application/octet-stream", size=1234)
-    metrics = ModelMetrics(
-        auc=0.55,
-        accuracy=0.53,
-        log_loss=0.69,
-        baseline_accuracy=0.5,
-        baseline_log_loss=0.69,
-        n_splits=5,
-        n_predictions=1000,
-        feature_importance={"mom_20": 0.6, "vol_20": 0.4},
-    )
+    # The simulated workers' metrics, with the feature importances a real training reports.
+    metrics = METRICS.model_copy(update={"feature_importance": {"mom_20": 0.6, "vol_20": 0.4}})
     saga_id = uuid.uuid4()
     return st.ModelTrained(saga_id=saga_id, step="ml", attempt=1, model=ref, predictions=ref, model_metrics=metrics)
 

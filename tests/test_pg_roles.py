@@ -34,7 +34,7 @@ from alphasaga_shared.eventstore.artifacts import ArtifactStore
 from alphasaga_shared.eventstore.migrations import SchemaBehind
 from alphasaga_shared.eventstore.roles import GRANTS, render
 from alphasaga_shared.outbox import Relay
-from alphasaga_shared.outbox_rows import notices, outbox_events
+from alphasaga_shared.outbox_rows import notice, outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 from conftest import Servers
 from tests.support.helpers import eventually
@@ -233,7 +233,7 @@ async def test_a_relay_publishes_what_notices_carry_only_from_sessions_of_its_ow
     def notice_of_an_end() -> tuple[str, str]:
         saga_id = uuid.uuid4()
         end = envelope_for(sg.SagaCompleted(saga_id=saga_id, outputs={}), correlation_id=str(saga_id))
-        return end.message_id, notices(outbox_events([Outgoing(stream, end)]))[0]
+        return end.message_id, notice(outbox_events([Outgoing(stream, end)]))
 
     relay_store = await EventStore.connect(role_url(servers.database_url, roles[ORCHESTRATOR]), schema, max_size=2)
     relay = Relay(relay_store, RedisLog(redis, Settings()), poll_ms=20)

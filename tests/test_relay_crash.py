@@ -120,7 +120,7 @@ async def test_a_commit_held_back_behind_an_older_running_transaction_is_publish
     """The NOTIFY of a commit can come while the tail may not read it yet (a transaction
     that began before it still runs, anywhere on the server): the relay must look again
     soon, not wait for its poll. A NOTIFY that carries no rows, as for a row too large for
-    one (``outbox_rows.notices``)."""
+    one (``outbox_rows.notice``)."""
     async with relay_held_back(settings, env, tmp_path, poll_ms=600_000) as held:
         target = await record_a_start(store, settings)
         await asyncio.sleep(0.5)

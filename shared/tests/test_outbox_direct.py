@@ -19,7 +19,7 @@ from alphasaga_shared.bus.redis_log import RedisLog
 from alphasaga_shared.config import Settings
 from alphasaga_shared.eventstore import START, EventStore, NewEvent, RecordedEvent, outbox_channel, outbox_stream
 from alphasaga_shared.outbox import RELAY_LOCK, RELAY_POSITION, Relay
-from alphasaga_shared.outbox_rows import notices, outbox_events
+from alphasaga_shared.outbox_rows import notice, outbox_events
 from alphasaga_shared.wire import Outgoing, envelope_for
 from tests.support.helpers import eventually
 from tests.support.sessions import terminate_lock_holder
@@ -86,12 +86,12 @@ async def test_directly_published_rows_are_not_published_again_by_the_tail(
         await stop(relay, task)
 
 
-async def commit_elsewhere(store: EventStore, rows: list[NewEvent], payloads: list[str]) -> None:
-    """Commit ``rows`` as an orchestrator that does not hold the relay lock does: with
-    NOTIFYs carrying ``payloads``."""
+async def commit_elsewhere(store: EventStore, rows: list[NewEvent], payload: str) -> None:
+    """Commit ``rows`` as an orchestrator that does not hold the relay lock does: with a
+    NOTIFY carrying ``payload``."""
     async with store.transaction() as conn:
         await store.append(outbox_stream("notice-test"), rows, expected_version=None, conn=conn)
-        await store.notify_outbox(conn, payloads)
+        await store.notify_outbox(conn, payload)
 
 
 async def test_rows_a_commit_elsewhere_carries_in_its_notify_are_published_without_being_read_back(
@@ -110,7 +110,7 @@ async def test_rows_a_commit_elsewhere_carries_in_its_notify_are_published_witho
     try:
         await asyncio.sleep(0.2)  # past its first pass, into its wait
         rows = rows_for(stream, 3)
-        await commit_elsewhere(store, rows, notices(rows))
+        await commit_elsewhere(store, rows, notice(rows))
         assert await published_by_the_tail(redis, stream, rows) == sorted(r.metadata["message_id"] for r in rows)
         assert read_back == [], "rows carried by the NOTIFY are not read back"
 
@@ -131,10 +131,10 @@ async def test_a_notice_of_rows_the_tail_has_published_publishes_nothing_more(
     relay, task = await held_relay(store, redis)
     try:
         rows = rows_for(stream, 5)
-        await commit_elsewhere(store, rows, [""])  # a plain wake-up: the tail publishes them
+        await commit_elsewhere(store, rows, "")  # a plain wake-up: the tail publishes them
         assert await published_by_the_tail(redis, stream, rows) == sorted(r.metadata["message_id"] for r in rows)
         async with store.pool.acquire() as conn:  # their notice, late
-            await conn.execute("SELECT pg_notify($1, $2)", outbox_channel(store.schema), notices(rows)[0])
+            await conn.execute("SELECT pg_notify($1, $2)", outbox_channel(store.schema), notice(rows))
         await asyncio.sleep(0.3)
         assert len(await entries(redis, stream)) == 5, "published once"
     finally:

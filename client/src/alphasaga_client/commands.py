@@ -85,7 +85,7 @@ class Commands(Core):
     async def _start_recorded(self, env: Envelope, record: Record) -> Submitted:
         """A start's envelope written to the outbox with what ``record`` writes, in one transaction."""
         from alphasaga_shared.eventstore import outbox_stream
-        from alphasaga_shared.outbox_rows import notices, outbox_events
+        from alphasaga_shared.outbox_rows import notice, outbox_events
         from alphasaga_shared.wire import Outgoing
 
         self._entry(env)  # too large to be read: refused before anything is written
@@ -96,7 +96,7 @@ class Commands(Core):
         async with events.transaction() as conn:
             if await record(conn, saga_id):
                 await events.append(outbox_stream(str(saga_id)), rows, expected_version=None, conn=conn)
-                await events.notify_outbox(conn, notices(rows))
+                await events.notify_outbox(conn, notice(rows))
         return Submitted(saga_id, env.message_id, "")
 
     def start_envelope(

@@ -98,7 +98,7 @@ class Relay:
     checkpoint's epoch: a relay that lost the lock cannot overwrite what its successor read.
 
     A small commit in a process that does not hold the lock carries its rows in its NOTIFY
-    (``outbox_rows.notices``), and the holder publishes them from there, claimed as a direct
+    (``outbox_rows.notice``), and the holder publishes them from there, claimed as a direct
     publish is, without reading them back (docs/decisions/0030). Such a notice is trusted
     only from a session of the relay's own database role: any role may NOTIFY, and the
     front ends' may add only starts to the outbox. The tail still reads every row's

@@ -1,6 +1,6 @@
 """An outbox row: what is appended for a message to send (``outbox_events``), the stream
 entry read back from it (``wire_fields``), and the NOTIFY payloads that carry a commit's
-rows to the relay (``notices``, ``read_notice``). Apart from the relay (``outbox.py``), so
+rows to the relay (``notice``, ``read_notice``). Apart from the relay (``outbox.py``), so
 that whoever only records a message (``alphasaga submit``, the api) loads none of the
 relay's metrics, tracing and retries."""
 
@@ -76,20 +76,26 @@ def wire_fields(row: RecordedEvent | NewEvent) -> tuple[str, dict[str, str]]:
 NOTICE_MAX_BYTES = 7_900
 
 
-def notices(rows: Sequence[NewEvent]) -> list[str]:
+def notice(rows: Sequence[NewEvent]) -> str:
     """The payload of the NOTIFY that a commit of outbox ``rows`` sends: the rows as their
     stream entries when they all fit in one, so that the relay holding the lock publishes
-    them without reading them back (docs/decisions/0030); else an empty payload, which
-    wakes the relay's tail to read them. A larger batch is read in one pass of the tail,
-    which costs less than carrying it in many payloads (and the commit's latency counts
-    when one saga is in flight, whose commit is small)."""
-    items = [json.dumps([str(row.event_id), *wire_fields(row)], separators=(",", ":")) for row in rows]
-    payload = "[" + ",".join(items) + "]"  # ASCII (json.dumps escapes the rest): its length is its size
-    return [payload] if items and len(payload) <= NOTICE_MAX_BYTES else [""]
+    them without reading them back (docs/decisions/0030); else empty, which wakes the
+    relay's tail to read them. A larger batch is read in one pass of the tail, which costs
+    less than carrying it in many payloads (and the commit's latency counts when one saga
+    is in flight, whose commit is small): encoding stops at the first row past the limit."""
+    items: list[str] = []
+    size = 1  # "[" + each item and its "," or "]": ASCII (json.dumps escapes the rest), so chars are bytes
+    for row in rows:
+        item = json.dumps([str(row.event_id), *wire_fields(row)], separators=(",", ":"))
+        size += len(item) + 1
+        if size > NOTICE_MAX_BYTES:
+            return ""
+        items.append(item)
+    return "[" + ",".join(items) + "]" if items else ""
 
 
 def read_notice(payload: str) -> list[tuple[uuid.UUID, str, dict[str, str]]]:
-    """The rows a NOTIFY payload of ``notices`` carries: (event id, stream, entry fields).
+    """The rows a NOTIFY payload of ``notice`` carries: (event id, stream, entry fields).
     Raises ``ValueError`` for anything else."""
     items = json.loads(payload)
     if not isinstance(items, list):

@@ -31,7 +31,7 @@ from alphasaga_shared import metrics, telemetry
 from alphasaga_shared.eventstore import outbox_stream
 from alphasaga_shared.outages import OUTAGES, STORES
 from alphasaga_shared.outbox import Relay
-from alphasaga_shared.outbox_rows import notices, outbox_events
+from alphasaga_shared.outbox_rows import notice, outbox_events
 from alphasaga_shared.wire import Delivery, Envelope, Outgoing, cap_text, derived_message_id, envelope_for
 
 from . import observe, tuning
@@ -128,20 +128,20 @@ class Orchestrator:
         decision is, so that the id answers REJECTED with the reason and the relay tells its
         sender on the lifecycle stream. An outage of PostgreSQL is waited out; told at once,
         straight from here, only when it cannot be recorded for another reason."""
-        notice = self._rejection(delivery, dead_letter_id)
-        if notice is None:
+        rejection = self._rejection(delivery, dead_letter_id)
+        if rejection is None:
             return ()
-        saga_id, out = notice
+        saga_id, out = rejection
         rows = outbox_events([out])
         changes = Changes(events=[(outbox_stream(str(saga_id)), None, n, row) for n, row in enumerate(rows, 1)])
 
         async def record() -> None:
             if self.relay is None:
-                changes.notices = notices(rows)
+                changes.notice = notice(rows)
                 await self.store.commit(changes)
             else:
                 async with self.relay.publishing(rows) as direct:
-                    changes.notices = [] if direct else notices(rows)
+                    changes.notice = None if direct else notice(rows)
                     await self.store.commit(changes)
 
         try:

@@ -24,7 +24,7 @@ from alphasaga_contracts import steps as st
 from alphasaga_saga.aggregate import Deadline, Saga, due_time, priority_of
 from alphasaga_saga.streams import saga_stream
 from alphasaga_shared.eventstore import NewEvent, outbox_stream
-from alphasaga_shared.outbox_rows import notices, outbox_events
+from alphasaga_shared.outbox_rows import notice, outbox_events
 from alphasaga_shared.wire import Envelope, Outgoing, derived_message_id
 
 from . import observe
@@ -141,10 +141,10 @@ class Plan:
     def changes(self, *, notify: bool) -> Changes:
         """The unit of work: events, outbox rows and inbox records, and for each saga that
         moved its deadline (or lack of one) and, every so many events, a snapshot.
-        ``notify``: the commit carries the outbox rows to the relay holding the lock (in
-        another process) in its NOTIFYs."""
+        ``notify``: the commit's NOTIFY carries the outbox rows to the relay holding the
+        lock (in another process)."""
         out = Changes(
-            inbox=self.message_ids, events=self.events, notices=notices(self.outbox) if notify and self.outbox else []
+            inbox=self.message_ids, events=self.events, notice=notice(self.outbox) if notify and self.outbox else None
         )
         for saga_id, t in self.touched.items():
             out.expected[saga_stream(saga_id)] = t.version

@@ -57,8 +57,8 @@ CONFLICTS = (Conflict,)
 # taken on an old state could otherwise record as handled a reply the saga still needs.
 # When a saga moved on, nothing is written and the statement returns false. A commit
 # racing ours after our snapshot meets the events' (stream_id, version) key. Outbox
-# streams (expected NULL) go after whatever they hold. The NOTIFYs wake a relay in any
-# process, and carry the outbox rows it is to publish; they are delivered at commit.
+# streams (expected NULL) go after whatever they hold. The NOTIFY wakes a relay in any
+# process, and may carry the outbox rows it is to publish; it is delivered at commit.
 COMMIT_SQL = """
 WITH guard AS (
     SELECT coalesce(bool_and(
@@ -93,7 +93,7 @@ WITH guard AS (
         state = excluded.state, recorded_at = now()
     WHERE snapshots.version < excluded.version
 )
-SELECT g.ok, (SELECT count(*) FROM (SELECT pg_notify($24, p) FROM unnest($21::text[]) AS p WHERE g.ok) AS notified)
+SELECT g.ok, (SELECT count(*) FROM (SELECT pg_notify($24, $21) WHERE $21::text IS NOT NULL AND g.ok) AS notified)
 FROM guard g
 """
 
@@ -181,7 +181,7 @@ class SagaStore:
                 [x.version for x in s],
                 [x.type for x in s],
                 [x.state for x in s],
-                changes.notices,
+                changes.notice,
                 list(changes.expected),
                 list(changes.expected.values()),
                 self._channel,

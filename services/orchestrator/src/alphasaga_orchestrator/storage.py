@@ -59,8 +59,8 @@ class Changes:
     cleared_timers: list[uuid.UUID] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
     expected: dict[str, int] = field(default_factory=dict)
-    # The payloads of the NOTIFYs sent at commit (``outbox_rows.notices``); none, no NOTIFY.
-    notices: list[str] = field(default_factory=list)
+    # The payload of the NOTIFY sent at commit (``outbox_rows.notice``); None, no NOTIFY.
+    notice: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

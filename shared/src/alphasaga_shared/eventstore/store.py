@@ -359,13 +359,11 @@ class EventStore:
             raise ConcurrencyError(stream_id, expected_version)
         return int(rows[-1]["version"])
 
-    async def notify_outbox(self, conn: Conn, payloads: Sequence[str] = ("",)) -> None:
+    async def notify_outbox(self, conn: Conn, payload: str = "") -> None:
         """Wake the relay for outbox rows appended in ``conn``'s transaction (delivered at its
-        commit, not at all if it rolls back); ``payloads`` may carry the rows
-        (``outbox_rows.notices``)."""
-        await conn.execute(
-            "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", outbox_channel(self.schema), list(payloads)
-        )
+        commit, not at all if it rolls back); ``payload`` may carry the rows
+        (``outbox_rows.notice``)."""
+        await conn.execute("SELECT pg_notify($1, $2)", outbox_channel(self.schema), payload)
 
     async def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[RecordedEvent]:
         async with self.pool.acquire() as conn:
